@@ -1,0 +1,26 @@
+"""ackflow: durable flows (DAGs of tasks) on RabbitMQ + Redis, or embedded in one process.
+
+    from runner import task, flow, Client
+
+    @task(provides="total")
+    def add(a, b):
+        return a + b
+
+    adder = flow.linear("adder", add)
+    client = Client.from_env()
+    run_id = client.submit(adder, {"a": 1, "b": 2})
+    print(client.wait(run_id).result)   # {'total': 3}
+"""
+
+from runner import flows as flow
+from runner.client import Client, HistoryEntry, RunInfo, TaskInfo
+from runner.config import Config
+from runner.context import TaskContext, current_task
+from runner.errors import AckflowError
+from runner.flows import Flow, FlowSpec
+from runner.tasks import TaskDef, task
+
+__all__ = [
+    "AckflowError", "Client", "Config", "Flow", "FlowSpec", "HistoryEntry", "RunInfo",
+    "TaskContext", "TaskDef", "TaskInfo", "current_task", "flow", "task",
+]

@@ -1,0 +1,369 @@
+"""The ``ackflow`` command line: a thin layer over the library.
+
+Nothing connects to a service before a subcommand runs, so ``--help`` always works.
+
+Exit codes: 0 success (a waited-for run succeeded); 1 the run failed, was cancelled or
+reverted; 2 bad usage or an invalid flow/input; 3 a service (RabbitMQ, Redis) is
+unavailable; 4 ``--wait``/``--timeout`` ran out; 5 no such run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
+from functools import wraps
+from importlib.metadata import entry_points
+from typing import Any
+
+import click
+
+from runner import states
+from runner.client import Client, HistoryEntry, RunInfo
+from runner.config import Config
+from runner.errors import (
+    AckflowError, BrokerUnavailable, ConfigError, FlowDefinitionError, PayloadTooLargeError,
+    RunConflictError, RunNotFound, StoreUnavailable, WaitTimeout,
+)
+
+EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_TIMEOUT, EXIT_NOT_FOUND = 1, 2, 3, 4, 5
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn ackflow errors into a one-line message and a documented exit code."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (FlowDefinitionError, PayloadTooLargeError, RunConflictError, ConfigError) as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(EXIT_USAGE)
+        except (BrokerUnavailable, StoreUnavailable) as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(EXIT_UNAVAILABLE)
+        except WaitTimeout as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(EXIT_TIMEOUT)
+        except RunNotFound as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(EXIT_NOT_FOUND)
+        except AckflowError as e:
+            click.echo(f"error: {type(e).__name__}: {e}", err=True)
+            sys.exit(EXIT_FAILED)
+
+    return wrapper
+
+
+def parse_inputs(pairs: Iterable[str], inputs_json: str | None) -> dict[str, Any]:
+    """``k=v`` pairs (v parsed as JSON when it is valid JSON, else a string) over ``--inputs``."""
+    out: dict[str, Any] = {}
+    if inputs_json:
+        try:
+            loaded = json.loads(inputs_json)
+        except json.JSONDecodeError as e:
+            raise click.BadParameter(f"not JSON: {e}", param_hint="--inputs") from None
+        if not isinstance(loaded, dict):
+            raise click.BadParameter("must be a JSON object", param_hint="--inputs")
+        out.update(loaded)
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--input")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def config_from(ctx: click.Context) -> Config:
+    return Config.from_env(**(ctx.obj or {}))
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def on_sigterm(stop: Callable[[], None]) -> None:
+    """Stop gracefully on SIGTERM/SIGINT: finish in-flight work, hand back the rest."""
+
+    def handler(signum: int, frame: Any) -> None:
+        stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def _ts(ms: int | None) -> str:
+    if not ms:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def print_history_entry(entry: HistoryEntry) -> None:
+    click.echo(f"{_ts(entry.at_ms)}  {entry.describe()}")
+
+
+def print_outcome(info: RunInfo) -> None:
+    click.echo(f"run {info.run_id}: {info.status}")
+    if info.result is not None:
+        click.echo("result: " + json.dumps(info.result, default=repr, sort_keys=True))
+    if info.error:
+        click.echo(f"error in task {info.error.get('task')!r}: {info.error.get('type')}: "
+                   f"{info.error.get('message')}")
+
+
+def exit_for(info: RunInfo) -> None:
+    if info.status != states.SUCCESS:
+        sys.exit(EXIT_FAILED)
+
+
+# --- the group -------------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--broker-url", envvar="ACKFLOW_BROKER_URL", help="RabbitMQ URL [env ACKFLOW_BROKER_URL].")
+@click.option("--redis-url", envvar="ACKFLOW_REDIS_URL", help="Redis URL [env ACKFLOW_REDIS_URL].")
+@click.option("--prefix", envvar="ACKFLOW_PREFIX",
+              help="Deployment prefix for exchange, queues and keys [env ACKFLOW_PREFIX; default ackflow].")
+@click.option("--log-level", envvar="ACKFLOW_LOG_LEVEL", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]), help="Log verbosity.")
+@click.version_option(package_name="ackflow")
+@click.pass_context
+def main(ctx: click.Context, broker_url: str | None, redis_url: str | None, prefix: str | None,
+         log_level: str) -> None:
+    """ackflow: durable workflows on RabbitMQ + Redis, or embedded in one process.
+
+    Every option also reads an ACKFLOW_* environment variable. Exit codes: 0 ok, 1 run
+    failed, 2 bad input, 3 service unavailable, 4 timed out, 5 no such run.
+    """
+    ctx.obj = {"broker_url": broker_url, "redis_url": redis_url, "prefix": prefix}
+    setup_logging(log_level)
+
+
+input_options = [
+    click.option("--input", "-i", "pairs", multiple=True, metavar="KEY=VALUE",
+                 help="A run input; VALUE is parsed as JSON when it is valid JSON. Repeatable."),
+    click.option("--inputs", "inputs_json", metavar="JSON", help="Run inputs as one JSON object."),
+]
+
+
+def with_inputs(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for opt in reversed(input_options):
+        fn = opt(fn)
+    return fn
+
+
+@main.command()
+@click.argument("flow_ref", metavar="MODULE:FLOW")
+@with_inputs
+@click.option("--run-id", help="Run id (default: random).")
+@click.option("--concurrency", "-c", default=4, show_default=True, help="Tasks run at once.")
+@click.option("--timeout", "timeout_s", type=float, help="Give up waiting after this many seconds.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the outcome.")
+@handle_errors
+def run(flow_ref: str, pairs: tuple[str, ...], inputs_json: str | None, run_id: str | None,
+        concurrency: int, timeout_s: float | None, quiet: bool) -> None:
+    """Run a flow in this process (local mode: no broker, no Redis), printing its progress."""
+    from runner.loading import load_flow
+    from runner.local import LocalRuntime
+
+    flow = load_flow(flow_ref)
+    inputs = parse_inputs(pairs, inputs_json)
+    spec = flow.compile()
+    logging.getLogger("ackflow").setLevel(logging.WARNING)
+    with LocalRuntime(Config(), concurrency=concurrency) as rt:
+        info = rt.run(spec, inputs, run_id=run_id, timeout_s=timeout_s,
+                      on_history=None if quiet else print_history_entry)
+    print_outcome(info)
+    exit_for(info)
+
+
+@main.command()
+@click.option("--prefetch", type=int, envvar="ACKFLOW_ENGINE_PREFETCH",
+              help="Unacknowledged events held at once [env ACKFLOW_ENGINE_PREFETCH; default 32].")
+@click.option("--burst", is_flag=True, help="Exit once the engine queue is empty.")
+@click.pass_context
+@handle_errors
+def engine(ctx: click.Context, prefetch: int | None, burst: bool) -> None:
+    """Run a stateless engine: consume flow events, advance runs (any number may run)."""
+    from runner.engine import Engine
+    from runner.kombu_broker import KombuBroker
+    from runner.redis_store import RedisStore
+
+    cfg = Config.from_env(**ctx.obj, engine_prefetch=prefetch)
+    store = RedisStore(cfg)
+    store.ping()
+    broker = KombuBroker(cfg)
+    broker.connect(attempts=5)
+    eng = Engine(cfg, store, broker)
+    on_sigterm(eng.stop)
+    logging.getLogger("ackflow.engine").info("engine started (prefix %s)", cfg.prefix)
+    try:
+        eng.run(burst=burst)
+    finally:
+        broker.close()
+        store.close()
+
+
+@main.command()
+@click.argument("flow_ref", metavar="MODULE:FLOW")
+@with_inputs
+@click.option("--run-id", help="Run id; submitting the same id again is a no-op (default: random).")
+@click.option("--wait", "wait_", is_flag=True, help="Wait for the run, printing its progress.")
+@click.option("--timeout", "timeout_s", type=float, help="With --wait: give up after this many seconds.")
+@click.pass_context
+@handle_errors
+def submit(ctx: click.Context, flow_ref: str, pairs: tuple[str, ...], inputs_json: str | None,
+           run_id: str | None, wait_: bool, timeout_s: float | None) -> None:
+    """Enqueue a run of MODULE:FLOW (validated first); print its id."""
+    from runner.loading import load_flow
+
+    flow = load_flow(flow_ref)
+    inputs = parse_inputs(pairs, inputs_json)
+    client = Client.from_env(**ctx.obj)
+    try:
+        rid = client.submit(flow, inputs, run_id=run_id)
+        click.echo(rid)
+        if wait_:
+            info = client.wait(rid, timeout_s, print_history_entry)
+            print_outcome(info)
+            exit_for(info)
+    finally:
+        client.close()
+
+
+@main.command()
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@handle_errors
+def status(ctx: click.Context, run_id: str, as_json: bool) -> None:
+    """Show a run's state, its tasks, and its result or error."""
+    client = Client.from_env(**ctx.obj)
+    try:
+        info = client.status(run_id)
+    finally:
+        client.close()
+    if as_json:
+        click.echo(json.dumps(_info_dict(info), default=repr, sort_keys=True))
+        return
+    click.echo(f"run {info.run_id}  flow {info.flow}  {info.status}")
+    click.echo(f"created {_ts(info.created_ms)}  finished {_ts(info.finished_ms)}")
+    for t in info.tasks.values():
+        dur = f"{t.duration_ms} ms" if t.duration_ms is not None else ""
+        click.echo(f"  {t.name:<30} {t.status:<10} attempt {t.attempt:<3} {dur}")
+        if t.error:
+            click.echo(f"      {t.error['type']}: {t.error['message']}")
+    if info.result is not None:
+        click.echo("result: " + json.dumps(info.result, default=repr, sort_keys=True))
+    if info.error:
+        click.echo(f"error in task {info.error.get('task')!r}: {info.error.get('type')}: "
+                   f"{info.error.get('message')}")
+        if info.error.get("traceback"):
+            click.echo(info.error["traceback"].rstrip())
+
+
+def _info_dict(info: RunInfo) -> dict[str, Any]:
+    return {
+        "run_id": info.run_id, "status": info.status, "flow": info.flow,
+        "created_ms": info.created_ms, "finished_ms": info.finished_ms, "result": info.result,
+        "error": info.error,
+        "tasks": {n: {"status": t.status, "attempt": t.attempt, "worker": t.worker,
+                      "duration_ms": t.duration_ms, "error": t.error} for n, t in info.tasks.items()},
+    }
+
+
+@main.command(name="list")
+@click.option("--status", "status_", type=click.Choice(states.RUN_STATES), help="Only runs in this state.")
+@click.option("--limit", default=50, show_default=True, help="At most this many, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@handle_errors
+def list_(ctx: click.Context, status_: str | None, limit: int, as_json: bool) -> None:
+    """List runs, newest first."""
+    client = Client.from_env(**ctx.obj)
+    try:
+        runs = client.list(status_, limit)
+    finally:
+        client.close()
+    for r in runs:
+        if as_json:
+            click.echo(json.dumps({"run_id": r.run_id, "status": r.status, "flow": r.flow,
+                                   "created_ms": r.created_ms, "finished_ms": r.finished_ms}))
+        else:
+            click.echo(f"{r.run_id:<34} {r.status:<10} {r.flow:<24} {_ts(r.created_ms)}")
+
+
+@main.command()
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@handle_errors
+def history(ctx: click.Context, run_id: str, as_json: bool) -> None:
+    """Every transition applied to a run, in order, with refused (fenced) events."""
+    client = Client.from_env(**ctx.obj)
+    try:
+        entries = client.history(run_id)
+    finally:
+        client.close()
+    for e in entries:
+        if as_json:
+            click.echo(json.dumps({"at_ms": e.at_ms, "event": e.event, "kind": e.kind, "scope": e.scope,
+                                   "from": e.old, "to": e.new, "attempt": e.attempt, **e.extra},
+                                  default=repr))
+        else:
+            print_history_entry(e)
+
+
+@main.command()
+@click.option("--queue", "-Q", "queues", multiple=True, help="Also declare this task queue. Repeatable.")
+@click.option("--check", is_flag=True, help="Only check that the queues exist; declare nothing.")
+@click.pass_context
+@handle_errors
+def topology(ctx: click.Context, queues: tuple[str, ...], check: bool) -> None:
+    """Declare (or --check) the exchange and queues on RabbitMQ and print them with depths."""
+    from runner.broker import DEAD_QUEUE, ENGINE_QUEUE, task_queue
+    from runner.kombu_broker import KombuBroker, queue_arguments
+
+    cfg = config_from(ctx)
+    broker = KombuBroker(cfg)
+    logical = [ENGINE_QUEUE, DEAD_QUEUE, *(task_queue(q) for q in queues or ("default",))]
+    try:
+        if not check:
+            broker.connect(attempts=3)
+            broker.declare(logical)
+        missing = 0
+        for q in logical:
+            try:
+                depth = broker.depth(q)
+                click.echo(f"{broker.physical(q):<40} ready={depth:<8} {queue_arguments(cfg, q)}")
+            except Exception as e:  # noqa: BLE001 - a passive declare of a missing queue
+                missing += 1
+                click.echo(f"{broker.physical(q):<40} MISSING ({e})")
+                broker.close()
+        if missing:
+            sys.exit(EXIT_FAILED)
+    finally:
+        broker.close()
+
+
+def _load_plugins() -> None:
+    """Subcommands other packages register under the ``ackflow.commands`` entry point."""
+    for ep in entry_points(group="ackflow.commands"):
+        if ep.name not in main.commands:
+            main.add_command(ep.load(), ep.name)
+
+
+_load_plugins()
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,78 @@
+"""Settings: one frozen, validated dataclass, read from ``ACKFLOW_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, fields, replace
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from runner.errors import ConfigError
+
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything an engine, worker or client needs to know; constructors take this."""
+
+    broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    prefix: str = "ackflow"
+    queue_type: str = "quorum"  # or "classic"
+    delivery_limit: int = 5
+    engine_prefetch: int = 32
+    heartbeat_s: int = 10
+    connect_timeout_s: float = 5.0
+    confirm_timeout_s: float = 30.0
+    reconnect_max_s: float = 5.0
+    max_payload_bytes: int = 1_048_576
+    retention_s: int = 7 * 24 * 3600
+    commit_retries: int = 50
+
+    def __post_init__(self) -> None:
+        if not _PREFIX_RE.match(self.prefix):
+            raise ConfigError(f"prefix {self.prefix!r} must be 1-64 of [A-Za-z0-9_-]")
+        if self.queue_type not in ("quorum", "classic"):
+            raise ConfigError(f"queue_type must be 'quorum' or 'classic', not {self.queue_type!r}")
+        for name in ("delivery_limit", "engine_prefetch", "max_payload_bytes", "commit_retries"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.heartbeat_s < 0:
+            raise ConfigError("heartbeat_s must be >= 0 (0 turns AMQP heartbeats off)")
+        if self.retention_s < 1:
+            raise ConfigError("retention_s must be at least 1")
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Config:
+        """Read ``ACKFLOW_<FIELD>`` variables; keyword overrides win over the environment."""
+        env = dict(os.environ if env is None else env)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get("ACKFLOW_" + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            kind = type(f.default)
+            try:
+                values[f.name] = kind(raw)
+            except ValueError as e:
+                raise ConfigError(f"ACKFLOW_{f.name.upper()}={raw!r} is not a valid {kind.__name__}") from e
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def with_(self, **changes: Any) -> Config:
+        return replace(self, **changes)
+
+
+def redact_url(url: str) -> str:
+    """Return the URL with any password replaced, for logs and error messages."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))

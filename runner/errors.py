@@ -1,0 +1,147 @@
+"""Every exception ackflow raises derives from `AckflowError`.
+
+Adapters translate kombu and redis errors into this tree with ``raise ... from e``, so a
+caller can catch "anything from ackflow" without importing either library.
+"""
+
+from __future__ import annotations
+
+
+class AckflowError(Exception):
+    """Root of every error raised by ackflow."""
+
+
+class ConfigError(AckflowError):
+    """A setting is missing or has an invalid value."""
+
+
+# --- flow definition -------------------------------------------------------------------
+
+
+class FlowDefinitionError(AckflowError):
+    """A flow or task definition is invalid; raised before anything is enqueued."""
+
+
+class CycleError(FlowDefinitionError):
+    """The flow's dependency graph has a cycle."""
+
+    def __init__(self, cycle: list[str]) -> None:
+        self.cycle = cycle
+        super().__init__("flow has a cycle: " + " -> ".join(cycle))
+
+
+class DuplicateTaskError(FlowDefinitionError):
+    """Two tasks in one flow share a name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"two tasks in the flow are named {name!r}; give one a distinct name with "
+            f"{name}.named('other')"
+        )
+
+
+class MissingInputError(FlowDefinitionError):
+    """A task requires a value that no task provides and the run's inputs lack."""
+
+    def __init__(self, task: str, name: str) -> None:
+        self.task = task
+        self.name = name
+        super().__init__(
+            f"task {task!r} requires {name!r}, which no task provides and the run's inputs lack"
+        )
+
+
+class UnknownTaskError(FlowDefinitionError):
+    """A flow names a task that is not registered."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        hint = ", ".join(sorted(known)[:10]) or "none"
+        super().__init__(f"unknown task {name!r}; registered tasks: {hint}")
+
+
+class PayloadTooLargeError(AckflowError):
+    """A message or value is larger than the configured limit."""
+
+    def __init__(self, what: str, size_bytes: int, limit_bytes: int) -> None:
+        self.what = what
+        self.size_bytes = size_bytes
+        self.limit_bytes = limit_bytes
+        super().__init__(
+            f"{what} is {size_bytes} bytes, over the limit of {limit_bytes} bytes "
+            f"(ACKFLOW_MAX_PAYLOAD_BYTES)"
+        )
+
+
+# --- messages --------------------------------------------------------------------------
+
+
+class DecodeError(AckflowError):
+    """A message body is not a valid ackflow message; it is dead-lettered with this reason."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class EncodeError(AckflowError):
+    """A value cannot be encoded as msgpack."""
+
+
+# --- services --------------------------------------------------------------------------
+
+
+class BrokerError(AckflowError):
+    """The message broker failed or refused an operation."""
+
+
+class BrokerUnavailable(BrokerError):
+    """The broker cannot be reached (after bounded retries)."""
+
+
+class PublishError(BrokerError):
+    """The broker did not confirm a publish (nack, unroutable, or timeout)."""
+
+
+class StoreError(AckflowError):
+    """The state store failed."""
+
+
+class StoreUnavailable(StoreError):
+    """The state store cannot be reached."""
+
+
+# --- runs ------------------------------------------------------------------------------
+
+
+class RunError(AckflowError):
+    """An operation on a run was refused."""
+
+
+class RunNotFound(RunError):
+    """No run has this id (it never existed, or it expired after its retention)."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"no run with id {run_id!r}")
+
+
+class RunConflictError(RunError):
+    """A run id was reused with a different flow or inputs."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(
+            f"run {run_id!r} already exists with a different flow or inputs; "
+            "submit with another run id"
+        )
+
+
+class WaitTimeout(RunError):
+    """A run did not finish within the time a caller was willing to wait."""
+
+    def __init__(self, run_id: str, timeout_s: float, status: str) -> None:
+        self.run_id = run_id
+        self.status = status
+        super().__init__(f"run {run_id!r} still {status} after {timeout_s:g} s")

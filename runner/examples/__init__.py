@@ -1,0 +1,1 @@
+"""Example flows: the demo (`make demo`) and the flows the README shows."""

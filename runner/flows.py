@@ -1,0 +1,329 @@
+"""Flows: linear, unordered and graph patterns, nestable, compiled to a plain-data spec.
+
+The patterns follow TaskFlow's: a *linear* flow runs its items in order, an *unordered*
+flow runs them in any order (in parallel), a *graph* flow orders them by data dependencies
+(requires/provides) plus explicit edges. Items are tasks or other flows. Everything is
+checked when the flow is compiled, before anything is enqueued: cycles, duplicate names,
+unknown tasks, ambiguous providers; `validate_inputs` checks a run's inputs.
+
+The compiled spec is what a run stores: engines never import user code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner.errors import CycleError, DuplicateTaskError, FlowDefinitionError, MissingInputError
+from runner.tasks import REGISTRY, Registry, TaskDef, TaskNode, check_name
+
+Item = "Flow | TaskDef | TaskNode | str"
+END = "$end"  # the virtual join over a flow's sinks: when it fires, the run is done
+
+
+@dataclass
+class Flow:
+    """A named, versioned pattern of tasks and nested flows."""
+
+    name: str
+    kind: str  # "linear" | "unordered" | "graph"
+    items: list[Any] = field(default_factory=list)
+    edges: list[tuple[str, str]] = field(default_factory=list)
+    outputs: tuple[str, ...] | None = None
+    version: str = "1"
+
+    def add(self, *items: Any) -> Flow:
+        self.items.extend(items)
+        return self
+
+    def link(self, before: str, after: str) -> Flow:
+        """Graph flows: run the item named ``after`` only once ``before`` has succeeded."""
+        if self.kind != "graph":
+            raise FlowDefinitionError(f"flow {self.name!r} is {self.kind}; only graph flows take edges")
+        self.edges.append((before, after))
+        return self
+
+    def compile(self, registry: Registry | None = None) -> FlowSpec:
+        return compile_flow(self, registry)
+
+
+def linear(name: str, *items: Any, outputs: Iterable[str] | None = None, version: str = "1") -> Flow:
+    """Items run one after another."""
+    return Flow(check_name("flow", name), "linear", list(items), [], _outs(outputs), version)
+
+
+def unordered(name: str, *items: Any, outputs: Iterable[str] | None = None, version: str = "1") -> Flow:
+    """Items run in any order, in parallel; none may depend on another's output."""
+    return Flow(check_name("flow", name), "unordered", list(items), [], _outs(outputs), version)
+
+
+def graph(
+    name: str,
+    *items: Any,
+    edges: Iterable[tuple[str, str]] = (),
+    outputs: Iterable[str] | None = None,
+    version: str = "1",
+) -> Flow:
+    """Items ordered by data dependencies (requires/provides) plus explicit ``edges``."""
+    return Flow(check_name("flow", name), "graph", list(items), list(edges), _outs(outputs), version)
+
+
+def _outs(outputs: Iterable[str] | None) -> tuple[str, ...] | None:
+    if outputs is None:
+        return None
+    if isinstance(outputs, str):
+        outputs = [outputs]
+    return tuple(check_name("output", o) for o in outputs)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task in a compiled flow: what to call, with which data, and its neighbours."""
+
+    fn: str
+    args: dict[str, str]
+    optional: dict[str, str]
+    provides: list[str]
+    unpack: bool
+    queue: str
+    preds: list[str]
+    succs: list[str]  # END for a sink
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "fn": self.fn, "args": self.args, "optional": self.optional,
+            "provides": self.provides, "unpack": self.unpack, "queue": self.queue,
+            "preds": self.preds, "succs": self.succs,
+        }
+
+    @classmethod
+    def from_data(cls, d: Mapping[str, Any]) -> TaskSpec:
+        return cls(
+            fn=d["fn"], args=dict(d["args"]), optional=dict(d["optional"]),
+            provides=list(d["provides"]), unpack=bool(d["unpack"]), queue=d["queue"],
+            preds=list(d["preds"]), succs=list(d["succs"]),
+        )
+
+
+@dataclass(frozen=True)
+class FlowSpec:
+    """A compiled flow: plain data, stored with each run."""
+
+    name: str
+    version: str
+    tasks: dict[str, TaskSpec]
+    inputs: list[str]  # names the run must be given
+    optional_inputs: list[str]  # names a task can take from the inputs but has a default for
+    outputs: list[str]  # the names of the run's result
+
+    @property
+    def sinks(self) -> list[str]:
+        return [n for n, t in self.tasks.items() if END in t.succs]
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "version": self.version,
+            "tasks": {n: t.to_data() for n, t in self.tasks.items()},
+            "inputs": self.inputs, "optional_inputs": self.optional_inputs,
+            "outputs": self.outputs,
+        }
+
+    @classmethod
+    def from_data(cls, d: Mapping[str, Any]) -> FlowSpec:
+        return cls(
+            name=d["name"], version=d["version"],
+            tasks={n: TaskSpec.from_data(t) for n, t in d["tasks"].items()},
+            inputs=list(d["inputs"]), optional_inputs=list(d["optional_inputs"]),
+            outputs=list(d["outputs"]),
+        )
+
+
+def validate_inputs(spec: FlowSpec, inputs: Mapping[str, Any]) -> None:
+    """Raise `MissingInputError` naming the first task whose required input is missing."""
+    missing = [n for n in spec.inputs if n not in inputs]
+    if not missing:
+        return
+    for tname, t in spec.tasks.items():
+        for data_name in t.args.values():
+            if data_name in missing:
+                raise MissingInputError(tname, data_name)
+    raise MissingInputError("?", missing[0])  # pragma: no cover - inputs come from tasks
+
+
+# --- compilation -----------------------------------------------------------------------
+
+
+class _Compiler:
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.nodes: dict[str, TaskNode] = {}
+        self.edges: set[tuple[str, str]] = set()
+        self.flow_names: set[str] = set()
+
+    def node(self, item: Any) -> TaskNode:
+        if isinstance(item, TaskNode):
+            n = item
+        elif isinstance(item, TaskDef):
+            n = item.node()
+        elif isinstance(item, str):
+            n = self.registry.get(item).node()
+        else:
+            raise FlowDefinitionError(
+                f"a flow item must be a task, a flow or a registered task name, not {type(item).__name__}"
+            )
+        if n.task not in self.registry:
+            self.registry.get(n.task)  # raises UnknownTaskError
+        if n.name in self.nodes or n.name in self.flow_names:
+            raise DuplicateTaskError(n.name)
+        self.nodes[n.name] = n
+        return n
+
+    def visit(self, item: Any) -> tuple[set[str], set[str], set[str]]:
+        """Add an item's tasks and internal edges; return (all tasks, entries, exits)."""
+        if not isinstance(item, Flow):
+            n = self.node(item)
+            return {n.name}, {n.name}, {n.name}
+        flow = item
+        if flow.name in self.flow_names or flow.name in self.nodes:
+            raise DuplicateTaskError(flow.name)
+        self.flow_names.add(flow.name)
+        if not flow.items:
+            raise FlowDefinitionError(f"flow {flow.name!r} has no tasks")
+        parts = [(_item_name(i), *self.visit(i)) for i in flow.items]
+        if flow.kind == "linear":
+            for (_, _, _, exits), (_, _, entries, _) in zip(parts, parts[1:], strict=False):
+                self.edges.update((a, b) for a in exits for b in entries)
+            return set().union(*(p[1] for p in parts)), parts[0][2], parts[-1][3]
+        provided = {
+            p: name for name, tasks, _, _ in parts for t in tasks for p in self.nodes[t].provides
+        }
+        item_edges: set[tuple[str, str]] = set()
+        for name, tasks, _, _ in parts:
+            for t in tasks:
+                for data_name in _data_needs(self.nodes[t]):
+                    src = provided.get(data_name)
+                    if src is not None and src != name:
+                        item_edges.add((src, name))
+        if flow.kind == "unordered" and item_edges:
+            a, b = sorted(item_edges)[0]
+            raise FlowDefinitionError(
+                f"unordered flow {flow.name!r}: {b!r} needs a value that its sibling {a!r} "
+                "provides; use a linear or graph flow"
+            )
+        by_name = {p[0]: p for p in parts}
+        for a, b in flow.edges:
+            for end in (a, b):
+                if end not in by_name:
+                    raise FlowDefinitionError(
+                        f"graph flow {flow.name!r}: edge {a!r} -> {b!r} names {end!r}, "
+                        f"which is not one of its items ({', '.join(sorted(by_name))})"
+                    )
+            item_edges.add((a, b))
+        for a, b in item_edges:
+            self.edges.update((x, y) for x in by_name[a][3] for y in by_name[b][2])
+        has_in = {b for _, b in item_edges}
+        has_out = {a for a, _ in item_edges}
+        entries = set().union(*(p[2] for p in parts if p[0] not in has_in))
+        exits = set().union(*(p[3] for p in parts if p[0] not in has_out))
+        return set().union(*(p[1] for p in parts)), entries, exits
+
+
+def _item_name(item: Any) -> str:
+    if isinstance(item, Flow):
+        return item.name
+    if isinstance(item, (TaskDef, TaskNode)):
+        return item.name
+    return str(item)
+
+
+def _data_needs(n: TaskNode) -> list[str]:
+    return list(n.args.values()) + list(n.optional.values())
+
+
+def _find_cycle(names: list[str], succs: dict[str, list[str]]) -> list[str] | None:
+    white, grey, black = 0, 1, 2
+    color = dict.fromkeys(names, white)
+    for start in names:
+        if color[start] != white:
+            continue
+        stack: list[tuple[str, int]] = [(start, 0)]
+        path = [start]
+        color[start] = grey
+        while stack:
+            node, i = stack[-1]
+            if i < len(succs[node]):
+                stack[-1] = (node, i + 1)
+                nxt = succs[node][i]
+                if color[nxt] == grey:
+                    return path[path.index(nxt):] + [nxt]
+                if color[nxt] == white:
+                    color[nxt] = grey
+                    stack.append((nxt, 0))
+                    path.append(nxt)
+            else:
+                color[node] = black
+                stack.pop()
+                path.pop()
+    return None
+
+
+def compile_flow(flow: Flow, registry: Registry | None = None) -> FlowSpec:
+    """Flatten a (nested) flow into one DAG and check it; raises `FlowDefinitionError`."""
+    if not isinstance(flow, Flow):
+        raise FlowDefinitionError(f"expected a flow, got {type(flow).__name__}")
+    c = _Compiler(registry or REGISTRY)
+    c.visit(flow)
+    providers: dict[str, str] = {}
+    for name, n in c.nodes.items():
+        for p in n.provides:
+            if p in providers:
+                raise FlowDefinitionError(
+                    f"tasks {providers[p]!r} and {name!r} both provide {p!r}; rename one with "
+                    "provides=..."
+                )
+            providers[p] = name
+    edges = set(c.edges)
+    inputs: set[str] = set()
+    optional_inputs: set[str] = set()
+    for name, n in c.nodes.items():
+        for data_name in n.args.values():
+            if data_name in providers:
+                edges.add((providers[data_name], name))
+            else:
+                inputs.add(data_name)
+        for data_name in n.optional.values():
+            if data_name in providers:
+                edges.add((providers[data_name], name))
+            else:
+                optional_inputs.add(data_name)
+    for a, b in edges:
+        if a == b:
+            raise CycleError([a, a])
+    names = list(c.nodes)
+    succs: dict[str, list[str]] = {n: [] for n in names}
+    preds: dict[str, list[str]] = {n: [] for n in names}
+    for a, b in sorted(edges):
+        succs[a].append(b)
+        preds[b].append(a)
+    cycle = _find_cycle(names, succs)
+    if cycle:
+        raise CycleError(cycle)
+    tasks = {}
+    for name, n in c.nodes.items():
+        tasks[name] = TaskSpec(
+            fn=n.task, args=dict(n.args), optional=dict(n.optional), provides=list(n.provides),
+            unpack=n.unpack, queue=n.queue, preds=preds[name], succs=succs[name] or [END],
+        )
+    sinks = [n for n in names if not succs[n]]
+    if flow.outputs is None:
+        outputs = [p for s in sinks for p in c.nodes[s].provides]
+    else:
+        outputs = list(flow.outputs)
+        for o in outputs:
+            if o not in providers and o not in inputs and o not in optional_inputs:
+                raise FlowDefinitionError(f"flow {flow.name!r}: output {o!r} is provided by no task")
+    return FlowSpec(
+        name=flow.name, version=str(flow.version), tasks=tasks, inputs=sorted(inputs),
+        optional_inputs=sorted(optional_inputs - inputs), outputs=outputs,
+    )

@@ -1,0 +1,76 @@
+"""Every Redis key template ackflow uses, in one place.
+
+All keys of one run share the hash tag ``{<run id>}`` so that a commit touching them is one
+atomic script on one Redis node (and one slot in a cluster). The global indexes are the only
+keys outside a run's tag.
+
+Per run (``<prefix>:{<run>}:<part>``):
+  meta     hash   status, flow, version, created_ms, updated_ms, result, error, digest
+  spec     hash   task name -> msgpack task spec (immutable once the run exists)
+  tasks    hash   task name -> msgpack task state (absent = PENDING)
+  data     hash   value name -> msgpack value (run inputs and task outputs)
+  joins    hash   "<task>" -> number of predecessors done; "<task>\\x1f<pred>" -> b"1"
+  applied  hash   event id -> newline-separated ids of the outbox messages it caused
+  outbox   hash   message id -> msgpack [routing key, body]; deleted once confirmed
+  history  list   msgpack entries, one per applied event
+Global:
+  <prefix>:runs             zset   run id by creation time (ms)
+  <prefix>:status:<STATUS>  zset   run id by creation time, one zset per run status
+Channel: ``<prefix>:{<run>}:notify`` announces each commit to waiters.
+"""
+
+from __future__ import annotations
+
+import re
+
+from runner.errors import AckflowError
+
+META = "meta"
+SPEC = "spec"
+TASKS = "tasks"
+DATA = "data"
+JOINS = "joins"
+APPLIED = "applied"
+OUTBOX = "outbox"
+HISTORY = "history"
+RUN_HASHES = (META, SPEC, TASKS, DATA, JOINS, APPLIED, OUTBOX)
+RUN_PARTS = (*RUN_HASHES, HISTORY)
+
+JOIN_SEP = "\x1f"
+
+_RUN_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+
+
+class InvalidRunId(AckflowError):
+    """A run id with characters that could break key layout (only [A-Za-z0-9_.:-])."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(
+            f"run id {run_id!r} must be 1-128 characters of letters, digits, '_', '.', ':', '-'"
+        )
+
+
+def check_run_id(run_id: str) -> str:
+    if not isinstance(run_id, str) or not _RUN_ID_RE.match(run_id):
+        raise InvalidRunId(str(run_id))
+    return run_id
+
+
+def run_key(prefix: str, run_id: str, part: str) -> str:
+    return f"{prefix}:{{{run_id}}}:{part}"
+
+
+def notify_channel(prefix: str, run_id: str) -> str:
+    return f"{prefix}:{{{run_id}}}:notify"
+
+
+def runs_index(prefix: str) -> str:
+    return f"{prefix}:runs"
+
+
+def status_index(prefix: str, status: str) -> str:
+    return f"{prefix}:status:{status}"
+
+
+def join_member(task: str, pred: str) -> str:
+    return f"{task}{JOIN_SEP}{pred}"

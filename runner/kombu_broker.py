@@ -1,0 +1,352 @@
+"""RabbitMQ through kombu/py-amqp: the only module that imports kombu.
+
+Features: one durable direct exchange named by the deployment prefix; durable queues
+``<prefix>.engine``, ``<prefix>.task.<name>`` and ``<prefix>.dead``, quorum by default (with
+``x-delivery-limit`` and a dead-letter route to ``<prefix>.dead``), classic as an option;
+persistent messages with deterministic ``message_id``; publisher confirms, pipelined over a
+batch of messages (all published, then all confirmations awaited) and ``mandatory`` so an
+unroutable message is an error, not a silent drop; manual acknowledgement with a per-consumer
+prefetch; AMQP heartbeats serviced on every poll; reconnection with bounded, jittered backoff.
+Only ``application/x-msgpack`` bodies are handled; anything else is dead-lettered. Pickle is
+never accepted (bodies are never decoded by kombu at all).
+
+URL: ``amqp://user:password@host:5672/vhost`` (``ACKFLOW_BROKER_URL``).
+
+One thread owns a `KombuBroker` (py-amqp is not thread-safe): the engine's loop, or the
+worker's connection thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import amqp.exceptions
+import kombu
+import kombu.exceptions
+
+from runner.broker import DEAD_QUEUE, ENGINE_QUEUE, H_COUNT, H_QUEUE, H_REASON, Delivery, Outgoing
+from runner.config import Config, redact_url
+from runner.errors import BrokerError, BrokerUnavailable, PublishError
+from runner.protocol import CONTENT_TYPE
+
+log = logging.getLogger("ackflow.broker")
+
+_CONN_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, amqp.exceptions.ConnectionError, amqp.exceptions.RecoverableChannelError,
+    amqp.exceptions.RecoverableConnectionError, kombu.exceptions.OperationalError,
+)
+
+
+def queue_arguments(config: Config, logical: str) -> dict[str, Any]:
+    """The x-arguments of a queue; the dead queue has no dead-letter route of its own."""
+    args: dict[str, Any] = {}
+    if config.queue_type == "quorum":
+        args["x-queue-type"] = "quorum"
+    if logical != DEAD_QUEUE:
+        args["x-dead-letter-exchange"] = config.prefix
+        args["x-dead-letter-routing-key"] = DEAD_QUEUE
+        if config.queue_type == "quorum":
+            args["x-delivery-limit"] = config.delivery_limit
+    return args
+
+
+class KombuBroker:
+    """Implements `runner.broker.Broker` on RabbitMQ."""
+
+    can_wake = False  # py-amqp blocks in a socket read that another thread cannot interrupt
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._conn: Any = None
+        self._chan: Any = None  # consuming channel
+        self._pub: Any = None  # publishing channel, in confirm mode
+        self._epoch = 0
+        self._consuming: list[str] = []
+        self._prefetch = 1
+        self._declared: set[str] = set()
+        self._buffer: list[Delivery] = []
+        self._tags: dict[str, str] = {}  # consumer tag -> logical queue
+        self._seq = 0
+        self._unconfirmed: dict[int, str] = {}  # delivery tag -> message id
+        self._failed: dict[str, str] = {}  # message id -> why
+        self._backoff_s = 0.0
+
+    # --- connection ------------------------------------------------------------------
+
+    def physical(self, logical: str) -> str:
+        return f"{self._config.prefix}.{logical}"
+
+    def _connect(self) -> None:
+        cfg = self._config
+        conn = kombu.Connection(
+            cfg.broker_url, heartbeat=cfg.heartbeat_s, connect_timeout=cfg.connect_timeout_s,
+        )
+        try:
+            conn.connect()
+            chan = conn.channel()
+            pub = conn.channel()
+            pub.confirm_select()
+            pub.events["basic_ack"].add(self._on_ack)
+            pub.events["basic_nack"].add(self._on_nack)
+            pub.events["basic_return"].add(self._on_return)
+            self._conn, self._chan, self._pub = conn, chan, pub
+            self._epoch += 1
+            self._seq = 0
+            self._unconfirmed.clear()
+            self._tags.clear()
+            self._declare_all({ENGINE_QUEUE, DEAD_QUEUE, *self._declared, *self._consuming})
+            for q in self._consuming:
+                self._start_consumer(q)
+        except amqp.exceptions.PreconditionFailed as e:
+            self._drop()
+            raise BrokerError(
+                f"a queue under prefix {cfg.prefix!r} exists with other arguments ({e}); "
+                "delete it or choose another ACKFLOW_PREFIX / ACKFLOW_QUEUE_TYPE"
+            ) from None
+        except amqp.exceptions.AccessRefused as e:
+            self._drop()
+            raise BrokerUnavailable(f"broker refused login at {redact_url(cfg.broker_url)}: {e}") from None
+        except _CONN_ERRORS as e:
+            self._drop()
+            raise BrokerUnavailable(f"cannot reach broker at {redact_url(cfg.broker_url)}: {e}") from None
+        self._backoff_s = 0.0
+        log.info("connected to broker %s", redact_url(cfg.broker_url))
+
+    def _declare_all(self, logical: set[str]) -> None:
+        exchange = kombu.Exchange(self._config.prefix, "direct", durable=True)
+        exchange(self._chan).declare()
+        for q in sorted(logical):
+            kombu.Queue(
+                self.physical(q), exchange, routing_key=q, durable=True,
+                queue_arguments=queue_arguments(self._config, q),
+            )(self._chan).declare()
+            self._declared.add(q)
+
+    def _start_consumer(self, logical: str) -> None:
+        tag = f"{logical}-{uuid.uuid4().hex[:12]}"
+        self._tags[tag] = logical
+        self._chan.basic_qos(0, self._prefetch, False)
+        self._chan.basic_consume(
+            queue=self.physical(logical), consumer_tag=tag, no_ack=False, callback=self._on_message
+        )
+
+    def _ensure(self) -> None:
+        if self._conn is None:
+            self._connect()
+
+    def connect(self, attempts: int = 1) -> None:
+        """Connect now (declaring the topology), trying a bounded number of times."""
+        for n in range(attempts):
+            try:
+                self._ensure()
+                return
+            except BrokerUnavailable:
+                if n == attempts - 1:
+                    raise
+                self._sleep_backoff()
+
+    def _drop(self) -> None:
+        conn, self._conn, self._chan, self._pub = self._conn, None, None, None
+        self._buffer.clear()
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - a broken connection may fail to close
+                pass
+
+    def _sleep_backoff(self) -> None:
+        self._backoff_s = min(max(self._backoff_s * 2, 0.1), self._config.reconnect_max_s)
+        time.sleep(self._backoff_s * random.uniform(0.5, 1.0))
+
+    def _lost(self, e: BaseException) -> None:
+        log.warning("broker connection lost (%s: %s); reconnecting", type(e).__name__, e)
+        self._drop()
+
+    # --- Broker ----------------------------------------------------------------------
+
+    def declare(self, queues: Sequence[str] = ()) -> None:
+        self._ensure()
+        try:
+            self._declare_all(set(queues))
+        except _CONN_ERRORS as e:
+            self._lost(e)
+            raise BrokerUnavailable(str(e)) from None
+
+    def consume(self, queues: Sequence[str], prefetch: int) -> None:
+        self._consuming = list(queues)
+        self._prefetch = prefetch
+        if self._conn is not None:
+            self._declare_all(set(queues))
+            for q in queues:
+                self._start_consumer(q)
+        else:
+            self._ensure()
+
+    def poll(self, timeout_s: float) -> list[Delivery]:
+        try:
+            self._ensure()
+        except BrokerUnavailable as e:
+            log.warning("%s; retrying", e)
+            self._sleep_backoff()
+            return []
+        deadline = time.monotonic() + timeout_s
+        try:
+            self._conn.heartbeat_check()
+            while not self._buffer:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    self._conn.drain_events(timeout=min(remaining, 1.0))
+                except socket.timeout:
+                    self._conn.heartbeat_check()
+            # take whatever else already arrived, without waiting
+            while True:
+                try:
+                    self._conn.drain_events(timeout=0)
+                except socket.timeout:
+                    break
+        except _CONN_ERRORS as e:
+            self._lost(e)
+            return []
+        out, self._buffer = self._buffer, []
+        return out
+
+    def _on_message(self, msg: Any) -> None:
+        info = msg.delivery_info
+        props = msg.properties
+        headers = dict(props.get("application_headers") or {})
+        body = msg.body if isinstance(msg.body, bytes) else bytes(msg.body, "utf-8")
+        self._buffer.append(Delivery(
+            body=body, queue=self._tags.get(info["consumer_tag"], "?"),
+            content_type=props.get("content_type") or "",
+            message_id=props.get("message_id"), redelivered=bool(info.get("redelivered")),
+            delivery_count=int(headers.get("x-delivery-count") or 0), headers=headers,
+            handle=(self._epoch, info["delivery_tag"]),
+        ))
+
+    def _on_ack(self, tag: int, multiple: bool) -> None:
+        for t in [t for t in self._unconfirmed if t == tag or (multiple and t <= tag)]:
+            del self._unconfirmed[t]
+
+    def _on_nack(self, tag: int, multiple: bool) -> None:
+        for t in [t for t in self._unconfirmed if t == tag or (multiple and t <= tag)]:
+            self._failed[self._unconfirmed.pop(t)] = "nacked by the broker"
+
+    def _on_return(self, exc: Any, exchange: str, routing_key: str, message: Any) -> None:
+        mid = message.properties.get("message_id", "?")
+        self._failed[mid] = f"unroutable: no queue bound for routing key {routing_key!r} ({exc})"
+
+    def publish(self, messages: Sequence[Outgoing]) -> None:
+        if not messages:
+            return
+        try:
+            self._ensure()
+            missing = {m.routing_key for m in messages} - self._declared
+            if missing:
+                self._declare_all(missing)
+            self._failed.clear()
+            for m in messages:
+                self._seq += 1
+                self._unconfirmed[self._seq] = m.message_id
+                amsg = self._pub.prepare_message(
+                    m.body, content_type=CONTENT_TYPE, content_encoding="binary",
+                    headers=m.headers or None,
+                    properties={"delivery_mode": 2, "message_id": m.message_id},
+                )
+                self._pub.basic_publish(amsg, exchange=self._config.prefix,
+                                        routing_key=m.routing_key, mandatory=True)
+            deadline = time.monotonic() + self._config.confirm_timeout_s
+            while self._unconfirmed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise PublishError(
+                        f"{len(self._unconfirmed)} message(s) unconfirmed after "
+                        f"{self._config.confirm_timeout_s:g} s"
+                    )
+                try:
+                    self._conn.drain_events(timeout=remaining)
+                except socket.timeout:
+                    pass
+        except _CONN_ERRORS as e:
+            self._lost(e)
+            raise PublishError(f"connection lost while publishing: {e}") from None
+        if self._failed:
+            mid, why = next(iter(self._failed.items()))
+            self._failed.clear()
+            raise PublishError(f"message {mid}: {why}")
+
+    def _settle(self, delivery: Delivery, fn: str) -> bool:
+        epoch, tag = delivery.handle
+        if epoch != self._epoch or self._chan is None:
+            # The connection it came on is gone; the broker has already put it back.
+            log.info("not settling %s: its connection closed (it will be redelivered)", delivery.message_id)
+            return False
+        try:
+            getattr(self._chan, fn)(tag)
+        except _CONN_ERRORS as e:
+            self._lost(e)
+            return False
+        return True
+
+    def ack(self, delivery: Delivery) -> None:
+        self._settle(delivery, "basic_ack")
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        headers = dict(delivery.headers)
+        headers.update({H_REASON: reason[:1000], H_QUEUE: delivery.queue, H_COUNT: delivery.delivery_count})
+        self.publish([Outgoing(DEAD_QUEUE, delivery.message_id or f"dead-{uuid.uuid4().hex}",
+                               delivery.body, headers)])
+        self.ack(delivery)
+
+    def wakeup(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self._drop()
+
+    # --- inspection (CLI and tests) ----------------------------------------------------
+
+    def depth(self, logical: str) -> int:
+        """Messages ready in a queue (not counting unacknowledged ones)."""
+        self._ensure()
+        _, count, _ = self._chan.queue_declare(queue=self.physical(logical), passive=True)
+        return int(count)
+
+    def get(self, logical: str) -> Delivery | None:
+        """Take one message from a queue without a consumer (acknowledge or dead-letter it)."""
+        self._ensure()
+        msg = self._chan.basic_get(queue=self.physical(logical), no_ack=False)
+        if msg is None:
+            return None
+        props = msg.properties
+        headers = dict(props.get("application_headers") or {})
+        return Delivery(
+            body=msg.body, queue=logical, content_type=props.get("content_type") or "",
+            message_id=props.get("message_id"), redelivered=bool(msg.delivery_info.get("redelivered")),
+            delivery_count=int(headers.get("x-delivery-count") or 0), headers=headers,
+            handle=(self._epoch, msg.delivery_info["delivery_tag"]),
+        )
+
+    def publish_raw(self, logical: str, body: bytes, content_type: str = CONTENT_TYPE) -> None:
+        """Publish arbitrary bytes (tests of bad input; never used by ackflow itself)."""
+        self._ensure()
+        amsg = self._pub.prepare_message(body, content_type=content_type, properties={"delivery_mode": 2})
+        self._seq += 1
+        self._unconfirmed[self._seq] = "raw"
+        self._pub.basic_publish(amsg, exchange=self._config.prefix, routing_key=logical, mandatory=True)
+        while self._unconfirmed:
+            self._conn.drain_events(timeout=self._config.confirm_timeout_s)
+
+    def delete_queues(self) -> None:
+        """Delete every queue this broker declared, and the exchange (tests only)."""
+        self._ensure()
+        for q in sorted(self._declared):
+            self._chan.queue_delete(queue=self.physical(q))
+        self._chan.exchange_delete(exchange=self._config.prefix)

@@ -1,0 +1,43 @@
+"""Import user modules and find flows in them, with errors that say what to fix."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any
+
+from runner.errors import FlowDefinitionError
+from runner.flows import Flow
+
+
+def import_module(name: str) -> Any:
+    """Import a module by dotted name (or a ``path/to/file.py``), the working directory first."""
+    if name.endswith(".py"):
+        name = name[:-3].replace(os.sep, ".").replace("/", ".")
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        if e.name and name.startswith(e.name):
+            raise FlowDefinitionError(f"cannot import module {name!r}: {e}") from None
+        raise
+
+
+def load_flow(ref: str) -> Flow:
+    """``module:attribute`` -> the `Flow` there (or the flow a zero-argument function returns)."""
+    module_name, sep, attr = ref.partition(":")
+    if not sep or not module_name or not attr:
+        raise FlowDefinitionError(f"{ref!r} is not MODULE:FLOW (for example examples.demo:order)")
+    module = import_module(module_name)
+    try:
+        obj = getattr(module, attr)
+    except AttributeError:
+        raise FlowDefinitionError(f"module {module_name!r} has no attribute {attr!r}") from None
+    if callable(obj) and not isinstance(obj, Flow):
+        obj = obj()
+    if not isinstance(obj, Flow):
+        raise FlowDefinitionError(f"{ref} is a {type(obj).__name__}, not a flow")
+    return obj

@@ -1,0 +1,92 @@
+"""Local (embedded) mode: the same engine and worker over an in-process transport and store.
+
+No broker, no Redis: one process runs an engine thread and a worker thread (with its task
+pool) around a `LocalHub` and a `MemoryStore`. This is what ``ackflow run`` and ``make demo``
+use. Nothing is durable: a crash loses the runs, which is the point of the distributed mode.
+
+The worker runtime lives in the ``workers`` package, which depends on ``runner`` and not the
+other way round; local mode finds it through the ``ackflow.worker`` entry point.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from importlib.metadata import entry_points
+from typing import Any
+
+from runner.client import Client, HistoryEntry, RunInfo
+from runner.config import Config
+from runner.engine import Engine
+from runner.errors import AckflowError
+from runner.flows import Flow, FlowSpec
+from runner.local_broker import LocalHub
+from runner.memory_store import MemoryStore
+from runner.tasks import Registry
+
+
+def worker_class() -> Any:
+    """The worker runtime class registered under the ``ackflow.worker`` entry point."""
+    found = [ep for ep in entry_points(group="ackflow.worker") if ep.name == "default"]
+    if not found:
+        raise AckflowError(
+            "the ackflow worker runtime is not installed (no 'ackflow.worker' entry point); "
+            "install the package with 'pip install -e .'"
+        )
+    return found[0].load()
+
+
+class LocalRuntime:
+    """An engine and a worker in this process; use as a context manager."""
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        registry: Registry | None = None,
+        concurrency: int = 4,
+    ) -> None:
+        self.config = config or Config()
+        self.hub = LocalHub()
+        self.store = MemoryStore()
+        self.engine = Engine(self.config, self.store, self.hub.connect())
+        self.worker = worker_class()(
+            self.config, self.hub.connect(), registry, queues=["*"], concurrency=concurrency,
+            name="local",
+        )
+        self.client = Client(self.config, self.store, self.hub.connect)
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> LocalRuntime:
+        self._threads = [
+            threading.Thread(target=self.engine.run, name="ackflow-engine", daemon=True),
+            threading.Thread(target=self.worker.run, name="ackflow-worker", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+        return self
+
+    def run(
+        self,
+        flow: Flow | FlowSpec,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        run_id: str | None = None,
+        timeout_s: float | None = None,
+        on_history: Callable[[HistoryEntry], None] | None = None,
+    ) -> RunInfo:
+        """Submit a run and wait for it to finish."""
+        rid = self.client.submit(flow, inputs, run_id=run_id)
+        return self.client.wait(rid, timeout_s, on_history)
+
+    def close(self) -> None:
+        self.engine.stop()
+        self.worker.stop()
+        self.hub.connect().wakeup()
+        for t in self._threads:
+            t.join(timeout=10)
+
+    def __enter__(self) -> LocalRuntime:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,119 @@
+"""The in-process transport for local mode: thread-safe queues with manual acknowledgement.
+
+Unlike kombu's ``memory://`` it wakes consumers at once (no polling interval), puts a
+consumer's unacknowledged messages back when it closes, and keeps dead letters with their
+reason. Nothing survives the process, by design.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import deque
+from collections.abc import Sequence
+
+from runner.broker import DEAD_QUEUE, ENGINE_QUEUE, H_COUNT, H_QUEUE, H_REASON, Delivery, Outgoing
+
+
+class LocalHub:
+    """The queues themselves, shared by every `LocalBroker` of one process."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.queues: dict[str, deque[tuple[Outgoing, int]]] = {ENGINE_QUEUE: deque(), DEAD_QUEUE: deque()}
+
+    def depth(self, queue: str) -> int:
+        with self.cond:
+            return len(self.queues.get(queue, ()))
+
+    def connect(self) -> LocalBroker:
+        return LocalBroker(self)
+
+
+class LocalBroker:
+    """One consumer's view of a `LocalHub`; implements `runner.broker.Broker`."""
+
+    _tags = itertools.count(1)
+    can_wake = True
+
+    def __init__(self, hub: LocalHub) -> None:
+        self._hub = hub
+        self._consuming: list[str] = []
+        self._prefetch = 1
+        self._unacked: dict[int, tuple[str, Outgoing, int]] = {}
+        self._closed = False
+
+    def declare(self, queues: Sequence[str] = ()) -> None:
+        with self._hub.cond:
+            for q in queues:
+                self._hub.queues.setdefault(q, deque())
+
+    def consume(self, queues: Sequence[str], prefetch: int) -> None:
+        self.declare([q for q in queues if not q.endswith("*")])
+        self._consuming = list(queues)
+        self._prefetch = prefetch
+
+    def _queues(self) -> list[str]:
+        """The consumed queues; a name ending in ``*`` matches every queue with that prefix."""
+        out = []
+        for q in self._consuming:
+            if q.endswith("*"):
+                out += [name for name in self._hub.queues if name.startswith(q[:-1])]
+            else:
+                out.append(q)
+        return out
+
+    def _take(self) -> list[Delivery]:
+        out = []
+        for q in self._queues():
+            dq = self._hub.queues[q]
+            while dq and len(self._unacked) < self._prefetch:
+                msg, count = dq.popleft()
+                tag = next(self._tags)
+                self._unacked[tag] = (q, msg, count)
+                out.append(Delivery(
+                    body=msg.body, queue=q, content_type="application/x-msgpack",
+                    message_id=msg.message_id, redelivered=count > 0, delivery_count=count,
+                    headers=dict(msg.headers), handle=tag,
+                ))
+        return out
+
+    def poll(self, timeout_s: float) -> list[Delivery]:
+        with self._hub.cond:
+            got = self._take()
+            if got or timeout_s <= 0:
+                return got
+            self._hub.cond.wait(timeout_s)
+            return self._take()
+
+    def publish(self, messages: Sequence[Outgoing]) -> None:
+        with self._hub.cond:
+            for m in messages:  # the publisher declares what it publishes to, as on RabbitMQ
+                self._hub.queues.setdefault(m.routing_key, deque()).append((m, 0))
+            self._hub.cond.notify_all()
+
+    def ack(self, delivery: Delivery) -> None:
+        with self._hub.cond:
+            self._unacked.pop(delivery.handle, None)
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        with self._hub.cond:
+            self._unacked.pop(delivery.handle, None)
+            headers = dict(delivery.headers)
+            headers.update({H_REASON: reason, H_QUEUE: delivery.queue, H_COUNT: delivery.delivery_count})
+            dead = Outgoing(DEAD_QUEUE, delivery.message_id or "", delivery.body, headers)
+            self._hub.queues[DEAD_QUEUE].append((dead, 0))
+            self._hub.cond.notify_all()
+
+    def wakeup(self) -> None:
+        with self._hub.cond:
+            self._hub.cond.notify_all()
+
+    def close(self) -> None:
+        """Put unacknowledged messages back, as a broker does when a consumer goes away."""
+        with self._hub.cond:
+            for q, msg, count in self._unacked.values():
+                self._hub.queues[q].appendleft((msg, count + 1))
+            self._unacked.clear()
+            self._closed = True
+            self._hub.cond.notify_all()

@@ -1,0 +1,126 @@
+"""The in-memory store for local mode: the Redis store's semantics under one lock.
+
+Expiry of finished runs is honoured lazily (checked on read), which is enough for one
+process; nothing here survives the process, as local mode intends.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+
+from runner import keys
+from runner.store import APPLIED_RESULT, Commit, CommitResult
+
+
+class _MemoryWatch:
+    def __init__(self, store: MemoryStore, run_id: str) -> None:
+        self._store = store
+        self._run_id = run_id
+        self._seen = store._versions.get(run_id, 0)
+
+    def wait(self, timeout_s: float) -> bool:
+        with self._store._changed:
+            changed = self._store._changed.wait_for(
+                lambda: self._store._versions.get(self._run_id, 0) != self._seen, timeout_s
+            )
+            self._seen = self._store._versions.get(self._run_id, 0)
+            return changed
+
+    def close(self) -> None:
+        pass
+
+
+class MemoryStore:
+    """Implements `runner.store.Store` in process memory."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._runs: dict[str, dict[str, dict[str, bytes]]] = {}
+        self._history: dict[str, list[bytes]] = {}
+        self._expires: dict[str, float] = {}
+        self._index: dict[str, dict[str, int]] = {}  # status ("" = all) -> run -> created ms
+        self._versions: dict[str, int] = {}
+
+    def _run(self, run_id: str) -> dict[str, dict[str, bytes]]:
+        exp = self._expires.get(run_id)
+        if exp is not None and exp <= time.monotonic():
+            self._runs.pop(run_id, None)
+            self._history.pop(run_id, None)
+            self._expires.pop(run_id, None)
+        run = self._runs.get(run_id)
+        if run is None:
+            run = self._runs[run_id] = {p: {} for p in keys.RUN_HASHES}
+        return run
+
+    def read(self, run_id: str, wants: Mapping[str, Sequence[str]]) -> dict[str, list[bytes | None]]:
+        with self._lock:
+            run = self._run(run_id)
+            return {part: [run[part].get(f) for f in fs] for part, fs in wants.items()}
+
+    def read_all(self, run_id: str, part: str) -> dict[str, bytes]:
+        with self._lock:
+            return dict(self._run(run_id)[part])
+
+    def commit(self, c: Commit) -> CommitResult:
+        with self._lock:
+            run = self._run(c.run_id)
+            done = run[keys.APPLIED].get(c.event_id)
+            if done is not None:
+                ids = done.decode().split("\n") if done else []
+                out = run[keys.OUTBOX]
+                return CommitResult("duplicate", {i: out[i] for i in ids if i in out})
+            for n, (part, fld, expected) in enumerate(c.guards):
+                if run[part].get(fld) != expected:
+                    return CommitResult("conflict", conflict_guard=n)
+            for part, values in c.writes.items():
+                run[part].update(values)
+            self._history.setdefault(c.run_id, []).extend(c.history)
+            run[keys.OUTBOX].update(c.outbox)
+            run[keys.APPLIED][c.event_id] = "\n".join(c.outbox).encode()
+            if c.status_change:
+                old, new = c.status_change
+                if old:
+                    self._index.get(old, {}).pop(c.run_id, None)
+                else:
+                    self._index.setdefault("", {})[c.run_id] = c.created_ms
+                self._index.setdefault(new, {})[c.run_id] = c.created_ms
+            if c.expire_s > 0:
+                self._expires[c.run_id] = time.monotonic() + c.expire_s
+            self._versions[c.run_id] = self._versions.get(c.run_id, 0) + 1
+            self._changed.notify_all()
+            return APPLIED_RESULT
+
+    def mark_sent(self, run_id: str, message_ids: Sequence[str]) -> None:
+        with self._lock:
+            out = self._run(run_id)[keys.OUTBOX]
+            for i in message_ids:
+                out.pop(i, None)
+
+    def history(self, run_id: str, start: int = 0) -> list[bytes]:
+        with self._lock:
+            self._run(run_id)
+            return list(self._history.get(run_id, [])[start:])
+
+    def reserve(self, run_id: str, digest: bytes) -> bytes | None:
+        with self._lock:
+            meta = self._run(run_id)[keys.META]
+            old = meta.get("digest")
+            if old is None:
+                meta["digest"] = digest
+            return old
+
+    def list_runs(self, status: str | None, limit: int) -> list[str]:
+        with self._lock:
+            idx = self._index.get(status or "", {})
+            live = [r for r in idx if self._run(r)[keys.META]]
+            return sorted(live, key=lambda r: idx[r], reverse=True)[:limit]
+
+    def watch(self, run_id: str) -> _MemoryWatch:
+        with self._lock:
+            return _MemoryWatch(self, run_id)
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,192 @@
+"""The messages engines and workers exchange, and their msgpack codec.
+
+Every message is a frozen dataclass with a schema version and a deterministic id derived
+from what it is about, so a duplicate is recognised by its id alone (DESIGN §3). Decoding is
+strict: anything that is not msgpack, names an unknown kind or lacks a field raises one
+`DecodeError` whose reason goes with the message to the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from runner.errors import DecodeError, EncodeError
+
+SCHEMA_VERSION = 1
+CONTENT_TYPE = "application/x-msgpack"
+
+# Event kinds, consumed by engines.
+RUN_SUBMIT = "run.submit"
+TASK_STARTED = "task.started"
+TASK_SUCCEEDED = "task.succeeded"
+TASK_FAILED = "task.failed"
+# Task requests, consumed by workers.
+TASK_REQUEST = "task.request"
+
+# Required body fields per event kind, with their types.
+_EVENT_BODY: dict[str, dict[str, type | tuple[type, ...]]] = {
+    RUN_SUBMIT: {"flow": str, "spec": dict, "inputs": dict},
+    TASK_STARTED: {"worker": str},
+    TASK_SUCCEEDED: {"values": dict, "worker": str},
+    TASK_FAILED: {"error": dict, "worker": str},
+}
+EVENT_KINDS = frozenset(_EVENT_BODY)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def submit_id(run_id: str) -> str:
+    return f"submit:{run_id}"
+
+
+def started_id(run_id: str, task: str, attempt: int) -> str:
+    return f"started:{run_id}:{task}:{attempt}"
+
+
+def result_id(run_id: str, task: str, attempt: int) -> str:
+    """One id for an attempt's result, success or failure: only the first one applies."""
+    return f"result:{run_id}:{task}:{attempt}"
+
+
+def request_id(run_id: str, task: str, attempt: int) -> str:
+    return f"req:{run_id}:{task}:{attempt}"
+
+
+@dataclass(frozen=True)
+class Event:
+    """A message to the engines: something happened to a run."""
+
+    kind: str
+    id: str
+    run_id: str
+    task: str = ""
+    attempt: int = 0
+    body: dict[str, Any] = field(default_factory=dict)
+    at_ms: int = 0
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """A message to the workers: run one attempt of one task with these arguments."""
+
+    id: str
+    run_id: str
+    task: str
+    fn: str
+    attempt: int
+    args: dict[str, Any]
+    provides: list[str]
+    unpack: bool = False  # provides names a sequence/dict returned by the task
+    at_ms: int = 0
+
+    @property
+    def idempotency_key(self) -> tuple[str, str, int]:
+        """The same for every execution of this attempt: guard side effects with it (G2)."""
+        return (self.run_id, self.task, self.attempt)
+
+
+Message = Event | TaskRequest
+
+
+def pack(value: Any) -> bytes:
+    """Encode plain data as msgpack; anything else is an `EncodeError` naming its type."""
+    try:
+        return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+    except (TypeError, ValueError, OverflowError) as e:
+        raise EncodeError(f"cannot encode as msgpack: {e}") from e
+
+
+def unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+def encode(msg: Message) -> bytes:
+    if isinstance(msg, TaskRequest):
+        return pack(
+            {
+                "v": SCHEMA_VERSION,
+                "kind": TASK_REQUEST,
+                "id": msg.id,
+                "run": msg.run_id,
+                "task": msg.task,
+                "fn": msg.fn,
+                "attempt": msg.attempt,
+                "args": msg.args,
+                "provides": msg.provides,
+                "unpack": msg.unpack,
+                "at": msg.at_ms,
+            }
+        )
+    return pack(
+        {
+            "v": SCHEMA_VERSION,
+            "kind": msg.kind,
+            "id": msg.id,
+            "run": msg.run_id,
+            "task": msg.task,
+            "attempt": msg.attempt,
+            "body": msg.body,
+            "at": msg.at_ms,
+        }
+    )
+
+
+def _field(d: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    if name not in d:
+        raise DecodeError(f"missing field {name!r}")
+    value = d[name]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise DecodeError(f"field {name!r} has type {type(value).__name__}")
+    return value
+
+
+def decode(data: bytes) -> Message:
+    """Decode and validate one message body; every failure is a `DecodeError` with a reason."""
+    try:
+        raw = unpack(data)
+    except Exception as e:  # msgpack raises several unrelated types
+        raise DecodeError(f"body is not msgpack: {type(e).__name__}: {e}") from e
+    if not isinstance(raw, dict):
+        raise DecodeError(f"body is a msgpack {type(raw).__name__}, not a map")
+    version = raw.get("v")
+    if version != SCHEMA_VERSION:
+        raise DecodeError(f"unsupported schema version {version!r} (expected {SCHEMA_VERSION})")
+    kind = raw.get("kind")
+    if kind == TASK_REQUEST:
+        provides = _field(raw, "provides", list)
+        if not all(isinstance(p, str) for p in provides):
+            raise DecodeError("field 'provides' must be a list of strings")
+        return TaskRequest(
+            id=_field(raw, "id", str),
+            run_id=_field(raw, "run", str),
+            task=_field(raw, "task", str),
+            fn=_field(raw, "fn", str),
+            attempt=_field(raw, "attempt", int),
+            args=_field(raw, "args", dict),
+            provides=provides,
+            unpack=bool(raw.get("unpack", False)),
+            at_ms=_field(raw, "at", int),
+        )
+    if kind not in _EVENT_BODY:
+        raise DecodeError(f"unknown message kind {kind!r}")
+    body = _field(raw, "body", dict)
+    for name, ftype in _EVENT_BODY[kind].items():
+        _field(body, name, ftype)
+    run_id = _field(raw, "run", str)
+    if not run_id:
+        raise DecodeError("field 'run' is empty")
+    return Event(
+        kind=kind,
+        id=_field(raw, "id", str),
+        run_id=run_id,
+        task=_field(raw, "task", str),
+        attempt=_field(raw, "attempt", int),
+        body=body,
+        at_ms=_field(raw, "at", int),
+    )

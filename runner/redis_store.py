@@ -1,0 +1,280 @@
+"""The Redis state store: each commit is one Lua script, atomic and idempotent by event id.
+
+This is the only module that imports redis. redis-py 8 retries a command after a socket
+timeout, so a commit that did execute may be sent again; the script therefore checks the
+event id first and answers a repeat as a duplicate, never applying it twice. Every guard is
+checked before the first write, because a Lua script that fails half way is not rolled back.
+
+Durability: a commit is as durable as the server's persistence. Run Redis with
+``appendonly yes`` and ``appendfsync always`` to lose nothing acknowledged on power loss
+(``everysec`` may lose about a second), and ``maxmemory-policy noeviction``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import redis
+import redis.exceptions
+
+from runner import keys
+from runner.config import Config, redact_url
+from runner.errors import StoreError, StoreUnavailable
+from runner.store import APPLIED_RESULT, Commit, CommitResult
+
+# KEYS: 1 meta, 2 spec, 3 tasks, 4 data, 5 joins, 6 applied, 7 outbox, 8 history,
+#       9 runs index, 10 old-status index, 11 new-status index
+# ARGV: event id, run id, channel,
+#       n guards,  then (key index, field, has expected "1"/"0", expected) each,
+#       n writes,  then (key index, field, value) each,
+#       n history, then entry each,
+#       n outbox,  then (message id, packed message) each,
+#       status change flag "0"/"1"/"2" (none / existing run / new run), created ms,
+#       expire seconds (0 = keep)
+# Returns {"ok"} | {"conflict", guard number} | {"dup", id1, msg1, id2, msg2, ...}
+_COMMIT_LUA = r"""
+local eid = ARGV[1]
+local done = redis.call('HGET', KEYS[6], eid)
+if done then
+  local out = {'dup'}
+  for id in string.gmatch(done, '[^\n]+') do
+    local m = redis.call('HGET', KEYS[7], id)
+    if m then out[#out + 1] = id; out[#out + 1] = m end
+  end
+  return out
+end
+local i = 4
+local n = tonumber(ARGV[i]); i = i + 1
+for g = 1, n do
+  local cur = redis.call('HGET', KEYS[tonumber(ARGV[i])], ARGV[i + 1])
+  if ARGV[i + 2] == '1' then
+    if cur ~= ARGV[i + 3] then return {'conflict', tostring(g - 1)} end
+  elseif cur then
+    return {'conflict', tostring(g - 1)}
+  end
+  i = i + 4
+end
+n = tonumber(ARGV[i]); i = i + 1
+for w = 1, n do
+  redis.call('HSET', KEYS[tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2])
+  i = i + 3
+end
+n = tonumber(ARGV[i]); i = i + 1
+for h = 1, n do
+  redis.call('RPUSH', KEYS[8], ARGV[i])
+  i = i + 1
+end
+n = tonumber(ARGV[i]); i = i + 1
+local ids = {}
+for o = 1, n do
+  redis.call('HSET', KEYS[7], ARGV[i], ARGV[i + 1])
+  ids[#ids + 1] = ARGV[i]
+  i = i + 2
+end
+redis.call('HSET', KEYS[6], eid, table.concat(ids, '\n'))
+local change, score = ARGV[i], ARGV[i + 1]
+if change ~= '0' then
+  if change == '2' then
+    redis.call('ZADD', KEYS[9], score, ARGV[2])
+  else
+    redis.call('ZREM', KEYS[10], ARGV[2])
+  end
+  redis.call('ZADD', KEYS[11], score, ARGV[2])
+end
+local expire = tonumber(ARGV[i + 2])
+if expire > 0 then
+  for k = 1, 8 do redis.call('EXPIRE', KEYS[k], expire) end
+end
+redis.call('PUBLISH', ARGV[3], eid)
+return {'ok'}
+"""
+
+_PART_INDEX = {part: str(i + 1) for i, part in enumerate(keys.RUN_PARTS)}
+
+
+class _RedisWatch:
+    def __init__(self, client: redis.Redis, channel: str) -> None:
+        self._pubsub = client.pubsub(ignore_subscribe_messages=True)
+        self._pubsub.subscribe(channel)
+
+    def wait(self, timeout_s: float) -> bool:
+        try:
+            msg = self._pubsub.get_message(timeout=max(timeout_s, 0.0))
+        except redis.exceptions.RedisError as e:
+            raise StoreUnavailable(f"redis watch failed: {e}") from e
+        if msg is None:
+            return False
+        while self._pubsub.get_message(timeout=0) is not None:  # drain the burst
+            pass
+        return True
+
+    def close(self) -> None:
+        self._pubsub.close()
+
+
+def _translate(e: Exception) -> StoreError:
+    if isinstance(e, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        return StoreUnavailable(f"redis unavailable: {e}")
+    return StoreError(f"redis error: {e}")
+
+
+class RedisStore:
+    """Implements `runner.store.Store` on one Redis server."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._prefix = config.prefix
+        self._client: redis.Redis | None = None
+        self._script: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> redis.Redis:
+        """The connection pool, made on first use (never at import or construction)."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    try:
+                        c = redis.Redis.from_url(
+                            self._config.redis_url,
+                            socket_timeout=self._config.connect_timeout_s * 2,
+                            socket_connect_timeout=self._config.connect_timeout_s,
+                            health_check_interval=30,
+                        )
+                    except ValueError as e:
+                        raise StoreError(
+                            f"bad redis URL {redact_url(self._config.redis_url)}: {e}"
+                        ) from None
+                    self._script = c.register_script(_COMMIT_LUA)
+                    self._client = c
+        return self._client
+
+    def _k(self, run_id: str, part: str) -> str:
+        return keys.run_key(self._prefix, run_id, part)
+
+    def ping(self) -> None:
+        try:
+            self.client.ping()
+        except redis.exceptions.RedisError as e:
+            raise StoreUnavailable(
+                f"cannot reach redis at {redact_url(self._config.redis_url)}: {e}"
+            ) from None
+
+    def read(self, run_id: str, wants: Mapping[str, Sequence[str]]) -> dict[str, list[bytes | None]]:
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            parts = [p for p, fs in wants.items() if fs]
+            for p in parts:
+                pipe.hmget(self._k(run_id, p), list(wants[p]))
+            values = pipe.execute()
+        except redis.exceptions.RedisError as e:
+            raise _translate(e) from e
+        out: dict[str, list[bytes | None]] = {p: [] for p in wants}
+        out.update(zip(parts, values, strict=True))
+        return out
+
+    def read_all(self, run_id: str, part: str) -> dict[str, bytes]:
+        try:
+            raw = self.client.hgetall(self._k(run_id, part))
+        except redis.exceptions.RedisError as e:
+            raise _translate(e) from e
+        return {k.decode(): v for k, v in raw.items()}
+
+    def commit(self, c: Commit) -> CommitResult:
+        argv: list[Any] = [c.event_id, c.run_id, keys.notify_channel(self._prefix, c.run_id)]
+        argv.append(len(c.guards))
+        for part, fld, expected in c.guards:
+            argv += [_PART_INDEX[part], fld, "0" if expected is None else "1", expected or b""]
+        writes = [(p, f, v) for p, fv in c.writes.items() for f, v in fv.items()]
+        argv.append(len(writes))
+        for part, fld, value in writes:
+            argv += [_PART_INDEX[part], fld, value]
+        argv.append(len(c.history))
+        argv += list(c.history)
+        argv.append(len(c.outbox))
+        for mid, msg in c.outbox.items():
+            argv += [mid, msg]
+        old, new = c.status_change or ("", "")
+        argv += ["0" if not new else ("1" if old else "2"), c.created_ms, c.expire_s]
+        run_keys = [self._k(c.run_id, p) for p in keys.RUN_PARTS]
+        run_keys += [
+            keys.runs_index(self._prefix),
+            keys.status_index(self._prefix, old or "NONE"),
+            keys.status_index(self._prefix, new or "NONE"),
+        ]
+        try:
+            reply = self._script(keys=run_keys, args=argv, client=self.client)
+        except redis.exceptions.RedisError as e:
+            raise _translate(e) from e
+        tag = reply[0]
+        if tag == b"ok":
+            return APPLIED_RESULT
+        if tag == b"conflict":
+            return CommitResult("conflict", conflict_guard=int(reply[1]))
+        rest = reply[1:]
+        return CommitResult("duplicate", {rest[i].decode(): rest[i + 1] for i in range(0, len(rest), 2)})
+
+    def mark_sent(self, run_id: str, message_ids: Sequence[str]) -> None:
+        if not message_ids:
+            return
+        try:
+            self.client.hdel(self._k(run_id, keys.OUTBOX), *message_ids)
+        except redis.exceptions.RedisError as e:
+            raise _translate(e) from e
+
+    def history(self, run_id: str, start: int = 0) -> list[bytes]:
+        try:
+            return list(self.client.lrange(self._k(run_id, keys.HISTORY), start, -1))
+        except redis.exceptions.RedisError as e:
+            raise _translate(e) from e
+
+    def reserve(self, run_id: str, digest: bytes) -> bytes | None:
+        key = self._k(run_id, keys.META)
+        try:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hsetnx(key, "digest", digest)
+            pipe.hget(key, "digest")
+            created, current = pipe.execute()
+        except redis.exceptions.RedisError as e:
+            raise _translate(e) from e
+        return None if created else current
+
+    def list_runs(self, status: str | None, limit: int) -> list[str]:
+        index = keys.status_index(self._prefix, status) if status else keys.runs_index(self._prefix)
+        try:
+            ids = [r.decode() for r in self.client.zrevrange(index, 0, max(limit, 1) * 2 - 1)]
+            if not ids:
+                return []
+            pipe = self.client.pipeline(transaction=False)
+            for r in ids:
+                pipe.exists(self._k(r, keys.META))
+            alive = pipe.execute()
+            gone = [r for r, a in zip(ids, alive, strict=True) if not a]
+            if gone:  # runs expired after their retention: drop them from the index
+                self.client.zrem(index, *gone)
+        except redis.exceptions.RedisError as e:
+            raise _translate(e) from e
+        return [r for r, a in zip(ids, alive, strict=True) if a][:limit]
+
+    def watch(self, run_id: str) -> _RedisWatch:
+        try:
+            return _RedisWatch(self.client, keys.notify_channel(self._prefix, run_id))
+        except redis.exceptions.RedisError as e:
+            raise _translate(e) from e
+
+    def delete_prefix(self) -> int:
+        """Delete every key under this store's prefix (tests and `ackflow` tooling only)."""
+        n = 0
+        try:
+            for key in self.client.scan_iter(match=f"{self._prefix}:*", count=1000):
+                n += self.client.unlink(key)
+        except redis.exceptions.RedisError as e:
+            raise _translate(e) from e
+        return n
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None

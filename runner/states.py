@@ -1,0 +1,73 @@
+"""The run and task state machines, kept as data (DESIGN §6).
+
+Every transition the engine makes is checked against these tables; an illegal one is a bug
+and raises `IllegalTransition` rather than corrupting a run.
+"""
+
+from __future__ import annotations
+
+from runner.errors import AckflowError
+
+# --- run -------------------------------------------------------------------------------
+PENDING = "PENDING"
+RUNNING = "RUNNING"
+SUCCESS = "SUCCESS"
+FAILED = "FAILED"
+REVERTING = "REVERTING"
+REVERTED = "REVERTED"
+PAUSED = "PAUSED"
+CANCELLED = "CANCELLED"
+
+# --- task (PENDING, RUNNING, SUCCESS, FAILED, REVERTING, REVERTED shared with runs) ---------
+SCHEDULED = "SCHEDULED"
+WAITING = "WAITING"
+SKIPPED = "SKIPPED"
+
+RUN_STATES = (PENDING, RUNNING, SUCCESS, FAILED, REVERTING, REVERTED, PAUSED, CANCELLED)
+TASK_STATES = (PENDING, SCHEDULED, RUNNING, WAITING, SUCCESS, FAILED, REVERTING, REVERTED, SKIPPED)
+
+RUN_TRANSITIONS: dict[str, frozenset[str]] = {
+    PENDING: frozenset({RUNNING, CANCELLED}),
+    RUNNING: frozenset({SUCCESS, FAILED, REVERTING, PAUSED, CANCELLED}),
+    PAUSED: frozenset({RUNNING, CANCELLED}),
+    REVERTING: frozenset({REVERTED, FAILED}),
+    FAILED: frozenset({RUNNING}),  # an explicit retry of a failed run
+    SUCCESS: frozenset(),
+    REVERTED: frozenset(),
+    CANCELLED: frozenset(),
+}
+
+TASK_TRANSITIONS: dict[str, frozenset[str]] = {
+    PENDING: frozenset({SCHEDULED, SKIPPED}),
+    # A result may overtake the worker's best-effort "started" event, so a scheduled task
+    # can finish without ever being seen RUNNING.
+    SCHEDULED: frozenset({RUNNING, SUCCESS, FAILED, SKIPPED, WAITING}),
+    RUNNING: frozenset({SUCCESS, FAILED, WAITING}),
+    WAITING: frozenset({SUCCESS, FAILED}),
+    FAILED: frozenset({SCHEDULED}),  # retry: a new attempt
+    SUCCESS: frozenset({REVERTING}),
+    REVERTING: frozenset({REVERTED, FAILED}),
+    REVERTED: frozenset(),
+    SKIPPED: frozenset(),
+}
+
+RUN_TERMINAL = frozenset({SUCCESS, FAILED, REVERTED, CANCELLED})
+TASK_ACTIVE = frozenset({SCHEDULED, RUNNING, WAITING})
+
+
+class IllegalTransition(AckflowError):
+    """A state change that the state machine does not allow."""
+
+    def __init__(self, what: str, old: str, new: str) -> None:
+        self.what, self.old, self.new = what, old, new
+        super().__init__(f"illegal {what} transition {old} -> {new}")
+
+
+def check_run(old: str, new: str) -> None:
+    if new not in RUN_TRANSITIONS.get(old, frozenset()):
+        raise IllegalTransition("run", old, new)
+
+
+def check_task(old: str, new: str) -> None:
+    if new not in TASK_TRANSITIONS.get(old, frozenset()):
+        raise IllegalTransition("task", old, new)

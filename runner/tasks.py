@@ -1,0 +1,230 @@
+"""The ``@task`` decorator and the registry workers look tasks up in.
+
+A task's inputs (``requires``) are its parameters; a parameter with a default is optional.
+Its output is bound to the name(s) in ``provides``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, overload
+
+from runner.errors import FlowDefinitionError, UnknownTaskError
+
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
+DEFAULT_QUEUE = "default"
+
+
+def check_name(kind: str, name: str) -> str:
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise FlowDefinitionError(
+            f"{kind} name {name!r} must start with a letter or '_' and use only letters, "
+            "digits, '_', '.', '-' (at most 128 characters)"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class TaskDef:
+    """A registered task: a function plus its data flow and placement."""
+
+    name: str
+    fn: Callable[..., Any] = field(repr=False, compare=False)
+    requires: tuple[str, ...]  # parameter names without defaults
+    optional: tuple[str, ...]  # parameter names with defaults
+    extra_requires: tuple[str, ...]  # names passed as keyword arguments (**kwargs)
+    provides: tuple[str, ...]
+    unpack: bool  # True when provides lists several names bound from one return value
+    queue: str = DEFAULT_QUEUE
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def bind(
+        self,
+        name: str | None = None,
+        *,
+        rebind: Mapping[str, str] | None = None,
+        provides: str | Iterable[str] | None = None,
+        queue: str | None = None,
+    ) -> TaskNode:
+        """A use of this task in a flow, optionally renamed, with inputs or outputs rebound."""
+        return self.node().bind(name, rebind=rebind, provides=provides, queue=queue)
+
+    named = bind
+
+    def node(self) -> TaskNode:
+        args = {p: p for p in self.requires}
+        args.update({p: p for p in self.extra_requires})
+        return TaskNode(
+            name=self.name,
+            task=self.name,
+            args=args,
+            optional={p: p for p in self.optional},
+            provides=self.provides,
+            unpack=self.unpack,
+            queue=self.queue,
+        )
+
+
+@dataclass(frozen=True)
+class TaskNode:
+    """One task in one flow: the node name is unique in the flow; ``args`` maps parameter to data name."""
+
+    name: str
+    task: str
+    args: Mapping[str, str]
+    optional: Mapping[str, str]
+    provides: tuple[str, ...]
+    unpack: bool
+    queue: str
+
+    def bind(
+        self,
+        name: str | None = None,
+        *,
+        rebind: Mapping[str, str] | None = None,
+        provides: str | Iterable[str] | None = None,
+        queue: str | None = None,
+    ) -> TaskNode:
+        changes: dict[str, Any] = {}
+        if name is not None:
+            changes["name"] = check_name("task", name)
+        if rebind:
+            args, optional = dict(self.args), dict(self.optional)
+            for param, data_name in rebind.items():
+                if param in args:
+                    args[param] = data_name
+                elif param in optional:
+                    optional[param] = data_name
+                else:
+                    raise FlowDefinitionError(
+                        f"task {self.name!r} has no parameter {param!r} to rebind"
+                    )
+            changes["args"], changes["optional"] = args, optional
+        if provides is not None:
+            changes["provides"], changes["unpack"] = _provides(provides)
+        if queue is not None:
+            changes["queue"] = check_name("queue", queue)
+        return replace(self, **changes)
+
+
+def _provides(provides: str | Iterable[str] | None) -> tuple[tuple[str, ...], bool]:
+    if provides is None:
+        return (), False
+    if isinstance(provides, str):
+        return (check_name("provided value", provides),), False
+    names = tuple(check_name("provided value", p) for p in provides)
+    if len(set(names)) != len(names):
+        raise FlowDefinitionError(f"provides lists a name twice: {names}")
+    return names, True
+
+
+class Registry:
+    """Task name -> `TaskDef`. Workers execute only what is registered here."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, TaskDef] = {}
+
+    def add(self, task_def: TaskDef) -> None:
+        old = self._tasks.get(task_def.name)
+        if old is not None and _origin(old.fn) != _origin(task_def.fn):
+            raise FlowDefinitionError(
+                f"task name {task_def.name!r} is registered twice ({_origin(old.fn)} and "
+                f"{_origin(task_def.fn)}); pass @task(name=...) to tell them apart"
+            )
+        self._tasks[task_def.name] = task_def
+
+    def get(self, name: str) -> TaskDef:
+        try:
+            return self._tasks[name]
+        except KeyError:
+            raise UnknownTaskError(name, list(self._tasks)) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tasks
+
+    def names(self) -> list[str]:
+        return sorted(self._tasks)
+
+
+def _origin(fn: Callable[..., Any]) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}"
+
+
+# The registry `@task` adds to. It holds plain functions only, never a connection.
+REGISTRY = Registry()
+
+
+@overload
+def task(fn: Callable[..., Any], /) -> TaskDef: ...
+@overload
+def task(
+    *,
+    name: str | None = ...,
+    provides: str | Iterable[str] | None = ...,
+    requires: Iterable[str] = ...,
+    queue: str = ...,
+    registry: Registry | None = ...,
+) -> Callable[[Callable[..., Any]], TaskDef]: ...
+
+
+def task(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    provides: str | Iterable[str] | None = None,
+    requires: Iterable[str] = (),
+    queue: str = DEFAULT_QUEUE,
+    registry: Registry | None = None,
+) -> TaskDef | Callable[[Callable[..., Any]], TaskDef]:
+    """Register a function as a task.
+
+    ``provides`` binds the return value to a name, or a sequence returned by the task to
+    several names. ``requires`` adds names passed as keyword arguments to a ``**kwargs``
+    function. ``queue`` picks the task queue its requests go to.
+    """
+
+    def decorate(f: Callable[..., Any]) -> TaskDef:
+        if not callable(f):
+            raise FlowDefinitionError(f"@task needs a function, not {type(f).__name__}")
+        required: list[str] = []
+        optional: list[str] = []
+        has_kwargs = False
+        for p in inspect.signature(f).parameters.values():
+            if p.kind in (p.VAR_POSITIONAL,):
+                raise FlowDefinitionError(f"task {f.__name__!r}: *args parameters are not supported")
+            if p.kind is p.VAR_KEYWORD:
+                has_kwargs = True
+            elif p.kind is p.POSITIONAL_ONLY:
+                raise FlowDefinitionError(
+                    f"task {f.__name__!r}: positional-only parameter {p.name!r} is not supported"
+                )
+            elif p.default is p.empty:
+                required.append(p.name)
+            else:
+                optional.append(p.name)
+        extra = tuple(requires)
+        if extra and not has_kwargs:
+            raise FlowDefinitionError(
+                f"task {f.__name__!r} lists requires={extra} but takes no **kwargs to receive them"
+            )
+        names, unpack = _provides(provides)
+        td = TaskDef(
+            name=check_name("task", name or f.__name__),
+            fn=f,
+            requires=tuple(required),
+            optional=tuple(optional),
+            extra_requires=tuple(check_name("required value", r) for r in extra),
+            provides=names,
+            unpack=unpack,
+            queue=check_name("queue", queue),
+        )
+        (registry or REGISTRY).add(td)
+        return td
+
+    return decorate(fn) if fn is not None else decorate

@@ -1,0 +1,76 @@
+"""Run one task request and turn its outcome into a result event.
+
+Whatever the task does — returns, raises, returns something msgpack cannot carry or that is
+too large — the outcome is one event: ``task.succeeded`` or ``task.failed`` with the
+exception's type, message and traceback. The event id is the same for every execution of an
+attempt, so only the first result of an attempt is ever applied.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from runner import protocol
+from runner.context import TaskContext, reset_current, set_current
+from runner.errors import EncodeError, UnknownTaskError
+from runner.protocol import Event, TaskRequest
+from runner.tasks import Registry
+
+
+def _failed(req: TaskRequest, worker: str, etype: str, message: str, tb: str = "") -> Event:
+    return Event(
+        kind=protocol.TASK_FAILED, id=protocol.result_id(req.run_id, req.task, req.attempt),
+        run_id=req.run_id, task=req.task, attempt=req.attempt, at_ms=protocol.now_ms(),
+        body={"worker": worker, "error": {"type": etype, "message": message[:4000], "traceback": tb[-16000:]}},
+    )
+
+
+def bind_outputs(req: TaskRequest, value: Any) -> dict[str, Any]:
+    """Map a task's return value to its provided names."""
+    if not req.provides:
+        return {}
+    if not req.unpack:
+        return {req.provides[0]: value}
+    if isinstance(value, Mapping):
+        missing = [p for p in req.provides if p not in value]
+        if missing:
+            raise TypeError(f"returned mapping lacks {missing} (provides {req.provides})")
+        return {p: value[p] for p in req.provides}
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        if len(value) != len(req.provides):
+            raise TypeError(f"returned {len(value)} values for provides {req.provides}")
+        return dict(zip(req.provides, value, strict=True))
+    raise TypeError(f"returned a {type(value).__name__}; provides {req.provides} needs a sequence or mapping")
+
+
+def execute(req: TaskRequest, registry: Registry, worker: str, max_payload_bytes: int) -> Event:
+    """Run the task named by ``req``; never raises."""
+    try:
+        task_def = registry.get(req.fn)
+    except UnknownTaskError as e:
+        return _failed(req, worker, "UnknownTaskError", f"{e} (is the worker started with its module?)")
+    start = time.monotonic()
+    token = set_current(TaskContext(req.run_id, req.task, req.attempt))
+    try:
+        value = task_def.fn(**req.args)
+        values = bind_outputs(req, value)
+    except Exception as e:  # the task's own failure: report it, keep serving
+        return _failed(req, worker, type(e).__name__, str(e), traceback.format_exc())
+    finally:
+        reset_current(token)
+    elapsed_ms = int((time.monotonic() - start) * 1000)
+    try:
+        size = len(protocol.pack(values))
+    except EncodeError as e:
+        return _failed(req, worker, "EncodeError", f"task {req.task!r} returned a value msgpack cannot carry: {e}")
+    if size > max_payload_bytes:
+        return _failed(req, worker, "PayloadTooLargeError",
+                       f"task {req.task!r} returned {size} bytes, over the limit of {max_payload_bytes}")
+    return Event(
+        kind=protocol.TASK_SUCCEEDED, id=protocol.result_id(req.run_id, req.task, req.attempt),
+        run_id=req.run_id, task=req.task, attempt=req.attempt, at_ms=protocol.now_ms(),
+        body={"worker": worker, "values": values, "ms": elapsed_ms},
+    )
