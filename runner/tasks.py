@@ -49,10 +49,14 @@ class TaskDef:
         *,
         rebind: Mapping[str, str] | None = None,
         provides: str | Iterable[str] | None = None,
+        requires: Iterable[str] = (),
         queue: str | None = None,
     ) -> TaskNode:
-        """A use of this task in a flow, optionally renamed, with inputs or outputs rebound."""
-        return self.node().bind(name, rebind=rebind, provides=provides, queue=queue)
+        """A use of this task in a flow, optionally renamed, with inputs or outputs rebound.
+
+        ``requires`` adds names passed as keyword arguments (the function takes ``**kwargs``).
+        """
+        return self.node().bind(name, rebind=rebind, provides=provides, requires=requires, queue=queue)
 
     named = bind
 
@@ -88,13 +92,17 @@ class TaskNode:
         *,
         rebind: Mapping[str, str] | None = None,
         provides: str | Iterable[str] | None = None,
+        requires: Iterable[str] = (),
         queue: str | None = None,
     ) -> TaskNode:
         changes: dict[str, Any] = {}
+        extra = [check_name("required value", r) for r in requires]
+        if extra:
+            changes["args"] = {**self.args, **{r: r for r in extra}}
         if name is not None:
             changes["name"] = check_name("task", name)
         if rebind:
-            args, optional = dict(self.args), dict(self.optional)
+            args, optional = dict(changes.get("args", self.args)), dict(self.optional)
             for param, data_name in rebind.items():
                 if param in args:
                     args[param] = data_name

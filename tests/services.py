@@ -1,0 +1,71 @@
+"""Where the test services are (DESIGN §9): environment URLs, then 127.0.0.1, then Docker.
+
+Under ``CI=true`` a missing service is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+import kombu
+import redis
+
+DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+
+
+@dataclass(frozen=True)
+class Services:
+    broker_url: str
+    redis_url: str
+    source: str  # "env", "local" or "docker"
+
+
+def broker_ok(url: str) -> str | None:
+    """None if RabbitMQ answers at the protocol level, else why not."""
+    try:
+        with kombu.Connection(url, connect_timeout=2) as c:
+            c.ensure_connection(max_retries=1)
+        return None
+    except Exception as e:  # noqa: BLE001 - any failure means "not usable"
+        return f"{type(e).__name__}: {e}"
+
+
+def redis_ok(url: str) -> str | None:
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        client.ping()
+        client.close()
+        return None
+    except Exception as e:  # noqa: BLE001
+        return f"{type(e).__name__}: {e}"
+
+
+def docker_engine_answers() -> bool:
+    """``docker info``, not ``which docker``: the client may exist with no engine behind it."""
+    if shutil.which("docker") is None or os.environ.get("ACKFLOW_TEST_DOCKER") == "0":
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def find_without_docker(env: dict[str, str]) -> tuple[Services | None, list[str]]:
+    """The services from the environment or 127.0.0.1, or (None, reasons)."""
+    broker = env.get("ACKFLOW_TEST_BROKER_URL")
+    red = env.get("ACKFLOW_TEST_REDIS_URL")
+    source = "env" if broker or red else "local"
+    broker = broker or DEFAULT_BROKER
+    red = red or DEFAULT_REDIS
+    problems = []
+    why = broker_ok(broker)
+    if why:
+        problems.append(f"RabbitMQ at {broker.split('@')[-1]}: {why}")
+    why = redis_ok(red)
+    if why:
+        problems.append(f"Redis at {red}: {why}")
+    return (None, problems) if problems else (Services(broker, red, source), [])

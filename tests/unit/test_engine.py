@@ -1,0 +1,194 @@
+"""The engine's event processing on the in-memory store and transport (no network)."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+from runner import protocol
+from runner.broker import ENGINE_QUEUE, Outgoing, task_queue
+from runner.client import Client
+from runner.config import Config
+from runner.engine import Engine
+from runner.local_broker import LocalHub
+from runner.memory_store import MemoryStore
+from runner.protocol import Event, TaskRequest
+from runner.store import Commit
+from tests.e2e import flows
+
+CFG = Config()
+
+
+class Harness:
+    def __init__(self) -> None:
+        self.hub = LocalHub()
+        self.store = MemoryStore()
+        self.engine = Engine(CFG, self.store, self.hub.connect())
+        self.engine.start()
+        self.client = Client(CFG, self.store, self.hub.connect)
+        self.tasks = self.hub.connect()
+        self.tasks.consume([task_queue("default")], 10_000)
+
+    def pump(self) -> int:
+        n = 0
+        while self.engine.run_once(0) or n == 0:
+            n += 1
+            if n > 10_000:
+                raise AssertionError("engine never went idle")
+        return n
+
+    def requests(self) -> list[TaskRequest]:
+        out = []
+        for d in self.tasks.poll(0):
+            msg = protocol.decode(d.body)
+            assert isinstance(msg, TaskRequest)
+            out.append(msg)
+            self.tasks.ack(d)
+        return out
+
+    def result(self, req: TaskRequest, **values: object) -> Event:
+        return Event(protocol.TASK_SUCCEEDED, protocol.result_id(req.run_id, req.task, req.attempt),
+                     req.run_id, req.task, req.attempt, {"values": values, "worker": "w"}, protocol.now_ms())
+
+    def send(self, event: Event) -> None:
+        self.hub.connect().publish([Outgoing(ENGINE_QUEUE, event.id, protocol.encode(event))])
+
+
+def transitions_of(client: Client, run_id: str) -> Counter[tuple[str, str, str, int]]:
+    return Counter((h.scope, h.old, h.new, h.attempt) for h in client.history(run_id) if h.old != h.new)
+
+
+def test_redelivered_result_applies_once_and_publishes_nothing_new() -> None:
+    h = Harness()
+    rid = h.client.submit(flows.chain(2), {"v0": 0})
+    h.pump()
+    [req] = h.requests()
+    ev = h.result(req, v1=1)
+    h.send(ev)
+    h.pump()
+    [nxt] = h.requests()
+    before = h.client.history(rid)
+    h.send(ev)  # the same event again, as after a crash before the ack
+    h.pump()
+    assert h.requests() == []
+    assert h.client.history(rid) == before
+    h.send(h.result(nxt, v2=2))
+    h.pump()
+    info = h.client.status(rid)
+    assert info.status == "SUCCESS" and info.result == {"v2": 2}
+    assert max(transitions_of(h.client, rid).values()) == 1
+
+
+def test_commit_without_publish_is_republished_on_redelivery() -> None:
+    """A crash after the commit and before the publish: the redelivered event sends the outbox."""
+    h = Harness()
+    rid = h.client.submit(flows.chain(2), {"v0": 0})
+    h.pump()
+    [req] = h.requests()
+    ev = h.result(req, v1=1)
+    commit = h.engine._decide(ev)
+    assert commit is not None and commit.outbox
+    assert h.store.commit(commit).applied  # ...and the engine "died" here
+    h.send(ev)
+    h.pump()
+    [nxt] = h.requests()
+    assert nxt.task == "s2" and nxt.args == {"x": 1}
+    assert transitions_of(h.client, rid)[("s2", "PENDING", "SCHEDULED", 1)] == 1
+
+
+def test_result_of_a_stale_attempt_is_fenced_and_recorded() -> None:
+    h = Harness()
+    rid = h.client.submit(flows.chain(2), {"v0": 0})
+    h.pump()
+    [req] = h.requests()
+    stale = Event(protocol.TASK_SUCCEEDED, protocol.result_id(rid, req.task, 7), rid, req.task, 7,
+                  {"values": {"v1": 99}, "worker": "late"}, protocol.now_ms())
+    h.send(stale)
+    h.pump()
+    assert h.requests() == []
+    assert h.client.status(rid).tasks["s1"].status == "SCHEDULED"
+    notes = [e.extra.get("note", "") for e in h.client.history(rid)]
+    assert any("fenced: attempt 7" in n for n in notes)
+
+
+def test_failed_task_fails_the_run_with_type_message_and_traceback() -> None:
+    h = Harness()
+    rid = h.client.submit(flows.chain(2), {"v0": 0})
+    h.pump()
+    [req] = h.requests()
+    h.send(Event(protocol.TASK_FAILED, protocol.result_id(rid, req.task, 1), rid, req.task, 1,
+                 {"error": {"type": "KeyError", "message": "'k'", "traceback": "Traceback..."},
+                  "worker": "w"}, protocol.now_ms()))
+    h.pump()
+    info = h.client.status(rid)
+    assert info.status == "FAILED"
+    assert info.error is not None
+    assert (info.error["task"], info.error["type"], info.error["message"]) == ("s1", "KeyError", "'k'")
+    assert info.error["traceback"] == "Traceback..."
+    assert h.store.list_runs("FAILED", 10) == [rid]
+
+
+def test_malformed_events_are_dead_lettered_with_reason() -> None:
+    h = Harness()
+    bad = h.hub.connect()
+    bad.publish([Outgoing(ENGINE_QUEUE, "junk", b"\xc1\xc1not msgpack")])
+    h.pump()
+    dead = h.hub.connect()
+    dead.consume(["dead"], 10)
+    [d] = dead.poll(0)
+    assert "not msgpack" in d.headers["x-ackflow-reason"]
+    assert d.headers["x-ackflow-queue"] == ENGINE_QUEUE
+
+
+def test_event_for_unknown_run_is_dropped_not_looped() -> None:
+    h = Harness()
+    h.send(Event(protocol.TASK_STARTED, "started:nope:t:1", "nope", "t", 1, {"worker": "w"}, 1))
+    h.pump()
+    assert h.hub.depth(ENGINE_QUEUE) == 0
+
+
+def test_two_engines_racing_on_a_wide_join_fire_it_exactly_once() -> None:
+    """Completions of a 200-wide fan-out processed by two engines at once: conflicts retry."""
+    h = Harness()
+    second = Engine(CFG, h.store, h.hub.connect())
+    second.start()
+    rid = h.client.submit(flows.fanout(200), {"n": 1})
+    h.pump()
+    [root] = h.requests()
+    h.send(h.result(root, seed=1))
+    h.pump()
+    leaves = h.requests()
+    assert len(leaves) == 200
+    for r in leaves:
+        h.send(h.result(r, **{r.provides[0]: 1}))
+    stop = threading.Event()
+
+    def serve(e: Engine) -> None:
+        while not stop.is_set():
+            e.run_once(0.01)
+
+    threads = [threading.Thread(target=serve, args=(e,)) for e in (h.engine, second)]
+    for t in threads:
+        t.start()
+    watch = h.store.watch(rid)
+    got: list[TaskRequest] = []
+    while not got and h.client.status(rid).status == "RUNNING":
+        watch.wait(1.0)
+        got = h.requests()
+    stop.set()
+    for t in threads:
+        t.join()
+    assert h.client.status(rid).status == "RUNNING"
+    assert [r.task for r in got] == ["gather"]
+    assert len(got[0].args) == 200
+    assert max(transitions_of(h.client, rid).values()) == 1
+    assert h.engine.processed + second.processed == 1 + 1 + 200
+
+
+def test_memory_store_replays_only_unsent_outbox() -> None:
+    s = MemoryStore()
+    c = Commit("r", "e1", outbox={"m1": b"x", "m2": b"y"}, writes={"meta": {"status": b"RUNNING"}})
+    assert s.commit(c).applied
+    s.mark_sent("r", ["m1"])
+    again = s.commit(c)
+    assert again.outcome == "duplicate" and again.unsent == {"m2": b"y"}
