@@ -356,14 +356,18 @@ def topology(ctx: click.Context, queues: tuple[str, ...], check: bool) -> None:
         broker.close()
 
 
-def _load_plugins() -> None:
-    """Subcommands other packages register under the ``ackflow.commands`` entry point."""
+def load_plugins() -> click.Group:
+    """Add the subcommands other packages register under the ``ackflow.commands`` entry point."""
     for ep in entry_points(group="ackflow.commands"):
         if ep.name not in main.commands:
             main.add_command(ep.load(), ep.name)
+    return main
 
 
-_load_plugins()
+def cli() -> None:
+    """The ``ackflow`` console script."""
+    load_plugins()()
+
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    cli()

@@ -190,12 +190,12 @@ class Client:
         seen = 0
         try:
             while True:
+                info = self._peek(run_id)  # before the history, so none of it is missed
                 if on_history is not None:
                     new = self.history(run_id, seen) if seen or self._exists(run_id) else []
                     seen += len(new)
                     for entry in new:
                         on_history(entry)
-                info = self._peek(run_id)
                 if info.done:
                     return self.status(run_id)
                 if deadline is not None and time.monotonic() >= deadline:

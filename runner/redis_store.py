@@ -204,8 +204,9 @@ class RedisStore:
             keys.status_index(self._prefix, old or "NONE"),
             keys.status_index(self._prefix, new or "NONE"),
         ]
+        client = self.client  # creates the script object on first use
         try:
-            reply = self._script(keys=run_keys, args=argv, client=self.client)
+            reply = self._script(keys=run_keys, args=argv, client=client)
         except redis.exceptions.RedisError as e:
             raise _translate(e) from e
         tag = reply[0]

@@ -6,9 +6,11 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,9 +86,11 @@ class Processes:
         self.cfg = cfg
         self.logdir = logdir
         self.procs: list[subprocess.Popen[bytes]] = []
+        self._files: list[Any] = []
 
     def start(self, *args: str, env: dict[str, str] | None = None, name: str = "") -> subprocess.Popen[bytes]:
         log = open(self.logdir / f"{name or args[0]}-{len(self.procs)}.log", "wb")  # noqa: SIM115
+        self._files.append(log)
         p = subprocess.Popen([*ACKFLOW, *args], cwd=ROOT, env=cli_env(self.cfg, **(env or {})),
                              stdout=log, stderr=subprocess.STDOUT)
         self.procs.append(p)
@@ -102,6 +106,23 @@ class Processes:
         return subprocess.run([*ACKFLOW, *args], cwd=ROOT, env=cli_env(self.cfg, **(env or {})),
                               capture_output=True, text=True, timeout=timeout_s)
 
+    def assert_alive(self) -> None:
+        dead = [(p.args, p.returncode) for p in self.procs if p.poll() is not None]
+        assert not dead, f"processes exited: {dead}\n{self.logs()}"
+
+    def wait(self, client: Any, run_id: str, timeout_s: float = 120) -> Any:
+        """Wait for a run, failing at once (with the logs) if an engine or worker died."""
+        from runner.errors import WaitTimeout
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self.assert_alive()
+            try:
+                return client.wait(run_id, timeout_s=min(2.0, max(0.1, deadline - time.monotonic())))
+            except WaitTimeout:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"run {run_id} unfinished after {timeout_s} s\n{self.logs()}") from None
+
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}"
                          for p in sorted(self.logdir.glob("*.log")))
@@ -112,6 +133,8 @@ class Processes:
                 p.send_signal(signal.SIGKILL)
         for p in self.procs:
             p.wait(timeout=30)
+        for f in self._files:
+            f.close()
 
 
 @pytest.fixture

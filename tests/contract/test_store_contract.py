@@ -1,0 +1,153 @@
+"""One contract, two stores: the in-memory store and Redis must behave the same."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from runner import keys
+from runner.config import Config
+from runner.memory_store import MemoryStore
+from runner.redis_store import RedisStore
+from runner.store import Commit, Store
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    cfg: Config = request.getfixturevalue("config")
+    s = RedisStore(cfg)
+    yield s
+    s.close()
+
+
+def rid() -> str:
+    return uuid.uuid4().hex
+
+
+def test_commit_applies_writes_history_and_outbox(store: Store) -> None:
+    r = rid()
+    c = Commit(r, "e1", guards=[(keys.META, "status", None)],
+               writes={keys.META: {"status": b"RUNNING"}, keys.TASKS: {"t": b"\x01"}},
+               history=[b"h1", b"h2"], outbox={"m1": b"o1"}, status_change=("", "RUNNING"), created_ms=5)
+    assert store.commit(c).applied
+    assert store.read(r, {keys.META: ["status", "nope"], keys.TASKS: ["t"]}) == {
+        keys.META: [b"RUNNING", None], keys.TASKS: [b"\x01"]}
+    assert store.history(r) == [b"h1", b"h2"]
+    assert store.history(r, 1) == [b"h2"]
+    assert store.read_all(r, keys.OUTBOX) == {"m1": b"o1"}
+
+
+def test_same_event_id_never_applies_twice_and_replays_unsent_outbox(store: Store) -> None:
+    r = rid()
+    c = Commit(r, "e1", writes={keys.DATA: {"x": b"1"}}, history=[b"h"], outbox={"m1": b"a", "m2": b"b"})
+    assert store.commit(c).applied
+    dup = store.commit(Commit(r, "e1", writes={keys.DATA: {"x": b"2"}}, history=[b"other"]))
+    assert dup.outcome == "duplicate"
+    assert dup.unsent == {"m1": b"a", "m2": b"b"}
+    assert store.read(r, {keys.DATA: ["x"]})[keys.DATA] == [b"1"]
+    assert store.history(r) == [b"h"]
+    store.mark_sent(r, ["m1"])
+    assert store.commit(c).unsent == {"m2": b"b"}
+    store.mark_sent(r, ["m2"])
+    assert store.commit(c).unsent == {}
+    assert store.read_all(r, keys.OUTBOX) == {}
+
+
+def test_guards_are_all_checked_before_any_write(store: Store) -> None:
+    r = rid()
+    assert store.commit(Commit(r, "e0", writes={keys.TASKS: {"a": b"1"}})).applied
+    bad = Commit(r, "e1", guards=[(keys.TASKS, "a", b"1"), (keys.TASKS, "b", b"x")],
+                 writes={keys.TASKS: {"a": b"2"}}, history=[b"h"], outbox={"m": b"o"})
+    res = store.commit(bad)
+    assert res.outcome == "conflict" and res.conflict_guard == 1
+    assert store.read(r, {keys.TASKS: ["a"]})[keys.TASKS] == [b"1"]
+    assert store.history(r) == [] and store.read_all(r, keys.OUTBOX) == {}
+    # a conflicting event is not remembered: it can be retried and apply
+    ok = Commit(r, "e1", guards=[(keys.TASKS, "a", b"1"), (keys.TASKS, "b", None)],
+                writes={keys.TASKS: {"a": b"2"}})
+    assert store.commit(ok).applied
+    assert store.commit(Commit(r, "e2", guards=[(keys.TASKS, "a", None)])).outcome == "conflict"
+
+
+def test_concurrent_guarded_increments_lose_nothing(store: Store) -> None:
+    """Many threads doing read-guard-write on one counter: every increment lands exactly once."""
+    r = rid()
+    per_thread, threads = 25, 4
+
+    def bump(tid: int) -> None:
+        for i in range(per_thread):
+            while True:
+                cur = store.read(r, {keys.JOINS: ["n"]})[keys.JOINS][0]
+                nxt = str(int(cur or 0) + 1).encode()
+                res = store.commit(Commit(r, f"e{tid}-{i}", guards=[(keys.JOINS, "n", cur)],
+                                          writes={keys.JOINS: {"n": nxt}}))
+                if res.outcome != "conflict":
+                    break
+
+    ts = [threading.Thread(target=bump, args=(t,)) for t in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert store.read(r, {keys.JOINS: ["n"]})[keys.JOINS] == [str(per_thread * threads).encode()]
+
+
+def test_reserve_keeps_the_first_digest(store: Store) -> None:
+    r = rid()
+    assert store.reserve(r, b"d1") is None
+    assert store.reserve(r, b"d1") == b"d1"
+    assert store.reserve(r, b"d2") == b"d1"
+
+
+def test_status_indexes(store: Store) -> None:
+    a, b = rid(), rid()
+    store.commit(Commit(a, "s", writes={keys.META: {"status": b"RUNNING"}}, status_change=("", "RUNNING"), created_ms=1))
+    store.commit(Commit(b, "s", writes={keys.META: {"status": b"RUNNING"}}, status_change=("", "RUNNING"), created_ms=2))
+    store.commit(Commit(a, "f", writes={keys.META: {"status": b"FAILED"}}, status_change=("RUNNING", "FAILED"), created_ms=1))
+    assert [x for x in store.list_runs(None, 100) if x in (a, b)] == [b, a]
+    assert a in store.list_runs("FAILED", 100) and a not in store.list_runs("RUNNING", 100)
+    assert b in store.list_runs("RUNNING", 100)
+
+
+def test_watch_wakes_on_commit(store: Store) -> None:
+    r = rid()
+    w = store.watch(r)
+    try:
+        assert w.wait(0.05) is False
+        t = threading.Thread(target=lambda: store.commit(Commit(r, "e", writes={keys.META: {"status": b"X"}})))
+        t.start()
+        assert w.wait(10) is True
+        t.join()
+    finally:
+        w.close()
+
+
+def test_finished_runs_expire_active_runs_do_not(config: Config) -> None:
+    s = RedisStore(config)
+    active, done = rid(), rid()
+    s.commit(Commit(active, "e", writes={keys.META: {"status": b"RUNNING"}}, history=[b"h"]))
+    s.commit(Commit(done, "e", writes={keys.META: {"status": b"SUCCESS"}}, history=[b"h"],
+                    outbox={"m": b"o"}, expire_s=300))
+    ttl = s.client.ttl
+    assert ttl(keys.run_key(config.prefix, active, keys.META)) == -1
+    assert ttl(keys.run_key(config.prefix, active, keys.HISTORY)) == -1
+    for part in (keys.META, keys.HISTORY, keys.APPLIED, keys.OUTBOX):
+        assert 0 < ttl(keys.run_key(config.prefix, done, part)) <= 300
+    s.close()
+
+
+def test_all_keys_of_a_run_share_one_hash_tag(config: Config) -> None:
+    s = RedisStore(config)
+    r = rid()
+    s.commit(Commit(r, "e", writes={p: {"f": b"v"} for p in keys.RUN_HASHES if p != keys.APPLIED},
+                    history=[b"h"]))
+    found = [k.decode() for k in s.client.scan_iter(match=f"{config.prefix}:*{r}*")]
+    assert len(found) == len(keys.RUN_PARTS)
+    assert all(f"{{{r}}}" in k for k in found)
+    s.close()

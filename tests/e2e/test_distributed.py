@@ -1,0 +1,167 @@
+"""End to end on real RabbitMQ + Redis: engine and worker are separate processes started
+through the CLI, exactly as an operator starts them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import msgpack
+import pytest
+
+from runner.client import Client, RunInfo
+from runner.config import Config
+from runner.kombu_broker import KombuBroker
+from runner.local import LocalRuntime
+from runner.redis_store import RedisStore
+from tests.conftest import Processes
+from tests.e2e import flows
+
+pytestmark = pytest.mark.services
+
+
+@pytest.fixture
+def client(config: Config) -> Iterator[Client]:
+    c = Client(config, RedisStore(config), lambda: KombuBroker(config))
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def cluster(procs: Processes) -> Processes:
+    procs.engine()
+    procs.worker("-c", "4")
+    return procs
+
+
+def summary(info: RunInfo) -> tuple[str, Any, dict[str, str]]:
+    return info.status, info.result, {n: t.status for n, t in info.tasks.items()}
+
+
+CASES = [
+    ("chain10", flows.chain10, {"v0": 0}, {"v10": 10}),
+    ("diamond", flows.diamond_flow, {"x": 1}, {"d": [5, 10, 15]}),
+    ("fanout100", flows.fanout100, {"n": 2}, {"total": 200_000}),
+    ("nested", flows.nested_flow, {"x": 5}, {"total": 13}),
+]
+
+
+@pytest.mark.parametrize("name,flow,inputs,result", CASES, ids=[c[0] for c in CASES])
+def test_flow_runs_distributed_and_locally_with_identical_results(
+    cluster: Processes, client: Client, name: str, flow: Any, inputs: dict[str, Any], result: Any
+) -> None:
+    rid = client.submit(flow, inputs)
+    distributed = cluster.wait(client, rid)
+    with LocalRuntime() as rt:
+        local = rt.run(flow, inputs, timeout_s=120)
+    assert distributed.status == "SUCCESS", cluster.logs()
+    assert distributed.result == result
+    assert summary(distributed) == summary(local)
+    # every transition applied exactly once
+    seen = [(h.scope, h.old, h.new, h.attempt) for h in client.history(rid) if h.old != h.new]
+    assert len(seen) == len(set(seen))
+    assert sum(1 for h in client.history(rid) if h.new == "SUCCESS" and h.scope != "run") == len(flow.compile().tasks)
+
+
+def test_fifty_concurrent_runs(cluster: Processes, client: Client) -> None:
+    ids = [client.submit(flows.chain10, {"v0": i}) for i in range(50)]
+    infos = [cluster.wait(client, r, 300) for r in ids]
+    assert [i.status for i in infos] == ["SUCCESS"] * 50
+    assert [i.result for i in infos] == [{"v10": i + 10} for i in range(50)]
+    assert set(client.store.list_runs("SUCCESS", 100)) >= set(ids)
+
+
+def test_failing_task_through_the_cli(cluster: Processes) -> None:
+    out = cluster.run("submit", "tests.e2e.flows:failing_flow", "--input", "x=1", "--wait",
+                      "--run-id", "fail-1", "--timeout", "120")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "task explode (attempt 1): RUNNING -> FAILED  [ValueError: boom 2]" in out.stdout
+    assert "run fail-1: FAILED" in out.stdout
+    status = cluster.run("status", "fail-1")
+    assert status.returncode == 0
+    assert "ValueError: boom 2" in status.stdout
+    assert 'raise ValueError(f"boom {x}")' in status.stdout  # the traceback text
+    assert "after" in status.stdout and "PENDING" in status.stdout
+    history = cluster.run("history", "fail-1")
+    assert "run: RUNNING -> FAILED" in history.stdout
+    listed = cluster.run("list", "--status", "FAILED")
+    assert "fail-1" in listed.stdout
+
+
+def test_submit_wait_status_list_history_through_the_cli(cluster: Processes) -> None:
+    out = cluster.run("submit", "tests.e2e.flows:diamond_flow", "-i", "x=2", "--run-id", "cli-1", "--wait")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.splitlines()[0] == "cli-1"
+    assert 'result: {"d": [7, 20, 27]}' in out.stdout
+    again = cluster.run("submit", "tests.e2e.flows:diamond_flow", "-i", "x=2", "--run-id", "cli-1")
+    assert again.returncode == 0  # idempotent by run id
+    clash = cluster.run("submit", "tests.e2e.flows:diamond_flow", "-i", "x=3", "--run-id", "cli-1")
+    assert clash.returncode == 2 and "already exists" in clash.stderr
+    status = cluster.run("status", "cli-1", "--json")
+    assert '"status": "SUCCESS"' in status.stdout
+    assert cluster.run("status", "no-such-run").returncode == 5
+    history = cluster.run("history", "cli-1").stdout
+    assert history.count("run: PENDING -> RUNNING") == 1 and history.count("run: RUNNING -> SUCCESS") == 1
+
+
+def test_bad_input_is_refused_before_enqueue(cluster: Processes) -> None:
+    missing = cluster.run("submit", "tests.e2e.flows:chain10")
+    assert missing.returncode == 2 and "requires 'v0'" in missing.stderr
+    big = cluster.run("submit", "tests.e2e.flows:chain10", "-i", "v0=" + "x" * 5000,
+                      env={"ACKFLOW_MAX_PAYLOAD_BYTES": "4096"})
+    assert big.returncode == 2 and "over the limit of 4096 bytes" in big.stderr
+    bad_ref = cluster.run("submit", "tests.e2e.flows")
+    assert bad_ref.returncode == 2 and "MODULE:FLOW" in bad_ref.stderr
+
+
+def _event(**fields: Any) -> bytes:
+    base = {"v": 1, "kind": "task.started", "id": "x", "run": "r", "task": "t", "attempt": 1, "at": 0,
+            "body": {"worker": "w"}}
+    base.update(fields)
+    return msgpack.packb(base)
+
+
+BAD = [
+    ("engine", b"\x00\x01 not msgpack \xc1", "application/x-msgpack", "not msgpack"),
+    ("engine", _event(kind="no.such.kind"), "application/x-msgpack", "unknown message kind"),
+    ("engine", _event(body={}), "application/x-msgpack", "missing field 'worker'"),
+    ("engine", b"\x80\x03}q\x00.", "application/x-python-serialize", "content type"),  # pickle
+    ("task.default", b"\xc1\xc1", "application/x-msgpack", "not msgpack"),
+    ("task.default", msgpack.packb({"v": 1, "kind": "task.request", "id": "q"}), "application/x-msgpack",
+     "missing field"),
+    ("task.default", _event(), "application/x-msgpack", "takes task requests"),
+]
+
+
+def test_malformed_messages_are_dead_lettered_and_consumers_keep_serving(
+    cluster: Processes, client: Client, config: Config
+) -> None:
+    raw = KombuBroker(config)
+    raw.declare(["task.default"])
+    for queue, body, ctype, _ in BAD:
+        raw.publish_raw(queue, body, ctype)
+    # the consumers are still serving: a run goes through after the junk
+    rid = client.submit(flows.chain(3), {"v0": 0})
+    assert cluster.wait(client, rid).status == "SUCCESS", cluster.logs()
+    dead = []
+    while len(dead) < len(BAD):
+        d = raw.get("dead")
+        assert d is not None, f"only {len(dead)} dead letters: {[x.headers for x in dead]}"
+        dead.append(d)
+        raw.ack(d)
+    assert raw.get("dead") is None
+    got = sorted((d.headers["x-ackflow-queue"], d.body) for d in dead)
+    assert got == sorted((q, b) for q, b, _, _ in BAD)
+    for queue, body, _, reason in BAD:
+        [d] = [d for d in dead if d.body == body and d.headers["x-ackflow-queue"] == queue]
+        assert reason in d.headers["x-ackflow-reason"], d.headers
+    raw.close()
+
+
+def test_topology_declares_and_checks(procs: Processes, config: Config) -> None:
+    out = procs.run("topology", "-Q", "other")
+    assert out.returncode == 0, out.stderr
+    assert f"{config.prefix}.engine" in out.stdout and "x-queue-type" in out.stdout
+    assert f"{config.prefix}.task.other" in out.stdout
+    check = procs.run("topology", "--check", "-Q", "never-declared")
+    assert check.returncode == 1 and "MISSING" in check.stdout
