@@ -1,15 +1,15 @@
 """ackflow: durable flows (DAGs of tasks) on RabbitMQ + Redis, or embedded in one process.
 
-    from runner import task, flow, Client
+from runner import task, flow, Client
 
-    @task(provides="total")
-    def add(a, b):
-        return a + b
+@task(provides="total")
+def add(a, b):
+    return a + b
 
-    adder = flow.linear("adder", add)
-    client = Client.from_env()
-    run_id = client.submit(adder, {"a": 1, "b": 2})
-    print(client.wait(run_id).result)   # {'total': 3}
+adder = flow.linear("adder", add)
+client = Client.from_env()
+run_id = client.submit(adder, {"a": 1, "b": 2})
+print(client.wait(run_id).result)   # {'total': 3}
 """
 
 from runner import flows as flow
@@ -21,6 +21,17 @@ from runner.flows import Flow, FlowSpec
 from runner.tasks import TaskDef, task
 
 __all__ = [
-    "AckflowError", "Client", "Config", "Flow", "FlowSpec", "HistoryEntry", "RunInfo",
-    "TaskContext", "TaskDef", "TaskInfo", "current_task", "flow", "task",
+    "AckflowError",
+    "Client",
+    "Config",
+    "Flow",
+    "FlowSpec",
+    "HistoryEntry",
+    "RunInfo",
+    "TaskContext",
+    "TaskDef",
+    "TaskInfo",
+    "current_task",
+    "flow",
+    "task",
 ]

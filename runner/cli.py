@@ -14,7 +14,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import wraps
 from importlib.metadata import entry_points
 from typing import Any
@@ -25,8 +25,15 @@ from runner import states
 from runner.client import Client, HistoryEntry, RunInfo
 from runner.config import Config
 from runner.errors import (
-    AckflowError, BrokerUnavailable, ConfigError, FlowDefinitionError, PayloadTooLargeError,
-    RunConflictError, RunNotFound, StoreUnavailable, WaitTimeout,
+    AckflowError,
+    BrokerUnavailable,
+    ConfigError,
+    FlowDefinitionError,
+    PayloadTooLargeError,
+    RunConflictError,
+    RunNotFound,
+    StoreUnavailable,
+    WaitTimeout,
 )
 
 EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_TIMEOUT, EXIT_NOT_FOUND = 1, 2, 3, 4, 5
@@ -105,7 +112,7 @@ def on_sigterm(stop: Callable[[], None]) -> None:
 def _ts(ms: int | None) -> str:
     if not ms:
         return "-"
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 def print_history_entry(entry: HistoryEntry) -> None:
@@ -117,8 +124,9 @@ def print_outcome(info: RunInfo) -> None:
     if info.result is not None:
         click.echo("result: " + json.dumps(info.result, default=repr, sort_keys=True))
     if info.error:
-        click.echo(f"error in task {info.error.get('task')!r}: {info.error.get('type')}: "
-                   f"{info.error.get('message')}")
+        click.echo(
+            f"error in task {info.error.get('task')!r}: {info.error.get('type')}: {info.error.get('message')}"
+        )
 
 
 def exit_for(info: RunInfo) -> None:
@@ -132,14 +140,24 @@ def exit_for(info: RunInfo) -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--broker-url", envvar="ACKFLOW_BROKER_URL", help="RabbitMQ URL [env ACKFLOW_BROKER_URL].")
 @click.option("--redis-url", envvar="ACKFLOW_REDIS_URL", help="Redis URL [env ACKFLOW_REDIS_URL].")
-@click.option("--prefix", envvar="ACKFLOW_PREFIX",
-              help="Deployment prefix for exchange, queues and keys [env ACKFLOW_PREFIX; default ackflow].")
-@click.option("--log-level", envvar="ACKFLOW_LOG_LEVEL", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]), help="Log verbosity.")
+@click.option(
+    "--prefix",
+    envvar="ACKFLOW_PREFIX",
+    help="Deployment prefix for exchange, queues and keys [env ACKFLOW_PREFIX; default ackflow].",
+)
+@click.option(
+    "--log-level",
+    envvar="ACKFLOW_LOG_LEVEL",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Log verbosity.",
+)
 @click.version_option(package_name="ackflow")
 @click.pass_context
-def main(ctx: click.Context, broker_url: str | None, redis_url: str | None, prefix: str | None,
-         log_level: str) -> None:
+def main(
+    ctx: click.Context, broker_url: str | None, redis_url: str | None, prefix: str | None, log_level: str
+) -> None:
     """ackflow: durable workflows on RabbitMQ + Redis, or embedded in one process.
 
     Every option also reads an ACKFLOW_* environment variable. Exit codes: 0 ok, 1 run
@@ -150,8 +168,14 @@ def main(ctx: click.Context, broker_url: str | None, redis_url: str | None, pref
 
 
 input_options = [
-    click.option("--input", "-i", "pairs", multiple=True, metavar="KEY=VALUE",
-                 help="A run input; VALUE is parsed as JSON when it is valid JSON. Repeatable."),
+    click.option(
+        "--input",
+        "-i",
+        "pairs",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="A run input; VALUE is parsed as JSON when it is valid JSON. Repeatable.",
+    ),
     click.option("--inputs", "inputs_json", metavar="JSON", help="Run inputs as one JSON object."),
 ]
 
@@ -170,8 +194,15 @@ def with_inputs(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--timeout", "timeout_s", type=float, help="Give up waiting after this many seconds.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the outcome.")
 @handle_errors
-def run(flow_ref: str, pairs: tuple[str, ...], inputs_json: str | None, run_id: str | None,
-        concurrency: int, timeout_s: float | None, quiet: bool) -> None:
+def run(
+    flow_ref: str,
+    pairs: tuple[str, ...],
+    inputs_json: str | None,
+    run_id: str | None,
+    concurrency: int,
+    timeout_s: float | None,
+    quiet: bool,
+) -> None:
     """Run a flow in this process (local mode: no broker, no Redis), printing its progress."""
     from runner.loading import load_flow
     from runner.local import LocalRuntime
@@ -181,15 +212,24 @@ def run(flow_ref: str, pairs: tuple[str, ...], inputs_json: str | None, run_id: 
     spec = flow.compile()
     logging.getLogger("ackflow").setLevel(logging.WARNING)
     with LocalRuntime(Config(), concurrency=concurrency) as rt:
-        info = rt.run(spec, inputs, run_id=run_id, timeout_s=timeout_s,
-                      on_history=None if quiet else print_history_entry)
+        info = rt.run(
+            spec,
+            inputs,
+            run_id=run_id,
+            timeout_s=timeout_s,
+            on_history=None if quiet else print_history_entry,
+        )
     print_outcome(info)
     exit_for(info)
 
 
 @main.command()
-@click.option("--prefetch", type=int, envvar="ACKFLOW_ENGINE_PREFETCH",
-              help="Unacknowledged events held at once [env ACKFLOW_ENGINE_PREFETCH; default 32].")
+@click.option(
+    "--prefetch",
+    type=int,
+    envvar="ACKFLOW_ENGINE_PREFETCH",
+    help="Unacknowledged events held at once [env ACKFLOW_ENGINE_PREFETCH; default 32].",
+)
 @click.option("--burst", is_flag=True, help="Exit once the engine queue is empty.")
 @click.pass_context
 @handle_errors
@@ -222,8 +262,15 @@ def engine(ctx: click.Context, prefetch: int | None, burst: bool) -> None:
 @click.option("--timeout", "timeout_s", type=float, help="With --wait: give up after this many seconds.")
 @click.pass_context
 @handle_errors
-def submit(ctx: click.Context, flow_ref: str, pairs: tuple[str, ...], inputs_json: str | None,
-           run_id: str | None, wait_: bool, timeout_s: float | None) -> None:
+def submit(
+    ctx: click.Context,
+    flow_ref: str,
+    pairs: tuple[str, ...],
+    inputs_json: str | None,
+    run_id: str | None,
+    wait_: bool,
+    timeout_s: float | None,
+) -> None:
     """Enqueue a run of MODULE:FLOW (validated first); print its id."""
     from runner.loading import load_flow
 
@@ -266,19 +313,32 @@ def status(ctx: click.Context, run_id: str, as_json: bool) -> None:
     if info.result is not None:
         click.echo("result: " + json.dumps(info.result, default=repr, sort_keys=True))
     if info.error:
-        click.echo(f"error in task {info.error.get('task')!r}: {info.error.get('type')}: "
-                   f"{info.error.get('message')}")
+        click.echo(
+            f"error in task {info.error.get('task')!r}: {info.error.get('type')}: {info.error.get('message')}"
+        )
         if info.error.get("traceback"):
             click.echo(info.error["traceback"].rstrip())
 
 
 def _info_dict(info: RunInfo) -> dict[str, Any]:
     return {
-        "run_id": info.run_id, "status": info.status, "flow": info.flow,
-        "created_ms": info.created_ms, "finished_ms": info.finished_ms, "result": info.result,
+        "run_id": info.run_id,
+        "status": info.status,
+        "flow": info.flow,
+        "created_ms": info.created_ms,
+        "finished_ms": info.finished_ms,
+        "result": info.result,
         "error": info.error,
-        "tasks": {n: {"status": t.status, "attempt": t.attempt, "worker": t.worker,
-                      "duration_ms": t.duration_ms, "error": t.error} for n, t in info.tasks.items()},
+        "tasks": {
+            n: {
+                "status": t.status,
+                "attempt": t.attempt,
+                "worker": t.worker,
+                "duration_ms": t.duration_ms,
+                "error": t.error,
+            }
+            for n, t in info.tasks.items()
+        },
     }
 
 
@@ -297,8 +357,17 @@ def list_(ctx: click.Context, status_: str | None, limit: int, as_json: bool) ->
         client.close()
     for r in runs:
         if as_json:
-            click.echo(json.dumps({"run_id": r.run_id, "status": r.status, "flow": r.flow,
-                                   "created_ms": r.created_ms, "finished_ms": r.finished_ms}))
+            click.echo(
+                json.dumps(
+                    {
+                        "run_id": r.run_id,
+                        "status": r.status,
+                        "flow": r.flow,
+                        "created_ms": r.created_ms,
+                        "finished_ms": r.finished_ms,
+                    }
+                )
+            )
         else:
             click.echo(f"{r.run_id:<34} {r.status:<10} {r.flow:<24} {_ts(r.created_ms)}")
 
@@ -317,9 +386,21 @@ def history(ctx: click.Context, run_id: str, as_json: bool) -> None:
         client.close()
     for e in entries:
         if as_json:
-            click.echo(json.dumps({"at_ms": e.at_ms, "event": e.event, "kind": e.kind, "scope": e.scope,
-                                   "from": e.old, "to": e.new, "attempt": e.attempt, **e.extra},
-                                  default=repr))
+            click.echo(
+                json.dumps(
+                    {
+                        "at_ms": e.at_ms,
+                        "event": e.event,
+                        "kind": e.kind,
+                        "scope": e.scope,
+                        "from": e.old,
+                        "to": e.new,
+                        "attempt": e.attempt,
+                        **e.extra,
+                    },
+                    default=repr,
+                )
+            )
         else:
             print_history_entry(e)
 

@@ -60,7 +60,9 @@ class HistoryEntry:
     def describe(self) -> str:
         what = "run" if self.scope == "run" else f"task {self.scope}"
         att = f" (attempt {self.attempt})" if self.attempt and self.scope != "run" else ""
-        line = f"{what}{att}: {self.old} -> {self.new}" if self.old != self.new else f"{what}{att}: {self.new}"
+        line = (
+            f"{what}{att}: {self.old} -> {self.new}" if self.old != self.new else f"{what}{att}: {self.new}"
+        )
         if "error_type" in self.extra:
             line += f"  [{self.extra['error_type']}: {self.extra.get('error', '')}]"
         if "note" in self.extra:
@@ -118,14 +120,16 @@ class Client:
         spec_data = spec.to_data()
         try:
             body = {"flow": spec.name, "spec": spec_data, "inputs": inputs}
-            event = Event(protocol.RUN_SUBMIT, protocol.submit_id(run_id), run_id, body=body,
-                          at_ms=protocol.now_ms())
+            event = Event(
+                protocol.RUN_SUBMIT, protocol.submit_id(run_id), run_id, body=body, at_ms=protocol.now_ms()
+            )
             payload = protocol.encode(event)
         except EncodeError as e:
             raise EncodeError(f"the run's inputs cannot be sent: {e}") from None
         if len(payload) > self.config.max_payload_bytes:
-            raise PayloadTooLargeError("the run's submit message (flow spec and inputs)",
-                                       len(payload), self.config.max_payload_bytes)
+            raise PayloadTooLargeError(
+                "the run's submit message (flow spec and inputs)", len(payload), self.config.max_payload_bytes
+            )
         digest = hashlib.sha256(protocol.pack([spec_data, inputs])).hexdigest().encode()
         existing = self.store.reserve(run_id, digest)
         if existing is not None and existing != digest:
@@ -160,10 +164,18 @@ class Client:
         entries = []
         for raw in self.store.history(run_id, start):
             d = dict(unpack(raw))
-            entries.append(HistoryEntry(
-                at_ms=d.pop("at"), event=d.pop("event"), kind=d.pop("kind"), scope=d.pop("scope"),
-                old=d.pop("from"), new=d.pop("to"), attempt=d.pop("attempt", 0), extra=d,
-            ))
+            entries.append(
+                HistoryEntry(
+                    at_ms=d.pop("at"),
+                    event=d.pop("event"),
+                    kind=d.pop("kind"),
+                    scope=d.pop("scope"),
+                    old=d.pop("from"),
+                    new=d.pop("to"),
+                    attempt=d.pop("attempt", 0),
+                    extra=d,
+                )
+            )
         if not entries and start == 0 and not self.store.read_all(run_id, keys.META):
             raise RunNotFound(run_id)
         return entries
@@ -171,11 +183,16 @@ class Client:
     def list(self, status: str | None = None, limit: int = 50) -> list[RunInfo]:
         out = []
         for run_id in self.store.list_runs(status, limit):
-            meta = self.store.read(run_id, {keys.META: ["status", "flow", "created_ms", "finished_ms"]})[keys.META]
+            meta = self.store.read(run_id, {keys.META: ["status", "flow", "created_ms", "finished_ms"]})[
+                keys.META
+            ]
             if meta[0] is None:
                 continue
-            out.append(RunInfo(run_id, meta[0].decode(), (meta[1] or b"").decode(),
-                               _int(meta[2]) or 0, _int(meta[3])))
+            out.append(
+                RunInfo(
+                    run_id, meta[0].decode(), (meta[1] or b"").decode(), _int(meta[2]) or 0, _int(meta[3])
+                )
+            )
         return out
 
     def wait(

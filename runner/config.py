@@ -53,7 +53,7 @@ class Config:
             raw = env.get("ACKFLOW_" + f.name.upper())
             if raw is None or raw == "":
                 continue
-            kind = type(f.default)
+            kind: Any = type(f.default)
             try:
                 values[f.name] = kind(raw)
             except ValueError as e:

@@ -18,11 +18,14 @@ task specs, so any number of them can share the engine queue.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
+from typing import TypeVar
 
 from runner import faults, keys, protocol, transitions
 from runner.broker import ENGINE_QUEUE, Broker, Delivery, Outgoing
@@ -34,6 +37,7 @@ from runner.store import Commit, Store
 from runner.transitions import View
 
 log = logging.getLogger("ackflow.engine")
+T = TypeVar("T")
 
 
 class _SpecCache:
@@ -137,7 +141,7 @@ class Engine:
         self.processed += 1
         return True
 
-    def _store_call(self, fn):  # type: ignore[no-untyped-def]
+    def _store_call(self, fn: Callable[[], T]) -> T:
         """Call the store, waiting out an outage with bounded backoff (the event stays unacked)."""
         delay = 0.05
         while True:
@@ -154,10 +158,13 @@ class Engine:
         for n in range(self.config.commit_retries):
             commit = self._store_call(lambda: self._decide(event))
             if commit is None:
-                log.warning("event %s is for unknown run %s (expired or never created); dropped",
-                            event.id, event.run_id)
+                log.warning(
+                    "event %s is for unknown run %s (expired or never created); dropped",
+                    event.id,
+                    event.run_id,
+                )
                 return {}
-            result = self._store_call(lambda c=commit: self.store.commit(c))
+            result = self._store_call(functools.partial(self.store.commit, commit))
             if result.applied:
                 self._log(event, commit)
                 return dict(commit.outbox)
@@ -170,8 +177,14 @@ class Engine:
 
     def _log(self, event: Event, commit: Commit) -> None:
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("applied %s run=%s task=%s attempt=%s outbox=%d", event.kind, event.run_id,
-                      event.task, event.attempt, len(commit.outbox))
+            log.debug(
+                "applied %s run=%s task=%s attempt=%s outbox=%d",
+                event.kind,
+                event.run_id,
+                event.task,
+                event.attempt,
+                len(commit.outbox),
+            )
 
     # --- reading and deciding ---------------------------------------------------------------
 
@@ -198,9 +211,13 @@ class Engine:
         if event.kind == protocol.RUN_SUBMIT:
             r = self.store.read(event.run_id, {keys.META: ["status"]})
             return transitions.decide_submit(event, View(meta={"status": r[keys.META][0]}), retention)
-        first = self.store.read(event.run_id, {
-            keys.META: list(transitions.META_FIELDS), keys.TASKS: [event.task],
-        })
+        first = self.store.read(
+            event.run_id,
+            {
+                keys.META: list(transitions.META_FIELDS),
+                keys.TASKS: [event.task],
+            },
+        )
         meta = dict(zip(transitions.META_FIELDS, first[keys.META], strict=True))
         if meta["status"] is None:
             return None
@@ -217,8 +234,9 @@ class Engine:
         succs = view.specs[event.task].succs
         real = [s for s in succs if s != END]
         view.specs.update(self._specs_for(event.run_id, created, real))
-        view.joins = dict(zip(succs, self.store.read(event.run_id, {keys.JOINS: succs})[keys.JOINS],
-                              strict=True))
+        view.joins = dict(
+            zip(succs, self.store.read(event.run_id, {keys.JOINS: succs})[keys.JOINS], strict=True)
+        )
         if transitions.stale_commit(event, view, retention) is None:
             ready = transitions.ready_successors(event, view)
             wanted = transitions.needed_data(view.specs, [s for s in ready if s != END])

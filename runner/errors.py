@@ -36,8 +36,7 @@ class DuplicateTaskError(FlowDefinitionError):
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(
-            f"two tasks in the flow are named {name!r}; give one a distinct name with "
-            f"{name}.named('other')"
+            f"two tasks in the flow are named {name!r}; give one a distinct name with {name}.named('other')"
         )
 
 
@@ -47,9 +46,7 @@ class MissingInputError(FlowDefinitionError):
     def __init__(self, task: str, name: str) -> None:
         self.task = task
         self.name = name
-        super().__init__(
-            f"task {task!r} requires {name!r}, which no task provides and the run's inputs lack"
-        )
+        super().__init__(f"task {task!r} requires {name!r}, which no task provides and the run's inputs lack")
 
 
 class UnknownTaskError(FlowDefinitionError):
@@ -69,8 +66,7 @@ class PayloadTooLargeError(AckflowError):
         self.size_bytes = size_bytes
         self.limit_bytes = limit_bytes
         super().__init__(
-            f"{what} is {size_bytes} bytes, over the limit of {limit_bytes} bytes "
-            f"(ACKFLOW_MAX_PAYLOAD_BYTES)"
+            f"{what} is {size_bytes} bytes, over the limit of {limit_bytes} bytes (ACKFLOW_MAX_PAYLOAD_BYTES)"
         )
 
 
@@ -133,8 +129,7 @@ class RunConflictError(RunError):
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         super().__init__(
-            f"run {run_id!r} already exists with a different flow or inputs; "
-            "submit with another run id"
+            f"run {run_id!r} already exists with a different flow or inputs; submit with another run id"
         )
 
 

@@ -92,17 +92,27 @@ class TaskSpec:
 
     def to_data(self) -> dict[str, Any]:
         return {
-            "fn": self.fn, "args": self.args, "optional": self.optional,
-            "provides": self.provides, "unpack": self.unpack, "queue": self.queue,
-            "preds": self.preds, "succs": self.succs,
+            "fn": self.fn,
+            "args": self.args,
+            "optional": self.optional,
+            "provides": self.provides,
+            "unpack": self.unpack,
+            "queue": self.queue,
+            "preds": self.preds,
+            "succs": self.succs,
         }
 
     @classmethod
     def from_data(cls, d: Mapping[str, Any]) -> TaskSpec:
         return cls(
-            fn=d["fn"], args=dict(d["args"]), optional=dict(d["optional"]),
-            provides=list(d["provides"]), unpack=bool(d["unpack"]), queue=d["queue"],
-            preds=list(d["preds"]), succs=list(d["succs"]),
+            fn=d["fn"],
+            args=dict(d["args"]),
+            optional=dict(d["optional"]),
+            provides=list(d["provides"]),
+            unpack=bool(d["unpack"]),
+            queue=d["queue"],
+            preds=list(d["preds"]),
+            succs=list(d["succs"]),
         )
 
 
@@ -123,18 +133,22 @@ class FlowSpec:
 
     def to_data(self) -> dict[str, Any]:
         return {
-            "name": self.name, "version": self.version,
+            "name": self.name,
+            "version": self.version,
             "tasks": {n: t.to_data() for n, t in self.tasks.items()},
-            "inputs": self.inputs, "optional_inputs": self.optional_inputs,
+            "inputs": self.inputs,
+            "optional_inputs": self.optional_inputs,
             "outputs": self.outputs,
         }
 
     @classmethod
     def from_data(cls, d: Mapping[str, Any]) -> FlowSpec:
         return cls(
-            name=d["name"], version=d["version"],
+            name=d["name"],
+            version=d["version"],
             tasks={n: TaskSpec.from_data(t) for n, t in d["tasks"].items()},
-            inputs=list(d["inputs"]), optional_inputs=list(d["optional_inputs"]),
+            inputs=list(d["inputs"]),
+            optional_inputs=list(d["optional_inputs"]),
             outputs=list(d["outputs"]),
         )
 
@@ -195,9 +209,7 @@ class _Compiler:
             for (_, _, _, exits), (_, _, entries, _) in zip(parts, parts[1:], strict=False):
                 self.edges.update((a, b) for a in exits for b in entries)
             return set().union(*(p[1] for p in parts)), parts[0][2], parts[-1][3]
-        provided = {
-            p: name for name, tasks, _, _ in parts for t in tasks for p in self.nodes[t].provides
-        }
+        provided = {p: name for name, tasks, _, _ in parts for t in tasks for p in self.nodes[t].provides}
         item_edges: set[tuple[str, str]] = set()
         for name, tasks, _, _ in parts:
             for t in tasks:
@@ -256,7 +268,7 @@ def _find_cycle(names: list[str], succs: dict[str, list[str]]) -> list[str] | No
                 stack[-1] = (node, i + 1)
                 nxt = succs[node][i]
                 if color[nxt] == grey:
-                    return path[path.index(nxt):] + [nxt]
+                    return path[path.index(nxt) :] + [nxt]
                 if color[nxt] == white:
                     color[nxt] = grey
                     stack.append((nxt, 0))
@@ -279,8 +291,7 @@ def compile_flow(flow: Flow, registry: Registry | None = None) -> FlowSpec:
         for p in n.provides:
             if p in providers:
                 raise FlowDefinitionError(
-                    f"tasks {providers[p]!r} and {name!r} both provide {p!r}; rename one with "
-                    "provides=..."
+                    f"tasks {providers[p]!r} and {name!r} both provide {p!r}; rename one with provides=..."
                 )
             providers[p] = name
     edges = set(c.edges)
@@ -312,8 +323,14 @@ def compile_flow(flow: Flow, registry: Registry | None = None) -> FlowSpec:
     tasks = {}
     for name, n in c.nodes.items():
         tasks[name] = TaskSpec(
-            fn=n.task, args=dict(n.args), optional=dict(n.optional), provides=list(n.provides),
-            unpack=n.unpack, queue=n.queue, preds=preds[name], succs=succs[name] or [END],
+            fn=n.task,
+            args=dict(n.args),
+            optional=dict(n.optional),
+            provides=list(n.provides),
+            unpack=n.unpack,
+            queue=n.queue,
+            preds=preds[name],
+            succs=succs[name] or [END],
         )
     sinks = [n for n in names if not succs[n]]
     if flow.outputs is None:
@@ -324,6 +341,10 @@ def compile_flow(flow: Flow, registry: Registry | None = None) -> FlowSpec:
             if o not in providers and o not in inputs and o not in optional_inputs:
                 raise FlowDefinitionError(f"flow {flow.name!r}: output {o!r} is provided by no task")
     return FlowSpec(
-        name=flow.name, version=str(flow.version), tasks=tasks, inputs=sorted(inputs),
-        optional_inputs=sorted(optional_inputs - inputs), outputs=outputs,
+        name=flow.name,
+        version=str(flow.version),
+        tasks=tasks,
+        inputs=sorted(inputs),
+        optional_inputs=sorted(optional_inputs - inputs),
+        outputs=outputs,
     )

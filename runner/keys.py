@@ -45,9 +45,7 @@ class InvalidRunId(AckflowError):
     """A run id with characters that could break key layout (only [A-Za-z0-9_.:-])."""
 
     def __init__(self, run_id: str) -> None:
-        super().__init__(
-            f"run id {run_id!r} must be 1-128 characters of letters, digits, '_', '.', ':', '-'"
-        )
+        super().__init__(f"run id {run_id!r} must be 1-128 characters of letters, digits, '_', '.', ':', '-'")
 
 
 def check_run_id(run_id: str) -> str:

@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import logging
 import random
-import socket
 import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
 import amqp.exceptions
-import kombu
 import kombu.exceptions
+from kombu import Connection, Exchange, Queue  # type: ignore[attr-defined]
 
 from runner.broker import DEAD_QUEUE, ENGINE_QUEUE, H_COUNT, H_QUEUE, H_REASON, Delivery, Outgoing
 from runner.config import Config, redact_url
@@ -38,8 +37,11 @@ from runner.protocol import CONTENT_TYPE
 log = logging.getLogger("ackflow.broker")
 
 _CONN_ERRORS: tuple[type[BaseException], ...] = (
-    OSError, amqp.exceptions.ConnectionError, amqp.exceptions.RecoverableChannelError,
-    amqp.exceptions.RecoverableConnectionError, kombu.exceptions.OperationalError,
+    OSError,
+    amqp.exceptions.ConnectionError,
+    amqp.exceptions.RecoverableChannelError,
+    amqp.exceptions.RecoverableConnectionError,
+    kombu.exceptions.OperationalError,
 )
 
 
@@ -84,8 +86,10 @@ class KombuBroker:
 
     def _connect(self) -> None:
         cfg = self._config
-        conn = kombu.Connection(
-            cfg.broker_url, heartbeat=cfg.heartbeat_s, connect_timeout=cfg.connect_timeout_s,
+        conn = Connection(
+            cfg.broker_url,
+            heartbeat=cfg.heartbeat_s,
+            connect_timeout=cfg.connect_timeout_s,
         )
         try:
             conn.connect()
@@ -119,11 +123,14 @@ class KombuBroker:
         log.info("connected to broker %s", redact_url(cfg.broker_url))
 
     def _declare_all(self, logical: set[str]) -> None:
-        exchange = kombu.Exchange(self._config.prefix, "direct", durable=True)
+        exchange = Exchange(self._config.prefix, "direct", durable=True)
         exchange(self._chan).declare()
         for q in sorted(logical):
-            kombu.Queue(
-                self.physical(q), exchange, routing_key=q, durable=True,
+            Queue(
+                self.physical(q),
+                exchange,
+                routing_key=q,
+                durable=True,
                 queue_arguments=queue_arguments(self._config, q),
             )(self._chan).declare()
             self._declared.add(q)
@@ -204,13 +211,13 @@ class KombuBroker:
                     break
                 try:
                     self._conn.drain_events(timeout=min(remaining, 1.0))
-                except socket.timeout:
+                except TimeoutError:
                     self._conn.heartbeat_check()
             # take whatever else already arrived, without waiting
             while True:
                 try:
                     self._conn.drain_events(timeout=0)
-                except socket.timeout:
+                except TimeoutError:
                     break
         except _CONN_ERRORS as e:
             self._lost(e)
@@ -223,13 +230,18 @@ class KombuBroker:
         props = msg.properties
         headers = dict(props.get("application_headers") or {})
         body = msg.body if isinstance(msg.body, bytes) else bytes(msg.body, "utf-8")
-        self._buffer.append(Delivery(
-            body=body, queue=self._tags.get(info["consumer_tag"], "?"),
-            content_type=props.get("content_type") or "",
-            message_id=props.get("message_id"), redelivered=bool(info.get("redelivered")),
-            delivery_count=int(headers.get("x-delivery-count") or 0), headers=headers,
-            handle=(self._epoch, info["delivery_tag"]),
-        ))
+        self._buffer.append(
+            Delivery(
+                body=body,
+                queue=self._tags.get(info["consumer_tag"], "?"),
+                content_type=props.get("content_type") or "",
+                message_id=props.get("message_id"),
+                redelivered=bool(info.get("redelivered")),
+                delivery_count=int(headers.get("x-delivery-count") or 0),
+                headers=headers,
+                handle=(self._epoch, info["delivery_tag"]),
+            )
+        )
 
     def _on_ack(self, tag: int, multiple: bool) -> None:
         for t in [t for t in self._unconfirmed if t == tag or (multiple and t <= tag)]:
@@ -256,12 +268,15 @@ class KombuBroker:
                 self._seq += 1
                 self._unconfirmed[self._seq] = m.message_id
                 amsg = self._pub.prepare_message(
-                    m.body, content_type=CONTENT_TYPE, content_encoding="binary",
+                    m.body,
+                    content_type=CONTENT_TYPE,
+                    content_encoding="binary",
                     headers=m.headers or None,
                     properties={"delivery_mode": 2, "message_id": m.message_id},
                 )
-                self._pub.basic_publish(amsg, exchange=self._config.prefix,
-                                        routing_key=m.routing_key, mandatory=True)
+                self._pub.basic_publish(
+                    amsg, exchange=self._config.prefix, routing_key=m.routing_key, mandatory=True
+                )
             deadline = time.monotonic() + self._config.confirm_timeout_s
             while self._unconfirmed:
                 remaining = deadline - time.monotonic()
@@ -272,7 +287,7 @@ class KombuBroker:
                     )
                 try:
                     self._conn.drain_events(timeout=remaining)
-                except socket.timeout:
+                except TimeoutError:
                     pass
         except _CONN_ERRORS as e:
             self._lost(e)
@@ -301,8 +316,9 @@ class KombuBroker:
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
         headers = dict(delivery.headers)
         headers.update({H_REASON: reason[:1000], H_QUEUE: delivery.queue, H_COUNT: delivery.delivery_count})
-        self.publish([Outgoing(DEAD_QUEUE, delivery.message_id or f"dead-{uuid.uuid4().hex}",
-                               delivery.body, headers)])
+        self.publish(
+            [Outgoing(DEAD_QUEUE, delivery.message_id or f"dead-{uuid.uuid4().hex}", delivery.body, headers)]
+        )
         self.ack(delivery)
 
     def wakeup(self) -> None:
@@ -328,9 +344,13 @@ class KombuBroker:
         props = msg.properties
         headers = dict(props.get("application_headers") or {})
         return Delivery(
-            body=msg.body, queue=logical, content_type=props.get("content_type") or "",
-            message_id=props.get("message_id"), redelivered=bool(msg.delivery_info.get("redelivered")),
-            delivery_count=int(headers.get("x-delivery-count") or 0), headers=headers,
+            body=msg.body,
+            queue=logical,
+            content_type=props.get("content_type") or "",
+            message_id=props.get("message_id"),
+            redelivered=bool(msg.delivery_info.get("redelivered")),
+            delivery_count=int(headers.get("x-delivery-count") or 0),
+            headers=headers,
             handle=(self._epoch, msg.delivery_info["delivery_tag"]),
         )
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 from typing import Any
 
 from runner.errors import FlowDefinitionError
 from runner.flows import Flow
+from runner.tasks import TaskDef
 
 
 def import_module(name: str) -> Any:
@@ -36,7 +38,12 @@ def load_flow(ref: str) -> Flow:
         obj = getattr(module, attr)
     except AttributeError:
         raise FlowDefinitionError(f"module {module_name!r} has no attribute {attr!r}") from None
-    if callable(obj) and not isinstance(obj, Flow):
+    if isinstance(obj, TaskDef):
+        raise FlowDefinitionError(f"{ref} is a task, not a flow; wrap it, e.g. flow.linear('name', {attr})")
+    if inspect.isfunction(obj):
+        required = [p for p in inspect.signature(obj).parameters.values() if p.default is p.empty]
+        if required:
+            raise FlowDefinitionError(f"{ref} is a function with parameters, not a flow")
         obj = obj()
     if not isinstance(obj, Flow):
         raise FlowDefinitionError(f"{ref} is a {type(obj).__name__}, not a flow")

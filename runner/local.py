@@ -50,7 +50,11 @@ class LocalRuntime:
         self.store = MemoryStore()
         self.engine = Engine(self.config, self.store, self.hub.connect())
         self.worker = worker_class()(
-            self.config, self.hub.connect(), registry, queues=["*"], concurrency=concurrency,
+            self.config,
+            self.hub.connect(),
+            registry,
+            queues=["*"],
+            concurrency=concurrency,
             name="local",
         )
         self.client = Client(self.config, self.store, self.hub.connect)

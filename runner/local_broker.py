@@ -71,11 +71,18 @@ class LocalBroker:
                 msg, count = dq.popleft()
                 tag = next(self._tags)
                 self._unacked[tag] = (q, msg, count)
-                out.append(Delivery(
-                    body=msg.body, queue=q, content_type="application/x-msgpack",
-                    message_id=msg.message_id, redelivered=count > 0, delivery_count=count,
-                    headers=dict(msg.headers), handle=tag,
-                ))
+                out.append(
+                    Delivery(
+                        body=msg.body,
+                        queue=q,
+                        content_type="application/x-msgpack",
+                        message_id=msg.message_id,
+                        redelivered=count > 0,
+                        delivery_count=count,
+                        headers=dict(msg.headers),
+                        handle=tag,
+                    )
+                )
         return out
 
     def poll(self, timeout_s: float) -> list[Delivery]:

@@ -114,6 +114,11 @@ class _RedisWatch:
         self._pubsub.close()
 
 
+def _b(value: Any) -> bytes:
+    """redis-py's stubs say bytes | str; with decode_responses off it is always bytes."""
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
 def _translate(e: Exception) -> StoreError:
     if isinstance(e, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
         return StoreUnavailable(f"redis unavailable: {e}")
@@ -144,9 +149,7 @@ class RedisStore:
                             health_check_interval=30,
                         )
                     except ValueError as e:
-                        raise StoreError(
-                            f"bad redis URL {redact_url(self._config.redis_url)}: {e}"
-                        ) from None
+                        raise StoreError(f"bad redis URL {redact_url(self._config.redis_url)}: {e}") from None
                     self._script = c.register_script(_COMMIT_LUA)
                     self._client = c
         return self._client
@@ -180,7 +183,7 @@ class RedisStore:
             raw = self.client.hgetall(self._k(run_id, part))
         except redis.exceptions.RedisError as e:
             raise _translate(e) from e
-        return {k.decode(): v for k, v in raw.items()}
+        return {_b(k).decode(): _b(v) for k, v in raw.items()}
 
     def commit(self, c: Commit) -> CommitResult:
         argv: list[Any] = [c.event_id, c.run_id, keys.notify_channel(self._prefix, c.run_id)]
@@ -227,7 +230,7 @@ class RedisStore:
 
     def history(self, run_id: str, start: int = 0) -> list[bytes]:
         try:
-            return list(self.client.lrange(self._k(run_id, keys.HISTORY), start, -1))
+            return [_b(x) for x in self.client.lrange(self._k(run_id, keys.HISTORY), start, -1)]
         except redis.exceptions.RedisError as e:
             raise _translate(e) from e
 
@@ -245,7 +248,7 @@ class RedisStore:
     def list_runs(self, status: str | None, limit: int) -> list[str]:
         index = keys.status_index(self._prefix, status) if status else keys.runs_index(self._prefix)
         try:
-            ids = [r.decode() for r in self.client.zrevrange(index, 0, max(limit, 1) * 2 - 1)]
+            ids = [_b(r).decode() for r in self.client.zrevrange(index, 0, max(limit, 1) * 2 - 1)]
             if not ids:
                 return []
             pipe = self.client.pipeline(transaction=False)

@@ -109,9 +109,7 @@ class TaskNode:
                 elif param in optional:
                     optional[param] = data_name
                 else:
-                    raise FlowDefinitionError(
-                        f"task {self.name!r} has no parameter {param!r} to rebind"
-                    )
+                    raise FlowDefinitionError(f"task {self.name!r} has no parameter {param!r} to rebind")
             changes["args"], changes["optional"] = args, optional
         if provides is not None:
             changes["provides"], changes["unpack"] = _provides(provides)

@@ -46,8 +46,15 @@ def status_of(view: View) -> str | None:
 
 
 def _history(event: Event, scope: str, old: str, new: str, attempt: int = 0, **extra: Any) -> bytes:
-    entry = {"at": event.at_ms or protocol.now_ms(), "event": event.id, "kind": event.kind,
-             "scope": scope, "from": old, "to": new, "attempt": attempt}
+    entry = {
+        "at": event.at_ms or protocol.now_ms(),
+        "event": event.id,
+        "kind": event.kind,
+        "scope": scope,
+        "from": old,
+        "to": new,
+        "attempt": attempt,
+    }
     entry.update(extra)
     return pack(entry)
 
@@ -63,7 +70,9 @@ def outbox_entry(routing_key: str, msg: protocol.Message) -> bytes:
     return pack([routing_key, protocol.encode(msg)])
 
 
-def _request(run_id: str, name: str, spec: TaskSpec, attempt: int, data: Mapping[str, bytes | None]) -> TaskRequest:
+def _request(
+    run_id: str, name: str, spec: TaskSpec, attempt: int, data: Mapping[str, bytes | None]
+) -> TaskRequest:
     args: dict[str, Any] = {}
     for param, data_name in spec.args.items():
         raw = data.get(data_name)
@@ -73,8 +82,14 @@ def _request(run_id: str, name: str, spec: TaskSpec, attempt: int, data: Mapping
         if raw is not None:
             args[param] = unpack(raw)
     return TaskRequest(
-        id=protocol.request_id(run_id, name, attempt), run_id=run_id, task=name, fn=spec.fn,
-        attempt=attempt, args=args, provides=spec.provides, unpack=spec.unpack,
+        id=protocol.request_id(run_id, name, attempt),
+        run_id=run_id,
+        task=name,
+        fn=spec.fn,
+        attempt=attempt,
+        args=args,
+        provides=spec.provides,
+        unpack=spec.unpack,
         at_ms=protocol.now_ms(),
     )
 
@@ -100,10 +115,14 @@ def decide_submit(event: Event, view: View, retention_s: int) -> Commit:
     now = event.at_ms or protocol.now_ms()
     packed_inputs = {k: pack(v) for k, v in inputs.items()}
     meta = {
-        "status": states.RUNNING.encode(), "flow": spec.name.encode(),
-        "version": spec.version.encode(), "created_ms": str(now).encode(),
-        "updated_ms": str(now).encode(), "sinks": str(len(spec.sinks)).encode(),
-        "outputs": pack(spec.outputs), "ntasks": str(len(spec.tasks)).encode(),
+        "status": states.RUNNING.encode(),
+        "flow": spec.name.encode(),
+        "version": spec.version.encode(),
+        "created_ms": str(now).encode(),
+        "updated_ms": str(now).encode(),
+        "sinks": str(len(spec.sinks)).encode(),
+        "outputs": pack(spec.outputs),
+        "ntasks": str(len(spec.tasks)).encode(),
     }
     hist = [_history(event, "run", states.PENDING, states.RUNNING, flow=spec.name)]
     tasks: dict[str, bytes] = {}
@@ -116,7 +135,8 @@ def decide_submit(event: Event, view: View, retention_s: int) -> Commit:
         outbox[req.id] = outbox_entry(_routing_task(t.queue), req)
         hist.append(_history(event, name, states.PENDING, states.SCHEDULED, 1))
     return Commit(
-        run_id=event.run_id, event_id=event.id,
+        run_id=event.run_id,
+        event_id=event.id,
         guards=[(keys.META, "status", None)],
         writes={
             keys.META: meta,
@@ -124,7 +144,10 @@ def decide_submit(event: Event, view: View, retention_s: int) -> Commit:
             keys.DATA: packed_inputs,
             keys.TASKS: tasks,
         },
-        history=hist, outbox=outbox, status_change=("", states.RUNNING), created_ms=now,
+        history=hist,
+        outbox=outbox,
+        status_change=("", states.RUNNING),
+        created_ms=now,
         expire_s=0,
     )
 
@@ -144,7 +167,8 @@ def stale_commit(event: Event, view: View, retention_s: int) -> Commit | None:
     else:
         return None
     return Commit(
-        event.run_id, event.id,
+        event.run_id,
+        event.id,
         history=[_history(event, event.task, st["s"], st["s"], event.attempt, note=note)],
         expire_s=_expire(status_of(view), retention_s),
     )
@@ -165,11 +189,13 @@ def decide_started(event: Event, view: View, retention_s: int) -> Commit:
     states.check_task(st["s"], states.RUNNING)
     new = dict(st, s=states.RUNNING, st=event.at_ms, w=event.body["worker"])
     return Commit(
-        run_id=event.run_id, event_id=event.id,
+        run_id=event.run_id,
+        event_id=event.id,
         guards=[(keys.TASKS, event.task, raw)],
         writes={keys.TASKS: {event.task: pack(new)}},
-        history=[_history(event, event.task, st["s"], states.RUNNING, event.attempt,
-                          worker=event.body["worker"])],
+        history=[
+            _history(event, event.task, st["s"], states.RUNNING, event.attempt, worker=event.body["worker"])
+        ],
         expire_s=_expire(status_of(view), retention_s),
     )
 
@@ -196,8 +222,11 @@ def decide_succeeded(event: Event, view: View, retention_s: int) -> Commit:
     spec = view.specs[name]
     values = event.body["values"]
     if sorted(values) != sorted(spec.provides):
-        error = {"type": "ProtocolError", "traceback": "",
-                 "message": f"result names {sorted(values)} differ from provides {spec.provides}"}
+        error = {
+            "type": "ProtocolError",
+            "traceback": "",
+            "message": f"result names {sorted(values)} differ from provides {spec.provides}",
+        }
         return _fail(event, view, raw, st, error, retention_s)
     run_status = status_of(view)
     now = event.at_ms or protocol.now_ms()
@@ -223,7 +252,8 @@ def decide_succeeded(event: Event, view: View, retention_s: int) -> Commit:
         if s not in ready or run_status != states.RUNNING:
             continue
         if s == END:
-            result = {o: unpack(data[o]) for o in unpack(view.meta["outputs"] or pack([])) if data.get(o) is not None}
+            outputs = unpack(view.meta["outputs"] or pack([]))
+            result = {o: unpack(raw) for o in outputs if (raw := data.get(o)) is not None}
             meta.update(status=states.SUCCESS.encode(), result=pack(result), finished_ms=str(now).encode())
             states.check_run(states.RUNNING, states.SUCCESS)
             status_change = (states.RUNNING, states.SUCCESS)
@@ -235,10 +265,15 @@ def decide_succeeded(event: Event, view: View, retention_s: int) -> Commit:
         outbox[req.id] = outbox_entry(_routing_task(view.specs[s].queue), req)
         hist.append(_history(event, s, states.PENDING, states.SCHEDULED, 1))
     return Commit(
-        run_id=event.run_id, event_id=event.id, guards=guards,
+        run_id=event.run_id,
+        event_id=event.id,
+        guards=guards,
         writes={keys.TASKS: tasks, keys.DATA: packed, keys.JOINS: joins, keys.META: meta},
-        history=hist, outbox=outbox, status_change=status_change,
-        created_ms=int(view.meta.get("created_ms") or 0), expire_s=_expire(run_status, retention_s),
+        history=hist,
+        outbox=outbox,
+        status_change=status_change,
+        created_ms=int(view.meta.get("created_ms") or 0),
+        expire_s=_expire(run_status, retention_s),
     )
 
 
@@ -251,30 +286,50 @@ def decide_failed(event: Event, view: View, retention_s: int) -> Commit:
     return _fail(event, view, raw, task_state(raw), dict(event.body["error"]), retention_s)
 
 
-def _fail(event: Event, view: View, raw: bytes | None, st: dict[str, Any],
-          error: dict[str, Any], retention_s: int) -> Commit:
+def _fail(
+    event: Event, view: View, raw: bytes | None, st: dict[str, Any], error: dict[str, Any], retention_s: int
+) -> Commit:
     now = event.at_ms or protocol.now_ms()
     states.check_task(st["s"], states.FAILED)
-    error = {"type": str(error.get("type", "Error")), "message": str(error.get("message", "")),
-             "traceback": str(error.get("traceback", ""))}
+    error = {
+        "type": str(error.get("type", "Error")),
+        "message": str(error.get("message", "")),
+        "traceback": str(error.get("traceback", "")),
+    }
     new = dict(st, s=states.FAILED, ft=now, err=error, w=event.body.get("worker", ""))
-    hist = [_history(event, event.task, st["s"], states.FAILED, event.attempt,
-                     error_type=error["type"], error=error["message"])]
+    hist = [
+        _history(
+            event,
+            event.task,
+            st["s"],
+            states.FAILED,
+            event.attempt,
+            error_type=error["type"],
+            error=error["message"],
+        )
+    ]
     meta: dict[str, bytes] = {"updated_ms": str(now).encode()}
     run_status = status_of(view)
     status_change = None
     if run_status == states.RUNNING:
         states.check_run(states.RUNNING, states.FAILED)
-        meta.update(status=states.FAILED.encode(), finished_ms=str(now).encode(),
-                    error=pack(dict(error, task=event.task, attempt=event.attempt)))
+        meta.update(
+            status=states.FAILED.encode(),
+            finished_ms=str(now).encode(),
+            error=pack(dict(error, task=event.task, attempt=event.attempt)),
+        )
         status_change = (states.RUNNING, states.FAILED)
-        hist.append(_history(event, "run", states.RUNNING, states.FAILED,
-                             task=event.task, error_type=error["type"]))
+        hist.append(
+            _history(event, "run", states.RUNNING, states.FAILED, task=event.task, error_type=error["type"])
+        )
         run_status = states.FAILED
     return Commit(
-        run_id=event.run_id, event_id=event.id,
+        run_id=event.run_id,
+        event_id=event.id,
         guards=[(keys.TASKS, event.task, raw), (keys.META, "status", view.meta["status"])],
         writes={keys.TASKS: {event.task: pack(new)}, keys.META: meta},
-        history=hist, status_change=status_change,
-        created_ms=int(view.meta.get("created_ms") or 0), expire_s=_expire(run_status, retention_s),
+        history=hist,
+        status_change=status_change,
+        created_ms=int(view.meta.get("created_ms") or 0),
+        expire_s=_expire(run_status, retention_s),
     )

@@ -36,8 +36,9 @@ def services(request: pytest.FixtureRequest) -> svc.Services:
         ip = request.getfixturevalue("docker_ip")
         broker = f"amqp://guest:guest@{ip}:{ds.port_for('rabbitmq', 5672)}//"
         red = f"redis://{ip}:{ds.port_for('redis', 6379)}/0"
-        ds.wait_until_responsive(lambda: svc.broker_ok(broker) is None and svc.redis_ok(red) is None,
-                                 timeout=120, pause=1)
+        ds.wait_until_responsive(
+            lambda: svc.broker_ok(broker) is None and svc.redis_ok(red) is None, timeout=120, pause=1
+        )
         return svc.Services(broker, red, "docker")
     message = "RabbitMQ/Redis not available: " + "; ".join(problems)
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
@@ -48,8 +49,12 @@ def services(request: pytest.FixtureRequest) -> svc.Services:
 @pytest.fixture
 def config(services: svc.Services) -> Iterator[Config]:
     """A config with a prefix of its own: no test sees another's queues or keys."""
-    cfg = Config(broker_url=services.broker_url, redis_url=services.redis_url,
-                 prefix=f"t-{uuid.uuid4().hex[:10]}", heartbeat_s=10)
+    cfg = Config(
+        broker_url=services.broker_url,
+        redis_url=services.redis_url,
+        prefix=f"t-{uuid.uuid4().hex[:10]}",
+        heartbeat_s=10,
+    )
     yield cfg
     from runner.kombu_broker import KombuBroker
     from runner.redis_store import RedisStore
@@ -70,11 +75,16 @@ def config(services: svc.Services) -> Iterator[Config]:
 
 def cli_env(cfg: Config, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "ACKFLOW_BROKER_URL": cfg.broker_url, "ACKFLOW_REDIS_URL": cfg.redis_url,
-        "ACKFLOW_PREFIX": cfg.prefix, "ACKFLOW_QUEUE_TYPE": cfg.queue_type,
-        "ACKFLOW_HEARTBEAT_S": str(cfg.heartbeat_s), "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "ACKFLOW_BROKER_URL": cfg.broker_url,
+            "ACKFLOW_REDIS_URL": cfg.redis_url,
+            "ACKFLOW_PREFIX": cfg.prefix,
+            "ACKFLOW_QUEUE_TYPE": cfg.queue_type,
+            "ACKFLOW_HEARTBEAT_S": str(cfg.heartbeat_s),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.update(extra)
     return env
 
@@ -91,8 +101,13 @@ class Processes:
     def start(self, *args: str, env: dict[str, str] | None = None, name: str = "") -> subprocess.Popen[bytes]:
         log = open(self.logdir / f"{name or args[0]}-{len(self.procs)}.log", "wb")  # noqa: SIM115
         self._files.append(log)
-        p = subprocess.Popen([*ACKFLOW, *args], cwd=ROOT, env=cli_env(self.cfg, **(env or {})),
-                             stdout=log, stderr=subprocess.STDOUT)
+        p = subprocess.Popen(
+            [*ACKFLOW, *args],
+            cwd=ROOT,
+            env=cli_env(self.cfg, **(env or {})),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         self.procs.append(p)
         return p
 
@@ -102,9 +117,17 @@ class Processes:
     def worker(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         return self.start("worker", "tests.e2e.flows", *args, env=env)
 
-    def run(self, *args: str, timeout_s: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*ACKFLOW, *args], cwd=ROOT, env=cli_env(self.cfg, **(env or {})),
-                              capture_output=True, text=True, timeout=timeout_s)
+    def run(
+        self, *args: str, timeout_s: float = 120, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*ACKFLOW, *args],
+            cwd=ROOT,
+            env=cli_env(self.cfg, **(env or {})),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
 
     def assert_alive(self) -> None:
         dead = [(p.args, p.returncode) for p in self.procs if p.poll() is not None]
@@ -121,11 +144,15 @@ class Processes:
                 return client.wait(run_id, timeout_s=min(2.0, max(0.1, deadline - time.monotonic())))
             except WaitTimeout:
                 if time.monotonic() > deadline:
-                    raise AssertionError(f"run {run_id} unfinished after {timeout_s} s\n{self.logs()}") from None
+                    raise AssertionError(
+                        f"run {run_id} unfinished after {timeout_s} s\n{self.logs()}"
+                    ) from None
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}"
-                         for p in sorted(self.logdir.glob("*.log")))
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}"
+            for p in sorted(self.logdir.glob("*.log"))
+        )
 
     def stop_all(self) -> None:
         for p in self.procs:

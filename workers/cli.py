@@ -14,16 +14,29 @@ from runner.tasks import REGISTRY
 
 @click.command()
 @click.argument("modules", nargs=-1, required=True, metavar="MODULE...")
-@click.option("--queue", "-Q", "queues", multiple=True,
-              help="Task queue to consume (default: default). Repeatable.")
-@click.option("--concurrency", "-c", default=1, show_default=True, type=click.IntRange(1, 1024),
-              help="Tasks executed at once (threads).")
+@click.option(
+    "--queue", "-Q", "queues", multiple=True, help="Task queue to consume (default: default). Repeatable."
+)
+@click.option(
+    "--concurrency",
+    "-c",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 1024),
+    help="Tasks executed at once (threads).",
+)
 @click.option("--name", help="Worker name shown in run histories (default: host:pid).")
 @click.option("--burst", is_flag=True, help="Exit once the queues are empty and nothing runs.")
 @click.pass_context
 @handle_errors
-def worker(ctx: click.Context, modules: tuple[str, ...], queues: tuple[str, ...], concurrency: int,
-           name: str | None, burst: bool) -> None:
+def worker(
+    ctx: click.Context,
+    modules: tuple[str, ...],
+    queues: tuple[str, ...],
+    concurrency: int,
+    name: str | None,
+    burst: bool,
+) -> None:
     """Execute tasks registered in MODULE... (imported first) from the task queues."""
     from runner.kombu_broker import KombuBroker
     from workers.runtime import Worker
@@ -37,6 +50,9 @@ def worker(ctx: click.Context, modules: tuple[str, ...], queues: tuple[str, ...]
     on_sigterm(w.stop)
     logging.getLogger("ackflow.worker").info(
         "worker %s started: queues %s, concurrency %d, tasks %s",
-        w.name, ", ".join(w.queues), concurrency, ", ".join(REGISTRY.names()),
+        w.name,
+        ", ".join(w.queues),
+        concurrency,
+        ", ".join(REGISTRY.names()),
     )
     w.run(burst=burst)

@@ -22,9 +22,16 @@ from runner.tasks import Registry
 
 def _failed(req: TaskRequest, worker: str, etype: str, message: str, tb: str = "") -> Event:
     return Event(
-        kind=protocol.TASK_FAILED, id=protocol.result_id(req.run_id, req.task, req.attempt),
-        run_id=req.run_id, task=req.task, attempt=req.attempt, at_ms=protocol.now_ms(),
-        body={"worker": worker, "error": {"type": etype, "message": message[:4000], "traceback": tb[-16000:]}},
+        kind=protocol.TASK_FAILED,
+        id=protocol.result_id(req.run_id, req.task, req.attempt),
+        run_id=req.run_id,
+        task=req.task,
+        attempt=req.attempt,
+        at_ms=protocol.now_ms(),
+        body={
+            "worker": worker,
+            "error": {"type": etype, "message": message[:4000], "traceback": tb[-16000:]},
+        },
     )
 
 
@@ -57,7 +64,7 @@ def execute(req: TaskRequest, registry: Registry, worker: str, max_payload_bytes
     try:
         value = task_def.fn(**req.args)
         values = bind_outputs(req, value)
-    except Exception as e:  # the task's own failure: report it, keep serving
+    except Exception as e:  # noqa: BLE001 - the task's own failure: report it, keep serving
         return _failed(req, worker, type(e).__name__, str(e), traceback.format_exc())
     finally:
         reset_current(token)
@@ -65,12 +72,22 @@ def execute(req: TaskRequest, registry: Registry, worker: str, max_payload_bytes
     try:
         size = len(protocol.pack(values))
     except EncodeError as e:
-        return _failed(req, worker, "EncodeError", f"task {req.task!r} returned a value msgpack cannot carry: {e}")
+        return _failed(
+            req, worker, "EncodeError", f"task {req.task!r} returned a value msgpack cannot carry: {e}"
+        )
     if size > max_payload_bytes:
-        return _failed(req, worker, "PayloadTooLargeError",
-                       f"task {req.task!r} returned {size} bytes, over the limit of {max_payload_bytes}")
+        return _failed(
+            req,
+            worker,
+            "PayloadTooLargeError",
+            f"task {req.task!r} returned {size} bytes, over the limit of {max_payload_bytes}",
+        )
     return Event(
-        kind=protocol.TASK_SUCCEEDED, id=protocol.result_id(req.run_id, req.task, req.attempt),
-        run_id=req.run_id, task=req.task, attempt=req.attempt, at_ms=protocol.now_ms(),
+        kind=protocol.TASK_SUCCEEDED,
+        id=protocol.result_id(req.run_id, req.task, req.attempt),
+        run_id=req.run_id,
+        task=req.task,
+        attempt=req.attempt,
+        at_ms=protocol.now_ms(),
         body={"worker": worker, "values": values, "ms": elapsed_ms},
     )

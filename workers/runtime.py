@@ -131,12 +131,23 @@ class Worker:
         while self._backlog and self._inflight < self.concurrency:
             d, req = self._backlog.pop(0)
             self._inflight += 1
-            started.append(Outgoing("engine", protocol.started_id(req.run_id, req.task, req.attempt),
-                                    protocol.encode(Event(
-                                        kind=protocol.TASK_STARTED,
-                                        id=protocol.started_id(req.run_id, req.task, req.attempt),
-                                        run_id=req.run_id, task=req.task, attempt=req.attempt,
-                                        at_ms=protocol.now_ms(), body={"worker": self.name}))))
+            started.append(
+                Outgoing(
+                    "engine",
+                    protocol.started_id(req.run_id, req.task, req.attempt),
+                    protocol.encode(
+                        Event(
+                            kind=protocol.TASK_STARTED,
+                            id=protocol.started_id(req.run_id, req.task, req.attempt),
+                            run_id=req.run_id,
+                            task=req.task,
+                            attempt=req.attempt,
+                            at_ms=protocol.now_ms(),
+                            body={"worker": self.name},
+                        )
+                    ),
+                )
+            )
             self._pool.submit(self._execute, d, req)
         if started:
             try:

@@ -1,6 +1,6 @@
 """The demo: an order checkout with a parallel step and a nested shipping flow.
 
-    ackflow run runner.examples.demo:checkout --input order_id=42
+ackflow run runner.examples.demo:checkout --input order_id=42
 """
 
 from __future__ import annotations
@@ -12,7 +12,10 @@ from runner import current_task, flow, task
 
 @task(provides="order")
 def fetch_order(order_id: int) -> dict[str, object]:
-    return {"id": order_id, "items": [{"sku": "A-1", "qty": 2, "price": 9.5}, {"sku": "B-7", "qty": 1, "price": 24.0}]}
+    return {
+        "id": order_id,
+        "items": [{"sku": "A-1", "qty": 2, "price": 9.5}, {"sku": "B-7", "qty": 1, "price": 24.0}],
+    }
 
 
 @task(provides="reservation")
@@ -26,7 +29,7 @@ def price_order(order: dict[str, object], discount_pct: float = 0.0) -> float:
     items = order["items"]
     assert isinstance(items, list)
     subtotal = sum(i["qty"] * i["price"] for i in items)
-    return round(subtotal * (1 - discount_pct / 100), 2)
+    return float(round(subtotal * (1 - discount_pct / 100), 2))
 
 
 @task(provides="payment")

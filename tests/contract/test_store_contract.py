@@ -32,12 +32,21 @@ def rid() -> str:
 
 def test_commit_applies_writes_history_and_outbox(store: Store) -> None:
     r = rid()
-    c = Commit(r, "e1", guards=[(keys.META, "status", None)],
-               writes={keys.META: {"status": b"RUNNING"}, keys.TASKS: {"t": b"\x01"}},
-               history=[b"h1", b"h2"], outbox={"m1": b"o1"}, status_change=("", "RUNNING"), created_ms=5)
+    c = Commit(
+        r,
+        "e1",
+        guards=[(keys.META, "status", None)],
+        writes={keys.META: {"status": b"RUNNING"}, keys.TASKS: {"t": b"\x01"}},
+        history=[b"h1", b"h2"],
+        outbox={"m1": b"o1"},
+        status_change=("", "RUNNING"),
+        created_ms=5,
+    )
     assert store.commit(c).applied
     assert store.read(r, {keys.META: ["status", "nope"], keys.TASKS: ["t"]}) == {
-        keys.META: [b"RUNNING", None], keys.TASKS: [b"\x01"]}
+        keys.META: [b"RUNNING", None],
+        keys.TASKS: [b"\x01"],
+    }
     assert store.history(r) == [b"h1", b"h2"]
     assert store.history(r, 1) == [b"h2"]
     assert store.read_all(r, keys.OUTBOX) == {"m1": b"o1"}
@@ -62,15 +71,22 @@ def test_same_event_id_never_applies_twice_and_replays_unsent_outbox(store: Stor
 def test_guards_are_all_checked_before_any_write(store: Store) -> None:
     r = rid()
     assert store.commit(Commit(r, "e0", writes={keys.TASKS: {"a": b"1"}})).applied
-    bad = Commit(r, "e1", guards=[(keys.TASKS, "a", b"1"), (keys.TASKS, "b", b"x")],
-                 writes={keys.TASKS: {"a": b"2"}}, history=[b"h"], outbox={"m": b"o"})
+    bad = Commit(
+        r,
+        "e1",
+        guards=[(keys.TASKS, "a", b"1"), (keys.TASKS, "b", b"x")],
+        writes={keys.TASKS: {"a": b"2"}},
+        history=[b"h"],
+        outbox={"m": b"o"},
+    )
     res = store.commit(bad)
     assert res.outcome == "conflict" and res.conflict_guard == 1
     assert store.read(r, {keys.TASKS: ["a"]})[keys.TASKS] == [b"1"]
     assert store.history(r) == [] and store.read_all(r, keys.OUTBOX) == {}
     # a conflicting event is not remembered: it can be retried and apply
-    ok = Commit(r, "e1", guards=[(keys.TASKS, "a", b"1"), (keys.TASKS, "b", None)],
-                writes={keys.TASKS: {"a": b"2"}})
+    ok = Commit(
+        r, "e1", guards=[(keys.TASKS, "a", b"1"), (keys.TASKS, "b", None)], writes={keys.TASKS: {"a": b"2"}}
+    )
     assert store.commit(ok).applied
     assert store.commit(Commit(r, "e2", guards=[(keys.TASKS, "a", None)])).outcome == "conflict"
 
@@ -85,8 +101,9 @@ def test_concurrent_guarded_increments_lose_nothing(store: Store) -> None:
             while True:
                 cur = store.read(r, {keys.JOINS: ["n"]})[keys.JOINS][0]
                 nxt = str(int(cur or 0) + 1).encode()
-                res = store.commit(Commit(r, f"e{tid}-{i}", guards=[(keys.JOINS, "n", cur)],
-                                          writes={keys.JOINS: {"n": nxt}}))
+                res = store.commit(
+                    Commit(r, f"e{tid}-{i}", guards=[(keys.JOINS, "n", cur)], writes={keys.JOINS: {"n": nxt}})
+                )
                 if res.outcome != "conflict":
                     break
 
@@ -107,9 +124,25 @@ def test_reserve_keeps_the_first_digest(store: Store) -> None:
 
 def test_status_indexes(store: Store) -> None:
     a, b = rid(), rid()
-    store.commit(Commit(a, "s", writes={keys.META: {"status": b"RUNNING"}}, status_change=("", "RUNNING"), created_ms=1))
-    store.commit(Commit(b, "s", writes={keys.META: {"status": b"RUNNING"}}, status_change=("", "RUNNING"), created_ms=2))
-    store.commit(Commit(a, "f", writes={keys.META: {"status": b"FAILED"}}, status_change=("RUNNING", "FAILED"), created_ms=1))
+    store.commit(
+        Commit(
+            a, "s", writes={keys.META: {"status": b"RUNNING"}}, status_change=("", "RUNNING"), created_ms=1
+        )
+    )
+    store.commit(
+        Commit(
+            b, "s", writes={keys.META: {"status": b"RUNNING"}}, status_change=("", "RUNNING"), created_ms=2
+        )
+    )
+    store.commit(
+        Commit(
+            a,
+            "f",
+            writes={keys.META: {"status": b"FAILED"}},
+            status_change=("RUNNING", "FAILED"),
+            created_ms=1,
+        )
+    )
     assert [x for x in store.list_runs(None, 100) if x in (a, b)] == [b, a]
     assert a in store.list_runs("FAILED", 100) and a not in store.list_runs("RUNNING", 100)
     assert b in store.list_runs("RUNNING", 100)
@@ -120,7 +153,9 @@ def test_watch_wakes_on_commit(store: Store) -> None:
     w = store.watch(r)
     try:
         assert w.wait(0.05) is False
-        t = threading.Thread(target=lambda: store.commit(Commit(r, "e", writes={keys.META: {"status": b"X"}})))
+        t = threading.Thread(
+            target=lambda: store.commit(Commit(r, "e", writes={keys.META: {"status": b"X"}}))
+        )
         t.start()
         assert w.wait(10) is True
         t.join()
@@ -132,8 +167,16 @@ def test_finished_runs_expire_active_runs_do_not(config: Config) -> None:
     s = RedisStore(config)
     active, done = rid(), rid()
     s.commit(Commit(active, "e", writes={keys.META: {"status": b"RUNNING"}}, history=[b"h"]))
-    s.commit(Commit(done, "e", writes={keys.META: {"status": b"SUCCESS"}}, history=[b"h"],
-                    outbox={"m": b"o"}, expire_s=300))
+    s.commit(
+        Commit(
+            done,
+            "e",
+            writes={keys.META: {"status": b"SUCCESS"}},
+            history=[b"h"],
+            outbox={"m": b"o"},
+            expire_s=300,
+        )
+    )
     ttl = s.client.ttl
     assert ttl(keys.run_key(config.prefix, active, keys.META)) == -1
     assert ttl(keys.run_key(config.prefix, active, keys.HISTORY)) == -1
@@ -145,8 +188,9 @@ def test_finished_runs_expire_active_runs_do_not(config: Config) -> None:
 def test_all_keys_of_a_run_share_one_hash_tag(config: Config) -> None:
     s = RedisStore(config)
     r = rid()
-    s.commit(Commit(r, "e", writes={p: {"f": b"v"} for p in keys.RUN_HASHES if p != keys.APPLIED},
-                    history=[b"h"]))
+    s.commit(
+        Commit(r, "e", writes={p: {"f": b"v"} for p in keys.RUN_HASHES if p != keys.APPLIED}, history=[b"h"])
+    )
     found = [k.decode() for k in s.client.scan_iter(match=f"{config.prefix}:*{r}*")]
     assert len(found) == len(keys.RUN_PARTS)
     assert all(f"{{{r}}}" in k for k in found)

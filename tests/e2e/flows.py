@@ -88,9 +88,12 @@ def nested() -> flow.Flow:
 
 
 def failing() -> flow.Flow:
-    return flow.linear("failing", inc.bind("before", provides="x1", rebind={"x": "x"}),
-                       explode.bind("explode", rebind={"x": "x1"}),
-                       inc.bind("after", rebind={"x": "bad"}, provides="never"))
+    return flow.linear(
+        "failing",
+        inc.bind("before", provides="x1", rebind={"x": "x"}),
+        explode.bind("explode", rebind={"x": "x1"}),
+        inc.bind("after", rebind={"x": "bad"}, provides="never"),
+    )
 
 
 chain10 = chain(10)

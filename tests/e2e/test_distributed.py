@@ -60,7 +60,9 @@ def test_flow_runs_distributed_and_locally_with_identical_results(
     # every transition applied exactly once
     seen = [(h.scope, h.old, h.new, h.attempt) for h in client.history(rid) if h.old != h.new]
     assert len(seen) == len(set(seen))
-    assert sum(1 for h in client.history(rid) if h.new == "SUCCESS" and h.scope != "run") == len(flow.compile().tasks)
+    assert sum(1 for h in client.history(rid) if h.new == "SUCCESS" and h.scope != "run") == len(
+        flow.compile().tasks
+    )
 
 
 def test_fifty_concurrent_runs(cluster: Processes, client: Client) -> None:
@@ -72,8 +74,17 @@ def test_fifty_concurrent_runs(cluster: Processes, client: Client) -> None:
 
 
 def test_failing_task_through_the_cli(cluster: Processes) -> None:
-    out = cluster.run("submit", "tests.e2e.flows:failing_flow", "--input", "x=1", "--wait",
-                      "--run-id", "fail-1", "--timeout", "120")
+    out = cluster.run(
+        "submit",
+        "tests.e2e.flows:failing_flow",
+        "--input",
+        "x=1",
+        "--wait",
+        "--run-id",
+        "fail-1",
+        "--timeout",
+        "120",
+    )
     assert out.returncode == 1, out.stdout + out.stderr
     assert "task explode (attempt 1): RUNNING -> FAILED  [ValueError: boom 2]" in out.stdout
     assert "run fail-1: FAILED" in out.stdout
@@ -107,16 +118,29 @@ def test_submit_wait_status_list_history_through_the_cli(cluster: Processes) -> 
 def test_bad_input_is_refused_before_enqueue(cluster: Processes) -> None:
     missing = cluster.run("submit", "tests.e2e.flows:chain10")
     assert missing.returncode == 2 and "requires 'v0'" in missing.stderr
-    big = cluster.run("submit", "tests.e2e.flows:chain10", "-i", "v0=" + "x" * 5000,
-                      env={"ACKFLOW_MAX_PAYLOAD_BYTES": "4096"})
+    big = cluster.run(
+        "submit",
+        "tests.e2e.flows:chain10",
+        "-i",
+        "v0=" + "x" * 5000,
+        env={"ACKFLOW_MAX_PAYLOAD_BYTES": "4096"},
+    )
     assert big.returncode == 2 and "over the limit of 4096 bytes" in big.stderr
     bad_ref = cluster.run("submit", "tests.e2e.flows")
     assert bad_ref.returncode == 2 and "MODULE:FLOW" in bad_ref.stderr
 
 
 def _event(**fields: Any) -> bytes:
-    base = {"v": 1, "kind": "task.started", "id": "x", "run": "r", "task": "t", "attempt": 1, "at": 0,
-            "body": {"worker": "w"}}
+    base = {
+        "v": 1,
+        "kind": "task.started",
+        "id": "x",
+        "run": "r",
+        "task": "t",
+        "attempt": 1,
+        "at": 0,
+        "body": {"worker": "w"},
+    }
     base.update(fields)
     return msgpack.packb(base)
 
@@ -127,8 +151,12 @@ BAD = [
     ("engine", _event(body={}), "application/x-msgpack", "missing field 'worker'"),
     ("engine", b"\x80\x03}q\x00.", "application/x-python-serialize", "content type"),  # pickle
     ("task.default", b"\xc1\xc1", "application/x-msgpack", "not msgpack"),
-    ("task.default", msgpack.packb({"v": 1, "kind": "task.request", "id": "q"}), "application/x-msgpack",
-     "missing field"),
+    (
+        "task.default",
+        msgpack.packb({"v": 1, "kind": "task.request", "id": "q"}),
+        "application/x-msgpack",
+        "missing field",
+    ),
     ("task.default", _event(), "application/x-msgpack", "takes task requests"),
 ]
 

@@ -47,8 +47,15 @@ class Harness:
         return out
 
     def result(self, req: TaskRequest, **values: object) -> Event:
-        return Event(protocol.TASK_SUCCEEDED, protocol.result_id(req.run_id, req.task, req.attempt),
-                     req.run_id, req.task, req.attempt, {"values": values, "worker": "w"}, protocol.now_ms())
+        return Event(
+            protocol.TASK_SUCCEEDED,
+            protocol.result_id(req.run_id, req.task, req.attempt),
+            req.run_id,
+            req.task,
+            req.attempt,
+            {"values": values, "worker": "w"},
+            protocol.now_ms(),
+        )
 
     def send(self, event: Event) -> None:
         self.hub.connect().publish([Outgoing(ENGINE_QUEUE, event.id, protocol.encode(event))])
@@ -101,8 +108,15 @@ def test_result_of_a_stale_attempt_is_fenced_and_recorded() -> None:
     rid = h.client.submit(flows.chain(2), {"v0": 0})
     h.pump()
     [req] = h.requests()
-    stale = Event(protocol.TASK_SUCCEEDED, protocol.result_id(rid, req.task, 7), rid, req.task, 7,
-                  {"values": {"v1": 99}, "worker": "late"}, protocol.now_ms())
+    stale = Event(
+        protocol.TASK_SUCCEEDED,
+        protocol.result_id(rid, req.task, 7),
+        rid,
+        req.task,
+        7,
+        {"values": {"v1": 99}, "worker": "late"},
+        protocol.now_ms(),
+    )
     h.send(stale)
     h.pump()
     assert h.requests() == []
@@ -116,9 +130,17 @@ def test_failed_task_fails_the_run_with_type_message_and_traceback() -> None:
     rid = h.client.submit(flows.chain(2), {"v0": 0})
     h.pump()
     [req] = h.requests()
-    h.send(Event(protocol.TASK_FAILED, protocol.result_id(rid, req.task, 1), rid, req.task, 1,
-                 {"error": {"type": "KeyError", "message": "'k'", "traceback": "Traceback..."},
-                  "worker": "w"}, protocol.now_ms()))
+    h.send(
+        Event(
+            protocol.TASK_FAILED,
+            protocol.result_id(rid, req.task, 1),
+            rid,
+            req.task,
+            1,
+            {"error": {"type": "KeyError", "message": "'k'", "traceback": "Traceback..."}, "worker": "w"},
+            protocol.now_ms(),
+        )
+    )
     h.pump()
     info = h.client.status(rid)
     assert info.status == "FAILED"

@@ -6,7 +6,11 @@ import pytest
 
 from runner import flow, task
 from runner.errors import (
-    CycleError, DuplicateTaskError, FlowDefinitionError, MissingInputError, UnknownTaskError,
+    CycleError,
+    DuplicateTaskError,
+    FlowDefinitionError,
+    MissingInputError,
+    UnknownTaskError,
 )
 from runner.flows import END, validate_inputs
 from runner.tasks import Registry
@@ -115,7 +119,9 @@ def test_duplicate_task_name() -> None:
 
 
 def test_same_task_twice_with_distinct_names_is_fine() -> None:
-    spec = flow.unordered("twice", make_b.bind("b1", provides="b1"), make_b.bind("b2", provides="b2")).compile(reg)
+    spec = flow.unordered(
+        "twice", make_b.bind("b1", provides="b1"), make_b.bind("b2", provides="b2")
+    ).compile(reg)
     assert set(spec.tasks) == {"b1", "b2"}
 
 
@@ -171,6 +177,7 @@ def test_rebind_of_unknown_parameter() -> None:
 
 def test_requires_needs_kwargs() -> None:
     with pytest.raises(FlowDefinitionError, match="kwargs"):
+
         @task(requires=["z"], registry=reg)
         def no_kwargs(a: int) -> int:
             return a
@@ -178,6 +185,7 @@ def test_requires_needs_kwargs() -> None:
 
 def test_registering_two_functions_under_one_name() -> None:
     with pytest.raises(FlowDefinitionError, match="registered twice"):
+
         @task(name="make_a", registry=reg)
         def other(x: int) -> int:
             return x

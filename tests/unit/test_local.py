@@ -34,7 +34,11 @@ def test_failing_task(rt: LocalRuntime) -> None:
     info = rt.run(flows.failing_flow, {"x": 1}, timeout_s=60)
     assert info.status == "FAILED"
     assert info.error is not None
-    assert (info.error["task"], info.error["type"], info.error["message"]) == ("explode", "ValueError", "boom 2")
+    assert (info.error["task"], info.error["type"], info.error["message"]) == (
+        "explode",
+        "ValueError",
+        "boom 2",
+    )
     assert "raise ValueError" in info.error["traceback"]
     assert info.tasks["after"].status == "PENDING"
 

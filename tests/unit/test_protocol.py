@@ -11,8 +11,15 @@ from runner.protocol import Event, TaskRequest
 
 
 def test_event_round_trip() -> None:
-    e = Event(protocol.TASK_SUCCEEDED, "result:r:t:1", "r", "t", 1,
-              {"values": {"x": [1, "two", b"3", None]}, "worker": "w"}, 123)
+    e = Event(
+        protocol.TASK_SUCCEEDED,
+        "result:r:t:1",
+        "r",
+        "t",
+        1,
+        {"values": {"x": [1, "two", b"3", None]}, "worker": "w"},
+        123,
+    )
     assert protocol.decode(protocol.encode(e)) == e
 
 
@@ -27,20 +34,62 @@ def test_ids_are_deterministic() -> None:
     assert protocol.submit_id("r") == "submit:r"
 
 
-@pytest.mark.parametrize("body,reason", [
-    (b"\xc1garbage", "not msgpack"),
-    (b"", "not msgpack"),
-    (msgpack.packb([1, 2]), "not a map"),
-    (msgpack.packb({"v": 99, "kind": "run.submit"}), "schema version"),
-    (msgpack.packb({"v": 1, "kind": "launch.missiles"}), "unknown message kind"),
-    (msgpack.packb({"v": 1, "kind": "task.succeeded", "id": "x", "run": "r", "task": "t",
-                    "attempt": 1, "at": 0, "body": {"worker": "w"}}), "missing field 'values'"),
-    (msgpack.packb({"v": 1, "kind": "task.started", "id": "x", "run": "r", "task": "t",
-                    "attempt": "one", "at": 0, "body": {"worker": "w"}}), "'attempt' has type str"),
-    (msgpack.packb({"v": 1, "kind": "task.request", "id": "x"}), "missing field"),
-    (msgpack.packb({"v": 1, "kind": "task.started", "id": "x", "run": "", "task": "t",
-                    "attempt": 1, "at": 0, "body": {"worker": "w"}}), "'run' is empty"),
-])
+@pytest.mark.parametrize(
+    "body,reason",
+    [
+        (b"\xc1garbage", "not msgpack"),
+        (b"", "not msgpack"),
+        (msgpack.packb([1, 2]), "not a map"),
+        (msgpack.packb({"v": 99, "kind": "run.submit"}), "schema version"),
+        (msgpack.packb({"v": 1, "kind": "launch.missiles"}), "unknown message kind"),
+        (
+            msgpack.packb(
+                {
+                    "v": 1,
+                    "kind": "task.succeeded",
+                    "id": "x",
+                    "run": "r",
+                    "task": "t",
+                    "attempt": 1,
+                    "at": 0,
+                    "body": {"worker": "w"},
+                }
+            ),
+            "missing field 'values'",
+        ),
+        (
+            msgpack.packb(
+                {
+                    "v": 1,
+                    "kind": "task.started",
+                    "id": "x",
+                    "run": "r",
+                    "task": "t",
+                    "attempt": "one",
+                    "at": 0,
+                    "body": {"worker": "w"},
+                }
+            ),
+            "'attempt' has type str",
+        ),
+        (msgpack.packb({"v": 1, "kind": "task.request", "id": "x"}), "missing field"),
+        (
+            msgpack.packb(
+                {
+                    "v": 1,
+                    "kind": "task.started",
+                    "id": "x",
+                    "run": "",
+                    "task": "t",
+                    "attempt": 1,
+                    "at": 0,
+                    "body": {"worker": "w"},
+                }
+            ),
+            "'run' is empty",
+        ),
+    ],
+)
 def test_bad_input_is_one_decode_error_with_a_reason(body: bytes, reason: str) -> None:
     with pytest.raises(DecodeError) as e:
         protocol.decode(body)
@@ -53,7 +102,17 @@ def test_unencodable_value() -> None:
 
 
 def test_bool_is_not_an_int() -> None:
-    raw = msgpack.packb({"v": 1, "kind": "task.started", "id": "x", "run": "r", "task": "t",
-                         "attempt": True, "at": 0, "body": {"worker": "w"}})
+    raw = msgpack.packb(
+        {
+            "v": 1,
+            "kind": "task.started",
+            "id": "x",
+            "run": "r",
+            "task": "t",
+            "attempt": True,
+            "at": 0,
+            "body": {"worker": "w"},
+        }
+    )
     with pytest.raises(DecodeError):
         protocol.decode(raw)

@@ -1,0 +1,64 @@
+# ackflow developer entry points. `make demo` and `make test` are all a newcomer needs.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.installed
+
+.PHONY: help venv demo test unit contract e2e chaos bench lint typecheck check clean services
+
+help:
+	@echo "make demo       run a demo flow in local mode (no broker, no Redis needed)"
+	@echo "make test       run the whole test suite against RabbitMQ + Redis"
+	@echo "make unit       unit tests only (no network)"
+	@echo "make chaos      the long chaos suite (kills engines and workers mid-flow)"
+	@echo "make bench      benchmarks"
+	@echo "make check      ruff lint + format check + mypy (strict)"
+	@echo "make services   start local RabbitMQ and Redis if they are down (Debian packages)"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	@if [ -n "$$ACKFLOW_BROKER_URL" ] && [ -n "$$ACKFLOW_REDIS_URL" ]; then \
+		$(PY) -m runner.examples.distributed_demo; \
+	else \
+		$(VENV)/bin/ackflow run runner.examples.demo:checkout --input order_id=42; \
+	fi
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+unit: $(STAMP)
+	$(PY) -m pytest -q tests/unit
+
+contract: $(STAMP)
+	$(PY) -m pytest -q tests/contract
+
+e2e: $(STAMP)
+	$(PY) -m pytest -q tests/e2e
+
+chaos: $(STAMP)
+	ACKFLOW_CHAOS_FULL=1 $(PY) -m pytest -q -s tests/chaos
+
+bench: $(STAMP)
+	$(VENV)/bin/ackflow bench
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check runner workers tests
+	$(VENV)/bin/ruff format --check runner workers tests
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+check: lint typecheck
+
+services:
+	@bash .ci/services.sh
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,94 @@
+"""The CLI without services: help everywhere, input parsing, local runs, exit codes."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from runner.cli import load_plugins, parse_inputs
+from tests import services
+
+NOWHERE = {
+    "ACKFLOW_BROKER_URL": "amqp://guest:guest@127.0.0.1:1//",
+    "ACKFLOW_REDIS_URL": "redis://127.0.0.1:1/0",
+}
+main = load_plugins()
+COMMANDS = sorted(main.commands)
+
+
+def test_every_documented_command_exists() -> None:
+    assert set(COMMANDS) >= {"run", "engine", "worker", "submit", "status", "list", "history", "topology"}
+
+
+@pytest.mark.parametrize("command", [[], *([c] for c in COMMANDS)])
+def test_help_works_with_no_service_reachable(command: list[str]) -> None:
+    result = CliRunner().invoke(main, [*command, "--help"], env=NOWHERE)
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+
+
+def test_parse_inputs() -> None:
+    assert parse_inputs(["a=1", "b=x", "c=[1, 2]", 'd="7"'], '{"e": true, "a": 0}') == {
+        "a": 1,
+        "b": "x",
+        "c": [1, 2],
+        "d": "7",
+        "e": True,
+    }
+    with pytest.raises(Exception, match="KEY=VALUE"):
+        parse_inputs(["novalue"], None)
+    with pytest.raises(Exception, match="JSON object"):
+        parse_inputs([], "[1]")
+
+
+def test_run_in_local_mode_prints_progress_and_result() -> None:
+    result = CliRunner().invoke(
+        main, ["run", "runner.examples.demo:checkout", "-i", "order_id=42"], env=NOWHERE
+    )
+    assert result.exit_code == 0, result.output
+    assert "task charge_card (attempt 1): RUNNING -> SUCCESS" in result.output
+    assert '"tracking": "TRK-000042"' in result.output
+
+
+def test_run_of_a_failing_flow_exits_1() -> None:
+    result = CliRunner().invoke(main, ["run", "tests.e2e.flows:failing_flow", "-i", "x=1"], env=NOWHERE)
+    assert result.exit_code == 1
+    assert "ValueError: boom 2" in result.output
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["run", "no.such.module:flow"], "cannot import module"),
+        (["run", "tests.e2e.flows:nope"], "has no attribute 'nope'"),
+        (["run", "tests.e2e.flows:inc"], "not a flow"),
+        (["run", "tests.e2e.flows"], "MODULE:FLOW"),
+        (["run", "tests.e2e.flows:chain10"], "requires 'v0'"),
+    ],
+)
+def test_bad_input_exits_2_with_a_clear_message(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(main, args, env=NOWHERE)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_unreachable_services_exit_3_without_leaking_the_password() -> None:
+    env = dict(NOWHERE, ACKFLOW_REDIS_URL="redis://:hunter2@127.0.0.1:1/0")
+    result = CliRunner().invoke(main, ["status", "some-run"], env=env)
+    assert result.exit_code == 3, result.output
+    assert "hunter2" not in result.output
+    env = dict(NOWHERE, ACKFLOW_BROKER_URL="amqp://guest:hunter2@127.0.0.1:1//")
+    result = CliRunner().invoke(main, ["topology"], env=env)
+    assert result.exit_code == 3, result.output
+    assert "hunter2" not in result.output
+
+
+def test_service_discovery_reports_what_is_missing() -> None:
+    found, problems = services.find_without_docker(
+        {
+            "ACKFLOW_TEST_BROKER_URL": "amqp://guest:guest@127.0.0.1:1//",
+            "ACKFLOW_TEST_REDIS_URL": "redis://127.0.0.1:1/0",
+        }
+    )
+    assert found is None
+    assert any("RabbitMQ" in p for p in problems) and any("Redis" in p for p in problems)
