@@ -119,6 +119,8 @@ class Engine:
             return True
         faults.hit("engine.after_decode")
         try:
+            if d.redelivered and self._is_poison(d, msg):
+                return True
             try:
                 outbox = self._apply_with_retry(msg)
             except (BrokerError, StoreUnavailable):
@@ -139,6 +141,19 @@ class Engine:
         faults.hit("engine.before_ack")
         self.broker.ack(d)
         self.processed += 1
+        return True
+
+    def _is_poison(self, d: Delivery, event: Event) -> bool:
+        """Dead-letter an event whose processing began too often without finishing (G5)."""
+        n = self._store_call(functools.partial(self.store.count_delivery, event.run_id, event.id))
+        if n < self.config.delivery_limit:
+            return False
+        reason = (
+            f"poison: processing of event {event.id} began {n} times without finishing "
+            f"(limit {self.config.delivery_limit})"
+        )
+        log.error("dead-lettering %s", reason)
+        self.broker.dead_letter(d, reason)
         return True
 
     def _store_call(self, fn: Callable[[], T]) -> T:

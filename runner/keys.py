@@ -13,6 +13,7 @@ Per run (``<prefix>:{<run>}:<part>``):
   applied  hash   event id -> newline-separated ids of the outbox messages it caused
   outbox   hash   message id -> msgpack [routing key, body]; deleted once confirmed
   history  list   msgpack entries, one per applied event
+  deliveries hash event id -> times an engine began processing a redelivered copy (poison count)
 Global:
   <prefix>:runs             zset   run id by creation time (ms)
   <prefix>:status:<STATUS>  zset   run id by creation time, one zset per run status
@@ -33,8 +34,9 @@ JOINS = "joins"
 APPLIED = "applied"
 OUTBOX = "outbox"
 HISTORY = "history"
+DELIVERIES = "deliveries"
 RUN_HASHES = (META, SPEC, TASKS, DATA, JOINS, APPLIED, OUTBOX)
-RUN_PARTS = (*RUN_HASHES, HISTORY)
+RUN_PARTS = (*RUN_HASHES, HISTORY, DELIVERIES)
 
 JOIN_SEP = "\x1f"
 

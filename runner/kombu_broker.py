@@ -54,7 +54,9 @@ def queue_arguments(config: Config, logical: str) -> dict[str, Any]:
         args["x-dead-letter-exchange"] = config.prefix
         args["x-dead-letter-routing-key"] = DEAD_QUEUE
         if config.queue_type == "quorum":
-            args["x-delivery-limit"] = config.delivery_limit
+            # A backstop only: engines and workers dead-letter a poison message themselves
+            # after `delivery_limit` deliveries, with the reason and (for tasks) a failed run.
+            args["x-delivery-limit"] = max(4 * config.delivery_limit, 20)
     return args
 
 

@@ -52,7 +52,7 @@ class MemoryStore:
             self._expires.pop(run_id, None)
         run = self._runs.get(run_id)
         if run is None:
-            run = self._runs[run_id] = {p: {} for p in keys.RUN_HASHES}
+            run = self._runs[run_id] = {p: {} for p in (*keys.RUN_HASHES, keys.DELIVERIES)}
         return run
 
     def read(self, run_id: str, wants: Mapping[str, Sequence[str]]) -> dict[str, list[bytes | None]]:
@@ -92,6 +92,13 @@ class MemoryStore:
             self._versions[c.run_id] = self._versions.get(c.run_id, 0) + 1
             self._changed.notify_all()
             return APPLIED_RESULT
+
+    def count_delivery(self, run_id: str, event_id: str) -> int:
+        with self._lock:
+            counts = self._run(run_id)[keys.DELIVERIES]
+            n = int(counts.get(event_id, b"0")) + 1
+            counts[event_id] = str(n).encode()
+            return n
 
     def mark_sent(self, run_id: str, message_ids: Sequence[str]) -> None:
         with self._lock:

@@ -25,7 +25,7 @@ from runner.errors import StoreError, StoreUnavailable
 from runner.store import APPLIED_RESULT, Commit, CommitResult
 
 # KEYS: 1 meta, 2 spec, 3 tasks, 4 data, 5 joins, 6 applied, 7 outbox, 8 history,
-#       9 runs index, 10 old-status index, 11 new-status index
+#       9 deliveries, 10 runs index, 11 old-status index, 12 new-status index
 # ARGV: event id, run id, channel,
 #       n guards,  then (key index, field, has expected "1"/"0", expected) each,
 #       n writes,  then (key index, field, value) each,
@@ -77,15 +77,15 @@ redis.call('HSET', KEYS[6], eid, table.concat(ids, '\n'))
 local change, score = ARGV[i], ARGV[i + 1]
 if change ~= '0' then
   if change == '2' then
-    redis.call('ZADD', KEYS[9], score, ARGV[2])
+    redis.call('ZADD', KEYS[10], score, ARGV[2])
   else
-    redis.call('ZREM', KEYS[10], ARGV[2])
+    redis.call('ZREM', KEYS[11], ARGV[2])
   end
-  redis.call('ZADD', KEYS[11], score, ARGV[2])
+  redis.call('ZADD', KEYS[12], score, ARGV[2])
 end
 local expire = tonumber(ARGV[i + 2])
 if expire > 0 then
-  for k = 1, 8 do redis.call('EXPIRE', KEYS[k], expire) end
+  for k = 1, 9 do redis.call('EXPIRE', KEYS[k], expire) end
 end
 redis.call('PUBLISH', ARGV[3], eid)
 return {'ok'}
@@ -219,6 +219,19 @@ class RedisStore:
             return CommitResult("conflict", conflict_guard=int(reply[1]))
         rest = reply[1:]
         return CommitResult("duplicate", {rest[i].decode(): rest[i + 1] for i in range(0, len(rest), 2)})
+
+    def count_delivery(self, run_id: str, event_id: str) -> int:
+        key = self._k(run_id, keys.DELIVERIES)
+        try:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hincrby(key, event_id, 1)
+            pipe.pttl(self._k(run_id, keys.META))
+            n, ttl_ms = pipe.execute()
+            if ttl_ms > 0:  # a finished run: the count must expire with it
+                self.client.pexpire(key, ttl_ms)
+            return int(n)
+        except redis.exceptions.RedisError as e:
+            raise _translate(e) from e
 
     def mark_sent(self, run_id: str, message_ids: Sequence[str]) -> None:
         if not message_ids:

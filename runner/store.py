@@ -67,6 +67,10 @@ class Store(Protocol):
 
     def commit(self, c: Commit) -> CommitResult: ...
 
+    def count_delivery(self, run_id: str, event_id: str) -> int:
+        """Count one more processing of a redelivered event; return the count (poison detection)."""
+        ...
+
     def mark_sent(self, run_id: str, message_ids: Sequence[str]) -> None:
         """Forget outbox entries once the broker has confirmed them."""
         ...

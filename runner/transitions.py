@@ -179,25 +179,62 @@ def _expire(status: str | None, retention_s: int) -> int:
 
 
 def decide_started(event: Event, view: View, retention_s: int) -> Commit:
+    """SCHEDULED -> RUNNING; a later delivery of the same attempt is recorded as a redelivery."""
     stale = stale_commit(event, view, retention_s)
     if stale is not None:
         return stale
     raw = view.tasks.get(event.task)
     st = task_state(raw)
-    if st["s"] != states.SCHEDULED:
-        return Commit(event.run_id, event.id, expire_s=_expire(status_of(view), retention_s))
-    states.check_task(st["s"], states.RUNNING)
-    new = dict(st, s=states.RUNNING, st=event.at_ms, w=event.body["worker"])
+    worker = event.body["worker"]
+    delivery = int(event.body.get("delivery", 0))
+    expire = _expire(status_of(view), retention_s)
+    if st["s"] == states.SCHEDULED:
+        states.check_task(st["s"], states.RUNNING)
+        new = dict(st, s=states.RUNNING, st=event.at_ms, w=worker, d=delivery)
+        hist = _history(event, event.task, st["s"], states.RUNNING, event.attempt, worker=worker)
+    elif delivery > int(st.get("d", 0)):
+        new = dict(st, w=worker, d=delivery)
+        hist = _history(
+            event,
+            event.task,
+            st["s"],
+            st["s"],
+            event.attempt,
+            worker=worker,
+            note=f"redelivered to {worker} (delivery {delivery + 1})",
+            redelivery=delivery,
+        )
+    else:
+        return Commit(event.run_id, event.id, expire_s=expire)
     return Commit(
         run_id=event.run_id,
         event_id=event.id,
         guards=[(keys.TASKS, event.task, raw)],
         writes={keys.TASKS: {event.task: pack(new)}},
-        history=[
-            _history(event, event.task, st["s"], states.RUNNING, event.attempt, worker=event.body["worker"])
-        ],
-        expire_s=_expire(status_of(view), retention_s),
+        history=[hist],
+        expire_s=expire,
     )
+
+
+def _after_start(st: dict[str, Any]) -> str:
+    return states.RUNNING if st["s"] == states.SCHEDULED else str(st["s"])
+
+
+def _implied_start(event: Event, st: dict[str, Any]) -> list[bytes]:
+    """A result can overtake its "started" event; history still shows the task RUNNING once."""
+    if st["s"] != states.SCHEDULED:
+        return []
+    return [
+        _history(
+            event,
+            event.task,
+            states.SCHEDULED,
+            states.RUNNING,
+            event.attempt,
+            worker=event.body.get("worker", ""),
+            note="implied by its result",
+        )
+    ]
 
 
 def ready_successors(event: Event, view: View) -> list[str]:
@@ -232,13 +269,16 @@ def decide_succeeded(event: Event, view: View, retention_s: int) -> Commit:
     now = event.at_ms or protocol.now_ms()
     states.check_task(st["s"], states.SUCCESS)
     packed = {k: pack(v) for k, v in values.items()}
+    hist = _implied_start(event, st)
     new = dict(st, s=states.SUCCESS, ft=now, w=event.body["worker"])
     if "ms" in event.body:
         new["ms"] = event.body["ms"]
     guards: list[Guard] = [(keys.TASKS, name, raw), (keys.META, "status", view.meta["status"])]
     tasks = {name: pack(new)}
     joins: dict[str, bytes] = {}
-    hist = [_history(event, name, st["s"], states.SUCCESS, event.attempt, worker=event.body["worker"])]
+    hist.append(
+        _history(event, name, _after_start(st), states.SUCCESS, event.attempt, worker=event.body["worker"])
+    )
     outbox: dict[str, bytes] = {}
     meta: dict[str, bytes] = {"updated_ms": str(now).encode()}
     status_change = None
@@ -297,11 +337,11 @@ def _fail(
         "traceback": str(error.get("traceback", "")),
     }
     new = dict(st, s=states.FAILED, ft=now, err=error, w=event.body.get("worker", ""))
-    hist = [
+    hist = _implied_start(event, st) + [
         _history(
             event,
             event.task,
-            st["s"],
+            _after_start(st),
             states.FAILED,
             event.attempt,
             error_type=error["type"],

@@ -35,6 +35,10 @@ def _failed(req: TaskRequest, worker: str, etype: str, message: str, tb: str = "
     )
 
 
+def poison_failure(req: TaskRequest, worker: str, reason: str) -> Event:
+    return _failed(req, worker, "PoisonMessage", reason)
+
+
 def bind_outputs(req: TaskRequest, value: Any) -> dict[str, Any]:
     """Map a task's return value to its provided names."""
     if not req.provides:

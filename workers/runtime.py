@@ -21,12 +21,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from runner import faults, protocol
-from runner.broker import Broker, Delivery, Outgoing, task_queue
+from runner.broker import ENGINE_QUEUE, Broker, Delivery, Outgoing, task_queue
 from runner.config import Config
 from runner.errors import BrokerError, DecodeError
 from runner.protocol import CONTENT_TYPE, Event, TaskRequest
 from runner.tasks import REGISTRY, Registry
-from workers.execute import execute
+from workers.execute import execute, poison_failure
 
 log = logging.getLogger("ackflow.worker")
 
@@ -124,6 +124,8 @@ class Worker:
             except BrokerError as be:
                 log.error("could not dead-letter (%s); the broker will redeliver it", be)
             return
+        if d.delivery_count and self._is_poison(d, msg):
+            return
         self._backlog.append((d, msg))
 
     def _dispatch(self) -> None:
@@ -131,29 +133,49 @@ class Worker:
         while self._backlog and self._inflight < self.concurrency:
             d, req = self._backlog.pop(0)
             self._inflight += 1
-            started.append(
-                Outgoing(
-                    "engine",
-                    protocol.started_id(req.run_id, req.task, req.attempt),
-                    protocol.encode(
-                        Event(
-                            kind=protocol.TASK_STARTED,
-                            id=protocol.started_id(req.run_id, req.task, req.attempt),
-                            run_id=req.run_id,
-                            task=req.task,
-                            attempt=req.attempt,
-                            at_ms=protocol.now_ms(),
-                            body={"worker": self.name},
-                        )
-                    ),
-                )
-            )
+            started.append(self._started(d, req))
             self._pool.submit(self._execute, d, req)
         if started:
             try:
                 self.broker.publish(started)
             except BrokerError as e:  # informational only: the result carries the outcome
                 log.warning("could not publish started events: %s", e)
+
+    def _started(self, d: Delivery, req: TaskRequest) -> Outgoing:
+        """The "started" event; each redelivery is a distinct event, so the run's history shows it."""
+        event_id = protocol.started_id(req.run_id, req.task, req.attempt)
+        if d.delivery_count:
+            event_id += f":{d.delivery_count}"
+        event = Event(
+            kind=protocol.TASK_STARTED,
+            id=event_id,
+            run_id=req.run_id,
+            task=req.task,
+            attempt=req.attempt,
+            at_ms=protocol.now_ms(),
+            body={"worker": self.name, "delivery": d.delivery_count},
+        )
+        return Outgoing(ENGINE_QUEUE, event_id, protocol.encode(event))
+
+    def _is_poison(self, d: Delivery, req: TaskRequest) -> bool:
+        """A request delivered `delivery_limit` times, each ending with its worker gone (G5).
+
+        It is not run again: its attempt fails with the reason and it goes to the dead queue.
+        """
+        if d.delivery_count < self.config.delivery_limit - 1:
+            return False
+        reason = (
+            f"poison: task request delivered {d.delivery_count + 1} times and its worker died "
+            f"each time (limit {self.config.delivery_limit})"
+        )
+        log.error("%s: %s", req.id, reason)
+        failed = poison_failure(req, self.name, reason)
+        try:
+            self.broker.publish([Outgoing(ENGINE_QUEUE, failed.id, protocol.encode(failed))])
+            self.broker.dead_letter(d, reason)
+        except BrokerError as e:
+            log.error("could not dead-letter poison request %s (%s)", req.id, e)
+        return True
 
     def _execute(self, d: Delivery, req: TaskRequest) -> None:
         result = execute(req, self.registry, self.name, self.config.max_payload_bytes)
@@ -174,7 +196,9 @@ class Worker:
             return
         batch = self._unpublished
         try:
-            self.broker.publish([Outgoing("engine", r.result.id, protocol.encode(r.result)) for r in batch])
+            self.broker.publish(
+                [Outgoing(ENGINE_QUEUE, r.result.id, protocol.encode(r.result)) for r in batch]
+            )
         except BrokerError as e:
             log.warning("could not publish %d results (%s); retrying", len(batch), e)
             return

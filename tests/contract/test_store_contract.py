@@ -115,6 +115,12 @@ def test_concurrent_guarded_increments_lose_nothing(store: Store) -> None:
     assert store.read(r, {keys.JOINS: ["n"]})[keys.JOINS] == [str(per_thread * threads).encode()]
 
 
+def test_delivery_counts(store: Store) -> None:
+    r = rid()
+    assert [store.count_delivery(r, "e1") for _ in range(3)] == [1, 2, 3]
+    assert store.count_delivery(r, "e2") == 1
+
+
 def test_reserve_keeps_the_first_digest(store: Store) -> None:
     r = rid()
     assert store.reserve(r, b"d1") is None
@@ -191,6 +197,7 @@ def test_all_keys_of_a_run_share_one_hash_tag(config: Config) -> None:
     s.commit(
         Commit(r, "e", writes={p: {"f": b"v"} for p in keys.RUN_HASHES if p != keys.APPLIED}, history=[b"h"])
     )
+    s.count_delivery(r, "e")
     found = [k.decode() for k in s.client.scan_iter(match=f"{config.prefix}:*{r}*")]
     assert len(found) == len(keys.RUN_PARTS)
     assert all(f"{{{r}}}" in k for k in found)
