@@ -97,6 +97,7 @@ class Processes:
         self.logdir = logdir
         self.procs: list[subprocess.Popen[bytes]] = []
         self._files: list[Any] = []
+        self.retired: list[subprocess.Popen[bytes]] = []
 
     def start(self, *args: str, env: dict[str, str] | None = None, name: str = "") -> subprocess.Popen[bytes]:
         log = open(self.logdir / f"{name or args[0]}-{len(self.procs)}.log", "wb")  # noqa: SIM115
@@ -129,8 +130,12 @@ class Processes:
             timeout=timeout_s,
         )
 
+    def retire(self, proc: subprocess.Popen[bytes]) -> None:
+        """This process was meant to die (a fault point, a kill): stop watching it."""
+        self.retired.append(proc)
+
     def assert_alive(self) -> None:
-        dead = [(p.args, p.returncode) for p in self.procs if p.poll() is not None]
+        dead = [(p.args, p.returncode) for p in self.procs if p not in self.retired and p.poll() is not None]
         assert not dead, f"processes exited: {dead}\n{self.logs()}"
 
     def wait(self, client: Any, run_id: str, timeout_s: float = 120) -> Any:

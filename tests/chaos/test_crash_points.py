@@ -1,0 +1,94 @@
+"""Kill the engine or the worker at every fault point of DESIGN §5; the run must end exactly
+as a run without faults: same state, same result, same transitions, none of them twice."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+
+from runner import faults
+from runner.client import Client, RunInfo
+from runner.config import Config
+from runner.kombu_broker import KombuBroker
+from runner.local import LocalRuntime
+from runner.redis_store import RedisStore
+from tests.conftest import Processes
+from tests.e2e import flows
+
+pytestmark = pytest.mark.services
+
+FLOW = flows.fanout(3)  # a fan-out and a join: 5 tasks, 11 events
+INPUTS = {"n": 1}
+
+# (point, the hit that crashes). Hit 1 of an engine point is the run.submit event, whose
+# commit has an outbox (the first task request); later hits land mid-run, on events with
+# and without an outbox. Worker hits count tasks (and batches of results).
+POINTS = [
+    (point, nth)
+    for point, hits in [
+        ("engine.after_decode", (1, 4)),
+        ("engine.after_commit", (1, 3, 6)),
+        ("engine.after_publish", (1, 2)),
+        ("engine.after_mark_sent", (1, 2)),
+        ("engine.before_ack", (1, 5)),
+        ("worker.after_execute", (1, 3)),
+        ("worker.after_publish", (1, 3)),
+        ("worker.before_ack", (1, 3)),
+    ]
+    for nth in hits
+]
+
+
+def test_every_fault_point_is_tested() -> None:
+    assert {p for p, _ in POINTS} == set(faults.POINTS)
+
+
+def transitions(client_or_rt: Client, run_id: str) -> Counter[tuple[str, str, str, int]]:
+    return Counter((h.scope, h.old, h.new, h.attempt) for h in client_or_rt.history(run_id) if h.old != h.new)
+
+
+def outcome(info: RunInfo) -> tuple[str, object, dict[str, tuple[str, int]]]:
+    return info.status, info.result, {n: (t.status, t.attempt) for n, t in info.tasks.items()}
+
+
+@pytest.fixture(scope="module")
+def reference() -> Iterator[tuple[object, Counter[tuple[str, str, str, int]]]]:
+    with LocalRuntime() as rt:
+        info = rt.run(FLOW, INPUTS, timeout_s=60)
+        yield outcome(info), transitions(rt.client, info.run_id)
+
+
+@pytest.fixture
+def client(config: Config) -> Iterator[Client]:
+    c = Client(config, RedisStore(config), lambda: KombuBroker(config))
+    yield c
+    c.close()
+
+
+@pytest.mark.parametrize("point,nth", POINTS, ids=[f"{p}:{n}" for p, n in POINTS])
+def test_crash_at_fault_point_then_restart(
+    point: str, nth: int, procs: Processes, client: Client, reference: tuple[object, Counter[tuple[str, str, str, int]]]
+) -> None:
+    fault = {"ACKFLOW_FAULTS": f"{point}:crash:{nth}"}
+    is_engine = point.startswith("engine.")
+    victim = procs.engine(env=fault if is_engine else None)
+    other = procs.worker("-c", "2", env=None if is_engine else fault)
+    if not is_engine:
+        victim, other = other, victim
+    rid = client.submit(FLOW, INPUTS)
+    assert victim.wait(timeout=60) == 137, procs.logs()  # it died at the fault point
+    procs.retire(victim)
+    assert f"fault point {point}: crash" in procs.logs()
+    if is_engine:
+        procs.engine()
+    else:
+        procs.worker("-c", "2")
+    info = procs.wait(client, rid)
+    ref_outcome, ref_transitions = reference
+    assert outcome(info) == ref_outcome
+    got = transitions(client, rid)
+    assert max(got.values()) == 1, f"a transition applied twice: {got}"
+    assert got == ref_transitions
+    assert client.store.read_all(rid, "outbox") == {}, "an outbox entry was never confirmed"
