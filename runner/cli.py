@@ -437,6 +437,71 @@ def topology(ctx: click.Context, queues: tuple[str, ...], check: bool) -> None:
         broker.close()
 
 
+@main.group()
+def dlq() -> None:
+    """Dead letters: list, show, replay, purge."""
+
+
+def _dlq_broker(ctx: click.Context) -> Any:
+    from runner.kombu_broker import KombuBroker
+
+    broker = KombuBroker(config_from(ctx))
+    broker.connect(attempts=3)
+    return broker
+
+
+@dlq.command(name="list")
+@click.option("--limit", default=100, show_default=True, help="At most this many, oldest first.")
+@click.pass_context
+@handle_errors
+def dlq_list(ctx: click.Context, limit: int) -> None:
+    """List dead letters with their reason, original queue and delivery count."""
+    from runner import dlq as dead
+
+    letters = dead.list_dead(_dlq_broker(ctx), limit)
+    for dl in letters:
+        click.echo(f"{dl.id:<48} {dl.queue:<16} deliveries={dl.delivery_count:<3} {dl.reason}")
+    click.echo(f"{len(letters)} dead letter(s)", err=True)
+
+
+@dlq.command(name="show")
+@click.argument("message_id")
+@click.pass_context
+@handle_errors
+def dlq_show(ctx: click.Context, message_id: str) -> None:
+    """Show one dead letter in full."""
+    from runner import dlq as dead
+
+    dl = dead.show(_dlq_broker(ctx), message_id)
+    click.echo(f"id:         {dl.id}\nqueue:      {dl.queue}\ndeliveries: {dl.delivery_count}")
+    click.echo(f"reason:     {dl.reason}\nbody:       {dl.describe_body()}")
+
+
+@dlq.command(name="replay")
+@click.argument("message_id")
+@click.pass_context
+@handle_errors
+def dlq_replay(ctx: click.Context, message_id: str) -> None:
+    """Send a dead letter back to the queue it came from."""
+    from runner import dlq as dead
+
+    dl = dead.replay(_dlq_broker(ctx), message_id)
+    click.echo(f"replayed {dl.id} to {dl.queue}")
+
+
+@dlq.command(name="purge")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+@handle_errors
+def dlq_purge(ctx: click.Context, yes: bool) -> None:
+    """Delete every dead letter."""
+    from runner import dlq as dead
+
+    if not yes:
+        click.confirm("Delete every dead letter?", abort=True)
+    click.echo(f"purged {dead.purge(_dlq_broker(ctx))} dead letter(s)")
+
+
 def load_plugins() -> click.Group:
     """Add the subcommands other packages register under the ``ackflow.commands`` entry point."""
     for ep in entry_points(group="ackflow.commands"):

@@ -356,6 +356,11 @@ class KombuBroker:
             handle=(self._epoch, msg.delivery_info["delivery_tag"]),
         )
 
+    def purge(self, logical: str) -> int:
+        """Drop every ready message of a queue; return how many."""
+        self._ensure()
+        return int(self._chan.queue_purge(queue=self.physical(logical)) or 0)
+
     def publish_raw(self, logical: str, body: bytes, content_type: str = CONTENT_TYPE) -> None:
         """Publish arbitrary bytes (tests of bad input; never used by ackflow itself)."""
         self._ensure()

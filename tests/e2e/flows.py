@@ -102,3 +102,14 @@ diamond_flow = diamond()
 nested_flow = nested()
 failing_flow = failing()
 big = flow.linear("big", big_result)
+
+
+@task(provides="never_returned")
+def kill_worker(x: int) -> int:
+    """Kills the process executing it, every time: a poison task."""
+    import os
+
+    os._exit(3)
+
+
+poison_flow = flow.linear("poison", kill_worker)
