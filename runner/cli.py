@@ -242,7 +242,7 @@ def engine(ctx: click.Context, prefetch: int | None, burst: bool) -> None:
     cfg = Config.from_env(**ctx.obj, engine_prefetch=prefetch)
     store = RedisStore(cfg)
     store.ping()
-    broker = KombuBroker(cfg)
+    broker = KombuBroker(cfg, role="engine")
     broker.connect(attempts=5)
     eng = Engine(cfg, store, broker)
     on_sigterm(eng.stop)

@@ -39,7 +39,7 @@ class DeadLetter:
 
 def _logical(broker: KombuBroker, physical: str) -> str:
     prefix = broker.physical("")
-    return physical[len(prefix):] if physical.startswith(prefix) else physical
+    return physical[len(prefix) :] if physical.startswith(prefix) else physical
 
 
 def to_dead_letter(broker: KombuBroker, d: Delivery) -> DeadLetter:

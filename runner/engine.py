@@ -166,7 +166,7 @@ class Engine:
                 if self._stop.is_set():
                     raise
                 log.warning("state store unavailable (%s); retrying in %.2f s", e, delay)
-                self.broker.poll(delay)  # keeps heartbeats going; arrivals stay buffered
+                self.broker.keepalive(delay)  # heartbeats go on; arrivals stay buffered
                 delay = min(delay * 2, self.config.reconnect_max_s)
 
     def _apply_with_retry(self, event: Event) -> dict[str, bytes]:

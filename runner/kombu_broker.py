@@ -19,7 +19,9 @@ worker's connection thread.
 from __future__ import annotations
 
 import logging
+import os
 import random
+import socket
 import time
 import uuid
 from collections.abc import Sequence
@@ -65,8 +67,10 @@ class KombuBroker:
 
     can_wake = False  # py-amqp blocks in a socket read that another thread cannot interrupt
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, role: str = "client") -> None:
         self._config = config
+        # Shown by RabbitMQ (user_provided_name) so an operator can tell connections apart.
+        self._name = f"ackflow-{role} {socket.gethostname()}:{os.getpid()}"
         self._conn: Any = None
         self._chan: Any = None  # consuming channel
         self._pub: Any = None  # publishing channel, in confirm mode
@@ -198,16 +202,26 @@ class KombuBroker:
             self._ensure()
 
     def poll(self, timeout_s: float) -> list[Delivery]:
+        if not self._service(timeout_s, until_delivery=True):
+            return []
+        out, self._buffer = self._buffer, []
+        return out
+
+    def keepalive(self, timeout_s: float) -> None:
+        self._service(timeout_s, until_delivery=False)
+
+    def _service(self, timeout_s: float, until_delivery: bool) -> bool:
+        """Read from the connection for up to ``timeout_s``; False if it is (still) down."""
         try:
             self._ensure()
         except BrokerUnavailable as e:
             log.warning("%s; retrying", e)
             self._sleep_backoff()
-            return []
+            return False
         deadline = time.monotonic() + timeout_s
         try:
             self._conn.heartbeat_check()
-            while not self._buffer:
+            while not (until_delivery and self._buffer):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -223,9 +237,8 @@ class KombuBroker:
                     break
         except _CONN_ERRORS as e:
             self._lost(e)
-            return []
-        out, self._buffer = self._buffer, []
-        return out
+            return False
+        return True
 
     def _on_message(self, msg: Any) -> None:
         info = msg.delivery_info

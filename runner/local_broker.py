@@ -93,6 +93,10 @@ class LocalBroker:
             self._hub.cond.wait(timeout_s)
             return self._take()
 
+    def keepalive(self, timeout_s: float) -> None:
+        with self._hub.cond:
+            self._hub.cond.wait(timeout_s)
+
     def publish(self, messages: Sequence[Outgoing]) -> None:
         with self._hub.cond:
             for m in messages:  # the publisher declares what it publishes to, as on RabbitMQ

@@ -44,7 +44,7 @@ def worker(
     for m in modules:
         import_module(m)
     cfg = Config.from_env(**(ctx.obj or {}))
-    broker = KombuBroker(cfg)
+    broker = KombuBroker(cfg, role="worker")
     broker.connect(attempts=5)
     w = Worker(cfg, broker, REGISTRY, queues=list(queues) or None, concurrency=concurrency, name=name)
     on_sigterm(w.stop)

@@ -69,7 +69,11 @@ def client(config: Config) -> Iterator[Client]:
 
 @pytest.mark.parametrize("point,nth", POINTS, ids=[f"{p}:{n}" for p, n in POINTS])
 def test_crash_at_fault_point_then_restart(
-    point: str, nth: int, procs: Processes, client: Client, reference: tuple[object, Counter[tuple[str, str, str, int]]]
+    point: str,
+    nth: int,
+    procs: Processes,
+    client: Client,
+    reference: tuple[object, Counter[tuple[str, str, str, int]]],
 ) -> None:
     fault = {"ACKFLOW_FAULTS": f"{point}:crash:{nth}"}
     is_engine = point.startswith("engine.")

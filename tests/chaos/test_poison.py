@@ -25,7 +25,9 @@ def client(config: Config) -> Iterator[Client]:
     c.close()
 
 
-def test_poison_task_is_dead_lettered_and_its_run_fails(procs: Processes, client: Client, config: Config) -> None:
+def test_poison_task_is_dead_lettered_and_its_run_fails(
+    procs: Processes, client: Client, config: Config
+) -> None:
     limit = config.delivery_limit
     procs.engine()
     poison = client.submit(flows.poison_flow, {"x": 1})
@@ -64,7 +66,9 @@ def test_poison_task_is_dead_lettered_and_its_run_fails(procs: Processes, client
     assert procs.run("dlq", "list").stdout == ""
 
 
-def test_dlq_replay_puts_a_letter_back_where_it_came_from(procs: Processes, client: Client, config: Config) -> None:
+def test_dlq_replay_puts_a_letter_back_where_it_came_from(
+    procs: Processes, client: Client, config: Config
+) -> None:
     raw = KombuBroker(config)
     raw.declare(["task.default"])
     raw.publish_raw("engine", b"\xc1 junk")
