@@ -67,6 +67,8 @@ class HistoryEntry:
             line += f"  [{self.extra['error_type']}: {self.extra.get('error', '')}]"
         if "note" in self.extra:
             line += f"  ({self.extra['note']})"
+        if self.extra.get("redelivered"):
+            line += "  (redelivered event)"
         return line
 
 

@@ -122,7 +122,7 @@ class Engine:
             if d.redelivered and self._is_poison(d, msg):
                 return True
             try:
-                outbox = self._apply_with_retry(msg)
+                outbox = self._apply_with_retry(msg, d.redelivered)
             except (BrokerError, StoreUnavailable):
                 raise
             except Exception as e:  # a bug or a corrupt run: park the event, keep serving
@@ -169,9 +169,9 @@ class Engine:
                 self.broker.keepalive(delay)  # heartbeats go on; arrivals stay buffered
                 delay = min(delay * 2, self.config.reconnect_max_s)
 
-    def _apply_with_retry(self, event: Event) -> dict[str, bytes]:
+    def _apply_with_retry(self, event: Event, redelivered: bool = False) -> dict[str, bytes]:
         for n in range(self.config.commit_retries):
-            commit = self._store_call(lambda: self._decide(event))
+            commit = self._store_call(lambda: self._decide(event, redelivered))
             if commit is None:
                 log.warning(
                     "event %s is for unknown run %s (expired or never created); dropped",
@@ -221,11 +221,13 @@ class Engine:
                     out[n] = s
         return out
 
-    def _decide(self, event: Event) -> Commit | None:
+    def _decide(self, event: Event, redelivered: bool = False) -> Commit | None:
         retention = self.config.retention_s
+        now = protocol.now_ms()
         if event.kind == protocol.RUN_SUBMIT:
             r = self.store.read(event.run_id, {keys.META: ["status"]})
-            return transitions.decide_submit(event, View(meta={"status": r[keys.META][0]}), retention)
+            view = View(meta={"status": r[keys.META][0]}, applied_ms=now, redelivered=redelivered)
+            return transitions.decide_submit(event, view, retention)
         first = self.store.read(
             event.run_id,
             {
@@ -237,7 +239,9 @@ class Engine:
         if meta["status"] is None:
             return None
         created = meta["created_ms"] or b""
-        view = View(meta=meta, tasks={event.task: first[keys.TASKS][0]})
+        view = View(
+            meta=meta, tasks={event.task: first[keys.TASKS][0]}, applied_ms=now, redelivered=redelivered
+        )
         view.specs = self._specs_for(event.run_id, created, [event.task])
         if event.task not in view.specs:
             return transitions.decide_started(event, view, retention)  # records "unknown task"

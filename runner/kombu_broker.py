@@ -96,6 +96,7 @@ class KombuBroker:
             cfg.broker_url,
             heartbeat=cfg.heartbeat_s,
             connect_timeout=cfg.connect_timeout_s,
+            transport_options={"client_properties": {"connection_name": self._name}},
         )
         try:
             conn.connect()

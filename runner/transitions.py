@@ -31,6 +31,8 @@ class View:
     specs: dict[str, TaskSpec] = field(default_factory=dict)
     joins: dict[str, bytes | None] = field(default_factory=dict)  # raw count, None = 0
     data: dict[str, bytes | None] = field(default_factory=dict)  # packed values
+    applied_ms: int = 0  # when the engine applies the event (history "t")
+    redelivered: bool = False  # the broker redelivered the event (an engine or link died)
 
 
 META_FIELDS = ("status", "created_ms", "sinks", "outputs")
@@ -45,7 +47,14 @@ def status_of(view: View) -> str | None:
     return None if raw is None else raw.decode()
 
 
-def _history(event: Event, scope: str, old: str, new: str, attempt: int = 0, **extra: Any) -> bytes:
+def _history(
+    event: Event, view: View, scope: str, old: str, new: str, attempt: int = 0, **extra: Any
+) -> bytes:
+    """One history entry: "at" is when the event was made, "t" when it was applied."""
+    if view.applied_ms:
+        extra["t"] = view.applied_ms
+    if view.redelivered:
+        extra["redelivered"] = True
     entry = {
         "at": event.at_ms or protocol.now_ms(),
         "event": event.id,
@@ -124,7 +133,7 @@ def decide_submit(event: Event, view: View, retention_s: int) -> Commit:
         "outputs": pack(spec.outputs),
         "ntasks": str(len(spec.tasks)).encode(),
     }
-    hist = [_history(event, "run", states.PENDING, states.RUNNING, flow=spec.name)]
+    hist = [_history(event, view, "run", states.PENDING, states.RUNNING, flow=spec.name)]
     tasks: dict[str, bytes] = {}
     outbox: dict[str, bytes] = {}
     for name, t in spec.tasks.items():
@@ -133,7 +142,7 @@ def decide_submit(event: Event, view: View, retention_s: int) -> Commit:
         req = _request(event.run_id, name, t, 1, packed_inputs)
         tasks[name] = pack({"s": states.SCHEDULED, "a": 1, "t": now})
         outbox[req.id] = outbox_entry(_routing_task(t.queue), req)
-        hist.append(_history(event, name, states.PENDING, states.SCHEDULED, 1))
+        hist.append(_history(event, view, name, states.PENDING, states.SCHEDULED, 1))
     return Commit(
         run_id=event.run_id,
         event_id=event.id,
@@ -169,7 +178,7 @@ def stale_commit(event: Event, view: View, retention_s: int) -> Commit | None:
     return Commit(
         event.run_id,
         event.id,
-        history=[_history(event, event.task, st["s"], st["s"], event.attempt, note=note)],
+        history=[_history(event, view, event.task, st["s"], st["s"], event.attempt, note=note)],
         expire_s=_expire(status_of(view), retention_s),
     )
 
@@ -191,11 +200,12 @@ def decide_started(event: Event, view: View, retention_s: int) -> Commit:
     if st["s"] == states.SCHEDULED:
         states.check_task(st["s"], states.RUNNING)
         new = dict(st, s=states.RUNNING, st=event.at_ms, w=worker, d=delivery)
-        hist = _history(event, event.task, st["s"], states.RUNNING, event.attempt, worker=worker)
+        hist = _history(event, view, event.task, st["s"], states.RUNNING, event.attempt, worker=worker)
     elif delivery > int(st.get("d", 0)):
         new = dict(st, w=worker, d=delivery)
         hist = _history(
             event,
+            view,
             event.task,
             st["s"],
             st["s"],
@@ -220,13 +230,14 @@ def _after_start(st: dict[str, Any]) -> str:
     return states.RUNNING if st["s"] == states.SCHEDULED else str(st["s"])
 
 
-def _implied_start(event: Event, st: dict[str, Any]) -> list[bytes]:
+def _implied_start(event: Event, view: View, st: dict[str, Any]) -> list[bytes]:
     """A result can overtake its "started" event; history still shows the task RUNNING once."""
     if st["s"] != states.SCHEDULED:
         return []
     return [
         _history(
             event,
+            view,
             event.task,
             states.SCHEDULED,
             states.RUNNING,
@@ -269,7 +280,7 @@ def decide_succeeded(event: Event, view: View, retention_s: int) -> Commit:
     now = event.at_ms or protocol.now_ms()
     states.check_task(st["s"], states.SUCCESS)
     packed = {k: pack(v) for k, v in values.items()}
-    hist = _implied_start(event, st)
+    hist = _implied_start(event, view, st)
     new = dict(st, s=states.SUCCESS, ft=now, w=event.body["worker"])
     if "ms" in event.body:
         new["ms"] = event.body["ms"]
@@ -277,7 +288,9 @@ def decide_succeeded(event: Event, view: View, retention_s: int) -> Commit:
     tasks = {name: pack(new)}
     joins: dict[str, bytes] = {}
     hist.append(
-        _history(event, name, _after_start(st), states.SUCCESS, event.attempt, worker=event.body["worker"])
+        _history(
+            event, view, name, _after_start(st), states.SUCCESS, event.attempt, worker=event.body["worker"]
+        )
     )
     outbox: dict[str, bytes] = {}
     meta: dict[str, bytes] = {"updated_ms": str(now).encode()}
@@ -297,13 +310,13 @@ def decide_succeeded(event: Event, view: View, retention_s: int) -> Commit:
             meta.update(status=states.SUCCESS.encode(), result=pack(result), finished_ms=str(now).encode())
             states.check_run(states.RUNNING, states.SUCCESS)
             status_change = (states.RUNNING, states.SUCCESS)
-            hist.append(_history(event, "run", states.RUNNING, states.SUCCESS))
+            hist.append(_history(event, view, "run", states.RUNNING, states.SUCCESS))
             run_status = states.SUCCESS
             continue
         req = _request(event.run_id, s, view.specs[s], 1, data)
         tasks[s] = pack({"s": states.SCHEDULED, "a": 1, "t": now})
         outbox[req.id] = outbox_entry(_routing_task(view.specs[s].queue), req)
-        hist.append(_history(event, s, states.PENDING, states.SCHEDULED, 1))
+        hist.append(_history(event, view, s, states.PENDING, states.SCHEDULED, 1))
     return Commit(
         run_id=event.run_id,
         event_id=event.id,
@@ -337,9 +350,10 @@ def _fail(
         "traceback": str(error.get("traceback", "")),
     }
     new = dict(st, s=states.FAILED, ft=now, err=error, w=event.body.get("worker", ""))
-    hist = _implied_start(event, st) + [
+    hist = _implied_start(event, view, st) + [
         _history(
             event,
+            view,
             event.task,
             _after_start(st),
             states.FAILED,
@@ -360,7 +374,9 @@ def _fail(
         )
         status_change = (states.RUNNING, states.FAILED)
         hist.append(
-            _history(event, "run", states.RUNNING, states.FAILED, task=event.task, error_type=error["type"])
+            _history(
+                event, view, "run", states.RUNNING, states.FAILED, task=event.task, error_type=error["type"]
+            )
         )
         run_status = states.FAILED
     return Commit(

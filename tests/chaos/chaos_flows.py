@@ -1,0 +1,111 @@
+"""Flows for the chaos suite. Each task body records every execution, keyed by the
+idempotency key it is given, so the checker can count duplicate executions (G2)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import redis
+
+from runner import current_task, flow, task
+
+_client: redis.Redis | None = None
+
+
+def record() -> None:
+    """Append "<key>|<pid>|<ms>" to the chaos Redis; retried through a Redis restart."""
+    global _client
+    url = os.environ.get("ACKFLOW_CHAOS_REDIS")
+    if not url:
+        return
+    if _client is None:
+        _client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+    entry = f"{current_task().idempotency_key}|{os.getpid()}|{int(time.time() * 1000)}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            _client.rpush("chaos:executions", entry)
+            break
+        except redis.exceptions.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    time.sleep(int(os.environ.get("ACKFLOW_CHAOS_TASK_MS", "0")) / 1000)  # keep work in flight
+
+
+@task(name="c_inc", provides="out")
+def c_inc(x: int) -> int:
+    record()
+    return x + 1
+
+
+@task(name="c_seed", provides="seed")
+def c_seed(n: int) -> int:
+    record()
+    return n
+
+
+@task(name="c_leaf", provides="leaf")
+def c_leaf(seed: int) -> int:
+    record()
+    return seed + int(current_task().task[4:])
+
+
+@task(name="c_gather", provides="total")
+def c_gather(**values: Any) -> int:
+    record()
+    return sum(values.values())
+
+
+@task(name="c_explode", provides="bad")
+def c_explode(x: int) -> int:
+    record()
+    raise RuntimeError(f"planned failure {x}")
+
+
+def chain(n: int = 5) -> flow.Flow:
+    steps = [c_inc.bind(f"s{i}", rebind={"x": f"v{i - 1}"}, provides=f"v{i}") for i in range(1, n + 1)]
+    return flow.linear(f"c_chain{n}", *steps)
+
+
+def fanout(width: int = 10) -> flow.Flow:
+    leaves = [c_leaf.bind(f"leaf{i}", provides=f"r{i}") for i in range(width)]
+    return flow.linear(
+        f"c_fanout{width}",
+        c_seed,
+        flow.unordered("leaves", *leaves),
+        c_gather.bind("gather", requires=[f"r{i}" for i in range(width)]),
+    )
+
+
+def nested() -> flow.Flow:
+    inner = flow.linear(
+        "inner", c_inc.bind("n1", provides="y1"), c_inc.bind("n2", rebind={"x": "y1"}, provides="y2")
+    )
+    side = flow.linear("side", c_inc.bind("n3", provides="z1"))
+    return flow.linear(
+        "c_nested",
+        flow.unordered("middle", inner, side),
+        c_gather.bind("sum", requires=["y2", "z1"], provides="total"),
+    )
+
+
+def failing() -> flow.Flow:
+    return flow.linear(
+        "c_failing",
+        c_inc.bind("before", provides="x1"),
+        c_explode.bind("explode", rebind={"x": "x1"}),
+        c_inc.bind("after", rebind={"x": "bad"}, provides="never"),
+    )
+
+
+# name -> (flow, inputs for run i, expected status, expected result for run i)
+MIX = {
+    "chain": (chain(5), lambda i: {"v0": i}, "SUCCESS", lambda i: {"v5": i + 5}),
+    "fanout": (fanout(10), lambda i: {"n": i}, "SUCCESS", lambda i: {"total": 10 * i + 45}),
+    "nested": (nested(), lambda i: {"x": i}, "SUCCESS", lambda i: {"total": 2 * i + 3}),
+    "failing": (failing(), lambda i: {"x": i}, "FAILED", lambda i: None),
+}
+WEIGHTS = {"chain": 4, "fanout": 2, "nested": 2, "failing": 1}

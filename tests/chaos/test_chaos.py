@@ -1,0 +1,416 @@
+"""The chaos suite: engines and workers killed, frozen and cut off; Redis and RabbitMQ
+restarted; hundreds of runs must still finish exactly as they would without faults.
+
+`make test` runs a short version; `make chaos` (ACKFLOW_CHAOS_FULL=1) the long one. The
+seed is printed; ACKFLOW_CHAOS_SEED=<seed> replays a schedule. The report goes to the
+terminal and to chaos-report.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.client import Client, HistoryEntry
+from runner.config import Config
+from runner.errors import AckflowError
+from runner.kombu_broker import KombuBroker
+from runner.local import LocalRuntime
+from runner.redis_store import RedisStore
+from tests import services as svc
+from tests.chaos import chaos_flows
+from tests.chaos.services import OwnRabbit, OwnRedis
+from tests.conftest import ROOT, Processes
+
+pytestmark = pytest.mark.services
+
+FULL = os.environ.get("ACKFLOW_CHAOS_FULL") == "1"
+PLAN = {
+    "runs": 240 if FULL else 40,
+    "engine_kills": 12 if FULL else 2,
+    "worker_kills": 12 if FULL else 2,
+    "freezes": 3 if FULL else 1,
+    "drops": 3 if FULL else 1,
+    "redis_restarts": 2 if FULL else 1,
+    "broker_restarts": 2 if FULL else 1,
+}
+for _k in PLAN:
+    PLAN[_k] = int(os.environ.get(f"ACKFLOW_CHAOS_{_k.upper()}", PLAN[_k]))
+HEARTBEAT_S = 2
+FREEZE_S = 3 * HEARTBEAT_S + 1  # past the heartbeat timeout: the broker closes the connection
+WAIT_S = 900 if FULL else 240
+
+Transition = tuple[str, str, str, int]
+
+
+def close_connection_of(pid: int, node: list[str], env: dict[str, str] | None) -> bool:
+    """rabbitmqctl close_connection for the connection our process named ``...:<pid>``."""
+    out = subprocess.run(
+        ["rabbitmqctl", "-q", *node, "list_connections", "name", "client_properties"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    ).stdout
+    for line in out.splitlines():
+        name, _, props = line.partition("\t")
+        if f':{pid}"}}' in props or f':{pid}"' in props:
+            subprocess.run(
+                ["rabbitmqctl", "-q", *node, "close_connection", name, "chaos: dropped on purpose"],
+                capture_output=True,
+                timeout=60,
+                env=env,
+            )
+            return True
+    return False
+
+
+def transitions(history: list[HistoryEntry]) -> Counter[Transition]:
+    return Counter((h.scope, h.old, h.new, h.attempt) for h in history if h.old != h.new)
+
+
+def retry(fn: Any, what: str, timeout_s: float = 120) -> Any:
+    """Call through a broker or Redis restart (the client side of chaos)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return fn()
+        except AckflowError as e:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what}: still failing after {timeout_s} s: {e}") from e
+            time.sleep(0.2)
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+class Chaos:
+    def __init__(self, tmp: Path, shared: svc.Services, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.seed = seed
+        self.redis = OwnRedis(tmp)
+        self.redis.start()
+        self.rabbit: OwnRabbit | None = None
+        self.no_broker_restart = OwnRabbit.unavailable()
+        if self.no_broker_restart is None:
+            rabbit = OwnRabbit(tmp)
+            try:
+                rabbit.start()
+                self.rabbit = rabbit
+            except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+                self.no_broker_restart = f"own RabbitMQ node failed to start: {e}"
+                rabbit.stop()
+        broker_url = self.rabbit.url if self.rabbit else shared.broker_url
+        self.cfg = Config(
+            broker_url=broker_url,
+            redis_url=self.redis.url,
+            prefix=f"chaos-{uuid.uuid4().hex[:8]}",
+            heartbeat_s=HEARTBEAT_S,
+        )
+        self.env = {"ACKFLOW_CHAOS_REDIS": self.redis.url, "ACKFLOW_CHAOS_TASK_MS": "100"}
+        self.procs = Processes(self.cfg, tmp)
+        self.live: dict[str, list[subprocess.Popen[bytes]]] = {"engine": [], "worker": []}
+        self.faults: list[dict[str, Any]] = []
+        self.client = Client(self.cfg, RedisStore(self.cfg), lambda: KombuBroker(self.cfg))
+
+    def start(self, role: str) -> None:
+        args = ("engine",) if role == "engine" else ("worker", "tests.chaos.chaos_flows", "-c", "4")
+        self.live[role].append(self.procs.start(*args, env=self.env, name=role))
+
+    def ctl_close(self, pid: int) -> bool:
+        node = ["-n", self.rabbit.node] if self.rabbit else []
+        env = self.rabbit._env() if self.rabbit else None
+        return close_connection_of(pid, node, env)
+
+    def fault(self, kind: str) -> None:
+        now_ms = int(time.time() * 1000)
+        rec: dict[str, Any] = {"kind": kind, "t_ms": now_ms}
+        if kind in ("engine_kill", "worker_kill"):
+            role = kind.split("_")[0]
+            victim = self.rng.choice(self.live[role])
+            victim.send_signal(signal.SIGKILL)
+            victim.wait()
+            self.procs.retire(victim)
+            self.live[role].remove(victim)
+            self.start(role)  # each victim is replaced at once
+            rec.update(role=role, pid=victim.pid)
+        elif kind == "freeze":
+            role = self.rng.choice(["engine", "worker"])
+            victim = self.rng.choice(self.live[role])
+            victim.send_signal(signal.SIGSTOP)
+            threading.Timer(
+                FREEZE_S, lambda p=victim: p.poll() is None and p.send_signal(signal.SIGCONT)
+            ).start()
+            rec.update(role=role, pid=victim.pid, seconds=FREEZE_S)
+        elif kind == "drop":
+            role = self.rng.choice(["engine", "worker"])
+            victim = self.rng.choice(self.live[role])
+            rec.update(role=role, pid=victim.pid, closed=self.ctl_close(victim.pid))
+        elif kind == "redis_restart":
+            self.redis.restart()
+        elif kind == "broker_restart":
+            assert self.rabbit is not None
+            self.rabbit.restart()
+        rec["done_ms"] = int(time.time() * 1000)
+        print(f"chaos: {json.dumps(rec)}", flush=True)
+        self.faults.append(rec)
+
+    def close(self) -> None:
+        self.procs.stop_all()
+        try:
+            self.client.close()
+        except AckflowError:
+            pass
+        self.redis.stop()
+        if self.rabbit is not None:
+            self.rabbit.stop()
+
+
+def test_chaos(services: svc.Services, tmp_path: Path) -> None:
+    seed = int(os.environ.get("ACKFLOW_CHAOS_SEED") or random.randrange(1 << 30))
+    print(f"\nchaos seed {seed} (replay: ACKFLOW_CHAOS_SEED={seed}); plan {PLAN}", flush=True)
+    chaos = Chaos(tmp_path, services, seed)
+    try:
+        report = run_chaos(chaos)
+    finally:
+        chaos.close()
+    (ROOT / "chaos-report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
+    print_table(report)
+    assert report["lost_transitions"] == 0
+    assert report["duplicate_transitions"] == 0
+    assert report["unexpected_transitions"] == 0
+    assert report["wrong_outcomes"] == [], report["wrong_outcomes"][:5]
+    assert report["unexplained_duplicate_executions"] == 0
+    assert report["tasks_never_executed"] == 0
+    assert report["queues_left"] == {}, report["queues_left"]
+    assert report["unsent_outbox_entries"] == 0
+    assert report["dead_letters"] == 0
+    assert report["kills"] >= PLAN["engine_kills"] + PLAN["worker_kills"]
+
+
+def run_chaos(chaos: Chaos) -> dict[str, Any]:
+    rng = chaos.rng
+    for _ in range(2):
+        chaos.start("engine")
+        chaos.start("worker")
+    kinds = list(chaos_flows.WEIGHTS)  # every kind at least once, then drawn by weight
+    kinds += rng.choices(kinds, weights=list(chaos_flows.WEIGHTS.values()), k=PLAN["runs"] - len(kinds))
+    rng.shuffle(kinds)
+    runs = {f"{chaos.cfg.prefix}-{i}": (kind, i) for i, kind in enumerate(kinds)}
+    schedule = (
+        ["engine_kill"] * PLAN["engine_kills"]
+        + ["worker_kill"] * PLAN["worker_kills"]
+        + ["freeze"] * PLAN["freezes"]
+        + ["drop"] * PLAN["drops"]
+        + ["redis_restart"] * PLAN["redis_restarts"]
+        + (["broker_restart"] * PLAN["broker_restarts"] if chaos.rabbit else [])
+    )
+    rng.shuffle(schedule)
+    print(f"chaos schedule: {schedule}", flush=True)
+    ids = list(runs)
+    batches = [ids[i :: len(schedule) + 1] for i in range(len(schedule) + 1)]
+    started = time.monotonic()
+    for n, batch in enumerate(batches):
+        for rid in batch:
+            kind, i = runs[rid]
+            flow, inputs, _, _ = chaos_flows.MIX[kind]
+            retry(lambda f=flow, x=inputs(i), r=rid: chaos.client.submit(f, x, run_id=r), f"submit {rid}")
+        if n < len(schedule):
+            time.sleep(rng.uniform(0.05, 0.4))  # let the batch get under way, then strike
+            chaos.fault(schedule[n])
+    deadline = time.monotonic() + WAIT_S
+    infos = {}
+    for rid in ids:
+        left = max(1.0, deadline - time.monotonic())
+        infos[rid] = retry(lambda r=rid, t=left: chaos.client.wait(r, timeout_s=t), f"wait {rid}", left + 60)
+    elapsed = time.monotonic() - started
+    return check(chaos, runs, infos, elapsed)
+
+
+def check(
+    chaos: Chaos, runs: dict[str, tuple[str, int]], infos: dict[str, Any], elapsed: float
+) -> dict[str, Any]:
+    client = chaos.client
+    refs: dict[str, Counter[Transition]] = {}
+    with LocalRuntime() as rt:
+        for kind, (flow, inputs, _, _) in chaos_flows.MIX.items():
+            info = rt.run(flow, inputs(1), timeout_s=60)
+            refs[kind] = transitions(rt.client.history(info.run_id))
+    histories = {rid: retry(lambda r=rid: client.history(r), "history") for rid in runs}
+    lost = dup = unexpected = 0
+    wrong = []
+    redeliveries = 0
+    for rid, (kind, i) in runs.items():
+        _, _, status, result = chaos_flows.MIX[kind]
+        info = infos[rid]
+        if info.status != status or info.result != result(i):
+            wrong.append((rid, info.status, info.result))
+        got = transitions(histories[rid])
+        lost += sum((refs[kind] - got).values())
+        unexpected += sum((Counter(set(got)) - refs[kind]).values())
+        dup += sum(c - 1 for c in got.values() if c > 1)
+        redeliveries += sum(
+            1 for h in histories[rid] if "redelivery" in h.extra or h.extra.get("redelivered")
+        )
+    # G2: executions, by idempotency key
+    raw = retry(lambda: RedisStore(chaos.cfg).client.lrange("chaos:executions", 0, -1), "executions")
+    execs: dict[str, list[int]] = defaultdict(list)
+    for entry in raw:
+        key, _, ms = entry.decode().split("|")
+        execs[key].append(int(ms))
+    never = 0
+    for rid, (kind, _) in runs.items():
+        for name, t in infos[rid].tasks.items():
+            if t.status in ("SUCCESS", "FAILED") and not execs.get(f"{rid}:{name}:{t.attempt}"):
+                never += 1
+    fault_times = sorted(f["t_ms"] for f in chaos.faults)
+    dup_execs = unexplained = 0
+    for times in execs.values():
+        times.sort()
+        for later in times[1:]:
+            dup_execs += 1
+            if not any(times[0] - 15_000 <= ft <= later for ft in fault_times):
+                unexplained += 1
+    # G3: queues drained, outbox empty, no dead letters
+    broker = KombuBroker(chaos.cfg)
+    queues_left: dict[str, int] = {}
+    for q in ("engine", "task.default"):
+        deadline = time.monotonic() + 60  # late duplicates (stale started events) drain quickly
+        while (depth := retry(lambda q=q: broker.depth(q), "depth")) and time.monotonic() < deadline:
+            broker.keepalive(0.2)
+        if depth:
+            queues_left[q] = depth
+    dead = retry(lambda: broker.depth("dead"), "dead depth")
+    broker.close()
+    unsent = sum(len(client.store.read_all(rid, "outbox")) for rid in runs)
+    # G4: recovery after each kill
+    recovery = recovery_times(chaos.faults, histories)
+    kills = [f for f in chaos.faults if f["kind"].endswith("_kill")]
+    return {
+        "seed": chaos.seed,
+        "plan": PLAN,
+        "elapsed_s": round(elapsed, 1),
+        "runs": len(runs),
+        "runs_by_kind": dict(Counter(k for k, _ in runs.values())),
+        "kills": len(kills),
+        "engine_kills": sum(f["kind"] == "engine_kill" for f in kills),
+        "worker_kills": sum(f["kind"] == "worker_kill" for f in kills),
+        "freezes": sum(f["kind"] == "freeze" for f in chaos.faults),
+        "connection_drops": sum(f["kind"] == "drop" and f.get("closed", False) for f in chaos.faults),
+        "redis_restarts": sum(f["kind"] == "redis_restart" for f in chaos.faults),
+        "broker_restarts": sum(f["kind"] == "broker_restart" for f in chaos.faults),
+        "broker_restart_skipped_because": chaos.no_broker_restart,
+        "redeliveries_seen": redeliveries,
+        "executions": sum(len(t) for t in execs.values()),
+        "duplicate_executions": dup_execs,
+        "unexplained_duplicate_executions": unexplained,
+        "tasks_never_executed": never,
+        "lost_transitions": lost,
+        "duplicate_transitions": dup,
+        "unexpected_transitions": unexpected,
+        "wrong_outcomes": wrong,
+        "queues_left": queues_left,
+        "dead_letters": dead,
+        "unsent_outbox_entries": unsent,
+        "recovery_ms": {
+            "n": len(recovery),
+            "p50": pct(recovery, 0.5),
+            "p99": pct(recovery, 0.99),
+            "max": max(recovery, default=0),
+            "mean": round(statistics.fmean(recovery), 1) if recovery else 0,
+        },
+        "faults": chaos.faults,
+    }
+
+
+def recovery_times(faults: list[dict[str, Any]], histories: dict[str, list[HistoryEntry]]) -> list[float]:
+    """Per kill, the time from the kill to the next applied transition of what it held:
+    for a worker, the tasks it was running (their redelivery or result); for an engine, the
+    events it held unacknowledged (applied after the kill, marked redelivered). The slowest
+    of them counts; kills that held nothing in flight are left out."""
+    out = []
+    entries = [h for hist in histories.values() for h in hist if "t" in h.extra]
+    for f in faults:
+        if not f["kind"].endswith("_kill"):
+            continue
+        t, gaps = f["t_ms"], []
+        if f["kind"] == "engine_kill":
+            gaps = [
+                h.extra["t"] - t
+                for h in entries
+                if h.extra.get("redelivered") and h.at_ms < t < h.extra["t"] < t + 30_000
+            ]
+        else:
+            for hist in histories.values():
+                by_task: dict[str, list[HistoryEntry]] = defaultdict(list)
+                for h in hist:
+                    if "t" in h.extra:
+                        by_task[h.scope].append(h)
+                for task_entries in by_task.values():
+                    before = [h for h in task_entries if h.extra["t"] <= t]
+                    after = [h for h in task_entries if h.extra["t"] > t]
+                    if (
+                        before
+                        and after
+                        and before[-1].new == "RUNNING"
+                        and str(before[-1].extra.get("worker", "")).endswith(f":{f['pid']}")
+                    ):
+                        gaps.append(after[0].extra["t"] - t)
+        if gaps:
+            out.append(float(max(gaps)))
+    return out
+
+
+def print_table(r: dict[str, Any]) -> None:
+    rows = [
+        ("seed", r["seed"]),
+        ("elapsed s", r["elapsed_s"]),
+        ("runs", f"{r['runs']} {r['runs_by_kind']}"),
+        ("kills (engine/worker)", f"{r['kills']} ({r['engine_kills']}/{r['worker_kills']})"),
+        ("freezes", r["freezes"]),
+        ("connection drops", r["connection_drops"]),
+        ("redis restarts", r["redis_restarts"]),
+        (
+            "broker restarts",
+            r["broker_restarts"]
+            if not r["broker_restart_skipped_because"]
+            else f"0 ({r['broker_restart_skipped_because']})",
+        ),
+        ("redeliveries seen", r["redeliveries_seen"]),
+        ("task executions", r["executions"]),
+        (
+            "duplicate executions",
+            f"{r['duplicate_executions']} (unexplained {r['unexplained_duplicate_executions']})",
+        ),
+        ("lost transitions", r["lost_transitions"]),
+        ("duplicate transitions", r["duplicate_transitions"]),
+        ("unexpected transitions", r["unexpected_transitions"]),
+        ("wrong outcomes", len(r["wrong_outcomes"])),
+        (
+            "queues left / dead letters / unsent outbox",
+            f"{r['queues_left']} / {r['dead_letters']} / {r['unsent_outbox_entries']}",
+        ),
+        (
+            "recovery after kill ms p50/p99/max",
+            f"{r['recovery_ms']['p50']:.0f} / {r['recovery_ms']['p99']:.0f} / "
+            f"{r['recovery_ms']['max']:.0f} (n={r['recovery_ms']['n']})",
+        ),
+    ]
+    width = max(len(k) for k, _ in rows)
+    print("\n" + "\n".join(f"{k:<{width}}  {v}" for k, v in rows), flush=True)
