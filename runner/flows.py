@@ -188,8 +188,10 @@ class _Compiler:
             )
         if n.task not in self.registry:
             self.registry.get(n.task)  # raises UnknownTaskError
-        if n.name in self.nodes or n.name in self.flow_names:
+        if n.name in self.nodes:
             raise DuplicateTaskError(n.name)
+        if n.name in self.flow_names:
+            raise FlowDefinitionError(f"the name {n.name!r} is used by a task and by a flow; rename one")
         self.nodes[n.name] = n
         return n
 
@@ -200,7 +202,9 @@ class _Compiler:
             return {n.name}, {n.name}, {n.name}
         flow = item
         if flow.name in self.flow_names or flow.name in self.nodes:
-            raise DuplicateTaskError(flow.name)
+            raise FlowDefinitionError(
+                f"the name {flow.name!r} is used by a nested flow and by another flow or task; rename one"
+            )
         self.flow_names.add(flow.name)
         if not flow.items:
             raise FlowDefinitionError(f"flow {flow.name!r} has no tasks")

@@ -81,9 +81,11 @@ class Worker:
         wait = timeout_s
         if not self.idle and not self.broker.can_wake:
             wait = min(timeout_s, _BUSY_POLL_S)
-        deliveries = [] if self._stop.is_set() else self.broker.poll(wait)
-        if self._stop.is_set() and not self.idle and self.broker.can_wake:
-            self.broker.poll(min(timeout_s, 0.05))
+        if self._stop.is_set():  # shutting down: service heartbeats, take nothing new
+            self.broker.keepalive(wait)
+            deliveries = []
+        else:
+            deliveries = self.broker.poll(wait)
         for d in deliveries:
             self._accept(d)
         self._dispatch()

@@ -230,7 +230,8 @@ def run_chaos(chaos: Chaos) -> dict[str, Any]:
         for rid in batch:
             kind, i = runs[rid]
             flow, inputs, _, _ = chaos_flows.MIX[kind]
-            retry(lambda f=flow, x=inputs(i), r=rid: chaos.client.submit(f, x, run_id=r), f"submit {rid}")
+            args = inputs(i)
+            retry(lambda f=flow, x=args, r=rid: chaos.client.submit(f, x, run_id=r), f"submit {rid}")
         if n < len(schedule):
             time.sleep(rng.uniform(0.05, 0.4))  # let the batch get under way, then strike
             chaos.fault(schedule[n])
@@ -275,7 +276,7 @@ def check(
         key, _, ms = entry.decode().split("|")
         execs[key].append(int(ms))
     never = 0
-    for rid, (kind, _) in runs.items():
+    for rid in runs:
         for name, t in infos[rid].tasks.items():
             if t.status in ("SUCCESS", "FAILED") and not execs.get(f"{rid}:{name}:{t.attempt}"):
                 never += 1

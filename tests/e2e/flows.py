@@ -113,3 +113,14 @@ def kill_worker(x: int) -> int:
 
 
 poison_flow = flow.linear("poison", kill_worker)
+
+
+@task(provides="slept")
+def slow(seconds: float) -> float:
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+slow_flow = flow.linear("slow_flow", slow)

@@ -193,3 +193,21 @@ def test_topology_declares_and_checks(procs: Processes, config: Config) -> None:
     assert f"{config.prefix}.task.other" in out.stdout
     check = procs.run("topology", "--check", "-Q", "never-declared")
     assert check.returncode == 1 and "MISSING" in check.stdout
+
+
+def test_sigterm_lets_the_running_task_finish_then_exits(procs: Processes, client: Client) -> None:
+    import signal
+
+    procs.engine()
+    worker = procs.worker()
+    rid = client.submit(flows.slow_flow, {"seconds": 1.0})
+    watch = client.store.watch(rid)
+    while getattr(client.status(rid).tasks.get("slow"), "status", None) != "RUNNING":
+        watch.wait(2.0)
+    watch.close()
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0, procs.logs()
+    procs.retire(worker)
+    info = client.status(rid)
+    assert info.status == "SUCCESS" and info.result == {"slept": 1.0}
+    assert not any("redelivery" in h.extra for h in client.history(rid))  # it was not run twice
