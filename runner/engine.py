@@ -137,6 +137,11 @@ class Engine:
                 faults.hit("engine.after_mark_sent")
         except (BrokerError, StoreUnavailable) as e:
             log.warning("event %s not acknowledged (%s); it will be redelivered", msg.id, e)
+            if d.redelivered:  # an outage, not a poison message: this try does not count
+                try:
+                    self.store.count_delivery(msg.run_id, msg.id, -1)
+                except StoreError:
+                    pass
             return False
         faults.hit("engine.before_ack")
         self.broker.ack(d)

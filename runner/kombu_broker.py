@@ -297,14 +297,19 @@ class KombuBroker:
             while self._unconfirmed:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
+                    pending = len(self._unconfirmed)
+                    self._unconfirmed.clear()  # ambiguous: the caller publishes again (same ids)
                     raise PublishError(
-                        f"{len(self._unconfirmed)} message(s) unconfirmed after "
-                        f"{self._config.confirm_timeout_s:g} s"
+                        f"{pending} message(s) unconfirmed after {self._config.confirm_timeout_s:g} s"
                     )
                 try:
-                    self._conn.drain_events(timeout=remaining)
+                    # short slices: a confirm can take long (a quorum queue recovering after a
+                    # broker restart) and heartbeats must go on meanwhile, or the broker
+                    # closes the connection and the publish never completes
+                    self._conn.drain_events(timeout=min(remaining, 0.5))
                 except TimeoutError:
                     pass
+                self._conn.heartbeat_check()
         except _CONN_ERRORS as e:
             self._lost(e)
             raise PublishError(f"connection lost while publishing: {e}") from None
@@ -382,8 +387,12 @@ class KombuBroker:
         self._seq += 1
         self._unconfirmed[self._seq] = "raw"
         self._pub.basic_publish(amsg, exchange=self._config.prefix, routing_key=logical, mandatory=True)
-        while self._unconfirmed:
-            self._conn.drain_events(timeout=self._config.confirm_timeout_s)
+        deadline = time.monotonic() + self._config.confirm_timeout_s
+        while self._unconfirmed and time.monotonic() < deadline:
+            try:
+                self._conn.drain_events(timeout=0.5)
+            except TimeoutError:
+                self._conn.heartbeat_check()
 
     def delete_queues(self) -> None:
         """Delete every queue this broker declared, and the exchange (tests only)."""

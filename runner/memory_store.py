@@ -93,10 +93,10 @@ class MemoryStore:
             self._changed.notify_all()
             return APPLIED_RESULT
 
-    def count_delivery(self, run_id: str, event_id: str) -> int:
+    def count_delivery(self, run_id: str, event_id: str, delta: int = 1) -> int:
         with self._lock:
             counts = self._run(run_id)[keys.DELIVERIES]
-            n = int(counts.get(event_id, b"0")) + 1
+            n = int(counts.get(event_id, b"0")) + delta
             counts[event_id] = str(n).encode()
             return n
 

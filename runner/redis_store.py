@@ -220,11 +220,11 @@ class RedisStore:
         rest = reply[1:]
         return CommitResult("duplicate", {rest[i].decode(): rest[i + 1] for i in range(0, len(rest), 2)})
 
-    def count_delivery(self, run_id: str, event_id: str) -> int:
+    def count_delivery(self, run_id: str, event_id: str, delta: int = 1) -> int:
         key = self._k(run_id, keys.DELIVERIES)
         try:
             pipe = self.client.pipeline(transaction=True)
-            pipe.hincrby(key, event_id, 1)
+            pipe.hincrby(key, event_id, delta)
             pipe.pttl(self._k(run_id, keys.META))
             n, ttl_ms = pipe.execute()
             if ttl_ms > 0:  # a finished run: the count must expire with it

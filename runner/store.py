@@ -67,7 +67,7 @@ class Store(Protocol):
 
     def commit(self, c: Commit) -> CommitResult: ...
 
-    def count_delivery(self, run_id: str, event_id: str) -> int:
+    def count_delivery(self, run_id: str, event_id: str, delta: int = 1) -> int:
         """Count one more processing of a redelivered event; return the count (poison detection)."""
         ...
 

@@ -50,7 +50,7 @@ for _k in PLAN:
     PLAN[_k] = int(os.environ.get(f"ACKFLOW_CHAOS_{_k.upper()}", PLAN[_k]))
 HEARTBEAT_S = 2
 FREEZE_S = 3 * HEARTBEAT_S + 1  # past the heartbeat timeout: the broker closes the connection
-WAIT_S = 900 if FULL else 240
+WAIT_S = 600 if FULL else 120
 
 Transition = tuple[str, str, str, int]
 
@@ -123,6 +123,11 @@ class Chaos:
             prefix=f"chaos-{uuid.uuid4().hex[:8]}",
             heartbeat_s=HEARTBEAT_S,
         )
+        if self.rabbit is not None:
+            topology = KombuBroker(self.cfg)
+            topology.declare(["task.default"])
+            topology.close()
+            self.rabbit.settle()
         self.env = {"ACKFLOW_CHAOS_REDIS": self.redis.url, "ACKFLOW_CHAOS_TASK_MS": "100"}
         self.procs = Processes(self.cfg, tmp)
         self.live: dict[str, list[subprocess.Popen[bytes]]] = {"engine": [], "worker": []}
@@ -182,6 +187,7 @@ class Chaos:
             self.rabbit.stop()
 
 
+@pytest.mark.timeout(WAIT_S + 600)
 def test_chaos(services: svc.Services, tmp_path: Path) -> None:
     seed = int(os.environ.get("ACKFLOW_CHAOS_SEED") or random.randrange(1 << 30))
     print(f"\nchaos seed {seed} (replay: ACKFLOW_CHAOS_SEED={seed}); plan {PLAN}", flush=True)
@@ -239,7 +245,14 @@ def run_chaos(chaos: Chaos) -> dict[str, Any]:
     infos = {}
     for rid in ids:
         left = max(1.0, deadline - time.monotonic())
-        infos[rid] = retry(lambda r=rid, t=left: chaos.client.wait(r, timeout_s=t), f"wait {rid}", left + 60)
+        try:
+            infos[rid] = retry(
+                lambda r=rid, t=left: chaos.client.wait(r, timeout_s=t), f"wait {rid}", left + 30
+            )
+        except (AssertionError, AckflowError):
+            raise AssertionError(
+                f"seed {chaos.seed}: run {rid} did not finish\n{diagnose(chaos, ids)}"
+            ) from None
     elapsed = time.monotonic() - started
     return check(chaos, runs, infos, elapsed)
 
@@ -338,6 +351,28 @@ def check(
         },
         "faults": chaos.faults,
     }
+
+
+def diagnose(chaos: Chaos, ids: list[str]) -> str:
+    """What an operator would look at: unfinished runs, their last transitions, the queues."""
+    lines = []
+    for rid in ids:
+        info = chaos.client.status(rid)
+        if info.done:
+            continue
+        tasks = {n: (t.status, t.attempt) for n, t in info.tasks.items() if t.status != "SUCCESS"}
+        lines.append(f"{rid} {info.status} unfinished tasks {tasks}")
+        lines += [f"    {h.describe()} {h.extra}" for h in chaos.client.history(rid)[-6:]]
+        lines.append(f"    outbox {list(chaos.client.store.read_all(rid, 'outbox'))}")
+    broker = KombuBroker(chaos.cfg)
+    lines.append("queues: " + ", ".join(f"{q}={broker.depth(q)}" for q in ("engine", "task.default", "dead")))
+    from runner import dlq
+
+    lines += [
+        f"dead: {d.id} from {d.queue} x{d.delivery_count}: {d.reason}" for d in dlq.list_dead(broker, 8)
+    ]
+    lines.append(chaos.procs.logs()[-6000:])
+    return "\n".join(lines)
 
 
 def recovery_times(faults: list[dict[str, Any]], histories: dict[str, list[HistoryEntry]]) -> list[float]:
