@@ -170,6 +170,18 @@ class Processes:
 
 
 @pytest.fixture
+def client(config: Config) -> Iterator[Any]:
+    """A client on the test's own prefix, against the real services."""
+    from runner.client import Client
+    from runner.kombu_broker import KombuBroker
+    from runner.redis_store import RedisStore
+
+    c = Client(config, RedisStore(config), lambda: KombuBroker(config))
+    yield c
+    c.close()
+
+
+@pytest.fixture
 def procs(config: Config, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Processes]:
     p = Processes(config, tmp_path)
     yield p

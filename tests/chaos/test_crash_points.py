@@ -10,10 +10,7 @@ import pytest
 
 from runner import faults
 from runner.client import Client, RunInfo
-from runner.config import Config
-from runner.kombu_broker import KombuBroker
 from runner.local import LocalRuntime
-from runner.redis_store import RedisStore
 from tests.conftest import Processes
 from tests.e2e import flows
 
@@ -58,13 +55,6 @@ def reference() -> Iterator[tuple[object, Counter[tuple[str, str, str, int]]]]:
     with LocalRuntime() as rt:
         info = rt.run(FLOW, INPUTS, timeout_s=60)
         yield outcome(info), transitions(rt.client, info.run_id)
-
-
-@pytest.fixture
-def client(config: Config) -> Iterator[Client]:
-    c = Client(config, RedisStore(config), lambda: KombuBroker(config))
-    yield c
-    c.close()
 
 
 @pytest.mark.parametrize("point,nth", POINTS, ids=[f"{p}:{n}" for p, n in POINTS])

@@ -4,25 +4,16 @@ deliveries; its run fails with the reason; other runs and the workers go on."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 
 from runner.client import Client
 from runner.config import Config
 from runner.kombu_broker import KombuBroker
-from runner.redis_store import RedisStore
 from tests.conftest import Processes
 from tests.e2e import flows
 
 pytestmark = pytest.mark.services
-
-
-@pytest.fixture
-def client(config: Config) -> Iterator[Client]:
-    c = Client(config, RedisStore(config), lambda: KombuBroker(config))
-    yield c
-    c.close()
 
 
 def test_poison_task_is_dead_lettered_and_its_run_fails(

@@ -3,7 +3,6 @@ through the CLI, exactly as an operator starts them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import msgpack
@@ -13,18 +12,10 @@ from runner.client import Client, RunInfo
 from runner.config import Config
 from runner.kombu_broker import KombuBroker
 from runner.local import LocalRuntime
-from runner.redis_store import RedisStore
 from tests.conftest import Processes
 from tests.e2e import flows
 
 pytestmark = pytest.mark.services
-
-
-@pytest.fixture
-def client(config: Config) -> Iterator[Client]:
-    c = Client(config, RedisStore(config), lambda: KombuBroker(config))
-    yield c
-    c.close()
 
 
 @pytest.fixture
