@@ -117,9 +117,10 @@ poison_flow = flow.linear("poison", kill_worker)
 
 @task(provides="slept")
 def slow(seconds: float) -> float:
-    import time
+    """Work that takes a while (the task's own duration, not a test waiting on anything)."""
+    import threading
 
-    time.sleep(seconds)
+    threading.Event().wait(seconds)
     return seconds
 
 

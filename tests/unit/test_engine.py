@@ -214,3 +214,32 @@ def test_memory_store_replays_only_unsent_outbox() -> None:
     s.mark_sent("r", ["m1"])
     again = s.commit(c)
     assert again.outcome == "duplicate" and again.unsent == {"m2": b"y"}
+
+
+def test_a_retry_after_an_outage_does_not_count_as_a_poison_delivery() -> None:
+    """An event whose publish fails (broker down) is retried later; only crashes may count."""
+    from runner.broker import Delivery
+    from runner.errors import PublishError
+
+    h = Harness()
+    rid = h.client.submit(flows.chain(2), {"v0": 0})
+    h.pump()
+    [req] = h.requests()
+    ev = h.result(req, v1=1)
+
+    class DownBroker:
+        can_wake = False
+
+        def publish(self, messages: object) -> None:
+            raise PublishError("broker down")
+
+    real = h.engine.broker
+    d = Delivery(protocol.encode(ev), ENGINE_QUEUE, protocol.CONTENT_TYPE, ev.id, True, 1, {})
+    h.engine.broker = DownBroker()  # type: ignore[assignment]
+    for _ in range(CFG.delivery_limit + 2):
+        assert h.engine.handle(d) is False  # not acknowledged, not dead-lettered
+    h.engine.broker = real
+    assert h.store.count_delivery(rid, ev.id, 0) == 0
+    assert h.engine.handle(d) is True
+    [nxt] = h.requests()
+    assert nxt.task == "s2"
