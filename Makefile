@@ -4,13 +4,14 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: help venv demo test unit contract e2e chaos lint typecheck check clean services
+.PHONY: help venv demo test unit contract e2e chaos bench lint typecheck check clean services
 
 help:
 	@echo "make demo       run a demo flow in local mode (no broker, no Redis needed)"
 	@echo "make test       run the whole test suite against RabbitMQ + Redis"
 	@echo "make unit       unit tests only (no network)"
 	@echo "make chaos      the long chaos suite (kills engines and workers mid-flow)"
+	@echo "make bench      benchmarks against RabbitMQ + Redis (table + bench-report.json)"
 	@echo "make check      ruff lint + format check + mypy (strict)"
 	@echo "make services   start local RabbitMQ and Redis if they are down (Debian packages)"
 
@@ -43,6 +44,9 @@ e2e: $(STAMP)
 
 chaos: $(STAMP)
 	ACKFLOW_CHAOS_FULL=1 $(PY) -m pytest -q -s tests/chaos
+
+bench: $(STAMP)
+	$(VENV)/bin/ackflow --log-level warning bench
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check runner workers tests

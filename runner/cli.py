@@ -437,6 +437,19 @@ def topology(ctx: click.Context, queues: tuple[str, ...], check: bool) -> None:
         broker.close()
 
 
+@main.command()
+@click.option("--repeat", default=3, show_default=True, help="Runs of each case (median, min-max).")
+@click.option("--quick", is_flag=True, help="Smaller workloads, for a first look.")
+@click.option("--out", default="bench-report.json", show_default=True, help="Where the JSON report goes.")
+@click.pass_context
+@handle_errors
+def bench(ctx: click.Context, repeat: int, quick: bool, out: str) -> None:
+    """Benchmark against the configured RabbitMQ + Redis and print a table."""
+    from runner import bench as b
+
+    b.main(config_from(ctx), repeat, quick, out)
+
+
 @main.group()
 def dlq() -> None:
     """Dead letters: list, show, replay, purge."""
