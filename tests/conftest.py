@@ -82,6 +82,7 @@ def cli_env(cfg: Config, **extra: str) -> dict[str, str]:
             "ACKFLOW_PREFIX": cfg.prefix,
             "ACKFLOW_QUEUE_TYPE": cfg.queue_type,
             "ACKFLOW_HEARTBEAT_S": str(cfg.heartbeat_s),
+            "ACKFLOW_DELIVERY_LIMIT": str(cfg.delivery_limit),
             "PYTHONUNBUFFERED": "1",
         }
     )

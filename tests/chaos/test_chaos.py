@@ -122,6 +122,10 @@ class Chaos:
             redis_url=self.redis.url,
             prefix=f"chaos-{uuid.uuid4().hex[:8]}",
             heartbeat_s=HEARTBEAT_S,
+            # Every kill, freeze, drop or broker restart raises the delivery count of what the
+            # victim held, prefetched requests included; at this fault rate the default limit
+            # could dead-letter an innocent request. Poison handling has its own test.
+            delivery_limit=10,
         )
         if self.rabbit is not None:
             topology = KombuBroker(self.cfg)
@@ -318,6 +322,7 @@ def check(
     kills = [f for f in chaos.faults if f["kind"].endswith("_kill")]
     return {
         "seed": chaos.seed,
+        "delivery_limit": chaos.cfg.delivery_limit,
         "plan": PLAN,
         "elapsed_s": round(elapsed, 1),
         "runs": len(runs),
