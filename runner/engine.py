@@ -254,23 +254,26 @@ class Engine:
             return transitions.decide_started(event, view, retention)
         if event.kind == protocol.TASK_FAILED:
             return transitions.decide_failed(event, view, retention)
-        # task.succeeded: successors' specs and join counts, then the inputs of the ready ones
+        # task.succeeded. A stale or fenced result needs nothing more: its no-op commit is ready.
+        stale = transitions.stale_commit(event, view, retention)
+        if stale is not None:
+            return stale
+        # Successors' specs and join counts, then the inputs of the ones this result makes ready.
         succs = view.specs[event.task].succs
         real = [s for s in succs if s != END]
         view.specs.update(self._specs_for(event.run_id, created, real))
         view.joins = dict(
             zip(succs, self.store.read(event.run_id, {keys.JOINS: succs})[keys.JOINS], strict=True)
         )
-        if transitions.stale_commit(event, view, retention) is None:
-            ready = transitions.ready_successors(event, view)
-            wanted = transitions.needed_data(view.specs, [s for s in ready if s != END])
-            if END in ready:
-                wanted += unpack(meta["outputs"] or protocol.pack([]))
-            own = set(view.specs[event.task].provides)
-            wanted = sorted({w for w in wanted if w not in own})
-            if wanted:
-                vals = self.store.read(event.run_id, {keys.DATA: wanted})[keys.DATA]
-                view.data = dict(zip(wanted, vals, strict=True))
+        ready = transitions.ready_successors(event, view)
+        wanted = transitions.needed_data(view.specs, [s for s in ready if s != END])
+        if END in ready:
+            wanted += unpack(meta["outputs"] or protocol.pack([]))
+        own = set(view.specs[event.task].provides)
+        wanted = sorted({w for w in wanted if w not in own})
+        if wanted:
+            vals = self.store.read(event.run_id, {keys.DATA: wanted})[keys.DATA]
+            view.data = dict(zip(wanted, vals, strict=True))
         return transitions.decide_succeeded(event, view, retention)
 
 

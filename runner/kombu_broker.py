@@ -242,21 +242,20 @@ class KombuBroker:
         return True
 
     def _on_message(self, msg: Any) -> None:
-        info = msg.delivery_info
-        props = msg.properties
+        self._buffer.append(self._to_delivery(msg, self._tags.get(msg.delivery_info["consumer_tag"], "?")))
+
+    def _to_delivery(self, msg: Any, queue: str) -> Delivery:
+        info, props = msg.delivery_info, msg.properties
         headers = dict(props.get("application_headers") or {})
-        body = msg.body if isinstance(msg.body, bytes) else bytes(msg.body, "utf-8")
-        self._buffer.append(
-            Delivery(
-                body=body,
-                queue=self._tags.get(info["consumer_tag"], "?"),
-                content_type=props.get("content_type") or "",
-                message_id=props.get("message_id"),
-                redelivered=bool(info.get("redelivered")),
-                delivery_count=int(headers.get("x-delivery-count") or 0),
-                headers=headers,
-                handle=(self._epoch, info["delivery_tag"]),
-            )
+        return Delivery(
+            body=msg.body if isinstance(msg.body, bytes) else bytes(msg.body, "utf-8"),
+            queue=queue,
+            content_type=props.get("content_type") or "",
+            message_id=props.get("message_id"),
+            redelivered=bool(info.get("redelivered")),
+            delivery_count=int(headers.get("x-delivery-count") or 0),
+            headers=headers,
+            handle=(self._epoch, info["delivery_tag"]),
         )
 
     def _on_ack(self, tag: int, multiple: bool) -> None:
@@ -271,7 +270,22 @@ class KombuBroker:
         mid = message.properties.get("message_id", "?")
         self._failed[mid] = f"unroutable: no queue bound for routing key {routing_key!r} ({exc})"
 
-    def publish(self, messages: Sequence[Outgoing]) -> None:
+    def _send(self, m: Outgoing, content_type: str = CONTENT_TYPE, mandatory: bool = True) -> int:
+        """Put one persistent message on the wire; return its confirm sequence number."""
+        self._seq += 1
+        amsg = self._pub.prepare_message(
+            m.body,
+            content_type=content_type,
+            content_encoding="binary",
+            headers=m.headers or None,
+            properties={"delivery_mode": 2, "message_id": m.message_id},
+        )
+        self._pub.basic_publish(
+            amsg, exchange=self._config.prefix, routing_key=m.routing_key, mandatory=mandatory
+        )
+        return self._seq
+
+    def publish(self, messages: Sequence[Outgoing], content_type: str = CONTENT_TYPE) -> None:
         if not messages:
             return
         try:
@@ -281,18 +295,7 @@ class KombuBroker:
                 self._declare_all(missing)
             self._failed.clear()
             for m in messages:
-                self._seq += 1
-                self._unconfirmed[self._seq] = m.message_id
-                amsg = self._pub.prepare_message(
-                    m.body,
-                    content_type=CONTENT_TYPE,
-                    content_encoding="binary",
-                    headers=m.headers or None,
-                    properties={"delivery_mode": 2, "message_id": m.message_id},
-                )
-                self._pub.basic_publish(
-                    amsg, exchange=self._config.prefix, routing_key=m.routing_key, mandatory=True
-                )
+                self._unconfirmed[self._send(m, content_type, mandatory=True)] = m.message_id
             deadline = time.monotonic() + self._config.confirm_timeout_s
             while self._unconfirmed:
                 remaining = deadline - time.monotonic()
@@ -362,31 +365,13 @@ class KombuBroker:
         msg = self._chan.basic_get(queue=self.physical(logical), no_ack=False)
         if msg is None:
             return None
-        props = msg.properties
-        headers = dict(props.get("application_headers") or {})
-        return Delivery(
-            body=msg.body,
-            queue=logical,
-            content_type=props.get("content_type") or "",
-            message_id=props.get("message_id"),
-            redelivered=bool(msg.delivery_info.get("redelivered")),
-            delivery_count=int(headers.get("x-delivery-count") or 0),
-            headers=headers,
-            handle=(self._epoch, msg.delivery_info["delivery_tag"]),
-        )
+        return self._to_delivery(msg, logical)
 
     def publish_unconfirmed(self, messages: Sequence[Outgoing]) -> None:
         """Publish without waiting for confirms (benchmarks of the raw limit only)."""
         self._ensure()
         for m in messages:
-            self._seq += 1
-            amsg = self._pub.prepare_message(
-                m.body,
-                content_type=CONTENT_TYPE,
-                content_encoding="binary",
-                properties={"delivery_mode": 2, "message_id": m.message_id},
-            )
-            self._pub.basic_publish(amsg, exchange=self._config.prefix, routing_key=m.routing_key)
+            self._send(m, mandatory=False)
 
     def purge(self, logical: str) -> int:
         """Drop every ready message of a queue; return how many."""
@@ -394,18 +379,8 @@ class KombuBroker:
         return int(self._chan.queue_purge(queue=self.physical(logical)) or 0)
 
     def publish_raw(self, logical: str, body: bytes, content_type: str = CONTENT_TYPE) -> None:
-        """Publish arbitrary bytes (tests of bad input; never used by ackflow itself)."""
-        self._ensure()
-        amsg = self._pub.prepare_message(body, content_type=content_type, properties={"delivery_mode": 2})
-        self._seq += 1
-        self._unconfirmed[self._seq] = "raw"
-        self._pub.basic_publish(amsg, exchange=self._config.prefix, routing_key=logical, mandatory=True)
-        deadline = time.monotonic() + self._config.confirm_timeout_s
-        while self._unconfirmed and time.monotonic() < deadline:
-            try:
-                self._conn.drain_events(timeout=0.5)
-            except TimeoutError:
-                self._conn.heartbeat_check()
+        """Publish arbitrary bytes, confirmed (tests of bad input; never used by ackflow itself)."""
+        self.publish([Outgoing(logical, f"raw-{uuid.uuid4().hex}", body)], content_type)
 
     def delete_queues(self) -> None:
         """Delete every queue this broker declared, and the exchange (tests only)."""

@@ -41,7 +41,6 @@ class LocalBroker:
         self._consuming: list[str] = []
         self._prefetch = 1
         self._unacked: dict[int, tuple[str, Outgoing, int]] = {}
-        self._closed = False
 
     def declare(self, queues: Sequence[str] = ()) -> None:
         with self._hub.cond:
@@ -126,5 +125,4 @@ class LocalBroker:
             for q, msg, count in self._unacked.values():
                 self._hub.queues[q].appendleft((msg, count + 1))
             self._unacked.clear()
-            self._closed = True
             self._hub.cond.notify_all()

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runner import keys, protocol, states
+from runner.broker import task_queue
 from runner.flows import END, FlowSpec, TaskSpec
 from runner.protocol import Event, TaskRequest, pack, unpack
 from runner.store import Commit, Guard
@@ -66,13 +67,6 @@ def _history(
     }
     entry.update(extra)
     return pack(entry)
-
-
-def _routing_task(queue: str) -> str:
-    return f"task.{queue}"
-
-
-ROUTE_ENGINE = "engine"
 
 
 def outbox_entry(routing_key: str, msg: protocol.Message) -> bytes:
@@ -141,7 +135,7 @@ def decide_submit(event: Event, view: View, retention_s: int) -> Commit:
             continue
         req = _request(event.run_id, name, t, 1, packed_inputs)
         tasks[name] = pack({"s": states.SCHEDULED, "a": 1, "t": now})
-        outbox[req.id] = outbox_entry(_routing_task(t.queue), req)
+        outbox[req.id] = outbox_entry(task_queue(t.queue), req)
         hist.append(_history(event, view, name, states.PENDING, states.SCHEDULED, 1))
     return Commit(
         run_id=event.run_id,
@@ -315,7 +309,7 @@ def decide_succeeded(event: Event, view: View, retention_s: int) -> Commit:
             continue
         req = _request(event.run_id, s, view.specs[s], 1, data)
         tasks[s] = pack({"s": states.SCHEDULED, "a": 1, "t": now})
-        outbox[req.id] = outbox_entry(_routing_task(view.specs[s].queue), req)
+        outbox[req.id] = outbox_entry(task_queue(view.specs[s].queue), req)
         hist.append(_history(event, view, s, states.PENDING, states.SCHEDULED, 1))
     return Commit(
         run_id=event.run_id,
