@@ -30,6 +30,9 @@ class Config:
     max_payload_bytes: int = 1_048_576
     retention_s: int = 7 * 24 * 3600
     commit_retries: int = 50
+    ack_after_s: float = 5.0  # a task running longer gives its delivery back and takes a lease
+    lease_s: float = 30.0  # a long task's lease; its worker renews it every lease_s / 3
+    timer_poll_s: float = 0.5  # longest an engine waits before looking for due timers
 
     def __post_init__(self) -> None:
         if not _PREFIX_RE.match(self.prefix):
@@ -43,6 +46,10 @@ class Config:
             raise ConfigError("heartbeat_s must be >= 0 (0 turns AMQP heartbeats off)")
         if self.retention_s < 1:
             raise ConfigError("retention_s must be at least 1")
+        if self.ack_after_s < 0:
+            raise ConfigError("ack_after_s must be >= 0")
+        if self.lease_s <= 0 or self.timer_poll_s <= 0:
+            raise ConfigError("lease_s and timer_poll_s must be > 0")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Config:

@@ -34,10 +34,12 @@ from runner.errors import BrokerError, DecodeError, StoreError, StoreUnavailable
 from runner.flows import END, TaskSpec
 from runner.protocol import CONTENT_TYPE, Event, unpack
 from runner.store import Commit, Store
-from runner.transitions import View
+from runner.transitions import Need, Rules, View
 
 log = logging.getLogger("ackflow.engine")
 T = TypeVar("T")
+_TIMER_BATCH = 200
+_TIMER_HOLD_MS = 10_000  # a claimed timer reappears after this if its engine died
 
 
 class _SpecCache:
@@ -67,6 +69,9 @@ class Engine:
         self.store = store
         self.broker = broker
         self._specs = _SpecCache()
+        self.rules = Rules.of(config)
+        self._next_timer_ms = 0
+        self.timers_fired = 0
         self._stop = threading.Event()
         self.processed = 0
         self.conflicts = 0
@@ -78,8 +83,10 @@ class Engine:
         self.broker.consume([ENGINE_QUEUE], self.config.engine_prefetch)
 
     def run_once(self, timeout_s: float = 1.0) -> int:
-        """Handle whatever deliveries arrive within ``timeout_s``; return how many."""
-        deliveries = self.broker.poll(timeout_s)
+        """Fire due timers, then handle whatever deliveries arrive within ``timeout_s``."""
+        self.fire_timers()
+        until_timer = (self._next_timer_ms - protocol.now_ms()) / 1000
+        deliveries = self.broker.poll(max(0.0, min(timeout_s, until_timer)))
         for i, d in enumerate(deliveries):
             if not self.handle(d):
                 # The broker connection went away: the rest were put back by the broker.
@@ -98,6 +105,33 @@ class Engine:
     def stop(self) -> None:
         self._stop.set()
         self.broker.wakeup()
+
+    def fire_timers(self) -> int:
+        """Publish due timers (retry backoff, timeouts, lease checks) as timer.fired events.
+
+        A timer is claimed (hidden from other engines for a while), published with confirms,
+        and only then removed: an engine that dies in between leaves it to reappear, and a
+        timer published twice is one event id, applied once.
+        """
+        now = protocol.now_ms()
+        if now < self._next_timer_ms:
+            return 0
+        poll_ms = int(self.config.timer_poll_s * 1000)
+        try:
+            due, nxt = self.store.claim_timers(now, _TIMER_BATCH, _TIMER_HOLD_MS)
+            if due:
+                self.broker.publish([Outgoing(ENGINE_QUEUE, t.timer_id, t.event) for t in due])
+                self.store.remove_timers(due)
+        except (StoreError, BrokerError) as e:
+            log.warning("could not fire timers (%s); retrying", e)
+            self._next_timer_ms = now + poll_ms
+            return 0
+        self.timers_fired += len(due)
+        if len(due) >= _TIMER_BATCH:
+            self._next_timer_ms = now  # more are due
+        else:
+            self._next_timer_ms = min(nxt if nxt is not None else now + poll_ms, now + poll_ms)
+        return len(due)
 
     # --- one event ---------------------------------------------------------------------
 
@@ -187,6 +221,10 @@ class Engine:
             result = self._store_call(functools.partial(self.store.commit, commit))
             if result.applied:
                 self._log(event, commit)
+                if commit.timers:
+                    self._next_timer_ms = min(
+                        self._next_timer_ms, *(due for due, _ in commit.timers.values())
+                    )
                 return dict(commit.outbox)
             if result.outcome == "duplicate":
                 log.info("event %s already applied; republishing %d unsent", event.id, len(result.unsent))
@@ -208,73 +246,87 @@ class Engine:
 
     # --- reading and deciding ---------------------------------------------------------------
 
-    def _specs_for(self, run_id: str, created: bytes, names: list[str]) -> dict[str, TaskSpec]:
-        out: dict[str, TaskSpec] = {}
+    def _specs_for(self, run_id: str, created: bytes, names: list[str], view: View) -> None:
+        """Add these task specs to the view (from the cache when possible)."""
         missing = []
         for n in names:
             s = self._specs.get((run_id, created, n))
             if s is None:
                 missing.append(n)
             else:
-                out[n] = s
+                view.specs[n] = s
         if missing:
             raw = self.store.read(run_id, {keys.SPEC: missing})[keys.SPEC]
             for n, r in zip(missing, raw, strict=True):
-                if r is not None:
+                if r is None:
+                    view.absent_specs.add(n)
+                else:
                     s = TaskSpec.from_data(unpack(r))
                     self._specs.put((run_id, created, n), s)
-                    out[n] = s
-        return out
+                    view.specs[n] = s
+
+    def _fill(self, run_id: str, created: bytes, view: View, need: Need) -> None:
+        """Read what a decision asked for, in one round trip where possible."""
+        if not need.parts:  # the whole run (rare events: control, compensation)
+            view.tasks = dict(self.store.read_all(run_id, keys.TASKS))
+            view.joins = dict(self.store.read_all(run_id, keys.JOINS))
+            view.data = dict(self.store.read_all(run_id, keys.DATA))
+            view.leases = dict(self.store.read_all(run_id, keys.LEASES))
+            all_specs = self.store.read_all(run_id, keys.SPEC)
+            view.specs = {n: TaskSpec.from_data(unpack(r)) for n, r in all_specs.items()}
+            view.full = True
+            return
+        if keys.SPEC in need.parts:
+            self._specs_for(run_id, created, need.parts[keys.SPEC], view)
+        wants = {p: ns for p, ns in need.parts.items() if p != keys.SPEC}
+        if not wants:
+            return
+        got = self.store.read(run_id, wants)
+        targets: dict[str, dict[str, bytes | None]] = {
+            keys.TASKS: view.tasks,
+            keys.JOINS: view.joins,
+            keys.DATA: view.data,
+            keys.LEASES: view.leases,
+        }
+        for part, names in wants.items():
+            targets[part].update(zip(names, got[part], strict=True))
 
     def _decide(self, event: Event, redelivered: bool = False) -> Commit | None:
-        retention = self.config.retention_s
         now = protocol.now_ms()
         if event.kind == protocol.RUN_SUBMIT:
             r = self.store.read(event.run_id, {keys.META: ["status"]})
             view = View(meta={"status": r[keys.META][0]}, applied_ms=now, redelivered=redelivered)
-            return transitions.decide_submit(event, view, retention)
-        first = self.store.read(
-            event.run_id,
-            {
-                keys.META: list(transitions.META_FIELDS),
-                keys.TASKS: [event.task],
-            },
-        )
-        meta = dict(zip(transitions.META_FIELDS, first[keys.META], strict=True))
+            return transitions.decide(event, view, self.rules)
+        wants: dict[str, list[str]] = {keys.META: [*transitions.META_FIELDS, "digest"]}
+        if event.task:
+            wants[keys.TASKS] = [event.task]
+            wants[keys.LEASES] = [event.task]
+        first = self.store.read(event.run_id, wants)
+        meta = dict(zip(wants[keys.META], first[keys.META], strict=True))
+        digest = meta.pop("digest")
+        view = View(meta=meta, applied_ms=now, redelivered=redelivered)
         if meta["status"] is None:
-            return None
+            if not (event.kind == protocol.RUN_CANCEL and digest is not None):
+                return None
+            view.full = True  # cancelled before its submit was applied: nothing to read yet
         created = meta["created_ms"] or b""
-        view = View(
-            meta=meta, tasks={event.task: first[keys.TASKS][0]}, applied_ms=now, redelivered=redelivered
-        )
-        view.specs = self._specs_for(event.run_id, created, [event.task])
-        if event.task not in view.specs:
-            return transitions.decide_started(event, view, retention)  # records "unknown task"
-        if event.kind == protocol.TASK_STARTED:
-            return transitions.decide_started(event, view, retention)
-        if event.kind == protocol.TASK_FAILED:
-            return transitions.decide_failed(event, view, retention)
-        # task.succeeded. A stale or fenced result needs nothing more: its no-op commit is ready.
-        stale = transitions.stale_commit(event, view, retention)
-        if stale is not None:
-            return stale
-        # Successors' specs and join counts, then the inputs of the ones this result makes ready.
-        succs = view.specs[event.task].succs
-        real = [s for s in succs if s != END]
-        view.specs.update(self._specs_for(event.run_id, created, real))
-        view.joins = dict(
-            zip(succs, self.store.read(event.run_id, {keys.JOINS: succs})[keys.JOINS], strict=True)
-        )
-        ready = transitions.ready_successors(event, view)
-        wanted = transitions.needed_data(view.specs, [s for s in ready if s != END])
-        if END in ready:
-            wanted += unpack(meta["outputs"] or protocol.pack([]))
-        own = set(view.specs[event.task].provides)
-        wanted = sorted({w for w in wanted if w not in own})
-        if wanted:
-            vals = self.store.read(event.run_id, {keys.DATA: wanted})[keys.DATA]
-            view.data = dict(zip(wanted, vals, strict=True))
-        return transitions.decide_succeeded(event, view, retention)
+        if event.task:
+            view.tasks = {event.task: first[keys.TASKS][0]}
+            view.leases = {event.task: first[keys.LEASES][0]}
+            self._specs_for(event.run_id, created, [event.task], view)
+        if event.kind == protocol.TASK_SUCCEEDED and event.task in view.specs:
+            # The usual reads of a result, in two round trips rather than one per `Need`.
+            succs = view.specs[event.task].succs
+            self._specs_for(event.run_id, created, [s for s in succs if s != END], view)
+            view.joins = dict(
+                zip(succs, self.store.read(event.run_id, {keys.JOINS: succs})[keys.JOINS], strict=True)
+            )
+        for _ in range(12):
+            try:
+                return transitions.decide(event, view, self.rules)
+            except Need as need:
+                self._fill(event.run_id, created, view, need)
+        raise StoreError(f"event {event.id}: the decision kept asking for more of the run")
 
 
 def _outgoing(message_id: str, raw: bytes) -> Outgoing:

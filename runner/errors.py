@@ -140,3 +140,11 @@ class WaitTimeout(RunError):
         self.run_id = run_id
         self.status = status
         super().__init__(f"run {run_id!r} still {status} after {timeout_s:g} s")
+
+
+class RunStateError(RunError):
+    """A control request the run's current status does not allow (e.g. pausing a finished run)."""
+
+    def __init__(self, run_id: str, action: str, status: str, allowed: str) -> None:
+        self.run_id, self.action, self.status = run_id, action, status
+        super().__init__(f"cannot {action} run {run_id}: it is {status} (only {allowed} runs can be)")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runner.errors import CycleError, DuplicateTaskError, FlowDefinitionError, MissingInputError
-from runner.tasks import REGISTRY, Registry, TaskDef, TaskNode, check_name
+from runner.tasks import REGISTRY, Registry, TaskDef, TaskNode, check_name, revert_name
 
 Item = "Flow | TaskDef | TaskNode | str"
 END = "$end"  # the virtual join over a flow's sinks: when it fires, the run is done
@@ -89,6 +89,15 @@ class TaskSpec:
     queue: str
     preds: list[str]
     succs: list[str]  # END for a sink
+    retry: dict[str, Any] | None = None  # runner.retry.Retry as data
+    timeout_s: float = 0.0
+    revert: str = ""  # the registry name of its revert handler, if it has one
+    join: int = 0  # predecessors that must succeed first: 0 = all
+
+    @property
+    def needs(self) -> int:
+        """How many predecessors' completions make this task ready."""
+        return min(self.join, len(self.preds)) if self.join else len(self.preds)
 
     def to_data(self) -> dict[str, Any]:
         return {
@@ -100,6 +109,10 @@ class TaskSpec:
             "queue": self.queue,
             "preds": self.preds,
             "succs": self.succs,
+            "retry": self.retry,
+            "timeout_s": self.timeout_s,
+            "revert": self.revert,
+            "join": self.join,
         }
 
     @classmethod
@@ -113,6 +126,10 @@ class TaskSpec:
             queue=d["queue"],
             preds=list(d["preds"]),
             succs=list(d["succs"]),
+            retry=d.get("retry"),
+            timeout_s=float(d.get("timeout_s", 0.0)),
+            revert=d.get("revert", ""),
+            join=int(d.get("join", 0)),
         )
 
 
@@ -130,6 +147,11 @@ class FlowSpec:
     @property
     def sinks(self) -> list[str]:
         return [n for n, t in self.tasks.items() if END in t.succs]
+
+    @property
+    def reverts(self) -> int:
+        """How many tasks have a revert handler."""
+        return sum(1 for t in self.tasks.values() if t.revert)
 
     def to_data(self) -> dict[str, Any]:
         return {
@@ -326,6 +348,8 @@ def compile_flow(flow: Flow, registry: Registry | None = None) -> FlowSpec:
         raise CycleError(cycle)
     tasks = {}
     for name, n in c.nodes.items():
+        if n.join > 1 and n.join > len(preds[name]):
+            raise FlowDefinitionError(f"task {name!r} joins {n.join} predecessors but has {len(preds[name])}")
         tasks[name] = TaskSpec(
             fn=n.task,
             args=dict(n.args),
@@ -335,6 +359,10 @@ def compile_flow(flow: Flow, registry: Registry | None = None) -> FlowSpec:
             queue=n.queue,
             preds=preds[name],
             succs=succs[name] or [END],
+            retry=n.retry.to_data() if n.retry else None,
+            timeout_s=n.timeout_s,
+            revert=revert_name(n.task) if revert_name(n.task) in c.registry else "",
+            join=n.join,
         )
     sinks = [n for n in names if not succs[n]]
     if flow.outputs is None:

@@ -14,9 +14,13 @@ Per run (``<prefix>:{<run>}:<part>``):
   outbox   hash   message id -> msgpack [routing key, body]; deleted once confirmed
   history  list   msgpack entries, one per applied event
   deliveries hash event id -> times an engine began processing a redelivered copy (poison count)
+  timers   hash   timer id -> msgpack [due ms, encoded timer.fired event]
+  leases   hash   "<task>" -> "<attempt>:<until ms>" (lease of a long task, renewed by its worker);
+                  "<task>\x1fp" -> msgpack progress {"a", "f", "m", "t"}
 Global:
   <prefix>:runs             zset   run id by creation time (ms)
   <prefix>:status:<STATUS>  zset   run id by creation time, one zset per run status
+  <prefix>:timers           zset   "<run>\x1f<timer id>" by due time (ms): engines fire due ones
 Channel: ``<prefix>:{<run>}:notify`` announces each commit to waiters.
 """
 
@@ -35,8 +39,10 @@ APPLIED = "applied"
 OUTBOX = "outbox"
 HISTORY = "history"
 DELIVERIES = "deliveries"
+TIMERS = "timers"
+LEASES = "leases"
 RUN_HASHES = (META, SPEC, TASKS, DATA, JOINS, APPLIED, OUTBOX)
-RUN_PARTS = (*RUN_HASHES, HISTORY, DELIVERIES)
+RUN_PARTS = (*RUN_HASHES, HISTORY, DELIVERIES, TIMERS, LEASES)
 
 JOIN_SEP = "\x1f"
 
@@ -72,5 +78,22 @@ def status_index(prefix: str, status: str) -> str:
     return f"{prefix}:status:{status}"
 
 
+def timers_index(prefix: str) -> str:
+    return f"{prefix}:timers"
+
+
+def timer_member(run_id: str, timer_id: str) -> str:
+    return f"{run_id}{JOIN_SEP}{timer_id}"
+
+
+def split_timer_member(member: str) -> tuple[str, str]:
+    run_id, _, timer_id = member.partition(JOIN_SEP)
+    return run_id, timer_id
+
+
 def join_member(task: str, pred: str) -> str:
     return f"{task}{JOIN_SEP}{pred}"
+
+
+def progress_field(task: str) -> str:
+    return f"{task}{JOIN_SEP}p"

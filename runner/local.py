@@ -56,6 +56,7 @@ class LocalRuntime:
             queues=["*"],
             concurrency=concurrency,
             name="local",
+            store=self.store,
         )
         self.client = Client(self.config, self.store, self.hub.connect)
         self._threads: list[threading.Thread] = []

@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from runner import keys
-from runner.store import APPLIED_RESULT, Commit, CommitResult
+from runner.store import APPLIED_RESULT, Beat, Commit, CommitResult, DueTimer
 
 
 class _MemoryWatch:
@@ -43,6 +43,7 @@ class MemoryStore:
         self._expires: dict[str, float] = {}
         self._index: dict[str, dict[str, int]] = {}  # status ("" = all) -> run -> created ms
         self._versions: dict[str, int] = {}
+        self._timers: dict[tuple[str, str], int] = {}  # (run, timer id) -> due ms
 
     def _run(self, run_id: str) -> dict[str, dict[str, bytes]]:
         exp = self._expires.get(run_id)
@@ -52,7 +53,9 @@ class MemoryStore:
             self._expires.pop(run_id, None)
         run = self._runs.get(run_id)
         if run is None:
-            run = self._runs[run_id] = {p: {} for p in (*keys.RUN_HASHES, keys.DELIVERIES)}
+            run = self._runs[run_id] = {
+                p: {} for p in (*keys.RUN_HASHES, keys.DELIVERIES, keys.TIMERS, keys.LEASES)
+            }
         return run
 
     def read(self, run_id: str, wants: Mapping[str, Sequence[str]]) -> dict[str, list[bytes | None]]:
@@ -80,6 +83,15 @@ class MemoryStore:
             self._history.setdefault(c.run_id, []).extend(c.history)
             run[keys.OUTBOX].update(c.outbox)
             run[keys.APPLIED][c.event_id] = "\n".join(c.outbox).encode()
+            for part, fields in c.deletes.items():
+                for f in fields:
+                    run[part].pop(f, None)
+            for tid, (due, event) in c.timers.items():
+                run[keys.TIMERS][tid] = event
+                self._timers[(c.run_id, tid)] = due
+            for tid in c.cancel_timers:
+                run[keys.TIMERS].pop(tid, None)
+                self._timers.pop((c.run_id, tid), None)
             if c.status_change:
                 old, new = c.status_change
                 if old:
@@ -89,6 +101,8 @@ class MemoryStore:
                 self._index.setdefault(new, {})[c.run_id] = c.created_ms
             if c.expire_s > 0:
                 self._expires[c.run_id] = time.monotonic() + c.expire_s
+            elif c.expire_s < 0:
+                self._expires.pop(c.run_id, None)
             self._versions[c.run_id] = self._versions.get(c.run_id, 0) + 1
             self._changed.notify_all()
             return APPLIED_RESULT
@@ -110,6 +124,42 @@ class MemoryStore:
         with self._lock:
             self._run(run_id)
             return list(self._history.get(run_id, [])[start:])
+
+    def claim_timers(self, now_ms: int, limit: int, hold_ms: int) -> tuple[list[DueTimer], int | None]:
+        with self._lock:
+            out: list[DueTimer] = []
+            for key, due in sorted(self._timers.items(), key=lambda kv: kv[1]):
+                if due > now_ms or len(out) >= limit:
+                    break
+                event = self._run(key[0])[keys.TIMERS].get(key[1])
+                if event is None:
+                    del self._timers[key]
+                    continue
+                self._timers[key] = now_ms + hold_ms
+                out.append(DueTimer(key[0], key[1], event))
+            return out, min(self._timers.values(), default=None)
+
+    def remove_timers(self, timers: Sequence[DueTimer]) -> None:
+        with self._lock:
+            for t in timers:
+                self._timers.pop((t.run_id, t.timer_id), None)
+                self._run(t.run_id)[keys.TIMERS].pop(t.timer_id, None)
+
+    def heartbeat(self, run_id: str, task: str, attempt: int, until_ms: int, progress: bytes | None) -> Beat:
+        with self._lock:
+            run = self._run(run_id)
+            leases = run[keys.LEASES]
+            leased = False
+            cur = leases.get(task)
+            if until_ms > 0 and cur is not None and cur.split(b":")[0] == str(attempt).encode():
+                leases[task] = f"{attempt}:{until_ms}".encode()
+                leased = True
+            status = run[keys.META].get("status")
+            if progress and status is not None:
+                leases[keys.progress_field(task)] = progress
+                self._versions[run_id] = self._versions.get(run_id, 0) + 1
+                self._changed.notify_all()
+            return Beat(leased, status.decode() if status else None)
 
     def reserve(self, run_id: str, digest: bytes) -> bytes | None:
         with self._lock:

@@ -24,8 +24,25 @@ RUN_SUBMIT = "run.submit"
 TASK_STARTED = "task.started"
 TASK_SUCCEEDED = "task.succeeded"
 TASK_FAILED = "task.failed"
+TASK_LEASED = "task.leased"  # a long task's worker acknowledged its request early: lease it
+TASK_REVERTED = "task.reverted"
+TASK_REVERT_FAILED = "task.revert_failed"
+TIMER_FIRED = "timer.fired"
+RUN_CANCEL = "run.cancel"
+RUN_PAUSE = "run.pause"
+RUN_RESUME = "run.resume"
+RUN_RETRY = "run.retry"
+CONTROL_KINDS = (RUN_CANCEL, RUN_PAUSE, RUN_RESUME, RUN_RETRY)
 # Task requests, consumed by workers.
 TASK_REQUEST = "task.request"
+MODE_RUN = "run"
+MODE_REVERT = "revert"
+
+# Timer purposes (the body of a timer.fired event).
+TIMER_RETRY = "retry"  # backoff over: schedule the next attempt
+TIMER_TIMEOUT = "timeout"  # the attempt ran out of time
+TIMER_LEASE = "lease"  # check a long task's lease
+TIMER_DEADLINE = "deadline"  # the run ran out of time
 
 # Required body fields per event kind, with their types.
 _EVENT_BODY: dict[str, dict[str, type | tuple[type, ...]]] = {
@@ -33,6 +50,14 @@ _EVENT_BODY: dict[str, dict[str, type | tuple[type, ...]]] = {
     TASK_STARTED: {"worker": str},
     TASK_SUCCEEDED: {"values": dict, "worker": str},
     TASK_FAILED: {"error": dict, "worker": str},
+    TASK_LEASED: {"worker": str},
+    TASK_REVERTED: {"worker": str},
+    TASK_REVERT_FAILED: {"error": dict, "worker": str},
+    TIMER_FIRED: {"purpose": str},
+    RUN_CANCEL: {"by": str},
+    RUN_PAUSE: {"by": str},
+    RUN_RESUME: {"by": str},
+    RUN_RETRY: {"by": str},
 }
 EVENT_KINDS = frozenset(_EVENT_BODY)
 
@@ -56,6 +81,24 @@ def result_id(run_id: str, task: str, attempt: int) -> str:
 
 def request_id(run_id: str, task: str, attempt: int) -> str:
     return f"req:{run_id}:{task}:{attempt}"
+
+
+def leased_id(run_id: str, task: str, attempt: int) -> str:
+    return f"leased:{run_id}:{task}:{attempt}"
+
+
+def revert_request_id(run_id: str, task: str, attempt: int) -> str:
+    return f"revreq:{run_id}:{task}:{attempt}"
+
+
+def revert_result_id(run_id: str, task: str, attempt: int) -> str:
+    """One id for a revert's outcome, done or failed: only the first one applies."""
+    return f"reverted:{run_id}:{task}:{attempt}"
+
+
+def timer_id(purpose: str, run_id: str, task: str = "", attempt: int = 0, extra: str = "") -> str:
+    tid = f"timer:{purpose}:{run_id}:{task}:{attempt}"
+    return f"{tid}:{extra}" if extra else tid
 
 
 @dataclass(frozen=True)
@@ -84,6 +127,8 @@ class TaskRequest:
     provides: list[str]
     unpack: bool = False  # provides names a sequence/dict returned by the task
     at_ms: int = 0
+    mode: str = MODE_RUN  # MODE_REVERT: call the task's revert handler with ``result``
+    result: Any = None  # revert mode: what the task returned
 
     @property
     def idempotency_key(self) -> tuple[str, str, int]:
@@ -121,6 +166,8 @@ def encode(msg: Message) -> bytes:
                 "provides": msg.provides,
                 "unpack": msg.unpack,
                 "at": msg.at_ms,
+                "mode": msg.mode,
+                "result": msg.result,
             }
         )
     return pack(
@@ -144,6 +191,12 @@ def _field(d: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise DecodeError(f"field {name!r} has type {type(value).__name__}")
     return value
+
+
+def _mode(value: Any) -> str:
+    if value not in (MODE_RUN, MODE_REVERT):
+        raise DecodeError(f"unknown request mode {value!r}")
+    return str(value)
 
 
 def decode(data: bytes) -> Message:
@@ -172,6 +225,8 @@ def decode(data: bytes) -> Message:
             provides=provides,
             unpack=bool(raw.get("unpack", False)),
             at_ms=_field(raw, "at", int),
+            mode=_mode(raw.get("mode", MODE_RUN)),
+            result=raw.get("result"),
         )
     if kind not in _EVENT_BODY:
         raise DecodeError(f"unknown message kind {kind!r}")

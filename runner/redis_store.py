@@ -22,17 +22,22 @@ import redis.exceptions
 from runner import keys
 from runner.config import Config, redact_url
 from runner.errors import StoreError, StoreUnavailable
-from runner.store import APPLIED_RESULT, Commit, CommitResult
+from runner.protocol import pack, unpack
+from runner.store import APPLIED_RESULT, Beat, Commit, CommitResult, DueTimer
 
 # KEYS: 1 meta, 2 spec, 3 tasks, 4 data, 5 joins, 6 applied, 7 outbox, 8 history,
-#       9 deliveries, 10 runs index, 11 old-status index, 12 new-status index
+#       9 deliveries, 10 timers, 11 leases, 12 runs index, 13 old-status index,
+#       14 new-status index, 15 timers index
 # ARGV: event id, run id, channel,
 #       n guards,  then (key index, field, has expected "1"/"0", expected) each,
 #       n writes,  then (key index, field, value) each,
 #       n history, then entry each,
 #       n outbox,  then (message id, packed message) each,
+#       n deletes, then (key index, field) each,
+#       n timers,  then (timer id, due ms, packed [due, event]) each,
+#       n cancelled timers, then timer id each,
 #       status change flag "0"/"1"/"2" (none / existing run / new run), created ms,
-#       expire seconds (0 = keep)
+#       expire seconds (0 = keep, -1 = persist: a finished run is active again)
 # Returns {"ok"} | {"conflict", guard number} | {"dup", id1, msg1, id2, msg2, ...}
 _COMMIT_LUA = r"""
 local eid = ARGV[1]
@@ -74,24 +79,95 @@ for o = 1, n do
   i = i + 2
 end
 redis.call('HSET', KEYS[6], eid, table.concat(ids, '\n'))
+n = tonumber(ARGV[i]); i = i + 1
+for d = 1, n do
+  redis.call('HDEL', KEYS[tonumber(ARGV[i])], ARGV[i + 1])
+  i = i + 2
+end
+local sep = '\31'
+n = tonumber(ARGV[i]); i = i + 1
+for t = 1, n do
+  redis.call('HSET', KEYS[10], ARGV[i], ARGV[i + 2])
+  redis.call('ZADD', KEYS[15], ARGV[i + 1], ARGV[2] .. sep .. ARGV[i])
+  i = i + 3
+end
+n = tonumber(ARGV[i]); i = i + 1
+for t = 1, n do
+  redis.call('HDEL', KEYS[10], ARGV[i])
+  redis.call('ZREM', KEYS[15], ARGV[2] .. sep .. ARGV[i])
+  i = i + 1
+end
 local change, score = ARGV[i], ARGV[i + 1]
 if change ~= '0' then
   if change == '2' then
-    redis.call('ZADD', KEYS[10], score, ARGV[2])
+    redis.call('ZADD', KEYS[12], score, ARGV[2])
   else
-    redis.call('ZREM', KEYS[11], ARGV[2])
+    redis.call('ZREM', KEYS[13], ARGV[2])
   end
-  redis.call('ZADD', KEYS[12], score, ARGV[2])
+  redis.call('ZADD', KEYS[14], score, ARGV[2])
 end
 local expire = tonumber(ARGV[i + 2])
 if expire > 0 then
-  for k = 1, 9 do redis.call('EXPIRE', KEYS[k], expire) end
+  for k = 1, 11 do redis.call('EXPIRE', KEYS[k], expire) end
+elseif expire < 0 then
+  for k = 1, 11 do redis.call('PERSIST', KEYS[k]) end
 end
 redis.call('PUBLISH', ARGV[3], eid)
 return {'ok'}
 """
 
 _PART_INDEX = {part: str(i + 1) for i, part in enumerate(keys.RUN_PARTS)}
+
+# Claim due timers: move each one's score ``hold`` ms ahead so other engines leave it alone
+# while this one publishes it; a timer whose run forgot it (cancelled, expired) is dropped.
+# KEYS: 1 timers index. ARGV: now ms, limit, hold ms, key prefix.
+# Returns {next due or "", member1, event1, member2, event2, ...}
+_CLAIM_LUA = r"""
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {''}
+local later = tonumber(ARGV[1]) + tonumber(ARGV[3])
+for _, m in ipairs(due) do
+  local sep = string.find(m, '\31', 1, true)
+  local raw = nil
+  if sep then
+    raw = redis.call('HGET', ARGV[4] .. ':{' .. string.sub(m, 1, sep - 1) .. '}:timers',
+                     string.sub(m, sep + 1))
+  end
+  if raw then
+    redis.call('ZADD', KEYS[1], later, m)
+    out[#out + 1] = m
+    out[#out + 1] = raw
+  else
+    redis.call('ZREM', KEYS[1], m)
+  end
+end
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if first[2] then out[1] = first[2] end
+return out
+"""
+
+# A worker's heartbeat for one attempt. KEYS: 1 leases, 2 meta.
+# ARGV: task, attempt, until ms (0 = no lease wanted), progress field, packed progress or "",
+#       notify channel. Returns {1|0 leased, run status or false}.
+_BEAT_LUA = r"""
+local leased = 0
+if tonumber(ARGV[3]) > 0 then
+  local cur = redis.call('HGET', KEYS[1], ARGV[1])
+  if cur then
+    local a = string.match(cur, '^(%d+):')
+    if a == ARGV[2] then
+      redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ':' .. ARGV[3])
+      leased = 1
+    end
+  end
+end
+local status = redis.call('HGET', KEYS[2], 'status')
+if ARGV[5] ~= '' and status then
+  redis.call('HSET', KEYS[1], ARGV[4], ARGV[5])
+  redis.call('PUBLISH', ARGV[6], 'progress')
+end
+return {leased, status}
+"""
 
 
 class _RedisWatch:
@@ -133,6 +209,8 @@ class RedisStore:
         self._prefix = config.prefix
         self._client: redis.Redis | None = None
         self._script: Any = None
+        self._claim: Any = None
+        self._beat: Any = None
         self._lock = threading.Lock()
 
     @property
@@ -151,6 +229,8 @@ class RedisStore:
                     except ValueError as e:
                         raise StoreError(f"bad redis URL {redact_url(self._config.redis_url)}: {e}") from None
                     self._script = c.register_script(_COMMIT_LUA)
+                    self._claim = c.register_script(_CLAIM_LUA)
+                    self._beat = c.register_script(_BEAT_LUA)
                     self._client = c
         return self._client
 
@@ -199,6 +279,15 @@ class RedisStore:
         argv.append(len(c.outbox))
         for mid, msg in c.outbox.items():
             argv += [mid, msg]
+        deletes = [(p, f) for p, fs in c.deletes.items() for f in fs]
+        argv.append(len(deletes))
+        for part, fld in deletes:
+            argv += [_PART_INDEX[part], fld]
+        argv.append(len(c.timers))
+        for tid, (due, event) in c.timers.items():
+            argv += [tid, due, pack([due, event])]
+        argv.append(len(c.cancel_timers))
+        argv += list(c.cancel_timers)
         old, new = c.status_change or ("", "")
         argv += ["0" if not new else ("1" if old else "2"), c.created_ms, c.expire_s]
         run_keys = [self._k(c.run_id, p) for p in keys.RUN_PARTS]
@@ -206,6 +295,7 @@ class RedisStore:
             keys.runs_index(self._prefix),
             keys.status_index(self._prefix, old or "NONE"),
             keys.status_index(self._prefix, new or "NONE"),
+            keys.timers_index(self._prefix),
         ]
         client = self.client  # creates the script object on first use
         try:
@@ -246,6 +336,57 @@ class RedisStore:
             return [_b(x) for x in self.client.lrange(self._k(run_id, keys.HISTORY), start, -1)]
         except redis.exceptions.RedisError as e:
             raise _translate(e) from e
+
+    def claim_timers(self, now_ms: int, limit: int, hold_ms: int) -> tuple[list[DueTimer], int | None]:
+        client = self.client
+        try:
+            reply = self._claim(
+                keys=[keys.timers_index(self._prefix)],
+                args=[now_ms, limit, hold_ms, self._prefix],
+                client=client,
+            )
+        except redis.exceptions.RedisError as e:
+            raise _translate(e) from e
+        nxt = int(float(reply[0])) if reply[0] else None
+        out = []
+        for i in range(1, len(reply), 2):
+            run_id, timer_id = keys.split_timer_member(_b(reply[i]).decode())
+            _due, event = unpack(_b(reply[i + 1]))
+            out.append(DueTimer(run_id, timer_id, event))
+        return out, nxt
+
+    def remove_timers(self, timers: Sequence[DueTimer]) -> None:
+        if not timers:
+            return
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.zrem(
+                keys.timers_index(self._prefix), *[keys.timer_member(t.run_id, t.timer_id) for t in timers]
+            )
+            for t in timers:
+                pipe.hdel(self._k(t.run_id, keys.TIMERS), t.timer_id)
+            pipe.execute()
+        except redis.exceptions.RedisError as e:
+            raise _translate(e) from e
+
+    def heartbeat(self, run_id: str, task: str, attempt: int, until_ms: int, progress: bytes | None) -> Beat:
+        client = self.client
+        try:
+            leased, status = self._beat(
+                keys=[self._k(run_id, keys.LEASES), self._k(run_id, keys.META)],
+                args=[
+                    task,
+                    attempt,
+                    until_ms,
+                    keys.progress_field(task),
+                    progress or b"",
+                    keys.notify_channel(self._prefix, run_id),
+                ],
+                client=client,
+            )
+        except redis.exceptions.RedisError as e:
+            raise _translate(e) from e
+        return Beat(bool(leased), _b(status).decode() if status else None)
 
     def reserve(self, run_id: str, digest: bytes) -> bytes | None:
         key = self._k(run_id, keys.META)

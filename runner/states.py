@@ -29,7 +29,9 @@ TASK_STATES = (PENDING, SCHEDULED, RUNNING, WAITING, SUCCESS, FAILED, REVERTING,
 RUN_TRANSITIONS: dict[str, frozenset[str]] = {
     PENDING: frozenset({RUNNING, CANCELLED}),
     RUNNING: frozenset({SUCCESS, FAILED, REVERTING, PAUSED, CANCELLED}),
-    PAUSED: frozenset({RUNNING, CANCELLED}),
+    # A paused run still records what its running tasks do: their failure fails it, the
+    # last one's success completes it.
+    PAUSED: frozenset({RUNNING, CANCELLED, FAILED, REVERTING, SUCCESS}),
     REVERTING: frozenset({REVERTED, FAILED}),
     FAILED: frozenset({RUNNING}),  # an explicit retry of a failed run
     SUCCESS: frozenset(),

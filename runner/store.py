@@ -28,9 +28,12 @@ class Commit:
     writes: Mapping[str, Mapping[str, bytes]] = field(default_factory=dict)  # part -> field -> value
     history: Sequence[bytes] = ()
     outbox: Mapping[str, bytes] = field(default_factory=dict)  # message id -> packed message
+    deletes: Mapping[str, Sequence[str]] = field(default_factory=dict)  # part -> fields to delete
+    timers: Mapping[str, tuple[int, bytes]] = field(default_factory=dict)  # timer id -> (due ms, event)
+    cancel_timers: Sequence[str] = ()  # timer ids of this run to forget
     status_change: tuple[str, str] | None = None  # (old or "", new): keeps the status indexes
     created_ms: int = 0  # the run's creation time, the score in the indexes
-    expire_s: int = 0  # > 0 once the run is finished: all its keys expire after this
+    expire_s: int = 0  # > 0 once the run is finished: all its keys expire after this; -1: never again
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,23 @@ class CommitResult:
 
 
 APPLIED_RESULT = CommitResult("applied")
+
+
+@dataclass(frozen=True)
+class DueTimer:
+    """A timer an engine has claimed: publish ``event`` (an encoded timer.fired), then remove it."""
+
+    run_id: str
+    timer_id: str
+    event: bytes
+
+
+@dataclass(frozen=True)
+class Beat:
+    """The answer to a worker's heartbeat for one running attempt."""
+
+    leased: bool  # the attempt's lease exists and was extended
+    run_status: str | None  # None: the run is gone
 
 
 class Watch(Protocol):
@@ -76,6 +96,21 @@ class Store(Protocol):
         ...
 
     def history(self, run_id: str, start: int = 0) -> list[bytes]: ...
+
+    def claim_timers(self, now_ms: int, limit: int, hold_ms: int) -> tuple[list[DueTimer], int | None]:
+        """Claim up to ``limit`` due timers (hidden from other engines for ``hold_ms``).
+
+        Returns them and the due time of the earliest timer left, if any.
+        """
+        ...
+
+    def remove_timers(self, timers: Sequence[DueTimer]) -> None:
+        """Forget timers once their events are confirmed by the broker."""
+        ...
+
+    def heartbeat(self, run_id: str, task: str, attempt: int, until_ms: int, progress: bytes | None) -> Beat:
+        """Extend the lease of this attempt (if it holds one) to ``until_ms``; store its progress."""
+        ...
 
     def reserve(self, run_id: str, digest: bytes) -> bytes | None:
         """Record a submit's digest if the run id is new; return the digest already there, if any."""

@@ -13,9 +13,35 @@ from dataclasses import dataclass, field, replace
 from typing import Any, overload
 
 from runner.errors import FlowDefinitionError, UnknownTaskError
+from runner.retry import Retry, policy
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
 DEFAULT_QUEUE = "default"
+REVERT_SUFFIX = ".revert"
+
+
+def revert_name(task_name: str) -> str:
+    """The registry name of a task's revert (compensation) handler."""
+    return task_name + REVERT_SUFFIX
+
+
+def _timeout(value: float | None) -> float:
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise FlowDefinitionError(f"timeout must be a number of seconds >= 0, not {value!r}")
+    return float(value)
+
+
+def _join(value: str | int | None) -> int:
+    """``"all"`` (0), ``"any"`` (1), or at least N predecessors."""
+    if value is None or value == "all":
+        return 0
+    if value == "any":
+        return 1
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise FlowDefinitionError(f"join must be 'all', 'any' or a number >= 1, not {value!r}")
 
 
 def check_name(kind: str, name: str) -> str:
@@ -39,6 +65,19 @@ class TaskDef:
     provides: tuple[str, ...]
     unpack: bool  # True when provides lists several names bound from one return value
     queue: str = DEFAULT_QUEUE
+    retry: Retry | None = None
+    timeout_s: float = 0.0  # 0 = no limit per attempt
+    registry: Registry | None = field(default=None, repr=False, compare=False)
+
+    def revert(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorator: register ``fn`` as this task's compensation.
+
+        When a run fails, the revert handlers of its completed tasks run in reverse dependency
+        order; each receives the task's inputs (by parameter name) and ``result``, what the
+        task returned. Returns ``fn`` unchanged.
+        """
+        _register_revert(self.registry or REGISTRY, self.name, fn)
+        return fn
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -51,12 +90,26 @@ class TaskDef:
         provides: str | Iterable[str] | None = None,
         requires: Iterable[str] = (),
         queue: str | None = None,
+        retry: Retry | int | None = None,
+        timeout: float | None = None,
+        join: str | int | None = None,
     ) -> TaskNode:
         """A use of this task in a flow, optionally renamed, with inputs or outputs rebound.
 
         ``requires`` adds names passed as keyword arguments (the function takes ``**kwargs``).
+        ``retry``/``timeout`` override the task's own; ``join`` says how many predecessors
+        must succeed first: ``"all"`` (default), ``"any"`` or a number.
         """
-        return self.node().bind(name, rebind=rebind, provides=provides, requires=requires, queue=queue)
+        return self.node().bind(
+            name,
+            rebind=rebind,
+            provides=provides,
+            requires=requires,
+            queue=queue,
+            retry=retry,
+            timeout=timeout,
+            join=join,
+        )
 
     named = bind
 
@@ -71,6 +124,8 @@ class TaskDef:
             provides=self.provides,
             unpack=self.unpack,
             queue=self.queue,
+            retry=self.retry,
+            timeout_s=self.timeout_s,
         )
 
 
@@ -85,6 +140,9 @@ class TaskNode:
     provides: tuple[str, ...]
     unpack: bool
     queue: str
+    retry: Retry | None = None
+    timeout_s: float = 0.0
+    join: int = 0  # 0 = all predecessors, else at least this many
 
     def bind(
         self,
@@ -94,8 +152,17 @@ class TaskNode:
         provides: str | Iterable[str] | None = None,
         requires: Iterable[str] = (),
         queue: str | None = None,
+        retry: Retry | int | None = None,
+        timeout: float | None = None,
+        join: str | int | None = None,
     ) -> TaskNode:
         changes: dict[str, Any] = {}
+        if retry is not None:
+            changes["retry"] = policy(retry)
+        if timeout is not None:
+            changes["timeout_s"] = _timeout(timeout)
+        if join is not None:
+            changes["join"] = _join(join)
         extra = [check_name("required value", r) for r in requires]
         if extra:
             changes["args"] = {**self.args, **{r: r for r in extra}}
@@ -157,6 +224,25 @@ class Registry:
         return sorted(self._tasks)
 
 
+def _register_revert(registry: Registry, task_name: str, fn: Callable[..., Any]) -> None:
+    if not callable(fn):
+        raise FlowDefinitionError(f"the revert handler of {task_name!r} must be a function")
+    params = inspect.signature(fn).parameters.values()
+    if any(p.kind in (p.VAR_POSITIONAL, p.POSITIONAL_ONLY) for p in params):
+        raise FlowDefinitionError(f"the revert handler of {task_name!r} must take keyword arguments only")
+    registry.add(
+        TaskDef(
+            name=revert_name(task_name),
+            fn=fn,
+            requires=(),
+            optional=(),
+            extra_requires=(),
+            provides=(),
+            unpack=False,
+        )
+    )
+
+
 def _origin(fn: Callable[..., Any]) -> str:
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}"
 
@@ -174,6 +260,9 @@ def task(
     provides: str | Iterable[str] | None = ...,
     requires: Iterable[str] = ...,
     queue: str = ...,
+    retry: Retry | int | None = ...,
+    timeout: float | None = ...,
+    revert: Callable[..., Any] | None = ...,
     registry: Registry | None = ...,
 ) -> Callable[[Callable[..., Any]], TaskDef]: ...
 
@@ -186,13 +275,18 @@ def task(
     provides: str | Iterable[str] | None = None,
     requires: Iterable[str] = (),
     queue: str = DEFAULT_QUEUE,
+    retry: Retry | int | None = None,
+    timeout: float | None = None,
+    revert: Callable[..., Any] | None = None,
     registry: Registry | None = None,
 ) -> TaskDef | Callable[[Callable[..., Any]], TaskDef]:
     """Register a function as a task.
 
     ``provides`` binds the return value to a name, or a sequence returned by the task to
     several names. ``requires`` adds names passed as keyword arguments to a ``**kwargs``
-    function. ``queue`` picks the task queue its requests go to.
+    function. ``queue`` picks the task queue its requests go to. ``retry`` is a `Retry`
+    policy (or a number of attempts); ``timeout`` limits each attempt, in seconds;
+    ``revert`` is its compensation (see `TaskDef.revert`).
     """
 
     def decorate(f: Callable[..., Any]) -> TaskDef:
@@ -229,8 +323,13 @@ def task(
             provides=names,
             unpack=unpack,
             queue=check_name("queue", queue),
+            retry=policy(retry),
+            timeout_s=_timeout(timeout),
+            registry=registry,
         )
         (registry or REGISTRY).add(td)
+        if revert is not None:
+            _register_revert(registry or REGISTRY, td.name, revert)
         return td
 
     return decorate(fn) if fn is not None else decorate

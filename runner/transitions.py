@@ -1,42 +1,123 @@
-"""What each event means: pure functions from (the event, the few fields read) to a commit.
+"""What each event means: pure functions from (the event, the fields read) to a commit.
 
-The engine reads what `reads_*` ask for, calls `decide`, and hands the resulting
-`runner.store.Commit` to the store, which applies it only if the guards still hold. Nothing
-here does I/O, so every rule of the state machine is testable without a network and is the
-same for local and distributed runs.
+The engine reads a few fields of the run into a `View` and calls `decide`. A decision that
+needs a field the view lacks raises `Need`; the engine reads it and decides again. So the
+common events read O(degree of the task) — the task, its successors' specs and join counts,
+the inputs of the successors it makes ready — and only rare ones (cancel, retry of a run,
+compensation) read the whole run. The resulting `runner.store.Commit` is applied only if its
+guards still hold; a conflicting commit is re-read and re-decided.
 
-Cost per event is O(degree of the task): an event reads and writes its task, its
-successors' join counts and specs, and the inputs of the successors it makes ready, never
-the whole run.
+Nothing here does I/O, so every rule is testable without a network and is the same for local
+and distributed runs. Run control (cancel, pause, resume, retry) lives in `runner.control`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from runner import keys, protocol, states
 from runner.broker import task_queue
+from runner.config import Config
 from runner.flows import END, FlowSpec, TaskSpec
 from runner.protocol import Event, TaskRequest, pack, unpack
+from runner.retry import Retry
 from runner.store import Commit, Guard
+
+META_FIELDS = ("status", "created_ms", "sinks", "outputs", "held", "reverts", "plan", "error", "deadline_s")
+
+
+class Need(Exception):
+    """The decision needs fields the view lacks: part -> names; no parts means the whole run."""
+
+    def __init__(self, parts: Mapping[str, Iterable[str]] | None = None) -> None:
+        self.parts = {p: sorted(set(ns)) for p, ns in (parts or {}).items() if ns}
+        super().__init__(f"need {self.parts or 'the whole run'}")
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The settings decisions depend on."""
+
+    retention_s: int = 7 * 24 * 3600
+    delivery_limit: int = 5
+    lease_s: float = 30.0
+
+    @classmethod
+    def of(cls, config: Config) -> Rules:
+        return cls(config.retention_s, config.delivery_limit, config.lease_s)
 
 
 @dataclass
 class View:
-    """The fields of one run an event's decision depends on, as read from the store."""
+    """The fields of one run a decision depends on, as read from the store.
+
+    A name present in a dict was read (its value None when absent from the store); with
+    ``full`` every field of the run was read, so a missing name is simply absent.
+    """
 
     meta: dict[str, bytes | None] = field(default_factory=dict)
     tasks: dict[str, bytes | None] = field(default_factory=dict)  # raw state, None = PENDING
     specs: dict[str, TaskSpec] = field(default_factory=dict)
     joins: dict[str, bytes | None] = field(default_factory=dict)  # raw count, None = 0
     data: dict[str, bytes | None] = field(default_factory=dict)  # packed values
-    applied_ms: int = 0  # when the engine applies the event (history "t")
+    leases: dict[str, bytes | None] = field(default_factory=dict)  # "<attempt>:<until ms>"
+    absent_specs: set[str] = field(default_factory=set)  # read, and not in the run's spec
+    full: bool = False
+    applied_ms: int = 0  # when the engine applies the event (history "t", timer due times)
     redelivered: bool = False  # the broker redelivered the event (an engine or link died)
 
+    def _get(self, part: str, values: Mapping[str, Any], names: Iterable[str]) -> None:
+        missing = [n for n in names if n not in values]
+        if missing and not self.full:
+            raise Need({part: missing})
 
-META_FIELDS = ("status", "created_ms", "sinks", "outputs")
+    def prefetch(self, parts: Mapping[str, Iterable[str]]) -> None:
+        """Ask for all of these at once (one round trip) rather than one `Need` per field."""
+        if self.full:
+            return
+        have = {
+            keys.TASKS: self.tasks,
+            keys.JOINS: self.joins,
+            keys.DATA: self.data,
+            keys.LEASES: self.leases,
+        }
+        missing = {}
+        for part, names in parts.items():
+            known = have.get(part, self.specs if part == keys.SPEC else {})
+            gone = self.absent_specs if part == keys.SPEC else set()
+            missing[part] = [n for n in names if n not in known and n not in gone]
+        if any(missing.values()):
+            raise Need(missing)
+
+    def task_raw(self, name: str) -> bytes | None:
+        self._get(keys.TASKS, self.tasks, [name])
+        return self.tasks.get(name)
+
+    def has_spec(self, name: str) -> bool:
+        if name in self.specs:
+            return True
+        if name in self.absent_specs or self.full:
+            return False
+        raise Need({keys.SPEC: [name]})
+
+    def spec(self, name: str) -> TaskSpec:
+        self._get(keys.SPEC, self.specs, [name])
+        return self.specs[name]
+
+    def join(self, name: str) -> int:
+        self._get(keys.JOINS, self.joins, [name])
+        return int(self.joins.get(name) or 0)
+
+    def values(self, names: Iterable[str]) -> dict[str, bytes | None]:
+        names = list(names)
+        self._get(keys.DATA, self.data, names)
+        return {n: self.data.get(n) for n in names}
+
+    def lease(self, name: str) -> bytes | None:
+        self._get(keys.LEASES, self.leases, [name])
+        return self.leases.get(name)
 
 
 def task_state(raw: bytes | None) -> dict[str, Any]:
@@ -48,338 +129,592 @@ def status_of(view: View) -> str | None:
     return None if raw is None else raw.decode()
 
 
-def _history(
-    event: Event, view: View, scope: str, old: str, new: str, attempt: int = 0, **extra: Any
-) -> bytes:
-    """One history entry: "at" is when the event was made, "t" when it was applied."""
-    if view.applied_ms:
-        extra["t"] = view.applied_ms
-    if view.redelivered:
-        extra["redelivered"] = True
-    entry = {
-        "at": event.at_ms or protocol.now_ms(),
-        "event": event.id,
-        "kind": event.kind,
-        "scope": scope,
-        "from": old,
-        "to": new,
-        "attempt": attempt,
-    }
-    entry.update(extra)
-    return pack(entry)
-
-
 def outbox_entry(routing_key: str, msg: protocol.Message) -> bytes:
     return pack([routing_key, protocol.encode(msg)])
 
 
-def _request(
-    run_id: str, name: str, spec: TaskSpec, attempt: int, data: Mapping[str, bytes | None]
-) -> TaskRequest:
-    args: dict[str, Any] = {}
-    for param, data_name in spec.args.items():
-        raw = data.get(data_name)
-        args[param] = None if raw is None else unpack(raw)
-    for param, data_name in spec.optional.items():
-        raw = data.get(data_name)
-        if raw is not None:
-            args[param] = unpack(raw)
-    return TaskRequest(
-        id=protocol.request_id(run_id, name, attempt),
-        run_id=run_id,
-        task=name,
-        fn=spec.fn,
-        attempt=attempt,
-        args=args,
-        provides=spec.provides,
-        unpack=spec.unpack,
-        at_ms=protocol.now_ms(),
-    )
+def error_dict(error: Mapping[str, Any]) -> dict[str, Any]:
+    etype = str(error.get("type", "Error"))
+    types = error.get("types")
+    return {
+        "type": etype,
+        "message": str(error.get("message", "")),
+        "traceback": str(error.get("traceback", "")),
+        "types": [str(t) for t in types] if isinstance(types, list) else [etype],
+    }
 
 
-def needed_data(specs: Mapping[str, TaskSpec], names: list[str]) -> list[str]:
-    """The data names the given tasks take as arguments."""
-    out: list[str] = []
-    for n in names:
-        s = specs[n]
-        out += list(s.args.values()) + list(s.optional.values())
-    return out
+class Draft:
+    """Collects what one event changes; `commit` turns it into a `Commit`."""
+
+    def __init__(self, event: Event, view: View, rules: Rules) -> None:
+        self.event, self.view, self.rules = event, view, rules
+        self.run_id = event.run_id
+        self.now = view.applied_ms or protocol.now_ms()
+        self.at = event.at_ms or self.now
+        self.run_status = status_of(view)
+        self.guards: list[Guard] = []
+        self._guarded: set[tuple[str, str]] = set()
+        self.writes: dict[str, dict[str, bytes]] = {}
+        self.deletes: dict[str, list[str]] = {}
+        self.history: list[bytes] = []
+        self.outbox: dict[str, bytes] = {}
+        self.timers: dict[str, tuple[int, bytes]] = {}
+        self.cancel: list[str] = []
+        self.status_change: tuple[str, str] | None = None
+        self._states: dict[str, dict[str, Any]] = {}
+        self._new_data: dict[str, bytes] = {}
+
+    # --- reading, through what this draft already changed ---------------------------------
+
+    def state(self, name: str) -> dict[str, Any]:
+        if name not in self._states:
+            self._states[name] = task_state(self.view.task_raw(name))
+        return self._states[name]
+
+    def data(self, names: Iterable[str]) -> dict[str, bytes | None]:
+        names = list(names)
+        out = self.view.values([n for n in names if n not in self._new_data])
+        out.update({n: self._new_data[n] for n in names if n in self._new_data})
+        return out
+
+    def meta_list(self, name: str) -> list[Any]:
+        raw = self.writes.get(keys.META, {}).get(name, self.view.meta.get(name))
+        return list(unpack(raw)) if raw else []
+
+    # --- writing -----------------------------------------------------------------------
+
+    def guard(self, part: str, name: str, expected: bytes | None) -> None:
+        if (part, name) not in self._guarded:
+            self._guarded.add((part, name))
+            self.guards.append((part, name, expected))
+
+    def write(self, part: str, name: str, value: bytes) -> None:
+        self.writes.setdefault(part, {})[name] = value
+
+    def set_task(self, name: str, new: dict[str, Any]) -> None:
+        self.guard(keys.TASKS, name, self.view.task_raw(name))
+        self._states[name] = new
+        self.write(keys.TASKS, name, pack(new))
+
+    def set_meta_list(self, name: str, items: list[Any]) -> None:
+        self.guard(keys.META, name, self.view.meta.get(name))
+        if items:
+            self.write(keys.META, name, pack(items))
+        else:
+            self.writes.get(keys.META, {}).pop(name, None)
+            self.deletes.setdefault(keys.META, []).append(name)
+
+    def set_data(self, values: Mapping[str, bytes]) -> None:
+        self._new_data.update(values)
+        self.writes.setdefault(keys.DATA, {}).update(values)
+
+    def hist(self, scope: str, old: str, new: str, attempt: int = 0, **extra: Any) -> None:
+        """One history entry: "at" is when the event was made, "t" when it was applied."""
+        if self.view.applied_ms:
+            extra["t"] = self.view.applied_ms
+        if self.view.redelivered:
+            extra["redelivered"] = True
+        entry = {
+            "at": self.at,
+            "event": self.event.id,
+            "kind": self.event.kind,
+            "scope": scope,
+            "from": old,
+            "to": new,
+            "attempt": attempt,
+        }
+        entry.update(extra)
+        self.history.append(pack(entry))
+
+    def note(self, scope: str, attempt: int, note: str) -> None:
+        st = (self.run_status or states.PENDING) if scope == "run" else self.state(scope)["s"]
+        self.hist(scope, st, st, attempt, note=note)
+
+    def timer(self, purpose: str, due_ms: int, task: str = "", attempt: int = 0, extra: str = "") -> None:
+        tid = protocol.timer_id(purpose, self.run_id, task, attempt, extra)
+        event = Event(protocol.TIMER_FIRED, tid, self.run_id, task, attempt, {"purpose": purpose}, due_ms)
+        self.timers[tid] = (due_ms, protocol.encode(event))
+
+    def set_run(self, new: str, **extra: Any) -> None:
+        old = self.run_status or states.PENDING
+        states.check_run(old, new)
+        self.guard(keys.META, "status", self.view.meta.get("status"))
+        self.write(keys.META, "status", new.encode())
+        if new in states.RUN_TERMINAL:
+            self.write(keys.META, "finished_ms", str(self.at).encode())
+        first = self.status_change[0] if self.status_change else (self.run_status or "")
+        self.status_change = (first, new)
+        self.run_status = new
+        self.hist("run", old, new, **extra)
+
+    def commit(self) -> Commit:
+        if self.writes or self.history:
+            self.write(keys.META, "updated_ms", str(self.at).encode())
+        done = self.run_status in states.RUN_TERMINAL
+        sc = self.status_change
+        revived = sc is not None and sc[0] in states.RUN_TERMINAL and not done
+        return Commit(
+            run_id=self.run_id,
+            event_id=self.event.id,
+            guards=self.guards,
+            writes=self.writes,
+            deletes=self.deletes,
+            history=self.history,
+            outbox=self.outbox,
+            timers=self.timers,
+            cancel_timers=self.cancel,
+            status_change=self.status_change,
+            created_ms=int(self.view.meta.get("created_ms") or 0),
+            expire_s=self.rules.retention_s if done else (-1 if revived else 0),
+        )
+
+    # --- scheduling --------------------------------------------------------------------
+
+    def request(self, name: str, attempt: int, mode: str = protocol.MODE_RUN) -> TaskRequest:
+        spec = self.view.spec(name)
+        wanted = list(spec.args.values()) + list(spec.optional.values())
+        if mode == protocol.MODE_REVERT:
+            wanted += spec.provides
+        data = self.data(wanted)
+        args: dict[str, Any] = {}
+        for param, data_name in spec.args.items():
+            raw = data.get(data_name)
+            args[param] = None if raw is None else unpack(raw)
+        for param, data_name in spec.optional.items():
+            raw = data.get(data_name)
+            if raw is not None:
+                args[param] = unpack(raw)
+        result: Any = None
+        if mode == protocol.MODE_REVERT:
+            outs = {p: unpack(r) for p in spec.provides if (r := data.get(p)) is not None}
+            result = outs if spec.unpack else outs.get(spec.provides[0]) if spec.provides else None
+        rid = (protocol.revert_request_id if mode == protocol.MODE_REVERT else protocol.request_id)(
+            self.run_id, name, attempt
+        )
+        return TaskRequest(
+            id=rid,
+            run_id=self.run_id,
+            task=name,
+            fn=spec.revert if mode == protocol.MODE_REVERT else spec.fn,
+            attempt=attempt,
+            args=args,
+            provides=spec.provides,
+            unpack=spec.unpack,
+            at_ms=self.now,
+            mode=mode,
+            result=result,
+        )
+
+    def schedule(self, name: str, attempt: int, note: str = "") -> None:
+        """Send the task's request for this attempt; held instead while the run is paused."""
+        st = self.state(name)
+        extra = {"note": note} if note else {}
+        if self.run_status == states.PAUSED:
+            held = self.meta_list("held")
+            if [name, attempt] not in held:
+                self.set_meta_list("held", [*held, [name, attempt]])
+            self.hist(name, st["s"], st["s"], attempt, note="held: the run is paused")
+            return
+        states.check_task(st["s"], states.SCHEDULED)
+        req = self.request(name, attempt)
+        new: dict[str, Any] = {"s": states.SCHEDULED, "a": attempt, "t": self.at}
+        for carried in ("ra", "ll"):
+            if carried in st:
+                new[carried] = st[carried]
+        self.set_task(name, new)
+        self.outbox[req.id] = outbox_entry(task_queue(self.view.spec(name).queue), req)
+        self.hist(name, st["s"], states.SCHEDULED, attempt, **extra)
+
+    def end_attempt(self, name: str, st: dict[str, Any]) -> dict[str, Any]:
+        """Forget the timers and lease of the attempt that just ended; return its state."""
+        spec = self.view.spec(name)
+        if spec.timeout_s:
+            self.cancel.append(protocol.timer_id(protocol.TIMER_TIMEOUT, self.run_id, name, st["a"]))
+        if "lk" in st:
+            self.cancel.append(
+                protocol.timer_id(protocol.TIMER_LEASE, self.run_id, name, st["a"], str(st["lk"]))
+            )
+            self.deletes.setdefault(keys.LEASES, []).append(name)
+        return {k: v for k, v in st.items() if k not in ("lk", "retry_at")}
+
+    def implied_start(self, name: str, st: dict[str, Any], worker: str) -> str:
+        """A result can overtake its "started" event; history still shows the task RUNNING once."""
+        if st["s"] != states.SCHEDULED:
+            return str(st["s"])
+        self.hist(
+            name, states.SCHEDULED, states.RUNNING, st["a"], worker=worker, note="implied by its result"
+        )
+        return states.RUNNING
+
+    # --- failure -----------------------------------------------------------------------
+
+    def fail_attempt(
+        self, name: str, error: Mapping[str, Any], worker: str = "", lease_lost: bool = False
+    ) -> None:
+        """The current attempt failed: retry it if its policy allows, else fail the run."""
+        st = self.state(name)
+        err = error_dict(error)
+        states.check_task(st["s"], states.FAILED)
+        old = self.implied_start(name, st, worker)
+        new = dict(self.end_attempt(name, st), s=states.FAILED, ft=self.at, err=err, w=worker)
+        spec = self.view.spec(name)
+        attempt = int(st["a"])
+        live = self.run_status in (states.RUNNING, states.PAUSED)
+        if lease_lost and live and int(st.get("ll", 0)) + 1 < self.rules.delivery_limit:
+            # The worker vanished: like a redelivery, this costs no try of the retry policy.
+            new.update(ll=int(st.get("ll", 0)) + 1, ra=int(st.get("ra", 0)) + 1)
+            self.set_task(name, new)
+            self.hist(name, old, states.FAILED, attempt, error_type=err["type"], error=err["message"])
+            self.schedule(name, attempt + 1, note="re-dispatched: the lease of the previous attempt expired")
+            return
+        tries = attempt - int(st.get("ra", 0))
+        pol = Retry.from_data(spec.retry) if spec.retry else None
+        if pol is not None and live and pol.allows(tries, err["types"]):
+            delay = pol.delay_before(tries, f"{self.run_id}:{name}:{attempt}")
+            note = f"retry {tries + 1} of {pol.attempts} in {delay:.3g} s"
+            if delay > 0:
+                due = self.now + int(delay * 1000)
+                new["retry_at"] = due
+                self.timer(protocol.TIMER_RETRY, due, name, attempt + 1)
+            self.set_task(name, new)
+            self.hist(
+                name, old, states.FAILED, attempt, error_type=err["type"], error=err["message"], note=note
+            )
+            if delay <= 0:
+                self.schedule(name, attempt + 1)
+            return
+        self.set_task(name, new)
+        self.hist(name, old, states.FAILED, attempt, error_type=err["type"], error=err["message"])
+        self.fail_run({**err, "task": name, "attempt": attempt})
+
+    def fail_run(self, error: Mapping[str, Any]) -> None:
+        """Fail the run; with compensation to do, revert its completed tasks first."""
+        if self.run_status not in (states.RUNNING, states.PAUSED):
+            return  # already failed, reverting, cancelled: the failure is in the task's history
+        extra = {"task": error.get("task", ""), "error_type": error.get("type", "")}
+        plan = self.revert_plan() if int(self.view.meta.get("reverts") or 0) else []
+        self.write(keys.META, "error", pack(dict(error)))
+        self.set_meta_list("held", [])
+        if not plan:
+            self.set_run(states.FAILED, **extra)
+            return
+        self.set_run(states.REVERTING, **extra, note=f"reverting {len(plan)} completed task(s)")
+        self.next_revert(plan)
+
+    # --- compensation ------------------------------------------------------------------
+
+    def revert_plan(self) -> list[str]:
+        """Completed tasks with a revert handler, successors before predecessors."""
+        if not self.view.full:
+            raise Need()
+        order: list[str] = []
+        specs = self.view.specs
+        indeg = {n: len(s.preds) for n, s in specs.items()}
+        ready = sorted(n for n, d in indeg.items() if d == 0)
+        while ready:
+            n = ready.pop(0)
+            order.append(n)
+            for s in specs[n].succs:
+                if s != END:
+                    indeg[s] -= 1
+                    if indeg[s] == 0:
+                        ready.append(s)
+        return [n for n in reversed(order) if specs[n].revert and self.state(n)["s"] == states.SUCCESS]
+
+    def next_revert(self, plan: list[str]) -> None:
+        """Start reverting the first task of the plan, or finish the run if none is left."""
+        if not plan:
+            self.set_meta_list("plan", [])
+            self.set_run(states.REVERTED)
+            return
+        name, rest = plan[0], plan[1:]
+        st = self.state(name)
+        states.check_task(st["s"], states.REVERTING)
+        req = self.request(name, int(st["a"]), protocol.MODE_REVERT)
+        self.set_task(name, dict(st, s=states.REVERTING, rt=self.at))
+        self.outbox[req.id] = outbox_entry(task_queue(self.view.spec(name).queue), req)
+        self.hist(name, states.SUCCESS, states.REVERTING, int(st["a"]))
+        self.set_meta_list("plan", rest if rest else [])
 
 
 # --- run.submit ------------------------------------------------------------------------
 
 
-def decide_submit(event: Event, view: View, retention_s: int) -> Commit:
+def decide_submit(event: Event, view: View, rules: Rules) -> Commit:
     """Create the run, store its spec and inputs, schedule its root tasks."""
-    if status_of(view) is not None:  # the run exists: nothing to do but remember the event
+    if status_of(view) is not None:  # the run exists (or was cancelled first): nothing to do
         return Commit(event.run_id, event.id)
     spec = FlowSpec.from_data(event.body["spec"])
     inputs = event.body["inputs"]
-    now = event.at_ms or protocol.now_ms()
-    packed_inputs = {k: pack(v) for k, v in inputs.items()}
+    d = Draft(event, View(meta=dict(view.meta), full=True, applied_ms=view.applied_ms), rules)
+    d.view.specs = dict(spec.tasks)
+    d.guard(keys.META, "status", None)
     meta = {
-        "status": states.RUNNING.encode(),
         "flow": spec.name.encode(),
         "version": spec.version.encode(),
-        "created_ms": str(now).encode(),
-        "updated_ms": str(now).encode(),
+        "created_ms": str(d.at).encode(),
         "sinks": str(len(spec.sinks)).encode(),
         "outputs": pack(spec.outputs),
         "ntasks": str(len(spec.tasks)).encode(),
+        "reverts": str(spec.reverts).encode(),
     }
-    hist = [_history(event, view, "run", states.PENDING, states.RUNNING, flow=spec.name)]
-    tasks: dict[str, bytes] = {}
-    outbox: dict[str, bytes] = {}
+    deadline = float(event.body.get("timeout_s") or 0)
+    if deadline > 0:
+        meta["deadline_s"] = repr(deadline).encode()
+        d.timer(protocol.TIMER_DEADLINE, d.now + int(deadline * 1000))
+    d.view.meta["created_ms"] = meta["created_ms"]
+    for k, v in meta.items():
+        d.write(keys.META, k, v)
+    for n, t in spec.tasks.items():
+        d.write(keys.SPEC, n, pack(t.to_data()))
+    d.set_data({k: pack(v) for k, v in inputs.items()})
+    d.set_run(states.RUNNING, flow=spec.name)
     for name, t in spec.tasks.items():
-        if t.preds:
-            continue
-        req = _request(event.run_id, name, t, 1, packed_inputs)
-        tasks[name] = pack({"s": states.SCHEDULED, "a": 1, "t": now})
-        outbox[req.id] = outbox_entry(task_queue(t.queue), req)
-        hist.append(_history(event, view, name, states.PENDING, states.SCHEDULED, 1))
-    return Commit(
-        run_id=event.run_id,
-        event_id=event.id,
-        guards=[(keys.META, "status", None)],
-        writes={
-            keys.META: meta,
-            keys.SPEC: {n: pack(t.to_data()) for n, t in spec.tasks.items()},
-            keys.DATA: packed_inputs,
-            keys.TASKS: tasks,
-        },
-        history=hist,
-        outbox=outbox,
-        status_change=("", states.RUNNING),
-        created_ms=now,
-        expire_s=0,
-    )
+        if not t.preds:
+            d.schedule(name, 1)
+    return d.commit()
 
 
 # --- task events -----------------------------------------------------------------------
 
 
-def stale_commit(event: Event, view: View, retention_s: int) -> Commit | None:
-    """A no-op commit when the event is for an attempt that is not current (fencing)."""
-    st = task_state(view.tasks.get(event.task))
-    if event.task not in view.specs:
-        note = "unknown task"
-    elif st["a"] != event.attempt:
-        note = f"fenced: attempt {event.attempt} is not the current attempt {st['a']}"
-    elif st["s"] not in states.TASK_ACTIVE:
+def stale(d: Draft, active: frozenset[str] = states.TASK_ACTIVE) -> bool:
+    """Record and refuse an event for an attempt that is not current (fencing)."""
+    e = d.event
+    if not d.view.has_spec(e.task):
+        d.hist(e.task, "?", "?", e.attempt, note="unknown task")
+        return True
+    st = d.state(e.task)
+    if st["a"] != e.attempt:
+        note = f"fenced: attempt {e.attempt} is not the current attempt {st['a']}"
+    elif st["s"] not in active:
         note = f"ignored: task is already {st['s']}"
     else:
-        return None
-    return Commit(
-        event.run_id,
-        event.id,
-        history=[_history(event, view, event.task, st["s"], st["s"], event.attempt, note=note)],
-        expire_s=_expire(status_of(view), retention_s),
-    )
+        return False
+    d.hist(e.task, st["s"], st["s"], e.attempt, note=note)
+    return True
 
 
-def _expire(status: str | None, retention_s: int) -> int:
-    return retention_s if status in states.RUN_TERMINAL else 0
-
-
-def decide_started(event: Event, view: View, retention_s: int) -> Commit:
+def decide_started(d: Draft) -> None:
     """SCHEDULED -> RUNNING; a later delivery of the same attempt is recorded as a redelivery."""
-    stale = stale_commit(event, view, retention_s)
-    if stale is not None:
-        return stale
-    raw = view.tasks.get(event.task)
-    st = task_state(raw)
-    worker = event.body["worker"]
-    delivery = int(event.body.get("delivery", 0))
-    expire = _expire(status_of(view), retention_s)
+    e = d.event
+    if stale(d):
+        return
+    st = d.state(e.task)
+    worker = e.body["worker"]
+    delivery = int(e.body.get("delivery", 0))
     if st["s"] == states.SCHEDULED:
         states.check_task(st["s"], states.RUNNING)
-        new = dict(st, s=states.RUNNING, st=event.at_ms, w=worker, d=delivery)
-        hist = _history(event, view, event.task, st["s"], states.RUNNING, event.attempt, worker=worker)
+        d.set_task(e.task, dict(st, s=states.RUNNING, st=d.at, w=worker, d=delivery))
+        d.hist(e.task, st["s"], states.RUNNING, e.attempt, worker=worker)
+        timeout = d.view.spec(e.task).timeout_s
+        if timeout:
+            d.timer(protocol.TIMER_TIMEOUT, d.at + int(timeout * 1000), e.task, e.attempt)
     elif delivery > int(st.get("d", 0)):
-        new = dict(st, w=worker, d=delivery)
-        hist = _history(
-            event,
-            view,
-            event.task,
+        d.set_task(e.task, dict(st, w=worker, d=delivery))
+        d.hist(
+            e.task,
             st["s"],
             st["s"],
-            event.attempt,
+            e.attempt,
             worker=worker,
             note=f"redelivered to {worker} (delivery {delivery + 1})",
             redelivery=delivery,
         )
-    else:
-        return Commit(event.run_id, event.id, expire_s=expire)
-    return Commit(
-        run_id=event.run_id,
-        event_id=event.id,
-        guards=[(keys.TASKS, event.task, raw)],
-        writes={keys.TASKS: {event.task: pack(new)}},
-        history=[hist],
-        expire_s=expire,
+
+
+def decide_leased(d: Draft) -> None:
+    """A long task's worker gave its delivery back: from now on a lease in Redis covers it."""
+    e = d.event
+    if stale(d):
+        return
+    st = d.state(e.task)
+    until = d.now + int(d.rules.lease_s * 1000)
+    new = dict(st, lk=until)
+    if "lk" in st:
+        d.cancel.append(protocol.timer_id(protocol.TIMER_LEASE, d.run_id, e.task, e.attempt, str(st["lk"])))
+    d.set_task(e.task, new)
+    d.write(keys.LEASES, e.task, f"{e.attempt}:{until}".encode())
+    d.timer(protocol.TIMER_LEASE, until, e.task, e.attempt, str(until))
+    worker = e.body["worker"]
+    d.hist(
+        e.task, st["s"], st["s"], e.attempt, worker=worker, note=f"leased by {worker}; delivery acknowledged"
     )
 
 
-def _after_start(st: dict[str, Any]) -> str:
-    return states.RUNNING if st["s"] == states.SCHEDULED else str(st["s"])
-
-
-def _implied_start(event: Event, view: View, st: dict[str, Any]) -> list[bytes]:
-    """A result can overtake its "started" event; history still shows the task RUNNING once."""
-    if st["s"] != states.SCHEDULED:
-        return []
-    return [
-        _history(
-            event,
-            view,
-            event.task,
-            states.SCHEDULED,
-            states.RUNNING,
-            event.attempt,
-            worker=event.body.get("worker", ""),
-            note="implied by its result",
-        )
-    ]
-
-
-def ready_successors(event: Event, view: View) -> list[str]:
+def ready_successors(d: Draft, name: str) -> list[str]:
     """Successors whose join completes with this task (END for the run itself)."""
-    spec = view.specs[event.task]
     ready = []
-    for s in spec.succs:
-        done = int(view.joins.get(s) or 0)
-        need = int(view.meta["sinks"] or 0) if s == END else len(view.specs[s].preds)
-        if done + 1 == need:
+    for s in d.view.spec(name).succs:
+        need = int(d.view.meta["sinks"] or 0) if s == END else d.view.spec(s).needs
+        if d.view.join(s) + 1 == need:
             ready.append(s)
     return ready
 
 
-def decide_succeeded(event: Event, view: View, retention_s: int) -> Commit:
+def decide_succeeded(d: Draft) -> None:
     """Record the task's outputs, add it to its successors' joins, schedule the ready ones."""
-    stale = stale_commit(event, view, retention_s)
-    if stale is not None:
-        return stale
-    name, raw = event.task, view.tasks.get(event.task)
-    st = task_state(raw)
-    spec = view.specs[name]
-    values = event.body["values"]
+    e = d.event
+    if stale(d):
+        return
+    name, st = e.task, d.state(e.task)
+    spec = d.view.spec(name)
+    values = e.body["values"]
+    worker = e.body["worker"]
     if sorted(values) != sorted(spec.provides):
-        error = {
-            "type": "ProtocolError",
-            "traceback": "",
-            "message": f"result names {sorted(values)} differ from provides {spec.provides}",
-        }
-        return _fail(event, view, raw, st, error, retention_s)
-    run_status = status_of(view)
-    now = event.at_ms or protocol.now_ms()
+        msg = f"result names {sorted(values)} differ from provides {spec.provides}"
+        d.fail_attempt(name, {"type": "ProtocolError", "message": msg}, worker)
+        return
     states.check_task(st["s"], states.SUCCESS)
-    packed = {k: pack(v) for k, v in values.items()}
-    hist = _implied_start(event, view, st)
-    new = dict(st, s=states.SUCCESS, ft=now, w=event.body["worker"])
-    if "ms" in event.body:
-        new["ms"] = event.body["ms"]
-    guards: list[Guard] = [(keys.TASKS, name, raw), (keys.META, "status", view.meta["status"])]
-    tasks = {name: pack(new)}
-    joins: dict[str, bytes] = {}
-    hist.append(
-        _history(
-            event, view, name, _after_start(st), states.SUCCESS, event.attempt, worker=event.body["worker"]
-        )
-    )
-    outbox: dict[str, bytes] = {}
-    meta: dict[str, bytes] = {"updated_ms": str(now).encode()}
-    status_change = None
-    data = dict(view.data)
-    data.update(packed)
-    ready = set(ready_successors(event, view))
+    old = d.implied_start(name, st, worker)
+    new = dict(d.end_attempt(name, st), s=states.SUCCESS, ft=d.at, w=worker)
+    new.pop("err", None)
+    if "ms" in e.body:
+        new["ms"] = e.body["ms"]
+    d.set_task(name, new)
+    d.set_data({k: pack(v) for k, v in values.items()})
+    d.hist(name, old, states.SUCCESS, e.attempt, worker=worker)
+    ready = ready_successors(d, name)
+    starts = [s for s in ready if s != END]
+    if d.run_status in (states.RUNNING, states.PAUSED) and starts:
+        wanted = [
+            v for s in starts for v in (*d.view.spec(s).args.values(), *d.view.spec(s).optional.values())
+        ]
+        d.view.prefetch({keys.TASKS: starts, keys.DATA: [w for w in wanted if w not in values]})
     for s in spec.succs:
-        guards.append((keys.JOINS, s, view.joins.get(s)))
-        joins[s] = str(int(view.joins.get(s) or 0) + 1).encode()
-        joins[keys.join_member(s, name)] = b"1"
-        if s not in ready or run_status != states.RUNNING:
-            continue
+        count = d.view.join(s)
+        d.guard(keys.JOINS, s, d.view.joins.get(s))
+        d.write(keys.JOINS, s, str(count + 1).encode())
+        d.write(keys.JOINS, keys.join_member(s, name), b"1")
+    if d.run_status == states.REVERTING and spec.revert:
+        # Finished after the run failed: its effects need compensating too, before its inputs'.
+        d.set_meta_list("plan", [name, *d.meta_list("plan")])
+        return
+    if d.run_status not in (states.RUNNING, states.PAUSED):
+        return
+    for s in ready:
         if s == END:
-            outputs = unpack(view.meta["outputs"] or pack([]))
-            result = {o: unpack(raw) for o in outputs if (raw := data.get(o)) is not None}
-            meta.update(status=states.SUCCESS.encode(), result=pack(result), finished_ms=str(now).encode())
-            states.check_run(states.RUNNING, states.SUCCESS)
-            status_change = (states.RUNNING, states.SUCCESS)
-            hist.append(_history(event, view, "run", states.RUNNING, states.SUCCESS))
-            run_status = states.SUCCESS
-            continue
-        req = _request(event.run_id, s, view.specs[s], 1, data)
-        tasks[s] = pack({"s": states.SCHEDULED, "a": 1, "t": now})
-        outbox[req.id] = outbox_entry(task_queue(view.specs[s].queue), req)
-        hist.append(_history(event, view, s, states.PENDING, states.SCHEDULED, 1))
-    return Commit(
-        run_id=event.run_id,
-        event_id=event.id,
-        guards=guards,
-        writes={keys.TASKS: tasks, keys.DATA: packed, keys.JOINS: joins, keys.META: meta},
-        history=hist,
-        outbox=outbox,
-        status_change=status_change,
-        created_ms=int(view.meta.get("created_ms") or 0),
-        expire_s=_expire(run_status, retention_s),
-    )
+            outputs = unpack(d.view.meta["outputs"] or pack([]))
+            vals = d.data(outputs)
+            result = {o: unpack(raw) for o in outputs if (raw := vals.get(o)) is not None}
+            d.write(keys.META, "result", pack(result))
+            d.set_meta_list("held", [])
+            d.set_run(states.SUCCESS)
+        else:
+            d.schedule(s, 1)
 
 
-def decide_failed(event: Event, view: View, retention_s: int) -> Commit:
-    """Mark the attempt failed and fail the run with the error."""
-    stale = stale_commit(event, view, retention_s)
-    if stale is not None:
-        return stale
-    raw = view.tasks.get(event.task)
-    return _fail(event, view, raw, task_state(raw), dict(event.body["error"]), retention_s)
+def decide_failed(d: Draft) -> None:
+    """The attempt failed: retry per the task's policy, or fail the run."""
+    if stale(d):
+        return
+    d.fail_attempt(d.event.task, d.event.body["error"], d.event.body["worker"])
 
 
-def _fail(
-    event: Event, view: View, raw: bytes | None, st: dict[str, Any], error: dict[str, Any], retention_s: int
-) -> Commit:
-    now = event.at_ms or protocol.now_ms()
-    states.check_task(st["s"], states.FAILED)
-    error = {
-        "type": str(error.get("type", "Error")),
-        "message": str(error.get("message", "")),
-        "traceback": str(error.get("traceback", "")),
-    }
-    new = dict(st, s=states.FAILED, ft=now, err=error, w=event.body.get("worker", ""))
-    hist = _implied_start(event, view, st) + [
-        _history(
-            event,
-            view,
-            event.task,
-            _after_start(st),
-            states.FAILED,
-            event.attempt,
-            error_type=error["type"],
-            error=error["message"],
-        )
-    ]
-    meta: dict[str, bytes] = {"updated_ms": str(now).encode()}
-    run_status = status_of(view)
-    status_change = None
-    if run_status == states.RUNNING:
-        states.check_run(states.RUNNING, states.FAILED)
-        meta.update(
-            status=states.FAILED.encode(),
-            finished_ms=str(now).encode(),
-            error=pack(dict(error, task=event.task, attempt=event.attempt)),
-        )
-        status_change = (states.RUNNING, states.FAILED)
-        hist.append(
-            _history(
-                event, view, "run", states.RUNNING, states.FAILED, task=event.task, error_type=error["type"]
+def decide_reverted(d: Draft) -> None:
+    """A revert handler finished: REVERTED, then the next one; a failed revert fails the run."""
+    e = d.event
+    if stale(d, frozenset({states.REVERTING})):
+        return
+    st = d.state(e.task)
+    worker = e.body["worker"]
+    if e.kind == protocol.TASK_REVERTED:
+        states.check_task(st["s"], states.REVERTED)
+        d.set_task(e.task, dict(st, s=states.REVERTED, rft=d.at))
+        d.hist(e.task, states.REVERTING, states.REVERTED, e.attempt, worker=worker)
+        if d.run_status == states.REVERTING:
+            d.next_revert(d.meta_list("plan"))
+        return
+    err = error_dict(e.body["error"])
+    d.set_task(e.task, dict(st, s=states.FAILED, rft=d.at, rerr=err))
+    d.hist(e.task, states.REVERTING, states.FAILED, e.attempt, error_type=err["type"], error=err["message"])
+    if d.run_status == states.REVERTING:
+        raw_err = d.view.meta.get("error")
+        cause = unpack(raw_err) if raw_err else {}
+        error = {
+            "type": "RevertFailed",
+            "message": f"revert of task {e.task!r} failed: {err['type']}: {err['message']}",
+            "traceback": err["traceback"],
+            "task": e.task,
+            "attempt": e.attempt,
+            "cause": cause,
+        }
+        d.write(keys.META, "error", pack(error))
+        d.set_meta_list("plan", [])
+        d.set_run(states.FAILED, task=e.task, error_type="RevertFailed")
+
+
+# --- timers ----------------------------------------------------------------------------
+
+
+def decide_timer(d: Draft) -> None:
+    e = d.event
+    purpose = e.body["purpose"]
+    if purpose == protocol.TIMER_DEADLINE:
+        if d.run_status in (states.RUNNING, states.PAUSED):
+            secs = (d.view.meta.get("deadline_s") or b"?").decode()
+            d.fail_run(
+                {"type": "RunTimeout", "message": f"the run did not finish within {secs} s", "task": ""}
             )
+        else:
+            d.note("run", 0, f"deadline passed; ignored: run is {d.run_status}")
+        return
+    if purpose == protocol.TIMER_RETRY:
+        st = d.state(e.task)
+        if st["s"] != states.FAILED or st["a"] != e.attempt - 1 or "retry_at" not in st:
+            d.hist(e.task, st["s"], st["s"], e.attempt, note="retry timer ignored: the task moved on")
+        elif d.run_status not in (states.RUNNING, states.PAUSED):
+            d.hist(e.task, st["s"], st["s"], e.attempt, note=f"retry not started: run is {d.run_status}")
+        else:
+            d.schedule(e.task, e.attempt)
+        return
+    if stale(d):
+        return
+    st = d.state(e.task)
+    if purpose == protocol.TIMER_TIMEOUT:
+        limit = d.view.spec(e.task).timeout_s
+        msg = f"attempt {e.attempt} did not finish within {limit:g} s"
+        d.fail_attempt(e.task, {"type": "TaskTimeout", "message": msg, "types": ["TaskTimeout"]})
+        return
+    if purpose == protocol.TIMER_LEASE:
+        raw = d.view.lease(e.task)
+        attempt, _, until = (raw or b"0:0").decode().partition(":")
+        if int(attempt) == e.attempt and int(until) > d.now:  # renewed: look again when it ends
+            d.set_task(e.task, dict(st, lk=int(until)))
+            d.timer(protocol.TIMER_LEASE, int(until), e.task, e.attempt, until)
+            return
+        lost = int(st.get("ll", 0)) + 1
+        msg = (
+            f"the worker's lease expired (no heartbeat for {d.rules.lease_s:g} s); lease lost {lost} time(s)"
         )
-        run_status = states.FAILED
-    return Commit(
-        run_id=event.run_id,
-        event_id=event.id,
-        guards=[(keys.TASKS, event.task, raw), (keys.META, "status", view.meta["status"])],
-        writes={keys.TASKS: {event.task: pack(new)}, keys.META: meta},
-        history=hist,
-        status_change=status_change,
-        created_ms=int(view.meta.get("created_ms") or 0),
-        expire_s=_expire(run_status, retention_s),
-    )
+        d.fail_attempt(e.task, {"type": "LeaseExpired", "message": msg}, lease_lost=True)
+        return
+    d.hist(e.task, st["s"], st["s"], e.attempt, note=f"unknown timer {purpose!r}")
+
+
+# --- dispatch --------------------------------------------------------------------------
+
+
+def decide(event: Event, view: View, rules: Rules) -> Commit:
+    """The commit for one event; raises `Need` when the view lacks a field it depends on."""
+    from runner import control  # control builds on this module
+
+    if event.kind == protocol.RUN_SUBMIT:
+        return decide_submit(event, view, rules)
+    d = Draft(event, view, rules)
+    handler = {
+        protocol.TASK_STARTED: decide_started,
+        protocol.TASK_LEASED: decide_leased,
+        protocol.TASK_SUCCEEDED: decide_succeeded,
+        protocol.TASK_FAILED: decide_failed,
+        protocol.TASK_REVERTED: decide_reverted,
+        protocol.TASK_REVERT_FAILED: decide_reverted,
+        protocol.TIMER_FIRED: decide_timer,
+        protocol.RUN_CANCEL: control.decide_cancel,
+        protocol.RUN_PAUSE: control.decide_pause,
+        protocol.RUN_RESUME: control.decide_resume,
+        protocol.RUN_RETRY: control.decide_retry,
+    }[event.kind]
+    handler(d)
+    return d.commit()

@@ -39,6 +39,7 @@ def worker(
 ) -> None:
     """Execute tasks registered in MODULE... (imported first) from the task queues."""
     from runner.kombu_broker import KombuBroker
+    from runner.redis_store import RedisStore
     from workers.runtime import Worker
 
     for m in modules:
@@ -46,7 +47,15 @@ def worker(
     cfg = Config.from_env(**(ctx.obj or {}))
     broker = KombuBroker(cfg, role="worker")
     broker.connect(attempts=5)
-    w = Worker(cfg, broker, REGISTRY, queues=list(queues) or None, concurrency=concurrency, name=name)
+    w = Worker(
+        cfg,
+        broker,
+        REGISTRY,
+        queues=list(queues) or None,
+        concurrency=concurrency,
+        name=name,
+        store=RedisStore(cfg),
+    )
     on_sigterm(w.stop)
     logging.getLogger("ackflow.worker").info(
         "worker %s started: queues %s, concurrency %d, tasks %s",

@@ -8,6 +8,7 @@ attempt, so only the first result of an attempt is ever applied.
 
 from __future__ import annotations
 
+import inspect
 import time
 import traceback
 from collections.abc import Mapping, Sequence
@@ -20,17 +21,30 @@ from runner.protocol import Event, TaskRequest
 from runner.tasks import Registry
 
 
-def _failed(req: TaskRequest, worker: str, etype: str, message: str, tb: str = "") -> Event:
+def _types(e: BaseException) -> list[str]:
+    """The exception's class and its bases, by name, for retry policies' ``on=``."""
+    return [c.__name__ for c in type(e).__mro__ if c not in (object, BaseException)]
+
+
+def _failed(
+    req: TaskRequest, worker: str, etype: str, message: str, tb: str = "", types: list[str] | None = None
+) -> Event:
+    revert = req.mode == protocol.MODE_REVERT
     return Event(
-        kind=protocol.TASK_FAILED,
-        id=protocol.result_id(req.run_id, req.task, req.attempt),
+        kind=protocol.TASK_REVERT_FAILED if revert else protocol.TASK_FAILED,
+        id=(protocol.revert_result_id if revert else protocol.result_id)(req.run_id, req.task, req.attempt),
         run_id=req.run_id,
         task=req.task,
         attempt=req.attempt,
         at_ms=protocol.now_ms(),
         body={
             "worker": worker,
-            "error": {"type": etype, "message": message[:4000], "traceback": tb[-16000:]},
+            "error": {
+                "type": etype,
+                "message": message[:4000],
+                "traceback": tb[-16000:],
+                "types": types or [etype],
+            },
         },
     )
 
@@ -57,22 +71,46 @@ def bind_outputs(req: TaskRequest, value: Any) -> dict[str, Any]:
     raise TypeError(f"returned a {type(value).__name__}; provides {req.provides} needs a sequence or mapping")
 
 
-def execute(req: TaskRequest, registry: Registry, worker: str, max_payload_bytes: int) -> Event:
-    """Run the task named by ``req``; never raises."""
+def _revert_kwargs(fn: Any, req: TaskRequest) -> dict[str, Any]:
+    """The task's inputs and ``result``, limited to what the revert handler accepts."""
+    offered = {**req.args, "result": req.result}
+    params = inspect.signature(fn).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return offered
+    return {k: v for k, v in offered.items() if k in params}
+
+
+def execute(
+    req: TaskRequest, registry: Registry, worker: str, max_payload_bytes: int, ctx: TaskContext | None = None
+) -> Event:
+    """Run the task (or its revert handler) named by ``req``; never raises."""
     try:
         task_def = registry.get(req.fn)
     except UnknownTaskError as e:
         return _failed(req, worker, "UnknownTaskError", f"{e} (is the worker started with its module?)")
     start = time.monotonic()
-    token = set_current(TaskContext(req.run_id, req.task, req.attempt))
+    token = set_current(ctx or TaskContext(req.run_id, req.task, req.attempt))
     try:
-        value = task_def.fn(**req.args)
-        values = bind_outputs(req, value)
+        if req.mode == protocol.MODE_REVERT:
+            task_def.fn(**_revert_kwargs(task_def.fn, req))
+            values: dict[str, Any] = {}
+        else:
+            values = bind_outputs(req, task_def.fn(**req.args))
     except Exception as e:  # noqa: BLE001 - the task's own failure: report it, keep serving
-        return _failed(req, worker, type(e).__name__, str(e), traceback.format_exc())
+        return _failed(req, worker, type(e).__name__, str(e), traceback.format_exc(), _types(e))
     finally:
         reset_current(token)
     elapsed_ms = int((time.monotonic() - start) * 1000)
+    if req.mode == protocol.MODE_REVERT:
+        return Event(
+            kind=protocol.TASK_REVERTED,
+            id=protocol.revert_result_id(req.run_id, req.task, req.attempt),
+            run_id=req.run_id,
+            task=req.task,
+            attempt=req.attempt,
+            at_ms=protocol.now_ms(),
+            body={"worker": worker, "ms": elapsed_ms},
+        )
     try:
         size = len(protocol.pack(values))
     except EncodeError as e:

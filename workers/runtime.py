@@ -5,6 +5,13 @@ each to a thread pool, publishes each finished task's result event with confirms
 then acknowledges the request. Task code never touches the connection (py-amqp is not
 thread-safe), so a task of any length cannot starve heartbeats.
 
+Long work holds no delivery (G6): a task still running after ``ack_after_s`` gets a lease —
+the worker publishes ``task.leased`` (confirmed), then acknowledges the request, and a
+heartbeat thread renews the lease in Redis every ``lease_s / 3``. If the worker dies or
+freezes, the lease expires and the engine starts a new attempt; the old attempt's late result
+is fenced. Short tasks keep their delivery, so a crash hands them back at once. The same
+heartbeats carry the task's progress and tell it when its run was cancelled.
+
 `run_once` is a single step, so tests drive the loop deterministically; ``burst`` exits once
 idle. Shutdown: stop taking requests, finish the ones running and publish their results,
 acknowledge, close — anything not finished is handed back by the broker.
@@ -17,25 +24,44 @@ import os
 import queue
 import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from runner import faults, protocol
 from runner.broker import ENGINE_QUEUE, Broker, Delivery, Outgoing, task_queue
 from runner.config import Config
-from runner.errors import BrokerError, DecodeError
+from runner.context import TaskContext
+from runner.errors import BrokerError, DecodeError, StoreError
 from runner.protocol import CONTENT_TYPE, Event, TaskRequest
+from runner.states import CANCELLED
+from runner.store import Store
 from runner.tasks import REGISTRY, Registry
 from workers.execute import execute, poison_failure
 
 log = logging.getLogger("ackflow.worker")
 
 _BUSY_POLL_S = 0.002  # poll interval while tasks run, when the broker cannot be woken
+_PROGRESS_EVERY_S = 0.25  # how often the heartbeat thread looks for progress to send
+
+
+@dataclass
+class _Running:
+    """One dispatched request, from dispatch until its delivery is settled."""
+
+    delivery: Delivery
+    req: TaskRequest
+    ctx: TaskContext
+    since: float = field(default_factory=time.monotonic)
+    leased: bool = False  # its delivery was acknowledged early; a lease covers it
+    lease_seen: bool = False  # a heartbeat found the engine's lease for this attempt
+    next_beat: float = 0.0
+    sent_version: int = 0  # the progress version last sent
 
 
 @dataclass
 class _Done:
-    delivery: Delivery
+    running: _Running
     result: Event
 
 
@@ -50,6 +76,7 @@ class Worker:
         queues: list[str] | None = None,
         concurrency: int = 1,
         name: str | None = None,
+        store: Store | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -66,10 +93,18 @@ class Worker:
         self._inflight = 0
         self._stop = threading.Event()
         self.executed = 0
+        self.store = store  # for leases and progress; without one, tasks keep their delivery
+        self._running: dict[int, _Running] = {}
+        self._running_lock = threading.Lock()
+        self._beats: threading.Thread | None = None
+        self._beats_stop = threading.Event()
 
     def start(self) -> None:
         self.broker.declare(self.queues)
         self.broker.consume(self.queues, self.concurrency)
+        if self.store is not None and self._beats is None:
+            self._beats = threading.Thread(target=self._heartbeats, name="ackflow-heartbeat", daemon=True)
+            self._beats.start()
 
     @property
     def idle(self) -> bool:
@@ -78,9 +113,10 @@ class Worker:
     def run_once(self, timeout_s: float = 1.0) -> int:
         """Publish finished results, take new requests; return how many deliveries arrived."""
         self._finish()
-        wait = timeout_s
+        self._lease_long_tasks()
+        wait = min(timeout_s, self._until_next_lease())
         if not self.idle and not self.broker.can_wake:
-            wait = min(timeout_s, _BUSY_POLL_S)
+            wait = min(wait, _BUSY_POLL_S)
         if self._stop.is_set():  # shutting down: service heartbeats, take nothing new
             self.broker.keepalive(wait)
             deliveries = []
@@ -104,6 +140,9 @@ class Worker:
                 self.run_once(0.05)
         finally:
             self._pool.shutdown(wait=True)
+            self._beats_stop.set()
+            if self._beats is not None:
+                self._beats.join(timeout=5)
             self.broker.close()
 
     def stop(self) -> None:
@@ -136,7 +175,10 @@ class Worker:
             d, req = self._backlog.pop(0)
             self._inflight += 1
             started.append(self._started(d, req))
-            self._pool.submit(self._execute, d, req)
+            r = _Running(d, req, TaskContext(req.run_id, req.task, req.attempt))
+            with self._running_lock:
+                self._running[id(r)] = r
+            self._pool.submit(self._execute, r)
         if started:
             try:
                 self.broker.publish(started)
@@ -179,11 +221,96 @@ class Worker:
             log.error("could not dead-letter poison request %s (%s)", req.id, e)
         return True
 
-    def _execute(self, d: Delivery, req: TaskRequest) -> None:
-        result = execute(req, self.registry, self.name, self.config.max_payload_bytes)
+    def _execute(self, r: _Running) -> None:
+        result = execute(r.req, self.registry, self.name, self.config.max_payload_bytes, r.ctx)
         faults.hit("worker.after_execute")
-        self._done.put(_Done(d, result))
+        self._done.put(_Done(r, result))
         self.broker.wakeup()
+
+    # --- long tasks: leases and heartbeats ------------------------------------------------
+
+    def _until_next_lease(self) -> float:
+        if self.store is None:
+            return 3600.0
+        with self._running_lock:
+            waiting = [r.since for r in self._running.values() if not r.leased]
+        if not waiting:
+            return 3600.0
+        return max(0.0, min(waiting) + self.config.ack_after_s - time.monotonic())
+
+    def _lease_long_tasks(self) -> None:
+        """Give back the deliveries of tasks running longer than ``ack_after_s`` (G6)."""
+        if self.store is None:
+            return
+        now = time.monotonic()
+        with self._running_lock:
+            due = [
+                r for r in self._running.values() if not r.leased and now - r.since >= self.config.ack_after_s
+            ]
+        if not due:
+            return
+        events = []
+        for r in due:
+            req = r.req
+            event = Event(
+                kind=protocol.TASK_LEASED,
+                id=protocol.leased_id(req.run_id, req.task, req.attempt) + f":{r.delivery.delivery_count}",
+                run_id=req.run_id,
+                task=req.task,
+                attempt=req.attempt,
+                at_ms=protocol.now_ms(),
+                body={"worker": self.name},
+            )
+            events.append(Outgoing(ENGINE_QUEUE, event.id, protocol.encode(event)))
+        try:
+            self.broker.publish(events)  # the lease is durable before the delivery goes
+        except BrokerError as e:
+            log.warning("could not publish lease events (%s); the tasks keep their deliveries", e)
+            return
+        for r in due:
+            self.broker.ack(r.delivery)
+            r.leased = True
+            log.info(
+                "task %s of run %s runs long: delivery acknowledged, lease taken", r.req.task, r.req.run_id
+            )
+
+    def _heartbeats(self) -> None:
+        """Renew the leases of long tasks and send progress, off the connection's thread."""
+        assert self.store is not None
+        every = max(0.05, self.config.lease_s / 3)
+        while not self._beats_stop.wait(_PROGRESS_EVERY_S):
+            with self._running_lock:
+                running = list(self._running.values())
+            now = time.monotonic()
+            for r in running:
+                with r.ctx.live.lock:
+                    version, progress = r.ctx.live.version, r.ctx.live.progress
+                renew = r.leased and now >= r.next_beat
+                if not renew and version == r.sent_version:
+                    continue
+                until = protocol.now_ms() + int(self.config.lease_s * 1000) if renew else 0
+                packed = None
+                if version != r.sent_version and progress is not None:
+                    frac, msg = progress
+                    packed = protocol.pack({"a": r.req.attempt, "f": frac, "m": msg, "t": protocol.now_ms()})
+                try:
+                    beat = self.store.heartbeat(r.req.run_id, r.req.task, r.req.attempt, until, packed)
+                except StoreError as e:
+                    log.warning("heartbeat for %s failed: %s", r.req.task, e)
+                    continue
+                r.sent_version = version
+                if renew:
+                    r.next_beat = now + every
+                    if beat.leased:
+                        r.lease_seen = True
+                    elif r.lease_seen and not r.ctx.live.fenced:
+                        r.ctx.live.fenced = True
+                        log.warning(
+                            "task %s attempt %d lost its lease to a newer attempt", r.req.task, r.req.attempt
+                        )
+                if beat.run_status in (CANCELLED, None) and not r.ctx.live.cancelled:
+                    r.ctx.live.cancelled = True
+                    log.info("run %s was cancelled; told task %s", r.req.run_id, r.req.task)
 
     def _finish(self) -> None:
         while True:
@@ -207,5 +334,9 @@ class Worker:
         faults.hit("worker.after_publish")
         self._unpublished = []
         faults.hit("worker.before_ack")
+        with self._running_lock:
+            for r in batch:
+                self._running.pop(id(r.running), None)
         for r in batch:
-            self.broker.ack(r.delivery)
+            if not r.running.leased:
+                self.broker.ack(r.running.delivery)

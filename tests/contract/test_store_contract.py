@@ -12,7 +12,7 @@ from runner import keys
 from runner.config import Config
 from runner.memory_store import MemoryStore
 from runner.redis_store import RedisStore
-from runner.store import Commit, Store
+from runner.store import Commit, DueTimer, Store
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -195,10 +195,65 @@ def test_all_keys_of_a_run_share_one_hash_tag(config: Config) -> None:
     s = RedisStore(config)
     r = rid()
     s.commit(
-        Commit(r, "e", writes={p: {"f": b"v"} for p in keys.RUN_HASHES if p != keys.APPLIED}, history=[b"h"])
+        Commit(
+            r,
+            "e",
+            writes={p: {"f": b"v"} for p in (*keys.RUN_HASHES, keys.LEASES) if p != keys.APPLIED},
+            history=[b"h"],
+            timers={"t1": (10**15, b"event")},
+        )
     )
     s.count_delivery(r, "e")
     found = [k.decode() for k in s.client.scan_iter(match=f"{config.prefix}:*{r}*")]
     assert len(found) == len(keys.RUN_PARTS)
     assert all(f"{{{r}}}" in k for k in found)
     s.close()
+
+
+def test_timers_are_claimed_when_due_hidden_while_claimed_and_removed(store: Store) -> None:
+    r = rid()
+    store.commit(Commit(r, "e1", writes={keys.META: {"status": b"RUNNING"}}, timers={"a": (1_000, b"ev-a")}))
+    store.commit(Commit(r, "e2", timers={"b": (2_000, b"ev-b"), "c": (3_000, b"ev-c")}))
+    assert store.claim_timers(999, 10, 500) == ([], 1_000)
+    due, nxt = store.claim_timers(2_000, 10, 5_000)
+    assert sorted((t.timer_id, t.event) for t in due) == [("a", b"ev-a"), ("b", b"ev-b")]
+    assert all(t.run_id == r for t in due)
+    assert nxt == 3_000
+    assert store.claim_timers(2_500, 10, 5_000)[0] == []  # claimed: hidden from other engines
+    # Not removed within the hold (the claimer died): they come back.
+    again, _ = store.claim_timers(7_001, 10, 5_000)
+    assert sorted(t.timer_id for t in again) == ["a", "b", "c"]
+    store.remove_timers([DueTimer(r, "a", b""), DueTimer(r, "b", b"")])
+    store.commit(Commit(r, "e3", cancel_timers=["c"]))
+    assert store.claim_timers(10**13, 10, 5_000) == ([], None)
+    assert store.read_all(r, keys.TIMERS) == {}
+
+
+def test_timer_of_a_forgotten_run_is_dropped(store: Store) -> None:
+    r = rid()
+    store.commit(Commit(r, "e1", timers={"a": (1_000, b"ev")}))
+    store.commit(Commit(r, "e2", deletes={keys.TIMERS: ["a"]}))  # as if the run's keys expired
+    assert store.claim_timers(5_000, 10, 1_000) == ([], None)
+
+
+def test_commit_deletes_fields(store: Store) -> None:
+    r = rid()
+    store.commit(Commit(r, "e1", writes={keys.DATA: {"x": b"1", "y": b"2"}}))
+    store.commit(Commit(r, "e2", deletes={keys.DATA: ["x", "absent"]}))
+    assert store.read_all(r, keys.DATA) == {"y": b"2"}
+
+
+def test_heartbeat_extends_only_the_current_attempts_lease_and_reports_the_run(store: Store) -> None:
+    r = rid()
+    assert store.heartbeat(r, "t", 1, 5_000, None).run_status is None
+    store.commit(Commit(r, "e1", writes={keys.META: {"status": b"RUNNING"}}))
+    beat = store.heartbeat(r, "t", 1, 5_000, b"p1")
+    assert (beat.leased, beat.run_status) == (False, "RUNNING")  # no lease granted yet
+    store.commit(Commit(r, "e2", writes={keys.LEASES: {"t": b"2:1000"}}))
+    assert not store.heartbeat(r, "t", 1, 9_000, None).leased  # attempt 1 was fenced
+    assert store.heartbeat(r, "t", 2, 9_000, b"p2").leased
+    leases = store.read_all(r, keys.LEASES)
+    assert leases["t"] == b"2:9000"
+    assert leases[keys.progress_field("t")] == b"p2"
+    store.commit(Commit(r, "e3", writes={keys.META: {"status": b"CANCELLED"}}))
+    assert store.heartbeat(r, "t", 2, 10_000, None).run_status == "CANCELLED"

@@ -1,0 +1,88 @@
+"""Run control (DESIGN G7): cancel, pause, resume and retry, decided like any other event.
+
+Each is an event on the engine queue, so it is durable the moment the broker confirms it,
+holds with no worker online, and is applied once by whichever engine takes it. Its effect is
+run state in Redis that every later decision reads: a paused run holds the tasks that become
+ready (`Draft.schedule`) until it is resumed; a cancelled run is terminal, so later results
+are recorded and schedule nothing, and the heartbeats of its long tasks report it to them.
+"""
+
+from __future__ import annotations
+
+from runner import keys, protocol, states
+from runner.transitions import Draft, Need
+
+
+def _who(d: Draft) -> dict[str, str]:
+    out = {"by": str(d.event.body.get("by", ""))}
+    if d.event.body.get("reason"):
+        out["reason"] = str(d.event.body["reason"])
+    return out
+
+
+def decide_cancel(d: Draft) -> None:
+    """Cancel a pending, running or paused run: tasks not yet running are SKIPPED."""
+    if d.run_status not in (None, states.RUNNING, states.PAUSED):
+        d.note("run", 0, f"cancel ignored: the run is {d.run_status}")
+        return
+    if not d.view.full:
+        raise Need()
+    if d.run_status is None:  # cancelled before its submit was applied: the submit will find it
+        d.write(keys.META, "created_ms", str(d.at).encode())
+        d.view.meta["created_ms"] = str(d.at).encode()
+    for name in sorted(d.view.specs):
+        st = d.state(name)
+        if st["s"] in (states.PENDING, states.SCHEDULED):
+            d.set_task(name, dict(st, s=states.SKIPPED, ft=d.at))
+            d.hist(name, st["s"], states.SKIPPED, int(st["a"]), note="run cancelled")
+    d.set_meta_list("held", [])
+    d.set_run(states.CANCELLED, **_who(d))
+
+
+def decide_pause(d: Draft) -> None:
+    """Pause a running run: running tasks finish; nothing new starts until it is resumed."""
+    if d.run_status != states.RUNNING:
+        d.note("run", 0, f"pause ignored: the run is {d.run_status}")
+        return
+    d.set_run(states.PAUSED, **_who(d))
+
+
+def decide_resume(d: Draft) -> None:
+    """Resume a paused run: start the tasks that became ready while it was paused."""
+    if d.run_status != states.PAUSED:
+        d.note("run", 0, f"resume ignored: the run is {d.run_status}")
+        return
+    held = d.meta_list("held")
+    d.set_meta_list("held", [])
+    d.set_run(states.RUNNING, **_who(d))
+    for name, attempt in held:
+        d.schedule(str(name), int(attempt), note="released by resume")
+
+
+def decide_retry(d: Draft) -> None:
+    """Run a FAILED run again from its failed tasks, keeping every completed result."""
+    if d.run_status != states.FAILED:
+        d.note("run", 0, f"retry ignored: the run is {d.run_status}")
+        return
+    if not d.view.full:
+        raise Need()
+    names = sorted(d.view.specs)
+    if any(d.state(n)["s"] in (states.REVERTING, states.REVERTED) or "rerr" in d.state(n) for n in names):
+        d.note("run", 0, "retry refused: the run's compensation has run")
+        return
+    d.deletes.setdefault(keys.META, []).extend(["error", "finished_ms"])
+    d.set_run(states.RUNNING, **_who(d))
+    for name in names:
+        st = d.state(name)
+        if st["s"] == states.FAILED:
+            d.set_task(name, {k: v for k, v in st.items() if k != "retry_at"} | {"ra": st["a"]})
+            d.schedule(name, int(st["a"]) + 1, note="retry of the run")
+        elif (
+            st["s"] == states.PENDING
+            and d.view.spec(name).preds
+            and d.view.join(name) >= d.view.spec(name).needs
+        ):
+            d.schedule(name, 1, note="retry of the run")
+    deadline = float(d.view.meta.get("deadline_s") or 0)
+    if deadline > 0:
+        d.timer(protocol.TIMER_DEADLINE, d.now + int(deadline * 1000), extra=d.event.id.rsplit(":", 1)[-1])
