@@ -32,6 +32,7 @@ from runner.errors import (
     PayloadTooLargeError,
     RunConflictError,
     RunNotFound,
+    RunStateError,
     StoreUnavailable,
     WaitTimeout,
 )
@@ -58,6 +59,9 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except RunNotFound as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(EXIT_NOT_FOUND)
+        except RunStateError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(EXIT_USAGE)
         except AckflowError as e:
             click.echo(f"error: {type(e).__name__}: {e}", err=True)
             sys.exit(EXIT_FAILED)
@@ -117,6 +121,10 @@ def _ts(ms: int | None) -> str:
 
 def print_history_entry(entry: HistoryEntry) -> None:
     click.echo(f"{_ts(entry.at_ms)}  {entry.describe()}")
+
+
+def print_progress(task: str, fraction: float, message: str) -> None:
+    click.echo(f"{_ts(int(datetime.now(tz=UTC).timestamp() * 1000))}  task {task}: {fraction:.0%} {message}")
 
 
 def print_outcome(info: RunInfo) -> None:
@@ -260,6 +268,12 @@ def engine(ctx: click.Context, prefetch: int | None, burst: bool) -> None:
 @click.option("--run-id", help="Run id; submitting the same id again is a no-op (default: random).")
 @click.option("--wait", "wait_", is_flag=True, help="Wait for the run, printing its progress.")
 @click.option("--timeout", "timeout_s", type=float, help="With --wait: give up after this many seconds.")
+@click.option(
+    "--deadline",
+    "deadline_s",
+    type=click.FloatRange(min=0, min_open=True),
+    help="The run fails with RunTimeout if not finished within this many seconds.",
+)
 @click.pass_context
 @handle_errors
 def submit(
@@ -270,6 +284,7 @@ def submit(
     run_id: str | None,
     wait_: bool,
     timeout_s: float | None,
+    deadline_s: float | None,
 ) -> None:
     """Enqueue a run of MODULE:FLOW (validated first); print its id."""
     from runner.loading import load_flow
@@ -278,10 +293,10 @@ def submit(
     inputs = parse_inputs(pairs, inputs_json)
     client = Client.from_env(**ctx.obj)
     try:
-        rid = client.submit(flow, inputs, run_id=run_id)
+        rid = client.submit(flow, inputs, run_id=run_id, timeout_s=deadline_s)
         click.echo(rid)
         if wait_:
-            info = client.wait(rid, timeout_s, print_history_entry)
+            info = client.wait(rid, timeout_s, print_history_entry, print_progress)
             print_outcome(info)
             exit_for(info)
     finally:
@@ -307,9 +322,15 @@ def status(ctx: click.Context, run_id: str, as_json: bool) -> None:
     click.echo(f"created {_ts(info.created_ms)}  finished {_ts(info.finished_ms)}")
     for t in info.tasks.values():
         dur = f"{t.duration_ms} ms" if t.duration_ms is not None else ""
+        if t.progress is not None:
+            dur = f"{t.progress[0]:.0%} {t.progress[1]}".rstrip()
         click.echo(f"  {t.name:<30} {t.status:<10} attempt {t.attempt:<3} {dur}")
         if t.error:
             click.echo(f"      {t.error['type']}: {t.error['message']}")
+        if t.retry_at_ms:
+            click.echo(f"      next attempt at {_ts(t.retry_at_ms)}")
+        if t.revert_error:
+            click.echo(f"      revert failed: {t.revert_error['type']}: {t.revert_error['message']}")
     if info.result is not None:
         click.echo("result: " + json.dumps(info.result, default=repr, sort_keys=True))
     if info.error:
@@ -336,10 +357,37 @@ def _info_dict(info: RunInfo) -> dict[str, Any]:
                 "worker": t.worker,
                 "duration_ms": t.duration_ms,
                 "error": t.error,
+                "progress": list(t.progress) if t.progress else None,
+                "retry_at_ms": t.retry_at_ms,
+                "revert_error": t.revert_error,
             }
             for n, t in info.tasks.items()
         },
     }
+
+
+def _control_command(action: str, doc: str) -> None:
+    @main.command(name=action, help=doc)
+    @click.argument("run_id")
+    @click.option("--reason", default="", help="Recorded in the run's history.")
+    @click.option(
+        "--no-wait", is_flag=True, help="Return once the request is enqueued, not once an engine applied it."
+    )
+    @click.pass_context
+    @handle_errors
+    def command(ctx: click.Context, run_id: str, reason: str, no_wait: bool) -> None:
+        client = Client.from_env(**ctx.obj)
+        try:
+            status = getattr(client, action)(run_id, reason, wait_s=None if no_wait else 30.0)
+        finally:
+            client.close()
+        click.echo(f"run {run_id}: {action} requested" if no_wait else f"run {run_id}: {status}")
+
+
+_control_command("cancel", "Cancel RUN_ID: tasks not yet running are skipped; nothing new starts.")
+_control_command("pause", "Pause RUN_ID: running tasks finish; nothing new starts until resume.")
+_control_command("resume", "Resume a paused RUN_ID: tasks that became ready meanwhile start.")
+_control_command("retry", "Retry a FAILED RUN_ID from its failed tasks, keeping completed results.")
 
 
 @main.command(name="list")

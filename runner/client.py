@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -12,7 +14,14 @@ from typing import Any
 from runner import keys, protocol, states
 from runner.broker import ENGINE_QUEUE, Broker, Outgoing
 from runner.config import Config
-from runner.errors import EncodeError, PayloadTooLargeError, RunConflictError, RunNotFound, WaitTimeout
+from runner.errors import (
+    EncodeError,
+    PayloadTooLargeError,
+    RunConflictError,
+    RunNotFound,
+    RunStateError,
+    WaitTimeout,
+)
 from runner.flows import Flow, FlowSpec, validate_inputs
 from runner.protocol import Event, unpack
 from runner.store import Store
@@ -25,7 +34,10 @@ class TaskInfo:
     attempt: int
     worker: str = ""
     duration_ms: int | None = None
-    error: dict[str, str] | None = None
+    error: dict[str, Any] | None = None
+    progress: tuple[float, str] | None = None  # the running attempt's last report
+    retry_at_ms: int | None = None  # FAILED, with another attempt due at this time
+    revert_error: dict[str, Any] | None = None  # its revert handler failed
 
 
 @dataclass(frozen=True)
@@ -108,8 +120,12 @@ class Client:
         inputs: Mapping[str, Any] | None = None,
         *,
         run_id: str | None = None,
+        timeout_s: float | None = None,
     ) -> str:
         """Validate, then enqueue a run; idempotent by ``run_id``. Returns the run id.
+
+        ``timeout_s`` is the run's deadline: if it has not finished by then it fails with
+        ``RunTimeout`` (and its completed tasks are reverted, if they have revert handlers).
 
         Raises `FlowDefinitionError` (bad flow or missing input), `PayloadTooLargeError`,
         `EncodeError` (inputs msgpack cannot carry) or `RunConflictError` (the id was used for a
@@ -119,9 +135,13 @@ class Client:
         inputs = dict(inputs or {})
         validate_inputs(spec, inputs)
         run_id = keys.check_run_id(run_id or uuid.uuid4().hex)
+        if timeout_s is not None and not timeout_s > 0:
+            raise ValueError(f"timeout_s must be > 0, not {timeout_s!r}")
         spec_data = spec.to_data()
         try:
-            body = {"flow": spec.name, "spec": spec_data, "inputs": inputs}
+            body: dict[str, Any] = {"flow": spec.name, "spec": spec_data, "inputs": inputs}
+            if timeout_s:
+                body["timeout_s"] = float(timeout_s)
             event = Event(
                 protocol.RUN_SUBMIT, protocol.submit_id(run_id), run_id, body=body, at_ms=protocol.now_ms()
             )
@@ -132,12 +152,77 @@ class Client:
             raise PayloadTooLargeError(
                 "the run's submit message (flow spec and inputs)", len(payload), self.config.max_payload_bytes
             )
-        digest = hashlib.sha256(protocol.pack([spec_data, inputs])).hexdigest().encode()
+        digest = hashlib.sha256(protocol.pack([spec_data, inputs, timeout_s or 0])).hexdigest().encode()
         existing = self.store.reserve(run_id, digest)
         if existing is not None and existing != digest:
             raise RunConflictError(run_id)
         self.broker.publish([Outgoing(ENGINE_QUEUE, event.id, payload)])
         return run_id
+
+    # --- control (DESIGN G7) ------------------------------------------------------------
+
+    def cancel(self, run_id: str, reason: str = "", *, wait_s: float | None = 10.0) -> str:
+        """Cancel a pending, running or paused run. Tasks not yet running are skipped;
+        running ones are told (`TaskContext.cancel_requested`) and their results ignored.
+        Returns the run's status once the engine applied it (or, with ``wait_s=None``, at once).
+        """
+        return self._control(
+            run_id,
+            protocol.RUN_CANCEL,
+            "cancel",
+            (states.RUNNING, states.PAUSED, states.PENDING),
+            reason,
+            wait_s,
+        )
+
+    def pause(self, run_id: str, reason: str = "", *, wait_s: float | None = 10.0) -> str:
+        """Pause a running run: running tasks finish, nothing new starts until `resume`."""
+        return self._control(run_id, protocol.RUN_PAUSE, "pause", (states.RUNNING,), reason, wait_s)
+
+    def resume(self, run_id: str, reason: str = "", *, wait_s: float | None = 10.0) -> str:
+        """Resume a paused run: the tasks that became ready meanwhile start."""
+        return self._control(run_id, protocol.RUN_RESUME, "resume", (states.PAUSED,), reason, wait_s)
+
+    def retry(self, run_id: str, reason: str = "", *, wait_s: float | None = 10.0) -> str:
+        """Run a FAILED run again from its failed tasks; completed results are kept."""
+        return self._control(run_id, protocol.RUN_RETRY, "retry", (states.FAILED,), reason, wait_s)
+
+    def _control(
+        self, run_id: str, kind: str, action: str, allowed: tuple[str, ...], reason: str, wait_s: float | None
+    ) -> str:
+        before = self._peek(run_id).status
+        if before not in allowed:
+            raise RunStateError(run_id, action, before, "/".join(allowed))
+        seen = len(self.store.history(run_id))
+        event = Event(
+            kind,
+            f"{kind}:{run_id}:{uuid.uuid4().hex}",
+            run_id,
+            body={"by": f"{socket.gethostname()}:{os.getpid()}", "reason": reason},
+            at_ms=protocol.now_ms(),
+        )
+        self.broker.publish([Outgoing(ENGINE_QUEUE, event.id, protocol.encode(event))])
+        if wait_s is None:
+            return before
+        deadline = time.monotonic() + wait_s
+        watch = self.store.watch(run_id)
+        try:
+            while True:
+                for raw in self.store.history(run_id, seen):
+                    seen += 1
+                    entry = unpack(raw)
+                    if entry.get("event") == event.id:
+                        note = entry.get("note", "")
+                        if entry.get("scope") == "run" and entry.get("from") != entry.get("to"):
+                            return str(entry["to"])
+                        if "ignored" in note or "refused" in note:  # raced with another change
+                            raise RunStateError(run_id, action, self._peek(run_id).status, "/".join(allowed))
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise WaitTimeout(run_id, wait_s, self._peek(run_id).status)
+                watch.wait(min(left, 1.0))
+        finally:
+            watch.close()
 
     # --- inspect -----------------------------------------------------------------------
 
@@ -145,10 +230,27 @@ class Client:
         meta = self.store.read_all(run_id, keys.META)
         if not meta:
             raise RunNotFound(run_id)
+        leases = self.store.read_all(run_id, keys.LEASES)
         tasks = {}
         for name, raw in sorted(self.store.read_all(run_id, keys.TASKS).items()):
             st = unpack(raw)
-            tasks[name] = TaskInfo(name, st["s"], st["a"], st.get("w", ""), st.get("ms"), st.get("err"))
+            progress = None
+            praw = leases.get(keys.progress_field(name))
+            if praw is not None and st["s"] == states.RUNNING:
+                p = unpack(praw)
+                if p.get("a") == st["a"]:
+                    progress = (float(p["f"]), str(p.get("m", "")))
+            tasks[name] = TaskInfo(
+                name,
+                st["s"],
+                st["a"],
+                st.get("w", ""),
+                st.get("ms"),
+                st.get("err"),
+                progress,
+                st.get("retry_at"),
+                st.get("rerr"),
+            )
         for name in self.store.read_all(run_id, keys.SPEC):
             tasks.setdefault(name, TaskInfo(name, states.PENDING, 0))
         return RunInfo(
@@ -202,11 +304,14 @@ class Client:
         run_id: str,
         timeout_s: float | None = None,
         on_history: Callable[[HistoryEntry], None] | None = None,
+        on_progress: Callable[[str, float, str], None] | None = None,
     ) -> RunInfo:
-        """Block until the run finishes; ``on_history`` sees each transition as it is applied."""
+        """Block until the run finishes; ``on_history`` sees each transition as it is applied,
+        ``on_progress(task, fraction, message)`` each progress report of a running task."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         watch = self.store.watch(run_id)
         seen = 0
+        reported: dict[str, bytes] = {}
         try:
             while True:
                 info = self._peek(run_id)  # before the history, so none of it is missed
@@ -215,6 +320,13 @@ class Client:
                     seen += len(new)
                     for entry in new:
                         on_history(entry)
+                if on_progress is not None:
+                    for fld, raw in sorted(self.store.read_all(run_id, keys.LEASES).items()):
+                        task, sep, kind = fld.partition(keys.JOIN_SEP)
+                        if sep and kind == "p" and reported.get(task) != raw:
+                            reported[task] = raw
+                            p = unpack(raw)
+                            on_progress(task, float(p["f"]), str(p.get("m", "")))
                 if info.done:
                     return self.status(run_id)
                 if deadline is not None and time.monotonic() >= deadline:

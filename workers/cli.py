@@ -25,6 +25,12 @@ from runner.tasks import REGISTRY
     type=click.IntRange(1, 1024),
     help="Tasks executed at once (threads).",
 )
+@click.option(
+    "--max-long",
+    type=click.IntRange(0, 65536),
+    help="Long tasks (past ACKFLOW_ACK_AFTER_S, running under a lease) that may give their slot "
+    "back to new requests [default: 4 x concurrency].",
+)
 @click.option("--name", help="Worker name shown in run histories (default: host:pid).")
 @click.option("--burst", is_flag=True, help="Exit once the queues are empty and nothing runs.")
 @click.pass_context
@@ -34,6 +40,7 @@ def worker(
     modules: tuple[str, ...],
     queues: tuple[str, ...],
     concurrency: int,
+    max_long: int | None,
     name: str | None,
     burst: bool,
 ) -> None:
@@ -55,6 +62,7 @@ def worker(
         concurrency=concurrency,
         name=name,
         store=RedisStore(cfg),
+        max_long=max_long,
     )
     on_sigterm(w.stop)
     logging.getLogger("ackflow.worker").info(

@@ -28,13 +28,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from runner import faults, protocol
+from runner import faults, keys, protocol
 from runner.broker import ENGINE_QUEUE, Broker, Delivery, Outgoing, task_queue
 from runner.config import Config
 from runner.context import TaskContext
 from runner.errors import BrokerError, DecodeError, StoreError
 from runner.protocol import CONTENT_TYPE, Event, TaskRequest
-from runner.states import CANCELLED
+from runner.states import CANCELLED, REVERTING, RUNNING, SCHEDULED
 from runner.store import Store
 from runner.tasks import REGISTRY, Registry
 from workers.execute import execute, poison_failure
@@ -42,6 +42,7 @@ from workers.execute import execute, poison_failure
 log = logging.getLogger("ackflow.worker")
 
 _BUSY_POLL_S = 0.002  # poll interval while tasks run, when the broker cannot be woken
+SCHEDULED_OR_RUNNING = (SCHEDULED, RUNNING)
 _PROGRESS_EVERY_S = 0.25  # how often the heartbeat thread looks for progress to send
 
 
@@ -54,6 +55,7 @@ class _Running:
     ctx: TaskContext
     since: float = field(default_factory=time.monotonic)
     leased: bool = False  # its delivery was acknowledged early; a lease covers it
+    freed: bool = False  # it gave its concurrency slot back (see Worker.max_long)
     lease_seen: bool = False  # a heartbeat found the engine's lease for this attempt
     next_beat: float = 0.0
     sent_version: int = 0  # the progress version last sent
@@ -62,7 +64,7 @@ class _Running:
 @dataclass
 class _Done:
     running: _Running
-    result: Event
+    result: Event | None  # None: skipped, nothing to report
 
 
 class Worker:
@@ -77,6 +79,7 @@ class Worker:
         concurrency: int = 1,
         name: str | None = None,
         store: Store | None = None,
+        max_long: int | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -85,8 +88,12 @@ class Worker:
         self.registry = registry or REGISTRY
         self.queues = [task_queue(q) for q in (queues or ["default"])]
         self.concurrency = concurrency
+        # Long (leased) tasks give their slot back, up to this many at once, so the requests
+        # that arrive meanwhile start at once instead of waiting, unacknowledged, behind them.
+        self.max_long = 4 * concurrency if max_long is None else max_long
+        self._freed = 0
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
-        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="ackflow-task")
+        self._pool = ThreadPoolExecutor(concurrency + self.max_long, thread_name_prefix="ackflow-task")
         self._done: queue.SimpleQueue[_Done] = queue.SimpleQueue()
         self._backlog: list[tuple[Delivery, TaskRequest]] = []
         self._unpublished: list[_Done] = []
@@ -171,7 +178,7 @@ class Worker:
 
     def _dispatch(self) -> None:
         started = []
-        while self._backlog and self._inflight < self.concurrency:
+        while self._backlog and self._inflight - self._freed < self.concurrency:
             d, req = self._backlog.pop(0)
             self._inflight += 1
             started.append(self._started(d, req))
@@ -222,10 +229,40 @@ class Worker:
         return True
 
     def _execute(self, r: _Running) -> None:
-        result = execute(r.req, self.registry, self.name, self.config.max_payload_bytes, r.ctx)
-        faults.hit("worker.after_execute")
-        self._done.put(_Done(r, result))
+        if self._superseded(r.req):
+            self._done.put(_Done(r, None))
+        else:
+            result = execute(r.req, self.registry, self.name, self.config.max_payload_bytes, r.ctx)
+            faults.hit("worker.after_execute")
+            self._done.put(_Done(r, result))
         self.broker.wakeup()
+
+    def _superseded(self, req: TaskRequest) -> bool:
+        """The run was cancelled or is gone, or this attempt is no longer current: skip it.
+
+        Checked in the task's thread, one Redis read; if Redis cannot answer the task runs
+        (its result is fenced by the engine if it should not have).
+        """
+        if self.store is None:
+            return False
+        try:
+            got = self.store.read(req.run_id, {keys.META: ["status"], keys.TASKS: [req.task]})
+        except StoreError:
+            return False
+        status, raw = got[keys.META][0], got[keys.TASKS][0]
+        reason = ""
+        if status is None:
+            reason = "the run no longer exists"
+        elif status == CANCELLED.encode():
+            reason = "the run was cancelled"
+        elif raw is not None:
+            st = protocol.unpack(raw)
+            want = (REVERTING,) if req.mode == protocol.MODE_REVERT else SCHEDULED_OR_RUNNING
+            if st.get("a") != req.attempt or st.get("s") not in want:
+                reason = f"the task is {st.get('s')} at attempt {st.get('a')}"
+        if reason:
+            log.info("skipping %s: %s", req.id, reason)
+        return bool(reason)
 
     # --- long tasks: leases and heartbeats ------------------------------------------------
 
@@ -270,6 +307,9 @@ class Worker:
         for r in due:
             self.broker.ack(r.delivery)
             r.leased = True
+            if self._freed < self.max_long:
+                r.freed = True
+                self._freed += 1
             log.info(
                 "task %s of run %s runs long: delivery acknowledged, lease taken", r.req.task, r.req.run_id
             )
@@ -319,6 +359,8 @@ class Worker:
             except queue.Empty:
                 break
             self._inflight -= 1
+            if done.running.freed:
+                self._freed -= 1
             self.executed += 1
             self._unpublished.append(done)
         if not self._unpublished:
@@ -326,7 +368,7 @@ class Worker:
         batch = self._unpublished
         try:
             self.broker.publish(
-                [Outgoing(ENGINE_QUEUE, r.result.id, protocol.encode(r.result)) for r in batch]
+                [Outgoing(ENGINE_QUEUE, r.result.id, protocol.encode(r.result)) for r in batch if r.result]
             )
         except BrokerError as e:
             log.warning("could not publish %d results (%s); retrying", len(batch), e)

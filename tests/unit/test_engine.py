@@ -243,3 +243,71 @@ def test_a_retry_after_an_outage_does_not_count_as_a_poison_delivery() -> None:
     assert h.engine.handle(d) is True
     [nxt] = h.requests()
     assert nxt.task == "s2"
+
+
+def failed(req: TaskRequest, etype: str = "ConnectionError") -> Event:
+    return Event(
+        protocol.TASK_FAILED,
+        protocol.result_id(req.run_id, req.task, req.attempt),
+        req.run_id,
+        req.task,
+        req.attempt,
+        {"error": {"type": etype, "message": "down", "types": [etype]}, "worker": "w"},
+        protocol.now_ms(),
+    )
+
+
+def test_a_retry_timer_fired_twice_starts_one_new_attempt() -> None:
+    from runner import flow
+    from runner.retry import Retry
+
+    h = Harness()
+    f = flow.linear("retry1", flows.inc.bind("s1", retry=Retry(attempts=3, delay=30, jitter=False)))
+    rid = h.client.submit(f, {"x": 1})
+    h.pump()
+    [req] = h.requests()
+    h.send(failed(req))
+    h.pump()
+    assert h.requests() == []  # waiting out the backoff: nothing sent, nothing held
+    assert h.client.status(rid).tasks["s1"].retry_at_ms is not None
+    due, _ = h.store.claim_timers(protocol.now_ms() + 60_000, 10, 1_000)
+    assert [t.timer_id for t in due] == [protocol.timer_id("retry", rid, "s1", 2)]
+    for _ in range(2):  # two engines fired it, or one fired it and died before removing it
+        h.hub.connect().publish([Outgoing(ENGINE_QUEUE, due[0].timer_id, due[0].event)])
+    h.pump()
+    [again] = h.requests()
+    assert (again.task, again.attempt) == ("s1", 2)
+    h.send(h.result(again, out=2))
+    h.pump()
+    assert h.client.status(rid).status == "SUCCESS"
+    assert transitions_of(h.client, rid)[("s1", "FAILED", "SCHEDULED", 2)] == 1
+    assert max(transitions_of(h.client, rid).values()) == 1
+
+
+def test_a_paused_run_records_results_and_holds_successors() -> None:
+    h = Harness()
+    rid = h.client.submit(flows.chain(3), {"v0": 0})
+    h.pump()
+    [req] = h.requests()
+    h.send(Event(protocol.RUN_PAUSE, "pause:1", rid, body={"by": "t"}, at_ms=protocol.now_ms()))
+    h.pump()
+    h.send(h.result(req, v1=1))
+    h.pump()
+    assert h.requests() == []
+    info = h.client.status(rid)
+    assert (
+        info.status == "PAUSED"
+        and info.tasks["s1"].status == "SUCCESS"
+        and info.tasks["s2"].status == "PENDING"
+    )
+    h.send(Event(protocol.RUN_RESUME, "resume:1", rid, body={"by": "t"}, at_ms=protocol.now_ms()))
+    h.pump()
+    [nxt] = h.requests()
+    assert (nxt.task, nxt.args) == ("s2", {"x": 1})
+
+
+def test_control_of_an_unknown_run_is_dropped() -> None:
+    h = Harness()
+    h.send(Event(protocol.RUN_PAUSE, "pause:x", "no-such-run", body={"by": "t"}, at_ms=protocol.now_ms()))
+    h.pump()
+    assert h.store.history("no-such-run") == []

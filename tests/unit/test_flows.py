@@ -204,3 +204,63 @@ def test_explicit_outputs_must_exist() -> None:
     assert spec.outputs == ["a", "b"]
     with pytest.raises(FlowDefinitionError, match="output 'zzz'"):
         flow.linear("o2", make_a, outputs=["zzz"]).compile(reg)
+
+
+# --- failure handling and joins in the spec ----------------------------------------------
+
+
+@task(provides="paid", registry=reg, retry=3, timeout=2.5)
+def pay(a: int) -> int:
+    return a
+
+
+@pay.revert
+def refund_pay(a: int, result: int) -> None:
+    return None
+
+
+def test_retry_timeout_and_revert_are_compiled_into_the_spec() -> None:
+    from runner.retry import Retry
+
+    spec = flow.linear("f", make_a, pay).compile(reg)
+    t = spec.tasks["pay"]
+    assert Retry.from_data(t.retry or {}) == Retry(attempts=3)
+    assert t.timeout_s == 2.5
+    assert t.revert == "pay.revert" and "pay.revert" in reg
+    assert spec.tasks["make_a"].revert == "" and spec.reverts == 1
+
+
+def test_bind_overrides_retry_and_timeout() -> None:
+    spec = flow.linear("f", make_a, pay.bind(retry=5, timeout=0)).compile(reg)
+    assert spec.tasks["pay"].retry is not None and spec.tasks["pay"].retry["attempts"] == 5
+    assert spec.tasks["pay"].timeout_s == 0
+
+
+def test_join_any_and_at_least_n() -> None:
+    g = flow.graph("g", make_a, make_b, make_c, make_d.bind(join="any"))
+    assert g.compile(reg).tasks["make_d"].needs == 1
+    g = flow.graph("g", make_a, make_b, make_c, make_d.bind(join=2))
+    assert g.compile(reg).tasks["make_d"].needs == 2
+    assert flow.graph("g", make_a, make_b, make_c, make_d).compile(reg).tasks["make_d"].needs == 2
+
+
+@pytest.mark.parametrize("join", ["some", 0, -1, True, 1.5])
+def test_bad_join_is_refused(join: object) -> None:
+    with pytest.raises(FlowDefinitionError, match="join must be"):
+        make_d.bind(join=join)  # type: ignore[arg-type]
+
+
+def test_join_of_more_predecessors_than_there_are() -> None:
+    with pytest.raises(FlowDefinitionError, match="joins 3 predecessors but has 2"):
+        flow.graph("g", make_a, make_b, make_c, make_d.bind(join=3)).compile(reg)
+
+
+@pytest.mark.parametrize("timeout", [-1, "5", True])
+def test_bad_timeout_is_refused(timeout: object) -> None:
+    with pytest.raises(FlowDefinitionError, match="timeout"):
+        make_a.bind(timeout=timeout)  # type: ignore[arg-type]
+
+
+def test_revert_handler_must_take_keywords() -> None:
+    with pytest.raises(FlowDefinitionError, match="keyword arguments"):
+        make_a.revert(lambda *args: None)

@@ -1,0 +1,269 @@
+"""Tasks and flows for retries, timeouts, leases, compensation, joins and control.
+
+Workers import this module (``ackflow worker tests.e2e.semantic_flows``). Tasks that must wait
+for the test block on a Redis *gate* (a list the test pushes to), so tests synchronise on
+events, never on sleeps; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import redis
+
+from runner import current_task, flow, task
+from runner.retry import Retry
+
+GATE_TIMEOUT_S = 60
+
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(os.environ.get("ACKFLOW_REDIS_URL", "redis://127.0.0.1:6379/0"))
+
+
+def gate(key: str) -> bool:
+    """Block until the test opens ``key`` (pushes to it); False after GATE_TIMEOUT_S."""
+    r = _redis()
+    try:
+        return r.blpop([key], timeout=GATE_TIMEOUT_S) is not None
+    finally:
+        r.close()
+
+
+def open_gate(key: str, times: int = 1) -> None:
+    r = _redis()
+    try:
+        r.rpush(key, *(["1"] * times))
+        r.expire(key, 600)
+    finally:
+        r.close()
+
+
+def record(key: str, value: str) -> None:
+    """Append to a Redis list the test reads (side effects, counted exactly)."""
+    r = _redis()
+    try:
+        r.rpush(key, value)
+        r.expire(key, 600)
+    finally:
+        r.close()
+
+
+def recorded(key: str) -> list[str]:
+    r = _redis()
+    try:
+        return [v.decode() for v in r.lrange(key, 0, -1)]
+    finally:
+        r.close()
+
+
+# --- retries ---------------------------------------------------------------------------
+
+
+@task(provides="flaky_out", retry=Retry(attempts=4, delay=0.05, max_delay=0.2, on=[ConnectionError]))
+def flaky(fail_times: int, log: str) -> str:
+    a = current_task().attempt
+    record(log, f"flaky:{a}")
+    if a <= fail_times:
+        raise ConnectionResetError(f"attempt {a} failed")  # a subclass of ConnectionError
+    return f"ok after {a}"
+
+
+retry_flow = flow.linear("retry_flow", flaky)
+
+
+@task(provides="picky_out", retry=Retry(attempts=4, delay=0.05, on=[ConnectionError]))
+def picky(log: str) -> str:
+    record(log, f"picky:{current_task().attempt}")
+    raise ValueError("not a connection problem: not retried")
+
+
+picky_flow = flow.linear("picky_flow", picky)
+
+
+# --- timeouts --------------------------------------------------------------------------
+
+
+@task(provides="slow_out", timeout=0.5, retry=Retry(attempts=2, delay=0))
+def hangs_first(gate_key: str) -> str:
+    a = current_task().attempt
+    if a == 1:
+        gate(gate_key)  # held until the test opens it: far past the timeout
+        return "late-1"
+    return f"fresh-{a}"
+
+
+timeout_flow = flow.linear("timeout_flow", hangs_first)
+
+
+@task(provides="never")
+def waits_for_gate(gate_key: str) -> str:
+    gate(gate_key)
+    return "opened"
+
+
+deadline_flow = flow.linear("deadline_flow", waits_for_gate)
+
+
+# --- compensation ----------------------------------------------------------------------
+
+
+@task(provides="reserved")
+def reserve(item: str, log: str) -> str:
+    record(log, "reserve")
+    return f"res-{item}"
+
+
+@reserve.revert
+def unreserve(item: str, log: str, result: str) -> None:
+    if result != f"res-{item}":
+        raise AssertionError(f"unreserve got result {result!r}")
+    record(log, f"unreserve:{result}")
+
+
+@task(provides="charged")
+def charge(reserved: str, log: str, fail_refund: bool = False) -> str:
+    record(log, "charge")
+    return f"ch-{reserved}"
+
+
+@charge.revert
+def refund(reserved: str, log: str, result: str, fail_refund: bool = False) -> None:
+    if fail_refund:
+        raise RuntimeError("payment provider refused the refund")
+    record(log, f"refund:{result}")
+
+
+@task(provides="shipped")
+def ship(charged: str, log: str, fail_ship: bool) -> str:
+    record(log, "ship")
+    if fail_ship:
+        raise RuntimeError("no courier available")
+    return f"sh-{charged}"
+
+
+order_flow = flow.linear("order_flow", reserve, charge, ship)
+
+
+# --- joins -----------------------------------------------------------------------------
+
+
+@task(provides="p1")
+def quick1(x: int) -> int:
+    return x + 1
+
+
+@task(provides="p2")
+def quick2(x: int) -> int:
+    return x + 2
+
+
+@task(provides="p3")
+def gated3(x: int, gate_key: str) -> int:
+    gate(gate_key)
+    return x + 3
+
+
+@task(provides="joined")
+def count_inputs(p1: int | None = None, p2: int | None = None, p3: int | None = None) -> list[int]:
+    return sorted(v for v in (p1, p2, p3) if v is not None)
+
+
+def join_flow(join: str | int) -> flow.Flow:
+    return flow.graph(
+        f"join_{join}",
+        quick1,
+        quick2,
+        gated3,
+        count_inputs.bind(join=join),
+        edges=[("quick1", "count_inputs"), ("quick2", "count_inputs"), ("gated3", "count_inputs")],
+        outputs=["joined"],
+    )
+
+
+join_any_flow = join_flow("any")
+join_two_flow = join_flow(2)
+
+
+# --- control ---------------------------------------------------------------------------
+
+
+@task(provides="s1")
+def step1(x: int, log: str) -> int:
+    record(log, "step1")
+    return x + 1
+
+
+@task(provides="s2")
+def step2(s1: int, log: str, flag: str) -> int:
+    record(log, "step2")
+    r = _redis()
+    try:
+        if not r.exists(flag):
+            raise RuntimeError(f"flag {flag} is not set")
+    finally:
+        r.close()
+    return s1 + 1
+
+
+@task(provides="s3")
+def step3(s2: int, log: str) -> int:
+    record(log, "step3")
+    return s2 + 1
+
+
+steps_flow = flow.linear("steps_flow", step1, step2, step3)
+
+
+# --- long work, progress, cancellation ---------------------------------------------------
+
+
+@task(provides="long_out")
+def long_once(gate_key: str, log: str) -> str:
+    """Attempt 1 waits for the gate (or cancellation); later attempts return at once."""
+    ctx = current_task()
+    record(log, f"long:{ctx.attempt}")
+    if ctx.attempt > 1:
+        return f"fresh-{ctx.attempt}"
+    ctx.progress(0.5, "halfway")
+    gate(gate_key)
+    return "late-1"
+
+
+long_flow = flow.linear("long_flow", long_once)
+
+
+@task(provides="stopped")
+def until_cancelled(log: str) -> str:
+    ctx = current_task()
+    ctx.progress(0.1, "working")
+    stop = threading.Event()
+    for _ in range(GATE_TIMEOUT_S * 10):
+        if ctx.cancel_requested:
+            record(log, "saw-cancel")
+            return "stopped"
+        stop.wait(0.1)
+    return "never cancelled"
+
+
+cancel_flow = flow.linear("cancel_flow", until_cancelled)
+
+
+def describe(info: Any) -> dict[str, str]:
+    return {n: t.status for n, t in info.tasks.items()}
+
+
+@task(provides="g1")
+def gated_step(x: int, gate_key: str) -> int:
+    gate(gate_key)
+    return x + 1
+
+
+@task(provides="g2")
+def after_gate(g1: int) -> int:
+    return g1 + 1
+
+
+pause_flow = flow.linear("pause_flow", gated_step, after_gate)

@@ -1,0 +1,387 @@
+"""Retries, timeouts, compensation, joins, progress and run control — each end to end, both
+on real RabbitMQ + Redis (engine and worker processes started through the CLI) and in local
+mode (one process), with the same assertions."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from runner.client import Client, HistoryEntry, RunInfo
+from runner.config import Config
+from runner.errors import RunStateError
+from runner.local import LocalRuntime
+from tests.conftest import Processes
+from tests.e2e import semantic_flows as sf
+
+pytestmark = pytest.mark.services
+
+# Long tasks take a lease at once and renew it every 1/3 s: heartbeats (progress, cancel)
+# are quick to observe, and a lost lease is noticed within a second.
+FAST_LEASES = {"ACKFLOW_ACK_AFTER_S": "0", "ACKFLOW_LEASE_S": "1"}
+
+
+class Env:
+    """One way of running flows: `client` plus a wait that fails fast with the logs."""
+
+    def __init__(self, mode: str, client: Client, procs: Processes | None = None) -> None:
+        self.mode, self.client, self.procs = mode, client, procs
+
+    def wait(self, run_id: str, timeout_s: float = 60) -> RunInfo:
+        if self.procs is not None:
+            return self.procs.wait(self.client, run_id, timeout_s)  # type: ignore[no-any-return]
+        return self.client.wait(run_id, timeout_s)
+
+    def until(self, run_id: str, check: Callable[[], bool], what: str, timeout_s: float = 30) -> None:
+        """Wait (on the run's change notices, never a sleep) until ``check()`` holds."""
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        watch = self.client.store.watch(run_id)
+        try:
+            while not check():
+                if self.procs is not None:
+                    self.procs.assert_alive()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    logs = self.procs.logs() if self.procs else ""
+                    raise AssertionError(f"timed out waiting for {what}\n{logs}")
+                watch.wait(min(left, 0.5))
+        finally:
+            watch.close()
+
+    def history(self, run_id: str) -> list[HistoryEntry]:
+        return self.client.history(run_id)
+
+    def task(self, run_id: str, name: str) -> Any:
+        """The task's `TaskInfo`, or None while the run is not created yet."""
+        from runner.errors import RunNotFound
+
+        try:
+            return self.client.status(run_id).tasks.get(name)
+        except RunNotFound:
+            return None
+
+    def task_is(self, run_id: str, name: str, status: str) -> bool:
+        t = self.task(run_id, name)
+        return t is not None and t.status == status
+
+
+@pytest.fixture(params=["distributed", "local"])
+def env(request: pytest.FixtureRequest, config: Config, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
+    monkeypatch.setenv("ACKFLOW_REDIS_URL", config.redis_url)  # the tasks' gates and logs
+    if request.param == "local":
+        with LocalRuntime(config.with_(ack_after_s=0, lease_s=1)) as rt:
+            yield Env("local", rt.client)
+        return
+    procs: Processes = request.getfixturevalue("procs")
+    client: Client = request.getfixturevalue("client")
+    procs.engine(env=FAST_LEASES)
+    procs.start("worker", "tests.e2e.semantic_flows", "-c", "4", env=FAST_LEASES)
+    yield Env("distributed", client, procs)
+
+
+def key(name: str) -> str:
+    return f"ackflow-test:{name}:{uuid.uuid4().hex}"
+
+
+def transitions(h: list[HistoryEntry], scope: str) -> list[tuple[str, str, int]]:
+    return [(e.old, e.new, e.attempt) for e in h if e.scope == scope and e.old != e.new]
+
+
+# --- retries ---------------------------------------------------------------------------
+
+
+def test_retry_with_backoff_until_success(env: Env) -> None:
+    log = key("log")
+    rid = env.client.submit(sf.retry_flow, {"fail_times": 2, "log": log})
+    info = env.wait(rid)
+    assert info.status == "SUCCESS", info
+    assert info.result == {"flaky_out": "ok after 3"}
+    assert info.tasks["flaky"].attempt == 3
+    assert sf.recorded(log) == ["flaky:1", "flaky:2", "flaky:3"]
+    h = env.history(rid)
+    assert transitions(h, "flaky") == [
+        ("PENDING", "SCHEDULED", 1),
+        ("SCHEDULED", "RUNNING", 1),
+        ("RUNNING", "FAILED", 1),
+        ("FAILED", "SCHEDULED", 2),
+        ("SCHEDULED", "RUNNING", 2),
+        ("RUNNING", "FAILED", 2),
+        ("FAILED", "SCHEDULED", 3),
+        ("SCHEDULED", "RUNNING", 3),
+        ("RUNNING", "SUCCESS", 3),
+    ]
+    notes = [e.extra.get("note", "") for e in h if e.new == "FAILED"]
+    assert notes[0].startswith("retry 2 of 4 in ") and notes[1].startswith("retry 3 of 4 in ")
+    # The backoff is a timer in Redis: the retry is a separate, later event.
+    retried = [e for e in h if e.old == "FAILED" and e.new == "SCHEDULED"]
+    assert all(e.kind == "timer.fired" for e in retried)
+
+
+def test_retries_exhausted_fail_the_run(env: Env) -> None:
+    log = key("log")
+    rid = env.client.submit(sf.retry_flow, {"fail_times": 9, "log": log})
+    info = env.wait(rid)
+    assert info.status == "FAILED"
+    assert info.tasks["flaky"].attempt == 4
+    assert info.error is not None and info.error["type"] == "ConnectionResetError"
+    assert sf.recorded(log) == [f"flaky:{a}" for a in (1, 2, 3, 4)]
+
+
+def test_only_listed_exception_types_are_retried(env: Env) -> None:
+    log = key("log")
+    rid = env.client.submit(sf.picky_flow, {"log": log})
+    info = env.wait(rid)
+    assert info.status == "FAILED"
+    assert info.error is not None and info.error["type"] == "ValueError"
+    assert sf.recorded(log) == ["picky:1"]
+
+
+# --- timeouts --------------------------------------------------------------------------
+
+
+def test_task_timeout_fails_the_attempt_retries_and_fences_the_late_result(env: Env) -> None:
+    gate = key("gate")
+    rid = env.client.submit(sf.timeout_flow, {"gate_key": gate})
+    info = env.wait(rid)
+    assert info.status == "SUCCESS"
+    assert info.result == {"slow_out": "fresh-2"}
+    h = env.history(rid)
+    timed_out = [e for e in h if e.new == "FAILED"]
+    assert [(e.attempt, e.extra["error_type"]) for e in timed_out] == [(1, "TaskTimeout")]
+    sf.open_gate(gate)  # attempt 1 now returns, long after its timeout
+
+    def fenced() -> bool:
+        return any(
+            "fenced: attempt 1 is not the current attempt 2" in e.extra.get("note", "")
+            for e in env.history(rid)
+        )
+
+    env.until(rid, fenced, "the late result of attempt 1 to be fenced")
+    assert env.client.status(rid).result == {"slow_out": "fresh-2"}
+
+
+def test_run_deadline_fails_the_run(env: Env) -> None:
+    gate = key("gate")
+    rid = env.client.submit(sf.deadline_flow, {"gate_key": gate}, timeout_s=0.5)
+    info = env.wait(rid)
+    sf.open_gate(gate)
+    assert info.status == "FAILED"
+    assert info.error is not None and info.error["type"] == "RunTimeout"
+    assert "within 0.5 s" in info.error["message"]
+
+
+# --- compensation ----------------------------------------------------------------------
+
+
+def test_failed_run_reverts_completed_tasks_in_reverse_order(env: Env) -> None:
+    log = key("log")
+    rid = env.client.submit(sf.order_flow, {"item": "A", "log": log, "fail_ship": True})
+    info = env.wait(rid)
+    assert info.status == "REVERTED", info
+    assert sf.describe(info) == {"reserve": "REVERTED", "charge": "REVERTED", "ship": "FAILED"}
+    # Each handler ran once, got the task's inputs and result, successors first.
+    assert sf.recorded(log) == ["reserve", "charge", "ship", "refund:ch-res-A", "unreserve:res-A"]
+    h = env.history(rid)
+    assert [e.scope for e in h if e.new == "REVERTED" and e.scope != "run"] == ["charge", "reserve"]
+    assert transitions(h, "run") == [
+        ("PENDING", "RUNNING", 0),
+        ("RUNNING", "REVERTING", 0),
+        ("REVERTING", "REVERTED", 0),
+    ]
+    assert info.error is not None and info.error["task"] == "ship"
+
+
+def test_failed_revert_fails_the_run_with_the_revert_error(env: Env) -> None:
+    log = key("log")
+    inputs = {"item": "B", "log": log, "fail_ship": True, "fail_refund": True}
+    rid = env.client.submit(sf.order_flow, inputs)
+    info = env.wait(rid)
+    assert info.status == "FAILED"
+    assert info.error is not None and info.error["type"] == "RevertFailed"
+    assert "payment provider refused the refund" in info.error["message"]
+    assert info.error["cause"]["task"] == "ship"
+    assert sf.describe(info) == {"reserve": "SUCCESS", "charge": "FAILED", "ship": "FAILED"}
+    assert info.tasks["charge"].revert_error is not None
+    assert "unreserve:res-B" not in sf.recorded(log)  # compensation stops at the failure
+
+
+def test_successful_run_reverts_nothing(env: Env) -> None:
+    log = key("log")
+    rid = env.client.submit(sf.order_flow, {"item": "C", "log": log, "fail_ship": False})
+    info = env.wait(rid)
+    assert info.status == "SUCCESS"
+    assert sf.recorded(log) == ["reserve", "charge", "ship"]
+
+
+# --- joins -----------------------------------------------------------------------------
+
+
+def test_join_of_two_starts_after_two_predecessors(env: Env) -> None:
+    gate = key("gate")
+    rid = env.client.submit(sf.join_two_flow, {"x": 10, "gate_key": gate})
+    info = env.wait(rid)  # gated3 still runs: the join needed only two
+    assert info.status == "SUCCESS"
+    assert info.result == {"joined": [11, 12]}
+    assert info.tasks["gated3"].status == "RUNNING"
+    sf.open_gate(gate)
+    env.until(rid, lambda: env.task_is(rid, "gated3", "SUCCESS"), "gated3 to finish")
+    assert env.client.status(rid).result == {"joined": [11, 12]}
+    h = env.history(rid)
+    assert sum(1 for e in h if e.scope == "count_inputs" and e.new == "SCHEDULED") == 1
+
+
+def test_join_any_starts_after_the_first_predecessor(env: Env) -> None:
+    gate = key("gate")
+    rid = env.client.submit(sf.join_any_flow, {"x": 10, "gate_key": gate})
+    info = env.wait(rid)
+    sf.open_gate(gate)
+    assert info.status == "SUCCESS"
+    joined = info.result["joined"] if info.result else []
+    assert 1 <= len(joined) <= 2 and set(joined) <= {11, 12}
+
+
+# --- progress and control ----------------------------------------------------------------
+
+
+def test_progress_is_visible_while_a_long_task_runs(env: Env) -> None:
+    gate, log = key("gate"), key("log")
+    rid = env.client.submit(sf.long_flow, {"gate_key": gate, "log": log})
+    env.until(
+        rid, lambda: getattr(env.task(rid, "long_once"), "progress", None) == (0.5, "halfway"), "progress"
+    )
+    if env.procs is not None:
+        out = env.procs.run("status", rid)
+        assert "long_once" in out.stdout and "50% halfway" in out.stdout, out.stdout + out.stderr
+    sf.open_gate(gate)
+    info = env.wait(rid)
+    assert info.status == "SUCCESS" and info.result == {"long_out": "late-1"}
+    assert sf.recorded(log) == ["long:1"]  # the lease held: one attempt
+    assert info.tasks["long_once"].progress is None  # shown only while running
+
+
+def test_pause_holds_new_tasks_and_resume_releases_them(env: Env) -> None:
+    gate = key("gate")
+    rid = env.client.submit(sf.pause_flow, {"x": 1, "gate_key": gate})
+    env.until(rid, lambda: env.task_is(rid, "gated_step", "RUNNING"), "gated_step to run")
+    assert env.client.pause(rid, "maintenance") == "PAUSED"
+    sf.open_gate(gate)
+
+    def held() -> bool:
+        return any(e.scope == "after_gate" and "held" in e.extra.get("note", "") for e in env.history(rid))
+
+    env.until(rid, held, "after_gate to be held")
+    info = env.client.status(rid)
+    assert info.status == "PAUSED"
+    assert sf.describe(info) == {"gated_step": "SUCCESS", "after_gate": "PENDING"}
+    assert env.client.resume(rid) == "RUNNING"
+    info = env.wait(rid)
+    assert info.status == "SUCCESS" and info.result == {"g2": 3}
+    runs = transitions(env.history(rid), "run")
+    assert [r[1] for r in runs] == ["RUNNING", "PAUSED", "RUNNING", "SUCCESS"]
+
+
+def test_cancel_reaches_a_running_task_through_its_heartbeats(env: Env) -> None:
+    log = key("log")
+    rid = env.client.submit(sf.cancel_flow, {"log": log})
+    env.until(
+        rid,
+        lambda: getattr(env.task(rid, "until_cancelled"), "progress", None) is not None,
+        "the task to run",
+    )
+    assert env.client.cancel(rid, "not needed") == "CANCELLED"
+    env.until(rid, lambda: sf.recorded(log) == ["saw-cancel"], "the task to see the cancellation")
+    info = env.client.status(rid)
+    assert info.status == "CANCELLED" and info.result is None
+    with pytest.raises(RunStateError, match="cannot cancel"):
+        env.client.cancel(rid)
+
+
+def test_retry_of_a_failed_run_keeps_completed_results(env: Env) -> None:
+    log, flag = key("log"), key("flag")
+    rid = env.client.submit(sf.steps_flow, {"x": 1, "log": log, "flag": flag})
+    info = env.wait(rid)
+    assert info.status == "FAILED" and info.error is not None and info.error["task"] == "step2"
+    sf.record(flag, "set")
+    assert env.client.retry(rid) == "RUNNING"
+    info = env.wait(rid)
+    assert info.status == "SUCCESS" and info.result == {"s3": 4}
+    assert sf.recorded(log) == ["step1", "step2", "step2", "step3"]
+    assert {n: t.attempt for n, t in info.tasks.items()} == {"step1": 1, "step2": 2, "step3": 1}
+    with pytest.raises(RunStateError, match="cannot retry"):
+        env.client.retry(rid)
+
+
+# --- control with nothing but an engine (or nothing at all) online ------------------------
+
+
+def test_cancel_with_no_worker_online_skips_the_queued_tasks(
+    procs: Processes, client: Client, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACKFLOW_REDIS_URL", config.redis_url)
+    log, flag = key("log"), key("flag")
+    procs.engine()
+    rid = client.submit(sf.steps_flow, {"x": 1, "log": log, "flag": flag})
+    env = Env("distributed", client, procs)
+    env.until(rid, lambda: env.task_is(rid, "step1", "SCHEDULED"), "step1's request to be queued")
+    assert client.pause(rid) == "PAUSED"
+    assert client.resume(rid) == "RUNNING"
+    assert client.cancel(rid, "changed my mind") == "CANCELLED"
+    procs.start("worker", "tests.e2e.semantic_flows", "-c", "2")  # finds step1's request queued
+
+    def refused() -> bool:
+        return any(
+            e.scope == "step1" and "already SKIPPED" in e.extra.get("note", "") for e in client.history(rid)
+        )
+
+    env.until(rid, refused, "the worker to take step1's request")
+    info = client.status(rid)
+    assert info.status == "CANCELLED"
+    assert sf.describe(info) == {"step1": "SKIPPED", "step2": "SKIPPED", "step3": "SKIPPED"}
+    assert sf.recorded(log) == []  # the body of a cancelled run's queued task never ran
+    cancel = [e for e in client.history(rid) if e.scope == "run" and e.new == "CANCELLED"]
+    assert cancel[0].extra.get("reason") == "changed my mind"
+
+
+def test_cancel_before_any_engine_saw_the_run(procs: Processes, client: Client) -> None:
+    rid = client.submit(sf.steps_flow, {"x": 1, "log": key("log"), "flag": key("flag")})
+    assert client.cancel(rid, wait_s=None) == "PENDING"  # enqueued behind the submit
+    procs.engine()
+    info = procs.wait(client, rid, 60)
+    assert info.status == "CANCELLED"
+    assert set(sf.describe(info).values()) == {"SKIPPED"}
+
+
+def test_finished_runs_expire_after_the_retention_active_runs_never(
+    procs: Processes, client: Client, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACKFLOW_REDIS_URL", config.redis_url)
+    procs.engine(env={"ACKFLOW_RETENTION_S": "120"})
+    procs.start("worker", "tests.e2e.semantic_flows", "-c", "2")
+    gate = key("gate")
+    done = client.submit(sf.retry_flow, {"fail_times": 0, "log": key("log")})
+    active = client.submit(sf.deadline_flow, {"gate_key": gate})
+    assert procs.wait(client, done, 60).status == "SUCCESS"
+    env = Env("distributed", client, procs)
+    env.until(
+        active, lambda: env.task_is(active, "waits_for_gate", "RUNNING"), "the active run's task to run"
+    )
+    r = client.store.client  # type: ignore[attr-defined]
+    for part in keys_of_a_run():
+        ttl = r.ttl(f"{config.prefix}:{{{done}}}:{part}")
+        assert ttl == -2 or 0 < ttl <= 120, (part, ttl)  # -2: that part was never written
+        assert r.ttl(f"{config.prefix}:{{{active}}}:{part}") in (-1, -2), part
+    assert r.ttl(f"{config.prefix}:{{{done}}}:meta") > 0
+    sf.open_gate(gate)
+    assert procs.wait(client, active, 60).status == "SUCCESS"
+    assert 0 < r.ttl(f"{config.prefix}:{{{active}}}:meta") <= 120
+
+
+def keys_of_a_run() -> list[str]:
+    from runner import keys
+
+    return list(keys.RUN_PARTS)
