@@ -233,8 +233,12 @@ class Client:
         leases = self.store.read_all(run_id, keys.LEASES)
         tasks = {}
         for name, raw in sorted(self.store.read_all(run_id, keys.TASKS).items()):
+            if keys.item_of(name) is not None:
+                continue  # an element of a map node: its node shows how many are done
             st = unpack(raw)
             progress = None
+            if st["s"] == states.RUNNING and st.get("n"):
+                progress = (int(st["done"]) / int(st["n"]), f"{st['done']} of {st['n']} items")
             praw = leases.get(keys.progress_field(name))
             if praw is not None and st["s"] == states.RUNNING:
                 p = unpack(praw)

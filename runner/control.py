@@ -10,7 +10,7 @@ are recorded and schedule nothing, and the heartbeats of its long tasks report i
 from __future__ import annotations
 
 from runner import keys, protocol, states
-from runner.transitions import Draft, Need
+from runner.transitions import Draft, Need, join_ready
 
 
 def _who(d: Draft) -> dict[str, str]:
@@ -77,11 +77,7 @@ def decide_retry(d: Draft) -> None:
         if st["s"] == states.FAILED:
             d.set_task(name, {k: v for k, v in st.items() if k != "retry_at"} | {"ra": st["a"]})
             d.schedule(name, int(st["a"]) + 1, note="retry of the run")
-        elif (
-            st["s"] == states.PENDING
-            and d.view.spec(name).preds
-            and d.view.join(name) >= d.view.spec(name).needs
-        ):
+        elif st["s"] == states.PENDING and d.view.spec(name).preds and join_ready(d, name):
             d.schedule(name, 1, note="retry of the run")
     deadline = float(d.view.meta.get("deadline_s") or 0)
     if deadline > 0:

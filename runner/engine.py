@@ -39,6 +39,7 @@ from runner.transitions import Need, Rules, View
 log = logging.getLogger("ackflow.engine")
 T = TypeVar("T")
 _TIMER_BATCH = 200
+_MAX_READS = 256  # rounds of `Need` per decision (a long chain of skipped tasks needs one each)
 _TIMER_HOLD_MS = 10_000  # a claimed timer reappears after this if its engine died
 
 
@@ -313,15 +314,16 @@ class Engine:
         if event.task:
             view.tasks = {event.task: first[keys.TASKS][0]}
             view.leases = {event.task: first[keys.LEASES][0]}
-            self._specs_for(event.run_id, created, [event.task], view)
+            item = keys.item_of(event.task)  # an element of a map node: its node's spec
+            self._specs_for(event.run_id, created, [item[0] if item else event.task], view)
         if event.kind == protocol.TASK_SUCCEEDED and event.task in view.specs:
             # The usual reads of a result, in two round trips rather than one per `Need`.
             succs = view.specs[event.task].succs
             self._specs_for(event.run_id, created, [s for s in succs if s != END], view)
-            view.joins = dict(
-                zip(succs, self.store.read(event.run_id, {keys.JOINS: succs})[keys.JOINS], strict=True)
-            )
-        for _ in range(12):
+            fields = transitions.join_fields(succs)
+            got = self.store.read(event.run_id, {keys.JOINS: fields})[keys.JOINS]
+            view.joins = dict(zip(fields, got, strict=True))
+        for _ in range(_MAX_READS):
             try:
                 return transitions.decide(event, view, self.rules)
             except Need as need:

@@ -12,10 +12,13 @@ The compiled spec is what a run stores: engines never import user code.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from runner.conditions import When
+from runner.conditions import when as when  # re-exported: flow.when(...)
 from runner.errors import CycleError, DuplicateTaskError, FlowDefinitionError, MissingInputError
+from runner.keys import item_input
 from runner.tasks import REGISTRY, Registry, TaskDef, TaskNode, check_name, revert_name
 
 Item = "Flow | TaskDef | TaskNode | str"
@@ -29,7 +32,7 @@ class Flow:
     name: str
     kind: str  # "linear" | "unordered" | "graph"
     items: list[Any] = field(default_factory=list)
-    edges: list[tuple[str, str]] = field(default_factory=list)
+    edges: list[tuple[Any, ...]] = field(default_factory=list)  # (before, after[, When])
     outputs: tuple[str, ...] | None = None
     version: str = "1"
 
@@ -37,11 +40,12 @@ class Flow:
         self.items.extend(items)
         return self
 
-    def link(self, before: str, after: str) -> Flow:
-        """Graph flows: run the item named ``after`` only once ``before`` has succeeded."""
+    def link(self, before: str, after: str, when: When | None = None) -> Flow:
+        """Graph flows: run the item named ``after`` only once ``before`` has succeeded —
+        and, with ``when`` (see `runner.conditions.when`), only if the condition holds then."""
         if self.kind != "graph":
             raise FlowDefinitionError(f"flow {self.name!r} is {self.kind}; only graph flows take edges")
-        self.edges.append((before, after))
+        self.edges.append((before, after) if when is None else (before, after, when))
         return self
 
     def compile(self, registry: Registry | None = None) -> FlowSpec:
@@ -61,11 +65,12 @@ def unordered(name: str, *items: Any, outputs: Iterable[str] | None = None, vers
 def graph(
     name: str,
     *items: Any,
-    edges: Iterable[tuple[str, str]] = (),
+    edges: Iterable[tuple[Any, ...]] = (),
     outputs: Iterable[str] | None = None,
     version: str = "1",
 ) -> Flow:
-    """Items ordered by data dependencies (requires/provides) plus explicit ``edges``."""
+    """Items ordered by data dependencies (requires/provides) plus explicit ``edges``:
+    ``(before, after)`` or ``(before, after, when(...))`` for a conditional edge."""
     return Flow(check_name("flow", name), "graph", list(items), list(edges), _outs(outputs), version)
 
 
@@ -93,6 +98,8 @@ class TaskSpec:
     timeout_s: float = 0.0
     revert: str = ""  # the registry name of its revert handler, if it has one
     join: int = 0  # predecessors that must succeed first: 0 = all
+    when: dict[str, dict[str, Any]] = field(default_factory=dict)  # successor -> condition
+    map: dict[str, Any] | None = None  # a map node: {"param", "limit"}; its elements get args[param][i]
 
     @property
     def needs(self) -> int:
@@ -113,6 +120,8 @@ class TaskSpec:
             "timeout_s": self.timeout_s,
             "revert": self.revert,
             "join": self.join,
+            "when": self.when,
+            "map": self.map,
         }
 
     @classmethod
@@ -130,6 +139,24 @@ class TaskSpec:
             timeout_s=float(d.get("timeout_s", 0.0)),
             revert=d.get("revert", ""),
             join=int(d.get("join", 0)),
+            when=dict(d.get("when") or {}),
+            map=d.get("map"),
+        )
+
+    def item(self, name: str) -> TaskSpec:
+        """The spec of one element ``name`` of this map node: the task applied to one item."""
+        assert self.map is not None
+        return TaskSpec(
+            fn=self.fn,
+            args={**self.args, self.map["param"]: item_input(name)},
+            optional=self.optional,
+            provides=[name],
+            unpack=False,
+            queue=self.queue,
+            preds=[],
+            succs=[],
+            retry=self.retry,
+            timeout_s=self.timeout_s,
         )
 
 
@@ -195,6 +222,7 @@ class _Compiler:
         self.registry = registry
         self.nodes: dict[str, TaskNode] = {}
         self.edges: set[tuple[str, str]] = set()
+        self.conds: dict[tuple[str, str], When] = {}
         self.flow_names: set[str] = set()
 
     def node(self, item: Any) -> TaskNode:
@@ -250,7 +278,17 @@ class _Compiler:
                 "provides; use a linear or graph flow"
             )
         by_name = {p[0]: p for p in parts}
-        for a, b in flow.edges:
+        for edge in flow.edges:
+            if len(edge) not in (2, 3) or (len(edge) == 3 and not isinstance(edge[2], When)):
+                raise FlowDefinitionError(
+                    f"graph flow {flow.name!r}: an edge is (before, after) or (before, after, when(...)), "
+                    f"not {edge!r}"
+                )
+            a, b = edge[0], edge[1]
+            if len(edge) == 3:
+                for x in by_name.get(a, (None,) * 4)[3] or ():
+                    for y in by_name.get(b, (None,) * 4)[2] or ():
+                        self.conds[(x, y)] = edge[2]
             for end in (a, b):
                 if end not in by_name:
                     raise FlowDefinitionError(
@@ -265,6 +303,17 @@ class _Compiler:
         entries = set().union(*(p[2] for p in parts if p[0] not in has_in))
         exits = set().union(*(p[3] for p in parts if p[0] not in has_out))
         return set().union(*(p[1] for p in parts)), entries, exits
+
+
+def _ancestors(name: str, preds: dict[str, list[str]]) -> set[str]:
+    seen: set[str] = set()
+    todo = list(preds[name])
+    while todo:
+        p = todo.pop()
+        if p not in seen:
+            seen.add(p)
+            todo.extend(preds[p])
+    return seen
 
 
 def _item_name(item: Any) -> str:
@@ -346,6 +395,17 @@ def compile_flow(flow: Flow, registry: Registry | None = None) -> FlowSpec:
     cycle = _find_cycle(names, succs)
     if cycle:
         raise CycleError(cycle)
+    for (a, b), cond in c.conds.items():
+        src = providers.get(cond.value)
+        if src is None and cond.value not in inputs and cond.value not in optional_inputs:
+            raise FlowDefinitionError(
+                f"edge {a!r} -> {b!r}: condition on {cond.value!r}, which no task provides"
+            )
+        if src is not None and src != a and src not in _ancestors(a, preds):
+            raise FlowDefinitionError(
+                f"edge {a!r} -> {b!r}: condition on {cond.value!r}, which {src!r} provides, "
+                f"but {src!r} does not run before {a!r}"
+            )
     tasks = {}
     for name, n in c.nodes.items():
         if n.join > 1 and n.join > len(preds[name]):
@@ -361,8 +421,10 @@ def compile_flow(flow: Flow, registry: Registry | None = None) -> FlowSpec:
             succs=succs[name] or [END],
             retry=n.retry.to_data() if n.retry else None,
             timeout_s=n.timeout_s,
-            revert=revert_name(n.task) if revert_name(n.task) in c.registry else "",
+            revert=revert_name(n.task) if revert_name(n.task) in c.registry and not n.map_param else "",
             join=n.join,
+            when={b: cond.to_data() for (a, b), cond in sorted(c.conds.items()) if a == name},
+            map={"param": n.map_param, "limit": n.map_limit} if n.map_param else None,
         )
     sinks = [n for n in names if not succs[n]]
     if flow.outputs is None:
@@ -380,3 +442,50 @@ def compile_flow(flow: Flow, registry: Registry | None = None) -> FlowSpec:
         optional_inputs=sorted(optional_inputs - inputs),
         outputs=outputs,
     )
+
+
+def map_items(
+    item: TaskDef | TaskNode,
+    over: str,
+    *,
+    into: str | None = None,
+    provides: str | None = None,
+    name: str | None = None,
+    limit: int = 16,
+) -> TaskNode:
+    """Apply a task to each element of the list named ``over`` (with-items).
+
+    Each element runs as its own task (own attempts, retries, timeout) with its parameter
+    ``into`` (default: the task's only required parameter) set to the element; at most
+    ``limit`` run at once (0: all). The results, in input order, are provided as one list
+    under ``provides`` (default: what the task provides).
+    """
+    node = item.node() if isinstance(item, TaskDef) else item
+    if not isinstance(node, TaskNode):
+        raise FlowDefinitionError(f"map() takes a task, not {type(item).__name__}")
+    if into is None:
+        if len(node.args) != 1:
+            raise FlowDefinitionError(
+                f"map over {over!r}: task {node.name!r} takes {sorted(node.args) or 'no'} required "
+                "parameters; say which one takes each element with into="
+            )
+        into = next(iter(node.args))
+    if into not in node.args:
+        raise FlowDefinitionError(f"map over {over!r}: task {node.name!r} has no required parameter {into!r}")
+    out = provides or (node.provides[0] if len(node.provides) == 1 else None)
+    if out is None:
+        raise FlowDefinitionError(f"map over {over!r}: name the list of results with provides=")
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise FlowDefinitionError(f"map limit must be a number >= 0, not {limit!r}")
+    return replace(
+        node,
+        name=check_name("task", name or node.name),
+        args={**node.args, into: check_name("value", over)},
+        provides=(check_name("provided value", out),),
+        unpack=False,
+        map_param=into,
+        map_limit=limit,
+    )
+
+
+map = map_items  # noqa: A001 - flow.map(...), as in TaskFlow and Mistral's with-items

@@ -143,6 +143,8 @@ class TaskNode:
     retry: Retry | None = None
     timeout_s: float = 0.0
     join: int = 0  # 0 = all predecessors, else at least this many
+    map_param: str = ""  # a map node: this parameter takes each element of args[map_param]
+    map_limit: int = 0  # a map node: elements running at once (0 = all)
 
     def bind(
         self,

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner import keys, protocol, states
+from runner import conditions, keys, protocol, states
 from runner.broker import task_queue
 from runner.config import Config
 from runner.flows import END, FlowSpec, TaskSpec
@@ -96,6 +96,9 @@ class View:
         return self.tasks.get(name)
 
     def has_spec(self, name: str) -> bool:
+        item = keys.item_of(name)
+        if item is not None:  # an element of a map node
+            return self.has_spec(item[0]) and self.specs[item[0]].map is not None
         if name in self.specs:
             return True
         if name in self.absent_specs or self.full:
@@ -103,6 +106,9 @@ class View:
         raise Need({keys.SPEC: [name]})
 
     def spec(self, name: str) -> TaskSpec:
+        item = keys.item_of(name)
+        if item is not None:
+            return self.spec(item[0]).item(name)
         self._get(keys.SPEC, self.specs, [name])
         return self.specs[name]
 
@@ -177,6 +183,11 @@ class Draft:
         out = self.view.values([n for n in names if n not in self._new_data])
         out.update({n: self._new_data[n] for n in names if n in self._new_data})
         return out
+
+    def join(self, name: str) -> int:
+        """A join count, as this draft left it (a skip can reach one join twice)."""
+        written = self.writes.get(keys.JOINS, {}).get(name)
+        return int(written) if written is not None else self.view.join(name)
 
     def meta_list(self, name: str) -> list[Any]:
         raw = self.writes.get(keys.META, {}).get(name, self.view.meta.get(name))
@@ -316,6 +327,9 @@ class Draft:
                 self.set_meta_list("held", [*held, [name, attempt]])
             self.hist(name, st["s"], st["s"], attempt, note="held: the run is paused")
             return
+        if self.view.spec(name).map is not None and keys.item_of(name) is None:
+            self.start_map(name, attempt, note)
+            return
         states.check_task(st["s"], states.SCHEDULED)
         req = self.request(name, attempt)
         new: dict[str, Any] = {"s": states.SCHEDULED, "a": attempt, "t": self.at}
@@ -325,6 +339,71 @@ class Draft:
         self.set_task(name, new)
         self.outbox[req.id] = outbox_entry(task_queue(self.view.spec(name).queue), req)
         self.hist(name, st["s"], states.SCHEDULED, attempt, **extra)
+
+    # --- map (with-items) ----------------------------------------------------------------
+
+    def start_map(self, name: str, attempt: int, note: str = "") -> None:
+        """A map node starts: store its items one per field, start the first ``limit``."""
+        spec = self.view.spec(name)
+        assert spec.map is not None
+        st = self.state(name)
+        over = spec.args[spec.map["param"]]
+        raw = self.data([over])[over]
+        items = None if raw is None else unpack(raw)
+        states.check_task(st["s"], states.SCHEDULED)
+        extra = {"note": note} if note else {}
+        self.hist(name, st["s"], states.SCHEDULED, attempt, **extra)
+        n = len(items) if isinstance(items, list) else 0
+        limit = int(spec.map.get("limit") or 0)
+        first = n if limit == 0 else min(limit, n)
+        new: dict[str, Any] = {"s": states.RUNNING, "a": attempt, "t": self.at, "st": self.at}
+        new.update({k: st[k] for k in ("ra", "ll") if k in st}, n=n, next=first, done=0)
+        self.set_task(name, new)
+        self.hist(
+            name, states.SCHEDULED, states.RUNNING, attempt, note=f"mapping {n} items, {limit or n} at a time"
+        )
+        if not isinstance(items, list):
+            got = type(items).__name__ if raw is not None else "nothing"
+            self.fail_attempt(
+                name, {"type": "TypeError", "message": f"map over {over!r} needs a list, got {got}"}
+            )
+            return
+        names = [keys.item_name(name, attempt, i) for i in range(n)]
+        self.set_data({keys.item_input(x): pack(v) for x, v in zip(names, items, strict=True)})
+        for x in names[:first]:
+            self.view.tasks.setdefault(x, None)  # a new attempt's elements: nothing to read
+            self.schedule(x, 1)
+        if n == 0:
+            self.finish_map(name)
+
+    def map_item_done(self, item: str) -> None:
+        """An element succeeded: start the next one; after the last, gather the results."""
+        node, node_attempt, _ = keys.item_of(item) or ("", 0, 0)
+        st = self.state(node)
+        if st["s"] != states.RUNNING or st["a"] != node_attempt:
+            return  # the node failed or moved on: the element's result is recorded, nothing more
+        new = dict(st, done=int(st["done"]) + 1)
+        nxt = int(st["next"])
+        start = nxt < int(st["n"]) and self.run_status in (states.RUNNING, states.PAUSED)
+        if start:
+            new["next"] = nxt + 1
+        self.set_task(node, new)
+        if start:
+            x = keys.item_name(node, node_attempt, nxt)
+            self.view.tasks.setdefault(x, None)
+            self.schedule(x, 1)
+        if new["done"] == new["n"]:
+            self.finish_map(node)
+
+    def finish_map(self, node: str) -> None:
+        st = self.state(node)
+        names = [keys.item_name(node, int(st["a"]), i) for i in range(int(st["n"]))]
+        vals = self.data(names)
+        results = [None if vals[x] is None else unpack(vals[x]) for x in names]  # type: ignore[arg-type]
+        self.set_task(node, dict(self.end_attempt(node, st), s=states.SUCCESS, ft=self.at))
+        self.set_data({self.view.spec(node).provides[0]: pack(results)})
+        self.hist(node, states.RUNNING, states.SUCCESS, int(st["a"]), note=f"{len(names)} items done")
+        advance(self, node)
 
     def end_attempt(self, name: str, st: dict[str, Any]) -> dict[str, Any]:
         """Forget the timers and lease of the attempt that just ended; return its state."""
@@ -386,6 +465,24 @@ class Draft:
             return
         self.set_task(name, new)
         self.hist(name, old, states.FAILED, attempt, error_type=err["type"], error=err["message"])
+        item = keys.item_of(name)
+        if item is not None:  # an element gave up: its map node fails with it
+            node, node_attempt, index = item
+            nst = self.state(node)
+            if nst["s"] != states.RUNNING or nst["a"] != node_attempt:
+                return
+            nerr = dict(err, message=f"item {index}: {err['message']}")
+            self.set_task(node, dict(self.end_attempt(node, nst), s=states.FAILED, ft=self.at, err=nerr))
+            self.hist(
+                node,
+                states.RUNNING,
+                states.FAILED,
+                node_attempt,
+                error_type=err["type"],
+                error=nerr["message"],
+            )
+            self.fail_run({**nerr, "task": node, "attempt": node_attempt, "item": index})
+            return
         self.fail_run({**err, "task": name, "attempt": attempt})
 
     def fail_run(self, error: Mapping[str, Any]) -> None:
@@ -543,18 +640,97 @@ def decide_leased(d: Draft) -> None:
     )
 
 
-def ready_successors(d: Draft, name: str) -> list[str]:
-    """Successors whose join completes with this task (END for the run itself)."""
-    ready = []
-    for s in d.view.spec(name).succs:
-        need = int(d.view.meta["sinks"] or 0) if s == END else d.view.spec(s).needs
-        if d.view.join(s) + 1 == need:
-            ready.append(s)
-    return ready
+NOT_TAKEN = "\x1eno"  # joins field suffix: how many incoming edges were not taken
+
+
+def join_fields(succs: Iterable[str]) -> list[str]:
+    """The joins fields a task's completion reads for its successors."""
+    return [f for s in succs for f in (s, s + NOT_TAKEN)]
+
+
+def join_outcome(d: Draft, s: str, taken: bool) -> str | None:
+    """Count one more decided predecessor of ``s``: "run", "skip", or None (not yet)."""
+    done, no = d.join(s) + 1, d.join(s + NOT_TAKEN) + (0 if taken else 1)
+    if s == END:
+        return "run" if done == int(d.view.meta["sinks"] or 0) else None
+    spec = d.view.spec(s)
+    ok, total = done - no, len(spec.preds)
+    if spec.join:  # at least N taken edges; decided the moment the N-th arrives
+        if taken and ok == spec.needs:
+            return "run"
+        return "skip" if done == total and ok < spec.needs else None
+    return ("run" if ok > 0 else "skip") if done == total else None
+
+
+def join_ready(d: Draft, s: str) -> bool:
+    """Whether ``s``'s join is already satisfied (for a retried run's pending tasks)."""
+    spec = d.view.spec(s)
+    done, no = d.join(s), d.join(s + NOT_TAKEN)
+    if spec.join:
+        return done - no >= spec.needs
+    return done == len(spec.preds) and done - no > 0
+
+
+def _taken(d: Draft, spec: TaskSpec, s: str) -> bool:
+    cond = spec.when.get(s)
+    if cond is None:
+        return True
+    raw = d.data([cond["value"]])[cond["value"]]
+    return conditions.holds(cond, None if raw is None else unpack(raw))
+
+
+def advance(d: Draft, name: str, taken: bool = True) -> None:
+    """``name`` finished (or was skipped): count it in its successors' joins, then start,
+    skip or finish what that decides."""
+    spec = d.view.spec(name)
+    decided = []
+    for s in spec.succs:
+        edge = taken and _taken(d, spec, s)
+        decided.append((s, edge, join_outcome(d, s, edge)))
+    live = d.run_status in (states.RUNNING, states.PAUSED)
+    starts = [s for s, _, out in decided if out == "run" and s != END]
+    if live and starts:  # one round trip for what the ready successors need
+        wanted = [
+            v for s in starts for v in (*d.view.spec(s).args.values(), *d.view.spec(s).optional.values())
+        ]
+        d.view.prefetch({keys.TASKS: starts, keys.DATA: [w for w in wanted if w not in d._new_data]})
+    for s, edge, out in decided:
+        d.guard(keys.JOINS, s, d.view.joins.get(s))
+        d.write(keys.JOINS, s, str(d.join(s) + 1).encode())
+        d.write(keys.JOINS, keys.join_member(s, name), b"1" if edge else b"0")
+        if not edge:
+            d.guard(keys.JOINS, s + NOT_TAKEN, d.view.joins.get(s + NOT_TAKEN))
+            d.write(keys.JOINS, s + NOT_TAKEN, str(d.join(s + NOT_TAKEN) + 1).encode())
+        if out is None or d.run_status not in (states.RUNNING, states.PAUSED):
+            continue
+        if s == END:
+            outputs = unpack(d.view.meta["outputs"] or pack([]))
+            vals = d.data(outputs)
+            result = {o: unpack(raw) for o in outputs if (raw := vals.get(o)) is not None}
+            d.write(keys.META, "result", pack(result))
+            d.set_meta_list("held", [])
+            d.set_run(states.SUCCESS)
+        elif out == "run":
+            d.schedule(s, 1)
+        else:
+            st = d.state(s)
+            states.check_task(st["s"], states.SKIPPED)
+            d.set_task(s, dict(st, s=states.SKIPPED, ft=d.at))
+            why = (
+                "no incoming edge taken"
+                if not spec.when.get(s)
+                else f"condition false: {_describe(spec.when[s])}"
+            )
+            d.hist(s, st["s"], states.SKIPPED, 0, note=why)
+            advance(d, s, taken=False)
+
+
+def _describe(cond: Mapping[str, Any]) -> str:
+    return str(conditions.When(cond["value"], cond["op"], cond["arg"]))
 
 
 def decide_succeeded(d: Draft) -> None:
-    """Record the task's outputs, add it to its successors' joins, schedule the ready ones."""
+    """Record the task's outputs, then advance its successors."""
     e = d.event
     if stale(d):
         return
@@ -575,34 +751,13 @@ def decide_succeeded(d: Draft) -> None:
     d.set_task(name, new)
     d.set_data({k: pack(v) for k, v in values.items()})
     d.hist(name, old, states.SUCCESS, e.attempt, worker=worker)
-    ready = ready_successors(d, name)
-    starts = [s for s in ready if s != END]
-    if d.run_status in (states.RUNNING, states.PAUSED) and starts:
-        wanted = [
-            v for s in starts for v in (*d.view.spec(s).args.values(), *d.view.spec(s).optional.values())
-        ]
-        d.view.prefetch({keys.TASKS: starts, keys.DATA: [w for w in wanted if w not in values]})
-    for s in spec.succs:
-        count = d.view.join(s)
-        d.guard(keys.JOINS, s, d.view.joins.get(s))
-        d.write(keys.JOINS, s, str(count + 1).encode())
-        d.write(keys.JOINS, keys.join_member(s, name), b"1")
+    if keys.item_of(name) is not None:
+        d.map_item_done(name)
+        return
     if d.run_status == states.REVERTING and spec.revert:
         # Finished after the run failed: its effects need compensating too, before its inputs'.
         d.set_meta_list("plan", [name, *d.meta_list("plan")])
-        return
-    if d.run_status not in (states.RUNNING, states.PAUSED):
-        return
-    for s in ready:
-        if s == END:
-            outputs = unpack(d.view.meta["outputs"] or pack([]))
-            vals = d.data(outputs)
-            result = {o: unpack(raw) for o in outputs if (raw := vals.get(o)) is not None}
-            d.write(keys.META, "result", pack(result))
-            d.set_meta_list("held", [])
-            d.set_run(states.SUCCESS)
-        else:
-            d.schedule(s, 1)
+    advance(d, name)
 
 
 def decide_failed(d: Draft) -> None:

@@ -267,3 +267,79 @@ def after_gate(g1: int) -> int:
 
 
 pause_flow = flow.linear("pause_flow", gated_step, after_gate)
+
+
+# --- conditional edges -------------------------------------------------------------------
+
+
+@task(provides="amount")
+def quote(order: int) -> int:
+    return order * 10
+
+
+@task(provides="approval")
+def manual_approval(amount: int) -> str:
+    return f"approved {amount} by hand"
+
+
+@task(provides="notice")
+def notify_approver(approval: str) -> str:
+    return f"told: {approval}"
+
+
+@task(provides="auto")
+def auto_approval(amount: int) -> str:
+    return f"auto-approved {amount}"
+
+
+@task(provides="summary")
+def summarise(
+    amount: int, approval: str | None = None, notice: str | None = None, auto: str | None = None
+) -> str:
+    return " / ".join(v for v in (approval, notice, auto) if v)
+
+
+approval_flow = flow.graph(
+    "approval_flow",
+    quote,
+    manual_approval,
+    notify_approver,
+    auto_approval,
+    summarise,
+    edges=[
+        ("quote", "manual_approval", flow.when("amount", ">", 100)),
+        ("quote", "auto_approval", flow.when("amount", "<=", 100)),
+    ],
+    outputs=["summary"],
+)
+
+
+# --- map (with-items) --------------------------------------------------------------------
+
+
+@task(provides="ids")
+def make_ids(count: int) -> list[int]:
+    return list(range(count))
+
+
+@task(provides="squared", retry=Retry(attempts=3, delay=0))
+def square(n: int, fail_on: int = -1) -> int:
+    if n == fail_on and current_task().attempt < 3:
+        raise ConnectionError(f"item {n} is flaky")
+    if n == fail_on - 1000:
+        raise ValueError(f"item {n} is bad")
+    return n * n
+
+
+@task(provides="total_sq")
+def add_up(squares: list[int]) -> int:
+    return sum(squares)
+
+
+map_flow = flow.linear(
+    "map_flow",
+    make_ids,
+    flow.map(square, over="ids", provides="squares", limit=50),
+    add_up,
+    outputs=["squares", "total_sq"],
+)

@@ -385,3 +385,84 @@ def keys_of_a_run() -> list[str]:
     from runner import keys
 
     return list(keys.RUN_PARTS)
+
+
+# --- conditional edges -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "order,ran,skipped,summary",
+    [
+        (
+            5,
+            {"quote", "auto_approval", "summarise"},
+            {"manual_approval", "notify_approver"},
+            "auto-approved 50",
+        ),
+        (
+            50,
+            {"quote", "manual_approval", "notify_approver", "summarise"},
+            {"auto_approval"},
+            "approved 500 by hand / told: approved 500 by hand",
+        ),
+    ],
+)
+def test_conditional_edges_skip_what_is_only_reachable_through_them(
+    env: Env, order: int, ran: set[str], skipped: set[str], summary: str
+) -> None:
+    rid = env.client.submit(sf.approval_flow, {"order": order})
+    info = env.wait(rid)
+    assert info.status == "SUCCESS", info
+    assert info.result == {"summary": summary}
+    assert {n for n, s in sf.describe(info).items() if s == "SUCCESS"} == ran
+    assert {n for n, s in sf.describe(info).items() if s == "SKIPPED"} == skipped
+    notes = {e.scope: e.extra.get("note", "") for e in env.history(rid) if e.new == "SKIPPED"}
+    first = "manual_approval" if order == 5 else "auto_approval"
+    assert notes[first].startswith("condition false: amount ")
+    if order == 5:
+        assert notes["notify_approver"] == "no incoming edge taken"
+
+
+# --- map (with-items) --------------------------------------------------------------------
+
+
+def test_a_thousand_item_map_gathers_results_in_input_order(env: Env) -> None:
+    rid = env.client.submit(sf.map_flow, {"count": 1000, "fail_on": 7})
+    info = env.wait(rid, 300)
+    assert info.status == "SUCCESS", info.error
+    assert info.result == {
+        "squares": [n * n for n in range(1000)],
+        "total_sq": sum(n * n for n in range(1000)),
+    }
+    assert set(info.tasks) == {"make_ids", "square", "add_up"}  # elements are not listed one by one
+    h = env.history(rid)
+    started = [e for e in h if e.new == "SCHEDULED" and e.scope.startswith("square#")]
+    assert len(started) == 1000 + 2  # item 7 failed twice and was retried
+    # Never more than the limit running at once: scheduled minus finished stays <= 50.
+    running = peak = 0
+    for e in h:
+        if e.scope.startswith("square#"):
+            running += (e.new == "SCHEDULED") - (e.new in ("SUCCESS", "FAILED"))
+            peak = max(peak, running)
+    assert peak <= 50
+    assert max(transitions_count(h).values()) == 1
+
+
+def test_a_failing_item_fails_the_map_and_the_run(env: Env) -> None:
+    rid = env.client.submit(sf.map_flow, {"count": 20, "fail_on": 1012})  # item 12 raises ValueError
+    info = env.wait(rid, 60)
+    assert info.status == "FAILED"
+    assert info.error is not None and info.error["task"] == "square" and info.error["item"] == 12
+    assert info.error["message"] == "item 12: item 12 is bad"
+    assert info.tasks["square"].status == "FAILED"
+
+
+def test_map_over_an_empty_list(env: Env) -> None:
+    info = env.wait(env.client.submit(sf.map_flow, {"count": 0}))
+    assert info.status == "SUCCESS" and info.result == {"squares": [], "total_sq": 0}
+
+
+def transitions_count(h: list[HistoryEntry]) -> dict[tuple[str, str, str, int], int]:
+    from collections import Counter
+
+    return Counter((e.scope, e.old, e.new, e.attempt) for e in h if e.old != e.new)

@@ -264,3 +264,41 @@ def test_bad_timeout_is_refused(timeout: object) -> None:
 def test_revert_handler_must_take_keywords() -> None:
     with pytest.raises(FlowDefinitionError, match="keyword arguments"):
         make_a.revert(lambda *args: None)
+
+
+def test_conditions_are_compiled_onto_their_edges() -> None:
+    g = flow.graph("g", make_a, make_b, make_c, edges=[("make_a", "make_b", flow.when("a", ">", 3))])
+    spec = g.compile(reg)
+    assert spec.tasks["make_a"].when == {"make_b": {"value": "a", "op": ">", "arg": 3}}
+    assert spec.tasks["make_a"].succs == ["make_b", "make_c"]
+
+
+def test_condition_on_a_value_not_available_yet_is_refused() -> None:
+    g = flow.graph("g", make_a, make_b, make_c, make_d, edges=[("make_b", "make_d", flow.when("c"))])
+    with pytest.raises(FlowDefinitionError, match="does not run before 'make_b'"):
+        g.compile(reg)
+    g = flow.graph("g", make_a, make_b, edges=[("make_a", "make_b", flow.when("nope"))])
+    with pytest.raises(FlowDefinitionError, match="which no task provides"):
+        g.compile(reg)
+
+
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (("x", "~", 1), "unknown operator"),
+        (("x", "truthy", 1), "takes no argument"),
+        (("x", "in", 3), "list"),
+    ],
+)
+def test_bad_conditions_are_refused(args: tuple[object, ...], match: str) -> None:
+    with pytest.raises(FlowDefinitionError, match=match):
+        flow.when(*args)  # type: ignore[arg-type]
+
+
+def test_conditions_never_raise_on_odd_values() -> None:
+    from runner.conditions import holds
+
+    assert holds({"op": ">", "arg": 3, "value": "n"}, 4)
+    assert not holds({"op": ">", "arg": 3, "value": "n"}, None)
+    assert holds({"op": "in", "arg": ["a", "b"], "value": "n"}, "a")
+    assert holds({"op": "falsy", "arg": None, "value": "n"}, 0)
