@@ -18,6 +18,7 @@ from runner.config import Config
 from runner.context import TaskContext, current_task
 from runner.errors import AckflowError
 from runner.flows import Flow, FlowSpec
+from runner.retry import Retry
 from runner.tasks import TaskDef, task
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "Flow",
     "FlowSpec",
     "HistoryEntry",
+    "Retry",
     "RunInfo",
     "TaskContext",
     "TaskDef",

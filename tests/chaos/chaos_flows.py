@@ -9,7 +9,7 @@ from typing import Any
 
 import redis
 
-from runner import current_task, flow, task
+from runner import Retry, current_task, flow, task
 
 _client: redis.Redis | None = None
 
@@ -65,6 +65,27 @@ def c_explode(x: int) -> int:
     raise RuntimeError(f"planned failure {x}")
 
 
+@task(name="c_flaky", provides="out", retry=Retry(attempts=3, delay=0.2, jitter=False))
+def c_flaky(x: int) -> int:
+    """Fails its first two attempts: retries (and their timers in Redis) under chaos."""
+    record()
+    if current_task().attempt < 3:
+        raise ConnectionError(f"planned flake, attempt {current_task().attempt}")
+    return x + 1
+
+
+@task(name="c_undoable", provides="out")
+def c_undoable(x: int) -> int:
+    record()
+    return x + 1
+
+
+@c_undoable.revert
+def c_undo(x: int, result: int) -> None:
+    if result != x + 1:
+        raise AssertionError(f"revert got result {result} for input {x}")
+
+
 def chain(n: int = 5) -> flow.Flow:
     steps = [c_inc.bind(f"s{i}", rebind={"x": f"v{i - 1}"}, provides=f"v{i}") for i in range(1, n + 1)]
     return flow.linear(f"c_chain{n}", *steps)
@@ -101,11 +122,30 @@ def failing() -> flow.Flow:
     )
 
 
+def retrying() -> flow.Flow:
+    return flow.linear(
+        "c_retrying",
+        c_inc.bind("r1", provides="x1"),
+        c_flaky.bind("flaky", rebind={"x": "x1"}, provides="x2"),
+    )
+
+
+def reverting() -> flow.Flow:
+    return flow.linear(
+        "c_reverting",
+        c_undoable.bind("u1", provides="x1"),
+        c_undoable.bind("u2", rebind={"x": "x1"}, provides="x2"),
+        c_explode.bind("explode", rebind={"x": "x2"}),
+    )
+
+
 # name -> (flow, inputs for run i, expected status, expected result for run i)
 MIX = {
     "chain": (chain(5), lambda i: {"v0": i}, "SUCCESS", lambda i: {"v5": i + 5}),
     "fanout": (fanout(10), lambda i: {"n": i}, "SUCCESS", lambda i: {"total": 10 * i + 45}),
     "nested": (nested(), lambda i: {"x": i}, "SUCCESS", lambda i: {"total": 2 * i + 3}),
     "failing": (failing(), lambda i: {"x": i}, "FAILED", lambda i: None),
+    "retrying": (retrying(), lambda i: {"x": i}, "SUCCESS", lambda i: {"x2": i + 2}),
+    "reverting": (reverting(), lambda i: {"x": i}, "REVERTED", lambda i: None),
 }
-WEIGHTS = {"chain": 4, "fanout": 2, "nested": 2, "failing": 1}
+WEIGHTS = {"chain": 4, "fanout": 2, "nested": 2, "failing": 1, "retrying": 2, "reverting": 1}

@@ -466,3 +466,62 @@ def transitions_count(h: list[HistoryEntry]) -> dict[tuple[str, str, str, int], 
     from collections import Counter
 
     return Counter((e.scope, e.old, e.new, e.attempt) for e in h if e.old != e.new)
+
+
+# --- the CLI's control commands and progress -----------------------------------------------
+
+
+def test_control_commands_and_progress_through_the_cli(
+    procs: Processes, client: Client, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+
+    from tests.conftest import ACKFLOW, ROOT, cli_env
+
+    monkeypatch.setenv("ACKFLOW_REDIS_URL", config.redis_url)
+    procs.engine(env=FAST_LEASES)
+    procs.start("worker", "tests.e2e.semantic_flows", "-c", "2", env=FAST_LEASES)
+    gate, log = key("gate"), key("log")
+    waiting = subprocess.Popen(
+        [
+            *ACKFLOW,
+            "submit",
+            "tests.e2e.semantic_flows:long_flow",
+            "-i",
+            f"gate_key={gate}",
+            "-i",
+            f"log={log}",
+        ]
+        + ["--run-id", "cli-long", "--wait", "--timeout", "60"],
+        cwd=ROOT,
+        env=cli_env(config),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        env = Env("distributed", client, procs)
+        env.until(
+            "cli-long",
+            lambda: getattr(env.task("cli-long", "long_once"), "progress", None) is not None,
+            "progress",
+        )
+        paused = procs.run("pause", "cli-long", "--reason", "night")
+        assert paused.returncode == 0 and "run cli-long: PAUSED" in paused.stdout, (
+            paused.stdout + paused.stderr
+        )
+        again = procs.run("pause", "cli-long")
+        assert again.returncode == 2 and "cannot pause run cli-long: it is PAUSED" in again.stderr
+        assert procs.run("resume", "cli-long").stdout.strip() == "run cli-long: RUNNING"
+        sf.open_gate(gate)
+        out, _ = waiting.communicate(timeout=60)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+    assert waiting.returncode == 0, out
+    assert "task long_once: 50% halfway" in out  # progress printed while waiting
+    assert "run cli-long: SUCCESS" in out
+    missing = procs.run("cancel", "no-such-run")
+    assert missing.returncode == 5 and "no-such-run" in missing.stderr
+    done = procs.run("retry", "cli-long")
+    assert done.returncode == 2 and "only FAILED runs" in done.stderr
