@@ -27,7 +27,9 @@ demo: $(STAMP)
 	@if [ -n "$$ACKFLOW_BROKER_URL" ] && [ -n "$$ACKFLOW_REDIS_URL" ]; then \
 		$(PY) -m runner.examples.distributed_demo; \
 	else \
-		$(VENV)/bin/ackflow run runner.examples.demo:checkout --input order_id=42; \
+		$(VENV)/bin/ackflow run runner.examples.demo:checkout --input order_id=42 && \
+		echo && echo "--- a lazy task: an approval completed by an outside callback ---" && \
+		$(PY) -m runner.examples.approval; \
 	fi
 
 test: $(STAMP)

@@ -4,7 +4,8 @@ Nothing connects to a service before a subcommand runs, so ``--help`` always wor
 
 Exit codes: 0 success (a waited-for run succeeded); 1 the run failed, was cancelled or
 reverted; 2 bad usage or an invalid flow/input; 3 a service (RabbitMQ, Redis) is
-unavailable; 4 ``--wait``/``--timeout`` ran out; 5 no such run.
+unavailable; 4 ``--wait``/``--timeout`` ran out; 5 no such run; 6 the lazy task was already
+completed (``complete``/``fail``: nothing changed).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from functools import wraps
@@ -26,7 +28,9 @@ from runner.client import Client, HistoryEntry, RunInfo
 from runner.config import Config
 from runner.errors import (
     AckflowError,
+    AlreadyCompleted,
     BrokerUnavailable,
+    CompletionRefused,
     ConfigError,
     FlowDefinitionError,
     PayloadTooLargeError,
@@ -36,8 +40,10 @@ from runner.errors import (
     StoreUnavailable,
     WaitTimeout,
 )
+from runner.tokens import InvalidToken
 
 EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_TIMEOUT, EXIT_NOT_FOUND = 1, 2, 3, 4, 5
+EXIT_ALREADY = 6  # a lazy task was already completed: nothing changed
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -59,9 +65,12 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except RunNotFound as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(EXIT_NOT_FOUND)
-        except RunStateError as e:
+        except (RunStateError, CompletionRefused, InvalidToken) as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(EXIT_USAGE)
+        except AlreadyCompleted as e:
+            click.echo(f"already completed: {e}", err=True)
+            sys.exit(EXIT_ALREADY)
         except AckflowError as e:
             click.echo(f"error: {type(e).__name__}: {e}", err=True)
             sys.exit(EXIT_FAILED)
@@ -201,6 +210,12 @@ def with_inputs(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--concurrency", "-c", default=4, show_default=True, help="Tasks run at once.")
 @click.option("--timeout", "timeout_s", type=float, help="Give up waiting after this many seconds.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the outcome.")
+@click.option(
+    "--port",
+    default=0,
+    show_default=True,
+    help="Port of the completion endpoint for lazy tasks (0: any free one).",
+)
 @handle_errors
 def run(
     flow_ref: str,
@@ -210,23 +225,35 @@ def run(
     concurrency: int,
     timeout_s: float | None,
     quiet: bool,
+    port: int,
 ) -> None:
-    """Run a flow in this process (local mode: no broker, no Redis), printing its progress."""
+    """Run a flow in this process (local mode: no broker, no Redis), printing its progress.
+
+    A lazy task prints its completion token and the command that completes it: the process
+    serves the HTTP completion endpoint on 127.0.0.1 (--port) while the run waits."""
     from runner.loading import load_flow
     from runner.local import LocalRuntime
+    from runner.tokens import make_token
 
     flow = load_flow(flow_ref)
     inputs = parse_inputs(pairs, inputs_json)
     spec = flow.compile()
     logging.getLogger("ackflow").setLevel(logging.WARNING)
-    with LocalRuntime(Config(), concurrency=concurrency) as rt:
-        info = rt.run(
-            spec,
-            inputs,
-            run_id=run_id,
-            timeout_s=timeout_s,
-            on_history=None if quiet else print_history_entry,
-        )
+    secret = Config.from_env().secret
+    with LocalRuntime(Config(secret=secret), concurrency=concurrency) as rt:
+        rid = rt.client.submit(spec, inputs, run_id=run_id)
+
+        def show(entry: HistoryEntry) -> None:
+            if not quiet:
+                print_history_entry(entry)
+            if entry.new == states.WAITING and entry.old != entry.new:
+                url = rt.serve(port=port)
+                token = make_token(rt.config.secret, rt.config.prefix, rid, entry.scope)
+                click.echo(f"task {entry.scope} is waiting for an outside completion; from another terminal:")
+                click.echo(f"  ackflow complete {token} --url {url} --result JSON")
+                click.echo(f"  ackflow fail {token} --url {url} --error MESSAGE")
+
+        info = rt.client.wait(rid, timeout_s, show, None if quiet else print_progress)
     print_outcome(info)
     exit_for(info)
 
@@ -388,6 +415,122 @@ _control_command("cancel", "Cancel RUN_ID: tasks not yet running are skipped; no
 _control_command("pause", "Pause RUN_ID: running tasks finish; nothing new starts until resume.")
 _control_command("resume", "Resume a paused RUN_ID: tasks that became ready meanwhile start.")
 _control_command("retry", "Retry a FAILED RUN_ID from its failed tasks, keeping completed results.")
+
+
+def _post(url: str, path: str, token: str, body: dict[str, Any], wait_s: float) -> None:
+    """Complete through an ``ackflow serve`` (or ``ackflow run``) endpoint."""
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(
+        f"{url.rstrip('/')}{path}?wait={wait_s}",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=wait_s + 10) as resp:
+            answer = json.loads(resp.read() or b"{}")
+            click.echo(answer.get("status", "ok"))
+            return
+    except urllib.error.HTTPError as e:
+        answer = json.loads(e.read() or b"{}")
+        message = answer.get("error", e.reason)
+        if e.code == 409 and answer.get("status") == "already completed":
+            click.echo(f"already completed: {message}", err=True)
+            sys.exit(EXIT_ALREADY)
+        click.echo(f"error: {message}", err=True)
+        sys.exit({404: EXIT_NOT_FOUND, 503: EXIT_UNAVAILABLE}.get(e.code, EXIT_USAGE))
+    except (urllib.error.URLError, OSError) as e:
+        click.echo(f"error: cannot reach {url}: {e}", err=True)
+        sys.exit(EXIT_UNAVAILABLE)
+
+
+@main.command()
+@click.argument("token")
+@click.option("--result", "result_json", default="null", show_default=True, help="The result, as JSON.")
+@click.option(
+    "--url", help="Complete through this ackflow serve / ackflow run endpoint instead of RabbitMQ + Redis."
+)
+@click.option(
+    "--wait", "wait_s", default=10.0, show_default=True, help="Seconds to wait for an engine to apply it."
+)
+@click.pass_context
+@handle_errors
+def complete(ctx: click.Context, token: str, result_json: str, url: str | None, wait_s: float) -> None:
+    """Complete the waiting (lazy) task TOKEN names with --result; prints completed or accepted.
+
+    Exit 6 if it was already completed, 2 if the token is invalid, the result does not fit
+    the task, or the run is finished or cancelled — and then nothing changed."""
+    try:
+        result = json.loads(result_json)
+    except json.JSONDecodeError as e:
+        raise click.BadParameter(f"not JSON: {e}", param_hint="--result") from None
+    if url:
+        _post(url, "/v1/complete", token, {"result": result}, wait_s)
+        return
+    client = Client.from_env(**ctx.obj)
+    try:
+        click.echo(client.complete(token, result, wait_s=wait_s))
+    except ValueError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_USAGE)
+    finally:
+        client.close()
+
+
+@main.command()
+@click.argument("token")
+@click.option("--error", "message", required=True, help="What went wrong (recorded as the task's error).")
+@click.option(
+    "--type", "error_type", default="ExternalError", show_default=True, help="The error's type name."
+)
+@click.option(
+    "--url", help="Fail through this ackflow serve / ackflow run endpoint instead of RabbitMQ + Redis."
+)
+@click.option(
+    "--wait", "wait_s", default=10.0, show_default=True, help="Seconds to wait for an engine to apply it."
+)
+@click.pass_context
+@handle_errors
+def fail(
+    ctx: click.Context, token: str, message: str, error_type: str, url: str | None, wait_s: float
+) -> None:
+    """Fail the waiting (lazy) task TOKEN names; its retry policy applies."""
+    if url:
+        _post(url, "/v1/fail", token, {"error": message, "type": error_type}, wait_s)
+        return
+    client = Client.from_env(**ctx.obj)
+    try:
+        click.echo(client.fail(token, message, error_type=error_type, wait_s=wait_s))
+    finally:
+        client.close()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, help="Port to listen on.")
+@click.pass_context
+@handle_errors
+def serve(ctx: click.Context, host: str, port: int) -> None:
+    """Serve the HTTP endpoint outside systems call to complete lazy tasks (see README).
+
+    POST /v1/complete and /v1/fail with "Authorization: Bearer <token>"; GET /healthz."""
+    from runner.http_api import make_server
+
+    cfg = config_from(ctx)
+    if not cfg.secret:
+        raise ConfigError(
+            "ackflow serve needs ACKFLOW_SECRET (the secret lazy tasks' tokens are signed with)"
+        )
+    server = make_server(host, port, lambda: Client.from_env(**(ctx.obj or {})), cfg.max_payload_bytes)
+    on_sigterm(lambda: threading.Thread(target=server.shutdown, daemon=True).start())
+    logging.getLogger("ackflow.http").info("serving lazy-task completions on %s", server.url)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+        server.pool.close()
 
 
 @main.command(name="list")

@@ -84,6 +84,11 @@ class HistoryEntry:
         return line
 
 
+def who() -> str:
+    """Who sent a control or completion request, for the run's history."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def _int(raw: bytes | None) -> int | None:
     return None if raw is None else int(raw)
 
@@ -193,36 +198,66 @@ class Client:
         before = self._peek(run_id).status
         if before not in allowed:
             raise RunStateError(run_id, action, before, "/".join(allowed))
-        seen = len(self.store.history(run_id))
         event = Event(
             kind,
             f"{kind}:{run_id}:{uuid.uuid4().hex}",
             run_id,
-            body={"by": f"{socket.gethostname()}:{os.getpid()}", "reason": reason},
+            body={"by": who(), "reason": reason},
             at_ms=protocol.now_ms(),
         )
+        entries = self.send_and_await(event, wait_s)
+        if entries is None:
+            return before
+        for entry in entries:
+            if entry.scope == "run" and entry.old != entry.new:
+                return entry.new
+        # Raced with another change and was ignored by the engine.
+        raise RunStateError(run_id, action, self._peek(run_id).status, "/".join(allowed))
+
+    def send_and_await(self, event: Event, wait_s: float | None) -> list[HistoryEntry] | None:
+        """Publish an event to the engines; with ``wait_s``, return the history entries it
+        produced once an engine applied it (`WaitTimeout` if none did in time)."""
+        seen = len(self.store.history(event.run_id))
         self.broker.publish([Outgoing(ENGINE_QUEUE, event.id, protocol.encode(event))])
         if wait_s is None:
-            return before
+            return None
         deadline = time.monotonic() + wait_s
-        watch = self.store.watch(run_id)
+        watch = self.store.watch(event.run_id)
         try:
             while True:
-                for raw in self.store.history(run_id, seen):
-                    seen += 1
-                    entry = unpack(raw)
-                    if entry.get("event") == event.id:
-                        note = entry.get("note", "")
-                        if entry.get("scope") == "run" and entry.get("from") != entry.get("to"):
-                            return str(entry["to"])
-                        if "ignored" in note or "refused" in note:  # raced with another change
-                            raise RunStateError(run_id, action, self._peek(run_id).status, "/".join(allowed))
+                new = self.history(event.run_id, seen)
+                seen += len(new)
+                mine = [e for e in new if e.event == event.id]
+                if mine:  # one commit appends all of an event's entries at once
+                    return mine
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise WaitTimeout(run_id, wait_s, self._peek(run_id).status)
+                    raise WaitTimeout(event.run_id, wait_s, self._peek(event.run_id).status)
                 watch.wait(min(left, 1.0))
         finally:
             watch.close()
+
+    # --- lazy tasks (runner.lazy) ---------------------------------------------------------
+
+    def complete(self, token: str, result: Any = None, *, wait_s: float | None = 10.0) -> str:
+        """Complete the waiting task ``token`` names with ``result`` (what the task would have
+        returned). Returns "completed", or "accepted" if no engine applied it within
+        ``wait_s``. Raises `InvalidToken`, `AlreadyCompleted`, `CompletionRefused` (the run
+        is finished or cancelled, or the task is not waiting) or `ValueError` (a result that
+        does not fit the task) — and then nothing has changed."""
+        from runner import completion
+
+        return completion.complete(self, token, result, None, wait_s)
+
+    def fail(
+        self, token: str, error: str, *, error_type: str = "ExternalError", wait_s: float | None = 10.0
+    ) -> str:
+        """Fail the waiting task ``token`` names (its retry policy applies). Returns "failed"
+        or "accepted"; raises like `complete`."""
+        from runner import completion
+
+        err = {"type": error_type, "message": str(error), "types": [error_type]}
+        return completion.complete(self, token, None, err, wait_s)
 
     # --- inspect -----------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ class Config:
     ack_after_s: float = 5.0  # a task running longer gives its delivery back and takes a lease
     lease_s: float = 30.0  # a long task's lease; its worker renews it every lease_s / 3
     timer_poll_s: float = 0.5  # longest an engine waits before looking for due timers
+    secret: str = ""  # signs lazy tasks' completion tokens (HMAC); the same on every process
 
     def __post_init__(self) -> None:
         if not _PREFIX_RE.match(self.prefix):
@@ -67,6 +68,13 @@ class Config:
                 raise ConfigError(f"ACKFLOW_{f.name.upper()}={raw!r} is not a valid {kind.__name__}") from e
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    def __repr__(self) -> str:  # never print the secret
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        shown["broker_url"] = redact_url(self.broker_url)
+        shown["redis_url"] = redact_url(self.redis_url)
+        shown["secret"] = "***" if self.secret else ""
+        return "Config(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
     def with_(self, **changes: Any) -> Config:
         return replace(self, **changes)

@@ -26,6 +26,7 @@ class TaskContext:
     task: str
     attempt: int
     live: LiveState = field(default_factory=LiveState, compare=False, repr=False)
+    completion_token: str = field(default="", compare=False, repr=False)  # lazy tasks (runner.lazy)
 
     @property
     def idempotency_key(self) -> str:

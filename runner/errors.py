@@ -148,3 +148,15 @@ class RunStateError(RunError):
     def __init__(self, run_id: str, action: str, status: str, allowed: str) -> None:
         self.run_id, self.action, self.status = run_id, action, status
         super().__init__(f"cannot {action} run {run_id}: it is {status} (only {allowed} runs can be)")
+
+
+class AlreadyCompleted(RunError):
+    """The task a completion token names was already completed: nothing changed."""
+
+    def __init__(self, run_id: str, task: str, status: str) -> None:
+        self.run_id, self.task, self.status = run_id, task, status
+        super().__init__(f"task {task!r} of run {run_id} is already completed ({status})")
+
+
+class CompletionRefused(RunError):
+    """A completion the run's or task's state does not allow: nothing changed."""

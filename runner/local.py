@@ -10,6 +10,7 @@ other way round; local mode finds it through the ``ackflow.worker`` entry point.
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
@@ -45,7 +46,10 @@ class LocalRuntime:
         registry: Registry | None = None,
         concurrency: int = 4,
     ) -> None:
-        self.config = config or Config()
+        config = config or Config()
+        if not config.secret:  # lazy tasks' tokens: valid for this process only
+            config = config.with_(secret=secrets.token_hex(16))
+        self.config = config
         self.hub = LocalHub()
         self.store = MemoryStore()
         self.engine = Engine(self.config, self.store, self.hub.connect())
@@ -60,6 +64,7 @@ class LocalRuntime:
         )
         self.client = Client(self.config, self.store, self.hub.connect)
         self._threads: list[threading.Thread] = []
+        self.server: Any = None
 
     def start(self) -> LocalRuntime:
         self._threads = [
@@ -83,7 +88,27 @@ class LocalRuntime:
         rid = self.client.submit(flow, inputs, run_id=run_id)
         return self.client.wait(rid, timeout_s, on_history)
 
+    def serve(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Start the HTTP completion endpoint for this process's lazy tasks; return its URL."""
+        from runner.http_api import make_server
+
+        if self.server is None:
+            self.server = make_server(
+                host,
+                port,
+                lambda: Client(self.config, self.store, self.hub.connect),
+                self.config.max_payload_bytes,
+            )
+            t = threading.Thread(target=self.server.serve_forever, name="ackflow-http", daemon=True)
+            t.start()
+            self._threads.append(t)
+        return str(self.server.url)
+
     def close(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server.pool.close()
         self.engine.stop()
         self.worker.stop()
         self.hub.connect().wakeup()

@@ -25,6 +25,8 @@ TASK_STARTED = "task.started"
 TASK_SUCCEEDED = "task.succeeded"
 TASK_FAILED = "task.failed"
 TASK_LEASED = "task.leased"  # a long task's worker acknowledged its request early: lease it
+TASK_WAITING = "task.waiting"  # a lazy task deferred: an outside system completes it later
+TASK_COMPLETE = "task.complete"  # that outside system's result (or error), with the token
 TASK_REVERTED = "task.reverted"
 TASK_REVERT_FAILED = "task.revert_failed"
 TIMER_FIRED = "timer.fired"
@@ -51,6 +53,8 @@ _EVENT_BODY: dict[str, dict[str, type | tuple[type, ...]]] = {
     TASK_SUCCEEDED: {"values": dict, "worker": str},
     TASK_FAILED: {"error": dict, "worker": str},
     TASK_LEASED: {"worker": str},
+    TASK_WAITING: {"worker": str},
+    TASK_COMPLETE: {"by": str},
     TASK_REVERTED: {"worker": str},
     TASK_REVERT_FAILED: {"error": dict, "worker": str},
     TIMER_FIRED: {"purpose": str},
@@ -81,6 +85,11 @@ def result_id(run_id: str, task: str, attempt: int) -> str:
 
 def request_id(run_id: str, task: str, attempt: int) -> str:
     return f"req:{run_id}:{task}:{attempt}"
+
+
+def waiting_id(run_id: str, task: str, attempt: int) -> str:
+    """The worker's outcome of a lazy attempt: shares the result id, so only one applies."""
+    return result_id(run_id, task, attempt)
 
 
 def leased_id(run_id: str, task: str, attempt: int) -> str:

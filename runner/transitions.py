@@ -274,7 +274,7 @@ class Draft:
             history=self.history,
             outbox=self.outbox,
             timers=self.timers,
-            cancel_timers=self.cancel,
+            cancel_timers=[t for t in self.cancel if t not in self.timers],
             status_change=self.status_change,
             created_ms=int(self.view.meta.get("created_ms") or 0),
             expire_s=self.rules.retention_s if done else (-1 if revived else 0),
@@ -731,13 +731,19 @@ def _describe(cond: Mapping[str, Any]) -> str:
 
 def decide_succeeded(d: Draft) -> None:
     """Record the task's outputs, then advance its successors."""
-    e = d.event
     if stale(d):
         return
-    name, st = e.task, d.state(e.task)
+    e = d.event
+    succeed(d, e.task, e.body["values"], e.body["worker"], e.body.get("ms"))
+
+
+def succeed(
+    d: Draft, name: str, values: Mapping[str, Any], worker: str, ms: Any = None, note: str = ""
+) -> None:
+    """The current attempt of ``name`` produced ``values``: SUCCESS, then its successors."""
+    e = d.event
+    st = d.state(name)
     spec = d.view.spec(name)
-    values = e.body["values"]
-    worker = e.body["worker"]
     if sorted(values) != sorted(spec.provides):
         msg = f"result names {sorted(values)} differ from provides {spec.provides}"
         d.fail_attempt(name, {"type": "ProtocolError", "message": msg}, worker)
@@ -746,11 +752,11 @@ def decide_succeeded(d: Draft) -> None:
     old = d.implied_start(name, st, worker)
     new = dict(d.end_attempt(name, st), s=states.SUCCESS, ft=d.at, w=worker)
     new.pop("err", None)
-    if "ms" in e.body:
-        new["ms"] = e.body["ms"]
+    if ms is not None:
+        new["ms"] = ms
     d.set_task(name, new)
     d.set_data({k: pack(v) for k, v in values.items()})
-    d.hist(name, old, states.SUCCESS, e.attempt, worker=worker)
+    d.hist(name, old, states.SUCCESS, e.attempt, worker=worker, **({"note": note} if note else {}))
     if keys.item_of(name) is not None:
         d.map_item_done(name)
         return
@@ -758,6 +764,44 @@ def decide_succeeded(d: Draft) -> None:
         # Finished after the run failed: its effects need compensating too, before its inputs'.
         d.set_meta_list("plan", [name, *d.meta_list("plan")])
     advance(d, name)
+
+
+def decide_waiting(d: Draft) -> None:
+    """A lazy task deferred: WAITING for an outside completion, holding nothing."""
+    if stale(d):
+        return
+    e = d.event
+    st = d.state(e.task)
+    worker = e.body["worker"]
+    old = d.implied_start(e.task, st, worker)
+    states.check_task(old, states.WAITING)
+    new = dict(d.end_attempt(e.task, st), s=states.WAITING, wt=d.at, w=worker)
+    limit = float(e.body.get("timeout_s") or d.view.spec(e.task).timeout_s or 0)
+    if limit:
+        new["wl"] = limit
+        d.timer(protocol.TIMER_TIMEOUT, d.now + int(limit * 1000), e.task, e.attempt)
+    d.set_task(e.task, new)
+    note = "waiting for an outside completion" + (f": {e.body['note']}" if e.body.get("note") else "")
+    d.hist(e.task, old, states.WAITING, e.attempt, worker=worker, note=note)
+
+
+def decide_complete(d: Draft) -> None:
+    """An outside system completed (or failed) a task with its token."""
+    e = d.event
+    if not d.view.has_spec(e.task):
+        d.hist(e.task, "?", "?", e.attempt, note="unknown task")
+        return
+    st = d.state(e.task)
+    if d.run_status not in (states.RUNNING, states.PAUSED):
+        d.hist(e.task, st["s"], st["s"], e.attempt, note=f"completion refused: the run is {d.run_status}")
+        return
+    if stale(d):
+        return
+    by = f"outside:{e.body['by']}"
+    if "error" in e.body:
+        d.fail_attempt(e.task, dict(e.body["error"]), by)
+    else:
+        succeed(d, e.task, dict(e.body.get("values") or {}), by, note="completed from outside")
 
 
 def decide_failed(d: Draft) -> None:
@@ -828,8 +872,10 @@ def decide_timer(d: Draft) -> None:
         return
     st = d.state(e.task)
     if purpose == protocol.TIMER_TIMEOUT:
-        limit = d.view.spec(e.task).timeout_s
-        msg = f"attempt {e.attempt} did not finish within {limit:g} s"
+        if st["s"] == states.WAITING:
+            msg = f"attempt {e.attempt} was not completed within {float(st.get('wl', 0)):g} s"
+        else:
+            msg = f"attempt {e.attempt} did not finish within {d.view.spec(e.task).timeout_s:g} s"
         d.fail_attempt(e.task, {"type": "TaskTimeout", "message": msg, "types": ["TaskTimeout"]})
         return
     if purpose == protocol.TIMER_LEASE:
@@ -861,6 +907,8 @@ def decide(event: Event, view: View, rules: Rules) -> Commit:
     handler = {
         protocol.TASK_STARTED: decide_started,
         protocol.TASK_LEASED: decide_leased,
+        protocol.TASK_WAITING: decide_waiting,
+        protocol.TASK_COMPLETE: decide_complete,
         protocol.TASK_SUCCEEDED: decide_succeeded,
         protocol.TASK_FAILED: decide_failed,
         protocol.TASK_REVERTED: decide_reverted,

@@ -54,6 +54,7 @@ def config(services: svc.Services) -> Iterator[Config]:
         redis_url=services.redis_url,
         prefix=f"t-{uuid.uuid4().hex[:10]}",
         heartbeat_s=10,
+        secret=f"test-secret-{uuid.uuid4().hex}",
     )
     yield cfg
     from runner.kombu_broker import KombuBroker
@@ -83,6 +84,7 @@ def cli_env(cfg: Config, **extra: str) -> dict[str, str]:
             "ACKFLOW_QUEUE_TYPE": cfg.queue_type,
             "ACKFLOW_HEARTBEAT_S": str(cfg.heartbeat_s),
             "ACKFLOW_DELIVERY_LIMIT": str(cfg.delivery_limit),
+            "ACKFLOW_SECRET": cfg.secret,
             "PYTHONUNBUFFERED": "1",
         }
     )

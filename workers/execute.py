@@ -17,6 +17,7 @@ from typing import Any
 from runner import protocol
 from runner.context import TaskContext, reset_current, set_current
 from runner.errors import EncodeError, UnknownTaskError
+from runner.lazy import Deferred
 from runner.protocol import Event, TaskRequest
 from runner.tasks import Registry
 
@@ -91,16 +92,34 @@ def execute(
     start = time.monotonic()
     token = set_current(ctx or TaskContext(req.run_id, req.task, req.attempt))
     try:
+        deferred: Deferred | None = None
         if req.mode == protocol.MODE_REVERT:
             task_def.fn(**_revert_kwargs(task_def.fn, req))
             values: dict[str, Any] = {}
         else:
-            values = bind_outputs(req, task_def.fn(**req.args))
+            value = task_def.fn(**req.args)
+            if isinstance(value, Deferred):
+                deferred, values = value, {}
+            else:
+                values = bind_outputs(req, value)
     except Exception as e:  # noqa: BLE001 - the task's own failure: report it, keep serving
         return _failed(req, worker, type(e).__name__, str(e), traceback.format_exc(), _types(e))
     finally:
         reset_current(token)
     elapsed_ms = int((time.monotonic() - start) * 1000)
+    if deferred is not None:
+        body: dict[str, Any] = {"worker": worker, "ms": elapsed_ms, "note": deferred.note}
+        if deferred.timeout_s:
+            body["timeout_s"] = float(deferred.timeout_s)
+        return Event(
+            kind=protocol.TASK_WAITING,
+            id=protocol.waiting_id(req.run_id, req.task, req.attempt),
+            run_id=req.run_id,
+            task=req.task,
+            attempt=req.attempt,
+            at_ms=protocol.now_ms(),
+            body=body,
+        )
     if req.mode == protocol.MODE_REVERT:
         return Event(
             kind=protocol.TASK_REVERTED,

@@ -37,6 +37,7 @@ from runner.protocol import CONTENT_TYPE, Event, TaskRequest
 from runner.states import CANCELLED, REVERTING, RUNNING, SCHEDULED
 from runner.store import Store
 from runner.tasks import REGISTRY, Registry
+from runner.tokens import make_token
 from workers.execute import execute, poison_failure
 
 log = logging.getLogger("ackflow.worker")
@@ -182,7 +183,12 @@ class Worker:
             d, req = self._backlog.pop(0)
             self._inflight += 1
             started.append(self._started(d, req))
-            r = _Running(d, req, TaskContext(req.run_id, req.task, req.attempt))
+            token = (
+                make_token(self.config.secret, self.config.prefix, req.run_id, req.task)
+                if self.config.secret
+                else ""
+            )
+            r = _Running(d, req, TaskContext(req.run_id, req.task, req.attempt, completion_token=token))
             with self._running_lock:
                 self._running[id(r)] = r
             self._pool.submit(self._execute, r)

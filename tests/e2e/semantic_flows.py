@@ -343,3 +343,29 @@ map_flow = flow.linear(
     add_up,
     outputs=["squares", "total_sq"],
 )
+
+
+# --- lazy tasks --------------------------------------------------------------------------
+
+
+@task(provides="req")
+def open_request(user: str) -> dict[str, str]:
+    return {"user": user}
+
+
+@task(provides=("approved", "approver"), retry=Retry(attempts=2, delay=0))
+def await_decision(req: dict[str, str], log: str, wait_s: float = 0) -> Any:
+    """A lazy task: hands its completion token to 'the outside' (a Redis list), then waits."""
+    from runner.lazy import defer
+
+    ctx = current_task()
+    record(log, f"{ctx.attempt}|{ctx.completion_token}")
+    return defer(timeout_s=wait_s or None, note=f"decide for {req['user']}")
+
+
+@task(provides="outcome")
+def act_on(req: dict[str, str], approved: bool, approver: str) -> str:
+    return f"{req['user']}: {'granted' if approved else 'denied'} by {approver}"
+
+
+lazy_flow = flow.linear("lazy_flow", open_request, await_decision, act_on)

@@ -32,6 +32,9 @@ def test_every_documented_command_exists() -> None:
         "retry",
         "dlq",
         "bench",
+        "complete",
+        "fail",
+        "serve",
     }
 
 

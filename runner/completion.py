@@ -1,0 +1,88 @@
+"""Completing lazy tasks from outside: check the token, the run and the result, then send.
+
+Everything that can be refused is refused before anything is published, with a clear
+error, and then nothing has changed: a forged or altered token (`InvalidToken`), a run that
+is finished or cancelled, a task that is not waiting (`CompletionRefused`), a task already
+completed (`AlreadyCompleted`), a result that does not fit what the task provides or is too
+large (`ValueError`, `PayloadTooLargeError`). The completion itself is a ``task.complete``
+event: the engine applies it once, to the task's current attempt, and refuses it if the task
+moved on meanwhile (a second completion racing the first is told it was already completed).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from runner import keys, protocol, states
+from runner.errors import AlreadyCompleted, CompletionRefused, EncodeError, PayloadTooLargeError, RunNotFound
+from runner.flows import TaskSpec
+from runner.lazy import result_values
+from runner.protocol import Event, unpack
+from runner.tokens import parse_token
+
+if TYPE_CHECKING:
+    from runner.client import Client
+
+LIVE = (states.RUNNING, states.PAUSED)
+
+
+def complete(
+    client: Client, token: str, result: Any, error: dict[str, Any] | None, wait_s: float | None
+) -> str:
+    """Send the completion (``error`` set: a failure); see `runner.client.Client.complete`."""
+    from runner.client import who
+
+    cfg = client.config
+    run_id, task = parse_token(cfg.secret, cfg.prefix, token)
+    got = client.store.read(run_id, {keys.META: ["status"], keys.TASKS: [task], keys.SPEC: [task]})
+    status = got[keys.META][0]
+    if status is None:
+        raise RunNotFound(run_id)
+    run_status = status.decode()
+    raw_state, raw_spec = got[keys.TASKS][0], got[keys.SPEC][0]
+    if raw_spec is None:
+        raise CompletionRefused(f"run {run_id} has no task {task!r}")
+    st: dict[str, Any] = unpack(raw_state) if raw_state is not None else {"s": states.PENDING, "a": 0}
+    if st["s"] == states.SUCCESS or (
+        st["s"] == states.FAILED and "retry_at" not in st and run_status not in LIVE
+    ):
+        raise AlreadyCompleted(run_id, task, st["s"])
+    if run_status not in LIVE:
+        raise CompletionRefused(f"cannot complete task {task!r}: run {run_id} is {run_status}")
+    if st["s"] not in states.TASK_ACTIVE:
+        raise CompletionRefused(
+            f"cannot complete task {task!r} of run {run_id}: it is {st['s']}, not waiting"
+        )
+    body: dict[str, Any] = {"by": who()}
+    if error is not None:
+        body["error"] = error
+    else:
+        spec = TaskSpec.from_data(unpack(raw_spec))
+        values = result_values(spec.provides, spec.unpack, result)
+        try:
+            size = len(protocol.pack(values))
+        except EncodeError as e:
+            raise ValueError(f"the result cannot be carried: {e}") from None
+        if size > cfg.max_payload_bytes:
+            raise PayloadTooLargeError("the result", size, cfg.max_payload_bytes)
+        body["values"] = values
+    attempt = int(st["a"])
+    event = Event(
+        protocol.TASK_COMPLETE,
+        f"complete:{run_id}:{task}:{attempt}:{uuid.uuid4().hex}",
+        run_id,
+        task,
+        attempt,
+        body,
+        protocol.now_ms(),
+    )
+    entries = client.send_and_await(event, wait_s)
+    if entries is None:
+        return "accepted"
+    if any(e.scope == task and e.old != e.new for e in entries):
+        return "failed" if error is not None else "completed"
+    note = " ".join(str(e.extra.get("note", "")) for e in entries)
+    if "already" in note or "fenced" in note:  # another completion (or the worker) was first
+        raise AlreadyCompleted(run_id, task, client.status(run_id).tasks[task].status)
+    raise CompletionRefused(f"the engine refused the completion: {note}")

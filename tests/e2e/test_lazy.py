@@ -1,0 +1,284 @@
+"""Lazy tasks end to end on RabbitMQ + Redis: a run waits on an outside completion while
+engines and workers are killed and restarted; outside processes complete it through each
+surface (Python, CLI, HTTP against a real ``ackflow serve`` process); every refusal changes
+nothing. And local mode: ``ackflow run`` prints the token and is completed from another
+process through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from runner.client import Client, RunInfo
+from runner.config import Config
+from runner.errors import AlreadyCompleted, CompletionRefused, RunNotFound
+from runner.tokens import InvalidToken, make_token
+from tests.conftest import ACKFLOW, ROOT, Processes, cli_env
+from tests.e2e import semantic_flows as sf
+
+pytestmark = pytest.mark.services
+
+RESULT = {"approved": True, "approver": "bob"}
+
+
+def key(name: str) -> str:
+    return f"ackflow-test:{name}:{uuid.uuid4().hex}"
+
+
+@pytest.fixture(autouse=True)
+def _redis_for_tasks(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACKFLOW_REDIS_URL", config.redis_url)
+
+
+def until(
+    client: Client, procs: Processes, run_id: str, check: Any, what: str, timeout_s: float = 30
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    watch = client.store.watch(run_id)
+    try:
+        while not check():
+            procs.assert_alive()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}\n{procs.logs()}")
+            watch.wait(0.5)
+    finally:
+        watch.close()
+
+
+def waiting(client: Client, run_id: str, task: str = "await_decision") -> bool:
+    try:
+        t = client.status(run_id).tasks.get(task)
+    except RunNotFound:
+        return False
+    return t is not None and t.status == "WAITING"
+
+
+def token_of(log: str, attempt: int = 1) -> str:
+    """The token the task itself handed to 'the outside'."""
+    for entry in sf.recorded(log):
+        a, _, token = entry.partition("|")
+        if int(a) == attempt:
+            return token
+    raise AssertionError(f"no token recorded for attempt {attempt}: {sf.recorded(log)}")
+
+
+def start_waiting_run(procs: Processes, client: Client, **inputs: Any) -> tuple[str, str]:
+    log = key("log")
+    rid = client.submit(sf.lazy_flow, {"user": "ann", "log": log, **inputs})
+    until(client, procs, rid, lambda: waiting(client, rid), "the lazy task to wait")
+    return rid, token_of(log)
+
+
+def applied_once(client: Client, run_id: str) -> None:
+    seen = Counter((h.scope, h.old, h.new, h.attempt) for h in client.history(run_id) if h.old != h.new)
+    assert max(seen.values()) == 1, seen
+
+
+def finished(procs: Processes, client: Client, run_id: str) -> RunInfo:
+    info: RunInfo = procs.wait(client, run_id, 60)
+    assert info.status == "SUCCESS", info
+    assert info.result == {"outcome": "ann: granted by bob"}
+    applied_once(client, run_id)
+    return info
+
+
+def test_python_completion_after_engines_and_workers_die_while_waiting(
+    procs: Processes, client: Client
+) -> None:
+    e1 = procs.engine()
+    w1 = procs.start("worker", "tests.e2e.semantic_flows")
+    rid, token = start_waiting_run(procs, client)
+    # Nothing holds the waiting task: kill everything, twice over, and bring it back.
+    for victim in (e1, w1):
+        procs.retire(victim)
+        os.kill(victim.pid, signal.SIGKILL)
+    e2 = procs.engine()
+    procs.retire(e2)
+    os.kill(e2.pid, signal.SIGKILL)
+    procs.engine()
+    procs.start("worker", "tests.e2e.semantic_flows")
+    assert waiting(client, rid)
+    assert client.complete(token, RESULT, wait_s=30) == "completed"
+    finished(procs, client, rid)
+    with pytest.raises(AlreadyCompleted, match="already completed"):
+        client.complete(token, RESULT)
+    assert client.status(rid).result == {"outcome": "ann: granted by bob"}
+
+
+def test_cli_completion_and_refusals(procs: Processes, client: Client, config: Config) -> None:
+    procs.engine()
+    procs.start("worker", "tests.e2e.semantic_flows")
+    rid, token = start_waiting_run(procs, client)
+    history_before = len(client.history(rid))
+    bad = procs.run("complete", token, "--result", '{"approved": true}')
+    assert bad.returncode == 2 and "the result lacks ['approver']" in bad.stderr, bad.stderr
+    forged = procs.run("complete", token[:-4] + "AAAA", "--result", json.dumps(RESULT))
+    assert forged.returncode == 2 and "invalid completion token" in forged.stderr
+    other_run = make_token("not-the-secret", config.prefix, rid, "await_decision")
+    assert procs.run("complete", other_run, "--result", "{}").returncode == 2
+    assert len(client.history(rid)) == history_before and waiting(client, rid)  # nothing changed
+    ok = procs.run("complete", token, "--result", json.dumps(RESULT))
+    assert ok.returncode == 0 and ok.stdout.strip() == "completed", ok.stdout + ok.stderr
+    finished(procs, client, rid)
+    again = procs.run("complete", token, "--result", json.dumps(RESULT))
+    assert again.returncode == 6 and "already completed" in again.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def post(url: str, token: str | None, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_http_completion_through_a_serve_process(procs: Processes, client: Client) -> None:
+    port = free_port()
+    procs.start("serve", "--port", str(port))
+    procs.engine()
+    procs.start("worker", "tests.e2e.semantic_flows")
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:  # the server process is starting: poll its health endpoint, bounded
+        try:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=2) as r:
+                assert json.loads(r.read()) == {"ok": True}
+                break
+        except OSError:
+            procs.assert_alive()
+            assert time.monotonic() < deadline, procs.logs()
+            time.sleep(0.1)  # the server's socket is not bound yet
+    rid, token = start_waiting_run(procs, client)
+    assert post(f"{base}/v1/complete", None, {"result": RESULT})[0] == 401
+    code, body = post(f"{base}/v1/complete", token.replace("af1.", "af1.x"), {"result": RESULT})
+    assert code == 403 and "completion token" in body["error"]
+    code, body = post(f"{base}/v1/complete", token, {"result": "nope"})
+    assert code == 400 and "mapping or a list of 2" in body["error"]
+    assert waiting(client, rid)
+    code, body = post(f"{base}/v1/complete?wait=30", token, {"result": RESULT})
+    assert (code, body["status"], body["run_id"], body["task"]) == (200, "completed", rid, "await_decision")
+    finished(procs, client, rid)
+    code, body = post(f"{base}/v1/complete", token, {"result": RESULT})
+    assert code == 409 and body["status"] == "already completed"
+    logs = procs.logs()
+    assert token not in logs and token[-20:] not in logs  # tokens never logged
+
+
+def test_failing_from_outside_fails_the_run(procs: Processes, client: Client) -> None:
+    procs.engine()
+    procs.start("worker", "tests.e2e.semantic_flows")
+    rid, token = start_waiting_run(procs, client)
+    # The task retries once (a new attempt defers again, with the same token), then fails.
+    assert client.fail(token, "approver is on holiday", error_type="Unavailable") == "failed"
+    until(
+        client,
+        procs,
+        rid,
+        lambda: waiting(client, rid) and client.status(rid).tasks["await_decision"].attempt == 2,
+        "attempt 2",
+    )
+    out = procs.run("fail", token, "--error", "still on holiday")
+    assert out.returncode == 0 and out.stdout.strip() == "failed", out.stderr
+    info = procs.wait(client, rid, 60)
+    assert info.status == "FAILED" and info.error is not None
+    assert (info.error["type"], info.error["message"]) == ("ExternalError", "still on holiday")
+
+
+def test_cancelled_run_refuses_completion(procs: Processes, client: Client) -> None:
+    procs.engine()
+    procs.start("worker", "tests.e2e.semantic_flows")
+    rid, token = start_waiting_run(procs, client)
+    assert client.cancel(rid) == "CANCELLED"
+    with pytest.raises(CompletionRefused, match="is CANCELLED"):
+        client.complete(token, RESULT)
+    assert client.status(rid).status == "CANCELLED"
+
+
+def test_token_of_a_missing_run_and_of_another_deployment(
+    procs: Processes, client: Client, config: Config
+) -> None:
+    with pytest.raises(RunNotFound):
+        client.complete(make_token(config.secret, config.prefix, "no-such-run", "await_decision"), RESULT)
+    with pytest.raises(InvalidToken):
+        client.complete(make_token(config.secret, "another-prefix", "r1", "await_decision"), RESULT)
+
+
+def test_waiting_timeout_fails_the_attempt_and_the_retry_waits_again(
+    procs: Processes, client: Client
+) -> None:
+    procs.engine()
+    procs.start("worker", "tests.e2e.semantic_flows")
+    log = key("log")
+    rid = client.submit(sf.lazy_flow, {"user": "ann", "log": log, "wait_s": 0.5})
+
+    def second_wait() -> bool:
+        return waiting(client, rid) and client.status(rid).tasks["await_decision"].attempt == 2
+
+    until(client, procs, rid, second_wait, "the retry to wait again")
+    h = client.history(rid)
+    assert [(e.attempt, e.extra.get("error_type")) for e in h if e.new == "FAILED"] == [(1, "TaskTimeout")]
+    assert token_of(log, 1) == token_of(log, 2)  # one token per run and task
+    # attempt 2 also times out: the policy (2 attempts) is spent and the run fails
+    info = procs.wait(client, rid, 60)
+    assert info.status == "FAILED" and info.error is not None and info.error["type"] == "TaskTimeout"
+    with pytest.raises((AlreadyCompleted, CompletionRefused)):
+        client.complete(token_of(log, 2), RESULT)
+
+
+def test_local_mode_prints_the_token_and_is_completed_from_another_process(config: Config) -> None:
+    env = cli_env(config)
+    env.pop("ACKFLOW_SECRET")  # local mode makes its own
+    log = key("log")
+    run = subprocess.Popen(
+        [*ACKFLOW, "run", "tests.e2e.semantic_flows:lazy_flow", "-i", "user=ann", "-i", f"log={log}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert run.stdout is not None
+        command: list[str] = []
+        for line in run.stdout:  # bounded: the process exits (and the loop ends) on failure
+            if line.strip().startswith("ackflow complete "):
+                command = line.split()
+                break
+        assert command, "ackflow run printed no completion command"
+        token, url = command[2], command[4]
+        done = subprocess.run(
+            [*ACKFLOW, "complete", token, "--url", url, "--result", json.dumps(RESULT)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0 and done.stdout.strip() == "completed", done.stdout + done.stderr
+        rest, _ = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, rest
+    assert 'result: {"outcome": "ann: granted by bob"}' in rest
