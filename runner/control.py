@@ -9,8 +9,11 @@ are recorded and schedule nothing, and the heartbeats of its long tasks report i
 
 from __future__ import annotations
 
+from typing import Any
+
 from runner import keys, protocol, states
-from runner.transitions import Draft, Need, join_ready
+from runner.flows import END
+from runner.transitions import Draft, Need, finish_run, join_ready
 
 
 def _who(d: Draft) -> dict[str, str]:
@@ -72,6 +75,15 @@ def decide_retry(d: Draft) -> None:
         return
     d.deletes.setdefault(keys.META, []).extend(["error", "finished_ms"])
     d.set_run(states.RUNNING, **_who(d))
+    deadline = float(d.view.meta.get("deadline_s") or 0)
+    if deadline > 0:  # a new deadline; the old one's timer is ignored when it fires
+        tid = d.timer(
+            protocol.TIMER_DEADLINE, d.now + int(deadline * 1000), extra=d.event.id.rsplit(":", 1)[-1]
+        )
+        d.write(keys.META, "deadline_timer", tid.encode())
+    if d.join(END) >= int(d.view.meta.get("sinks") or 0):
+        finish_run(d)  # every sink finished after the failure: the run is in fact complete
+        return
     for name in names:
         st = d.state(name)
         if st["s"] == states.FAILED:
@@ -79,6 +91,28 @@ def decide_retry(d: Draft) -> None:
             d.schedule(name, int(st["a"]) + 1, note="retry of the run")
         elif st["s"] == states.PENDING and d.view.spec(name).preds and join_ready(d, name):
             d.schedule(name, 1, note="retry of the run")
-    deadline = float(d.view.meta.get("deadline_s") or 0)
-    if deadline > 0:
-        d.timer(protocol.TIMER_DEADLINE, d.now + int(deadline * 1000), extra=d.event.id.rsplit(":", 1)[-1])
+        elif st["s"] == states.RUNNING and d.view.spec(name).map is not None:
+            resume_map(d, name, st)
+
+
+def resume_map(d: Draft, node: str, st: dict[str, Any]) -> None:
+    """A map node left running when its run failed: start the elements it stopped starting
+    (and any that were held by a pause) up to its limit."""
+    spec = d.view.spec(node)
+    assert spec.map is not None
+    a, n, nxt = int(st["a"]), int(st["n"]), int(st["next"])
+    names = [keys.item_name(node, a, i) for i in range(n)]
+    active = sum(1 for x in names[:nxt] if d.state(x)["s"] in states.TASK_ACTIVE)
+    for x in names[:nxt]:
+        xs = d.state(x)
+        if xs["s"] == states.PENDING:  # held when the run failed: never sent
+            d.schedule(x, 1, note="retry of the run")
+            active += 1
+        elif xs["s"] == states.FAILED and "retry_at" in xs:  # its retry timer found the run failed
+            d.schedule(x, int(xs["a"]) + 1, note="retry of the run")
+            active += 1
+    limit = int(spec.map.get("limit") or 0) or n
+    while nxt < n and active < limit:
+        d.schedule(names[nxt], 1, note="retry of the run")
+        nxt, active = nxt + 1, active + 1
+    d.set_task(node, dict(st, next=nxt))

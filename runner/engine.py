@@ -39,7 +39,8 @@ from runner.transitions import Need, Rules, View
 log = logging.getLogger("ackflow.engine")
 T = TypeVar("T")
 _TIMER_BATCH = 200
-_MAX_READS = 256  # rounds of `Need` per decision (a long chain of skipped tasks needs one each)
+_MAX_READS = 16  # rounds of `Need` per decision; after a full read none should be needed
+_FULL_READ_AFTER = 8  # rounds of targeted reads before reading the whole run instead
 _TIMER_HOLD_MS = 10_000  # a claimed timer reappears after this if its engine died
 
 
@@ -323,11 +324,13 @@ class Engine:
             fields = transitions.join_fields(succs)
             got = self.store.read(event.run_id, {keys.JOINS: fields})[keys.JOINS]
             view.joins = dict(zip(fields, got, strict=True))
-        for _ in range(_MAX_READS):
+        for rounds in range(_MAX_READS):
             try:
                 return transitions.decide(event, view, self.rules)
-            except Need as need:
-                self._fill(event.run_id, created, view, need)
+            except Need as asked:
+                # After a few targeted reads (a long cascade, e.g. a chain of skips), read the
+                # whole run once instead.
+                self._fill(event.run_id, created, view, asked if rounds < _FULL_READ_AFTER else Need())
         raise StoreError(f"event {event.id}: the decision kept asking for more of the run")
 
 

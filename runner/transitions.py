@@ -25,7 +25,18 @@ from runner.protocol import Event, TaskRequest, pack, unpack
 from runner.retry import Retry
 from runner.store import Commit, Guard
 
-META_FIELDS = ("status", "created_ms", "sinks", "outputs", "held", "reverts", "plan", "error", "deadline_s")
+META_FIELDS = (
+    "status",
+    "created_ms",
+    "sinks",
+    "outputs",
+    "held",
+    "reverts",
+    "plan",
+    "error",
+    "deadline_s",
+    "deadline_timer",
+)
 
 
 class Need(Exception):
@@ -202,6 +213,8 @@ class Draft:
 
     def write(self, part: str, name: str, value: bytes) -> None:
         self.writes.setdefault(part, {})[name] = value
+        if name in self.deletes.get(part, ()):
+            self.deletes[part].remove(name)  # written again after a delete: the write wins
 
     def set_task(self, name: str, new: dict[str, Any]) -> None:
         self.guard(keys.TASKS, name, self.view.task_raw(name))
@@ -242,10 +255,11 @@ class Draft:
         st = (self.run_status or states.PENDING) if scope == "run" else self.state(scope)["s"]
         self.hist(scope, st, st, attempt, note=note)
 
-    def timer(self, purpose: str, due_ms: int, task: str = "", attempt: int = 0, extra: str = "") -> None:
+    def timer(self, purpose: str, due_ms: int, task: str = "", attempt: int = 0, extra: str = "") -> str:
         tid = protocol.timer_id(purpose, self.run_id, task, attempt, extra)
         event = Event(protocol.TIMER_FIRED, tid, self.run_id, task, attempt, {"purpose": purpose}, due_ms)
         self.timers[tid] = (due_ms, protocol.encode(event))
+        return tid
 
     def set_run(self, new: str, **extra: Any) -> None:
         old = self.run_status or states.PENDING
@@ -410,12 +424,16 @@ class Draft:
         spec = self.view.spec(name)
         if spec.timeout_s:
             self.cancel.append(protocol.timer_id(protocol.TIMER_TIMEOUT, self.run_id, name, st["a"]))
+        if "wl" in st:
+            self.cancel.append(
+                protocol.timer_id(protocol.TIMER_TIMEOUT, self.run_id, name, st["a"], WAIT_TIMER)
+            )
         if "lk" in st:
             self.cancel.append(
                 protocol.timer_id(protocol.TIMER_LEASE, self.run_id, name, st["a"], str(st["lk"]))
             )
             self.deletes.setdefault(keys.LEASES, []).append(name)
-        return {k: v for k, v in st.items() if k not in ("lk", "retry_at")}
+        return {k: v for k, v in st.items() if k not in ("lk", "retry_at", "wl")}
 
     def implied_start(self, name: str, st: dict[str, Any], worker: str) -> str:
         """A result can overtake its "started" event; history still shows the task RUNNING once."""
@@ -487,17 +505,24 @@ class Draft:
 
     def fail_run(self, error: Mapping[str, Any]) -> None:
         """Fail the run; with compensation to do, revert its completed tasks first."""
+        if self.run_status == states.REVERTING:
+            self.revert_step()  # a task ended while compensating: maybe the next step
+            return
         if self.run_status not in (states.RUNNING, states.PAUSED):
-            return  # already failed, reverting, cancelled: the failure is in the task's history
+            return  # already failed or cancelled: the failure is in the task's history
         extra = {"task": error.get("task", ""), "error_type": error.get("type", "")}
-        plan = self.revert_plan() if int(self.view.meta.get("reverts") or 0) else []
         self.write(keys.META, "error", pack(dict(error)))
         self.set_meta_list("held", [])
-        if not plan:
+        if not int(self.view.meta.get("reverts") or 0):
+            self.set_run(states.FAILED, **extra)
+            return
+        plan = self.revert_plan()
+        if not plan and not self.revertable_running():
             self.set_run(states.FAILED, **extra)
             return
         self.set_run(states.REVERTING, **extra, note=f"reverting {len(plan)} completed task(s)")
-        self.next_revert(plan)
+        self.set_meta_list("plan", plan)
+        self.revert_step()
 
     # --- compensation ------------------------------------------------------------------
 
@@ -519,12 +544,33 @@ class Draft:
                         ready.append(s)
         return [n for n in reversed(order) if specs[n].revert and self.state(n)["s"] == states.SUCCESS]
 
-    def next_revert(self, plan: list[str]) -> None:
-        """Start reverting the first task of the plan, or finish the run if none is left."""
-        if not plan:
-            self.set_meta_list("plan", [])
-            self.set_run(states.REVERTED)
+    def revertable_running(self) -> bool:
+        """Whether a task with a revert handler is still running (its success is reverted too)."""
+        if not self.view.full:
+            raise Need()
+        return any(
+            spec.revert and self.state(n)["s"] in states.TASK_ACTIVE for n, spec in self.view.specs.items()
+        )
+
+    def revert_step(self) -> None:
+        """Start the next revert; once none is left and nothing revertable still runs, finish:
+        REVERTED (FAILED if there was nothing to revert after all)."""
+        if not self.view.full:
+            raise Need()
+        if any(self.state(n)["s"] == states.REVERTING for n in self.view.specs):
+            return  # one at a time: the one in flight calls this again when it ends
+        plan = self.meta_list("plan")
+        if plan:
+            self.next_revert(plan)
             return
+        if self.revertable_running():
+            return  # its success will be reverted, its failure will end this
+        reverted = any(self.state(n)["s"] == states.REVERTED for n in self.view.specs)
+        self.set_meta_list("plan", [])
+        self.set_run(states.REVERTED if reverted else states.FAILED)
+
+    def next_revert(self, plan: list[str]) -> None:
+        """Start reverting the first task of the plan."""
         name, rest = plan[0], plan[1:]
         st = self.state(name)
         states.check_task(st["s"], states.REVERTING)
@@ -559,7 +605,7 @@ def decide_submit(event: Event, view: View, rules: Rules) -> Commit:
     deadline = float(event.body.get("timeout_s") or 0)
     if deadline > 0:
         meta["deadline_s"] = repr(deadline).encode()
-        d.timer(protocol.TIMER_DEADLINE, d.now + int(deadline * 1000))
+        meta["deadline_timer"] = d.timer(protocol.TIMER_DEADLINE, d.now + int(deadline * 1000)).encode()
     d.view.meta["created_ms"] = meta["created_ms"]
     for k, v in meta.items():
         d.write(keys.META, k, v)
@@ -631,6 +677,9 @@ def decide_leased(d: Draft) -> None:
     new = dict(st, lk=until)
     if "lk" in st:
         d.cancel.append(protocol.timer_id(protocol.TIMER_LEASE, d.run_id, e.task, e.attempt, str(st["lk"])))
+    timeout = d.view.spec(e.task).timeout_s
+    if timeout:  # armed when started; again here, should the started event have been lost
+        d.timer(protocol.TIMER_TIMEOUT, int(st.get("st") or d.at) + int(timeout * 1000), e.task, e.attempt)
     d.set_task(e.task, new)
     d.write(keys.LEASES, e.task, f"{e.attempt}:{until}".encode())
     d.timer(protocol.TIMER_LEASE, until, e.task, e.attempt, str(until))
@@ -640,6 +689,7 @@ def decide_leased(d: Draft) -> None:
     )
 
 
+WAIT_TIMER = "wait"  # timer id suffix of a lazy task's waiting timeout
 NOT_TAKEN = "\x1eno"  # joins field suffix: how many incoming edges were not taken
 
 
@@ -683,36 +733,32 @@ def advance(d: Draft, name: str, taken: bool = True) -> None:
     """``name`` finished (or was skipped): count it in its successors' joins, then start,
     skip or finish what that decides."""
     spec = d.view.spec(name)
-    decided = []
-    for s in spec.succs:
-        edge = taken and _taken(d, spec, s)
-        decided.append((s, edge, join_outcome(d, s, edge)))
+    real = [s for s in spec.succs if s != END]
+    d.view.prefetch({keys.SPEC: real, keys.JOINS: join_fields(spec.succs)})  # one read, not one per successor
+    edges = [(s, taken and _taken(d, spec, s)) for s in spec.succs]
     live = d.run_status in (states.RUNNING, states.PAUSED)
-    starts = [s for s, _, out in decided if out == "run" and s != END]
-    if live and starts:  # one round trip for what the ready successors need
+    # What the successors that start will need, in one round trip (a tentative look: the
+    # outcomes are decided again below, as the draft stands when each one's turn comes).
+    starts = [s for s, edge in edges if s != END and join_outcome(d, s, edge) == "run"]
+    if live and starts:
         wanted = [
             v for s in starts for v in (*d.view.spec(s).args.values(), *d.view.spec(s).optional.values())
         ]
         d.view.prefetch({keys.TASKS: starts, keys.DATA: [w for w in wanted if w not in d._new_data]})
-    for s, edge, out in decided:
+    for s, edge in edges:
+        # Decided now, not before the loop: skipping an earlier successor may have reached
+        # this join already within this same commit.
+        out = join_outcome(d, s, edge)
         d.guard(keys.JOINS, s, d.view.joins.get(s))
         d.write(keys.JOINS, s, str(d.join(s) + 1).encode())
         d.write(keys.JOINS, keys.join_member(s, name), b"1" if edge else b"0")
         if not edge:
             d.guard(keys.JOINS, s + NOT_TAKEN, d.view.joins.get(s + NOT_TAKEN))
             d.write(keys.JOINS, s + NOT_TAKEN, str(d.join(s + NOT_TAKEN) + 1).encode())
-        if out is None or d.run_status not in (states.RUNNING, states.PAUSED):
+        if out is None:
             continue
-        if s == END:
-            outputs = unpack(d.view.meta["outputs"] or pack([]))
-            vals = d.data(outputs)
-            result = {o: unpack(raw) for o in outputs if (raw := vals.get(o)) is not None}
-            d.write(keys.META, "result", pack(result))
-            d.set_meta_list("held", [])
-            d.set_run(states.SUCCESS)
-        elif out == "run":
-            d.schedule(s, 1)
-        else:
+        if out == "skip" and s != END:
+            # Bookkeeping, whatever the run's state: a retried run must find its joins whole.
             st = d.state(s)
             states.check_task(st["s"], states.SKIPPED)
             d.set_task(s, dict(st, s=states.SKIPPED, ft=d.at))
@@ -723,6 +769,22 @@ def advance(d: Draft, name: str, taken: bool = True) -> None:
             )
             d.hist(s, st["s"], states.SKIPPED, 0, note=why)
             advance(d, s, taken=False)
+        elif d.run_status not in (states.RUNNING, states.PAUSED):
+            continue  # a failed run starts nothing; a retry looks at its joins again
+        elif s == END:
+            finish_run(d)
+        else:
+            d.schedule(s, 1)
+
+
+def finish_run(d: Draft) -> None:
+    """Every sink is done: the run succeeded; its result is the flow's outputs."""
+    outputs = unpack(d.view.meta["outputs"] or pack([]))
+    vals = d.data(outputs)
+    result = {o: unpack(raw) for o in outputs if (raw := vals.get(o)) is not None}
+    d.write(keys.META, "result", pack(result))
+    d.set_meta_list("held", [])
+    d.set_run(states.SUCCESS)
 
 
 def _describe(cond: Mapping[str, Any]) -> str:
@@ -760,9 +822,10 @@ def succeed(
     if keys.item_of(name) is not None:
         d.map_item_done(name)
         return
-    if d.run_status == states.REVERTING and spec.revert:
-        # Finished after the run failed: its effects need compensating too, before its inputs'.
-        d.set_meta_list("plan", [name, *d.meta_list("plan")])
+    if d.run_status == states.REVERTING:
+        if spec.revert:  # finished after the run failed: compensate it too, before its inputs
+            d.set_meta_list("plan", [name, *d.meta_list("plan")])
+        d.revert_step()
     advance(d, name)
 
 
@@ -779,7 +842,7 @@ def decide_waiting(d: Draft) -> None:
     limit = float(e.body.get("timeout_s") or d.view.spec(e.task).timeout_s or 0)
     if limit:
         new["wl"] = limit
-        d.timer(protocol.TIMER_TIMEOUT, d.now + int(limit * 1000), e.task, e.attempt)
+        d.timer(protocol.TIMER_TIMEOUT, d.now + int(limit * 1000), e.task, e.attempt, WAIT_TIMER)
     d.set_task(e.task, new)
     note = "waiting for an outside completion" + (f": {e.body['note']}" if e.body.get("note") else "")
     d.hist(e.task, old, states.WAITING, e.attempt, worker=worker, note=note)
@@ -823,7 +886,7 @@ def decide_reverted(d: Draft) -> None:
         d.set_task(e.task, dict(st, s=states.REVERTED, rft=d.at))
         d.hist(e.task, states.REVERTING, states.REVERTED, e.attempt, worker=worker)
         if d.run_status == states.REVERTING:
-            d.next_revert(d.meta_list("plan"))
+            d.revert_step()
         return
     err = error_dict(e.body["error"])
     d.set_task(e.task, dict(st, s=states.FAILED, rft=d.at, rerr=err))
@@ -851,7 +914,9 @@ def decide_timer(d: Draft) -> None:
     e = d.event
     purpose = e.body["purpose"]
     if purpose == protocol.TIMER_DEADLINE:
-        if d.run_status in (states.RUNNING, states.PAUSED):
+        if (d.view.meta.get("deadline_timer") or b"").decode() != e.id:
+            d.note("run", 0, "an earlier deadline passed; ignored: the run was retried with a new one")
+        elif d.run_status in (states.RUNNING, states.PAUSED):
             secs = (d.view.meta.get("deadline_s") or b"?").decode()
             d.fail_run(
                 {"type": "RunTimeout", "message": f"the run did not finish within {secs} s", "task": ""}
@@ -872,6 +937,11 @@ def decide_timer(d: Draft) -> None:
         return
     st = d.state(e.task)
     if purpose == protocol.TIMER_TIMEOUT:
+        if (st["s"] == states.WAITING) != e.id.endswith(":" + WAIT_TIMER):
+            d.hist(
+                e.task, st["s"], st["s"], e.attempt, note="timeout ignored: it was for the task's other phase"
+            )
+            return
         if st["s"] == states.WAITING:
             msg = f"attempt {e.attempt} was not completed within {float(st.get('wl', 0)):g} s"
         else:
@@ -881,7 +951,7 @@ def decide_timer(d: Draft) -> None:
     if purpose == protocol.TIMER_LEASE:
         raw = d.view.lease(e.task)
         attempt, _, until = (raw or b"0:0").decode().partition(":")
-        if int(attempt) == e.attempt and int(until) > d.now:  # renewed: look again when it ends
+        if int(attempt) == e.attempt and int(until) > e.at_ms:  # renewed since: look again when it ends
             d.set_task(e.task, dict(st, lk=int(until)))
             d.timer(protocol.TIMER_LEASE, int(until), e.task, e.attempt, until)
             return

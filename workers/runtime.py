@@ -57,6 +57,7 @@ class _Running:
     since: float = field(default_factory=time.monotonic)
     leased: bool = False  # its delivery was acknowledged early; a lease covers it
     freed: bool = False  # it gave its concurrency slot back (see Worker.max_long)
+    finished: bool = False  # its body returned (its result may still be unpublished)
     lease_seen: bool = False  # a heartbeat found the engine's lease for this attempt
     next_beat: float = 0.0
     sent_version: int = 0  # the progress version last sent
@@ -276,7 +277,7 @@ class Worker:
         if self.store is None:
             return 3600.0
         with self._running_lock:
-            waiting = [r.since for r in self._running.values() if not r.leased]
+            waiting = [r.since for r in self._running.values() if not r.leased and not r.finished]
         if not waiting:
             return 3600.0
         return max(0.0, min(waiting) + self.config.ack_after_s - time.monotonic())
@@ -288,7 +289,9 @@ class Worker:
         now = time.monotonic()
         with self._running_lock:
             due = [
-                r for r in self._running.values() if not r.leased and now - r.since >= self.config.ack_after_s
+                r
+                for r in self._running.values()
+                if not (r.leased or r.finished) and now - r.since >= self.config.ack_after_s
             ]
         if not due:
             return
@@ -364,6 +367,7 @@ class Worker:
                 done = self._done.get_nowait()
             except queue.Empty:
                 break
+            done.running.finished = True
             self._inflight -= 1
             if done.running.freed:
                 self._freed -= 1
