@@ -97,12 +97,12 @@ def decide_retry(d: Draft) -> None:
 
 def resume_map(d: Draft, node: str, st: dict[str, Any]) -> None:
     """A map node left running when its run failed: start the elements it stopped starting
-    (and any that were held by a pause) up to its limit."""
+    (and any held by a pause, or whose retry found the run failed) up to its limit."""
     spec = d.view.spec(node)
     assert spec.map is not None
-    a, n, nxt = int(st["a"]), int(st["n"]), int(st["next"])
-    names = [keys.item_name(node, a, i) for i in range(n)]
-    active = sum(1 for x in names[:nxt] if d.state(x)["s"] in states.TASK_ACTIVE)
+    n, nxt = int(st["n"]), int(st["next"])
+    names = [keys.item_name(node, i) for i in range(n)]
+    active = sum(1 for x in names if d.state(x)["s"] in states.TASK_ACTIVE)
     for x in names[:nxt]:
         xs = d.state(x)
         if xs["s"] == states.PENDING:  # held when the run failed: never sent
@@ -111,8 +111,4 @@ def resume_map(d: Draft, node: str, st: dict[str, Any]) -> None:
         elif xs["s"] == states.FAILED and "retry_at" in xs:  # its retry timer found the run failed
             d.schedule(x, int(xs["a"]) + 1, note="retry of the run")
             active += 1
-    limit = int(spec.map.get("limit") or 0) or n
-    while nxt < n and active < limit:
-        d.schedule(names[nxt], 1, note="retry of the run")
-        nxt, active = nxt + 1, active + 1
-    d.set_task(node, dict(st, next=nxt))
+    d.start_items(node, (int(spec.map.get("limit") or 0) or n) - active)

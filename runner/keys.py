@@ -95,18 +95,18 @@ def join_member(task: str, pred: str) -> str:
     return f"{task}{JOIN_SEP}{pred}"
 
 
-_ITEM_RE = re.compile(r"^(?P<base>[^#\[]+)#(?P<a>\d+)\[(?P<i>\d+)\]$")
+_ITEM_RE = re.compile(r"^(?P<base>[^\[]+)\[(?P<i>\d+)\]$")
 
 
-def item_name(node: str, node_attempt: int, index: int) -> str:
-    """The task name of one element of a map node (per attempt of the node)."""
-    return f"{node}#{node_attempt}[{index}]"
+def item_name(node: str, index: int) -> str:
+    """The task name of one element of a map node (task names never contain '[')."""
+    return f"{node}[{index}]"
 
 
-def item_of(name: str) -> tuple[str, int, int] | None:
-    """(map node, node attempt, index) for an element's name; None for any other task."""
+def item_of(name: str) -> tuple[str, int] | None:
+    """(map node, index) for an element's name; None for any other task."""
     m = _ITEM_RE.match(name)
-    return None if m is None else (m["base"], int(m["a"]), int(m["i"]))
+    return None if m is None else (m["base"], int(m["i"]))
 
 
 def item_input(name: str) -> str:

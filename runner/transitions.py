@@ -357,7 +357,11 @@ class Draft:
     # --- map (with-items) ----------------------------------------------------------------
 
     def start_map(self, name: str, attempt: int, note: str = "") -> None:
-        """A map node starts: store its items one per field, start the first ``limit``."""
+        """A map node starts: store its items one per field, start the first ``limit``.
+
+        A later attempt (a retried run) keeps the elements that succeeded, lets running ones
+        finish, and starts the others again.
+        """
         spec = self.view.spec(name)
         assert spec.map is not None
         st = self.state(name)
@@ -368,13 +372,22 @@ class Draft:
         extra = {"note": note} if note else {}
         self.hist(name, st["s"], states.SCHEDULED, attempt, **extra)
         n = len(items) if isinstance(items, list) else 0
-        limit = int(spec.map.get("limit") or 0)
-        first = n if limit == 0 else min(limit, n)
+        limit = int(spec.map.get("limit") or 0) or n
+        names = [keys.item_name(name, i) for i in range(n)]
+        fresh = attempt == 1
+        if not fresh:
+            self.view.prefetch({keys.TASKS: names})
+        done = 0 if fresh else sum(1 for x in names if self.state(x)["s"] == states.SUCCESS)
         new: dict[str, Any] = {"s": states.RUNNING, "a": attempt, "t": self.at, "st": self.at}
-        new.update({k: st[k] for k in ("ra", "ll") if k in st}, n=n, next=first, done=0)
+        new.update({k: st[k] for k in ("ra", "ll") if k in st}, n=n, next=0, done=done, fresh=fresh)
         self.set_task(name, new)
+        kept = f"; {done} kept from before" if done else ""
         self.hist(
-            name, states.SCHEDULED, states.RUNNING, attempt, note=f"mapping {n} items, {limit or n} at a time"
+            name,
+            states.SCHEDULED,
+            states.RUNNING,
+            attempt,
+            note=f"mapping {n} items, {limit} at a time{kept}",
         )
         if not isinstance(items, list):
             got = type(items).__name__ if raw is not None else "nothing"
@@ -382,36 +395,52 @@ class Draft:
                 name, {"type": "TypeError", "message": f"map over {over!r} needs a list, got {got}"}
             )
             return
-        names = [keys.item_name(name, attempt, i) for i in range(n)]
-        self.set_data({keys.item_input(x): pack(v) for x, v in zip(names, items, strict=True)})
-        for x in names[:first]:
-            self.view.tasks.setdefault(x, None)  # a new attempt's elements: nothing to read
-            self.schedule(x, 1)
-        if n == 0:
+        if fresh:
+            self.set_data({keys.item_input(x): pack(v) for x, v in zip(names, items, strict=True)})
+        active = 0 if fresh else sum(1 for x in names if self.state(x)["s"] in states.TASK_ACTIVE)
+        self.start_items(name, limit - active)
+        if done == n:
             self.finish_map(name)
+
+    def start_items(self, node: str, count: int) -> None:
+        """Start up to ``count`` elements of a running map node that still need to run."""
+        st = dict(self.state(node))
+        n, nxt, fresh = int(st["n"]), int(st["next"]), bool(st.get("fresh"))
+        started = 0
+        while nxt < n and started < count and self.run_status in (states.RUNNING, states.PAUSED):
+            x = keys.item_name(node, nxt)
+            nxt += 1
+            if fresh:
+                self.view.tasks.setdefault(x, None)  # never started: nothing to read
+            else:
+                self.view.prefetch(
+                    {keys.TASKS: [keys.item_name(node, i) for i in range(nxt - 1, min(n, nxt + count))]}
+                )
+            xs = self.state(x)
+            if xs["s"] == states.PENDING:
+                self.schedule(x, 1)
+            elif xs["s"] == states.FAILED:  # failed for good before: a fresh retry budget
+                self.set_task(x, {k: v for k, v in xs.items() if k != "retry_at"} | {"ra": xs["a"]})
+                self.schedule(x, int(xs["a"]) + 1)
+            else:
+                continue  # succeeded, or still running from before
+            started += 1
+        self.set_task(node, dict(self.state(node), next=nxt))
 
     def map_item_done(self, item: str) -> None:
         """An element succeeded: start the next one; after the last, gather the results."""
-        node, node_attempt, _ = keys.item_of(item) or ("", 0, 0)
+        node = (keys.item_of(item) or ("", 0))[0]
         st = self.state(node)
-        if st["s"] != states.RUNNING or st["a"] != node_attempt:
-            return  # the node failed or moved on: the element's result is recorded, nothing more
-        new = dict(st, done=int(st["done"]) + 1)
-        nxt = int(st["next"])
-        start = nxt < int(st["n"]) and self.run_status in (states.RUNNING, states.PAUSED)
-        if start:
-            new["next"] = nxt + 1
-        self.set_task(node, new)
-        if start:
-            x = keys.item_name(node, node_attempt, nxt)
-            self.view.tasks.setdefault(x, None)
-            self.schedule(x, 1)
-        if new["done"] == new["n"]:
+        if st["s"] != states.RUNNING:
+            return  # the node failed: the element's result is recorded, nothing more
+        self.set_task(node, dict(st, done=int(st["done"]) + 1))
+        self.start_items(node, 1)
+        if self.state(node)["done"] == st["n"]:
             self.finish_map(node)
 
     def finish_map(self, node: str) -> None:
         st = self.state(node)
-        names = [keys.item_name(node, int(st["a"]), i) for i in range(int(st["n"]))]
+        names = [keys.item_name(node, i) for i in range(int(st["n"]))]
         vals = self.data(names)
         results = [None if vals[x] is None else unpack(vals[x]) for x in names]  # type: ignore[arg-type]
         self.set_task(node, dict(self.end_attempt(node, st), s=states.SUCCESS, ft=self.at))
@@ -485,9 +514,10 @@ class Draft:
         self.hist(name, old, states.FAILED, attempt, error_type=err["type"], error=err["message"])
         item = keys.item_of(name)
         if item is not None:  # an element gave up: its map node fails with it
-            node, node_attempt, index = item
+            node, index = item
             nst = self.state(node)
-            if nst["s"] != states.RUNNING or nst["a"] != node_attempt:
+            node_attempt = int(nst["a"])
+            if nst["s"] != states.RUNNING:
                 return
             nerr = dict(err, message=f"item {index}: {err['message']}")
             self.set_task(node, dict(self.end_attempt(node, nst), s=states.FAILED, ft=self.at, err=nerr))

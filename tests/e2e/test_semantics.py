@@ -436,12 +436,12 @@ def test_a_thousand_item_map_gathers_results_in_input_order(env: Env) -> None:
     }
     assert set(info.tasks) == {"make_ids", "square", "add_up"}  # elements are not listed one by one
     h = env.history(rid)
-    started = [e for e in h if e.new == "SCHEDULED" and e.scope.startswith("square#")]
+    started = [e for e in h if e.new == "SCHEDULED" and e.scope.startswith("square[")]
     assert len(started) == 1000 + 2  # item 7 failed twice and was retried
     # Never more than the limit running at once: scheduled minus finished stays <= 50.
     running = peak = 0
     for e in h:
-        if e.scope.startswith("square#"):
+        if e.scope.startswith("square["):
             running += (e.new == "SCHEDULED") - (e.new in ("SUCCESS", "FAILED"))
             peak = max(peak, running)
     assert peak <= 50

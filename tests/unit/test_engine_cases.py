@@ -246,3 +246,24 @@ def test_a_retried_run_ignores_its_first_deadline() -> None:
             assert h.states(rid)[0] == "RUNNING"  # the old deadline is ignored
     info = h.client.status(rid)
     assert info.status == "FAILED" and info.error is not None and info.error["type"] == "RunTimeout"
+
+
+def test_retry_of_a_failed_map_keeps_its_completed_elements() -> None:
+    h = Harness()
+    rid = h.client.submit(
+        flow.linear("m", mk, flow.map(sq, over="ids", provides="sqs", limit=0)).compile(reg), {}
+    )
+    h.pump()
+    h.ok(h.by_task()["mk"], ids=[1, 2, 3])
+    items = h.by_task()
+    assert sorted(items) == ["sq[0]", "sq[1]", "sq[2]"]
+    h.ok(items["sq[0]"], **{"sq[0]": 1})
+    h.fail(items["sq[1]"])  # no retry policy: the map and the run fail
+    h.ok(items["sq[2]"], **{"sq[2]": 9})  # finishes after the failure: kept all the same
+    assert h.states(rid)[0] == "FAILED"
+    h.control(rid, protocol.RUN_RETRY)
+    [again] = h.requests()  # only the failed element runs again
+    assert (again.task, again.attempt, again.args) == ("sq[1]", 2, {"n": 2})
+    h.ok(again, **{"sq[1]": 4})
+    info = h.client.status(rid)
+    assert info.status == "SUCCESS" and info.result == {"sqs": [1, 4, 9]}
