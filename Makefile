@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: help venv demo test unit contract e2e chaos bench lint typecheck check clean services
+.PHONY: help venv demo test unit contract e2e chaos bench lint typecheck check clean services screenshots
 
 help:
 	@echo "make demo       run a demo flow in local mode (no broker, no Redis needed)"
@@ -46,6 +46,9 @@ e2e: $(STAMP)
 
 chaos: $(STAMP)
 	ACKFLOW_CHAOS_FULL=1 $(PY) -m pytest -q -s tests/chaos
+
+screenshots: $(STAMP)
+	ACKFLOW_SCREENSHOTS=$(CURDIR)/docs $(PY) -m pytest -q tests/browser
 
 bench: $(STAMP)
 	$(VENV)/bin/ackflow --log-level warning bench

@@ -104,12 +104,10 @@ def config_from(ctx: click.Context) -> Config:
     return Config.from_env(**(ctx.obj or {}))
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def setup_logging(level: str, fmt: str = "text") -> None:
+    from runner import logs
+
+    logs.setup(level, fmt)
 
 
 def on_sigterm(stop: Callable[[], None]) -> None:
@@ -170,18 +168,31 @@ def exit_for(info: RunInfo) -> None:
     type=click.Choice(["debug", "info", "warning", "error"]),
     help="Log verbosity.",
 )
+@click.option(
+    "--log-format",
+    envvar="ACKFLOW_LOG_FORMAT",
+    default="text",
+    show_default=True,
+    type=click.Choice(["text", "json"]),
+    help="text for people, json (one object per line, with run_id/task/attempt) for machines.",
+)
 @click.version_option(package_name="ackflow")
 @click.pass_context
 def main(
-    ctx: click.Context, broker_url: str | None, redis_url: str | None, prefix: str | None, log_level: str
+    ctx: click.Context,
+    broker_url: str | None,
+    redis_url: str | None,
+    prefix: str | None,
+    log_level: str,
+    log_format: str,
 ) -> None:
     """ackflow: durable workflows on RabbitMQ + Redis, or embedded in one process.
 
     Every option also reads an ACKFLOW_* environment variable. Exit codes: 0 ok, 1 run
-    failed, 2 bad input, 3 service unavailable, 4 timed out, 5 no such run.
+    failed, 2 bad input, 3 service unavailable, 4 timed out, 5 no such run, 6 already completed.
     """
     ctx.obj = {"broker_url": broker_url, "redis_url": redis_url, "prefix": prefix}
-    setup_logging(log_level)
+    setup_logging(log_level, log_format)
 
 
 input_options = [
@@ -216,6 +227,9 @@ def with_inputs(fn: Callable[..., Any]) -> Callable[..., Any]:
     show_default=True,
     help="Port of the completion endpoint for lazy tasks (0: any free one).",
 )
+@click.option(
+    "--dashboard", is_flag=True, help="Serve the dashboard for this run (prints its URL) while it runs."
+)
 @handle_errors
 def run(
     flow_ref: str,
@@ -226,6 +240,7 @@ def run(
     timeout_s: float | None,
     quiet: bool,
     port: int,
+    dashboard: bool,
 ) -> None:
     """Run a flow in this process (local mode: no broker, no Redis), printing its progress.
 
@@ -242,6 +257,8 @@ def run(
     secret = Config.from_env().secret
     with LocalRuntime(Config(secret=secret), concurrency=concurrency) as rt:
         rid = rt.client.submit(spec, inputs, run_id=run_id)
+        if dashboard:
+            click.echo(f"dashboard: {rt.serve(port=port)}/runs/{rid}")
 
         def show(entry: HistoryEntry) -> None:
             if not quiet:
@@ -266,9 +283,10 @@ def run(
     help="Unacknowledged events held at once [env ACKFLOW_ENGINE_PREFETCH; default 32].",
 )
 @click.option("--burst", is_flag=True, help="Exit once the engine queue is empty.")
+@click.option("--metrics-port", type=int, help="Expose Prometheus metrics on this port (/metrics).")
 @click.pass_context
 @handle_errors
-def engine(ctx: click.Context, prefetch: int | None, burst: bool) -> None:
+def engine(ctx: click.Context, prefetch: int | None, burst: bool, metrics_port: int | None) -> None:
     """Run a stateless engine: consume flow events, advance runs (any number may run)."""
     from runner.engine import Engine
     from runner.kombu_broker import KombuBroker
@@ -281,6 +299,10 @@ def engine(ctx: click.Context, prefetch: int | None, burst: bool) -> None:
     broker.connect(attempts=5)
     eng = Engine(cfg, store, broker)
     on_sigterm(eng.stop)
+    if metrics_port:
+        from runner import metrics
+
+        metrics.serve(metrics_port, store=RedisStore(cfg))
     logging.getLogger("ackflow.engine").info("engine started (prefix %s)", cfg.prefix)
     try:
         eng.run(burst=burst)
@@ -513,24 +535,36 @@ def fail(
 @click.pass_context
 @handle_errors
 def serve(ctx: click.Context, host: str, port: int) -> None:
-    """Serve the HTTP endpoint outside systems call to complete lazy tasks (see README).
+    """Serve the dashboard and the lazy-task completion endpoint (see README).
 
-    POST /v1/complete and /v1/fail with "Authorization: Bearer <token>"; GET /healthz."""
+    Dashboard at /runs (read-only unless ACKFLOW_OPERATOR_TOKEN is set); POST /v1/complete
+    and /v1/fail with "Authorization: Bearer <token>" (needs ACKFLOW_SECRET); GET /healthz."""
     from runner.http_api import make_server
 
     cfg = config_from(ctx)
-    if not cfg.secret:
-        raise ConfigError(
-            "ackflow serve needs ACKFLOW_SECRET (the secret lazy tasks' tokens are signed with)"
-        )
-    server = make_server(host, port, lambda: Client.from_env(**(ctx.obj or {})), cfg.max_payload_bytes)
+    server = make_server(
+        host,
+        port,
+        lambda: Client.from_env(**(ctx.obj or {})),
+        cfg.max_payload_bytes,
+        operator_token=cfg.operator_token,
+        completions=bool(cfg.secret),
+    )
     on_sigterm(lambda: threading.Thread(target=server.shutdown, daemon=True).start())
-    logging.getLogger("ackflow.http").info("serving lazy-task completions on %s", server.url)
+    log = logging.getLogger("ackflow.http")
+    log.info(
+        "dashboard on %s/runs (%s)", server.url, "operators can log in" if cfg.operator_token else "read-only"
+    )
+    if not cfg.secret:
+        log.warning("ACKFLOW_SECRET is not set: the lazy-task completion endpoint answers 503")
     try:
         server.serve_forever()
     finally:
         server.server_close()
         server.pool.close()
+
+
+main.add_command(serve, name="dashboard")
 
 
 @main.command(name="list")

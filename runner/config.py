@@ -34,6 +34,7 @@ class Config:
     lease_s: float = 30.0  # a long task's lease; its worker renews it every lease_s / 3
     timer_poll_s: float = 0.5  # longest an engine waits before looking for due timers
     secret: str = ""  # signs lazy tasks' completion tokens (HMAC); the same on every process
+    operator_token: str = ""  # lets the dashboard's users control runs; unset: read-only
 
     def __post_init__(self) -> None:
         if not _PREFIX_RE.match(self.prefix):
@@ -74,6 +75,7 @@ class Config:
         shown["broker_url"] = redact_url(self.broker_url)
         shown["redis_url"] = redact_url(self.redis_url)
         shown["secret"] = "***" if self.secret else ""
+        shown["operator_token"] = "***" if self.operator_token else ""
         return "Config(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
     def with_(self, **changes: Any) -> Config:

@@ -27,17 +27,21 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import TypeVar
 
-from runner import faults, keys, protocol, transitions
+from runner import faults, keys, logs, metrics, protocol, transitions
 from runner.broker import ENGINE_QUEUE, Broker, Delivery, Outgoing
 from runner.config import Config
 from runner.errors import BrokerError, DecodeError, StoreError, StoreUnavailable
 from runner.flows import END, TaskSpec
 from runner.protocol import CONTENT_TYPE, Event, unpack
+from runner.states import RUN_TERMINAL
 from runner.store import Commit, Store
 from runner.transitions import Need, Rules, View
 
 log = logging.getLogger("ackflow.engine")
 T = TypeVar("T")
+_RESULT_KINDS = frozenset(
+    {protocol.TASK_SUCCEEDED, protocol.TASK_FAILED, protocol.TASK_WAITING, protocol.TASK_COMPLETE}
+)
 _TIMER_BATCH = 200
 _MAX_READS = 16  # rounds of `Need` per decision; after a full read none should be needed
 _FULL_READ_AFTER = 8  # rounds of targeted reads before reading the whole run instead
@@ -122,8 +126,9 @@ class Engine:
         try:
             due, nxt = self.store.claim_timers(now, _TIMER_BATCH, _TIMER_HOLD_MS)
             if due:
-                self.broker.publish([Outgoing(ENGINE_QUEUE, t.timer_id, t.event) for t in due])
+                self._publish([Outgoing(ENGINE_QUEUE, t.timer_id, t.event) for t in due])
                 self.store.remove_timers(due)
+                metrics.TIMERS_FIRED.inc(len(due))
         except (StoreError, BrokerError) as e:
             log.warning("could not fire timers (%s); retrying", e)
             self._next_timer_ms = now + poll_ms
@@ -149,13 +154,21 @@ class Engine:
             log.error("dead-lettering message %s from %s: %s", d.message_id, d.queue, e.reason)
             try:
                 self.broker.dead_letter(d, e.reason)
+                metrics.DEAD_LETTERS.labels("engine", "malformed").inc()
             except BrokerError as be:
                 log.error("could not dead-letter: %s", be)
                 return False
             return True
         faults.hit("engine.after_decode")
+        if d.redelivered:
+            metrics.REDELIVERIES.labels("engine").inc()
+        with logs.about(msg.run_id, msg.task, msg.attempt):
+            return self._process(d, msg)
+
+    def _process(self, d: Delivery, msg: Event) -> bool:
         try:
             if d.redelivered and self._is_poison(d, msg):
+                metrics.DEAD_LETTERS.labels("engine", "poison").inc()
                 return True
             try:
                 outbox = self._apply_with_retry(msg, d.redelivered)
@@ -164,10 +177,12 @@ class Engine:
             except Exception as e:  # a bug or a corrupt run: park the event, keep serving
                 log.exception("event %s could not be applied", msg.id)
                 self.broker.dead_letter(d, f"engine error: {type(e).__name__}: {e}")
+                metrics.DEAD_LETTERS.labels("engine", "error").inc()
+                metrics.EVENTS.labels(msg.kind, "dead_letter").inc()
                 return True
             faults.hit("engine.after_commit")
             if outbox:
-                self.broker.publish([_outgoing(mid, raw) for mid, raw in outbox.items()])
+                self._publish([_outgoing(mid, raw) for mid, raw in outbox.items()])
                 faults.hit("engine.after_publish")
                 self._store_call(lambda: self.store.mark_sent(msg.run_id, list(outbox)))
                 faults.hit("engine.after_mark_sent")
@@ -183,6 +198,12 @@ class Engine:
         self.broker.ack(d)
         self.processed += 1
         return True
+
+    def _publish(self, messages: list[Outgoing]) -> None:
+        started = time.perf_counter()
+        self.broker.publish(messages)
+        metrics.CONFIRM_SECONDS.labels("engine").observe(time.perf_counter() - started)
+        metrics.PUBLISHED.labels("engine").inc(len(messages))
 
     def _is_poison(self, d: Delivery, event: Event) -> bool:
         """Dead-letter an event whose processing began too often without finishing (G5)."""
@@ -219,21 +240,33 @@ class Engine:
                     event.id,
                     event.run_id,
                 )
+                metrics.EVENTS.labels(event.kind, "unknown_run").inc()
                 return {}
             result = self._store_call(functools.partial(self.store.commit, commit))
             if result.applied:
                 self._log(event, commit)
+                self._count(event, commit)
                 if commit.timers:
                     self._next_timer_ms = min(
                         self._next_timer_ms, *(due for due, _ in commit.timers.values())
                     )
                 return dict(commit.outbox)
             if result.outcome == "duplicate":
+                metrics.EVENTS.labels(event.kind, "duplicate").inc()
                 log.info("event %s already applied; republishing %d unsent", event.id, len(result.unsent))
                 return result.unsent
             self.conflicts += 1
+            metrics.CONFLICTS.inc()
             time.sleep(random.uniform(0, 0.001 * min(n, 20)))
         raise StoreError(f"event {event.id}: gave up after {self.config.commit_retries} conflicting commits")
+
+    def _count(self, event: Event, commit: Commit) -> None:
+        metrics.EVENTS.labels(event.kind, "applied").inc()
+        if event.kind in _RESULT_KINDS and len(commit.history) == 1 and b"fenced" in commit.history[0]:
+            metrics.FENCED.inc()
+        if commit.status_change and commit.status_change[1] in RUN_TERMINAL and commit.created_ms:
+            seconds = max(0.0, (protocol.now_ms() - commit.created_ms) / 1000)
+            metrics.RUN_SECONDS.labels(commit.status_change[1]).observe(seconds)
 
     def _log(self, event: Event, commit: Commit) -> None:
         if log.isEnabledFor(logging.DEBUG):

@@ -1,4 +1,12 @@
-"""``ackflow serve``: the HTTP endpoint outside systems call to complete lazy tasks.
+"""``ackflow serve``: the dashboard, and the HTTP endpoint outside systems call to complete
+lazy tasks.
+
+Dashboard (HTML): ``/runs`` (filters, counts, pages), ``/runs/<id>`` (DAG, tasks, history,
+control), ``/dlq`` (dead letters). Read-only unless an operator token is configured
+(``ACKFLOW_OPERATOR_TOKEN``); an operator logs in with it (a SameSite=Strict, HttpOnly
+cookie holds its hash) to pause, resume, cancel, retry, replay and purge.
+
+Completion API (JSON):
 
     POST /v1/complete   {"result": ...}                      complete the task the token names
     POST /v1/fail       {"error": "message", "type": "..."}  fail it (its retry policy applies)
@@ -20,18 +28,23 @@ Standard library only (no framework to install). Tokens are never logged.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from runner.client import Client
 from runner.errors import (
+    AckflowError,
     AlreadyCompleted,
     BrokerUnavailable,
     CompletionRefused,
@@ -76,9 +89,124 @@ class ClientPool:
             self._all.clear()
 
 
+COOKIE = "ackflow_op"
+STATIC = Path(__file__).resolve().parent / "dashboard" / "static"
+_STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: CompletionServer
     protocol_version = "HTTP/1.1"
+
+    # --- plumbing ----------------------------------------------------------------------
+
+    def _raw(self, code: int, data: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("X-Content-Type-Options", "nosniff")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _html(self, code: int, body: str, title: str, flash: str = "", refresh: bool = False) -> None:
+        from runner.dashboard.pages import layout
+
+        page = layout(title, body, self._operator(), bool(self.server.operator_token), flash, refresh)
+        self._raw(code, page.encode(), "text/html; charset=utf-8", {"Cache-Control": "no-store"})
+
+    def _redirect(self, where: str, cookie: str | None = None) -> None:
+        headers = {"Location": where}
+        if cookie is not None:
+            headers["Set-Cookie"] = cookie
+        self._raw(303, b"", "text/plain", headers)
+
+    def _operator(self) -> bool:
+        want = self.server.operator_token
+        if not want:
+            return False
+        jar = SimpleCookie(self.headers.get("Cookie", ""))
+        got = jar[COOKIE].value if COOKIE in jar else ""
+        return hmac.compare_digest(got, _cookie_value(want))
+
+    def _form(self) -> dict[str, str]:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > 64_000:
+            return {}
+        return {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode(errors="replace")).items()}
+
+    # --- dashboard ---------------------------------------------------------------------
+
+    def _dashboard_get(self, path: str, query: dict[str, str]) -> None:
+        from runner.dashboard import pages
+        from runner.errors import RunNotFound as NotFound
+
+        if path.startswith("/static/"):
+            f = STATIC / path.removeprefix("/static/")
+            if f.parent != STATIC or not f.is_file():
+                self._raw(404, b"not found", "text/plain")
+                return
+            self._raw(200, f.read_bytes(), _STATIC_TYPES.get(f.suffix, "application/octet-stream"))
+            return
+        flash = query.get("msg", "")
+        with self.server.pool.client() as client:
+            if path in ("/", "/runs"):
+                self._html(200, pages.runs_page(client, query), "Runs", flash)
+            elif path.startswith("/runs/"):
+                run_id = path.removeprefix("/runs/")
+                try:
+                    body, info = pages.run_page(client, run_id, self._operator())
+                except NotFound:
+                    self._html(404, pages.not_found(run_id), "No such run")
+                    return
+                self._html(200, body, f"Run {run_id}", flash, refresh=not info.done)
+            elif path == "/dlq":
+                self._html(200, pages.dlq_page(client, self._operator()), "Dead letters", flash)
+            else:
+                self._html(404, "<h1>Not found</h1>", "Not found")
+
+    def _dashboard_post(self, path: str) -> None:
+        from runner import dlq
+        from runner.dashboard.pages import ACTIONS
+
+        form = self._form()
+        if path == "/login":
+            want = self.server.operator_token
+            if want and hmac.compare_digest(form.get("token", ""), want):
+                self._redirect(
+                    "/runs?msg=logged+in",
+                    f"{COOKIE}={_cookie_value(want)}; Path=/; HttpOnly; SameSite=Strict",
+                )
+            else:
+                self._redirect("/runs?msg=wrong+operator+token")
+            return
+        if path == "/logout":
+            self._redirect("/runs?msg=logged+out", f"{COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict")
+            return
+        if not self._operator():
+            self._html(403, "<h1>Operators only</h1><p>Log in with the operator token.</p>", "Forbidden")
+            return
+        parts = path.strip("/").split("/")
+        with self.server.pool.client() as client:
+            try:
+                if len(parts) == 3 and parts[0] == "runs" and parts[2] in ACTIONS:
+                    run_id, action = parts[1], parts[2]
+                    status = getattr(client, action)(run_id, "from the dashboard", wait_s=10.0)
+                    self._redirect(
+                        f"/runs/{quote(run_id)}?{urlencode({'msg': f'{action}: run is {status}'})}"
+                    )
+                elif len(parts) == 3 and parts[0] == "dlq" and parts[2] == "replay":
+                    dl = dlq.replay(client.broker, parts[1])  # type: ignore[arg-type]
+                    self._redirect(f"/dlq?{urlencode({'msg': f'replayed {dl.id} to {dl.queue}'})}")
+                elif parts == ["dlq", "purge"]:
+                    n = dlq.purge(client.broker)  # type: ignore[arg-type]
+                    self._redirect(f"/dlq?{urlencode({'msg': f'purged {n} dead letters'})}")
+                else:
+                    self._html(404, "<h1>Not found</h1>", "Not found")
+            except AckflowError as e:
+                back = f"/runs/{quote(parts[1])}" if parts[0] == "runs" and len(parts) > 1 else "/dlq"
+                self._redirect(f"{back}?{urlencode({'msg': f'refused: {e}'})}")
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
         log.info("%s %s", self.address_string(), format % args)  # request line only: no headers
@@ -92,15 +220,25 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-        if urlsplit(self.path).path == "/healthz":
+        url = urlsplit(self.path)
+        if url.path == "/healthz":
             self._send(200, {"ok": True})
-        else:
-            self._send(404, {"error": f"no such endpoint: GET {urlsplit(self.path).path}"})
+            return
+        try:
+            self._dashboard_get(url.path, {k: v[0] for k, v in parse_qs(url.query).items()})
+        except (BrokerUnavailable, StoreUnavailable) as e:
+            self._raw(503, str(e).encode(), "text/plain; charset=utf-8")
 
     def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
         url = urlsplit(self.path)
         if url.path not in ("/v1/complete", "/v1/fail"):
-            self._send(404, {"error": f"no such endpoint: POST {url.path}"})
+            try:
+                self._dashboard_post(url.path)
+            except (BrokerUnavailable, StoreUnavailable) as e:
+                self._raw(503, str(e).encode(), "text/plain; charset=utf-8")
+            return
+        if not self.server.completions:
+            self._send(503, {"error": "this server completes no lazy tasks: ACKFLOW_SECRET is not set"})
             return
         length = int(self.headers.get("Content-Length") or 0)
         if length > self.server.max_body:
@@ -172,13 +310,26 @@ def client_token_scope(client: Client, token: str) -> tuple[str, str]:
     return parse_token(client.config.secret, client.config.prefix, token)
 
 
+def _cookie_value(operator_token: str) -> str:
+    return hashlib.sha256(b"ackflow-operator\x1f" + operator_token.encode()).hexdigest()
+
+
 class CompletionServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], pool: ClientPool, max_body: int) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        pool: ClientPool,
+        max_body: int,
+        operator_token: str = "",
+        completions: bool = True,
+    ) -> None:
         super().__init__(address, _Handler)
         self.pool = pool
         self.max_body = max_body
+        self.operator_token = operator_token
+        self.completions = completions
 
     @property
     def url(self) -> str:
@@ -186,5 +337,12 @@ class CompletionServer(ThreadingHTTPServer):
         return f"http://{host!s}:{port}"
 
 
-def make_server(host: str, port: int, factory: Callable[[], Client], max_body: int) -> CompletionServer:
-    return CompletionServer((host, port), ClientPool(factory), max_body)
+def make_server(
+    host: str,
+    port: int,
+    factory: Callable[[], Client],
+    max_body: int,
+    operator_token: str = "",
+    completions: bool = True,
+) -> CompletionServer:
+    return CompletionServer((host, port), ClientPool(factory), max_body, operator_token, completions)

@@ -21,6 +21,8 @@ Global:
   <prefix>:runs             zset   run id by creation time (ms)
   <prefix>:status:<STATUS>  zset   run id by creation time, one zset per run status
   <prefix>:timers           zset   "<run>\x1f<timer id>" by due time (ms): engines fire due ones
+  <prefix>:flow:<FLOW>      zset   run id by creation time, one zset per flow name (dashboard filter)
+  <prefix>:flow:<FLOW>:<STATUS>  zset  the same per flow and status
 Channel: ``<prefix>:{<run>}:notify`` announces each commit to waiters.
 """
 
@@ -76,6 +78,14 @@ def runs_index(prefix: str) -> str:
 
 def status_index(prefix: str, status: str) -> str:
     return f"{prefix}:status:{status}"
+
+
+def flow_index(prefix: str, flow: str) -> str:
+    return f"{prefix}:flow:{flow}"
+
+
+def flow_status_index(prefix: str, flow: str, status: str) -> str:
+    return f"{prefix}:flow:{flow}:{status}"
 
 
 def timers_index(prefix: str) -> str:

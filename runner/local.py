@@ -89,7 +89,7 @@ class LocalRuntime:
         return self.client.wait(rid, timeout_s, on_history)
 
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Start the HTTP completion endpoint for this process's lazy tasks; return its URL."""
+        """Start this process's HTTP server (dashboard, lazy-task completions); return its URL."""
         from runner.http_api import make_server
 
         if self.server is None:

@@ -175,6 +175,32 @@ class MemoryStore:
             live = [r for r in idx if self._run(r)[keys.META]]
             return sorted(live, key=lambda r: idx[r], reverse=True)[:limit]
 
+    def page_runs(
+        self,
+        status: str | None,
+        flow: str | None,
+        since_ms: int = 0,
+        before_ms: int | None = None,
+        limit: int = 50,
+    ) -> tuple[list[tuple[str, int]], int | None]:
+        with self._lock:
+            idx = self._index.get(status or "", {})
+            rows = []
+            for r, created in sorted(idx.items(), key=lambda kv: (-kv[1], kv[0])):
+                if created < since_ms or (before_ms is not None and created >= before_ms):
+                    continue
+                meta = self._run(r)[keys.META]
+                if not meta or (flow and meta.get("flow", b"").decode() != flow):
+                    continue
+                rows.append((r, created))
+                if len(rows) == limit:
+                    return rows, created
+            return rows, None
+
+    def count_runs(self, status: str | None) -> int:
+        with self._lock:
+            return len(self._index.get(status or "", {}))
+
     def watch(self, run_id: str) -> _MemoryWatch:
         with self._lock:
             return _MemoryWatch(self, run_id)

@@ -27,7 +27,7 @@ from runner.store import APPLIED_RESULT, Beat, Commit, CommitResult, DueTimer
 
 # KEYS: 1 meta, 2 spec, 3 tasks, 4 data, 5 joins, 6 applied, 7 outbox, 8 history,
 #       9 deliveries, 10 timers, 11 leases, 12 runs index, 13 old-status index,
-#       14 new-status index, 15 timers index
+#       14 new-status index, 15 timers index, 16 the run's flow index (new runs)
 # ARGV: event id, run id, channel,
 #       n guards,  then (key index, field, has expected "1"/"0", expected) each,
 #       n writes,  then (key index, field, value) each,
@@ -101,10 +101,17 @@ local change, score = ARGV[i], ARGV[i + 1]
 if change ~= '0' then
   if change == '2' then
     redis.call('ZADD', KEYS[12], score, ARGV[2])
+    if ARGV[i + 3] ~= '' then redis.call('ZADD', KEYS[16], score, ARGV[2]) end
   else
     redis.call('ZREM', KEYS[13], ARGV[2])
   end
   redis.call('ZADD', KEYS[14], score, ARGV[2])
+  local fl = redis.call('HGET', KEYS[1], 'flow')
+  if fl then  -- the run by flow and status, for filters on both (keys outside the run's tag)
+    local pre = ARGV[i + 4] .. ':flow:' .. fl .. ':'
+    if change ~= '2' then redis.call('ZREM', pre .. ARGV[i + 5], ARGV[2]) end
+    redis.call('ZADD', pre .. ARGV[i + 6], score, ARGV[2])
+  end
 end
 local expire = tonumber(ARGV[i + 2])
 if expire > 0 then
@@ -117,6 +124,7 @@ return {'ok'}
 """
 
 _PART_INDEX = {part: str(i + 1) for i, part in enumerate(keys.RUN_PARTS)}
+_PAGE_SCAN_LIMIT = 5_000  # index entries a page view may look at when filtering by flow and status
 
 # Claim due timers: move each one's score ``hold`` ms ahead so other engines leave it alone
 # while this one publishes it; a timer whose run forgot it (cancelled, expired) is dropped.
@@ -289,13 +297,22 @@ class RedisStore:
         argv.append(len(c.cancel_timers))
         argv += list(c.cancel_timers)
         old, new = c.status_change or ("", "")
-        argv += ["0" if not new else ("1" if old else "2"), c.created_ms, c.expire_s]
+        argv += [
+            "0" if not new else ("1" if old else "2"),
+            c.created_ms,
+            c.expire_s,
+            c.flow,
+            self._prefix,
+            old,
+            new,
+        ]
         run_keys = [self._k(c.run_id, p) for p in keys.RUN_PARTS]
         run_keys += [
             keys.runs_index(self._prefix),
             keys.status_index(self._prefix, old or "NONE"),
             keys.status_index(self._prefix, new or "NONE"),
             keys.timers_index(self._prefix),
+            keys.flow_index(self._prefix, c.flow or "NONE"),
         ]
         client = self.client  # creates the script object on first use
         try:
@@ -415,6 +432,60 @@ class RedisStore:
         except redis.exceptions.RedisError as e:
             raise _translate(e) from e
         return [r for r, a in zip(ids, alive, strict=True) if a][:limit]
+
+    def page_runs(
+        self,
+        status: str | None,
+        flow: str | None,
+        since_ms: int = 0,
+        before_ms: int | None = None,
+        limit: int = 50,
+    ) -> tuple[list[tuple[str, int]], int | None]:
+        if status and flow:
+            index = keys.flow_status_index(self._prefix, flow, status)
+        elif status:
+            index = keys.status_index(self._prefix, status)
+        elif flow:
+            index = keys.flow_index(self._prefix, flow)
+        else:
+            index = keys.runs_index(self._prefix)
+        top: Any = f"({before_ms}" if before_ms is not None else "+inf"
+        out: list[tuple[str, int]] = []
+        scanned, batch, last = 0, max(limit, 1) * 2, 0
+        try:
+            while len(out) < limit and scanned < _PAGE_SCAN_LIMIT:
+                got: Any = self.client.zrevrangebyscore(
+                    index, top, since_ms, start=0, num=batch, withscores=True
+                )
+                if not got:
+                    return out, None
+                scanned += len(got)
+                ids = [_b(r).decode() for r, _ in got]
+                pipe = self.client.pipeline(transaction=False)
+                for r in ids:
+                    pipe.hget(self._k(r, keys.META), "status")
+                metas = pipe.execute()
+                scores = [int(sc) for _, sc in got]
+                for r, score, st in zip(ids, scores, metas, strict=True):
+                    if st is None:
+                        continue  # expired after its retention
+                    out.append((r, score))
+                    if len(out) == limit:
+                        return out, score
+                last = int(got[-1][1])
+                top = f"({last}"
+                if len(got) < batch:
+                    return out, None
+        except redis.exceptions.RedisError as e:
+            raise _translate(e) from e
+        return out, last  # the scan limit ran out: the next page goes on from here
+
+    def count_runs(self, status: str | None) -> int:
+        index = keys.status_index(self._prefix, status) if status else keys.runs_index(self._prefix)
+        try:
+            return int(self.client.zcard(index))
+        except redis.exceptions.RedisError as e:
+            raise _translate(e) from e
 
     def watch(self, run_id: str) -> _RedisWatch:
         try:

@@ -33,6 +33,7 @@ class Commit:
     cancel_timers: Sequence[str] = ()  # timer ids of this run to forget
     status_change: tuple[str, str] | None = None  # (old or "", new): keeps the status indexes
     created_ms: int = 0  # the run's creation time, the score in the indexes
+    flow: str = ""  # set when the run is created: indexes it under its flow name
     expire_s: int = 0  # > 0 once the run is finished: all its keys expire after this; -1: never again
 
 
@@ -118,6 +119,23 @@ class Store(Protocol):
 
     def list_runs(self, status: str | None, limit: int) -> list[str]:
         """Newest first."""
+        ...
+
+    def page_runs(
+        self,
+        status: str | None,
+        flow: str | None,
+        since_ms: int = 0,
+        before_ms: int | None = None,
+        limit: int = 50,
+    ) -> tuple[list[tuple[str, int]], int | None]:
+        """A page of (run id, created ms), newest first, created in [since_ms, before_ms);
+        and the cursor (``before_ms``) of the next page, or None. Reads one index (never the
+        whole run set): the flow-and-status index, the status's or the flow's."""
+        ...
+
+    def count_runs(self, status: str | None) -> int:
+        """Runs in the index (all, or of one status); expired ones may linger until listed."""
         ...
 
     def watch(self, run_id: str) -> Watch: ...

@@ -646,7 +646,8 @@ def decide_submit(event: Event, view: View, rules: Rules) -> Commit:
     for name, t in spec.tasks.items():
         if not t.preds:
             d.schedule(name, 1)
-    return d.commit()
+    c = d.commit()
+    return Commit(**{**c.__dict__, "flow": spec.name})
 
 
 # --- task events -----------------------------------------------------------------------

@@ -33,6 +33,7 @@ from runner.tasks import REGISTRY
 )
 @click.option("--name", help="Worker name shown in run histories (default: host:pid).")
 @click.option("--burst", is_flag=True, help="Exit once the queues are empty and nothing runs.")
+@click.option("--metrics-port", type=int, help="Expose Prometheus metrics on this port (/metrics).")
 @click.pass_context
 @handle_errors
 def worker(
@@ -43,6 +44,7 @@ def worker(
     max_long: int | None,
     name: str | None,
     burst: bool,
+    metrics_port: int | None,
 ) -> None:
     """Execute tasks registered in MODULE... (imported first) from the task queues."""
     from runner.kombu_broker import KombuBroker
@@ -65,6 +67,10 @@ def worker(
         max_long=max_long,
     )
     on_sigterm(w.stop)
+    if metrics_port:
+        from runner import metrics
+
+        metrics.serve(metrics_port)
     logging.getLogger("ackflow.worker").info(
         "worker %s started: queues %s, concurrency %d, tasks %s",
         w.name,

@@ -28,7 +28,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from runner import faults, keys, protocol
+from runner import faults, keys, logs, metrics, protocol
 from runner.broker import ENGINE_QUEUE, Broker, Delivery, Outgoing, task_queue
 from runner.config import Config
 from runner.context import TaskContext
@@ -171,11 +171,15 @@ class Worker:
             log.error("dead-lettering message %s from %s: %s", d.message_id, d.queue, e.reason)
             try:
                 self.broker.dead_letter(d, e.reason)
+                metrics.DEAD_LETTERS.labels("worker", "malformed").inc()
             except BrokerError as be:
                 log.error("could not dead-letter (%s); the broker will redeliver it", be)
             return
-        if d.delivery_count and self._is_poison(d, msg):
-            return
+        if d.delivery_count:
+            metrics.REDELIVERIES.labels("worker").inc()
+            if self._is_poison(d, msg):
+                metrics.DEAD_LETTERS.labels("worker", "poison").inc()
+                return
         self._backlog.append((d, msg))
 
     def _dispatch(self) -> None:
@@ -195,7 +199,7 @@ class Worker:
             self._pool.submit(self._execute, r)
         if started:
             try:
-                self.broker.publish(started)
+                self._publish(started)
             except BrokerError as e:  # informational only: the result carries the outcome
                 log.warning("could not publish started events: %s", e)
 
@@ -236,13 +240,25 @@ class Worker:
         return True
 
     def _execute(self, r: _Running) -> None:
-        if self._superseded(r.req):
-            self._done.put(_Done(r, None))
-        else:
-            result = execute(r.req, self.registry, self.name, self.config.max_payload_bytes, r.ctx)
-            faults.hit("worker.after_execute")
-            self._done.put(_Done(r, result))
+        with logs.about(r.req.run_id, r.req.task, r.req.attempt):
+            if self._superseded(r.req):
+                self._done.put(_Done(r, None))
+            else:
+                started = time.perf_counter()
+                result = execute(r.req, self.registry, self.name, self.config.max_payload_bytes, r.ctx)
+                outcome = result.kind.rpartition(".")[2]
+                metrics.TASK_SECONDS.labels(r.req.fn, outcome).observe(time.perf_counter() - started)
+                if outcome == "failed":
+                    log.info("task %s failed: %s", r.req.task, result.body["error"]["type"])
+                faults.hit("worker.after_execute")
+                self._done.put(_Done(r, result))
         self.broker.wakeup()
+
+    def _publish(self, messages: list[Outgoing]) -> None:
+        started = time.perf_counter()
+        self.broker.publish(messages)
+        metrics.CONFIRM_SECONDS.labels("worker").observe(time.perf_counter() - started)
+        metrics.PUBLISHED.labels("worker").inc(len(messages))
 
     def _superseded(self, req: TaskRequest) -> bool:
         """The run was cancelled or is gone, or this attempt is no longer current: skip it.
@@ -309,7 +325,7 @@ class Worker:
             )
             events.append(Outgoing(ENGINE_QUEUE, event.id, protocol.encode(event)))
         try:
-            self.broker.publish(events)  # the lease is durable before the delivery goes
+            self._publish(events)  # the lease is durable before the delivery goes
         except BrokerError as e:
             log.warning("could not publish lease events (%s); the tasks keep their deliveries", e)
             return
@@ -377,7 +393,7 @@ class Worker:
             return
         batch = self._unpublished
         try:
-            self.broker.publish(
+            self._publish(
                 [Outgoing(ENGINE_QUEUE, r.result.id, protocol.encode(r.result)) for r in batch if r.result]
             )
         except BrokerError as e:

@@ -257,3 +257,29 @@ def test_heartbeat_extends_only_the_current_attempts_lease_and_reports_the_run(s
     assert leases[keys.progress_field("t")] == b"p2"
     store.commit(Commit(r, "e3", writes={keys.META: {"status": b"CANCELLED"}}))
     assert store.heartbeat(r, "t", 2, 10_000, None).run_status == "CANCELLED"
+
+
+def test_pages_of_runs_by_status_flow_and_time(store: Store) -> None:
+    for i in range(7):
+        flow = "even" if i % 2 == 0 else "odd"
+        status = "SUCCESS" if i < 5 else "FAILED"
+        store.commit(
+            Commit(
+                f"r{i}-{rid()}",
+                "e",
+                writes={keys.META: {"status": status.encode(), "flow": flow.encode()}},
+                status_change=("", status),
+                created_ms=1000 + i,
+                flow=flow,
+            )
+        )
+    page, cursor = store.page_runs(None, None, limit=3)
+    assert [c for _, c in page] == [1006, 1005, 1004] and cursor == 1004
+    page, cursor = store.page_runs(None, None, before_ms=cursor, limit=3)
+    assert [c for _, c in page] == [1003, 1002, 1001]
+    page, cursor = store.page_runs(None, None, before_ms=cursor, limit=3)
+    assert [c for _, c in page] == [1000] and cursor is None
+    assert [c for _, c in store.page_runs("SUCCESS", "even", limit=10)[0]] == [1004, 1002, 1000]
+    assert [c for _, c in store.page_runs(None, "odd", limit=10)[0]] == [1005, 1003, 1001]
+    assert [c for _, c in store.page_runs("FAILED", None, since_ms=1006, limit=10)[0]] == [1006]
+    assert (store.count_runs(None), store.count_runs("SUCCESS"), store.count_runs("FAILED")) == (7, 5, 2)

@@ -280,5 +280,8 @@ def test_local_mode_prints_the_token_and_is_completed_from_another_process(confi
     finally:
         if run.poll() is None:
             run.kill()
+        run.wait(timeout=30)
+        if run.stdout is not None:
+            run.stdout.close()
     assert run.returncode == 0, rest
     assert 'result: {"outcome": "ann: granted by bob"}' in rest

@@ -1,0 +1,286 @@
+"""The dashboard's pages: plain functions from a client and the request to HTML.
+
+Everything shown is escaped, and error texts pass through `runner.logs.scrub`: no URL
+password or completion token is ever rendered. Control buttons appear only for an operator
+(see `runner.http_api`), and are disabled when the run's state does not allow the action.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from html import escape
+from typing import Any
+from urllib.parse import urlencode
+
+from runner import keys, states
+from runner.client import Client, RunInfo
+from runner.dashboard import svg
+from runner.errors import RunNotFound
+from runner.flows import TaskSpec
+from runner.logs import scrub
+from runner.protocol import unpack
+
+PAGE = 50
+ACTIONS = {
+    "pause": (states.RUNNING,),
+    "resume": (states.PAUSED,),
+    "cancel": (states.RUNNING, states.PAUSED, states.PENDING),
+    "retry": (states.FAILED,),
+}
+
+
+def _ts(ms: int | None, precise: bool = False) -> str:
+    if not ms:
+        return "-"
+    text = datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return text[:-3] if precise else text[:-7]
+
+
+def _dur(start: int | None, end: int | None) -> str:
+    if not start or not end:
+        return "-"
+    s = (end - start) / 1000
+    return f"{s * 1000:.0f} ms" if s < 1 else f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+def badge(status: str) -> str:
+    return f'<span class="badge b-{escape(status)}">{escape(status)}</span>'
+
+
+def layout(
+    title: str, body: str, operator: bool, can_operate: bool, flash: str = "", refresh: bool = False
+) -> str:
+    if not can_operate:
+        op = '<span class="muted">read-only (no operator token configured)</span>'
+    elif operator:
+        op = (
+            '<span>operator</span><form class="inline" method="post" action="/logout">'
+            '<button type="submit">log out</button></form>'
+        )
+    else:
+        op = (
+            '<form class="inline" method="post" action="/login">'
+            '<input type="password" name="token" placeholder="operator token" aria-label="operator token">'
+            ' <button type="submit">log in</button></form>'
+        )
+    meta = '<meta http-equiv="refresh" content="2">' if refresh else ""
+    msg = f'<div class="flash" role="status">{escape(flash)}</div>' if flash else ""
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8">{meta}'
+        f"<title>{escape(title)} · ackflow</title>"
+        '<link rel="stylesheet" href="/static/style.css"></head><body>'
+        '<header><a class="brand" href="/runs">ackflow</a><a href="/runs">Runs</a>'
+        f'<a href="/dlq">Dead letters</a><div class="op">{op}</div></header>'
+        f"<main>{msg}{body}</main></body></html>"
+    )
+
+
+# --- runs ------------------------------------------------------------------------------
+
+
+def _when(value: str | None) -> int:
+    """A filter time: empty, epoch ms, or an ISO date/time (UTC)."""
+    if not value:
+        return 0
+    if value.isdigit():
+        return int(value)
+    return int(datetime.fromisoformat(value).replace(tzinfo=UTC).timestamp() * 1000)
+
+
+def runs_page(client: Client, q: Mapping[str, str]) -> str:
+    status = q.get("status") or None
+    if status not in (None, *states.RUN_STATES):
+        status = None
+    flow = (q.get("flow") or "").strip() or None
+    since, until = _when(q.get("since")), _when(q.get("until"))
+    before = int(q["before"]) if q.get("before", "").isdigit() else (until + 1 if until else None)
+    rows, cursor = client.store.page_runs(status, flow, since, before, PAGE)
+    counts = {s: client.store.count_runs(s) for s in states.RUN_STATES}
+    total = client.store.count_runs(None)
+    base = {k: v for k, v in (("flow", flow), ("since", q.get("since")), ("until", q.get("until"))) if v}
+    links = [f'<a class="{"on" if not status else ""}" href="/runs?{urlencode(base)}">all {total}</a>']
+    for s in states.RUN_STATES:
+        cls = "on" if s == status else ""
+        links.append(
+            f'<a class="{cls}" href="/runs?{urlencode({**base, "status": s})}">{badge(s)} {counts[s]}</a>'
+        )
+    options = "".join(
+        f'<option value="{s}"{" selected" if s == status else ""}>{s}</option>'
+        for s in ("", *states.RUN_STATES)
+    )
+    filters = (
+        '<form class="filters" method="get" action="/runs">'
+        f'<label>status<select name="status">{options}</select></label>'
+        f'<label>flow<input name="flow" value="{escape(flow or "")}" placeholder="any"></label>'
+        f'<label>since (UTC)<input name="since" value="{escape(q.get("since", ""))}" placeholder="2026-11-28T00:00"></label>'
+        f'<label>until (UTC)<input name="until" value="{escape(q.get("until", ""))}" placeholder="now"></label>'
+        '<button type="submit">filter</button></form>'
+    )
+    body_rows = []
+    for run_id, _created in rows:
+        meta = client.store.read(run_id, {keys.META: ["status", "flow", "created_ms", "finished_ms"]})[
+            keys.META
+        ]
+        if meta[0] is None:
+            continue
+        st, fl = meta[0].decode(), (meta[1] or b"").decode()
+        created, finished = int(meta[2] or 0), int(meta[3]) if meta[3] else None
+        body_rows.append(
+            f'<tr data-run="{escape(run_id)}"><td><a href="/runs/{escape(run_id)}">{escape(run_id)}</a></td>'
+            f"<td>{escape(fl)}</td><td>{badge(st)}</td><td>{_ts(created)}</td><td>{_ts(finished)}</td>"
+            f"<td>{_dur(created, finished)}</td></tr>"
+        )
+    table = (
+        "<table><thead><tr><th>run</th><th>flow</th><th>status</th><th>created</th><th>finished</th>"
+        f"<th>took</th></tr></thead><tbody>{''.join(body_rows) or '<tr><td colspan=6 class=muted>no runs</td></tr>'}"
+        "</tbody></table>"
+    )
+    more = ""
+    if cursor is not None:
+        nxt = {**base, **({"status": status} if status else {}), "before": str(cursor)}
+        more = f'<p><a class="older" href="/runs?{urlencode(nxt)}">older runs →</a></p>'
+    return (
+        f'<h1>Runs</h1><div class="card counts">{"".join(links)}</div>'
+        f'<div class="card">{filters}</div><div class="card">{table}{more}</div>'
+    )
+
+
+# --- one run ---------------------------------------------------------------------------
+
+
+def _specs(client: Client, run_id: str) -> dict[str, TaskSpec]:
+    return {
+        n: TaskSpec.from_data(unpack(r)) for n, r in sorted(client.store.read_all(run_id, keys.SPEC).items())
+    }
+
+
+def run_page(client: Client, run_id: str, operator: bool) -> tuple[str, RunInfo]:
+    info = client.status(run_id)
+    specs = _specs(client, run_id)
+    history = client.history(run_id)
+    actions = []
+    if operator:
+        for action, allowed in ACTIONS.items():
+            disabled = "" if info.status in allowed else " disabled"
+            cls = ' class="danger"' if action == "cancel" else ""
+            actions.append(
+                f'<form class="inline" method="post" action="/runs/{escape(run_id)}/{action}">'
+                f'<button type="submit" name="action" value="{action}"{cls}{disabled}>{action}</button></form>'
+            )
+    head = (
+        f'<h1>Run {escape(run_id)} {badge(info.status)}</h1><div class="card">'
+        f"<p>flow <b>{escape(info.flow)}</b> · created {_ts(info.created_ms)} · finished {_ts(info.finished_ms)}"
+        f" · took {_dur(info.created_ms, info.finished_ms)}</p>{' '.join(actions)}</div>"
+    )
+    outcome = ""
+    if info.result is not None:
+        outcome += f'<div class="card"><h2>Result</h2><pre>{escape(scrub(json.dumps(info.result, indent=2, default=repr)))}</pre></div>'
+    if info.error:
+        e = info.error
+        cause = e.get("cause") or {}
+        outcome += (
+            f'<div class="card error"><h2>Error</h2><p>in task <b>{escape(str(e.get("task", "")))}</b>: '
+            f"<b>{escape(str(e.get('type')))}</b>: {escape(scrub(str(e.get('message', ''))))}</p>"
+        )
+        if cause:
+            outcome += f"<p>cause: {escape(str(cause.get('type')))}: {escape(scrub(str(cause.get('message', ''))))}</p>"
+        if e.get("traceback"):
+            outcome += f'<pre class="traceback">{escape(scrub(str(e["traceback"])))}</pre>'
+        outcome += "</div>"
+    task_rows = []
+    for name, t in info.tasks.items():
+        extra = ""
+        if t.status == states.WAITING:
+            extra = "waiting for an outside completion (token not shown)"
+        if t.progress:
+            extra = f"{t.progress[0]:.0%} {escape(t.progress[1])}"
+        if t.error:
+            extra = f"{escape(str(t.error.get('type')))}: {escape(scrub(str(t.error.get('message', ''))))}"
+            if t.error.get("traceback"):
+                extra += f"<details><summary>traceback</summary><pre>{escape(scrub(str(t.error['traceback'])))}</pre></details>"
+        if t.retry_at_ms:
+            extra += f" · next attempt at {_ts(t.retry_at_ms)}"
+        if t.revert_error:
+            extra += f" · revert failed: {escape(scrub(str(t.revert_error.get('message', ''))))}"
+        dur = f"{t.duration_ms} ms" if t.duration_ms is not None else "-"
+        task_rows.append(
+            f'<tr data-task="{escape(name)}"><td>{escape(name)}</td><td>{badge(t.status)}</td><td>{t.attempt}</td>'
+            f"<td>{escape(t.worker)}</td><td>{dur}</td><td>{extra}</td></tr>"
+        )
+    tasks = (
+        '<div class="card"><h2>Tasks</h2><table><thead><tr><th>task</th><th>state</th><th>attempt</th>'
+        f"<th>worker</th><th>took</th><th></th></tr></thead><tbody>{''.join(task_rows)}</tbody></table></div>"
+    )
+    hist_rows = []
+    for h in history:
+        note = str(h.extra.get("note", ""))
+        cls = ' class="fenced"' if note.startswith("fenced") else ""
+        what = f"{escape(h.old)} → {escape(h.new)}" if h.old != h.new else escape(h.new)
+        detail = []
+        if "error_type" in h.extra:
+            detail.append(
+                f"{escape(str(h.extra['error_type']))}: {escape(scrub(str(h.extra.get('error', ''))))}"
+            )
+        if note:
+            detail.append(escape(scrub(note)))
+        if h.extra.get("redelivered"):
+            detail.append('<span class="redelivered">redelivered event</span>')
+        if h.extra.get("worker"):
+            detail.append(f'<span class="muted">{escape(str(h.extra["worker"]))}</span>')
+        hist_rows.append(
+            f"<tr{cls}><td>{_ts(h.at_ms, precise=True)}</td><td>{escape(h.scope)}</td><td>{h.attempt or ''}</td>"
+            f"<td>{what}</td><td>{' · '.join(detail)}</td></tr>"
+        )
+    hist = (
+        '<div class="card"><h2>History</h2><table class="history"><thead><tr><th>at</th><th>scope</th>'
+        f"<th>attempt</th><th>transition</th><th>details</th></tr></thead><tbody>{''.join(hist_rows)}</tbody></table></div>"
+    )
+    graph = f'<div class="card"><h2>Flow</h2>{svg.dag(specs, info.tasks)}</div>'
+    return head + outcome + graph + tasks + hist, info
+
+
+def not_found(run_id: str) -> str:
+    return f"<h1>No run {escape(run_id)}</h1><p>It never existed, or expired after its retention.</p>"
+
+
+__all__ = ["RunNotFound", "layout", "not_found", "run_page", "runs_page"]
+
+
+# --- dead letters ----------------------------------------------------------------------
+
+
+def dlq_page(client: Client, operator: bool) -> str:
+    from runner import dlq
+    from runner.kombu_broker import KombuBroker
+
+    if not isinstance(client.broker, KombuBroker):
+        return "<h1>Dead letters</h1><p class=muted>Local mode has no dead-letter queue.</p>"
+    letters = dlq.list_dead(client.broker, limit=200)
+    rows = []
+    for dl in letters:
+        replay = (
+            f'<form class="inline" method="post" action="/dlq/{escape(dl.id)}/replay"><button type="submit">replay</button></form>'
+            if operator
+            else ""
+        )
+        rows.append(
+            f'<tr data-dead="{escape(dl.id)}"><td>{escape(dl.id)}</td><td>{escape(scrub(dl.reason))}</td>'
+            f"<td>{escape(dl.queue)}</td><td>{dl.delivery_count}</td>"
+            f"<td><code>{escape(scrub(dl.describe_body())[:200])}</code></td><td>{replay}</td></tr>"
+        )
+    purge = (
+        '<form class="inline" method="post" action="/dlq/purge"><button class="danger" type="submit">purge all</button></form>'
+        if operator and letters
+        else ""
+    )
+    return (
+        f"<h1>Dead letters ({len(letters)})</h1><div class=card>{purge}<table><thead><tr><th>id</th><th>reason</th>"
+        "<th>from queue</th><th>deliveries</th><th>message</th><th></th></tr></thead><tbody>"
+        f"{''.join(rows) or '<tr><td colspan=6 class=muted>none</td></tr>'}</tbody></table></div>"
+    )
+
+
+def describe(value: Any) -> str:
+    return escape(str(value))

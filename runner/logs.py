@@ -1,0 +1,99 @@
+"""Logging: readable by default, JSON lines for machines; every line about a run says which.
+
+The engine (per event) and the worker (per task) set the run, task and attempt they work on
+in a context variable; a filter copies them onto every record logged meanwhile, so any line
+— ours or a library's — carries them. A last line of defence scrubs URL passwords and
+completion tokens from every message, whatever logged it.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+_context: contextvars.ContextVar[tuple[str, str, int] | None] = contextvars.ContextVar(
+    "ackflow_log", default=None
+)
+
+_PASSWORD_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s]+@")
+_TOKEN_RE = re.compile(r"\baf1\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+
+
+def scrub(text: str) -> str:
+    """Replace passwords in URLs and completion tokens."""
+    text = _PASSWORD_RE.sub(r"\g<scheme>***@", text)
+    return _TOKEN_RE.sub("af1.<token>", text)
+
+
+@contextmanager
+def about(run_id: str, task: str = "", attempt: int = 0) -> Iterator[None]:
+    """Every line logged in this block (in this thread) is about this run, task and attempt."""
+    token = _context.set((run_id, task, attempt))
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+class _ContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        ctx = _context.get()
+        run_id, task, attempt = ctx if ctx else ("", "", 0)
+        record.run_id, record.task, record.attempt = run_id, task, attempt
+        record.msg = scrub(record.getMessage())
+        record.args = None
+        return True
+
+
+def _where(record: logging.LogRecord) -> tuple[str, str, int]:
+    return getattr(record, "run_id", ""), getattr(record, "task", ""), getattr(record, "attempt", 0)
+
+
+class _TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        run_id, task, attempt = _where(record)
+        if run_id:
+            where = f"run={run_id}" + (f" task={task} attempt={attempt}" if task else "")
+            line = f"{line} [{where}]"
+        return line
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        run_id, task, attempt = _where(record)
+        if run_id:
+            out["run_id"] = run_id
+            if task:
+                out["task"], out["attempt"] = task, attempt
+        if record.exc_info:
+            out["exc"] = scrub(self.formatException(record.exc_info))
+        return json.dumps(out, default=str)
+
+
+def setup(level: str = "info", fmt: str = "text") -> None:
+    """Configure the root logger once: ``fmt`` is "text" or "json"."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_ContextFilter())
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(_TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))

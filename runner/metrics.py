@@ -1,0 +1,87 @@
+"""Prometheus metrics for engines and workers (``--metrics-port``), on a registry of our own.
+
+Names (all prefixed ``ackflow_``):
+
+- ``events_total{kind,outcome}`` events an engine handled: outcome applied | duplicate |
+  unknown_run | dead_letter
+- ``commit_conflicts_total`` commits re-read and re-decided because a guard moved
+- ``redeliveries_total{role}`` deliveries the broker marked redelivered
+- ``fenced_results_total`` results refused because their attempt was not current
+- ``dead_letters_total{role,reason}`` messages dead-lettered: malformed | poison | error
+- ``published_total{role}`` messages published and confirmed
+- ``publish_confirm_seconds{role}`` time to publish a batch and receive every confirm
+- ``timers_fired_total`` timers an engine published as events
+- ``task_duration_seconds{task,outcome}`` task bodies, as the worker timed them
+- ``run_duration_seconds{status}`` creation to finish of runs, when an engine finishes them
+- ``runs{status}`` runs in Redis by status (read from the status indexes at each scrape)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from runner import states
+
+if TYPE_CHECKING:
+    from runner.store import Store
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+EVENTS = Counter("ackflow_events", "Events handled by engines", ["kind", "outcome"], registry=REGISTRY)
+CONFLICTS = Counter("ackflow_commit_conflicts", "Commits retried after a guard moved", registry=REGISTRY)
+REDELIVERIES = Counter("ackflow_redeliveries", "Deliveries marked redelivered", ["role"], registry=REGISTRY)
+FENCED = Counter("ackflow_fenced_results", "Results refused: not the current attempt", registry=REGISTRY)
+DEAD_LETTERS = Counter(
+    "ackflow_dead_letters", "Messages dead-lettered", ["role", "reason"], registry=REGISTRY
+)
+PUBLISHED = Counter("ackflow_published", "Messages published and confirmed", ["role"], registry=REGISTRY)
+CONFIRM_SECONDS = Histogram(
+    "ackflow_publish_confirm_seconds",
+    "Publishing a batch until every confirm arrived",
+    ["role"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+    registry=REGISTRY,
+)
+TIMERS_FIRED = Counter("ackflow_timers_fired", "Timers published as timer.fired events", registry=REGISTRY)
+TASK_SECONDS = Histogram(
+    "ackflow_task_duration_seconds",
+    "Task bodies, as their worker timed them",
+    ["task", "outcome"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, 1800),
+    registry=REGISTRY,
+)
+RUN_SECONDS = Histogram(
+    "ackflow_run_duration_seconds",
+    "Runs from creation to finish",
+    ["status"],
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, 1800, 3600, 86400),
+    registry=REGISTRY,
+)
+
+
+class RunsByStatus(Collector):
+    """``ackflow_runs{status}``: ZCARD of each status index at scrape time (cheap)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        g = GaugeMetricFamily("ackflow_runs", "Runs in Redis by status", labels=["status"])
+        for status in states.RUN_STATES:
+            try:
+                g.add_metric([status], self._store.count_runs(status))
+            except Exception:  # noqa: BLE001 - a scrape during an outage shows what it can
+                continue
+        yield g
+
+
+def serve(port: int, host: str = "0.0.0.0", store: Store | None = None) -> None:
+    """Expose the registry on http://host:port/metrics (a daemon thread)."""
+    if store is not None:
+        REGISTRY.register(RunsByStatus(store))
+    start_http_server(port, addr=host, registry=REGISTRY)

@@ -1,0 +1,175 @@
+"""Operators' view without a browser: the runs page over 100,000 runs reads a bounded number
+of keys; engines and workers expose Prometheus metrics; JSON logs carry run, task and attempt
+and never a password."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from runner import keys
+from runner.client import Client
+from runner.config import Config
+from runner.http_api import make_server
+from runner.kombu_broker import KombuBroker
+from runner.redis_store import RedisStore
+from tests.conftest import Processes
+from tests.e2e import flows
+from tests.e2e.test_lazy import free_port
+
+pytestmark = pytest.mark.services
+
+N_RUNS = 100_000
+
+
+@pytest.fixture
+def many_runs(config: Config) -> Iterator[RedisStore]:
+    """100,000 finished runs in Redis (their meta and the indexes the pages use)."""
+    store = RedisStore(config)
+    r = store.client
+    statuses = ["SUCCESS"] * 8 + ["FAILED", "CANCELLED"]
+    pipe = r.pipeline(transaction=False)
+    for i in range(N_RUNS):
+        rid = f"bulk-{i:06d}"
+        status, flow = statuses[i % 10], f"flow-{i % 7}"
+        created = 1_700_000_000_000 + i * 1000
+        pipe.hset(
+            keys.run_key(config.prefix, rid, keys.META),
+            mapping={"status": status, "flow": flow, "created_ms": created},
+        )
+        pipe.zadd(keys.runs_index(config.prefix), {rid: created})
+        pipe.zadd(keys.status_index(config.prefix, status), {rid: created})
+        pipe.zadd(keys.flow_index(config.prefix, flow), {rid: created})
+        pipe.zadd(keys.flow_status_index(config.prefix, flow, status), {rid: created})
+        if i % 5000 == 4999:
+            pipe.execute()
+    pipe.execute()
+    yield store
+    doomed = [keys.run_key(config.prefix, f"bulk-{i:06d}", keys.META) for i in range(N_RUNS)]
+    for start in range(0, N_RUNS, 10_000):
+        r.unlink(*doomed[start : start + 10_000])
+    store.close()
+
+
+def commands_during(r: Any, fn: Any) -> tuple[int, Any]:
+    """How many commands Redis executed while ``fn`` ran (this test is Redis's only user)."""
+
+    def total() -> int:
+        return sum(v["calls"] for k, v in r.info("commandstats").items() if k.startswith("cmdstat_"))
+
+    before = total()
+    out = fn()
+    return total() - before - 1, out  # minus the INFO itself
+
+
+def test_runs_pages_over_100k_runs_read_a_bounded_number_of_keys(
+    config: Config, many_runs: RedisStore
+) -> None:
+    server = make_server(
+        "127.0.0.1", 0, lambda: Client(config, RedisStore(config), lambda: KombuBroker(config)), 1 << 20
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+
+        def get(path: str) -> str:
+            return urllib.request.urlopen(server.url + path, timeout=30).read().decode()
+
+        get("/runs")  # warm the client pool
+        r = many_runs.client
+        for path, first in [
+            ("/runs", "bulk-099999"),
+            ("/runs?status=FAILED", "bulk-099998"),
+            ("/runs?flow=flow-3", "bulk-099998"),
+            ("/runs?status=CANCELLED&flow=flow-2", "bulk-099969"),
+            ("/runs?until=1700000500000", "bulk-000500"),
+        ]:
+            calls, html = commands_during(r, lambda p=path: get(p))
+            assert html.count("<tr data-run=") == 50, path
+            assert f'data-run="{first}"' in html, path
+            assert calls < 250, f"{path}: {calls} Redis commands for one page"  # ~50 rows, never 100k
+        assert "all 100000" in get("/runs")
+        html = get("/runs?status=FAILED")
+        older = html.split('class="older" href="')[1].split('"')[0].replace("&amp;", "&")
+        calls, page2 = commands_during(r, lambda: get(older))
+        assert 'data-run="bulk-099498"' in page2 and calls < 250
+    finally:
+        server.shutdown()
+        server.server_close()
+        server.pool.close()
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_engine_and_worker_expose_prometheus_metrics(
+    procs: Processes, client: Client, config: Config
+) -> None:
+    from runner.broker import ENGINE_QUEUE, Outgoing
+
+    ep, wp = free_port(), free_port()
+    procs.engine("--metrics-port", str(ep))
+    procs.worker("--metrics-port", str(wp))
+    ok = client.submit(flows.chain(3), {"v0": 0})
+    bad = client.submit(flows.failing_flow, {"x": 1})
+    assert procs.wait(client, ok).status == "SUCCESS" and procs.wait(client, bad).status == "FAILED"
+    broker = KombuBroker(config)
+    try:
+        broker.publish([Outgoing(ENGINE_QUEUE, "junk", b"\xc1")])
+    finally:
+        broker.close()
+    watch = client.store.watch(ok)
+    for _ in range(40):  # the junk is dead-lettered by the engine: wait for its counter
+        e = scrape(ep)
+        if e.get(("ackflow_dead_letters_total", (("reason", "malformed"), ("role", "engine")))):
+            break
+        watch.wait(0.25)
+    watch.close()
+    w = scrape(wp)
+    assert e[("ackflow_events_total", (("kind", "task.succeeded"), ("outcome", "applied")))] >= 4
+    assert e[("ackflow_events_total", (("kind", "task.failed"), ("outcome", "applied")))] >= 1
+    assert (
+        e[("ackflow_runs", (("status", "SUCCESS"),))] >= 1
+        and e[("ackflow_runs", (("status", "FAILED"),))] >= 1
+    )
+    assert e[("ackflow_run_duration_seconds_count", (("status", "SUCCESS"),))] >= 1
+    assert e[("ackflow_dead_letters_total", (("reason", "malformed"), ("role", "engine")))] == 1
+    assert e[("ackflow_publish_confirm_seconds_count", (("role", "engine"),))] >= 1
+    assert (
+        w[("ackflow_task_duration_seconds_count", (("outcome", "succeeded"), ("task", "inc")))] == 4
+    )  # 3 + "before"
+    assert w[("ackflow_task_duration_seconds_count", (("outcome", "failed"), ("task", "explode")))] == 1
+    assert w[("ackflow_published_total", (("role", "worker"),))] >= 8
+
+
+def test_json_logs_say_which_run_task_and_attempt_and_hide_passwords(
+    procs: Processes, client: Client
+) -> None:
+    env = {"ACKFLOW_LOG_LEVEL": "debug"}
+    procs.start("--log-format", "json", "engine", env=env, name="engine")
+    procs.start("--log-format", "json", "worker", "tests.e2e.flows", env=env, name="worker")
+    rid = client.submit(flows.failing_flow, {"x": 1}, run_id="logs-" + uuid.uuid4().hex[:8])
+    assert procs.wait(client, rid).status == "FAILED"
+    procs.stop_all()
+    lines = [
+        ln for p in sorted(procs.logdir.glob("*.log")) for ln in p.read_text().splitlines() if ln.strip()
+    ]
+    records = [json.loads(ln) for ln in lines]  # every line is one JSON object
+    assert all({"ts", "level", "logger", "msg"} <= set(r) for r in records)
+    about = [r for r in records if r.get("run_id") == rid]
+    assert any(r.get("task") == "explode" and r.get("attempt") == 1 and "failed" in r["msg"] for r in about)
+    assert any(r["logger"] == "ackflow.engine" and r.get("task") == "explode" for r in about)
+    text = "\n".join(lines)
+    assert "guest:guest@" not in text and "guest:***@" in text
