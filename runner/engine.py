@@ -351,12 +351,26 @@ class Engine:
             item = keys.item_of(event.task)  # an element of a map node: its node's spec
             self._specs_for(event.run_id, created, [item[0] if item else event.task], view)
         if event.kind == protocol.TASK_SUCCEEDED and event.task in view.specs:
-            # The usual reads of a result, in two round trips rather than one per `Need`.
-            succs = view.specs[event.task].succs
+            # The usual reads of a result, in two round trips rather than one per `Need`: the
+            # successors' specs (cached), then their join counts, and — for successors this
+            # task alone precedes (a chain), which it certainly makes ready — their state and
+            # inputs too. A successor with several predecessors is read only once ready.
+            spec = view.specs[event.task]
+            succs = spec.succs
             self._specs_for(event.run_id, created, [s for s in succs if s != END], view)
             fields = transitions.join_fields(succs)
-            got = self.store.read(event.run_id, {keys.JOINS: fields})[keys.JOINS]
-            view.joins = dict(zip(fields, got, strict=True))
+            sole = [
+                s for s in succs if s in view.specs and len(view.specs[s].preds) == 1 and s not in spec.when
+            ]
+            own = set(spec.provides)
+            data = sorted(
+                {v for s in sole for v in (*view.specs[s].args.values(), *view.specs[s].optional.values())}
+                - own
+            )
+            got = self.store.read(event.run_id, {keys.JOINS: fields, keys.TASKS: sole, keys.DATA: data})
+            view.joins = dict(zip(fields, got[keys.JOINS], strict=True))
+            view.tasks.update(zip(sole, got[keys.TASKS], strict=True))
+            view.data.update(zip(data, got[keys.DATA], strict=True))
         for rounds in range(_MAX_READS):
             try:
                 return transitions.decide(event, view, self.rules)

