@@ -248,7 +248,6 @@ def run(
     serves the HTTP completion endpoint on 127.0.0.1 (--port) while the run waits."""
     from runner.loading import load_flow
     from runner.local import LocalRuntime
-    from runner.tokens import make_token
 
     flow = load_flow(flow_ref)
     inputs = parse_inputs(pairs, inputs_json)
@@ -265,7 +264,7 @@ def run(
                 print_history_entry(entry)
             if entry.new == states.WAITING and entry.old != entry.new:
                 url = rt.serve(port=port)
-                token = make_token(rt.config.secret, rt.config.prefix, rid, entry.scope)
+                token = rt.client.token_for(rid, entry.scope)
                 click.echo(f"task {entry.scope} is waiting for an outside completion; from another terminal:")
                 click.echo(f"  ackflow complete {token} --url {url} --result JSON")
                 click.echo(f"  ackflow fail {token} --url {url} --error MESSAGE")

@@ -249,6 +249,16 @@ class Client:
 
         return completion.complete(self, token, result, None, wait_s)
 
+    def token_for(self, run_id: str, task: str) -> str:
+        """The completion token of a run's lazy task (what the task itself was given);
+        needs the secret. For tools and tests: outside systems get it from the task."""
+        from runner.tokens import make_token
+
+        created = self.store.read(run_id, {keys.META: ["created_ms"]})[keys.META][0]
+        if created is None:
+            raise RunNotFound(run_id)
+        return make_token(self.config.secret, self.config.prefix, run_id, int(created), task)
+
     def fail(
         self, token: str, error: str, *, error_type: str = "ExternalError", wait_s: float | None = 10.0
     ) -> str:

@@ -7,6 +7,8 @@ completed (`AlreadyCompleted`), a result that does not fit what the task provide
 large (`ValueError`, `PayloadTooLargeError`). The completion itself is a ``task.complete``
 event: the engine applies it once, to the task's current attempt, and refuses it if the task
 moved on meanwhile (a second completion racing the first is told it was already completed).
+Only a WAITING task takes an outside result, and only the attempt that was waiting when the
+request was checked: a retried request cannot complete (or fail) the next attempt.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from runner.errors import AlreadyCompleted, CompletionRefused, EncodeError, Payl
 from runner.flows import TaskSpec
 from runner.lazy import result_values
 from runner.protocol import Event, unpack
-from runner.tokens import parse_token
+from runner.tokens import check_token, parse_token
 
 if TYPE_CHECKING:
     from runner.client import Client
@@ -34,11 +36,14 @@ def complete(
     from runner.client import who
 
     cfg = client.config
-    run_id, task = parse_token(cfg.secret, cfg.prefix, token)
-    got = client.store.read(run_id, {keys.META: ["status"], keys.TASKS: [task], keys.SPEC: [task]})
-    status = got[keys.META][0]
+    run_id, task = parse_token(token)
+    got = client.store.read(
+        run_id, {keys.META: ["status", "created_ms"], keys.TASKS: [task], keys.SPEC: [task]}
+    )
+    status, created = got[keys.META]
     if status is None:
         raise RunNotFound(run_id)
+    check_token(cfg.secret, cfg.prefix, token, int(created or 0))
     run_status = status.decode()
     raw_state, raw_spec = got[keys.TASKS][0], got[keys.SPEC][0]
     if raw_spec is None:
@@ -50,9 +55,9 @@ def complete(
         raise AlreadyCompleted(run_id, task, st["s"])
     if run_status not in LIVE:
         raise CompletionRefused(f"cannot complete task {task!r}: run {run_id} is {run_status}")
-    if st["s"] not in states.TASK_ACTIVE:
+    if st["s"] != states.WAITING:
         raise CompletionRefused(
-            f"cannot complete task {task!r} of run {run_id}: it is {st['s']}, not waiting"
+            f"cannot complete task {task!r} of run {run_id}: it is {st['s']}, not WAITING"
         )
     body: dict[str, Any] = {"by": who()}
     if error is not None:

@@ -28,18 +28,20 @@ Standard library only (no framework to install). Tokens are never logged.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import logging
 import queue
+import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.cookies import SimpleCookie
+from html import escape
+from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from runner.client import Client
@@ -90,6 +92,7 @@ class ClientPool:
 
 
 COOKIE = "ackflow_op"
+SESSION_S = 8 * 3600
 STATIC = Path(__file__).resolve().parent / "dashboard" / "static"
 _STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 
@@ -122,19 +125,41 @@ class _Handler(BaseHTTPRequestHandler):
             headers["Set-Cookie"] = cookie
         self._raw(303, b"", "text/plain", headers)
 
-    def _operator(self) -> bool:
-        want = self.server.operator_token
-        if not want:
-            return False
-        jar = SimpleCookie(self.headers.get("Cookie", ""))
-        got = jar[COOKIE].value if COOKIE in jar else ""
-        return hmac.compare_digest(got, _cookie_value(want))
+    def _session(self) -> str:
+        try:
+            jar = SimpleCookie(self.headers.get("Cookie", ""))
+        except CookieError:
+            return ""
+        return jar[COOKIE].value if COOKIE in jar else ""
 
-    def _form(self) -> dict[str, str]:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > 64_000:
-            return {}
+    def _operator(self) -> bool:
+        return bool(self.server.operator_token) and self.server.sessions.valid(self._session())
+
+    def _length(self, limit: int) -> int | None:
+        """The request body's length, or None (after answering 400/413) if unusable."""
+        raw = (self.headers.get("Content-Length") or "0").strip()
+        if not raw.isdigit():
+            self._send(400, {"error": "Content-Length must be a non-negative integer"})
+            return None
+        length = int(raw)
+        if length > limit:
+            self._send(413, {"error": f"body of {length} bytes is over the limit of {limit}"})
+            return None
+        return length
+
+    def _form(self) -> dict[str, str] | None:
+        length = self._length(64_000)
+        if length is None:
+            return None
         return {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode(errors="replace")).items()}
+
+    def _cross_site(self) -> bool:
+        """A browser's request from another site (CSRF): refused for every POST of the dashboard."""
+        site = self.headers.get("Sec-Fetch-Site")
+        if site is not None and site not in ("same-origin", "none"):
+            return True
+        origin = self.headers.get("Origin")
+        return origin is not None and urlsplit(origin).netloc != self.headers.get("Host", "")
 
     # --- dashboard ---------------------------------------------------------------------
 
@@ -150,9 +175,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._raw(200, f.read_bytes(), _STATIC_TYPES.get(f.suffix, "application/octet-stream"))
             return
         flash = query.get("msg", "")
-        with self.server.pool.client() as client:
+        with self.server.pages.client() as client:
             if path in ("/", "/runs"):
-                self._html(200, pages.runs_page(client, query), "Runs", flash)
+                try:
+                    body = pages.runs_page(client, query)
+                except ValueError as e:
+                    self._html(400, f"<h1>Bad filter</h1><p>{escape(str(e))}</p>", "Bad filter")
+                    return
+                self._html(200, body, "Runs", flash)
             elif path.startswith("/runs/"):
                 run_id = path.removeprefix("/runs/")
                 try:
@@ -169,26 +199,32 @@ class _Handler(BaseHTTPRequestHandler):
     def _dashboard_post(self, path: str) -> None:
         from runner import dlq
         from runner.dashboard.pages import ACTIONS
+        from runner.kombu_broker import KombuBroker
 
+        if self._cross_site():
+            self._html(403, "<h1>Refused</h1><p>A request from another site.</p>", "Forbidden")
+            return
         form = self._form()
+        if form is None:
+            return
         if path == "/login":
             want = self.server.operator_token
-            if want and hmac.compare_digest(form.get("token", ""), want):
-                self._redirect(
-                    "/runs?msg=logged+in",
-                    f"{COOKIE}={_cookie_value(want)}; Path=/; HttpOnly; SameSite=Strict",
-                )
+            if want and hmac.compare_digest(form.get("token", "").encode(), want.encode()):
+                session = self.server.sessions.open()
+                cookie = f"{COOKIE}={session}; Path=/; Max-Age={SESSION_S}; HttpOnly; SameSite=Strict"
+                self._redirect("/runs?msg=logged+in", cookie)
             else:
                 self._redirect("/runs?msg=wrong+operator+token")
             return
         if path == "/logout":
+            self.server.sessions.close(self._session())
             self._redirect("/runs?msg=logged+out", f"{COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict")
             return
         if not self._operator():
             self._html(403, "<h1>Operators only</h1><p>Log in with the operator token.</p>", "Forbidden")
             return
         parts = path.strip("/").split("/")
-        with self.server.pool.client() as client:
+        with self.server.pages.client() as client:
             try:
                 if len(parts) == 3 and parts[0] == "runs" and parts[2] in ACTIONS:
                     run_id, action = parts[1], parts[2]
@@ -196,11 +232,13 @@ class _Handler(BaseHTTPRequestHandler):
                     self._redirect(
                         f"/runs/{quote(run_id)}?{urlencode({'msg': f'{action}: run is {status}'})}"
                     )
+                elif parts[0] == "dlq" and not isinstance(client.broker, KombuBroker):
+                    self._redirect("/dlq?msg=local+mode+has+no+dead-letter+queue")
                 elif len(parts) == 3 and parts[0] == "dlq" and parts[2] == "replay":
-                    dl = dlq.replay(client.broker, parts[1])  # type: ignore[arg-type]
+                    dl = dlq.replay(cast(KombuBroker, client.broker), parts[1])
                     self._redirect(f"/dlq?{urlencode({'msg': f'replayed {dl.id} to {dl.queue}'})}")
                 elif parts == ["dlq", "purge"]:
-                    n = dlq.purge(client.broker)  # type: ignore[arg-type]
+                    n = dlq.purge(cast(KombuBroker, client.broker))
                     self._redirect(f"/dlq?{urlencode({'msg': f'purged {n} dead letters'})}")
                 else:
                     self._html(404, "<h1>Not found</h1>", "Not found")
@@ -240,16 +278,15 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.server.completions:
             self._send(503, {"error": "this server completes no lazy tasks: ACKFLOW_SECRET is not set"})
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > self.server.max_body:
-            self._send(413, {"error": f"body of {length} bytes is over the limit of {self.server.max_body}"})
+        length = self._length(self.server.max_body)
+        if length is None:
             return
         try:
             body = json.loads(self.rfile.read(length) or b"{}")
             if not isinstance(body, dict):
                 raise ValueError("the body must be a JSON object")
-        except ValueError as e:
-            self._send(400, {"error": f"malformed JSON: {e}"})
+        except (ValueError, RecursionError) as e:
+            self._send(400, {"error": f"malformed JSON: {type(e).__name__}: {str(e)[:200]}"})
             return
         auth = self.headers.get("Authorization", "")
         token = auth[7:].strip() if auth.lower().startswith("bearer ") else body.get("token")
@@ -257,15 +294,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(401, {"error": "no completion token (send Authorization: Bearer <token>)"})
             return
         try:
-            wait_s = min(float(parse_qs(url.query).get("wait", ["10"])[0]), MAX_WAIT_S)
+            wait_s = float(parse_qs(url.query).get("wait", ["10"])[0])
+            if not 0 <= wait_s <= MAX_WAIT_S:  # also refuses nan
+                raise ValueError
         except ValueError:
-            self._send(400, {"error": "wait must be a number of seconds"})
+            self._send(400, {"error": f"wait must be a number of seconds from 0 to {MAX_WAIT_S:g}"})
             return
         self._complete(url.path == "/v1/fail", str(token), body, wait_s)
 
     def _complete(self, fail: bool, token: str, body: dict[str, Any], wait_s: float) -> None:
         try:
-            with self.server.pool.client() as client:
+            with self.server.pool.client() as client:  # the completions' own pool
                 if fail:
                     if not isinstance(body.get("error"), str) or not body["error"]:
                         self._send(400, {"error": 'a failure needs "error": "<message>"'})
@@ -283,7 +322,7 @@ class _Handler(BaseHTTPRequestHandler):
                         )
                         return
                     status = client.complete(token, body["result"], wait_s=wait_s)
-                run_id, task = client_token_scope(client, token)
+                run_id, task = client_token_scope(token)
         except InvalidToken as e:
             self._send(403, {"error": str(e)})
         except RunNotFound as e:
@@ -304,14 +343,34 @@ class _Handler(BaseHTTPRequestHandler):
             )
 
 
-def client_token_scope(client: Client, token: str) -> tuple[str, str]:
+def client_token_scope(token: str) -> tuple[str, str]:
     from runner.tokens import parse_token
 
-    return parse_token(client.config.secret, client.config.prefix, token)
+    return parse_token(token)
 
 
-def _cookie_value(operator_token: str) -> str:
-    return hashlib.sha256(b"ackflow-operator\x1f" + operator_token.encode()).hexdigest()
+class Sessions:
+    """Operators' sessions: random ids, kept in this process, expiring; logout ends one."""
+
+    def __init__(self) -> None:
+        self._until: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def open(self) -> str:
+        sid = secrets.token_urlsafe(32)
+        with self._lock:
+            now = time.monotonic()
+            self._until = {k: v for k, v in self._until.items() if v > now}
+            self._until[sid] = now + SESSION_S
+        return sid
+
+    def valid(self, sid: str) -> bool:
+        with self._lock:
+            return bool(sid) and self._until.get(sid, 0.0) > time.monotonic()
+
+    def close(self, sid: str) -> None:
+        with self._lock:
+            self._until.pop(sid, None)
 
 
 class CompletionServer(ThreadingHTTPServer):
@@ -326,7 +385,9 @@ class CompletionServer(ThreadingHTTPServer):
         completions: bool = True,
     ) -> None:
         super().__init__(address, _Handler)
-        self.pool = pool
+        self.pool = pool  # completions
+        self.pages = ClientPool(pool._factory)  # the dashboard: slow completions never starve it
+        self.sessions = Sessions()
         self.max_body = max_body
         self.operator_token = operator_token
         self.completions = completions

@@ -98,6 +98,7 @@ class LocalRuntime:
                 port,
                 lambda: Client(self.config, self.store, self.hub.connect),
                 self.config.max_payload_bytes,
+                operator_token=self.config.operator_token,
             )
             t = threading.Thread(target=self.server.serve_forever, name="ackflow-http", daemon=True)
             t.start()

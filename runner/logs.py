@@ -23,7 +23,7 @@ _context: contextvars.ContextVar[tuple[str, str, int] | None] = contextvars.Cont
 )
 
 _PASSWORD_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s]+@")
-_TOKEN_RE = re.compile(r"\baf1\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+_TOKEN_RE = re.compile(r"(?<![A-Za-z0-9-])af1\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
 def scrub(text: str) -> str:
@@ -47,8 +47,11 @@ class _ContextFilter(logging.Filter):
         ctx = _context.get()
         run_id, task, attempt = ctx if ctx else ("", "", 0)
         record.run_id, record.task, record.attempt = run_id, task, attempt
-        record.msg = scrub(record.getMessage())
-        record.args = None
+        try:
+            record.msg = scrub(record.getMessage())
+            record.args = None
+        except Exception:  # noqa: BLE001 - a bad format string: let the handler report it, not raise here
+            pass
         return True
 
 
@@ -57,13 +60,15 @@ def _where(record: logging.LogRecord) -> tuple[str, str, int]:
 
 
 class _TextFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - the stdlib's name
+        line = super().formatMessage(record)
         run_id, task, attempt = _where(record)
-        if run_id:
-            where = f"run={run_id}" + (f" task={task} attempt={attempt}" if task else "")
-            line = f"{line} [{where}]"
+        if run_id:  # right after the message, before any traceback
+            line += f" [run={run_id}" + (f" task={task} attempt={attempt}" if task else "") + "]"
         return line
+
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub(super().format(record))  # the traceback too
 
 
 class _JsonFormatter(logging.Formatter):

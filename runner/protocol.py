@@ -138,6 +138,7 @@ class TaskRequest:
     at_ms: int = 0
     mode: str = MODE_RUN  # MODE_REVERT: call the task's revert handler with ``result``
     result: Any = None  # revert mode: what the task returned
+    run_created: int = 0  # the run's creation time (ms): lazy tasks' tokens are bound to it
 
     @property
     def idempotency_key(self) -> tuple[str, str, int]:
@@ -177,6 +178,7 @@ def encode(msg: Message) -> bytes:
                 "at": msg.at_ms,
                 "mode": msg.mode,
                 "result": msg.result,
+                "created": msg.run_created,
             }
         )
     return pack(
@@ -236,6 +238,7 @@ def decode(data: bytes) -> Message:
             at_ms=_field(raw, "at", int),
             mode=_mode(raw.get("mode", MODE_RUN)),
             result=raw.get("result"),
+            run_created=int(raw.get("created") or 0),
         )
     if kind not in _EVENT_BODY:
         raise DecodeError(f"unknown message kind {kind!r}")

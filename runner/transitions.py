@@ -329,6 +329,7 @@ class Draft:
             at_ms=self.now,
             mode=mode,
             result=result,
+            run_created=int(self.view.meta.get("created_ms") or 0),
         )
 
     def schedule(self, name: str, attempt: int, note: str = "") -> None:
@@ -889,7 +890,7 @@ def decide_complete(d: Draft) -> None:
     if d.run_status not in (states.RUNNING, states.PAUSED):
         d.hist(e.task, st["s"], st["s"], e.attempt, note=f"completion refused: the run is {d.run_status}")
         return
-    if stale(d):
+    if stale(d, frozenset({states.WAITING})):  # only a waiting attempt takes an outside result
         return
     by = f"outside:{e.body['by']}"
     if "error" in e.body:

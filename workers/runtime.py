@@ -193,7 +193,7 @@ class Worker:
             d, req = self._backlog.pop(0)
             self._inflight += 1
             token = (
-                make_token(self.config.secret, self.config.prefix, req.run_id, req.task)
+                make_token(self.config.secret, self.config.prefix, req.run_id, req.run_created, req.task)
                 if self.config.secret
                 else ""
             )

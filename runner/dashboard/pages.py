@@ -84,7 +84,7 @@ def _when(value: str | None) -> int:
     """A filter time: empty, epoch ms, or an ISO date/time (UTC)."""
     if not value:
         return 0
-    if value.isdigit():
+    if value.isdecimal():
         return int(value)
     return int(datetime.fromisoformat(value).replace(tzinfo=UTC).timestamp() * 1000)
 
@@ -95,7 +95,11 @@ def runs_page(client: Client, q: Mapping[str, str]) -> str:
         status = None
     flow = (q.get("flow") or "").strip() or None
     since, until = _when(q.get("since")), _when(q.get("until"))
-    before = int(q["before"]) if q.get("before", "").isdigit() else (until + 1 if until else None)
+    before = (
+        int(q["before"])
+        if q.get("before", "").isascii() and q.get("before", "").isdecimal()
+        else (until + 1 if until else None)
+    )
     rows, cursor = client.store.page_runs(status, flow, since, before, PAGE)
     counts = {s: client.store.count_runs(s) for s in states.RUN_STATES}
     total = client.store.count_runs(None)
@@ -195,7 +199,7 @@ def run_page(client: Client, run_id: str, operator: bool) -> tuple[str, RunInfo]
         if t.status == states.WAITING:
             extra = "waiting for an outside completion (token not shown)"
         if t.progress:
-            extra = f"{t.progress[0]:.0%} {escape(t.progress[1])}"
+            extra = f"{t.progress[0]:.0%} {escape(scrub(t.progress[1]))}"
         if t.error:
             extra = f"{escape(str(t.error.get('type')))}: {escape(scrub(str(t.error.get('message', ''))))}"
             if t.error.get("traceback"):

@@ -7,6 +7,7 @@ from html import escape
 from typing import Any
 
 from runner.flows import END, TaskSpec
+from runner.logs import scrub
 
 W, H, GAP_X, GAP_Y, PAD = 170, 52, 60, 22, 16
 
@@ -69,7 +70,7 @@ def dag(specs: Mapping[str, TaskSpec], tasks: Mapping[str, Any]) -> str:
         detail = f"attempt {getattr(t, 'attempt', 0)}"
         if getattr(t, "progress", None):
             frac, msg = t.progress
-            detail = f"{frac:.0%} {msg}".strip()
+            detail = f"{frac:.0%} {scrub(msg)}".strip()
         elif getattr(t, "duration_ms", None) is not None:
             detail += f" · {t.duration_ms} ms"
         if specs[n].map is not None:

@@ -54,7 +54,6 @@ def main() -> None:
     """The whole story in one process: the approver is a callback that completes the task."""
     from runner.client import HistoryEntry
     from runner.local import LocalRuntime
-    from runner.tokens import make_token
 
     with LocalRuntime() as rt:
         rid = rt.client.submit(access, {"user": "ann", "resource": "prod-db"})
@@ -66,7 +65,7 @@ def main() -> None:
         def show(e: HistoryEntry) -> None:
             print(e.describe())
             if e.new == "WAITING" and e.old != e.new:
-                token = make_token(rt.config.secret, rt.config.prefix, rid, e.scope)
+                token = rt.client.token_for(rid, e.scope)
                 threading.Thread(target=approver, args=(token,)).start()
 
         info: Any = rt.client.wait(rid, 30, show)

@@ -125,8 +125,16 @@ def test_cli_completion_and_refusals(procs: Processes, client: Client, config: C
     assert bad.returncode == 2 and "the result lacks ['approver']" in bad.stderr, bad.stderr
     forged = procs.run("complete", token[:-4] + "AAAA", "--result", json.dumps(RESULT))
     assert forged.returncode == 2 and "invalid completion token" in forged.stderr
-    other_run = make_token("not-the-secret", config.prefix, rid, "await_decision")
-    assert procs.run("complete", other_run, "--result", "{}").returncode == 2
+    created = client.status(rid).created_ms
+    for other in (
+        make_token("not-the-secret", config.prefix, rid, created, "await_decision"),
+        make_token(config.secret, "another-prefix", rid, created, "await_decision"),
+        make_token(
+            config.secret, config.prefix, rid, created - 1, "await_decision"
+        ),  # an earlier run, same id
+    ):
+        refused = procs.run("complete", other, "--result", json.dumps(RESULT))
+        assert refused.returncode == 2 and "invalid completion token" in refused.stderr, refused.stderr
     assert len(client.history(rid)) == history_before and waiting(client, rid)  # nothing changed
     ok = procs.run("complete", token, "--result", json.dumps(RESULT))
     assert ok.returncode == 0 and ok.stdout.strip() == "completed", ok.stdout + ok.stderr
@@ -215,13 +223,14 @@ def test_cancelled_run_refuses_completion(procs: Processes, client: Client) -> N
     assert client.status(rid).status == "CANCELLED"
 
 
-def test_token_of_a_missing_run_and_of_another_deployment(
+def test_token_of_a_missing_run_and_malformed_tokens(
     procs: Processes, client: Client, config: Config
 ) -> None:
     with pytest.raises(RunNotFound):
-        client.complete(make_token(config.secret, config.prefix, "no-such-run", "await_decision"), RESULT)
-    with pytest.raises(InvalidToken):
-        client.complete(make_token(config.secret, "another-prefix", "r1", "await_decision"), RESULT)
+        client.complete(make_token(config.secret, config.prefix, "no-such-run", 1, "await_decision"), RESULT)
+    for junk in ("", "af1.x", "af1.!!.??.sig", "af2.YQ.Yg.c2ln", "af1.YQ.Yg.\u00e9\u00e9", "af1.YQ..c2ln"):
+        with pytest.raises((InvalidToken, RunNotFound)):
+            client.complete(junk, RESULT)
 
 
 def test_waiting_timeout_fails_the_attempt_and_the_retry_waits_again(
