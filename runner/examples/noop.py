@@ -33,3 +33,17 @@ def fanout(width: int) -> flow.Flow:
 
 
 chain10 = chain(10)
+
+
+@task(name="bench_busy", provides="out")
+def busy(x: int = 0, ms: int = 20) -> int:
+    """Holds its worker thread ``ms`` milliseconds (work in flight for the failover case)."""
+    import threading
+
+    threading.Event().wait(ms / 1000)
+    return x
+
+
+def busy_chain(n: int = 10) -> flow.Flow:
+    steps = [busy.bind(f"b{i}", rebind={"x": f"v{i - 1}"}, provides=f"v{i}") for i in range(1, n + 1)]
+    return flow.linear(f"bench_busy{n}", *steps)
