@@ -286,36 +286,47 @@ class KombuBroker:
         return self._seq
 
     def publish(self, messages: Sequence[Outgoing], content_type: str = CONTENT_TYPE) -> None:
+        """Publish and wait for every confirm. A connection found dead (say, a client idle
+        past the heartbeat timeout) is replaced and the whole batch sent once more: the ids
+        are the same, so a message that did get through is recognised downstream."""
         if not messages:
             return
-        try:
-            self._ensure()
-            missing = {m.routing_key for m in messages} - self._declared
-            if missing:
-                self._declare_all(missing)
-            self._failed.clear()
-            for m in messages:
-                self._unconfirmed[self._send(m, content_type, mandatory=True)] = m.message_id
-            deadline = time.monotonic() + self._config.confirm_timeout_s
-            while self._unconfirmed:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    pending = len(self._unconfirmed)
-                    self._unconfirmed.clear()  # ambiguous: the caller publishes again (same ids)
-                    raise PublishError(
-                        f"{pending} message(s) unconfirmed after {self._config.confirm_timeout_s:g} s"
-                    )
-                try:
-                    # short slices: a confirm can take long (a quorum queue recovering after a
-                    # broker restart) and heartbeats must go on meanwhile, or the broker
-                    # closes the connection and the publish never completes
-                    self._conn.drain_events(timeout=min(remaining, 0.5))
-                except TimeoutError:
-                    pass
-                self._conn.heartbeat_check()
-        except _CONN_ERRORS as e:
-            self._lost(e)
-            raise PublishError(f"connection lost while publishing: {e}") from None
+        for attempt in (1, 2):
+            try:
+                self._publish_once(messages, content_type)
+                return
+            except _CONN_ERRORS as e:
+                self._lost(e)
+                if attempt == 2:
+                    raise PublishError(f"connection lost while publishing: {e}") from None
+                log.info("broker connection lost before the confirms (%s); publishing again", e)
+
+    def _publish_once(self, messages: Sequence[Outgoing], content_type: str) -> None:
+        self._ensure()
+        missing = {m.routing_key for m in messages} - self._declared
+        if missing:
+            self._declare_all(missing)
+        self._failed.clear()
+        self._unconfirmed.clear()
+        for m in messages:
+            self._unconfirmed[self._send(m, content_type, mandatory=True)] = m.message_id
+        deadline = time.monotonic() + self._config.confirm_timeout_s
+        while self._unconfirmed:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                pending = len(self._unconfirmed)
+                self._unconfirmed.clear()  # ambiguous: the caller publishes again (same ids)
+                raise PublishError(
+                    f"{pending} message(s) unconfirmed after {self._config.confirm_timeout_s:g} s"
+                )
+            try:
+                # short slices: a confirm can take long (a quorum queue recovering after a
+                # broker restart) and heartbeats must go on meanwhile, or the broker
+                # closes the connection and the publish never completes
+                self._conn.drain_events(timeout=min(remaining, 0.5))
+            except TimeoutError:
+                pass
+            self._conn.heartbeat_check()
         if self._failed:
             mid, why = next(iter(self._failed.items()))
             self._failed.clear()

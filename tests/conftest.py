@@ -133,6 +133,31 @@ class Processes:
             timeout=timeout_s,
         )
 
+    def serve(self, *args: str, env: dict[str, str] | None = None) -> str:
+        """Start ``ackflow serve`` on a free port; return its base URL once it answers."""
+        import json
+        import socket
+        import urllib.request
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        proc = self.start("serve", "--port", str(port), *args, env=env)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=2) as r:
+                    assert json.loads(r.read()) == {"ok": True}
+                    return base
+            except OSError:
+                assert time.monotonic() < deadline, self.logs()
+                try:  # not listening yet: wait on the process itself, which also catches its death
+                    proc.wait(timeout=0.1)
+                except subprocess.TimeoutExpired:
+                    continue
+                raise AssertionError(f"ackflow serve exited with {proc.returncode}\n{self.logs()}") from None
+
     def retire(self, proc: subprocess.Popen[bytes]) -> None:
         """This process was meant to die (a fault point, a kill): stop watching it."""
         self.retired.append(proc)

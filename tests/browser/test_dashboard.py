@@ -5,7 +5,6 @@ screenshots of the main pages go to docs/ (shown in the README)."""
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -78,19 +77,7 @@ def free_port() -> int:
 
 
 def start_serve(procs: Processes, env: dict[str, str]) -> str:
-    port = free_port()
-    procs.start("serve", "--port", str(port), env=env)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:  # bounded wait for the server process to bind its port
-        try:
-            with urllib.request.urlopen(f"{base}/healthz", timeout=2) as r:
-                assert json.loads(r.read()) == {"ok": True}
-                return base
-        except OSError:
-            procs.assert_alive()
-            assert time.monotonic() < deadline, procs.logs()
-            time.sleep(0.1)  # not bound yet
+    return procs.serve(env=env)
 
 
 def until_status(client: Client, run_id: str, status: str, timeout_s: float = 30) -> None:

@@ -56,24 +56,25 @@ Transition = tuple[str, str, str, int]
 
 
 def close_connection_of(pid: int, node: list[str], env: dict[str, str] | None) -> bool:
-    """rabbitmqctl close_connection for the connection our process named ``...:<pid>``."""
+    """rabbitmqctl close_connection (by connection pid: 3.10 takes no name) for the
+    connection our process named ``...:<pid>``; True only if the broker closed it."""
     out = subprocess.run(
-        ["rabbitmqctl", "-q", *node, "list_connections", "name", "client_properties"],
+        ["rabbitmqctl", "-q", *node, "list_connections", "pid", "client_properties"],
         capture_output=True,
         text=True,
         timeout=60,
         env=env,
     ).stdout
     for line in out.splitlines():
-        name, _, props = line.partition("\t")
+        conn, _, props = line.partition("\t")
         if f':{pid}"}}' in props or f':{pid}"' in props:
-            subprocess.run(
-                ["rabbitmqctl", "-q", *node, "close_connection", name, "chaos: dropped on purpose"],
+            done = subprocess.run(
+                ["rabbitmqctl", "-q", *node, "close_connection", conn, "chaos: dropped on purpose"],
                 capture_output=True,
                 timeout=60,
                 env=env,
             )
-            return True
+            return done.returncode == 0
     return False
 
 

@@ -162,21 +162,9 @@ def post(url: str, token: str | None, body: dict[str, Any]) -> tuple[int, dict[s
 
 
 def test_http_completion_through_a_serve_process(procs: Processes, client: Client) -> None:
-    port = free_port()
-    procs.start("serve", "--port", str(port))
+    base = procs.serve()
     procs.engine()
     procs.start("worker", "tests.e2e.semantic_flows")
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:  # the server process is starting: poll its health endpoint, bounded
-        try:
-            with urllib.request.urlopen(f"{base}/healthz", timeout=2) as r:
-                assert json.loads(r.read()) == {"ok": True}
-                break
-        except OSError:
-            procs.assert_alive()
-            assert time.monotonic() < deadline, procs.logs()
-            time.sleep(0.1)  # the server's socket is not bound yet
     rid, token = start_waiting_run(procs, client)
     assert post(f"{base}/v1/complete", None, {"result": RESULT})[0] == 401
     code, body = post(f"{base}/v1/complete", token.replace("af1.", "af1.x"), {"result": RESULT})
