@@ -53,15 +53,15 @@ class _SpecCache:
 
     def __init__(self, size: int = 50_000) -> None:
         self._size = size
-        self._items: OrderedDict[tuple[str, bytes, str], TaskSpec] = OrderedDict()
+        self._items: OrderedDict[tuple[bytes, str], TaskSpec] = OrderedDict()
 
-    def get(self, key: tuple[str, bytes, str]) -> TaskSpec | None:
+    def get(self, key: tuple[bytes, str]) -> TaskSpec | None:
         spec = self._items.get(key)
         if spec is not None:
             self._items.move_to_end(key)
         return spec
 
-    def put(self, key: tuple[str, bytes, str], spec: TaskSpec) -> None:
+    def put(self, key: tuple[bytes, str], spec: TaskSpec) -> None:
         self._items[key] = spec
         if len(self._items) > self._size:
             self._items.popitem(last=False)
@@ -282,10 +282,11 @@ class Engine:
     # --- reading and deciding ---------------------------------------------------------------
 
     def _specs_for(self, run_id: str, created: bytes, names: list[str], view: View) -> None:
-        """Add these task specs to the view (from the cache when possible)."""
+        """Add these task specs to the view (from the cache when possible); ``created`` is
+        the cache's key for this run's spec (its digest)."""
         missing = []
         for n in names:
-            s = self._specs.get((run_id, created, n))
+            s = self._specs.get((created, n))
             if s is None:
                 missing.append(n)
             else:
@@ -297,7 +298,7 @@ class Engine:
                     view.absent_specs.add(n)
                 else:
                     s = TaskSpec.from_data(unpack(r))
-                    self._specs.put((run_id, created, n), s)
+                    self._specs.put((created, n), s)
                     view.specs[n] = s
 
     def _fill(self, run_id: str, created: bytes, view: View, need: Need) -> None:
@@ -344,7 +345,9 @@ class Engine:
             if not (event.kind == protocol.RUN_CANCEL and digest is not None):
                 return None
             view.full = True  # cancelled before its submit was applied: nothing to read yet
-        created = meta["created_ms"] or b""
+        # Specs never change once a run exists; runs of one flow share them (keyed by the
+        # flow spec's digest), so a new run of a known flow reads none.
+        created = meta["spec_id"] or (event.run_id.encode() + b"\x1f" + (meta["created_ms"] or b""))
         if event.task:
             view.tasks = {event.task: first[keys.TASKS][0]}
             view.leases = {event.task: first[keys.LEASES][0]}

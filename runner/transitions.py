@@ -13,6 +13,7 @@ and distributed runs. Run control (cancel, pause, resume, retry) lives in `runne
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,7 @@ META_FIELDS = (
     "error",
     "deadline_s",
     "deadline_timer",
+    "spec_id",
 )
 
 
@@ -632,6 +634,8 @@ def decide_submit(event: Event, view: View, rules: Rules) -> Commit:
         "outputs": pack(spec.outputs),
         "ntasks": str(len(spec.tasks)).encode(),
         "reverts": str(spec.reverts).encode(),
+        # the digest of the flow spec: engines share cached task specs between its runs
+        "spec_id": hashlib.sha256(pack(event.body["spec"])).hexdigest()[:32].encode(),
     }
     deadline = float(event.body.get("timeout_s") or 0)
     if deadline > 0:
