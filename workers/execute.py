@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from runner import protocol
@@ -27,26 +27,31 @@ def _types(e: BaseException) -> list[str]:
     return [c.__name__ for c in type(e).__mro__ if c not in (object, BaseException)]
 
 
-def _failed(
-    req: TaskRequest, worker: str, etype: str, message: str, tb: str = "", types: list[str] | None = None
+def _outcome(
+    req: TaskRequest, kind: str, make_id: Callable[[str, str, int], str], body: dict[str, Any]
 ) -> Event:
-    revert = req.mode == protocol.MODE_REVERT
+    """The one event that reports how an attempt (or its revert) went."""
     return Event(
-        kind=protocol.TASK_REVERT_FAILED if revert else protocol.TASK_FAILED,
-        id=(protocol.revert_result_id if revert else protocol.result_id)(req.run_id, req.task, req.attempt),
+        kind=kind,
+        id=make_id(req.run_id, req.task, req.attempt),
         run_id=req.run_id,
         task=req.task,
         attempt=req.attempt,
         at_ms=protocol.now_ms(),
-        body={
-            "worker": worker,
-            "error": {
-                "type": etype,
-                "message": message[:4000],
-                "traceback": tb[-16000:],
-                "types": types or [etype],
-            },
-        },
+        body=body,
+    )
+
+
+def _failed(
+    req: TaskRequest, worker: str, etype: str, message: str, tb: str = "", types: list[str] | None = None
+) -> Event:
+    revert = req.mode == protocol.MODE_REVERT
+    error = {"type": etype, "message": message[:4000], "traceback": tb[-16000:], "types": types or [etype]}
+    return _outcome(
+        req,
+        protocol.TASK_REVERT_FAILED if revert else protocol.TASK_FAILED,
+        protocol.revert_result_id if revert else protocol.result_id,
+        {"worker": worker, "error": error},
     )
 
 
@@ -111,24 +116,10 @@ def execute(
         body: dict[str, Any] = {"worker": worker, "ms": elapsed_ms, "note": deferred.note}
         if deferred.timeout_s:
             body["timeout_s"] = float(deferred.timeout_s)
-        return Event(
-            kind=protocol.TASK_WAITING,
-            id=protocol.waiting_id(req.run_id, req.task, req.attempt),
-            run_id=req.run_id,
-            task=req.task,
-            attempt=req.attempt,
-            at_ms=protocol.now_ms(),
-            body=body,
-        )
+        return _outcome(req, protocol.TASK_WAITING, protocol.waiting_id, body)
     if req.mode == protocol.MODE_REVERT:
-        return Event(
-            kind=protocol.TASK_REVERTED,
-            id=protocol.revert_result_id(req.run_id, req.task, req.attempt),
-            run_id=req.run_id,
-            task=req.task,
-            attempt=req.attempt,
-            at_ms=protocol.now_ms(),
-            body={"worker": worker, "ms": elapsed_ms},
+        return _outcome(
+            req, protocol.TASK_REVERTED, protocol.revert_result_id, {"worker": worker, "ms": elapsed_ms}
         )
     try:
         size = len(protocol.pack(values))
@@ -143,12 +134,9 @@ def execute(
             "PayloadTooLargeError",
             f"task {req.task!r} returned {size} bytes, over the limit of {max_payload_bytes}",
         )
-    return Event(
-        kind=protocol.TASK_SUCCEEDED,
-        id=protocol.result_id(req.run_id, req.task, req.attempt),
-        run_id=req.run_id,
-        task=req.task,
-        attempt=req.attempt,
-        at_ms=protocol.now_ms(),
-        body={"worker": worker, "values": values, "ms": elapsed_ms},
+    return _outcome(
+        req,
+        protocol.TASK_SUCCEEDED,
+        protocol.result_id,
+        {"worker": worker, "values": values, "ms": elapsed_ms},
     )
