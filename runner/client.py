@@ -25,6 +25,7 @@ from runner.errors import (
 from runner.flows import Flow, FlowSpec, validate_inputs
 from runner.protocol import Event, unpack
 from runner.store import Store
+from runner.transitions import history_entry
 
 
 @dataclass(frozen=True)
@@ -316,7 +317,7 @@ class Client:
     def history(self, run_id: str, start: int = 0) -> list[HistoryEntry]:
         entries = []
         for raw in self.store.history(run_id, start):
-            d = dict(unpack(raw))
+            d = history_entry(raw, run_id)
             entries.append(
                 HistoryEntry(
                     at_ms=d.pop("at"),

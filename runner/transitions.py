@@ -236,22 +236,15 @@ class Draft:
         self.writes.setdefault(keys.DATA, {}).update(values)
 
     def hist(self, scope: str, old: str, new: str, attempt: int = 0, **extra: Any) -> None:
-        """One history entry: "at" is when the event was made, "t" when it was applied."""
-        if self.view.applied_ms:
-            extra["t"] = self.view.applied_ms
+        """One history entry (see `history_entry`): when the event was made, how much later it
+        was applied, the event (its id with the run id left out), what changed, and extras."""
         if self.view.redelivered:
             extra["redelivered"] = True
-        entry = {
-            "at": self.at,
-            "event": self.event.id,
-            "kind": self.event.kind,
-            "scope": scope,
-            "from": old,
-            "to": new,
-            "attempt": attempt,
-        }
-        entry.update(extra)
-        self.history.append(pack(entry))
+        lag = self.view.applied_ms - self.at if self.view.applied_ms else None
+        event = self.event.id.replace(self.run_id, RUN_MARK, 1)
+        self.history.append(
+            pack([self.at, lag, event, self.event.kind, scope, old, new, attempt, extra or None])
+        )
 
     def note(self, scope: str, attempt: int, note: str) -> None:
         st = (self.run_status or states.PENDING) if scope == "run" else self.state(scope)["s"]
@@ -723,6 +716,23 @@ def decide_leased(d: Draft) -> None:
     d.hist(
         e.task, st["s"], st["s"], e.attempt, worker=worker, note=f"leased by {worker}; delivery acknowledged"
     )
+
+
+RUN_MARK = "~"  # stands for the run id inside event ids stored in a run's own history
+
+
+def history_entry(raw: bytes, run_id: str) -> dict[str, Any]:
+    """A stored history entry as a dict: at, event, kind, scope, from, to, attempt, extras
+    (``t``: when it was applied). Entries are compact arrays; older ones were dicts."""
+    d = unpack(raw)
+    if isinstance(d, dict):
+        return dict(d)
+    at, lag, event, kind, scope, old, new, attempt, extra = d
+    out = {"at": at, "event": event.replace(RUN_MARK, run_id, 1), "kind": kind, "scope": scope}
+    out.update({"from": old, "to": new, "attempt": attempt}, **(extra or {}))
+    if lag is not None:
+        out["t"] = at + lag
+    return out
 
 
 WAIT_TIMER = "wait"  # timer id suffix of a lazy task's waiting timeout
