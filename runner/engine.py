@@ -281,12 +281,12 @@ class Engine:
 
     # --- reading and deciding ---------------------------------------------------------------
 
-    def _specs_for(self, run_id: str, created: bytes, names: list[str], view: View) -> None:
-        """Add these task specs to the view (from the cache when possible); ``created`` is
-        the cache's key for this run's spec (its digest)."""
+    def _specs_for(self, run_id: str, spec_key: bytes, names: list[str], view: View) -> None:
+        """Add these task specs to the view (from the cache when possible); ``spec_key``
+        names the run's flow spec in the cache (its digest)."""
         missing = []
         for n in names:
-            s = self._specs.get((created, n))
+            s = self._specs.get((spec_key, n))
             if s is None:
                 missing.append(n)
             else:
@@ -298,10 +298,10 @@ class Engine:
                     view.absent_specs.add(n)
                 else:
                     s = TaskSpec.from_data(unpack(r))
-                    self._specs.put((created, n), s)
+                    self._specs.put((spec_key, n), s)
                     view.specs[n] = s
 
-    def _fill(self, run_id: str, created: bytes, view: View, need: Need) -> None:
+    def _fill(self, run_id: str, spec_key: bytes, view: View, need: Need) -> None:
         """Read what a decision asked for, in one round trip where possible."""
         if not need.parts:  # the whole run (rare events: control, compensation)
             view.tasks = dict(self.store.read_all(run_id, keys.TASKS))
@@ -313,7 +313,7 @@ class Engine:
             view.full = True
             return
         if keys.SPEC in need.parts:
-            self._specs_for(run_id, created, need.parts[keys.SPEC], view)
+            self._specs_for(run_id, spec_key, need.parts[keys.SPEC], view)
         wants = {p: ns for p, ns in need.parts.items() if p != keys.SPEC}
         if not wants:
             return
@@ -347,12 +347,12 @@ class Engine:
             view.full = True  # cancelled before its submit was applied: nothing to read yet
         # Specs never change once a run exists; runs of one flow share them (keyed by the
         # flow spec's digest), so a new run of a known flow reads none.
-        created = meta["spec_id"] or (event.run_id.encode() + b"\x1f" + (meta["created_ms"] or b""))
+        spec_key = meta["spec_id"] or (event.run_id.encode() + b"\x1f" + (meta["created_ms"] or b""))
         if event.task:
             view.tasks = {event.task: first[keys.TASKS][0]}
             view.leases = {event.task: first[keys.LEASES][0]}
             item = keys.item_of(event.task)  # an element of a map node: its node's spec
-            self._specs_for(event.run_id, created, [item[0] if item else event.task], view)
+            self._specs_for(event.run_id, spec_key, [item[0] if item else event.task], view)
         if event.kind == protocol.TASK_SUCCEEDED and event.task in view.specs:
             # The usual reads of a result, in two round trips rather than one per `Need`: the
             # successors' specs (cached), then their join counts, and — for successors this
@@ -360,7 +360,7 @@ class Engine:
             # inputs too. A successor with several predecessors is read only once ready.
             spec = view.specs[event.task]
             succs = spec.succs
-            self._specs_for(event.run_id, created, [s for s in succs if s != END], view)
+            self._specs_for(event.run_id, spec_key, [s for s in succs if s != END], view)
             fields = transitions.join_fields(succs)
             sole = [
                 s for s in succs if s in view.specs and len(view.specs[s].preds) == 1 and s not in spec.when
@@ -380,7 +380,7 @@ class Engine:
             except Need as asked:
                 # After a few targeted reads (a long cascade, e.g. a chain of skips), read the
                 # whole run once instead.
-                self._fill(event.run_id, created, view, asked if rounds < _FULL_READ_AFTER else Need())
+                self._fill(event.run_id, spec_key, view, asked if rounds < _FULL_READ_AFTER else Need())
         raise StoreError(f"event {event.id}: the decision kept asking for more of the run")
 
 

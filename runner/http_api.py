@@ -54,7 +54,7 @@ from runner.errors import (
     RunNotFound,
     StoreUnavailable,
 )
-from runner.tokens import InvalidToken
+from runner.tokens import InvalidToken, parse_token
 
 log = logging.getLogger("ackflow.http")
 MAX_WAIT_S = 60.0
@@ -64,7 +64,7 @@ class ClientPool:
     """Clients are not thread-safe; request threads borrow one each."""
 
     def __init__(self, factory: Callable[[], Client], size: int = 8) -> None:
-        self._factory = factory
+        self.factory = factory
         self._free: queue.LifoQueue[Client] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(size)
         self._all: list[Client] = []
@@ -76,7 +76,7 @@ class ClientPool:
             try:
                 c = self._free.get_nowait()
             except queue.Empty:
-                c = self._factory()
+                c = self.factory()
                 with self._lock:
                     self._all.append(c)
             try:
@@ -322,7 +322,7 @@ class _Handler(BaseHTTPRequestHandler):
                         )
                         return
                     status = client.complete(token, body["result"], wait_s=wait_s)
-                run_id, task = client_token_scope(token)
+                run_id, task = parse_token(token)
         except InvalidToken as e:
             self._send(403, {"error": str(e)})
         except RunNotFound as e:
@@ -341,12 +341,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(
                 202 if status == "accepted" else 200, {"status": status, "run_id": run_id, "task": task}
             )
-
-
-def client_token_scope(token: str) -> tuple[str, str]:
-    from runner.tokens import parse_token
-
-    return parse_token(token)
 
 
 class Sessions:
@@ -386,7 +380,7 @@ class CompletionServer(ThreadingHTTPServer):
     ) -> None:
         super().__init__(address, _Handler)
         self.pool = pool  # completions
-        self.pages = ClientPool(pool._factory)  # the dashboard: slow completions never starve it
+        self.pages = ClientPool(pool.factory)  # the dashboard: slow completions never starve it
         self.sessions = Sessions()
         self.max_body = max_body
         self.operator_token = operator_token

@@ -181,6 +181,7 @@ class Draft:
         self.timers: dict[str, tuple[int, bytes]] = {}
         self.cancel: list[str] = []
         self.status_change: tuple[str, str] | None = None
+        self.flow = ""  # set when the event creates the run: indexes it by flow
         self._states: dict[str, dict[str, Any]] = {}
         self._new_data: dict[str, bytes] = {}
 
@@ -286,6 +287,7 @@ class Draft:
             cancel_timers=[t for t in self.cancel if t not in self.timers],
             status_change=self.status_change,
             created_ms=int(self.view.meta.get("created_ms") or 0),
+            flow=self.flow,
             expire_s=self.rules.retention_s if done else (-1 if revived else 0),
         )
 
@@ -644,8 +646,8 @@ def decide_submit(event: Event, view: View, rules: Rules) -> Commit:
     for name, t in spec.tasks.items():
         if not t.preds:
             d.schedule(name, 1)
-    c = d.commit()
-    return Commit(**{**c.__dict__, "flow": spec.name})
+    d.flow = spec.name
+    return d.commit()
 
 
 # --- task events -----------------------------------------------------------------------

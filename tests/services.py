@@ -69,3 +69,45 @@ def find_without_docker(env: dict[str, str]) -> tuple[Services | None, list[str]
     if why:
         problems.append(f"Redis at {red}: {why}")
     return (None, problems) if problems else (Services(broker, red, source), [])
+
+
+# --- asking a local RabbitMQ node (rabbitmqctl) ------------------------------------------
+
+
+def rabbitmqctl(*args: str, node: tuple[str, ...] = (), env: dict[str, str] | None = None) -> str:
+    """Run ``rabbitmqctl -q [node] ARGS``; its output ("" if it failed or is missing)."""
+    try:
+        done = subprocess.run(
+            ["rabbitmqctl", "-q", *node, *args], capture_output=True, text=True, timeout=60, env=env
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout if done.returncode == 0 else ""
+
+
+def close_connections(
+    marker: str, node: tuple[str, ...] = (), env: dict[str, str] | None = None, reason: str = "test"
+) -> int:
+    """Close, from the broker's side, the connections whose client properties contain
+    ``marker`` (our connection names); return how many closed. RabbitMQ 3.10 closes by pid."""
+    closed = 0
+    for line in rabbitmqctl("list_connections", "pid", "client_properties", node=node, env=env).splitlines():
+        pid, _, props = line.partition("\t")
+        if marker in props:
+            done = subprocess.run(
+                ["rabbitmqctl", "-q", *node, "close_connection", pid, reason],
+                capture_output=True,
+                timeout=60,
+                env=env,
+            )
+            closed += done.returncode == 0
+    return closed
+
+
+def unacked(queue: str) -> int | None:
+    """Unacknowledged deliveries of a queue (None if the node cannot tell)."""
+    for line in rabbitmqctl("list_queues", "name", "messages_unacknowledged").splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == queue:
+            return int(parts[1])
+    return None

@@ -11,13 +11,11 @@ import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from html import escape
-from typing import Any
 from urllib.parse import urlencode
 
 from runner import keys, states
 from runner.client import Client, RunInfo
 from runner.dashboard import svg
-from runner.errors import RunNotFound
 from runner.flows import TaskSpec
 from runner.logs import scrub
 from runner.protocol import unpack
@@ -249,9 +247,6 @@ def not_found(run_id: str) -> str:
     return f"<h1>No run {escape(run_id)}</h1><p>It never existed, or expired after its retention.</p>"
 
 
-__all__ = ["RunNotFound", "layout", "not_found", "run_page", "runs_page"]
-
-
 # --- dead letters ----------------------------------------------------------------------
 
 
@@ -284,7 +279,3 @@ def dlq_page(client: Client, operator: bool) -> str:
         "<th>from queue</th><th>deliveries</th><th>message</th><th></th></tr></thead><tbody>"
         f"{''.join(rows) or '<tr><td colspan=6 class=muted>none</td></tr>'}</tbody></table></div>"
     )
-
-
-def describe(value: Any) -> str:
-    return escape(str(value))

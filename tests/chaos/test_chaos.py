@@ -33,6 +33,7 @@ from tests import services as svc
 from tests.chaos import chaos_flows
 from tests.chaos.services import OwnRabbit, OwnRedis
 from tests.conftest import ROOT, Processes
+from tests.services import close_connections
 
 pytestmark = pytest.mark.services
 
@@ -56,26 +57,8 @@ Transition = tuple[str, str, str, int]
 
 
 def close_connection_of(pid: int, node: list[str], env: dict[str, str] | None) -> bool:
-    """rabbitmqctl close_connection (by connection pid: 3.10 takes no name) for the
-    connection our process named ``...:<pid>``; True only if the broker closed it."""
-    out = subprocess.run(
-        ["rabbitmqctl", "-q", *node, "list_connections", "pid", "client_properties"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    ).stdout
-    for line in out.splitlines():
-        conn, _, props = line.partition("\t")
-        if f':{pid}"}}' in props or f':{pid}"' in props:
-            done = subprocess.run(
-                ["rabbitmqctl", "-q", *node, "close_connection", conn, "chaos: dropped on purpose"],
-                capture_output=True,
-                timeout=60,
-                env=env,
-            )
-            return done.returncode == 0
-    return False
+    """Close (from the broker's side) the connection our process named ``...:<pid>``."""
+    return close_connections(f':{pid}"', tuple(node), env, "chaos: dropped on purpose") > 0
 
 
 def transitions(history: list[HistoryEntry]) -> Counter[Transition]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 import time
 import uuid
 
@@ -20,6 +19,7 @@ from runner import keys
 from runner.client import Client
 from tests.conftest import Processes
 from tests.e2e import semantic_flows as sf
+from tests.services import unacked
 
 pytestmark = pytest.mark.services
 
@@ -45,24 +45,6 @@ def until(client: Client, procs: Processes, run_id: str, check, what: str, timeo
 def lease_until(client: Client, run_id: str, task: str) -> int:
     raw = client.store.read(run_id, {keys.LEASES: [task]})[keys.LEASES][0]
     return int(raw.decode().split(":")[1]) if raw else 0
-
-
-def unacked(queue: str) -> int | None:
-    """Unacknowledged deliveries of a queue, from rabbitmqctl (None if it cannot tell)."""
-    try:
-        out = subprocess.run(
-            ["rabbitmqctl", "-q", "list_queues", "name", "messages_unacknowledged"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[0] == queue:
-            return int(parts[1])
-    return None
 
 
 def test_a_task_far_longer_than_its_lease_completes_once_holding_no_delivery(

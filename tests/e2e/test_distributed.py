@@ -208,26 +208,16 @@ def test_a_publish_after_the_broker_closed_an_idle_connection_reconnects(config:
     """A client idle past the heartbeat timeout finds its connection closed: the next
     publish replaces it and goes through (the same message ids: nothing twice)."""
     import shutil
-    import subprocess
 
     from runner.broker import ENGINE_QUEUE, Outgoing
+    from tests.services import close_connections
 
     if shutil.which("rabbitmqctl") is None:
         pytest.skip("needs rabbitmqctl to close the connection from the broker's side")
     broker = KombuBroker(config, role="idle-client")
     try:
         broker.publish([Outgoing(ENGINE_QUEUE, "before", b"\x90")])
-        out = subprocess.run(
-            ["rabbitmqctl", "-q", "list_connections", "pid", "client_properties"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        ).stdout
-        names = [line.split("\t")[0] for line in out.splitlines() if "ackflow-idle-client" in line]
-        assert len(names) == 1, out
-        subprocess.run(
-            ["rabbitmqctl", "-q", "close_connection", names[0], "test: idle"], check=True, timeout=60
-        )
+        assert close_connections("ackflow-idle-client", reason="test: idle") == 1
         broker.publish([Outgoing(ENGINE_QUEUE, "after", b"\x90")])  # no PublishError
         assert broker.depth(ENGINE_QUEUE) == 2
     finally:
