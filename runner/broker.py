@@ -6,7 +6,8 @@ A broker carries opaque msgpack bodies between named logical queues: ``engine`` 
 `runner.local_broker.LocalBroker` (in-process, for local mode).
 
 Rules both follow: manual acknowledgement; `publish` returns only once the broker has
-confirmed every message (or raises `PublishError`); a message that cannot be handled is
+confirmed every message (or raises `PublishError`), and `send` + `confirm` split that in two
+so a caller can pipeline the confirms of many messages; a message that cannot be handled is
 dead-lettered with a reason, never dropped.
 """
 
@@ -70,7 +71,18 @@ class Broker(Protocol):
         """Wait up to ``timeout_s`` servicing heartbeats; arrivals stay buffered for `poll`."""
         ...
 
-    def publish(self, messages: Sequence[Outgoing]) -> None: ...
+    def publish(self, messages: Sequence[Outgoing]) -> None:
+        """Send these messages and wait until the broker has confirmed them all."""
+        ...
+
+    def send(self, messages: Sequence[Outgoing]) -> None:
+        """Send without waiting for the confirms (consumers may receive them at once)."""
+        ...
+
+    def confirm(self) -> None:
+        """Wait for the confirms of everything sent since the last call; `PublishError` if
+        any message was refused or is in doubt (then none may be taken for published)."""
+        ...
 
     def ack(self, delivery: Delivery) -> None: ...
 

@@ -1,13 +1,15 @@
-"""The engine: consume one event, commit its transition, publish what it caused, then ack.
+"""The engine: consume events, commit each one's transition, publish what it caused, then ack.
 
-Per event (DESIGN §5)::
+Per event (DESIGN §5), for each batch of deliveries that arrived together::
 
     decode + validate      -> invalid: dead-letter with the reason, continue
     read the few fields the event's decision needs, decide (runner.transitions)
     commit atomically      -> a repeat of an applied event returns its unsent outbox
-    publish the outbox with publisher confirms
-    mark the outbox sent
-    ack
+    send the outbox        (consumers get it at once; its confirm is awaited below)
+  then, once for the batch:
+    await every publisher confirm
+    mark the outboxes sent (one round trip)
+    ack each event
 
 A crash between any two steps leaves a state from which redelivery reaches the same end:
 the event is unacknowledged, so it comes back; its id is already applied, so the commit
@@ -24,8 +26,8 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Mapping
+from typing import Generic, TypeVar
 
 from runner import faults, keys, logs, metrics, protocol, transitions
 from runner.broker import ENGINE_QUEUE, Broker, Delivery, Outgoing
@@ -39,6 +41,8 @@ from runner.transitions import Need, Rules, View
 
 log = logging.getLogger("ackflow.engine")
 T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
 _RESULT_KINDS = frozenset(
     {protocol.TASK_SUCCEEDED, protocol.TASK_FAILED, protocol.TASK_WAITING, protocol.TASK_COMPLETE}
 )
@@ -48,21 +52,22 @@ _FULL_READ_AFTER = 8  # rounds of targeted reads before reading the whole run in
 _TIMER_HOLD_MS = 10_000  # a claimed timer reappears after this if its engine died
 
 
-class _SpecCache:
-    """Task specs never change once a run exists, so engines cache them (keyed by creation)."""
+class _Lru(Generic[K, V]):
+    """A bounded mapping that forgets the least recently used entries."""
 
     def __init__(self, size: int = 50_000) -> None:
         self._size = size
-        self._items: OrderedDict[tuple[bytes, str], TaskSpec] = OrderedDict()
+        self._items: OrderedDict[K, V] = OrderedDict()
 
-    def get(self, key: tuple[bytes, str]) -> TaskSpec | None:
-        spec = self._items.get(key)
-        if spec is not None:
+    def get(self, key: K) -> V | None:
+        value = self._items.get(key)
+        if value is not None:
             self._items.move_to_end(key)
-        return spec
+        return value
 
-    def put(self, key: tuple[bytes, str], spec: TaskSpec) -> None:
-        self._items[key] = spec
+    def put(self, key: K, value: V) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
         if len(self._items) > self._size:
             self._items.popitem(last=False)
 
@@ -74,7 +79,10 @@ class Engine:
         self.config = config
         self.store = store
         self.broker = broker
-        self._specs = _SpecCache()
+        # Task specs never change once a run exists, so engines cache them, keyed by the
+        # flow spec (see `_decide`); and which flow spec each recent run has.
+        self._specs: _Lru[tuple[bytes, str], TaskSpec] = _Lru()
+        self._spec_keys: _Lru[str, bytes] = _Lru()
         self.rules = Rules.of(config)
         self._next_timer_ms = 0
         self.timers_fired = 0
@@ -93,11 +101,8 @@ class Engine:
         self.fire_timers()
         until_timer = (self._next_timer_ms - protocol.now_ms()) / 1000
         deliveries = self.broker.poll(max(0.0, min(timeout_s, until_timer)))
-        for i, d in enumerate(deliveries):
-            if not self.handle(d):
-                # The broker connection went away: the rest were put back by the broker.
-                log.warning("abandoned %d deliveries after a broker error", len(deliveries) - i)
-                break
+        if deliveries:
+            self.handle_batch(deliveries)
         return len(deliveries)
 
     def run(self, burst: bool = False) -> None:
@@ -140,10 +145,56 @@ class Engine:
             self._next_timer_ms = min(nxt if nxt is not None else now + poll_ms, now + poll_ms)
         return len(due)
 
-    # --- one event ---------------------------------------------------------------------
+    # --- events ----------------------------------------------------------------------
 
     def handle(self, d: Delivery) -> bool:
         """Process one delivery to the end (ack or dead letter); False on a broker error."""
+        return self.handle_batch([d])
+
+    def handle_batch(self, deliveries: list[Delivery]) -> bool:
+        """Process deliveries that arrived together; False on a broker error.
+
+        Each event is decided and committed on its own, as its own atomic transition, and
+        its outbox is sent at once, so its consequences go out without waiting for the rest.
+        The publisher confirms of the whole batch are awaited together, once; only then are
+        the outboxes marked sent (one round trip) and the events acknowledged. A crash or a
+        broker error anywhere leaves the unacknowledged events to be redelivered: their
+        commits are found applied and their unsent outboxes published again (G1-G3).
+        """
+        done: list[tuple[Delivery, Event, dict[str, bytes]]] = []
+        in_flight: set[str] = set()  # sent in this batch (a repeated event must not resend)
+        try:
+            for d in deliveries:
+                item = self._commit_one(d, in_flight)
+                if item is not None:
+                    done.append(item)
+            sent: dict[str, list[str]] = {}
+            for _, msg, outbox in done:
+                sent.setdefault(msg.run_id, []).extend(outbox)
+            if any(sent.values()):
+                started = time.perf_counter()
+                self.broker.confirm()
+                metrics.CONFIRM_SECONDS.labels("engine").observe(time.perf_counter() - started)
+                faults.hit("engine.after_publish")
+                self._store_call(lambda: self.store.mark_sent_many(sent))
+                faults.hit("engine.after_mark_sent")
+        except (BrokerError, StoreUnavailable) as e:
+            log.warning("events of this batch not acknowledged (%s); they will be redelivered", e)
+            for d, msg, _ in done:
+                self._uncount(d, msg)
+            return False
+        for d, _, _ in done:
+            faults.hit("engine.before_ack")
+            self.broker.ack(d)
+            self.processed += 1
+        return True
+
+    def _commit_one(
+        self, d: Delivery, in_flight: set[str]
+    ) -> tuple[Delivery, Event, dict[str, bytes]] | None:
+        """Decode, decide and commit one event and send its outbox, except messages already
+        ``in_flight`` (their confirms are awaited by the caller); None when the delivery is
+        already settled (dead-lettered)."""
         try:
             if d.content_type and d.content_type != CONTENT_TYPE:
                 raise DecodeError(f"content type {d.content_type!r} is not {CONTENT_TYPE}")
@@ -152,52 +203,42 @@ class Engine:
                 raise DecodeError(f"the engine queue takes events, not {type(msg).__name__}")
         except DecodeError as e:
             log.error("dead-lettering message %s from %s: %s", d.message_id, d.queue, e.reason)
-            try:
-                self.broker.dead_letter(d, e.reason)
-                metrics.DEAD_LETTERS.labels("engine", "malformed").inc()
-            except BrokerError as be:
-                log.error("could not dead-letter: %s", be)
-                return False
-            return True
+            self.broker.dead_letter(d, e.reason)
+            metrics.DEAD_LETTERS.labels("engine", "malformed").inc()
+            return None
         faults.hit("engine.after_decode")
         if d.redelivered:
             metrics.REDELIVERIES.labels("engine").inc()
         with logs.about(msg.run_id, msg.task, msg.attempt):
-            return self._process(d, msg)
-
-    def _process(self, d: Delivery, msg: Event) -> bool:
-        try:
             if d.redelivered and self._is_poison(d, msg):
                 metrics.DEAD_LETTERS.labels("engine", "poison").inc()
-                return True
+                return None
             try:
                 outbox = self._apply_with_retry(msg, d.redelivered)
+                faults.hit("engine.after_commit")
+                outbox = {mid: raw for mid, raw in outbox.items() if mid not in in_flight}
+                if outbox:
+                    self.broker.send([_outgoing(mid, raw) for mid, raw in outbox.items()])
+                    in_flight.update(outbox)
+                    metrics.PUBLISHED.labels("engine").inc(len(outbox))
             except (BrokerError, StoreUnavailable):
+                self._uncount(d, msg)
                 raise
             except Exception as e:  # a bug or a corrupt run: park the event, keep serving
                 log.exception("event %s could not be applied", msg.id)
                 self.broker.dead_letter(d, f"engine error: {type(e).__name__}: {e}")
                 metrics.DEAD_LETTERS.labels("engine", "error").inc()
                 metrics.EVENTS.labels(msg.kind, "dead_letter").inc()
-                return True
-            faults.hit("engine.after_commit")
-            if outbox:
-                self._publish([_outgoing(mid, raw) for mid, raw in outbox.items()])
-                faults.hit("engine.after_publish")
-                self._store_call(lambda: self.store.mark_sent(msg.run_id, list(outbox)))
-                faults.hit("engine.after_mark_sent")
-        except (BrokerError, StoreUnavailable) as e:
-            log.warning("event %s not acknowledged (%s); it will be redelivered", msg.id, e)
-            if d.redelivered:  # an outage, not a poison message: this try does not count
-                try:
-                    self.store.count_delivery(msg.run_id, msg.id, -1)
-                except StoreError:
-                    pass
-            return False
-        faults.hit("engine.before_ack")
-        self.broker.ack(d)
-        self.processed += 1
-        return True
+                return None
+        return d, msg, outbox
+
+    def _uncount(self, d: Delivery, msg: Event) -> None:
+        """An outage, not a poison message: this try of a redelivered event does not count."""
+        if d.redelivered:
+            try:
+                self.store.count_delivery(msg.run_id, msg.id, -1)
+            except StoreError:
+                pass
 
     def _publish(self, messages: list[Outgoing]) -> None:
         started = time.perf_counter()
@@ -301,6 +342,20 @@ class Engine:
                     self._specs.put((spec_key, n), s)
                     view.specs[n] = s
 
+    def _success_plan(self, spec_key: bytes, task: str) -> tuple[list[str], list[str], list[str]] | None:
+        """`_success_reads` from cached specs alone; None if any of them is not cached."""
+        spec = self._specs.get((spec_key, task))
+        if spec is None:
+            return None
+        specs = {}
+        for s in spec.succs:
+            if s != END:
+                found = self._specs.get((spec_key, s))
+                if found is None:
+                    return None
+                specs[s] = found
+        return _success_reads(spec, specs)
+
     def _fill(self, run_id: str, spec_key: bytes, view: View, need: Need) -> None:
         """Read what a decision asked for, in one round trip where possible."""
         if not need.parts:  # the whole run (rare events: control, compensation)
@@ -337,6 +392,13 @@ class Engine:
         if event.task:
             wants[keys.TASKS] = [event.task]
             wants[keys.LEASES] = [event.task]
+        # A result of a run this engine has seen: with its specs cached, the reads that the
+        # decision will need go in this same round trip (checked against the run's spec id).
+        guess = self._spec_keys.get(event.run_id) if event.kind == protocol.TASK_SUCCEEDED else None
+        plan = self._success_plan(guess, event.task) if guess is not None else None
+        if plan is not None:
+            wants[keys.JOINS], sole, wants[keys.DATA] = plan
+            wants[keys.TASKS] = [event.task, *sole]
         first = self.store.read(event.run_id, wants)
         meta = dict(zip(wants[keys.META], first[keys.META], strict=True))
         digest = meta.pop("digest")
@@ -348,29 +410,30 @@ class Engine:
         # Specs never change once a run exists; runs of one flow share them (keyed by the
         # flow spec's digest), so a new run of a known flow reads none.
         spec_key = meta["spec_id"] or (event.run_id.encode() + b"\x1f" + (meta["created_ms"] or b""))
+        self._spec_keys.put(event.run_id, spec_key)
         if event.task:
             view.tasks = {event.task: first[keys.TASKS][0]}
             view.leases = {event.task: first[keys.LEASES][0]}
             item = keys.item_of(event.task)  # an element of a map node: its node's spec
             self._specs_for(event.run_id, spec_key, [item[0] if item else event.task], view)
         if event.kind == protocol.TASK_SUCCEEDED and event.task in view.specs:
-            # The usual reads of a result, in two round trips rather than one per `Need`: the
-            # successors' specs (cached), then their join counts, and — for successors this
-            # task alone precedes (a chain), which it certainly makes ready — their state and
-            # inputs too. A successor with several predecessors is read only once ready.
+            # The usual reads of a result, in one or two round trips rather than one per
+            # `Need`: the successors' specs (cached), their join counts, and — for
+            # successors this task alone precedes (a chain), which it certainly makes ready —
+            # their state and inputs too. A successor with several predecessors is read only
+            # once ready.
             spec = view.specs[event.task]
-            succs = spec.succs
-            self._specs_for(event.run_id, spec_key, [s for s in succs if s != END], view)
-            fields = transitions.join_fields(succs)
-            sole = [
-                s for s in succs if s in view.specs and len(view.specs[s].preds) == 1 and s not in spec.when
-            ]
-            own = set(spec.provides)
-            data = sorted(
-                {v for s in sole for v in (*view.specs[s].args.values(), *view.specs[s].optional.values())}
-                - own
-            )
-            got = self.store.read(event.run_id, {keys.JOINS: fields, keys.TASKS: sole, keys.DATA: data})
+            self._specs_for(event.run_id, spec_key, [s for s in spec.succs if s != END], view)
+            if plan is not None and spec_key == guess:
+                fields, sole, data = plan
+                got = {
+                    keys.JOINS: first[keys.JOINS],
+                    keys.TASKS: first[keys.TASKS][1:],
+                    keys.DATA: first[keys.DATA],
+                }
+            else:
+                fields, sole, data = _success_reads(spec, view.specs)
+                got = self.store.read(event.run_id, {keys.JOINS: fields, keys.TASKS: sole, keys.DATA: data})
             view.joins = dict(zip(fields, got[keys.JOINS], strict=True))
             view.tasks.update(zip(sole, got[keys.TASKS], strict=True))
             view.data.update(zip(data, got[keys.DATA], strict=True))
@@ -382,6 +445,16 @@ class Engine:
                 # whole run once instead.
                 self._fill(event.run_id, spec_key, view, asked if rounds < _FULL_READ_AFTER else Need())
         raise StoreError(f"event {event.id}: the decision kept asking for more of the run")
+
+
+def _success_reads(spec: TaskSpec, specs: Mapping[str, TaskSpec]) -> tuple[list[str], list[str], list[str]]:
+    """What deciding a success of ``spec`` reads: its successors' join fields, the
+    successors it alone precedes (their state), and their inputs it does not provide."""
+    fields = transitions.join_fields(spec.succs)
+    sole = [s for s in spec.succs if s in specs and len(specs[s].preds) == 1 and s not in spec.when]
+    own = set(spec.provides)
+    data = sorted({v for s in sole for v in (*specs[s].args.values(), *specs[s].optional.values())} - own)
+    return fields, sole, data
 
 
 def _outgoing(message_id: str, raw: bytes) -> Outgoing:

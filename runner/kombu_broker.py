@@ -38,6 +38,11 @@ from runner.protocol import CONTENT_TYPE
 
 log = logging.getLogger("ackflow.broker")
 
+
+class _ConnectionLost(PublishError):
+    """The connection closed while messages were being published or confirmed."""
+
+
 _CONN_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     amqp.exceptions.ConnectionError,
@@ -168,6 +173,11 @@ class KombuBroker:
     def _drop(self) -> None:
         conn, self._conn, self._chan, self._pub = self._conn, None, None, None
         self._buffer.clear()
+        # Messages sent but not yet confirmed on this connection are in doubt: `confirm`
+        # reports them, so no caller takes them for published.
+        for mid in self._unconfirmed.values():
+            self._failed[mid] = "the connection closed before its confirm"
+        self._unconfirmed.clear()
         if conn is not None:
             try:
                 conn.close()
@@ -285,52 +295,83 @@ class KombuBroker:
         )
         return self._seq
 
-    def publish(self, messages: Sequence[Outgoing], content_type: str = CONTENT_TYPE) -> None:
-        """Publish and wait for every confirm. A connection found dead (say, a client idle
-        past the heartbeat timeout) is replaced and the whole batch sent once more: the ids
-        are the same, so a message that did get through is recognised downstream."""
+    def send(self, messages: Sequence[Outgoing], content_type: str = CONTENT_TYPE) -> None:
+        """Put persistent messages on the wire without waiting; `confirm` awaits them all.
+
+        Consumers receive them at once (the broker routes before it confirms), so a caller
+        can send after each step of a batch and wait for the confirms once, at its end."""
         if not messages:
             return
+        try:
+            if self._conn is None and (self._unconfirmed or self._failed):
+                raise _ConnectionLost("the connection closed with messages unconfirmed")
+            self._ensure()
+            missing = {m.routing_key for m in messages} - self._declared
+            if missing:
+                self._declare_all(missing)
+            for m in messages:
+                self._unconfirmed[self._send(m, content_type, mandatory=True)] = m.message_id
+        except _CONN_ERRORS as e:
+            self._lost(e)
+            self._reset_confirms()
+            raise _ConnectionLost(f"connection lost while publishing: {e}") from None
+        except BrokerError:
+            self._reset_confirms()
+            raise
+
+    def confirm(self) -> None:
+        """Wait until the broker has confirmed every message sent since the last `confirm`;
+        raise `PublishError` if any was refused, unroutable, unconfirmed in time, or in
+        flight when the connection closed (the caller must treat all as unsent)."""
+        try:
+            deadline = time.monotonic() + self._config.confirm_timeout_s
+            while self._unconfirmed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise PublishError(
+                        f"{len(self._unconfirmed)} message(s) unconfirmed after "
+                        f"{self._config.confirm_timeout_s:g} s"
+                    )
+                try:
+                    # short slices: a confirm can take long (a quorum queue recovering after a
+                    # broker restart) and heartbeats must go on meanwhile, or the broker
+                    # closes the connection and the publish never completes
+                    self._conn.drain_events(timeout=min(remaining, 0.5))
+                except TimeoutError:
+                    pass
+                except _CONN_ERRORS as e:
+                    self._lost(e)
+                    raise _ConnectionLost(f"connection lost before the confirms: {e}") from None
+                self._conn.heartbeat_check()
+            if self._failed:
+                mid, why = next(iter(self._failed.items()))
+                if why.startswith("the connection closed"):
+                    raise _ConnectionLost(f"message {mid}: {why}")
+                raise PublishError(f"message {mid}: {why}")
+        finally:
+            self._reset_confirms()
+
+    def _reset_confirms(self) -> None:
+        self._unconfirmed.clear()
+        self._failed.clear()
+
+    def publish(self, messages: Sequence[Outgoing], content_type: str = CONTENT_TYPE) -> None:
+        """Publish and wait for every confirm (`send`, then `confirm`). A connection found
+        dead (say, a client idle past the heartbeat timeout) is replaced and the batch sent
+        once more, unless earlier sends were awaiting their confirms on it: the ids are the
+        same, so a message that did get through is recognised downstream."""
+        if not messages:
+            return
+        fresh = not (self._unconfirmed or self._failed)
         for attempt in (1, 2):
             try:
-                self._publish_once(messages, content_type)
+                self.send(messages, content_type)
+                self.confirm()
                 return
-            except _CONN_ERRORS as e:
-                self._lost(e)
-                if attempt == 2:
-                    raise PublishError(f"connection lost while publishing: {e}") from None
-                log.info("broker connection lost before the confirms (%s); publishing again", e)
-
-    def _publish_once(self, messages: Sequence[Outgoing], content_type: str) -> None:
-        self._ensure()
-        missing = {m.routing_key for m in messages} - self._declared
-        if missing:
-            self._declare_all(missing)
-        self._failed.clear()
-        self._unconfirmed.clear()
-        for m in messages:
-            self._unconfirmed[self._send(m, content_type, mandatory=True)] = m.message_id
-        deadline = time.monotonic() + self._config.confirm_timeout_s
-        while self._unconfirmed:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                pending = len(self._unconfirmed)
-                self._unconfirmed.clear()  # ambiguous: the caller publishes again (same ids)
-                raise PublishError(
-                    f"{pending} message(s) unconfirmed after {self._config.confirm_timeout_s:g} s"
-                )
-            try:
-                # short slices: a confirm can take long (a quorum queue recovering after a
-                # broker restart) and heartbeats must go on meanwhile, or the broker
-                # closes the connection and the publish never completes
-                self._conn.drain_events(timeout=min(remaining, 0.5))
-            except TimeoutError:
-                pass
-            self._conn.heartbeat_check()
-        if self._failed:
-            mid, why = next(iter(self._failed.items()))
-            self._failed.clear()
-            raise PublishError(f"message {mid}: {why}")
+            except _ConnectionLost as e:
+                if attempt == 2 or not fresh:
+                    raise
+                log.info("%s; publishing again", e)
 
     def _settle(self, delivery: Delivery, fn: str) -> bool:
         epoch, tag = delivery.handle

@@ -102,6 +102,12 @@ class LocalBroker:
                 self._hub.queues.setdefault(m.routing_key, deque()).append((m, 0))
             self._hub.cond.notify_all()
 
+    def send(self, messages: Sequence[Outgoing]) -> None:
+        self.publish(messages)  # in-process: delivered, hence confirmed, at once
+
+    def confirm(self) -> None:
+        pass
+
     def ack(self, delivery: Delivery) -> None:
         with self._hub.cond:
             self._unacked.pop(delivery.handle, None)

@@ -120,6 +120,10 @@ class MemoryStore:
             for i in message_ids:
                 out.pop(i, None)
 
+    def mark_sent_many(self, sent: Mapping[str, Sequence[str]]) -> None:
+        for run_id, message_ids in sent.items():
+            self.mark_sent(run_id, message_ids)
+
     def history(self, run_id: str, start: int = 0) -> list[bytes]:
         with self._lock:
             self._run(run_id)

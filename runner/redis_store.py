@@ -348,6 +348,16 @@ class RedisStore:
         except redis.exceptions.RedisError as e:
             raise _translate(e) from e
 
+    def mark_sent_many(self, sent: Mapping[str, Sequence[str]]) -> None:
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for run_id, message_ids in sent.items():
+                if message_ids:
+                    pipe.hdel(self._k(run_id, keys.OUTBOX), *message_ids)
+            pipe.execute()
+        except redis.exceptions.RedisError as e:
+            raise _translate(e) from e
+
     def history(self, run_id: str, start: int = 0) -> list[bytes]:
         try:
             return [_b(x) for x in self.client.lrange(self._k(run_id, keys.HISTORY), start, -1)]

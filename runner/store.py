@@ -96,6 +96,10 @@ class Store(Protocol):
         """Forget outbox entries once the broker has confirmed them."""
         ...
 
+    def mark_sent_many(self, sent: Mapping[str, Sequence[str]]) -> None:
+        """`mark_sent` for several runs at once (run id -> message ids), in one round trip."""
+        ...
+
     def history(self, run_id: str, start: int = 0) -> list[bytes]: ...
 
     def claim_timers(self, now_ms: int, limit: int, hold_ms: int) -> tuple[list[DueTimer], int | None]:

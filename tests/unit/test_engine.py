@@ -233,6 +233,9 @@ def test_a_retry_after_an_outage_does_not_count_as_a_poison_delivery() -> None:
         def publish(self, messages: object) -> None:
             raise PublishError("broker down")
 
+        def send(self, messages: object) -> None:
+            raise PublishError("broker down")
+
     real = h.engine.broker
     d = Delivery(protocol.encode(ev), ENGINE_QUEUE, protocol.CONTENT_TYPE, ev.id, True, 1, {})
     h.engine.broker = DownBroker()  # type: ignore[assignment]
