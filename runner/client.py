@@ -382,7 +382,9 @@ class Client:
                 if deadline is not None and time.monotonic() >= deadline:
                     raise WaitTimeout(run_id, timeout_s or 0.0, info.status)
                 slice_s = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
-                watch.wait(slice_s)  # woken by each commit; the slice bounds a missed notice
+                # woken by each commit (or, with nobody to tell of them, by each change of
+                # the run's status); the slice bounds a missed notice
+                watch.wait(slice_s, status_only=on_history is None and on_progress is None)
         finally:
             watch.close()
 

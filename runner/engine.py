@@ -285,6 +285,10 @@ class Engine:
                 return {}
             result = self._store_call(functools.partial(self.store.commit, commit))
             if result.applied:
+                if event.kind == protocol.RUN_SUBMIT:  # its first result reads in one round trip
+                    spec_id = commit.writes.get(keys.META, {}).get("spec_id")
+                    if spec_id:
+                        self._spec_keys.put(event.run_id, spec_id)
                 self._log(event, commit)
                 self._count(event, commit)
                 if commit.timers:

@@ -13,7 +13,10 @@ never accepted (bodies are never decoded by kombu at all).
 URL: ``amqp://user:password@host:5672/vhost`` (``ACKFLOW_BROKER_URL``).
 
 One thread owns a `KombuBroker` (py-amqp is not thread-safe): the engine's loop, or the
-worker's connection thread.
+worker's connection thread. Other threads may only call `wakeup`, which ends a `poll` at once:
+the poll waits in ``select`` on the connection's socket and on a pipe that `wakeup` writes to
+(py-amqp reads frames exactly, so a readable socket is the only sign of unread data; over TLS,
+whose buffer ``select`` cannot see, polls fall back to short slices instead).
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ from __future__ import annotations
 import logging
 import os
 import random
+import select
 import socket
 import time
 import uuid
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,6 +57,19 @@ _CONN_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def _close_fds(*fds: int) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def cfg_uses_tls(url: str) -> bool:
+    """amqps:// (or an ssl option): TLS buffers data that ``select`` cannot see."""
+    return url.startswith("amqps://") or "ssl=" in url
+
+
 def queue_arguments(config: Config, logical: str) -> dict[str, Any]:
     """The x-arguments of a queue; the dead queue has no dead-letter route of its own."""
     args: dict[str, Any] = {}
@@ -70,8 +88,6 @@ def queue_arguments(config: Config, logical: str) -> dict[str, Any]:
 class KombuBroker:
     """Implements `runner.broker.Broker` on RabbitMQ."""
 
-    can_wake = False  # py-amqp blocks in a socket read that another thread cannot interrupt
-
     def __init__(self, config: Config, role: str = "client") -> None:
         self._config = config
         # Shown by RabbitMQ (user_provided_name) so an operator can tell connections apart.
@@ -89,6 +105,11 @@ class KombuBroker:
         self._unconfirmed: dict[int, str] = {}  # delivery tag -> message id
         self._failed: dict[str, str] = {}  # message id -> why
         self._backoff_s = 0.0
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._close_pipe = weakref.finalize(self, _close_fds, self._wake_r, self._wake_w)
+        self.can_wake = not cfg_uses_tls(config.broker_url)
 
     # --- connection ------------------------------------------------------------------
 
@@ -236,8 +257,15 @@ class KombuBroker:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
+                if self.can_wake:
+                    ready = self._wait(min(remaining, 1.0))
+                    if ready == "woken":
+                        break
+                    if ready == "timeout":
+                        self._conn.heartbeat_check()
+                        continue
                 try:
-                    self._conn.drain_events(timeout=min(remaining, 1.0))
+                    self._conn.drain_events(timeout=0 if self.can_wake else min(remaining, 1.0))
                 except TimeoutError:
                     self._conn.heartbeat_check()
             # take whatever else already arrived, without waiting
@@ -250,6 +278,21 @@ class KombuBroker:
             self._lost(e)
             return False
         return True
+
+    def _wait(self, timeout_s: float) -> str:
+        """Wait for data on the connection ("data"), a `wakeup` ("woken"), or the timeout."""
+        sock = self._conn.connection.sock
+        if not self._close_pipe.alive:  # used after close: nothing can wake it any more
+            return "data" if select.select([sock], [], [], timeout_s)[0] else "timeout"
+        readable, _, _ = select.select([sock, self._wake_r], [], [], timeout_s)
+        if self._wake_r in readable:
+            try:
+                while os.read(self._wake_r, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+            return "woken"
+        return "data" if readable else "timeout"
 
     def _on_message(self, msg: Any) -> None:
         self._buffer.append(self._to_delivery(msg, self._tags.get(msg.delivery_info["consumer_tag"], "?")))
@@ -398,10 +441,14 @@ class KombuBroker:
         self.ack(delivery)
 
     def wakeup(self) -> None:
-        pass
+        try:
+            os.write(self._wake_w, b"\0")
+        except (BlockingIOError, OSError):  # full (a wakeup is pending anyway) or closed
+            pass
 
     def close(self) -> None:
         self._drop()
+        self._close_pipe()
 
     # --- inspection (CLI and tests) ----------------------------------------------------
 

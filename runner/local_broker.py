@@ -19,8 +19,16 @@ class LocalHub:
     """The queues themselves, shared by every `LocalBroker` of one process."""
 
     def __init__(self) -> None:
-        self.cond = threading.Condition()
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)  # held while the queues change
         self.queues: dict[str, deque[tuple[Outgoing, int]]] = {ENGINE_QUEUE: deque(), DEAD_QUEUE: deque()}
+        self.consumers: list[LocalBroker] = []  # woken only by what they consume
+
+    def notify(self, queue: str) -> None:
+        """Wake the consumers of ``queue`` (the caller holds the lock)."""
+        for c in self.consumers:
+            if c.consumes(queue):
+                c.cond.notify()
 
     def depth(self, queue: str) -> int:
         with self.cond:
@@ -38,6 +46,7 @@ class LocalBroker:
 
     def __init__(self, hub: LocalHub) -> None:
         self._hub = hub
+        self.cond = threading.Condition(hub.lock)
         self._consuming: list[str] = []
         self._prefetch = 1
         self._unacked: dict[int, tuple[str, Outgoing, int]] = {}
@@ -49,8 +58,14 @@ class LocalBroker:
 
     def consume(self, queues: Sequence[str], prefetch: int) -> None:
         self.declare([q for q in queues if not q.endswith("*")])
-        self._consuming = list(queues)
-        self._prefetch = prefetch
+        with self._hub.cond:
+            self._consuming = list(queues)
+            self._prefetch = prefetch
+            if self not in self._hub.consumers:
+                self._hub.consumers.append(self)
+
+    def consumes(self, queue: str) -> bool:
+        return any(queue == q or (q.endswith("*") and queue.startswith(q[:-1])) for q in self._consuming)
 
     def _queues(self) -> list[str]:
         """The consumed queues; a name ending in ``*`` matches every queue with that prefix."""
@@ -89,18 +104,19 @@ class LocalBroker:
             got = self._take()
             if got or timeout_s <= 0:
                 return got
-            self._hub.cond.wait(timeout_s)
+            self.cond.wait(timeout_s)
             return self._take()
 
     def keepalive(self, timeout_s: float) -> None:
         with self._hub.cond:
-            self._hub.cond.wait(timeout_s)
+            self.cond.wait(timeout_s)
 
     def publish(self, messages: Sequence[Outgoing]) -> None:
         with self._hub.cond:
             for m in messages:  # the publisher declares what it publishes to, as on RabbitMQ
                 self._hub.queues.setdefault(m.routing_key, deque()).append((m, 0))
-            self._hub.cond.notify_all()
+            for q in {m.routing_key for m in messages}:
+                self._hub.notify(q)
 
     def send(self, messages: Sequence[Outgoing]) -> None:
         self.publish(messages)  # in-process: delivered, hence confirmed, at once
@@ -119,16 +135,18 @@ class LocalBroker:
             headers.update({H_REASON: reason, H_QUEUE: delivery.queue, H_COUNT: delivery.delivery_count})
             dead = Outgoing(DEAD_QUEUE, delivery.message_id or "", delivery.body, headers)
             self._hub.queues[DEAD_QUEUE].append((dead, 0))
-            self._hub.cond.notify_all()
+            self._hub.notify(DEAD_QUEUE)
 
     def wakeup(self) -> None:
         with self._hub.cond:
-            self._hub.cond.notify_all()
+            self.cond.notify_all()
 
     def close(self) -> None:
         """Put unacknowledged messages back, as a broker does when a consumer goes away."""
         with self._hub.cond:
             for q, msg, count in self._unacked.values():
                 self._hub.queues[q].appendleft((msg, count + 1))
+                self._hub.notify(q)
             self._unacked.clear()
-            self._hub.cond.notify_all()
+            if self in self._hub.consumers:
+                self._hub.consumers.remove(self)

@@ -15,21 +15,34 @@ from runner.store import APPLIED_RESULT, Beat, Commit, CommitResult, DueTimer
 
 
 class _MemoryWatch:
+    """Woken by the commits of one run (not by every commit of the store)."""
+
     def __init__(self, store: MemoryStore, run_id: str) -> None:
         self._store = store
         self._run_id = run_id
-        self._seen = store._versions.get(run_id, 0)
+        self._any = threading.Event()
+        self._status = threading.Event()
+        with store._lock:
+            store._watchers.setdefault(run_id, []).append(self)
 
-    def wait(self, timeout_s: float) -> bool:
-        with self._store._changed:
-            changed = self._store._changed.wait_for(
-                lambda: self._store._versions.get(self._run_id, 0) != self._seen, timeout_s
-            )
-            self._seen = self._store._versions.get(self._run_id, 0)
-            return changed
+    def notify(self, status_changed: bool) -> None:
+        self._any.set()
+        if status_changed:
+            self._status.set()
+
+    def wait(self, timeout_s: float, status_only: bool = False) -> bool:
+        changed = (self._status if status_only else self._any).wait(timeout_s)
+        self._any.clear()  # the caller reads the run after this, so nothing is missed
+        self._status.clear()
+        return changed
 
     def close(self) -> None:
-        pass
+        with self._store._lock:
+            watchers = self._store._watchers.get(self._run_id, [])
+            if self in watchers:
+                watchers.remove(self)
+            if not watchers:
+                self._store._watchers.pop(self._run_id, None)
 
 
 class MemoryStore:
@@ -37,12 +50,11 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
         self._runs: dict[str, dict[str, dict[str, bytes]]] = {}
         self._history: dict[str, list[bytes]] = {}
         self._expires: dict[str, float] = {}
         self._index: dict[str, dict[str, int]] = {}  # status ("" = all) -> run -> created ms
-        self._versions: dict[str, int] = {}
+        self._watchers: dict[str, list[_MemoryWatch]] = {}
         self._timers: dict[tuple[str, str], int] = {}  # (run, timer id) -> due ms
 
     def _run(self, run_id: str) -> dict[str, dict[str, bytes]]:
@@ -103,8 +115,8 @@ class MemoryStore:
                 self._expires[c.run_id] = time.monotonic() + c.expire_s
             elif c.expire_s < 0:
                 self._expires.pop(c.run_id, None)
-            self._versions[c.run_id] = self._versions.get(c.run_id, 0) + 1
-            self._changed.notify_all()
+            for w in self._watchers.get(c.run_id, ()):
+                w.notify(bool(c.status_change))
             return APPLIED_RESULT
 
     def count_delivery(self, run_id: str, event_id: str, delta: int = 1) -> int:
@@ -161,8 +173,8 @@ class MemoryStore:
             status = run[keys.META].get("status")
             if progress and status is not None:
                 leases[keys.progress_field(task)] = progress
-                self._versions[run_id] = self._versions.get(run_id, 0) + 1
-                self._changed.notify_all()
+                for w in self._watchers.get(run_id, ()):
+                    w.notify(False)
             return Beat(leased, status.decode() if status else None)
 
     def reserve(self, run_id: str, digest: bytes) -> bytes | None:
@@ -206,8 +218,7 @@ class MemoryStore:
             return len(self._index.get(status or "", {}))
 
     def watch(self, run_id: str) -> _MemoryWatch:
-        with self._lock:
-            return _MemoryWatch(self, run_id)
+        return _MemoryWatch(self, run_id)
 
     def close(self) -> None:
         pass

@@ -13,6 +13,7 @@ Durability: a commit is as durable as the server's persistence. Run Redis with
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -119,7 +120,8 @@ if expire > 0 then
 elseif expire < 0 then
   for k = 1, 11 do redis.call('PERSIST', KEYS[k]) end
 end
-redis.call('PUBLISH', ARGV[3], eid)
+-- '!' marks a change of the run's status (waiters for the end need not read the others)
+redis.call('PUBLISH', ARGV[3], change ~= '0' and ('!' .. eid) or eid)
 return {'ok'}
 """
 
@@ -183,16 +185,23 @@ class _RedisWatch:
         self._pubsub = client.pubsub(ignore_subscribe_messages=True)
         self._pubsub.subscribe(channel)
 
-    def wait(self, timeout_s: float) -> bool:
+    def wait(self, timeout_s: float, status_only: bool = False) -> bool:
+        deadline = time.monotonic() + max(timeout_s, 0.0)
+        changed = False
         try:
             msg = self._pubsub.get_message(timeout=max(timeout_s, 0.0))
+            while msg is not None:
+                changed = changed or not status_only or _b(msg["data"]).startswith(b"!")
+                if changed:
+                    timeout = 0.0  # drain the burst
+                else:
+                    timeout = deadline - time.monotonic()
+                    if timeout <= 0:
+                        break
+                msg = self._pubsub.get_message(timeout=timeout)
         except redis.exceptions.RedisError as e:
             raise StoreUnavailable(f"redis watch failed: {e}") from e
-        if msg is None:
-            return False
-        while self._pubsub.get_message(timeout=0) is not None:  # drain the burst
-            pass
-        return True
+        return changed
 
     def close(self) -> None:
         self._pubsub.close()

@@ -73,7 +73,11 @@ class Beat:
 class Watch(Protocol):
     """Wakes a waiter when a run changes; `wait` returns early on a change."""
 
-    def wait(self, timeout_s: float) -> bool: ...
+    def wait(self, timeout_s: float, status_only: bool = False) -> bool:
+        """Wait up to ``timeout_s`` for a change of the run (with ``status_only``, a change
+        of its status); True if one came. Changes before the call may or may not count."""
+        ...
+
     def close(self) -> None: ...
 
 
