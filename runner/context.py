@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from runner.errors import AckflowError
@@ -26,7 +27,17 @@ class TaskContext:
     task: str
     attempt: int
     live: LiveState = field(default_factory=LiveState, compare=False, repr=False)
-    completion_token: str = field(default="", compare=False, repr=False)  # lazy tasks (runner.lazy)
+    # Makes this attempt's completion token (lazy tasks, runner.lazy); called once, when
+    # the task first asks for it: an HMAC per task that never defers is cost for nothing.
+    token_maker: Callable[[], str] | None = field(default=None, compare=False, repr=False)
+    _token: list[str] = field(default_factory=list, compare=False, repr=False)
+
+    @property
+    def completion_token(self) -> str:
+        """The token an outside system completes this task with ("" without a secret)."""
+        if not self._token:
+            self._token.append(self.token_maker() if self.token_maker is not None else "")
+        return self._token[0]
 
     @property
     def idempotency_key(self) -> str:

@@ -19,8 +19,7 @@ class LocalHub:
     """The queues themselves, shared by every `LocalBroker` of one process."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.cond = threading.Condition(self.lock)  # held while the queues change
+        self.lock = threading.Lock()  # held while the queues change
         self.queues: dict[str, deque[tuple[Outgoing, int]]] = {ENGINE_QUEUE: deque(), DEAD_QUEUE: deque()}
         self.consumers: list[LocalBroker] = []  # woken only by what they consume
 
@@ -31,7 +30,7 @@ class LocalHub:
                 c.cond.notify()
 
     def depth(self, queue: str) -> int:
-        with self.cond:
+        with self.lock:
             return len(self.queues.get(queue, ()))
 
     def connect(self) -> LocalBroker:
@@ -52,13 +51,13 @@ class LocalBroker:
         self._unacked: dict[int, tuple[str, Outgoing, int]] = {}
 
     def declare(self, queues: Sequence[str] = ()) -> None:
-        with self._hub.cond:
+        with self._hub.lock:
             for q in queues:
                 self._hub.queues.setdefault(q, deque())
 
     def consume(self, queues: Sequence[str], prefetch: int) -> None:
         self.declare([q for q in queues if not q.endswith("*")])
-        with self._hub.cond:
+        with self._hub.lock:
             self._consuming = list(queues)
             self._prefetch = prefetch
             if self not in self._hub.consumers:
@@ -100,7 +99,7 @@ class LocalBroker:
         return out
 
     def poll(self, timeout_s: float) -> list[Delivery]:
-        with self._hub.cond:
+        with self._hub.lock:
             got = self._take()
             if got or timeout_s <= 0:
                 return got
@@ -108,11 +107,11 @@ class LocalBroker:
             return self._take()
 
     def keepalive(self, timeout_s: float) -> None:
-        with self._hub.cond:
+        with self._hub.lock:
             self.cond.wait(timeout_s)
 
     def publish(self, messages: Sequence[Outgoing]) -> None:
-        with self._hub.cond:
+        with self._hub.lock:
             for m in messages:  # the publisher declares what it publishes to, as on RabbitMQ
                 self._hub.queues.setdefault(m.routing_key, deque()).append((m, 0))
             for q in {m.routing_key for m in messages}:
@@ -125,11 +124,11 @@ class LocalBroker:
         pass
 
     def ack(self, delivery: Delivery) -> None:
-        with self._hub.cond:
+        with self._hub.lock:
             self._unacked.pop(delivery.handle, None)
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
-        with self._hub.cond:
+        with self._hub.lock:
             self._unacked.pop(delivery.handle, None)
             headers = dict(delivery.headers)
             headers.update({H_REASON: reason, H_QUEUE: delivery.queue, H_COUNT: delivery.delivery_count})
@@ -138,12 +137,12 @@ class LocalBroker:
             self._hub.notify(DEAD_QUEUE)
 
     def wakeup(self) -> None:
-        with self._hub.cond:
+        with self._hub.lock:
             self.cond.notify_all()
 
     def close(self) -> None:
         """Put unacknowledged messages back, as a broker does when a consumer goes away."""
-        with self._hub.cond:
+        with self._hub.lock:
             for q, msg, count in self._unacked.values():
                 self._hub.queues[q].appendleft((msg, count + 1))
                 self._hub.notify(q)

@@ -19,9 +19,11 @@ Names (all prefixed ``ackflow_``):
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import Counter as _Counter
+from prometheus_client import Histogram as _Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -31,6 +33,27 @@ if TYPE_CHECKING:
     from runner.store import Store
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+
+
+class _CachedLabels:
+    """`labels` remembers its children: the hot paths label a few metrics per event, and
+    prometheus_client's lookup (a lock and validation) costs more than the increment."""
+
+    def labels(self, *values: str) -> Any:
+        cache: dict[tuple[str, ...], Any] = self.__dict__.setdefault("_children_by_values", {})
+        child = cache.get(values)
+        if child is None:
+            child = cache[values] = super().labels(*values)  # type: ignore[misc]
+        return child
+
+
+class Counter(_CachedLabels, _Counter):  # type: ignore[misc]  # same call, cached
+    pass
+
+
+class Histogram(_CachedLabels, _Histogram):  # type: ignore[misc]  # same call, cached
+    pass
+
 
 EVENTS = Counter("ackflow_events", "Events handled by engines", ["kind", "outcome"], registry=REGISTRY)
 CONFLICTS = Counter("ackflow_commit_conflicts", "Commits retried after a guard moved", registry=REGISTRY)

@@ -19,6 +19,7 @@ acknowledge, close — anything not finished is handed back by the broker.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue
@@ -200,11 +201,13 @@ class Worker:
             d, req = self._backlog.pop(0)
             self._inflight += 1
             token = (
-                make_token(self.config.secret, self.config.prefix, req.run_id, req.run_created, req.task)
+                functools.partial(
+                    make_token, self.config.secret, self.config.prefix, req.run_id, req.run_created, req.task
+                )
                 if self.config.secret
-                else ""
+                else None
             )
-            r = _Running(d, req, TaskContext(req.run_id, req.task, req.attempt, completion_token=token))
+            r = _Running(d, req, TaskContext(req.run_id, req.task, req.attempt, token_maker=token))
             if d.delivery_count:  # a redelivery: announce it at once, so the history shows it
                 started.append(self._started(d, req))
                 r.announced = True

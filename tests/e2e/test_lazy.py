@@ -233,12 +233,18 @@ def test_waiting_timeout_fails_the_attempt_and_the_retry_waits_again(
         return waiting(client, rid) and client.status(rid).tasks["await_decision"].attempt == 2
 
     until(client, procs, rid, second_wait, "the retry to wait again")
-    h = client.history(rid)
-    assert [(e.attempt, e.extra.get("error_type")) for e in h if e.new == "FAILED"] == [(1, "TaskTimeout")]
     assert token_of(log, 1) == token_of(log, 2)  # one token per run and task
-    # attempt 2 also times out: the policy (2 attempts) is spent and the run fails
+    # attempt 2 also times out (0.5 s after it began to wait, so the history is read only
+    # once the run is over): the policy (2 attempts) is spent and the run fails
     info = procs.wait(client, rid, 60)
     assert info.status == "FAILED" and info.error is not None and info.error["type"] == "TaskTimeout"
+    h = client.history(rid)
+    failures = [(e.scope, e.attempt, e.extra.get("error_type")) for e in h if e.new == "FAILED"]
+    assert failures == [
+        ("await_decision", 1, "TaskTimeout"),
+        ("await_decision", 2, "TaskTimeout"),
+        ("run", 0, "TaskTimeout"),
+    ]
     with pytest.raises((AlreadyCompleted, CompletionRefused)):
         client.complete(token_of(log, 2), RESULT)
 
