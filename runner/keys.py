@@ -115,6 +115,8 @@ def item_name(node: str, index: int) -> str:
 
 def item_of(name: str) -> tuple[str, int] | None:
     """(map node, index) for an element's name; None for any other task."""
+    if not name.endswith("]"):  # the usual case, on every decision's hot path
+        return None
     m = _ITEM_RE.match(name)
     return None if m is None else (m["base"], int(m["i"]))
 

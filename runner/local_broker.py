@@ -22,12 +22,15 @@ class LocalHub:
         self.lock = threading.Lock()  # held while the queues change
         self.queues: dict[str, deque[tuple[Outgoing, int]]] = {ENGINE_QUEUE: deque(), DEAD_QUEUE: deque()}
         self.consumers: list[LocalBroker] = []  # woken only by what they consume
+        self._consumers_of: dict[str, list[LocalBroker]] = {}  # by queue (cleared on changes)
 
     def notify(self, queue: str) -> None:
         """Wake the consumers of ``queue`` (the caller holds the lock)."""
-        for c in self.consumers:
-            if c.consumes(queue):
-                c.cond.notify()
+        found = self._consumers_of.get(queue)
+        if found is None:
+            found = self._consumers_of[queue] = [c for c in self.consumers if c.consumes(queue)]
+        for c in found:
+            c.cond.notify()
 
     def depth(self, queue: str) -> int:
         with self.lock:
@@ -62,6 +65,7 @@ class LocalBroker:
             self._prefetch = prefetch
             if self not in self._hub.consumers:
                 self._hub.consumers.append(self)
+            self._hub._consumers_of.clear()
 
     def consumes(self, queue: str) -> bool:
         return any(queue == q or (q.endswith("*") and queue.startswith(q[:-1])) for q in self._consuming)
@@ -149,3 +153,4 @@ class LocalBroker:
             self._unacked.clear()
             if self in self._hub.consumers:
                 self._hub.consumers.remove(self)
+            self._hub._consumers_of.clear()

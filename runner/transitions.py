@@ -105,7 +105,8 @@ class View:
             raise Need(missing)
 
     def task_raw(self, name: str) -> bytes | None:
-        self._get(keys.TASKS, self.tasks, [name])
+        if name not in self.tasks:
+            self._get(keys.TASKS, self.tasks, [name])
         return self.tasks.get(name)
 
     def has_spec(self, name: str) -> bool:
@@ -119,6 +120,9 @@ class View:
         raise Need({keys.SPEC: [name]})
 
     def spec(self, name: str) -> TaskSpec:
+        found = self.specs.get(name)
+        if found is not None:  # the usual case (a map element's name is never a key here)
+            return found
         item = keys.item_of(name)
         if item is not None:
             return self.spec(item[0]).item(name)
@@ -126,7 +130,8 @@ class View:
         return self.specs[name]
 
     def join(self, name: str) -> int:
-        self._get(keys.JOINS, self.joins, [name])
+        if name not in self.joins:
+            self._get(keys.JOINS, self.joins, [name])
         return int(self.joins.get(name) or 0)
 
     def values(self, names: Iterable[str]) -> dict[str, bytes | None]:
@@ -135,7 +140,8 @@ class View:
         return {n: self.data.get(n) for n in names}
 
     def lease(self, name: str) -> bytes | None:
-        self._get(keys.LEASES, self.leases, [name])
+        if name not in self.leases:
+            self._get(keys.LEASES, self.leases, [name])
         return self.leases.get(name)
 
 
