@@ -311,11 +311,13 @@ def footprint(base: Config, runs: int) -> dict[str, float]:
 
 
 def local_mode(runs: int) -> float:
+    """The chain workload in one process (`ackflow run`'s embedded mode), with the same
+    worker concurrency (8) as the distributed chains."""
     from runner.examples.noop import chain
     from runner.local import LocalRuntime
 
     flow = chain(10).compile()
-    with LocalRuntime(concurrency=4) as rt:
+    with LocalRuntime(concurrency=8) as rt:
         start = time.perf_counter()
         ids = [rt.client.submit(flow, {"v0": i}) for i in range(runs)]
         for rid in ids:
