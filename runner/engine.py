@@ -165,29 +165,39 @@ class Engine:
         in_flight: set[str] = set()  # sent in this batch (a repeated event must not resend)
         try:
             for d in deliveries:
+                if d.redelivered and done:
+                    # Settle what is done before a redelivered event, which may be the one
+                    # that killed an engine: the events before it must not share its fate
+                    # (each crash would count them towards poison too).
+                    self._settle(done)
+                    done = []
                 item = self._commit_one(d, in_flight)
                 if item is not None:
                     done.append(item)
-            sent: dict[str, list[str]] = {}
-            for _, msg, outbox in done:
-                sent.setdefault(msg.run_id, []).extend(outbox)
-            if any(sent.values()):
-                started = time.perf_counter()
-                self.broker.confirm()
-                metrics.CONFIRM_SECONDS.labels("engine").observe(time.perf_counter() - started)
-                faults.hit("engine.after_publish")
-                self._store_call(lambda: self.store.mark_sent_many(sent))
-                faults.hit("engine.after_mark_sent")
+            self._settle(done)
         except (BrokerError, StoreUnavailable) as e:
             log.warning("events of this batch not acknowledged (%s); they will be redelivered", e)
             for d, msg, _ in done:
                 self._uncount(d, msg)
             return False
+        return True
+
+    def _settle(self, done: list[tuple[Delivery, Event, dict[str, bytes]]]) -> None:
+        """Await the confirms of what ``done`` sent, mark it sent, then ack each event."""
+        sent: dict[str, list[str]] = {}
+        for _, msg, outbox in done:
+            sent.setdefault(msg.run_id, []).extend(outbox)
+        if any(sent.values()):
+            started = time.perf_counter()
+            self.broker.confirm()
+            metrics.CONFIRM_SECONDS.labels("engine").observe(time.perf_counter() - started)
+            faults.hit("engine.after_publish")
+            self._store_call(lambda: self.store.mark_sent_many(sent))
+            faults.hit("engine.after_mark_sent")
         for d, _, _ in done:
             faults.hit("engine.before_ack")
             self.broker.ack(d)
             self.processed += 1
-        return True
 
     def _commit_one(
         self, d: Delivery, in_flight: set[str]

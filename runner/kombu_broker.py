@@ -22,10 +22,12 @@ whose buffer ``select`` cannot see, polls fall back to short slices instead).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import select
 import socket
+import threading
 import time
 import uuid
 import weakref
@@ -109,6 +111,7 @@ class KombuBroker:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._close_pipe = weakref.finalize(self, _close_fds, self._wake_r, self._wake_w)
+        self._pipe_lock = threading.Lock()
         self.can_wake = not cfg_uses_tls(config.broker_url)
 
     # --- connection ------------------------------------------------------------------
@@ -282,17 +285,21 @@ class KombuBroker:
     def _wait(self, timeout_s: float) -> str:
         """Wait for data on the connection ("data"), a `wakeup` ("woken"), or the timeout."""
         sock = self._conn.connection.sock
-        if not self._close_pipe.alive:  # used after close: nothing can wake it any more
-            return "data" if select.select([sock], [], [], timeout_s)[0] else "timeout"
-        readable, _, _ = select.select([sock, self._wake_r], [], [], timeout_s)
-        if self._wake_r in readable:
+        poller = select.poll()  # not select(): descriptors past 1024 are fine
+        poller.register(sock, select.POLLIN)
+        with self._pipe_lock:
+            wake = self._wake_r if self._close_pipe.alive else -1
+        if wake >= 0:
+            poller.register(wake, select.POLLIN)
+        ready = {fd for fd, _ in poller.poll(max(0, math.ceil(timeout_s * 1000)))}
+        if wake >= 0 and wake in ready:
             try:
-                while os.read(self._wake_r, 4096):
+                while os.read(wake, 4096):
                     pass
             except BlockingIOError:
                 pass
             return "woken"
-        return "data" if readable else "timeout"
+        return "data" if ready else "timeout"
 
     def _on_message(self, msg: Any) -> None:
         self._buffer.append(self._to_delivery(msg, self._tags.get(msg.delivery_info["consumer_tag"], "?")))
@@ -441,14 +448,18 @@ class KombuBroker:
         self.ack(delivery)
 
     def wakeup(self) -> None:
-        try:
-            os.write(self._wake_w, b"\0")
-        except (BlockingIOError, OSError):  # full (a wakeup is pending anyway) or closed
-            pass
+        with self._pipe_lock:  # never write to a closed (perhaps reused) descriptor
+            if not self._close_pipe.alive:
+                return
+            try:
+                os.write(self._wake_w, b"\0")
+            except BlockingIOError:  # full: a wakeup is pending anyway
+                pass
 
     def close(self) -> None:
         self._drop()
-        self._close_pipe()
+        with self._pipe_lock:
+            self._close_pipe()
 
     # --- inspection (CLI and tests) ----------------------------------------------------
 
