@@ -229,8 +229,9 @@ def test_waiting_timeout_fails_the_attempt_and_the_retry_waits_again(
     log = key("log")
     rid = client.submit(sf.lazy_flow, {"user": "ann", "log": log, "wait_s": 0.5})
 
-    def second_wait() -> bool:
-        return waiting(client, rid) and client.status(rid).tasks["await_decision"].attempt == 2
+    def second_wait() -> bool:  # one read: WAITING and attempt 2 of the same moment
+        t = client.status(rid).tasks.get("await_decision")
+        return t is not None and t.status == "WAITING" and t.attempt == 2
 
     until(client, procs, rid, second_wait, "the retry to wait again")
     assert token_of(log, 1) == token_of(log, 2)  # one token per run and task
