@@ -4,12 +4,13 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: help venv demo test unit contract e2e chaos bench lint typecheck check clean services screenshots
+.PHONY: help venv demo test unit contract e2e chaos fuzz bench lint typecheck check clean services screenshots
 
 help:
 	@echo "make demo       run a demo flow in local mode (no broker, no Redis needed)"
 	@echo "make test       run the whole test suite against RabbitMQ + Redis"
 	@echo "make unit       unit tests only (no network)"
+	@echo "make fuzz       property-based fuzzing of every boundary, many more inputs (prints counts)"
 	@echo "make chaos      the long chaos suite (kills engines and workers mid-flow)"
 	@echo "make bench      benchmarks against RabbitMQ + Redis (table + bench-report.json)"
 	@echo "make check      ruff lint + format check + mypy (strict)"
@@ -46,6 +47,9 @@ e2e: $(STAMP)
 
 chaos: $(STAMP)
 	ACKFLOW_CHAOS_FULL=1 $(PY) -m pytest -q -s tests/chaos
+
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q -m fuzz --hypothesis-show-statistics tests
 
 screenshots: $(STAMP)
 	ACKFLOW_SCREENSHOTS=$(CURDIR)/docs $(PY) -m pytest -q tests/browser

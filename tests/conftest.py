@@ -13,11 +13,32 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from runner.config import Config
 from tests import services as svc
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Hypothesis: `make test` tries a bounded number of inputs per property (derandomized under CI, so a
+# landing is reproducible); `make fuzz` (HYPOTHESIS_PROFILE=fuzz) tries many more, from fresh seeds.
+_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+settings.register_profile(
+    "default",
+    max_examples=300,
+    deadline=None,
+    database=None,
+    derandomize=_CI,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile(
+    "fuzz",
+    max_examples=20_000,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 ACKFLOW = [sys.executable, "-m", "runner.cli"]
 
 
