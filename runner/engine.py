@@ -20,6 +20,7 @@ task specs, so any number of them can share the engine queue.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import random
@@ -204,18 +205,42 @@ class Engine:
     ) -> tuple[Delivery, Event, dict[str, bytes]] | None:
         """Decode, decide and commit one event and send its outbox, except messages already
         ``in_flight`` (their confirms are awaited by the caller); None when the delivery is
-        already settled (dead-lettered)."""
+        already settled (dead-lettered).
+
+        Whatever goes wrong with this one event, other than an outage, dead-letters it with
+        the reason: an exception let through would end the engine, and every engine the
+        broker hands the event to next (H1).
+        """
+        decoded: list[Event] = []  # for the log line's run context, once decoded
         try:
-            if d.content_type and d.content_type != CONTENT_TYPE:
-                raise DecodeError(f"content type {d.content_type!r} is not {CONTENT_TYPE}")
-            msg = protocol.decode(d.body)
-            if not isinstance(msg, Event):
-                raise DecodeError(f"the engine queue takes events, not {type(msg).__name__}")
+            return self._apply_one(d, in_flight, decoded)
+        except (BrokerError, StoreUnavailable):
+            raise  # an outage: not this event's fault; unacknowledged, it comes back
         except DecodeError as e:
             log.error("dead-lettering message %s from %s: %s", d.message_id, d.queue, e.reason)
             self.broker.dead_letter(d, e.reason)
             metrics.DEAD_LETTERS.labels("engine", "malformed").inc()
-            return None
+        except Exception as e:  # a bug, a corrupt run or an event no decision expects
+            about = logs.about(decoded[0].run_id, decoded[0].task, decoded[0].attempt) if decoded else None
+            with about or contextlib.nullcontext():
+                log.exception(
+                    "dead-lettering message %s from %s: it could not be applied", d.message_id, d.queue
+                )
+            self.broker.dead_letter(d, _clip(f"engine error: {type(e).__name__}: {e}"))
+            metrics.DEAD_LETTERS.labels("engine", "error").inc()
+        return None
+
+    def _apply_one(
+        self, d: Delivery, in_flight: set[str], decoded: list[Event]
+    ) -> tuple[Delivery, Event, dict[str, bytes]] | None:
+        """`_commit_one`'s work; raises whatever went wrong (the event, once decoded, goes
+        into ``decoded``)."""
+        if d.content_type and d.content_type != CONTENT_TYPE:
+            raise DecodeError(f"content type {_clip(d.content_type)!r} is not {CONTENT_TYPE}")
+        msg = protocol.decode(d.body)
+        if not isinstance(msg, Event):
+            raise DecodeError(f"the engine queue takes events, not {type(msg).__name__}")
+        decoded.append(msg)
         faults.hit("engine.after_decode")
         if d.redelivered:
             metrics.REDELIVERIES.labels("engine").inc()
@@ -234,12 +259,9 @@ class Engine:
             except (BrokerError, StoreUnavailable):
                 self._uncount(d, msg)
                 raise
-            except Exception as e:  # a bug or a corrupt run: park the event, keep serving
-                log.exception("event %s could not be applied", msg.id)
-                self.broker.dead_letter(d, f"engine error: {type(e).__name__}: {e}")
-                metrics.DEAD_LETTERS.labels("engine", "error").inc()
+            except Exception:
                 metrics.EVENTS.labels(msg.kind, "dead_letter").inc()
-                return None
+                raise
         return d, msg, outbox
 
     def _uncount(self, d: Delivery, msg: Event) -> None:
@@ -469,6 +491,11 @@ def _success_reads(spec: TaskSpec, specs: Mapping[str, TaskSpec]) -> tuple[list[
     own = set(spec.provides)
     data = sorted({v for s in sole for v in (*specs[s].args.values(), *specs[s].optional.values())} - own)
     return fields, sole, data
+
+
+def _clip(reason: str, size: int = 500) -> str:
+    """A dead letter's reason travels in a message header: keep it short."""
+    return reason if len(reason) <= size else reason[:size] + "..."
 
 
 def _outgoing(message_id: str, raw: bytes) -> Outgoing:

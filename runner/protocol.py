@@ -8,6 +8,8 @@ strict: anything that is not msgpack, names an unknown kind or lacks a field rai
 
 from __future__ import annotations
 
+import math
+import reprlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -147,6 +149,7 @@ class TaskRequest:
 
 
 Message = Event | TaskRequest
+_REQUIRED: Any = object()  # `_field` without a default: the field must be present
 
 
 def pack(value: Any) -> bytes:
@@ -195,65 +198,131 @@ def encode(msg: Message) -> bytes:
     )
 
 
-def _field(d: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
-    if name not in d:
+_NUMBER = (int, float)
+# Optional body fields: their types when present (None stands for absent). The engine reads
+# them as these types; a duration or note of another type would reach the store and pages.
+_EVENT_OPTIONAL: dict[str, type | tuple[type, ...]] = {
+    "ms": int,
+    "delivery": int,
+    "timeout_s": _NUMBER,
+    "note": str,
+    "reason": str,
+    "error": dict,
+    "values": dict,
+}
+# Fields whose maps are keyed by names (arguments, provided values): str keys only.
+_NAME_MAPS = frozenset({"args", "values", "inputs"})
+_shown = reprlib.Repr()
+_shown.maxstring = _shown.maxother = 60
+_shown.maxlevel = 3
+
+
+def _clip(text: str, size: int = 200) -> str:
+    return text if len(text) <= size else text[:size] + "..."
+
+
+def _show(value: Any) -> str:
+    """A short repr for a reason: reasons travel in a message header to the dead-letter queue."""
+    return _shown.repr(value)
+
+
+def _field(
+    d: dict[Any, Any],
+    name: str,
+    kind: type | tuple[type, ...],
+    *,
+    default: Any = _REQUIRED,
+) -> Any:
+    """``d[name]`` if it has type ``kind`` (a bool is not an int); ``default`` when absent or None."""
+    if name not in d and default is _REQUIRED:
         raise DecodeError(f"missing field {name!r}")
-    value = d[name]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+    value = d.get(name)
+    if value is None and default is not _REQUIRED:
+        return default
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, _NUMBER)):
         raise DecodeError(f"field {name!r} has type {type(value).__name__}")
+    if kind in (int, _NUMBER) and not (value >= 0 and math.isfinite(value)):
+        raise DecodeError(f"field {name!r} is {'negative' if value < 0 else value}")
+    if name in _NAME_MAPS and not all(isinstance(k, str) for k in value):
+        raise DecodeError(f"field {name!r} must map strings (names) to values")
     return value
 
 
-def _mode(value: Any) -> str:
-    if value not in (MODE_RUN, MODE_REVERT):
-        raise DecodeError(f"unknown request mode {value!r}")
-    return str(value)
-
-
-def decode(data: bytes) -> Message:
-    """Decode and validate one message body; every failure is a `DecodeError` with a reason."""
-    try:
-        raw = unpack(data)
-    except Exception as e:  # msgpack raises several unrelated types
-        raise DecodeError(f"body is not msgpack: {type(e).__name__}: {e}") from e
-    if not isinstance(raw, dict):
-        raise DecodeError(f"body is a msgpack {type(raw).__name__}, not a map")
-    version = raw.get("v")
-    if version != SCHEMA_VERSION:
-        raise DecodeError(f"unsupported schema version {version!r} (expected {SCHEMA_VERSION})")
-    kind = raw.get("kind")
-    if kind == TASK_REQUEST:
-        provides = _field(raw, "provides", list)
-        if not all(isinstance(p, str) for p in provides):
-            raise DecodeError("field 'provides' must be a list of strings")
-        return TaskRequest(
-            id=_field(raw, "id", str),
-            run_id=_field(raw, "run", str),
-            task=_field(raw, "task", str),
-            fn=_field(raw, "fn", str),
-            attempt=_field(raw, "attempt", int),
-            args=_field(raw, "args", dict),
-            provides=provides,
-            unpack=bool(raw.get("unpack", False)),
-            at_ms=_field(raw, "at", int),
-            mode=_mode(raw.get("mode", MODE_RUN)),
-            result=raw.get("result"),
-            run_created=int(raw.get("created") or 0),
-        )
-    if kind not in _EVENT_BODY:
-        raise DecodeError(f"unknown message kind {kind!r}")
-    body = _field(raw, "body", dict)
-    for name, ftype in _EVENT_BODY[kind].items():
-        _field(body, name, ftype)
-    run_id = _field(raw, "run", str)
+def _run_id(raw: dict[Any, Any]) -> str:
+    run_id: str = _field(raw, "run", str)
     if not run_id:
         raise DecodeError("field 'run' is empty")
+    return run_id
+
+
+def _request(raw: dict[Any, Any]) -> TaskRequest:
+    provides = _field(raw, "provides", list)
+    if not all(isinstance(p, str) for p in provides):
+        raise DecodeError("field 'provides' must be a list of strings")
+    mode = _field(raw, "mode", str, default=MODE_RUN)
+    if mode not in (MODE_RUN, MODE_REVERT):
+        raise DecodeError(f"unknown request mode {_show(mode)}")
+    return TaskRequest(
+        id=_field(raw, "id", str),
+        run_id=_run_id(raw),
+        task=_field(raw, "task", str),
+        fn=_field(raw, "fn", str),
+        attempt=_field(raw, "attempt", int),
+        args=_field(raw, "args", dict),
+        provides=provides,
+        unpack=_field(raw, "unpack", bool, default=False),
+        at_ms=_field(raw, "at", int),
+        mode=mode,
+        result=raw.get("result"),
+        run_created=_field(raw, "created", int, default=0),
+    )
+
+
+def _event(raw: dict[Any, Any]) -> Event:
+    kind = _field(raw, "kind", str)
+    if kind not in _EVENT_BODY:
+        raise DecodeError(f"unknown message kind {_show(kind)}")
+    body = _field(raw, "body", dict)
+    if not all(isinstance(k, str) for k in body):
+        raise DecodeError("field 'body' must map strings to values")
+    for name, ftype in _EVENT_BODY[kind].items():
+        _field(body, name, ftype)
+    for name, ftype in _EVENT_OPTIONAL.items():
+        if name not in _EVENT_BODY[kind]:
+            _field(body, name, ftype, default=None)
     return Event(
         kind=kind,
         id=_field(raw, "id", str),
-        run_id=run_id,
+        run_id=_run_id(raw),
         task=_field(raw, "task", str),
         attempt=_field(raw, "attempt", int),
         body=body,
         at_ms=_field(raw, "at", int),
     )
+
+
+def decode(data: bytes) -> Message:
+    """Decode and validate one message body; every failure is a `DecodeError` with a reason.
+
+    Total by construction: every field's type is checked before it is used, and anything
+    else that goes wrong is still a `DecodeError` (the cause chained), because a consumer
+    that received any other exception would die on the message, and so would each one the
+    broker handed it to next.
+    """
+    try:
+        raw = unpack(data)
+    except Exception as e:  # msgpack raises several unrelated types
+        raise DecodeError(f"body is not msgpack: {type(e).__name__}: {_clip(str(e))}") from e
+    try:
+        if not isinstance(raw, dict):
+            raise DecodeError(f"body is a msgpack {type(raw).__name__}, not a map")
+        version = raw.get("v")
+        if type(version) is not int or version != SCHEMA_VERSION:
+            raise DecodeError(f"unsupported schema version {_show(version)} (expected {SCHEMA_VERSION})")
+        if raw.get("kind") == TASK_REQUEST:
+            return _request(raw)
+        return _event(raw)
+    except DecodeError:
+        raise
+    except Exception as e:  # a gap in the checks above: still this message's fault alone
+        raise DecodeError(f"invalid message: {type(e).__name__}: {_clip(str(e))}") from e

@@ -75,6 +75,7 @@ class _Running:
 class _Done:
     running: _Running
     result: Event | None  # None: skipped, nothing to report
+    dead_reason: str = ""  # the worker failed handling it: dead-letter the request with this
 
 
 class Worker:
@@ -174,26 +175,42 @@ class Worker:
     # --- steps -------------------------------------------------------------------------
 
     def _accept(self, d: Delivery) -> None:
+        """Take one delivery into the backlog, or dead-letter it with the reason.
+
+        Whatever goes wrong with this one message, other than the broker failing, costs a
+        dead letter, not the worker: an exception let through would end the worker, and
+        every worker the broker hands the message to next (H1).
+        """
         try:
-            if d.content_type and d.content_type != CONTENT_TYPE:
-                raise DecodeError(f"content type {d.content_type!r} is not {CONTENT_TYPE}")
-            msg = protocol.decode(d.body)
-            if not isinstance(msg, TaskRequest):
-                raise DecodeError(f"a task queue takes task requests, not {msg.kind}")
+            self._take(d)
+        except BrokerError as e:  # an outage: unacknowledged, the message comes back
+            log.warning("could not take message %s (%s); the broker will redeliver it", d.message_id, e)
         except DecodeError as e:
             log.error("dead-lettering message %s from %s: %s", d.message_id, d.queue, e.reason)
-            try:
-                self.broker.dead_letter(d, e.reason)
-                metrics.DEAD_LETTERS.labels("worker", "malformed").inc()
-            except BrokerError as be:
-                log.error("could not dead-letter (%s); the broker will redeliver it", be)
-            return
+            self._reject(d, e.reason, "malformed")
+        except Exception as e:
+            log.exception("dead-lettering message %s from %s: it could not be taken", d.message_id, d.queue)
+            self._reject(d, _worker_error(e), "error")
+
+    def _take(self, d: Delivery) -> None:
+        if d.content_type and d.content_type != CONTENT_TYPE:
+            raise DecodeError(f"content type {d.content_type[:200]!r} is not {CONTENT_TYPE}")
+        msg = protocol.decode(d.body)
+        if not isinstance(msg, TaskRequest):
+            raise DecodeError(f"a task queue takes task requests, not {msg.kind}")
         if d.delivery_count:
             metrics.REDELIVERIES.labels("worker").inc()
             if self._is_poison(d, msg):
                 metrics.DEAD_LETTERS.labels("worker", "poison").inc()
                 return
         self._backlog.append((d, msg))
+
+    def _reject(self, d: Delivery, reason: str, why: str) -> None:
+        try:
+            self.broker.dead_letter(d, reason)
+            metrics.DEAD_LETTERS.labels("worker", why).inc()
+        except BrokerError as be:
+            log.error("could not dead-letter (%s); the broker will redeliver it", be)
 
     def _dispatch(self) -> None:
         started = []
@@ -213,7 +230,7 @@ class Worker:
                 r.announced = True
             with self._running_lock:
                 self._running[id(r)] = r
-            self._pool.submit(self._execute, r)
+            self._pool.submit(self._execute_guarded, r)
         if started:
             try:
                 self._publish(started)
@@ -294,6 +311,18 @@ class Worker:
                 faults.hit("worker.after_execute")
                 self._done.put(_Done(r, result))
         self.broker.wakeup()
+
+    def _execute_guarded(self, r: _Running) -> None:
+        """`_execute`, and if the worker itself fails there (not the task: `execute` reports
+        that as the attempt's failure), have its request dead-lettered; a pool thread's
+        exception would otherwise vanish with the request's delivery and slot held forever."""
+        try:
+            self._execute(r)
+        except Exception as e:
+            with logs.about(r.req.run_id, r.req.task, r.req.attempt):
+                log.exception("dead-lettering request %s: the worker failed handling it", r.req.id)
+            self._done.put(_Done(r, None, _worker_error(e)))
+            self.broker.wakeup()
 
     def _publish(self, messages: list[Outgoing]) -> None:
         started = time.perf_counter()
@@ -424,6 +453,8 @@ class Worker:
                 done = self._done.get_nowait()
             except queue.Empty:
                 break
+            if done.running.finished:  # reported twice (it failed after reporting): once counts
+                continue
             done.running.finished = True
             self._active_at = time.monotonic()
             self._inflight -= 1
@@ -448,5 +479,16 @@ class Worker:
             for r in batch:
                 self._running.pop(id(r.running), None)
         for r in batch:
-            if not r.running.leased:
+            if r.dead_reason:
+                if r.running.leased:  # its delivery is gone: the lease's expiry retries it
+                    log.error("request %s failed in the worker: %s", r.running.req.id, r.dead_reason)
+                else:
+                    self._reject(r.running.delivery, r.dead_reason, "error")
+            elif not r.running.leased:
                 self.broker.ack(r.running.delivery)
+
+
+def _worker_error(e: Exception) -> str:
+    """A dead letter's reason for a failure of the worker itself (kept short: it is a header)."""
+    reason = f"worker error: {type(e).__name__}: {e}"
+    return reason if len(reason) <= 500 else reason[:500] + "..."
