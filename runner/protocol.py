@@ -236,7 +236,7 @@ def _field(
     """``d[name]`` if it has type ``kind`` (a bool is not an int); ``default`` when absent or None."""
     if name not in d and default is _REQUIRED:
         raise DecodeError(f"missing field {name!r}")
-    value = d.get(name)
+    value: Any = d.get(name)
     if value is None and default is not _REQUIRED:
         return default
     if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, _NUMBER)):
