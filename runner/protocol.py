@@ -226,6 +226,11 @@ def _show(value: Any) -> str:
     return _shown.repr(value)
 
 
+def _has_type(value: Any, kind: type | tuple[type, ...]) -> bool:
+    """`isinstance`, except that a bool is not a number (msgpack keeps them apart)."""
+    return isinstance(value, kind) and not (isinstance(value, bool) and kind in (int, _NUMBER))
+
+
 def _field(
     d: dict[Any, Any],
     name: str,
@@ -239,7 +244,7 @@ def _field(
     value: Any = d.get(name)
     if value is None and default is not _REQUIRED:
         return default
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, _NUMBER)):
+    if not _has_type(value, kind):
         raise DecodeError(f"field {name!r} has type {type(value).__name__}")
     if kind in (int, _NUMBER) and not (value >= 0 and math.isfinite(value)):
         raise DecodeError(f"field {name!r} is {'negative' if value < 0 else value}")
