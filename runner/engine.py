@@ -6,6 +6,7 @@ Per event (DESIGN §5), for each batch of deliveries that arrived together::
     read the few fields the event's decision needs, decide (runner.transitions)
     commit atomically      -> a repeat of an applied event returns its unsent outbox
     send the outbox        (consumers get it at once; its confirm is awaited below)
+    anything above fails   -> an outage: leave it unacked; else dead-letter it with the reason
   then, once for the batch:
     await every publisher confirm
     mark the outboxes sent (one round trip)
