@@ -3,8 +3,8 @@
 Every message is a frozen dataclass with a schema version and a deterministic id derived
 from what it is about, so a duplicate is recognised by its id alone (DESIGN §3). Decoding is
 strict and total: anything that is not msgpack, names an unknown kind, lacks a field or has
-a field of another type raises one
-`DecodeError` whose reason goes with the message to the dead-letter queue.
+a field of another type raises one `DecodeError` whose reason goes with the message to the
+dead-letter queue.
 """
 
 from __future__ import annotations
