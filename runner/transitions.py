@@ -945,6 +945,9 @@ def decide_waiting(d: Draft) -> None:
     d.hist(e.task, old, states.WAITING, e.attempt, worker=worker, note=note)
 
 
+COMPLETABLE = (states.RUNNING, states.PAUSED, states.REVERTING)  # runs that take a completion
+
+
 def decide_complete(d: Draft) -> None:
     """An outside system completed (or failed) a task with its token."""
     e = d.event
@@ -952,10 +955,15 @@ def decide_complete(d: Draft) -> None:
         d.hist(e.task, "?", "?", e.attempt, note="unknown task")
         return
     st = d.state(e.task)
-    if d.run_status not in (states.RUNNING, states.PAUSED):
+    if d.run_status not in COMPLETABLE:
         d.hist(e.task, st["s"], st["s"], e.attempt, note=f"completion refused: the run is {d.run_status}")
         return
-    if stale(d, frozenset({states.WAITING})):  # only a waiting attempt takes an outside result
+    # Only the current attempt, while it is active: waiting (it deferred) — or still running,
+    # as when an outside system answers before the task's defer() is recorded: the
+    # completion is then the attempt's result, and the task's own report that follows is
+    # ignored like any duplicate. While the run is reverting, a completed task is reverted
+    # like any that finished late (compensation waits for it).
+    if stale(d):
         return
     by = f"outside:{e.body['by']}"
     if "error" in e.body:

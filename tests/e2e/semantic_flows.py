@@ -460,3 +460,26 @@ def act_on(req: dict[str, str], approved: bool, approver: str) -> str:
 
 
 lazy_flow = flow.linear("lazy_flow", open_request, await_decision, act_on)
+
+
+@task(provides=("approved", "approver"))
+def answers_early(req: dict[str, str], log: str, gate_key: str = "", self_complete: bool = False) -> Any:
+    """A lazy task answered before its defer() is recorded: by itself, through the client
+    (``self_complete``), or by 'the outside' while it waits on a gate before deferring."""
+    from runner.client import Client
+    from runner.lazy import defer
+
+    ctx = current_task()
+    if self_complete:
+        client = Client.from_env()
+        try:
+            record(log, client.complete(ctx.completion_token, {"approved": True, "approver": "self"}))
+        finally:
+            client.close()
+    else:
+        record(log, f"{ctx.attempt}|{ctx.completion_token}")
+        gate(gate_key)
+    return defer(note="answered already")
+
+
+early_flow = flow.linear("early_flow", open_request, answers_early, act_on)
