@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner import conditions, keys, protocol, states
+from runner import caps, conditions, keys, protocol, states
 from runner.broker import task_queue
 from runner.config import Config
 from runner.flows import END, FlowSpec, TaskSpec
@@ -159,14 +159,9 @@ def outbox_entry(routing_key: str, msg: protocol.Message) -> bytes:
 
 
 def error_dict(error: Mapping[str, Any]) -> dict[str, Any]:
-    etype = str(error.get("type", "Error"))
-    types = error.get("types")
-    return {
-        "type": etype,
-        "message": str(error.get("message", "")),
-        "traceback": str(error.get("traceback", "")),
-        "types": [str(t) for t in types] if isinstance(types, list) else [etype],
-    }
+    """An error as stored, each part cut to its cap whoever sent it (a worker, an outside
+    system, a forged event): it is stored three times (the task, the history, the run)."""
+    return caps.cap_error(error)
 
 
 class Draft:
@@ -544,7 +539,11 @@ class Draft:
             return
         if self.run_status not in (states.RUNNING, states.PAUSED):
             return  # already failed or cancelled: the failure is in the task's history
-        extra = {"task": error.get("task", ""), "error_type": error.get("type", "")}
+        extra = {
+            "task": error.get("task", ""),
+            "error_type": error.get("type", ""),
+            "error": str(error.get("message", "")),  # the history line shows what went wrong
+        }
         self.write(keys.META, "error", pack(dict(error)))
         self.set_meta_list("held", [])
         if not int(self.view.meta.get("reverts") or 0):
@@ -1038,7 +1037,7 @@ def decide_reverted(d: Draft) -> None:
         }
         d.write(keys.META, "error", pack(error))
         d.forget_plan()
-        d.set_run(states.FAILED, task=e.task, error_type="RevertFailed")
+        d.set_run(states.FAILED, task=e.task, error_type="RevertFailed", error=error["message"])
 
 
 # --- timers ----------------------------------------------------------------------------
