@@ -78,7 +78,9 @@ class HistoryEntry:
         )
         if "error_type" in self.extra:
             message = self.extra.get("error", "")
-            line += f"  [{self.extra['error_type']}: {message}]" if message else f"  [{self.extra['error_type']}]"
+            line += (
+                f"  [{self.extra['error_type']}: {message}]" if message else f"  [{self.extra['error_type']}]"
+            )
         if "note" in self.extra:
             line += f"  ({self.extra['note']})"
         if self.extra.get("redelivered"):

@@ -60,7 +60,6 @@ def poison_failure(req: TaskRequest, worker: str, reason: str) -> Event:
     return _failed(req, worker, "PoisonMessage", reason)
 
 
-
 def not_started(req: TaskRequest, worker: str, reason: str) -> Event:
     """The report of a request skipped because its run is failing: the attempt ends without
     effect. It has the attempt's result id, so a result of the same attempt from another

@@ -147,7 +147,6 @@ def ship(charged: str, log: str, fail_ship: bool) -> str:
 order_flow = flow.linear("order_flow", reserve, charge, ship)
 
 
-
 # --- compensation order: successors before predecessors, even when still running ---------
 
 

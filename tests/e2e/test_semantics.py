@@ -218,7 +218,6 @@ def test_successful_run_reverts_nothing(env: Env) -> None:
     assert sf.recorded(log) == ["reserve", "charge", "ship"]
 
 
-
 def test_a_successor_still_running_is_reverted_before_its_predecessor(env: Env) -> None:
     """src -> (left, right) -> join: left fails while right runs; right ends, then is
     reverted, and only then src (successors before predecessors)."""
@@ -273,7 +272,12 @@ def test_a_queued_successor_of_a_failing_run_never_starts(
     sf.open_gate(gate)  # hog ends; the worker takes q_next's request and finds the run failing
     info = env.wait(rid)
     assert info.status == "REVERTED", info
-    assert sf.describe(info) == {"hog": "SUCCESS", "q_bad": "FAILED", "q_next": "SKIPPED", "q_src": "REVERTED"}
+    assert sf.describe(info) == {
+        "hog": "SUCCESS",
+        "q_bad": "FAILED",
+        "q_next": "SKIPPED",
+        "q_src": "REVERTED",
+    }
     assert "next" not in sf.recorded(log)  # its body never ran
     assert sf.recorded(log) == ["src", "undo:src"]
     h = env.history(rid)
@@ -281,6 +285,7 @@ def test_a_queued_successor_of_a_failing_run_never_starts(
     undo = next(i for i, e in enumerate(h) if e.scope == "q_src" and e.new == "REVERTING")
     assert skipped < undo, [(e.scope, e.old, e.new, e.extra) for e in h]
     assert "not started" in h[skipped].extra.get("note", "")
+
 
 # --- joins -----------------------------------------------------------------------------
 

@@ -275,7 +275,9 @@ def test_the_run_failure_line_shows_the_error_message() -> None:
     h.pump()
     [req] = h.requests()
     body = {"error": {"type": "ValueError", "message": "no such user: ann"}, "worker": "w"}
-    h.send(Event(protocol.TASK_FAILED, protocol.result_id(rid, "q1", 1), rid, "q1", 1, body, protocol.now_ms()))
+    h.send(
+        Event(protocol.TASK_FAILED, protocol.result_id(rid, "q1", 1), rid, "q1", 1, body, protocol.now_ms())
+    )
     h.pump()
     [line] = [e.describe() for e in h.client.history(rid) if e.scope == "run" and e.new == "FAILED"]
     assert line == "run: RUNNING -> FAILED  [ValueError: no such user: ann]"
@@ -290,7 +292,9 @@ def test_a_forged_failure_event_stores_no_more_than_the_caps() -> None:
     [req] = h.requests()
     huge = {"type": "T" * 40_000, "message": "m" * 1_000_000, "traceback": "t" * 1_000_000}
     body = {"error": {**huge, "types": ["X" * 1000] * 1000}, "worker": "w"}
-    h.send(Event(protocol.TASK_FAILED, protocol.result_id(rid, "q1", 1), rid, "q1", 1, body, protocol.now_ms()))
+    h.send(
+        Event(protocol.TASK_FAILED, protocol.result_id(rid, "q1", 1), rid, "q1", 1, body, protocol.now_ms())
+    )
     h.pump()
     info = h.client.status(rid)
     for err in (info.error, info.tasks["q1"].error):
