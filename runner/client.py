@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner import keys, protocol, states
+from runner import caps, keys, protocol, states
 from runner.broker import ENGINE_QUEUE, Broker, Outgoing
 from runner.config import Config
 from runner.errors import (
@@ -77,7 +77,10 @@ class HistoryEntry:
             f"{what}{att}: {self.old} -> {self.new}" if self.old != self.new else f"{what}{att}: {self.new}"
         )
         if "error_type" in self.extra:
-            line += f"  [{self.extra['error_type']}: {self.extra.get('error', '')}]"
+            message = self.extra.get("error", "")
+            line += (
+                f"  [{self.extra['error_type']}: {message}]" if message else f"  [{self.extra['error_type']}]"
+            )
         if "note" in self.extra:
             line += f"  ({self.extra['note']})"
         if self.extra.get("redelivered"):
@@ -264,10 +267,11 @@ class Client:
         self, token: str, error: str, *, error_type: str = "ExternalError", wait_s: float | None = 10.0
     ) -> str:
         """Fail the waiting task ``token`` names (its retry policy applies). Returns "failed"
-        or "accepted"; raises like `complete`."""
+        or "accepted"; raises like `complete`. The message and type are cut to the caps a
+        worker applies to a task's own exception (`runner.caps`)."""
         from runner import completion
 
-        err = {"type": error_type, "message": str(error), "types": [error_type]}
+        err = caps.cap_error({"type": error_type, "message": error, "types": [error_type]})
         return completion.complete(self, token, None, err, wait_s)
 
     # --- inspect -----------------------------------------------------------------------

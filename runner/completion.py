@@ -7,8 +7,11 @@ completed (`AlreadyCompleted`), a result that does not fit what the task provide
 large (`ValueError`, `PayloadTooLargeError`). The completion itself is a ``task.complete``
 event: the engine applies it once, to the task's current attempt, and refuses it if the task
 moved on meanwhile (a second completion racing the first is told it was already completed).
-Only a WAITING task takes an outside result, and only the attempt that was waiting when the
-request was checked: a retried request cannot complete (or fail) the next attempt.
+A task takes an outside result while its attempt is active: WAITING (it deferred) or still
+SCHEDULED/RUNNING — its token exists while its body runs, and an outside system may answer
+before the task's ``defer()`` is recorded; that completion is the attempt's result. Only the
+attempt current when the request was checked (inside the task's own body: that body's
+attempt) is completed: a retried request cannot complete (or fail) the next attempt.
 """
 
 from __future__ import annotations
@@ -17,16 +20,26 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from runner import keys, protocol, states
-from runner.errors import AlreadyCompleted, CompletionRefused, EncodeError, PayloadTooLargeError, RunNotFound
+from runner.context import current_task
+from runner.errors import (
+    AckflowError,
+    AlreadyCompleted,
+    CompletionRefused,
+    EncodeError,
+    PayloadTooLargeError,
+    RunNotFound,
+)
 from runner.flows import TaskSpec
 from runner.lazy import result_values
 from runner.protocol import Event, unpack
 from runner.tokens import check_token, parse_token
+from runner.transitions import COMPLETABLE
 
 if TYPE_CHECKING:
     from runner.client import Client
 
 LIVE = (states.RUNNING, states.PAUSED)
+ACTIVE = (states.SCHEDULED, states.RUNNING, states.WAITING)
 
 
 def complete(
@@ -53,11 +66,11 @@ def complete(
         st["s"] == states.FAILED and "retry_at" not in st and run_status not in LIVE
     ):
         raise AlreadyCompleted(run_id, task, st["s"])
-    if run_status not in LIVE:
+    if run_status not in COMPLETABLE:
         raise CompletionRefused(f"cannot complete task {task!r}: run {run_id} is {run_status}")
-    if st["s"] != states.WAITING:
+    if st["s"] not in ACTIVE:
         raise CompletionRefused(
-            f"cannot complete task {task!r} of run {run_id}: it is {st['s']}, not WAITING"
+            f"cannot complete task {task!r} of run {run_id}: it is {st['s']}, not running or WAITING"
         )
     body: dict[str, Any] = {"by": who()}
     if error is not None:
@@ -72,7 +85,7 @@ def complete(
         if size > cfg.max_payload_bytes:
             raise PayloadTooLargeError("the result", size, cfg.max_payload_bytes)
         body["values"] = values
-    attempt = int(st["a"])
+    attempt = _own_attempt(run_id, task) or int(st["a"])
     event = Event(
         protocol.TASK_COMPLETE,
         f"complete:{run_id}:{task}:{attempt}:{uuid.uuid4().hex}",
@@ -91,3 +104,13 @@ def complete(
     if "already" in note or "fenced" in note:  # another completion (or the worker) was first
         raise AlreadyCompleted(run_id, task, client.status(run_id).tasks[task].status)
     raise CompletionRefused(f"the engine refused the completion: {note}")
+
+
+def _own_attempt(run_id: str, task: str) -> int:
+    """The attempt of the task body calling this, if it completes itself (0 otherwise): its
+    completion must never complete a later attempt, even if one started meanwhile."""
+    try:
+        ctx = current_task()
+    except AckflowError:
+        return 0
+    return ctx.attempt if (ctx.run_id, ctx.task) == (run_id, task) else 0

@@ -13,7 +13,7 @@ from typing import Any
 
 from runner import keys, protocol, states
 from runner.flows import END
-from runner.transitions import Draft, Need, finish_run, join_ready
+from runner.transitions import NOT_STARTED, Draft, Need, finish_run, join_ready
 
 
 def _who(d: Draft) -> dict[str, str]:
@@ -108,7 +108,12 @@ def resume_map(d: Draft, node: str, st: dict[str, Any]) -> None:
         if xs["s"] == states.PENDING:  # held when the run failed: never sent
             d.schedule(x, 1, note="retry of the run")
             active += 1
-        elif xs["s"] == states.FAILED and "retry_at" in xs:  # its retry timer found the run failed
+        elif xs["s"] == states.FAILED and ("retry_at" in xs or _not_started(xs)):
+            # its retry timer found the run failed, or a worker skipped it: the run had failed
             d.schedule(x, int(xs["a"]) + 1, note="retry of the run")
             active += 1
     d.start_items(node, (int(spec.map.get("limit") or 0) or n) - active)
+
+
+def _not_started(st: dict[str, Any]) -> bool:
+    return bool((st.get("err") or {}).get("type") == NOT_STARTED)

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner import conditions, keys, protocol, states
+from runner import caps, conditions, keys, protocol, states
 from runner.broker import task_queue
 from runner.config import Config
 from runner.flows import END, FlowSpec, TaskSpec
@@ -159,14 +159,9 @@ def outbox_entry(routing_key: str, msg: protocol.Message) -> bytes:
 
 
 def error_dict(error: Mapping[str, Any]) -> dict[str, Any]:
-    etype = str(error.get("type", "Error"))
-    types = error.get("types")
-    return {
-        "type": etype,
-        "message": str(error.get("message", "")),
-        "traceback": str(error.get("traceback", "")),
-        "types": [str(t) for t in types] if isinstance(types, list) else [etype],
-    }
+    """An error as stored, each part cut to its cap whoever sent it (a worker, an outside
+    system, a forged event): it is stored three times (the task, the history, the run)."""
+    return caps.cap_error(error)
 
 
 class Draft:
@@ -544,24 +539,35 @@ class Draft:
             return
         if self.run_status not in (states.RUNNING, states.PAUSED):
             return  # already failed or cancelled: the failure is in the task's history
-        extra = {"task": error.get("task", ""), "error_type": error.get("type", "")}
+        extra = {
+            "task": error.get("task", ""),
+            "error_type": error.get("type", ""),
+            "error": str(error.get("message", "")),  # the history line shows what went wrong
+        }
         self.write(keys.META, "error", pack(dict(error)))
         self.set_meta_list("held", [])
         if not int(self.view.meta.get("reverts") or 0):
             self.set_run(states.FAILED, **extra)
             return
-        plan = self.revert_plan()
-        if not plan and not self.revertable_running():
+        done = self.to_revert()
+        if not done and not self.revertable_running():
             self.set_run(states.FAILED, **extra)
             return
-        self.set_run(states.REVERTING, **extra, note=f"reverting {len(plan)} completed task(s)")
-        self.set_meta_list("plan", plan)
+        self.set_run(states.REVERTING, **extra, note=f"reverting {len(done)} completed task(s)")
         self.revert_step()
 
     # --- compensation ------------------------------------------------------------------
+    #
+    # A completed task is reverted only once every task after it (transitively) has settled:
+    # pending, skipped, failed, or succeeded and already reverted. A successor still
+    # scheduled, running or waiting may yet read the task's outputs, and if it succeeds its
+    # own revert must run first; so compensation waits for it (a worker skips a failing
+    # run's requests that have not started, and reports them, so the wait is short). The
+    # order is decided afresh at each step from the tasks' states, not from a plan made when
+    # the run failed: a plan would not know which successors finish after it was made.
 
-    def revert_plan(self) -> list[str]:
-        """Completed tasks with a revert handler, successors before predecessors."""
+    def successors_first(self) -> list[str]:
+        """The run's tasks, every task before its predecessors (reverse topological order)."""
         if not self.view.full:
             raise Need()
         order: list[str] = []
@@ -576,15 +582,49 @@ class Draft:
                     indeg[s] -= 1
                     if indeg[s] == 0:
                         ready.append(s)
-        return [n for n in reversed(order) if specs[n].revert and self.state(n)["s"] == states.SUCCESS]
+        return order[::-1]
+
+    def revertable(self, name: str) -> bool:
+        """Completed, with a revert handler that has not run yet."""
+        return bool(self.view.spec(name).revert) and self.state(name)["s"] == states.SUCCESS
+
+    def active(self, name: str) -> bool:
+        """Still able to act: scheduled, running, waiting, or its revert in flight.
+
+        A map node left RUNNING by a failed run starts no more elements: it is active only
+        while one of the elements it started is.
+        """
+        st = self.state(name)
+        if st["s"] == states.REVERTING:
+            return True
+        if st["s"] not in states.TASK_ACTIVE:
+            return False
+        if self.view.spec(name).map is None or st["s"] != states.RUNNING or "next" not in st:
+            return True
+        started = [keys.item_name(name, i) for i in range(int(st["next"]))]
+        return any(self.state(x)["s"] in states.TASK_ACTIVE for x in started)
+
+    def to_revert(self) -> list[str]:
+        """Completed tasks with a revert handler, successors before predecessors."""
+        return [n for n in self.successors_first() if self.revertable(n)]
+
+    def next_revert(self) -> str | None:
+        """The first task to revert whose successors, direct and transitive, have all settled."""
+        unsettled: set[str] = set()  # tasks with something unsettled at or after them
+        specs = self.view.specs
+        for n in self.successors_first():  # successors are decided before their predecessors
+            after = any(s in unsettled for s in specs[n].succs if s != END)
+            if self.revertable(n) and not after:
+                return n
+            if after or self.active(n) or self.revertable(n):
+                unsettled.add(n)
+        return None
 
     def revertable_running(self) -> bool:
         """Whether a task with a revert handler is still running (its success is reverted too)."""
         if not self.view.full:
             raise Need()
-        return any(
-            spec.revert and self.state(n)["s"] in states.TASK_ACTIVE for n, spec in self.view.specs.items()
-        )
+        return any(spec.revert and self.active(n) for n, spec in self.view.specs.items())
 
     def revert_step(self) -> None:
         """Start the next revert; once none is left and nothing revertable still runs, finish:
@@ -593,26 +633,29 @@ class Draft:
             raise Need()
         if any(self.state(n)["s"] == states.REVERTING for n in self.view.specs):
             return  # one at a time: the one in flight calls this again when it ends
-        plan = self.meta_list("plan")
-        if plan:
-            self.next_revert(plan)
+        name = self.next_revert()
+        if name is not None:
+            self.start_revert(name)
             return
-        if self.revertable_running():
-            return  # its success will be reverted, its failure will end this
+        if self.to_revert() or self.revertable_running():
+            return  # a successor still runs: its end (success, failure, skip) calls this again
         reverted = any(self.state(n)["s"] == states.REVERTED for n in self.view.specs)
-        self.set_meta_list("plan", [])
+        self.forget_plan()
         self.set_run(states.REVERTED if reverted else states.FAILED)
 
-    def next_revert(self, plan: list[str]) -> None:
-        """Start reverting the first task of the plan."""
-        name, rest = plan[0], plan[1:]
+    def start_revert(self, name: str) -> None:
+        """Send the revert request of a completed task."""
         st = self.state(name)
         states.check_task(st["s"], states.REVERTING)
         req = self.request(name, int(st["a"]), protocol.MODE_REVERT)
         self.set_task(name, dict(st, s=states.REVERTING, rt=self.at))
         self.outbox[req.id] = outbox_entry(task_queue(self.view.spec(name).queue), req)
         self.hist(name, states.SUCCESS, states.REVERTING, int(st["a"]))
-        self.set_meta_list("plan", rest if rest else [])
+
+    def forget_plan(self) -> None:
+        """Runs that failed before compensation was decided step by step kept a revert plan."""
+        if self.view.meta.get("plan"):
+            self.set_meta_list("plan", [])
 
 
 # --- run.submit ------------------------------------------------------------------------
@@ -726,6 +769,7 @@ def decide_leased(d: Draft) -> None:
     )
 
 
+NOT_STARTED = "NotStarted"  # the error type of a request a worker skipped: its run was failing
 RUN_MARK = "~"  # stands for the run id inside event ids stored in a run's own history
 
 
@@ -877,9 +921,7 @@ def succeed(
         d.map_item_done(name)
         return
     if d.run_status == states.REVERTING:
-        if spec.revert:  # finished after the run failed: compensate it too, before its inputs
-            d.set_meta_list("plan", [name, *d.meta_list("plan")])
-        d.revert_step()
+        d.revert_step()  # finished after the run failed: reverted too, before its inputs
     advance(d, name)
 
 
@@ -902,6 +944,9 @@ def decide_waiting(d: Draft) -> None:
     d.hist(e.task, old, states.WAITING, e.attempt, worker=worker, note=note)
 
 
+COMPLETABLE = (states.RUNNING, states.PAUSED, states.REVERTING)  # runs that take a completion
+
+
 def decide_complete(d: Draft) -> None:
     """An outside system completed (or failed) a task with its token."""
     e = d.event
@@ -909,10 +954,15 @@ def decide_complete(d: Draft) -> None:
         d.hist(e.task, "?", "?", e.attempt, note="unknown task")
         return
     st = d.state(e.task)
-    if d.run_status not in (states.RUNNING, states.PAUSED):
+    if d.run_status not in COMPLETABLE:
         d.hist(e.task, st["s"], st["s"], e.attempt, note=f"completion refused: the run is {d.run_status}")
         return
-    if stale(d, frozenset({states.WAITING})):  # only a waiting attempt takes an outside result
+    # Only the current attempt, while it is active: waiting (it deferred) — or still running,
+    # as when an outside system answers before the task's defer() is recorded: the
+    # completion is then the attempt's result, and the task's own report that follows is
+    # ignored like any duplicate. While the run is reverting, a completed task is reverted
+    # like any that finished late (compensation waits for it).
+    if stale(d):
         return
     by = f"outside:{e.body['by']}"
     if "error" in e.body:
@@ -925,7 +975,36 @@ def decide_failed(d: Draft) -> None:
     """The attempt failed: retry per the task's policy, or fail the run."""
     if stale(d):
         return
+    if d.event.body.get("not_started"):
+        not_started(d, d.event.task, d.event.body["error"], d.event.body["worker"])
+        return
     d.fail_attempt(d.event.task, d.event.body["error"], d.event.body["worker"])
+
+
+def not_started(d: Draft, name: str, error: Mapping[str, Any], worker: str) -> None:
+    """A worker skipped the attempt's request because its run was failing: the attempt
+    ended without effect. SKIPPED while compensating (so its predecessors can be reverted);
+    FAILED in a FAILED run, so that a retry of the run runs it again."""
+    st = d.state(name)
+    err = error_dict(error)
+    attempt = int(st["a"])
+    ended = d.end_attempt(name, st)
+    if st["s"] == states.SCHEDULED and d.run_status in (states.REVERTING, states.REVERTED, states.CANCELLED):
+        d.set_task(name, dict(ended, s=states.SKIPPED, ft=d.at))
+        d.hist(name, st["s"], states.SKIPPED, attempt, worker=worker, note=err["message"])
+    else:
+        states.check_task(st["s"], states.FAILED)
+        new = dict(ended, s=states.FAILED, ft=d.at, err=err, w=worker)
+        live = d.run_status in (states.RUNNING, states.PAUSED)
+        if live:  # the run was retried while the report was on its way: no try spent
+            new["ra"] = int(st.get("ra", 0)) + 1
+        d.set_task(name, new)
+        d.hist(name, st["s"], states.FAILED, attempt, error_type=err["type"], error=err["message"])
+        if live:
+            d.schedule(name, attempt + 1, note="sent again: its request was skipped while the run was failed")
+            return
+    if d.run_status == states.REVERTING:
+        d.revert_step()
 
 
 def decide_reverted(d: Draft) -> None:
@@ -957,8 +1036,8 @@ def decide_reverted(d: Draft) -> None:
             "cause": cause,
         }
         d.write(keys.META, "error", pack(error))
-        d.set_meta_list("plan", [])
-        d.set_run(states.FAILED, task=e.task, error_type="RevertFailed")
+        d.forget_plan()
+        d.set_run(states.FAILED, task=e.task, error_type="RevertFailed", error=error["message"])
 
 
 # --- timers ----------------------------------------------------------------------------

@@ -14,12 +14,13 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from runner import protocol
+from runner import caps, protocol
 from runner.context import TaskContext, reset_current, set_current
 from runner.errors import EncodeError, UnknownTaskError
 from runner.lazy import Deferred
 from runner.protocol import Event, TaskRequest
 from runner.tasks import Registry
+from runner.transitions import NOT_STARTED
 
 
 def _types(e: BaseException) -> list[str]:
@@ -46,7 +47,7 @@ def _failed(
     req: TaskRequest, worker: str, etype: str, message: str, tb: str = "", types: list[str] | None = None
 ) -> Event:
     revert = req.mode == protocol.MODE_REVERT
-    error = {"type": etype, "message": message[:4000], "traceback": tb[-16000:], "types": types or [etype]}
+    error = caps.cap_error({"type": etype, "message": message, "traceback": tb, "types": types or [etype]})
     return _outcome(
         req,
         protocol.TASK_REVERT_FAILED if revert else protocol.TASK_FAILED,
@@ -57,6 +58,15 @@ def _failed(
 
 def poison_failure(req: TaskRequest, worker: str, reason: str) -> Event:
     return _failed(req, worker, "PoisonMessage", reason)
+
+
+def not_started(req: TaskRequest, worker: str, reason: str) -> Event:
+    """The report of a request skipped because its run is failing: the attempt ends without
+    effect. It has the attempt's result id, so a result of the same attempt from another
+    delivery and this report can never both apply."""
+    error = caps.cap_error({"type": NOT_STARTED, "message": f"not started: {reason}"})
+    body = {"worker": worker, "error": error, "not_started": True}
+    return _outcome(req, protocol.TASK_FAILED, protocol.result_id, body)
 
 
 def bind_outputs(req: TaskRequest, value: Any) -> dict[str, Any]:

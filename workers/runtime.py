@@ -28,6 +28,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Literal
 
 from runner import faults, keys, logs, metrics, protocol
 from runner.broker import ENGINE_QUEUE, Broker, Delivery, Outgoing, task_queue
@@ -35,11 +36,11 @@ from runner.config import Config
 from runner.context import TaskContext
 from runner.errors import BrokerError, DecodeError, StoreError
 from runner.protocol import CONTENT_TYPE, Event, TaskRequest
-from runner.states import CANCELLED, REVERTING, RUNNING, SCHEDULED
+from runner.states import CANCELLED, FAILED, REVERTED, REVERTING, RUNNING, SCHEDULED
 from runner.store import Store
 from runner.tasks import REGISTRY, Registry
 from runner.tokens import make_token
-from workers.execute import execute, poison_failure
+from workers.execute import execute, not_started, poison_failure
 
 log = logging.getLogger("ackflow.worker")
 
@@ -48,6 +49,7 @@ log = logging.getLogger("ackflow.worker")
 # from 0.2 ms (a quick task's result goes out at once) up to 2 ms (a long task costs little).
 _BUSY_POLL_MIN_S, _BUSY_POLL_MAX_S = 0.0002, 0.002
 SCHEDULED_OR_RUNNING = (SCHEDULED, RUNNING)
+FAILING = (REVERTING, FAILED, REVERTED)  # a failed run's queued requests must not start
 _PROGRESS_EVERY_S = 0.25  # how often the heartbeat thread looks for progress to send
 # A task still running after this long is announced with a task.started event; a quicker one
 # is not (its result implies it started), which saves the engine one event per step.
@@ -74,8 +76,40 @@ class _Running:
 @dataclass
 class _Done:
     running: _Running
-    result: Event | None  # None: skipped, nothing to report
+    result: Event | None  # None: skipped, nothing to report (a failing run's skip reports)
     dead_reason: str = ""  # the worker failed handling it: dead-letter the request with this
+
+
+def skip_reason(
+    req: TaskRequest, delivery_count: int, status: bytes | None, raw_state: bytes | None
+) -> tuple[str, bool]:
+    """Why a worker taking ``req`` must not run it ("" to run it), and whether to tell the
+    engine (the run is failing: the engine waits for the task to settle before it reverts
+    the task's predecessors, so it must learn the task ended without effect).
+
+    Skipped: a request of a cancelled or vanished run, of an attempt no longer current, and
+    the first delivery of a request whose run is failing (REVERTING, FAILED, REVERTED) — a
+    body started then could read inputs already reverted. A redelivery of such a request
+    runs: an earlier delivery may have started the body, and its result is then reverted.
+    """
+    if status is None:
+        return "the run no longer exists", False
+    if status == CANCELLED.encode():
+        return "the run was cancelled", False
+    st = protocol.unpack(raw_state) if raw_state is not None else {}
+    if raw_state is not None:
+        want = (REVERTING,) if req.mode == protocol.MODE_REVERT else SCHEDULED_OR_RUNNING
+        if st.get("a") != req.attempt or st.get("s") not in want:
+            return f"the task is {st.get('s')} at attempt {st.get('a')}", False
+    run_status = status.decode()
+    if (
+        req.mode == protocol.MODE_RUN
+        and run_status in FAILING
+        and st.get("s") == SCHEDULED
+        and not delivery_count
+    ):
+        return f"the run is {run_status}", True
+    return "", False
 
 
 class Worker:
@@ -299,8 +333,9 @@ class Worker:
 
     def _execute(self, r: _Running) -> None:
         with logs.about(r.req.run_id, r.req.task, r.req.attempt):
-            if self._superseded(r.req):
-                self._done.put(_Done(r, None))
+            skipped = self._superseded(r.req, r.delivery.delivery_count)
+            if skipped is not None:
+                self._done.put(_Done(r, skipped or None))
             else:
                 started = time.perf_counter()
                 result = execute(r.req, self.registry, self.name, self.config.max_payload_bytes, r.ctx)
@@ -330,32 +365,24 @@ class Worker:
         metrics.CONFIRM_SECONDS.labels("worker").observe(time.perf_counter() - started)
         metrics.PUBLISHED.labels("worker").inc(len(messages))
 
-    def _superseded(self, req: TaskRequest) -> bool:
-        """The run was cancelled or is gone, or this attempt is no longer current: skip it.
+    def _superseded(self, req: TaskRequest, delivery_count: int) -> Event | None | Literal[False]:
+        """Whether to skip the request (see `skip_reason`): None to run it, else what to
+        report — the not-started event of a failing run's request, or False for nothing.
 
         Checked in the task's thread, one Redis read; if Redis cannot answer the task runs
         (its result is fenced by the engine if it should not have).
         """
         if self.store is None:
-            return False
+            return None
         try:
             got = self.store.read(req.run_id, {keys.META: ["status"], keys.TASKS: [req.task]})
         except StoreError:
-            return False
-        status, raw = got[keys.META][0], got[keys.TASKS][0]
-        reason = ""
-        if status is None:
-            reason = "the run no longer exists"
-        elif status == CANCELLED.encode():
-            reason = "the run was cancelled"
-        elif raw is not None:
-            st = protocol.unpack(raw)
-            want = (REVERTING,) if req.mode == protocol.MODE_REVERT else SCHEDULED_OR_RUNNING
-            if st.get("a") != req.attempt or st.get("s") not in want:
-                reason = f"the task is {st.get('s')} at attempt {st.get('a')}"
-        if reason:
-            log.info("skipping %s: %s", req.id, reason)
-        return bool(reason)
+            return None
+        reason, report = skip_reason(req, delivery_count, got[keys.META][0], got[keys.TASKS][0])
+        if not reason:
+            return None
+        log.info("skipping %s: %s", req.id, reason)
+        return not_started(req, self.name, reason) if report else False
 
     # --- long tasks: leases and heartbeats ------------------------------------------------
 

@@ -147,6 +147,96 @@ def ship(charged: str, log: str, fail_ship: bool) -> str:
 order_flow = flow.linear("order_flow", reserve, charge, ship)
 
 
+# --- compensation order: successors before predecessors, even when still running ---------
+
+
+@task(provides="dsrc")
+def dia_src(log: str) -> str:
+    record(log, "src")
+    return "s"
+
+
+@dia_src.revert
+def dia_src_undo(log: str) -> None:
+    record(log, "undo:src")
+
+
+@task(provides="dleft")
+def dia_left(dsrc: str, log: str, gate_key: str) -> str:
+    gate(f"{gate_key}:left")  # opened by dia_right once it runs: it is running when this fails
+    record(log, "left")
+    raise ValueError("left breaks")
+
+
+@dia_left.revert
+def dia_left_undo(log: str) -> None:
+    record(log, "undo:left")
+
+
+@task(provides="dright")
+def dia_right(dsrc: str, log: str, gate_key: str) -> str:
+    record(log, "right")
+    open_gate(f"{gate_key}:left")
+    gate(f"{gate_key}:right")  # held by the test while the run starts reverting
+    return "r"
+
+
+@dia_right.revert
+def dia_right_undo(log: str) -> None:
+    record(log, "undo:right")
+
+
+@task(provides="djoin")
+def dia_join(dleft: str, dright: str, log: str) -> str:
+    record(log, "join")
+    return "j"
+
+
+@dia_join.revert
+def dia_join_undo(log: str) -> None:
+    record(log, "undo:join")
+
+
+diamond_flow = flow.graph("diamond_flow", dia_src, dia_left, dia_right, dia_join, outputs=["djoin"])
+
+
+@task(provides="hogged")
+def hog(gate_key: str) -> str:
+    """Keeps a one-slot worker busy, so the requests queued behind it wait unstarted."""
+    gate(gate_key)
+    return "h"
+
+
+@task(provides="qsrc", queue="other")
+def q_src(log: str) -> str:
+    record(log, "src")
+    return "s"
+
+
+@q_src.revert
+def q_src_undo(log: str) -> None:
+    record(log, "undo:src")
+
+
+@task(provides="qnext")
+def q_next(qsrc: str, log: str) -> str:
+    record(log, "next")
+    return "n"
+
+
+@q_next.revert
+def q_next_undo(log: str) -> None:
+    record(log, "undo:next")
+
+
+@task(provides="qbad", queue="other")
+def q_bad(qsrc: str) -> str:
+    raise ValueError("bad breaks")
+
+
+# hog and q_next share the default queue (hog first); q_src and q_bad run on "other"
+queued_flow = flow.graph("queued_flow", hog, q_src, q_next, q_bad, outputs=["qnext"])
+
 # --- joins -----------------------------------------------------------------------------
 
 
@@ -369,3 +459,26 @@ def act_on(req: dict[str, str], approved: bool, approver: str) -> str:
 
 
 lazy_flow = flow.linear("lazy_flow", open_request, await_decision, act_on)
+
+
+@task(provides=("approved", "approver"))
+def answers_early(req: dict[str, str], log: str, gate_key: str = "", self_complete: bool = False) -> Any:
+    """A lazy task answered before its defer() is recorded: by itself, through the client
+    (``self_complete``), or by 'the outside' while it waits on a gate before deferring."""
+    from runner.client import Client
+    from runner.lazy import defer
+
+    ctx = current_task()
+    if self_complete:
+        client = Client.from_env()
+        try:
+            record(log, client.complete(ctx.completion_token, {"approved": True, "approver": "self"}))
+        finally:
+            client.close()
+    else:
+        record(log, f"{ctx.attempt}|{ctx.completion_token}")
+        gate(gate_key)
+    return defer(note="answered already")
+
+
+early_flow = flow.linear("early_flow", open_request, answers_early, act_on)

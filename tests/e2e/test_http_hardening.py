@@ -58,12 +58,13 @@ def running_run(rt: LocalRuntime) -> tuple[str, str]:
     return rid, gate
 
 
-def test_a_task_that_is_not_waiting_cannot_be_completed(rt: LocalRuntime) -> None:
+def test_a_task_that_has_not_started_cannot_be_completed(rt: LocalRuntime) -> None:
+    # (a running task can: an outside system may answer before its defer() is recorded)
     rid, gate = running_run(rt)
-    token = rt.client.token_for(rid, "gated_step")
+    token = rt.client.token_for(rid, "after_gate")  # PENDING behind the running gated_step
     body = json.dumps({"result": 5}).encode()
     code, _, raw = request(rt, "POST", "/v1/complete", body, {"Authorization": f"Bearer {token}"})
-    assert code == 409 and "not WAITING" in json.loads(raw)["error"]
+    assert code == 409 and "PENDING, not running or WAITING" in json.loads(raw)["error"]
     code, _, raw = request(
         rt, "POST", "/v1/fail", json.dumps({"error": "x"}).encode(), {"Authorization": f"Bearer {token}"}
     )

@@ -289,3 +289,67 @@ def test_local_mode_prints_the_token_and_is_completed_from_another_process(confi
             run.stdout.close()
     assert run.returncode == 0, rest
     assert 'result: {"outcome": "ann: granted by bob"}' in rest
+
+
+def answered_once(client: Client, run_id: str) -> None:
+    """The early completion was the attempt's result, applied once; the task's own defer()
+    that followed was recorded and ignored."""
+    h = client.history(run_id)
+    ends = [(e.old, e.new, e.attempt) for e in h if e.scope == "answers_early" and e.old != e.new]
+    assert ends[-1][1:] == ("SUCCESS", 1) and [x for x in ends if x[1] == "SUCCESS"] == [ends[-1]], ends
+    assert not [x for x in ends if x[1] == "WAITING"], ends
+    ignored = [e for e in h if e.scope == "answers_early" and e.kind == "task.waiting"]
+    assert [e.extra.get("note") for e in ignored] == ["ignored: task is already SUCCESS"], ignored
+    applied_once(client, run_id)
+
+
+def test_a_task_that_completes_itself_before_deferring_succeeds(procs: Processes, client: Client) -> None:
+    """The token exists while the body runs: a completion sent before the task's defer() is
+    recorded is accepted (not refused with "not WAITING") and is the attempt's result."""
+    procs.engine()
+    procs.start("worker", "tests.e2e.semantic_flows")
+    log = key("log")
+    rid = client.submit(sf.early_flow, {"user": "ann", "log": log, "self_complete": True})
+    info = procs.wait(client, rid, 60)
+    assert info.status == "SUCCESS", info
+    assert info.result == {"outcome": "ann: granted by self"}
+    assert sf.recorded(log) == ["completed"]  # what the task's own Client.complete answered
+    # the worker's waiting event is applied (and ignored) before or after the run ends
+    until(client, procs, rid, lambda: any(e.kind == "task.waiting" for e in client.history(rid)), "defer()")
+    answered_once(client, rid)
+    token = client.token_for(rid, "answers_early")
+    with pytest.raises(AlreadyCompleted, match="already completed"):
+        client.complete(token, RESULT)
+
+
+def test_local_mode_accepts_a_completion_sent_while_the_task_runs(config: Config) -> None:
+    from runner.local import LocalRuntime
+
+    log, gate = key("log"), key("gate")
+    with LocalRuntime(config) as rt:
+        rid = rt.client.submit(sf.early_flow, {"user": "ann", "log": log, "gate_key": gate})
+        watch = rt.client.store.watch(rid)
+        try:
+            deadline = time.monotonic() + 30
+            while not sf.recorded(log):  # the body runs and has handed its token out
+                assert time.monotonic() < deadline, "the lazy task never ran"
+                watch.wait(0.1)
+        finally:
+            watch.close()
+        token = token_of(log)
+        assert rt.client.status(rid).tasks["answers_early"].status in ("SCHEDULED", "RUNNING")
+        assert rt.client.complete(token, RESULT) == "completed"  # before the task deferred
+        sf.open_gate(gate)
+        info = rt.client.wait(rid, 60)
+        assert info.status == "SUCCESS" and info.result == {"outcome": "ann: granted by bob"}, info
+        watch = rt.client.store.watch(rid)
+        try:
+            deadline = time.monotonic() + 30
+            while not any(e.kind == "task.waiting" for e in rt.client.history(rid)):
+                assert time.monotonic() < deadline, "the task's defer() was never recorded"
+                watch.wait(0.1)
+        finally:
+            watch.close()
+        answered_once(rt.client, rid)
+        with pytest.raises(AlreadyCompleted, match="already completed"):
+            rt.client.complete(token, RESULT)

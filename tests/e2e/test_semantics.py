@@ -218,6 +218,75 @@ def test_successful_run_reverts_nothing(env: Env) -> None:
     assert sf.recorded(log) == ["reserve", "charge", "ship"]
 
 
+def test_a_successor_still_running_is_reverted_before_its_predecessor(env: Env) -> None:
+    """src -> (left, right) -> join: left fails while right runs; right ends, then is
+    reverted, and only then src (successors before predecessors)."""
+    log, gate = key("log"), key("gate")
+    rid = env.client.submit(sf.diamond_flow, {"log": log, "gate_key": gate})
+
+    def reverting() -> bool:
+        info = env.client.status(rid) if env.task(rid, "dia_left") else None
+        return info is not None and info.status == "REVERTING"
+
+    env.until(rid, reverting, "left to fail and the run to revert")
+    info = env.client.status(rid)
+    # right still runs: src, whose output it consumes, must not be reverted under it
+    # (its "started" event may not be applied yet: SCHEDULED or RUNNING, its body runs)
+    assert info.tasks["dia_right"].status in ("SCHEDULED", "RUNNING"), info
+    assert info.tasks["dia_src"].status == "SUCCESS", info
+    sf.open_gate(f"{gate}:right")
+    info = env.wait(rid)
+    assert info.status == "REVERTED", info
+    assert sf.describe(info) == {
+        "dia_join": "PENDING",
+        "dia_left": "FAILED",
+        "dia_right": "REVERTED",
+        "dia_src": "REVERTED",
+    }
+    assert sf.recorded(log) == ["src", "right", "left", "undo:right", "undo:src"]
+    h = env.history(rid)
+    assert [e.scope for e in h if e.new == "REVERTED" and e.scope != "run"] == ["dia_right", "dia_src"]
+    assert info.error is not None and info.error["task"] == "dia_left"
+
+
+def test_a_queued_successor_of_a_failing_run_never_starts(
+    procs: Processes, client: Client, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """q_next is queued behind a busy one-slot worker when the run fails: the worker skips it
+    (it never runs), and q_src, whose output it would have read, is reverted only then."""
+    monkeypatch.setenv("ACKFLOW_REDIS_URL", config.redis_url)
+    log, gate = key("log"), key("gate")
+    procs.engine()
+    procs.start("worker", "tests.e2e.semantic_flows", "-c", "1", "--max-long", "0")
+    procs.start("worker", "tests.e2e.semantic_flows", "-Q", "other")
+    env = Env("distributed", client, procs)
+    rid = client.submit(sf.queued_flow, {"log": log, "gate_key": gate})
+
+    def reverting() -> bool:
+        info = client.status(rid) if env.task(rid, "q_bad") else None
+        return info is not None and info.status == "REVERTING"
+
+    env.until(rid, reverting, "q_bad to fail the run")
+    info = client.status(rid)
+    assert (info.tasks["q_next"].status, info.tasks["q_src"].status) == ("SCHEDULED", "SUCCESS"), info
+    sf.open_gate(gate)  # hog ends; the worker takes q_next's request and finds the run failing
+    info = env.wait(rid)
+    assert info.status == "REVERTED", info
+    assert sf.describe(info) == {
+        "hog": "SUCCESS",
+        "q_bad": "FAILED",
+        "q_next": "SKIPPED",
+        "q_src": "REVERTED",
+    }
+    assert "next" not in sf.recorded(log)  # its body never ran
+    assert sf.recorded(log) == ["src", "undo:src"]
+    h = env.history(rid)
+    skipped = next(i for i, e in enumerate(h) if e.scope == "q_next" and e.new == "SKIPPED")
+    undo = next(i for i, e in enumerate(h) if e.scope == "q_src" and e.new == "REVERTING")
+    assert skipped < undo, [(e.scope, e.old, e.new, e.extra) for e in h]
+    assert "not started" in h[skipped].extra.get("note", "")
+
+
 # --- joins -----------------------------------------------------------------------------
 
 

@@ -267,3 +267,70 @@ def test_retry_of_a_failed_map_keeps_its_completed_elements() -> None:
     h.ok(again, **{"sq[1]": 4})
     info = h.client.status(rid)
     assert info.status == "SUCCESS" and info.result == {"sqs": [1, 4, 9]}
+
+
+def test_the_run_failure_line_shows_the_error_message() -> None:
+    h = Harness()
+    rid = h.client.submit(flow.linear("msg", q1).compile(reg), {})
+    h.pump()
+    [req] = h.requests()
+    body = {"error": {"type": "ValueError", "message": "no such user: ann"}, "worker": "w"}
+    h.send(
+        Event(protocol.TASK_FAILED, protocol.result_id(rid, "q1", 1), rid, "q1", 1, body, protocol.now_ms())
+    )
+    h.pump()
+    [line] = [e.describe() for e in h.client.history(rid) if e.scope == "run" and e.new == "FAILED"]
+    assert line == "run: RUNNING -> FAILED  [ValueError: no such user: ann]"
+
+
+def test_a_forged_failure_event_stores_no_more_than_the_caps() -> None:
+    from runner import caps
+
+    h = Harness()
+    rid = h.client.submit(flow.linear("big", q1).compile(reg), {})
+    h.pump()
+    [req] = h.requests()
+    huge = {"type": "T" * 40_000, "message": "m" * 1_000_000, "traceback": "t" * 1_000_000}
+    body = {"error": {**huge, "types": ["X" * 1000] * 1000}, "worker": "w"}
+    h.send(
+        Event(protocol.TASK_FAILED, protocol.result_id(rid, "q1", 1), rid, "q1", 1, body, protocol.now_ms())
+    )
+    h.pump()
+    info = h.client.status(rid)
+    for err in (info.error, info.tasks["q1"].error):
+        assert err is not None
+        assert len(err["message"]) == caps.MESSAGE_CHARS and len(err["type"]) == caps.TYPE_CHARS
+        assert len(err["traceback"]) == caps.TRACEBACK_CHARS
+        assert len(err["types"]) == caps.TYPES_COUNT and {len(t) for t in err["types"]} == {caps.TYPE_CHARS}
+    for e in h.client.history(rid):
+        assert len(str(e.extra.get("error", ""))) <= caps.MESSAGE_CHARS
+        assert len(str(e.extra.get("error_type", ""))) <= caps.TYPE_CHARS
+
+
+def test_an_outside_failure_is_capped_before_it_is_sent() -> None:
+    from runner import caps
+    from runner.client import Client
+    from runner.config import Config
+
+    h = Harness()
+    client = Client(Config(secret="s"), h.store, h.hub.connect)
+    rid = h.client.submit(flow.linear("outside", q1).compile(reg), {})
+    h.pump()
+    [req] = h.requests()
+    sent: list[Outgoing] = []
+    broker = client.broker
+    publish = broker.publish
+
+    def spy(msgs: list[Outgoing]) -> None:
+        sent.extend(msgs)
+        publish(msgs)
+
+    broker.publish = spy  # type: ignore[method-assign]
+    token = client.token_for(rid, "q1")
+    assert client.fail(token, "e" * 1_000_000, error_type="T" * 40_000, wait_s=None) == "accepted"
+    [msg] = sent
+    assert len(msg.body) < 6_000  # the event itself, not only what the engine keeps
+    h.pump()
+    err = h.client.status(rid).tasks["q1"].error
+    assert err is not None and len(err["message"]) == caps.MESSAGE_CHARS
+    assert err["type"] == "T" * caps.TYPE_CHARS
