@@ -3,7 +3,7 @@
 Names (all prefixed ``ackflow_``):
 
 - ``events_total{kind,outcome}`` events an engine handled: outcome applied | duplicate |
-  unknown_run | dead_letter
+  unknown_run | lost_run | dead_letter
 - ``commit_conflicts_total`` commits re-read and re-decided because a guard moved
 - ``redeliveries_total{role}`` deliveries the broker marked redelivered
 - ``fenced_results_total`` results refused because their attempt was not current
