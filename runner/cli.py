@@ -4,8 +4,9 @@ Nothing connects to a service before a subcommand runs, so ``--help`` always wor
 
 Exit codes: 0 success (a waited-for run succeeded); 1 the run failed, was cancelled or
 reverted; 2 bad usage or an invalid flow/input; 3 a service (RabbitMQ, Redis) is
-unavailable; 4 ``--wait``/``--timeout`` ran out; 5 no such run; 6 the lazy task was already
-completed (``complete``/``fail``: nothing changed).
+unavailable (or, with ``ACKFLOW_REQUIRE_DURABLE_STORE``, not durable); 4 ``--wait``/``--timeout``
+ran out; 5 no such run; 6 the lazy task was already completed (``complete``/``fail``: nothing
+changed); 7 the run was lost (its state vanished from Redis while it was active).
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ from runner.errors import (
     FlowDefinitionError,
     PayloadTooLargeError,
     RunConflictError,
+    RunLost,
     RunNotFound,
     RunStateError,
+    StoreNotDurable,
     StoreUnavailable,
     WaitTimeout,
 )
@@ -44,6 +47,7 @@ from runner.tokens import InvalidToken
 
 EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_TIMEOUT, EXIT_NOT_FOUND = 1, 2, 3, 4, 5
 EXIT_ALREADY = 6  # a lazy task was already completed: nothing changed
+EXIT_LOST = 7  # the run existed and its state vanished from Redis: not a typo, not an expiry
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -59,9 +63,17 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except (BrokerUnavailable, StoreUnavailable) as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(EXIT_UNAVAILABLE)
+        except StoreNotDurable as e:
+            # 3, not 2: the command is right and the store is what is unfit; a supervisor
+            # that restarts on 3 picks up a Redis fixed live with CONFIG SET.
+            click.echo(f"error: {e}", err=True)
+            sys.exit(EXIT_UNAVAILABLE)
         except WaitTimeout as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(EXIT_TIMEOUT)
+        except RunLost as e:  # before RunNotFound, its base
+            click.echo(f"error: {e}", err=True)
+            sys.exit(EXIT_LOST)
         except RunNotFound as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(EXIT_NOT_FOUND)
@@ -189,7 +201,8 @@ def main(
     """ackflow: durable workflows on RabbitMQ + Redis, or embedded in one process.
 
     Every option also reads an ACKFLOW_* environment variable. Exit codes: 0 ok, 1 run
-    failed, 2 bad input, 3 service unavailable, 4 timed out, 5 no such run, 6 already completed.
+    failed, 2 bad input, 3 service unavailable, 4 timed out, 5 no such run, 6 already completed,
+    7 run lost.
     """
     ctx.obj = {"broker_url": broker_url, "redis_url": redis_url, "prefix": prefix}
     setup_logging(log_level, log_format)
@@ -287,6 +300,7 @@ def run(
 @handle_errors
 def engine(ctx: click.Context, prefetch: int | None, burst: bool, metrics_port: int | None) -> None:
     """Run a stateless engine: consume flow events, advance runs (any number may run)."""
+    from runner.durability import StoreGuard
     from runner.engine import Engine
     from runner.kombu_broker import KombuBroker
     from runner.redis_store import RedisStore
@@ -294,9 +308,11 @@ def engine(ctx: click.Context, prefetch: int | None, burst: bool, metrics_port: 
     cfg = Config.from_env(**ctx.obj, engine_prefetch=prefetch)
     store = RedisStore(cfg)
     store.ping()
+    guard = StoreGuard(cfg, store)
+    guard.startup()  # logs a WARNING if Redis may lose runs; StoreNotDurable if required
     broker = KombuBroker(cfg, role="engine")
     broker.connect(attempts=5)
-    eng = Engine(cfg, store, broker)
+    eng = Engine(cfg, store, broker, guard=guard)
     on_sigterm(eng.stop)
     if metrics_port:
         from runner import metrics
@@ -538,9 +554,16 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
 
     Dashboard at /runs (read-only unless ACKFLOW_OPERATOR_TOKEN is set); POST /v1/complete
     and /v1/fail with "Authorization: Bearer <token>" (needs ACKFLOW_SECRET); GET /healthz."""
+    from runner.durability import StoreGuard
     from runner.http_api import make_server
+    from runner.redis_store import RedisStore
 
     cfg = config_from(ctx)
+    store = RedisStore(cfg)
+    try:  # logs a WARNING if Redis may lose runs; StoreNotDurable if required
+        StoreGuard(cfg, store).startup()
+    finally:
+        store.close()
     server = make_server(
         host,
         port,

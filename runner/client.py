@@ -18,6 +18,7 @@ from runner.errors import (
     EncodeError,
     PayloadTooLargeError,
     RunConflictError,
+    RunLost,
     RunNotFound,
     RunStateError,
     WaitTimeout,
@@ -279,7 +280,7 @@ class Client:
     def status(self, run_id: str) -> RunInfo:
         meta = self.store.read_all(run_id, keys.META)
         if not meta:
-            raise RunNotFound(run_id)
+            raise self._missing(run_id)
         leases = self.store.read_all(run_id, keys.LEASES)
         tasks = {}
         for name, raw in sorted(self.store.read_all(run_id, keys.TASKS).items()):
@@ -335,7 +336,7 @@ class Client:
                 )
             )
         if not entries and start == 0 and not self.store.read_all(run_id, keys.META):
-            raise RunNotFound(run_id)
+            raise self._missing(run_id)
         return entries
 
     def list(self, status: str | None = None, limit: int = 50) -> list[RunInfo]:
@@ -366,9 +367,19 @@ class Client:
         watch = self.store.watch(run_id)
         seen = 0
         reported: dict[str, bytes] = {}
+        last: str | None = None  # the status last seen: the run existed
         try:
             while True:
-                info = self._peek(run_id)  # before the history, so none of it is missed
+                try:
+                    info = self._peek(run_id)  # before the history, so none of it is missed
+                except RunNotFound:
+                    if last is None:
+                        raise
+                    # It existed and was not finished (wait returns at the end): its state
+                    # vanished (a flush, a failover, an eviction), whether or not an engine
+                    # has noticed yet. Never "no such run", which would read as a typo.
+                    raise RunLost(run_id, f" (it was {last} when last seen)") from None
+                last = info.status
                 if on_history is not None:
                     new = self.history(run_id, seen) if seen or self._exists(run_id) else []
                     seen += len(new)
@@ -398,8 +409,12 @@ class Client:
     def _peek(self, run_id: str) -> RunInfo:
         meta = self.store.read(run_id, {keys.META: ["status", "digest"]})[keys.META]
         if meta[0] is None and meta[1] is None:
-            raise RunNotFound(run_id)
+            raise self._missing(run_id)
         return RunInfo(run_id, (meta[0] or states.PENDING.encode()).decode())
+
+    def _missing(self, run_id: str) -> RunNotFound:
+        """`RunLost` if an engine recorded the run as lost, else `RunNotFound`."""
+        return RunLost(run_id) if self.store.is_lost(run_id) else RunNotFound(run_id)
 
     def close(self) -> None:
         if self._broker is not None:

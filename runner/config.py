@@ -35,6 +35,8 @@ class Config:
     timer_poll_s: float = 0.5  # longest an engine waits before looking for due timers
     secret: str = ""  # signs lazy tasks' completion tokens (HMAC); the same on every process
     operator_token: str = ""  # lets the dashboard's users control runs; unset: read-only
+    # Engines and serve refuse to start (exit 3) unless Redis is known durable (runner.durability)
+    require_durable_store: bool = False
 
     def __post_init__(self) -> None:
         if not _PREFIX_RE.match(self.prefix):
@@ -52,6 +54,10 @@ class Config:
             raise ConfigError("ack_after_s must be >= 0")
         if self.lease_s <= 0 or self.timer_poll_s <= 0:
             raise ConfigError("lease_s and timer_poll_s must be > 0")
+        if not isinstance(self.require_durable_store, bool):
+            raise ConfigError(
+                f"require_durable_store must be true or false, not {self.require_durable_store!r}"
+            )
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Config:
@@ -63,10 +69,13 @@ class Config:
             if raw is None or raw == "":
                 continue
             kind: Any = type(f.default)
+            if kind is bool:  # bool("false") is True: read the words instead
+                kind = _parse_bool
             try:
                 values[f.name] = kind(raw)
             except ValueError as e:
-                raise ConfigError(f"ACKFLOW_{f.name.upper()}={raw!r} is not a valid {kind.__name__}") from e
+                what = "boolean (true/false)" if kind is _parse_bool else kind.__name__
+                raise ConfigError(f"ACKFLOW_{f.name.upper()}={raw!r} is not a valid {what}") from e
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -80,6 +89,15 @@ class Config:
 
     def with_(self, **changes: Any) -> Config:
         return replace(self, **changes)
+
+
+def _parse_bool(raw: str) -> bool:
+    word = raw.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
 
 
 def redact_url(url: str) -> str:

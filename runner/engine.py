@@ -31,7 +31,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Generic, TypeVar
 
-from runner import faults, keys, logs, metrics, protocol, transitions
+from runner import durability, faults, keys, logs, metrics, protocol, transitions
 from runner.broker import ENGINE_QUEUE, Broker, Delivery, Outgoing
 from runner.config import Config
 from runner.errors import BrokerError, DecodeError, StoreError, StoreUnavailable
@@ -77,10 +77,15 @@ class _Lru(Generic[K, V]):
 class Engine:
     """Advances runs by consuming the engine queue; stateless apart from a spec cache."""
 
-    def __init__(self, config: Config, store: Store, broker: Broker) -> None:
+    def __init__(
+        self, config: Config, store: Store, broker: Broker, guard: durability.StoreGuard | None = None
+    ) -> None:
         self.config = config
         self.store = store
         self.broker = broker
+        # Started (`StoreGuard.startup`) by `ackflow engine`; local mode leaves it unstarted:
+        # then it only judges missing runs by the creation time their events carry.
+        self.guard = guard if guard is not None else durability.StoreGuard(config, store)
         # Task specs never change once a run exists, so engines cache them, keyed by the
         # flow spec (see `_decide`); and which flow spec each recent run has.
         self._specs: _Lru[tuple[bytes, str], TaskSpec] = _Lru()
@@ -100,6 +105,7 @@ class Engine:
 
     def run_once(self, timeout_s: float = 1.0) -> int:
         """Fire due timers, then handle whatever deliveries arrive within ``timeout_s``."""
+        self._recheck_store()
         self.fire_timers()
         until_timer = (self._next_timer_ms - protocol.now_ms()) / 1000
         deliveries = self.broker.poll(max(0.0, min(timeout_s, until_timer)))
@@ -118,6 +124,14 @@ class Engine:
     def stop(self) -> None:
         self._stop.set()
         self.broker.wakeup()
+
+    def _recheck_store(self) -> None:
+        """After the store reconnected (a restart, a failover): is it still durable, and did
+        its data survive? Once per reconnect; `StoreNotDurable` (required) stops the engine."""
+        try:
+            self.guard.recheck_if_reconnected()
+        except StoreUnavailable as e:
+            log.warning("could not re-check the state store after a reconnect (%s); retrying", e)
 
     def fire_timers(self) -> int:
         """Publish due timers (retry backoff, timeouts, lease checks) as timer.fired events.
@@ -309,12 +323,7 @@ class Engine:
         for n in range(self.config.commit_retries):
             commit = self._store_call(lambda: self._decide(event, redelivered))
             if commit is None:
-                log.warning(
-                    "event %s is for unknown run %s (expired or never created); dropped",
-                    event.id,
-                    event.run_id,
-                )
-                metrics.EVENTS.labels(event.kind, "unknown_run").inc()
+                self._missing_run(event)
                 return {}
             result = self._store_call(functools.partial(self.store.commit, commit))
             if result.applied:
@@ -337,6 +346,40 @@ class Engine:
             metrics.CONFLICTS.inc()
             time.sleep(random.uniform(0, 0.001 * min(n, 20)))
         raise StoreError(f"event {event.id}: gave up after {self.config.commit_retries} conflicting commits")
+
+    def _missing_run(self, event: Event) -> None:
+        """Drop an event whose run is not in the store: expired or never created — or lost.
+
+        A lost run (its state vanished while active: see `runner.durability`) is an ERROR,
+        counted once per run across engines (`Store.record_lost`, which also lets clients
+        say "lost" rather than "no run with id"); an expired one is routine.
+        """
+        created = durability.event_created_ms(event.body)
+        if not self._store_call(lambda: self.guard.is_lost(created)):
+            log.warning(
+                "event %s is for unknown run %s (expired or never created); dropped",
+                event.id,
+                event.run_id,
+            )
+            metrics.EVENTS.labels(event.kind, "unknown_run").inc()
+            return
+        metrics.EVENTS.labels(event.kind, "lost_run").inc()
+        now = protocol.now_ms()
+        if self._store_call(
+            functools.partial(self.store.record_lost, event.run_id, now, self.config.retention_s)
+        ):
+            metrics.RUNS_LOST.inc()
+            log.error(
+                "run %s lost: its state vanished from Redis while active (created %s; a flush, a "
+                "restart without persistence, a failover to an empty replica, or an eviction); "
+                "event %s dropped. Its work cannot be resumed: submit it again, and make Redis "
+                "durable (appendonly yes, appendfsync always, maxmemory-policy noeviction)",
+                event.run_id,
+                f"{(now - created) / 1000:.1f} s ago" if created else "at an unknown time",
+                event.id,
+            )
+        else:
+            log.warning("event %s is for lost run %s; dropped", event.id, event.run_id)
 
     def _count(self, event: Event, commit: Commit) -> None:
         metrics.EVENTS.labels(event.kind, "applied").inc()

@@ -108,6 +108,11 @@ class StoreUnavailable(StoreError):
     """The state store cannot be reached."""
 
 
+class StoreNotDurable(StoreError):
+    """The state store may lose acknowledged state, and ``ACKFLOW_REQUIRE_DURABLE_STORE``
+    is set (or its durability could not be checked): refuse rather than risk runs."""
+
+
 # --- runs ------------------------------------------------------------------------------
 
 
@@ -121,6 +126,24 @@ class RunNotFound(RunError):
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         super().__init__(f"no run with id {run_id!r}")
+
+
+class RunLost(RunNotFound):
+    """The run existed and was active, and its state vanished from Redis (a flush, a restart
+    without persistence, a failover to an empty replica, an eviction): its work is lost.
+
+    A `RunNotFound`, so callers that only know "not found" still stop, but never the same
+    message (nor, in the CLI, exit code) as an id that was never submitted or expired.
+    """
+
+    def __init__(self, run_id: str, detail: str = "") -> None:
+        super().__init__(run_id)
+        self.detail = detail
+        self.args = (
+            f"run {run_id!r} was lost: its state vanished from Redis while it was active "
+            f"(a flush, a restart without persistence, a failover or an eviction){detail}; "
+            "submit it again",
+        )
 
 
 class RunConflictError(RunError):

@@ -23,6 +23,10 @@ Global:
   <prefix>:timers           zset   "<run>\x1f<timer id>" by due time (ms): engines fire due ones
   <prefix>:flow:<FLOW>      zset   run id by creation time, one zset per flow name (dashboard filter)
   <prefix>:flow:<FLOW>:<STATUS>  zset  the same per flow and status
+  <prefix>:epoch            string the deployment epoch (SET NX once, never expires): when it
+                                   vanishes or changes, Redis lost its data (runner.durability)
+  <prefix>:lost             zset   run id by the time its loss was noticed: runs whose state
+                                   vanished while active, kept for the retention time
 Channel: ``<prefix>:{<run>}:notify`` announces each commit to waiters.
 """
 
@@ -86,6 +90,14 @@ def flow_index(prefix: str, flow: str) -> str:
 
 def flow_status_index(prefix: str, flow: str, status: str) -> str:
     return f"{prefix}:flow:{flow}:{status}"
+
+
+def epoch_key(prefix: str) -> str:
+    return f"{prefix}:epoch"
+
+
+def lost_index(prefix: str) -> str:
+    return f"{prefix}:lost"
 
 
 def timers_index(prefix: str) -> str:

@@ -56,6 +56,8 @@ class MemoryStore:
         self._index: dict[str, dict[str, int]] = {}  # status ("" = all) -> run -> created ms
         self._watchers: dict[str, list[_MemoryWatch]] = {}
         self._timers: dict[tuple[str, str], int] = {}  # (run, timer id) -> due ms
+        self._epoch: str | None = None
+        self._lost: dict[str, int] = {}  # run id -> when its loss was noticed (ms)
 
     def _run(self, run_id: str) -> dict[str, dict[str, bytes]]:
         exp = self._expires.get(run_id)
@@ -219,6 +221,31 @@ class MemoryStore:
 
     def watch(self, run_id: str) -> _MemoryWatch:
         return _MemoryWatch(self, run_id)
+
+    def session(self) -> int:
+        return 0  # never reconnects
+
+    def durability_settings(self) -> dict[str, str] | None:
+        return {"memory": "yes"}  # volatile by design: local mode lives and dies with its process
+
+    def epoch(self, candidate: str) -> str:
+        with self._lock:
+            if self._epoch is None:
+                self._epoch = candidate
+            return self._epoch
+
+    def record_lost(self, run_id: str, now_ms: int, keep_s: int) -> bool:
+        with self._lock:
+            for r in [r for r, at in self._lost.items() if at < now_ms - keep_s * 1000]:
+                del self._lost[r]
+            if run_id in self._lost:
+                return False
+            self._lost[run_id] = now_ms
+            return True
+
+    def is_lost(self, run_id: str) -> bool:
+        with self._lock:
+            return run_id in self._lost
 
     def close(self) -> None:
         pass

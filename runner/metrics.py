@@ -3,7 +3,7 @@
 Names (all prefixed ``ackflow_``):
 
 - ``events_total{kind,outcome}`` events an engine handled: outcome applied | duplicate |
-  unknown_run | dead_letter
+  unknown_run | lost_run | dead_letter
 - ``commit_conflicts_total`` commits re-read and re-decided because a guard moved
 - ``redeliveries_total{role}`` deliveries the broker marked redelivered
 - ``fenced_results_total`` results refused because their attempt was not current
@@ -14,14 +14,20 @@ Names (all prefixed ``ackflow_``):
 - ``task_duration_seconds{task,outcome}`` task bodies, as the worker timed them
 - ``run_duration_seconds{status}`` creation to finish of runs, when an engine finishes them
 - ``runs{status}`` runs in Redis by status (read from the status indexes at each scrape)
+- ``store_durable`` 1 if Redis is known durable (AOF, appendfsync always, noeviction), else 0
+  (not durable, or CONFIG could not be read); alert on ``ackflow_store_durable == 0``
+- ``store_settings_info{appendonly,appendfsync,maxmemory_policy}`` 1, with what was read
+  ("unknown" where CONFIG could not be read)
+- ``runs_lost_total`` runs whose state vanished from Redis while active (each counted once)
+- ``store_data_losses_total`` times the deployment epoch vanished: Redis lost its data
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, Gauge, start_http_server
 from prometheus_client import Counter as _Counter
 from prometheus_client import Histogram as _Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -85,6 +91,41 @@ RUN_SECONDS = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, 1800, 3600, 86400),
     registry=REGISTRY,
 )
+
+RUNS_LOST = Counter(
+    "ackflow_runs_lost", "Runs whose state vanished from Redis while active", registry=REGISTRY
+)
+STORE_DATA_LOSSES = Counter(
+    "ackflow_store_data_losses", "Times the deployment epoch vanished: Redis lost its data", registry=REGISTRY
+)
+# Not registered until a process checks its store (engines, serve): a worker's or local
+# mode's /metrics must not show a 0 that a "not durable" alert would fire on.
+STORE_DURABLE = Gauge(
+    "ackflow_store_durable", "1 if Redis is known durable, 0 if not or unknown", registry=None
+)
+STORE_SETTINGS = Gauge(
+    "ackflow_store_settings_info",
+    "Redis persistence settings as last read (1 for the current ones)",
+    ["appendonly", "appendfsync", "maxmemory_policy"],
+    registry=None,
+)
+_durability_shown = False
+
+
+def set_store_durability(durable: bool, settings: Mapping[str, str]) -> None:
+    """Show the last durability verdict: the gauge, and one info series for the settings."""
+    global _durability_shown
+    STORE_DURABLE.set(1 if durable else 0)
+    STORE_SETTINGS.clear()
+    STORE_SETTINGS.labels(
+        settings.get("appendonly", "unknown"),
+        settings.get("appendfsync", "unknown"),
+        settings.get("maxmemory-policy", "unknown"),
+    ).set(1)
+    if not _durability_shown:
+        _durability_shown = True
+        REGISTRY.register(STORE_DURABLE)
+        REGISTRY.register(STORE_SETTINGS)
 
 
 class RunsByStatus(Collector):

@@ -7,7 +7,9 @@ checked before the first write, because a Lua script that fails half way is not 
 
 Durability: a commit is as durable as the server's persistence. Run Redis with
 ``appendonly yes`` and ``appendfsync always`` to lose nothing acknowledged on power loss
-(``everysec`` may lose about a second), and ``maxmemory-policy noeviction``.
+(``everysec`` may lose about a second), and ``maxmemory-policy noeviction``;
+`runner.durability` checks this (`durability_settings`) at start and after each reconnect
+(`session` counts the connections made), and keeps the deployment epoch (`epoch`).
 """
 
 from __future__ import annotations
@@ -229,6 +231,12 @@ class RedisStore:
         self._claim: Any = None
         self._beat: Any = None
         self._lock = threading.Lock()
+        self._connections = 0  # connections made so far: a reconnect changes `session`
+
+    def _on_connect(self, conn: Any) -> None:
+        """redis-py's hook for each new connection (the first and every reconnect)."""
+        conn.on_connect()
+        self._connections += 1
 
     @property
     def client(self) -> redis.Redis:
@@ -242,6 +250,7 @@ class RedisStore:
                             socket_timeout=self._config.connect_timeout_s * 2,
                             socket_connect_timeout=self._config.connect_timeout_s,
                             health_check_interval=30,
+                            redis_connect_func=self._on_connect,
                         )
                     except ValueError as e:
                         raise StoreError(f"bad redis URL {redact_url(self._config.redis_url)}: {e}") from None
@@ -509,6 +518,50 @@ class RedisStore:
     def watch(self, run_id: str) -> _RedisWatch:
         try:
             return _RedisWatch(self.client, keys.notify_channel(self._prefix, run_id))
+        except redis.exceptions.RedisError as e:
+            raise _translate(e) from e
+
+    def session(self) -> int:
+        return self._connections
+
+    def durability_settings(self) -> dict[str, str] | None:
+        out: dict[str, str] = {}
+        try:
+            for name in ("appendonly", "appendfsync", "maxmemory-policy", "save"):
+                got: Mapping[Any, Any] = self.client.config_get(name)
+                value = got.get(name, got.get(name.encode()))  # str or bytes keys, by version
+                out[name] = "" if value is None else _b(value).decode()
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
+            raise _translate(e) from e
+        except redis.exceptions.RedisError:
+            return None  # CONFIG disabled, renamed or not permitted (managed Redis)
+        return out
+
+    def epoch(self, candidate: str) -> str:
+        key = keys.epoch_key(self._prefix)
+        try:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.set(key, candidate, nx=True)
+            pipe.get(key)
+            _, current = pipe.execute()
+        except redis.exceptions.RedisError as e:
+            raise _translate(e) from e
+        return _b(current).decode()
+
+    def record_lost(self, run_id: str, now_ms: int, keep_s: int) -> bool:
+        key = keys.lost_index(self._prefix)
+        try:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.zadd(key, {run_id: now_ms}, nx=True)
+            pipe.zremrangebyscore(key, "-inf", now_ms - keep_s * 1000)
+            added, _ = pipe.execute()
+        except redis.exceptions.RedisError as e:
+            raise _translate(e) from e
+        return bool(added)
+
+    def is_lost(self, run_id: str) -> bool:
+        try:
+            return self.client.zscore(keys.lost_index(self._prefix), run_id) is not None
         except redis.exceptions.RedisError as e:
             raise _translate(e) from e
 

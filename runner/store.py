@@ -148,4 +148,30 @@ class Store(Protocol):
 
     def watch(self, run_id: str) -> Watch: ...
 
+    # --- durability (runner.durability) -------------------------------------------------
+
+    def session(self) -> int:
+        """A number that changes whenever the store (re)connected to its server: callers
+        re-check the server's settings and epoch then, not on every command."""
+        ...
+
+    def durability_settings(self) -> dict[str, str] | None:
+        """The server's persistence settings (appendonly, appendfsync, maxmemory-policy,
+        save); None if they cannot be read (CONFIG disabled or renamed). The memory store
+        answers {"memory": "yes"}: volatile by design."""
+        ...
+
+    def epoch(self, candidate: str) -> str:
+        """The deployment epoch: set to ``candidate`` if there is none (atomically), then
+        returned. It never expires, so a different answer means the data was lost."""
+        ...
+
+    def record_lost(self, run_id: str, now_ms: int, keep_s: int) -> bool:
+        """Remember that a run was lost (for ``keep_s``); True the first time only."""
+        ...
+
+    def is_lost(self, run_id: str) -> bool:
+        """Whether `record_lost` remembers this run."""
+        ...
+
     def close(self) -> None: ...

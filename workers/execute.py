@@ -16,6 +16,7 @@ from typing import Any
 
 from runner import caps, protocol
 from runner.context import TaskContext, reset_current, set_current
+from runner.durability import CREATED_FIELD
 from runner.errors import EncodeError, UnknownTaskError
 from runner.lazy import Deferred
 from runner.protocol import Event, TaskRequest
@@ -32,6 +33,8 @@ def _outcome(
     req: TaskRequest, kind: str, make_id: Callable[[str, str, int], str], body: dict[str, Any]
 ) -> Event:
     """The one event that reports how an attempt (or its revert) went."""
+    if req.run_created:  # lets an engine that finds the run gone tell "lost" from "expired"
+        body = {**body, CREATED_FIELD: req.run_created}
     return Event(
         kind=kind,
         id=make_id(req.run_id, req.task, req.attempt),

@@ -34,6 +34,7 @@ from runner import faults, keys, logs, metrics, protocol
 from runner.broker import ENGINE_QUEUE, Broker, Delivery, Outgoing, task_queue
 from runner.config import Config
 from runner.context import TaskContext
+from runner.durability import CREATED_FIELD
 from runner.errors import BrokerError, DecodeError, StoreError
 from runner.protocol import CONTENT_TYPE, Event, TaskRequest
 from runner.states import CANCELLED, FAILED, REVERTED, REVERTING, RUNNING, SCHEDULED
@@ -307,7 +308,7 @@ class Worker:
             task=req.task,
             attempt=req.attempt,
             at_ms=protocol.now_ms(),
-            body={"worker": self.name, "delivery": d.delivery_count},
+            body={"worker": self.name, "delivery": d.delivery_count, CREATED_FIELD: req.run_created},
         )
         return Outgoing(ENGINE_QUEUE, event_id, protocol.encode(event))
 
@@ -418,7 +419,7 @@ class Worker:
                 task=req.task,
                 attempt=req.attempt,
                 at_ms=protocol.now_ms(),
-                body={"worker": self.name},
+                body={"worker": self.name, CREATED_FIELD: req.run_created},
             )
             events.append(Outgoing(ENGINE_QUEUE, event.id, protocol.encode(event)))
         try:
@@ -472,7 +473,17 @@ class Worker:
                         )
                 if beat.run_status in (CANCELLED, None) and not r.ctx.live.cancelled:
                     r.ctx.live.cancelled = True
-                    log.info("run %s was cancelled; told task %s", r.req.run_id, r.req.task)
+                    if beat.run_status is None:
+                        # An active run never expires: its state vanished from Redis (a flush,
+                        # a failover, an eviction). The engine counts and reports the loss.
+                        log.warning(
+                            "run %s lost: its state vanished from Redis while task %s ran; told the "
+                            "task to stop",
+                            r.req.run_id,
+                            r.req.task,
+                        )
+                    else:
+                        log.info("run %s was cancelled; told task %s", r.req.run_id, r.req.task)
 
     def _finish(self) -> None:
         while True:

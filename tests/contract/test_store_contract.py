@@ -283,3 +283,34 @@ def test_pages_of_runs_by_status_flow_and_time(store: Store) -> None:
     assert [c for _, c in store.page_runs(None, "odd", limit=10)[0]] == [1005, 1003, 1001]
     assert [c for _, c in store.page_runs("FAILED", None, since_ms=1006, limit=10)[0]] == [1006]
     assert (store.count_runs(None), store.count_runs("SUCCESS"), store.count_runs("FAILED")) == (7, 5, 2)
+
+
+# --- durability (runner.durability) ------------------------------------------------------
+
+
+def test_durability_settings_are_readable(store: Store) -> None:
+    settings = store.durability_settings()
+    assert settings is not None  # both stores here allow it (a managed Redis may answer None)
+    if "memory" in settings:
+        assert settings == {"memory": "yes"}
+    else:
+        assert set(settings) == {"appendonly", "appendfsync", "maxmemory-policy", "save"}
+    assert isinstance(store.session(), int)
+
+
+def test_the_epoch_is_set_once_and_kept(store: Store) -> None:
+    first = store.epoch("e1")
+    assert store.epoch("e2") == first
+    assert first == "e1"
+
+
+def test_a_lost_run_is_recorded_once_and_remembered(store: Store) -> None:
+    r = rid()
+    assert not store.is_lost(r)
+    assert store.record_lost(r, 1_000_000, 60) is True
+    assert store.record_lost(r, 1_000_500, 60) is False
+    assert store.is_lost(r)
+    other = rid()
+    assert store.record_lost(other, 1_000_000 + 61_000, 60) is True  # drops entries past keep_s
+    assert not store.is_lost(r)
+    assert store.is_lost(other)
