@@ -78,10 +78,9 @@ def config(services: svc.Services) -> Iterator[Config]:
         secret=f"test-secret-{uuid.uuid4().hex}",
     )
     yield cfg
-    from runner.kombu_broker import KombuBroker
-    from runner.redis_store import RedisStore
+    from runner.connect import open_broker, open_store
 
-    broker = KombuBroker(cfg)
+    broker = open_broker(cfg)
     try:
         broker.connect()
         broker._declared |= {"task.default", "task.other"}
@@ -90,7 +89,7 @@ def config(services: svc.Services) -> Iterator[Config]:
         pass
     finally:
         broker.close()
-    store = RedisStore(cfg)
+    store = open_store(cfg)
     store.delete_prefix()
     store.close()
 
@@ -221,11 +220,9 @@ class Processes:
 @pytest.fixture
 def client(config: Config) -> Iterator[Any]:
     """A client on the test's own prefix, against the real services."""
-    from runner.client import Client
-    from runner.kombu_broker import KombuBroker
-    from runner.redis_store import RedisStore
+    from runner.connect import open_client
 
-    c = Client(config, RedisStore(config), lambda: KombuBroker(config))
+    c = open_client(config)
     yield c
     c.close()
 
