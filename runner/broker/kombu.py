@@ -516,7 +516,8 @@ class KombuBroker:
     @contextmanager
     def _dead_channel(self) -> Iterator[Any]:
         """A channel of its own for reading the dead queue: closing it puts back every message
-        taken but not acknowledged, without touching this broker's consumers or confirms."""
+        taken but not acknowledged, without touching this broker's consumers or confirms.
+        On quorum queues every operation reads the whole dead queue (see below)."""
         self._ensure()
         try:
             chan = self._conn.channel()
@@ -525,6 +526,12 @@ class KombuBroker:
             raise BrokerUnavailable(str(e)) from None
         try:
             yield chan
+            if self._config.queue_type == "quorum":
+                # A quorum queue puts returned messages at its back: had we taken only the
+                # first few, closing would rotate the queue and "oldest first" would be a lie
+                # from then on. Taking all of them returns all, in their order.
+                while chan.basic_get(queue=self.physical(DEAD_QUEUE), no_ack=False) is not None:
+                    pass
         except _CONN_ERRORS as e:
             self._lost(e)
             raise BrokerUnavailable(str(e)) from None
