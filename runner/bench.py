@@ -28,8 +28,7 @@ from runner import protocol
 from runner.broker import Outgoing
 from runner.client import Client
 from runner.config import Config
-from runner.kombu_broker import KombuBroker
-from runner.redis_store import RedisStore
+from runner.connect import open_broker, open_client, open_store
 
 
 def _cfg(base: Config) -> Config:
@@ -37,7 +36,7 @@ def _cfg(base: Config) -> Config:
 
 
 def _raw_consumer(cfg: Config, n: int, ready: Any, out: Any) -> None:
-    cons = KombuBroker(cfg)
+    cons = open_broker(cfg)
     try:
         cons.consume(["task.raw"], 64)
         ready.set()
@@ -57,7 +56,7 @@ def raw_kombu(base: Config, n: int, confirms: str) -> float:
     import multiprocessing
 
     cfg = _cfg(base)
-    prod = KombuBroker(cfg)
+    prod = open_broker(cfg)
     body = protocol.pack({"payload": "x" * 180})
     ctx = multiprocessing.get_context("spawn")
     ready, out = ctx.Event(), ctx.Queue()
@@ -84,7 +83,7 @@ def raw_kombu(base: Config, n: int, confirms: str) -> float:
 
 def raw_redis(base: Config, n: int) -> float:
     """Round trips/s of one atomic Lua compare-and-set."""
-    store = RedisStore(_cfg(base))
+    store = open_store(_cfg(base))
     script = store.client.register_script(
         "local v = redis.call('GET', KEYS[1]) if v == ARGV[1] or (not v and ARGV[1] == '') then "
         "redis.call('SET', KEYS[1], ARGV[2]) return 1 end return 0"
@@ -143,16 +142,15 @@ class Cluster:
 
 
 def _client(cfg: Config) -> Client:
-    return Client(cfg, RedisStore(cfg), lambda: KombuBroker(cfg))
+    return open_client(cfg)
 
 
 def _cleanup(cfg: Config) -> None:
-    b = KombuBroker(cfg)
-    b.connect()
+    b = open_broker(cfg, attempts=1)
     b._declared |= {"task.default"}
     b.delete_queues()
     b.close()
-    s = RedisStore(cfg)
+    s = open_store(cfg)
     s.delete_prefix()
     s.close()
 
@@ -293,7 +291,7 @@ def footprint(base: Config, runs: int) -> dict[str, float]:
         ten = [client.submit(chain(10).compile(), {"v0": i}) for i in range(20)]
         for rid in ten:
             client.wait(rid, 120)
-        r = RedisStore(cfg).client
+        r = open_store(cfg).client
         total = sum(
             int(r.memory_usage(keys.run_key(cfg.prefix, rid, p)) or 0) for rid in ten for p in keys.RUN_PARTS
         )

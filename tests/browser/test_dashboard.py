@@ -6,7 +6,6 @@ screenshots of the main pages go to docs/ (shown in the README)."""
 from __future__ import annotations
 
 import os
-import socket
 import time
 import urllib.request
 import uuid
@@ -68,12 +67,6 @@ def page() -> Iterator[Any]:
         pg.set_default_timeout(20_000)
         yield pg
         browser.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_serve(procs: Processes, env: dict[str, str]) -> str:

@@ -7,18 +7,12 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 from tests import services as svc
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.helpers.net import free_port
 
 
 def _wait(check, timeout_s: float, what: str) -> None:  # type: ignore[no-untyped-def]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -141,12 +140,6 @@ def test_cli_completion_and_refusals(procs: Processes, client: Client, config: C
     finished(procs, client, rid)
     again = procs.run("complete", token, "--result", json.dumps(RESULT))
     assert again.returncode == 6 and "already completed" in again.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def post(url: str, token: str | None, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:

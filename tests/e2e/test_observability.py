@@ -22,7 +22,7 @@ from runner.kombu_broker import KombuBroker
 from runner.redis_store import RedisStore
 from tests.conftest import Processes
 from tests.e2e import flows
-from tests.e2e.test_lazy import free_port
+from tests.helpers.net import free_port
 
 pytestmark = pytest.mark.services
 

@@ -31,14 +31,26 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import amqp.exceptions
 import kombu.exceptions
 from kombu import Connection, Exchange, Queue  # type: ignore[attr-defined]
 
-from runner.broker import DEAD_QUEUE, ENGINE_QUEUE, H_COUNT, H_QUEUE, H_REASON, Delivery, Outgoing
+from runner.broker.base import (
+    DEAD_QUEUE,
+    ENGINE_QUEUE,
+    H_COUNT,
+    H_QUEUE,
+    H_REASON,
+    DeadLetter,
+    DeadLetterNotFound,
+    Delivery,
+    Outgoing,
+)
+from runner.broker.dead_letters import from_headers, replay_message
 from runner.config import Config, redact_url
 from runner.errors import BrokerError, BrokerUnavailable, PublishError
 from runner.protocol import CONTENT_TYPE
@@ -88,7 +100,7 @@ def queue_arguments(config: Config, logical: str) -> dict[str, Any]:
 
 
 class KombuBroker:
-    """Implements `runner.broker.Broker` on RabbitMQ."""
+    """Implements `runner.broker.Broker` and `runner.broker.DeadLetters` on RabbitMQ."""
 
     def __init__(self, config: Config, role: str = "client") -> None:
         self._config = config
@@ -498,3 +510,70 @@ class KombuBroker:
         for q in sorted(self._declared):
             self._chan.queue_delete(queue=self.physical(q))
         self._chan.exchange_delete(exchange=self._config.prefix)
+
+    # --- DeadLetters ---------------------------------------------------------------------
+
+    @contextmanager
+    def _dead_channel(self) -> Iterator[Any]:
+        """A channel of its own for reading the dead queue: closing it puts back every message
+        taken but not acknowledged, without touching this broker's consumers or confirms.
+        On quorum queues every operation reads the whole dead queue (see below)."""
+        self._ensure()
+        try:
+            chan = self._conn.channel()
+        except _CONN_ERRORS as e:
+            self._lost(e)
+            raise BrokerUnavailable(str(e)) from None
+        try:
+            yield chan
+            if self._config.queue_type == "quorum":
+                # A quorum queue puts returned messages at its back: had we taken only the
+                # first few, closing would rotate the queue and "oldest first" would be a lie
+                # from then on. Taking all of them returns all, in their order.
+                while chan.basic_get(queue=self.physical(DEAD_QUEUE), no_ack=False) is not None:
+                    pass
+        except _CONN_ERRORS as e:
+            self._lost(e)
+            raise BrokerUnavailable(str(e)) from None
+        finally:
+            try:
+                chan.close()
+            except _CONN_ERRORS as e:
+                self._lost(e)
+
+    def _next_dead(self, chan: Any) -> tuple[int, DeadLetter] | None:
+        msg = chan.basic_get(queue=self.physical(DEAD_QUEUE), no_ack=False)
+        if msg is None:
+            return None
+        d = self._to_delivery(msg, DEAD_QUEUE)
+        return msg.delivery_info["delivery_tag"], from_headers(
+            d.message_id, d.body, d.headers, self.physical("")
+        )
+
+    def _find_dead(self, chan: Any, message_id: str) -> tuple[int, DeadLetter]:
+        while (got := self._next_dead(chan)) is not None:
+            if got[1].id == message_id:
+                return got
+        raise DeadLetterNotFound(message_id)
+
+    def list_dead(self, limit: int = 100) -> list[DeadLetter]:
+        out: list[DeadLetter] = []
+        with self._dead_channel() as chan:
+            while len(out) < limit and (got := self._next_dead(chan)) is not None:
+                out.append(got[1])
+        return out
+
+    def show_dead(self, message_id: str) -> DeadLetter:
+        with self._dead_channel() as chan:
+            return self._find_dead(chan, message_id)[1]
+
+    def replay_dead(self, message_id: str) -> DeadLetter:
+        with self._dead_channel() as chan:
+            tag, dl = self._find_dead(chan, message_id)
+            self.publish([replay_message(dl)])  # confirmed before the dead copy goes
+            chan.basic_ack(tag)
+            return dl
+
+    def purge_dead(self) -> int:
+        with self._dead_channel() as chan:
+            return int(chan.queue_purge(queue=self.physical(DEAD_QUEUE)) or 0)

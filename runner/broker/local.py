@@ -12,7 +12,18 @@ import threading
 from collections import deque
 from collections.abc import Sequence
 
-from runner.broker import DEAD_QUEUE, ENGINE_QUEUE, H_COUNT, H_QUEUE, H_REASON, Delivery, Outgoing
+from runner.broker.base import (
+    DEAD_QUEUE,
+    ENGINE_QUEUE,
+    H_COUNT,
+    H_QUEUE,
+    H_REASON,
+    DeadLetter,
+    DeadLetterNotFound,
+    Delivery,
+    Outgoing,
+)
+from runner.broker.dead_letters import from_headers, replay_message
 
 
 class LocalHub:
@@ -41,7 +52,8 @@ class LocalHub:
 
 
 class LocalBroker:
-    """One consumer's view of a `LocalHub`; implements `runner.broker.Broker`."""
+    """One consumer's view of a `LocalHub`; implements `runner.broker.Broker` and
+    `runner.broker.DeadLetters`."""
 
     _tags = itertools.count(1)
     can_wake = True
@@ -154,3 +166,39 @@ class LocalBroker:
             if self in self._hub.consumers:
                 self._hub.consumers.remove(self)
             self._hub._consumers_of.clear()
+
+    # --- DeadLetters (the hub's dead queue; the same letters every LocalBroker sees) -------
+
+    def _all_dead(self) -> list[DeadLetter]:
+        with self._hub.lock:
+            dead = list(self._hub.queues[DEAD_QUEUE])
+        return [from_headers(m.message_id, m.body, m.headers) for m, _ in dead]
+
+    def list_dead(self, limit: int = 100) -> list[DeadLetter]:
+        return self._all_dead()[: max(limit, 0)]
+
+    def show_dead(self, message_id: str) -> DeadLetter:
+        for dl in self._all_dead():
+            if dl.id == message_id:
+                return dl
+        raise DeadLetterNotFound(message_id)
+
+    def replay_dead(self, message_id: str) -> DeadLetter:
+        with self._hub.lock:  # one step under the lock: never in both queues, nor in neither
+            dq = self._hub.queues[DEAD_QUEUE]
+            for i, (m, _) in enumerate(dq):
+                dl = from_headers(m.message_id, m.body, m.headers)
+                if dl.id == message_id:
+                    del dq[i]
+                    out = replay_message(dl)
+                    self._hub.queues.setdefault(out.routing_key, deque()).append((out, 0))
+                    self._hub.notify(out.routing_key)
+                    return dl
+        raise DeadLetterNotFound(message_id)
+
+    def purge_dead(self) -> int:
+        with self._hub.lock:
+            dq = self._hub.queues[DEAD_QUEUE]
+            n = len(dq)
+            dq.clear()
+            return n

@@ -2,20 +2,27 @@
 
 A broker carries opaque msgpack bodies between named logical queues: ``engine`` for events,
 ``task.<queue>`` for task requests, ``dead`` for dead letters. Two implementations:
-`runner.kombu_broker.KombuBroker` (RabbitMQ, the only module that imports kombu) and
-`runner.local_broker.LocalBroker` (in-process, for local mode).
+`runner.broker.kombu.KombuBroker` (RabbitMQ, the only module that imports kombu) and
+`runner.broker.local.LocalBroker` (in-process, for local mode).
 
 Rules both follow: manual acknowledgement; `publish` returns only once the broker has
 confirmed every message (or raises `PublishError`), and `send` + `confirm` split that in two
 so a caller can pipeline the confirms of many messages; a message that cannot be handled is
 dead-lettered with a reason, never dropped.
+
+`DeadLetters` is what the operator surfaces (CLI, HTTP API, dashboard) need of a broker to
+list, show, replay and purge dead letters, so they test for the capability instead of for a
+concrete adapter.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
+
+from runner import protocol
+from runner.errors import AckflowError, DecodeError
 
 ENGINE_QUEUE = "engine"
 DEAD_QUEUE = "dead"
@@ -98,4 +105,52 @@ class Broker(Protocol):
 
     def wakeup(self) -> None:
         """Make a concurrent `poll` return early (thread-safe); may do nothing."""
+        ...
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message in the dead queue, with why it is there (`runner.broker.dead_letters` reads
+    the headers either writer leaves: ours or RabbitMQ's delivery limit)."""
+
+    id: str
+    reason: str
+    queue: str  # the logical queue it came from: "engine" or "task.<name>"
+    delivery_count: int
+    body: bytes
+    headers: dict[str, Any]
+
+    def describe_body(self) -> str:
+        try:
+            return repr(protocol.decode(self.body))
+        except DecodeError as e:
+            return f"<{len(self.body)} bytes, undecodable: {e.reason}>"
+
+
+class DeadLetterNotFound(AckflowError):
+    def __init__(self, message_id: str) -> None:
+        super().__init__(f"no dead letter with id {message_id!r} (see 'ackflow dlq list')")
+
+
+@runtime_checkable
+class DeadLetters(Protocol):
+    """The dead queue as an operator sees it. A broker offers it when it keeps dead letters
+    (test with ``isinstance(broker, DeadLetters)``, never for a concrete adapter). Use a
+    broker that is not consuming: reading the queue must not disturb in-flight deliveries."""
+
+    def list_dead(self, limit: int = 100) -> list[DeadLetter]:
+        """Up to ``limit`` dead letters, oldest first; they stay in the queue."""
+        ...
+
+    def show_dead(self, message_id: str) -> DeadLetter:
+        """The dead letter with this id (`DeadLetterNotFound` if none); it stays in the queue."""
+        ...
+
+    def replay_dead(self, message_id: str) -> DeadLetter:
+        """Publish it (confirmed) back to the queue it came from, then remove it from the
+        dead queue: a crash in between leaves a copy in both, never in neither."""
+        ...
+
+    def purge_dead(self) -> int:
+        """Drop every dead letter; return how many."""
         ...

@@ -1,0 +1,43 @@
+"""The broker room: the contract the engine, the workers and the client see, and its adapters.
+
+- `base`: the `Broker` protocol, `Outgoing` / `Delivery`, the logical queue names and the
+  dead-letter headers; the `DeadLetters` protocol and `DeadLetter` record for operator surfaces.
+- `dead_letters`: reading a dead letter's headers (ours or RabbitMQ's), shared by the adapters.
+- `kombu`: RabbitMQ through kombu, the only module in ackflow that imports kombu.
+- `local`: the in-process broker of local mode.
+
+May import: the standard library, `runner.errors`, `runner.config`, `runner.protocol` (and
+kombu in `kombu` only). Never the engine, the client, the store, the CLI, the HTTP API or the
+dashboard (tests/unit/test_layers.py enforces it). This package re-exports `base`, so the old
+``from runner.broker import Broker`` keeps working; importing it never imports kombu.
+"""
+
+from runner.broker.base import (
+    DEAD_QUEUE,
+    ENGINE_QUEUE,
+    H_COUNT,
+    H_QUEUE,
+    H_REASON,
+    Broker,
+    DeadLetter,
+    DeadLetterNotFound,
+    DeadLetters,
+    Delivery,
+    Outgoing,
+    task_queue,
+)
+
+__all__ = [
+    "DEAD_QUEUE",
+    "ENGINE_QUEUE",
+    "H_COUNT",
+    "H_QUEUE",
+    "H_REASON",
+    "Broker",
+    "DeadLetter",
+    "DeadLetterNotFound",
+    "DeadLetters",
+    "Delivery",
+    "Outgoing",
+    "task_queue",
+]

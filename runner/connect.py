@@ -1,0 +1,63 @@
+"""The one place that builds a store, a broker or a client from a `Config`.
+
+Distributed mode (`open_store`, `open_broker`, `open_client`): Redis at ``redis_url`` and
+RabbitMQ at ``broker_url``. Local mode (`open_local`): the in-memory store and an in-process
+broker hub, nothing survives the process. Callers choose the mode by which function they call,
+as they chose the classes before; everything else (engine, workers, client, operator
+surfaces) receives what these return and sees only the `Store` / `Broker` contracts.
+
+The adapters are imported inside the functions on purpose: ``import runner`` and local mode
+must not load kombu or redis-py (the only modules that import them are
+`runner.broker.kombu` and `runner.store.redis`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from runner.config import Config
+
+if TYPE_CHECKING:
+    from runner.broker.kombu import KombuBroker
+    from runner.broker.local import LocalHub
+    from runner.client import Client
+    from runner.store.memory import MemoryStore
+    from runner.store.redis import RedisStore
+
+
+def open_store(config: Config) -> RedisStore:
+    """The Redis store at ``config.redis_url``, under ``config.prefix`` (connects lazily)."""
+    from runner.store.redis import RedisStore
+
+    return RedisStore(config)
+
+
+def open_broker(config: Config, role: str = "client", *, attempts: int = 0) -> KombuBroker:
+    """The RabbitMQ broker at ``config.broker_url``; ``role`` names the connection in
+    RabbitMQ's management UI. With ``attempts`` > 0, connect (and declare the topology) now,
+    trying that many times with backoff; otherwise on first use."""
+    from runner.broker.kombu import KombuBroker
+
+    broker = KombuBroker(config, role=role)
+    if attempts > 0:
+        try:
+            broker.connect(attempts=attempts)
+        except BaseException:
+            broker.close()  # its wake pipe: a failed open leaks no descriptors
+            raise
+    return broker
+
+
+def open_client(config: Config) -> Client:
+    """A client for the Redis store and RabbitMQ of ``config``; its broker opens on first use."""
+    from runner.client import Client
+
+    return Client(config, open_store(config), lambda: open_broker(config))
+
+
+def open_local() -> tuple[MemoryStore, LocalHub]:
+    """Local mode's store and broker hub (``hub.connect()`` gives each user its own broker)."""
+    from runner.broker.local import LocalHub
+    from runner.store.memory import MemoryStore
+
+    return MemoryStore(), LocalHub()

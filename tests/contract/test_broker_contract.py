@@ -1,0 +1,269 @@
+"""One contract, two brokers: the in-process broker of local mode and RabbitMQ (through kombu)
+must behave the same wherever the engine, the workers or the operator surfaces rely on it.
+
+Written against `runner.broker.Broker` and `runner.broker.DeadLetters` only; what an adapter
+cannot be asked through the protocol (making a queue vanish for the unroutable case) is a hook
+of the fixture. Every wait is bounded by a generous deadline and ends on the awaited delivery.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from runner.broker import (
+    DEAD_QUEUE,
+    H_COUNT,
+    H_QUEUE,
+    H_REASON,
+    Broker,
+    DeadLetterNotFound,
+    DeadLetters,
+    Delivery,
+    Outgoing,
+    task_queue,
+)
+from runner.broker.local import LocalHub
+from runner.config import Config
+from runner.connect import open_broker
+from runner.errors import PublishError
+from runner.protocol import CONTENT_TYPE
+
+# The config fixture deletes these queues (and the exchange) after each test.
+QUEUE = task_queue("default")
+OTHER = task_queue("other")
+PATIENCE_S = 30.0  # a deadline for what must arrive, never a measured duration
+
+
+@dataclass
+class Brokers:
+    name: str
+    open: Callable[[], Broker]
+    # Make `queue` unroutable behind the brokers' backs; None when the adapter cannot
+    # have an unroutable message (say why in `unroutable_why`).
+    drop_queue: Callable[[str], None] | None = None
+    unroutable_why: str = ""
+
+
+@pytest.fixture(params=["local", "kombu"])
+def brokers(request: pytest.FixtureRequest) -> Iterator[Brokers]:
+    opened: list[Broker] = []
+
+    def track(make: Callable[[], Broker]) -> Callable[[], Broker]:
+        def open_one() -> Broker:
+            b = make()
+            opened.append(b)
+            return b
+
+        return open_one
+
+    if request.param == "local":
+        hub = LocalHub()
+        yield Brokers(
+            "local",
+            track(hub.connect),
+            unroutable_why="local mode's publish creates the queue it routes to and nothing "
+            "deletes queues in process, so no message can be unroutable",
+        )
+    else:
+        cfg: Config = request.getfixturevalue("config")
+
+        def drop_queue(logical: str) -> None:
+            admin = open_broker(cfg, attempts=1)
+            try:
+                admin._chan.queue_delete(queue=admin.physical(logical))
+            finally:
+                admin.close()
+
+        yield Brokers("kombu", track(lambda: open_broker(cfg, role="contract")), drop_queue)
+    for b in opened:
+        b.close()
+
+
+def msg(queue: str = QUEUE, **headers: object) -> Outgoing:
+    return Outgoing(queue, f"m-{uuid.uuid4().hex}", b"\x81\xa1k\xa1v", dict(headers))
+
+
+def take(b: Broker, n: int) -> list[Delivery]:
+    """Exactly the next ``n`` deliveries (fails if they do not come within PATIENCE_S)."""
+    got: list[Delivery] = []
+    deadline = time.monotonic() + PATIENCE_S
+    while len(got) < n:
+        assert time.monotonic() < deadline, f"only {len(got)} of {n} deliveries arrived"
+        got += b.poll(0.5)
+    assert len(got) == n, f"{len(got)} deliveries, wanted {n}"
+    return got
+
+
+def consumer(brokers: Brokers, *queues: str, prefetch: int = 10) -> Broker:
+    b = brokers.open()
+    b.declare(list(queues))
+    b.consume(list(queues), prefetch)
+    return b
+
+
+def drained(b: Broker) -> bool:
+    """Nothing more arrives (a short poll: used only after every sent message was taken)."""
+    return b.poll(0.3) == []
+
+
+def test_publish_delivers_body_id_headers_and_queue(brokers: Brokers) -> None:
+    c = consumer(brokers, QUEUE)
+    p = brokers.open()
+    m = msg(trace="abc", n=3)
+    p.publish([m])
+    [d] = take(c, 1)
+    assert (d.body, d.message_id, d.queue) == (m.body, m.message_id, QUEUE)
+    assert d.headers["trace"] == "abc" and d.headers["n"] == 3
+    assert d.content_type == CONTENT_TYPE
+    assert not d.redelivered and d.delivery_count == 0
+    c.ack(d)
+
+
+def test_send_then_confirm_delivers_every_message_in_order(brokers: Brokers) -> None:
+    c = consumer(brokers, QUEUE, prefetch=50)
+    p = brokers.open()
+    batch = [msg() for _ in range(20)]
+    p.send(batch[:10])
+    p.send(batch[10:])
+    p.confirm()
+    got = take(c, 20)
+    assert [d.message_id for d in got] == [m.message_id for m in batch]
+    for d in got:
+        c.ack(d)
+
+
+def test_prefetch_bounds_unacknowledged_deliveries(brokers: Brokers) -> None:
+    c = consumer(brokers, QUEUE, prefetch=2)
+    brokers.open().publish([msg() for _ in range(5)])
+    first = take(c, 2)
+    assert drained(c), "more than prefetch deliveries unacknowledged"
+    for d in first:
+        c.ack(d)
+    rest = take(c, 2)
+    for d in rest:
+        c.ack(d)
+    last = take(c, 1)
+    c.ack(last[0])
+
+
+def test_an_acknowledged_message_is_not_delivered_again(brokers: Brokers) -> None:
+    c = consumer(brokers, QUEUE)
+    brokers.open().publish([msg()])
+    [d] = take(c, 1)
+    c.ack(d)
+    c.close()
+    again = consumer(brokers, QUEUE)
+    assert drained(again)
+
+
+def test_unacknowledged_messages_are_redelivered_when_the_consumer_goes(brokers: Brokers) -> None:
+    """Kombu: the consumer's connection closes; local: the consumer is closed. Either way the
+    broker puts back what it held, marked redelivered, with the delivery counted."""
+    c = consumer(brokers, QUEUE)
+    m = msg(trace="kept")
+    brokers.open().publish([m])
+    [held] = take(c, 1)
+    c.close()
+    other = consumer(brokers, QUEUE)
+    [d] = take(other, 1)
+    assert (d.message_id, d.body, d.headers["trace"]) == (m.message_id, m.body, "kept")
+    assert d.redelivered and d.delivery_count >= 1
+    other.ack(d)
+
+
+def test_dead_letter_moves_the_message_with_its_reason_and_origin(brokers: Brokers) -> None:
+    c = consumer(brokers, QUEUE)
+    dead = consumer(brokers, DEAD_QUEUE)
+    m = msg(trace="t1")
+    brokers.open().publish([m])
+    [d] = take(c, 1)
+    c.dead_letter(d, "malformed: not msgpack")
+    [dl] = take(dead, 1)
+    assert (dl.message_id, dl.body, dl.queue) == (m.message_id, m.body, DEAD_QUEUE)
+    assert dl.headers[H_REASON] == "malformed: not msgpack"
+    assert dl.headers[H_QUEUE] == QUEUE and dl.headers[H_COUNT] == 0
+    assert dl.headers["trace"] == "t1"
+    dead.ack(dl)
+    c.close()  # a dead-lettered message was settled: nothing comes back
+    assert drained(consumer(brokers, QUEUE))
+
+
+def test_an_unroutable_message_is_refused_not_dropped(brokers: Brokers) -> None:
+    if brokers.drop_queue is None:
+        pytest.skip(f"{brokers.name}: not modelled: {brokers.unroutable_why}")
+    p = brokers.open()
+    p.declare([OTHER])
+    p.publish([msg(OTHER)])  # routable: the publisher now takes the queue for declared
+    brokers.drop_queue(OTHER)
+    with pytest.raises(PublishError, match="unroutable"):
+        p.publish([msg(OTHER)])
+    p.send([msg(OTHER)])
+    with pytest.raises(PublishError, match="unroutable"):
+        p.confirm()
+
+
+def test_wakeup_ends_a_poll_from_another_thread(brokers: Brokers) -> None:
+    c = consumer(brokers, QUEUE)
+    assert c.can_wake
+    c.poll(0)  # connected and consuming before the poll we interrupt
+    returned = threading.Event()
+    result: list[list[Delivery]] = []
+
+    def poll_long() -> None:
+        result.append(c.poll(PATIENCE_S * 10))
+        returned.set()
+
+    t = threading.Thread(target=poll_long, daemon=True)
+    t.start()
+    deadline = time.monotonic() + PATIENCE_S
+    # A local wakeup is not sticky (it notifies a waiting poll), so repeat it until the poll
+    # has returned; the kombu one is (a byte in a pipe).
+    while not returned.wait(0.05):
+        assert time.monotonic() < deadline, "wakeup never ended the poll"
+        c.wakeup()
+    t.join()
+    assert result == [[]]
+
+
+def test_dead_letters_are_listed_shown_replayed_and_purged(brokers: Brokers) -> None:
+    c = consumer(brokers, QUEUE)
+    ms = [msg(trace=f"t{i}") for i in range(3)]
+    brokers.open().publish(ms)
+    for i, d in enumerate(take(c, 3)):
+        c.dead_letter(d, f"reason {i}")
+    ops = brokers.open()
+    assert isinstance(ops, DeadLetters)
+    listed = ops.list_dead()  # dead_letter returned: the broker confirmed each one
+    assert [(dl.id, dl.reason, dl.queue) for dl in listed] == [
+        (m.message_id, f"reason {i}", QUEUE) for i, m in enumerate(ms)
+    ]
+    assert [dl.id for dl in ops.list_dead(limit=2)] == [m.message_id for m in ms[:2]]
+    assert [dl.id for dl in ops.list_dead()] == [m.message_id for m in ms], "listing removed letters"
+    shown = ops.show_dead(ms[1].message_id)
+    assert (shown.body, shown.delivery_count, shown.headers["trace"]) == (ms[1].body, 0, "t1")
+    with pytest.raises(DeadLetterNotFound):
+        ops.show_dead("no-such-letter")
+
+    replayed = ops.replay_dead(ms[1].message_id)
+    assert replayed.id == ms[1].message_id
+    [back] = take(c, 1)
+    assert (back.message_id, back.body, back.queue, back.headers["trace"]) == (
+        ms[1].message_id,
+        ms[1].body,
+        QUEUE,
+        "t1",
+    )
+    assert not {H_REASON, H_QUEUE, H_COUNT} & set(back.headers), "replayed with the dead-letter headers"
+    c.ack(back)
+    assert [dl.id for dl in ops.list_dead()] == [ms[0].message_id, ms[2].message_id]
+    with pytest.raises(DeadLetterNotFound):
+        ops.replay_dead(ms[1].message_id)
+
+    assert ops.purge_dead() == 2
+    assert ops.list_dead() == []

@@ -1,0 +1,219 @@
+"""Imports go one way (DESIGN §2): read every import of every module in runner/ and workers/,
+function-level and TYPE_CHECKING ones included, and check the rules that hold today, so that
+a new import breaking one fails here instead of in review.
+
+The units of the cycle check are runner's top-level modules and packages (``runner.store.redis``
+counts as ``store``); the deprecated alias packages left at the old paths count as what they
+alias, so ``from runner import keys`` inside ``store`` is not a cycle.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Old module paths kept for one release as re-export packages -> the unit they alias.
+ALIASES = {
+    "keys": "store",
+    "redis_store": "store",
+    "memory_store": "store",
+    "kombu_broker": "broker",
+    "local_broker": "broker",
+}
+
+# What each adapter room may import of runner: the shared leaves and itself (``runner.keys``,
+# the alias of store/keys.py, counts as the store). Nothing of the engine, client, CLI, HTTP API, dashboard,
+# transitions, and not each other.
+ROOM_MAY_IMPORT = {
+    "broker": {"broker", "errors", "config", "protocol"},
+    "store": {"store", "errors", "config", "protocol"},
+}
+
+# Cycles that exist today; each set is one strongly connected group of units. Phase 2 of the
+# layout issue removes them (decide/ takes transitions+control, client/ takes
+# client+completion); a new cycle, or a unit joining one of these, fails.
+KNOWN_CYCLES: list[frozenset[str]] = [
+    frozenset({"transitions", "control"}),  # phase 2 removes
+    frozenset({"client", "completion"}),  # phase 2 removes
+    # cli -> bench -> examples (the bench's flows) -> cli (distributed_demo prints with the
+    # CLI's helpers); phase 2 removes (the printing moves to client/render).
+    frozenset({"cli", "bench", "examples"}),
+]
+
+
+@dataclass(frozen=True)
+class Import:
+    path: Path  # the importing file
+    line: int
+    target: str  # the absolute dotted name imported (a module, or a name in a module)
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports_of(path: Path) -> Iterable[Import]:
+    tree = ast.parse(path.read_text(), str(path))
+    me = module_name(path)
+    package = me if path.name == "__init__.py" else me.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield Import(path, node.lineno, alias.name)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against this module's package
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                mod = ".".join([*base, node.module] if node.module else base)
+            else:
+                mod = node.module or ""
+            for alias in node.names:
+                yield Import(path, node.lineno, f"{mod}.{alias.name}" if alias.name != "*" else mod)
+
+
+def sources(*tops: str) -> list[Path]:
+    return sorted(p for top in tops for p in (ROOT / top).rglob("*.py"))
+
+
+def all_imports() -> list[Import]:
+    return [imp for p in sources("runner", "workers") for imp in imports_of(p)]
+
+
+def unit_of_module(dotted: str) -> str | None:
+    """The top-level unit of a runner module or name, or None if not runner's. A name
+    imported from the package itself (``from runner import task``) is the unit ``runner``."""
+    parts = dotted.split(".")
+    if parts[0] != "runner":
+        return None
+    if len(parts) == 1:
+        return "runner"
+    top = parts[1]
+    if (ROOT / "runner" / f"{top}.py").exists() or (ROOT / "runner" / top).is_dir():
+        return ALIASES.get(top, top)
+    return "runner"  # a name defined in runner/__init__.py
+
+
+def unit_of_file(path: Path) -> str | None:
+    rel = path.relative_to(ROOT).parts
+    if rel[0] != "runner":
+        return None
+    if len(rel) == 2 and rel[1] == "__init__.py":
+        return "runner"
+    top = rel[1].removesuffix(".py")
+    return ALIASES.get(top, top)
+
+
+def where(imp: Import) -> str:
+    return f"{imp.path.relative_to(ROOT)}:{imp.line} imports {imp.target}"
+
+
+def test_runner_never_imports_workers() -> None:
+    bad = [where(i) for i in all_imports() if unit_of_file(i.path) and i.target.split(".")[0] == "workers"]
+    assert not bad, bad
+
+
+@pytest.mark.parametrize(
+    ("library", "only"),
+    [
+        ({"kombu", "amqp"}, "runner/broker/kombu.py"),
+        ({"redis"}, "runner/store/redis.py"),
+    ],
+)
+def test_only_the_adapter_imports_its_client_library(library: set[str], only: str) -> None:
+    bad = [
+        where(i)
+        for i in all_imports()
+        if i.target.split(".")[0] in library and i.path.relative_to(ROOT).as_posix() != only
+    ]
+    assert not bad, bad
+
+
+@pytest.mark.parametrize("room", sorted(ROOM_MAY_IMPORT))
+def test_adapter_rooms_import_only_the_shared_leaves(room: str) -> None:
+    bad = []
+    for p in sources(f"runner/{room}"):
+        for i in imports_of(p):
+            unit = unit_of_module(i.target)
+            if unit is not None and unit not in ROOM_MAY_IMPORT[room]:
+                bad.append(where(i))
+            if i.target.split(".")[0] == "workers":
+                bad.append(where(i))
+    assert not bad, bad
+
+
+def unit_graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for i in all_imports():
+        src = unit_of_file(i.path)
+        dst = unit_of_module(i.target)
+        if src is None or dst is None:
+            continue
+        graph.setdefault(src, set())
+        graph.setdefault(dst, set())
+        if src != dst:
+            graph[src].add(dst)
+    return graph
+
+
+def strongly_connected(graph: dict[str, set[str]]) -> list[frozenset[str]]:
+    """Tarjan's algorithm: the groups of units that import each other, directly or not."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[frozenset[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = set()
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                group.add(w)
+                if w == v:
+                    break
+            out.append(frozenset(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_cycles_beyond_the_known_ones() -> None:
+    graph = unit_graph()
+    cycles = [g for g in strongly_connected(graph) if len(g) > 1]
+    unknown = [sorted(g) for g in cycles if g not in KNOWN_CYCLES]
+    assert not unknown, f"import cycles between runner's units: {unknown}"
+
+
+def test_the_known_cycles_are_still_there() -> None:
+    """When phase 2 breaks one, this fails until it leaves KNOWN_CYCLES (the list stays true)."""
+    cycles = {g for g in strongly_connected(unit_graph()) if len(g) > 1}
+    assert set(KNOWN_CYCLES) <= cycles
+
+
+def test_the_reader_sees_function_level_imports() -> None:
+    """The checks above are only as good as the import reader: it must see imports inside
+    functions and under TYPE_CHECKING, and resolve relative ones."""
+    src = ROOT / "runner" / "connect.py"
+    targets = {i.target for i in imports_of(src)}
+    assert "runner.broker.kombu.KombuBroker" in targets  # inside open_broker and TYPE_CHECKING
