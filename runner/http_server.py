@@ -1,0 +1,159 @@
+"""Serving an ASGI app (`runner.http_api`) on uvicorn with h11: in the foreground for
+``ackflow serve``, or in a background thread for local mode.
+
+uvicorn frames requests correctly (Content-Length and chunked bodies through h11, so an unread
+body is never parsed as the next request), writes asynchronously (a client that does not read
+holds no thread) and answers 503 beyond ``max_connections``. What it lacks is added here:
+
+- a request deadline: a client gets ``request_timeout_s`` from its connection (or its previous
+  answer) to send a whole request, head and body, else 408 and the connection is closed —
+  half-sent requests (slow loris) hold a socket for that long at most;
+- a write deadline: a client that stops reading for ``write_timeout_s`` while an answer is
+  being sent is disconnected, so slow readers do not hold memory forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import h11
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+_TIMEOUT_408 = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+class _Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a request deadline and a write deadline (see the module)."""
+
+    request_timeout_s = 30.0
+    write_timeout_s = 30.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._stall: asyncio.TimerHandle | None = None
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(self.request_timeout_s, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete or not cycle.response_started:
+            self.transport.write(_TIMEOUT_408)
+        self.transport.close()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR):
+            self._disarm()  # the request is in: the app may take its time (completions wait)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and self.conn.their_state is not h11.DONE:
+            self._arm()  # the next request's clock (a pipelined one may already be in)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._stall is None:
+            self._stall = self.loop.call_later(self.write_timeout_s, self.transport.abort)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+        super().connection_lost(exc)
+
+
+class _Server(uvicorn.Server):
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # The CLI installs its own SIGTERM/SIGINT handlers (graceful stop, exit 0); uvicorn's
+        # would re-raise the signal after stopping and end the process with it.
+        yield
+
+
+class HttpServer:
+    """One listening socket served by uvicorn; `serve_forever` (foreground) or `start`."""
+
+    def __init__(
+        self,
+        app: Any,
+        host: str,
+        port: int,
+        *,
+        max_connections: int,
+        request_timeout_s: float,
+        write_timeout_s: float,
+        keep_alive_s: float = 5.0,
+    ) -> None:
+        family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+        self.socket = socket.create_server((host.strip("[]"), port), family=family, backlog=256)
+        protocol = type(
+            "Protocol",
+            (_Protocol,),
+            {"request_timeout_s": request_timeout_s, "write_timeout_s": write_timeout_s},
+        )
+        config = uvicorn.Config(
+            app,
+            http=protocol,
+            loop="asyncio",
+            lifespan="off",
+            access_log=False,  # runner.http_api logs each request itself, escaped
+            log_config=None,  # the process's logging (runner.logs) stays as configured
+            limit_concurrency=max_connections,
+            timeout_keep_alive=int(max(1, keep_alive_s)),
+            timeout_graceful_shutdown=5,
+            server_header=False,
+        )
+        self._server = _Server(config)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.socket.getsockname()[:2]
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    def serve_forever(self) -> None:
+        """Serve until `shutdown` (in-flight answers are finished first)."""
+        self._server.run(sockets=[self.socket])
+
+    def start(self) -> HttpServer:
+        """Serve in a background thread."""
+        self._thread = threading.Thread(target=self.serve_forever, name="ackflow-http", daemon=True)
+        self._thread.start()
+        return self
+
+    def shutdown(self) -> None:
+        """Stop serving (from any thread); waits for a background thread to end."""
+        self._server.should_exit = True
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=15)
+
+    def server_close(self) -> None:
+        self.socket.close()
