@@ -132,7 +132,8 @@ class HttpServer:
             server_header=False,
         )
         self._server = _Server(config)
-        self._thread: threading.Thread | None = None
+        self._serving = threading.Event()
+        self._stopped = threading.Event()
 
     @property
     def url(self) -> str:
@@ -141,19 +142,25 @@ class HttpServer:
 
     def serve_forever(self) -> None:
         """Serve until `shutdown` (in-flight answers are finished first)."""
-        self._server.run(sockets=[self.socket])
+        self._serving.set()
+        try:
+            if not self._server.should_exit:
+                self._server.run(sockets=[self.socket])
+        finally:
+            self._stopped.set()
 
     def start(self) -> HttpServer:
         """Serve in a background thread."""
-        self._thread = threading.Thread(target=self.serve_forever, name="ackflow-http", daemon=True)
-        self._thread.start()
+        threading.Thread(target=self.serve_forever, name="ackflow-http", daemon=True).start()
+        self._serving.wait(10)
         return self
 
     def shutdown(self) -> None:
-        """Stop serving (from any thread); waits for a background thread to end."""
+        """Stop serving, from any thread; returns once `serve_forever` has (the socket may
+        then be closed)."""
         self._server.should_exit = True
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=15)
+        if self._serving.is_set():
+            self._stopped.wait(15)
 
     def server_close(self) -> None:
         self.socket.close()

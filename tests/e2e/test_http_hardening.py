@@ -83,7 +83,7 @@ def test_a_task_that_is_not_waiting_cannot_be_completed(rt: LocalRuntime) -> Non
             "/v1/complete",
             b'{"result": 1}',
             {"Authorization": "Bearer af1.YQ.Yg.\xc3\xa9\xc3\xa9"},
-            404,
+            403,  # a bad token naming no run: refused like any bad token (was 404: run enumeration)
         ),
         ("/v1/complete", b'{"result": 1}', {"Authorization": "Bearer junk"}, 403),
         ("/v1/complete", b'{"result": 1}', {}, 401),
