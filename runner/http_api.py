@@ -76,6 +76,8 @@ T = TypeVar("T")
 MAX_WAIT_S = 60.0
 MAX_FORM = 64_000
 MAX_HEADERS = 100
+MAX_HEAD = 32 * 1024  # bytes of all headers
+MAX_TARGET = 8 * 1024  # bytes of path and query
 MAX_CONNECTIONS = 200  # open connections; beyond, 503
 REQUEST_TIMEOUT_S = 30.0  # to send a whole request (head and body)
 WRITE_TIMEOUT_S = 30.0  # a client that reads nothing of an answer for this long is dropped
@@ -149,7 +151,8 @@ def allowed_host_names(bind: str, extra: Iterable[str] = ()) -> frozenset[str]:
 class _Guard:
     """What every request passes before the app (plain ASGI, so it sees the raw request):
 
-    - only GET, HEAD and POST (501), at most `MAX_HEADERS` headers (431), no Transfer-Encoding
+    - only GET, HEAD and POST (501), a target of at most `MAX_TARGET` bytes (414), at most
+      `MAX_HEADERS` headers of `MAX_HEAD` bytes in all (431), no Transfer-Encoding
       (411: a chunked body could hide a request from a proxy in front);
     - the Host header must name this server (DNS rebinding), except for /healthz and the
       token-authenticated /v1/ API that other machines call;
@@ -204,8 +207,13 @@ class _Guard:
     def _refusal(self, scope: Scope, headers: dict[str, str]) -> Response | None:
         if scope["method"] not in ("GET", "HEAD", "POST"):
             return PlainTextResponse("method not supported", 501)
-        if len(scope["headers"]) > MAX_HEADERS:
-            return PlainTextResponse("too many headers", 431)
+        if len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"") > MAX_TARGET:
+            return PlainTextResponse("request target too long", 414)
+        if (
+            len(scope["headers"]) > MAX_HEADERS
+            or sum(len(k) + len(v) for k, v in scope["headers"]) > MAX_HEAD
+        ):
+            return PlainTextResponse("too many or too large headers", 431)
         if "transfer-encoding" in headers:
             return JSONResponse({"error": "send the body with a Content-Length, not chunked"}, 411)
         path = scope["path"]

@@ -25,6 +25,7 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+MAX_HEAD = 64 * 1024
 _TIMEOUT_408 = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
@@ -130,6 +131,7 @@ class HttpServer:
             timeout_keep_alive=int(max(1, keep_alive_s)),
             timeout_graceful_shutdown=5,
             server_header=False,
+            h11_max_incomplete_event_size=MAX_HEAD,  # request line and headers; beyond: 400
         )
         self._server = _Server(config)
         self._serving = threading.Event()

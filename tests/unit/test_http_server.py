@@ -418,3 +418,44 @@ def test_control_characters_in_request_lines_are_not_logged_raw(
         assert data.startswith(b"HTTP/1.1 4")
     text = "".join(r.getMessage() for r in caplog.records)
     assert "\x1b" not in text and "\r" not in text and "\n" not in text
+
+
+# --- what held before the move to uvicorn keeps holding ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw,status",
+    [
+        (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", (400, 414)),
+        (b"GET /runs?" + b"a" * 9_000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", (414,)),
+        (
+            b"GET /runs HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(200)) + b"\r\n",
+            (431,),
+        ),
+        (b"POST /v1/complete HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -5\r\n\r\n", (400,)),
+        (b"POST /v1/complete HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1e3\r\n\r\n", (400,)),
+        (b"PUT /runs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n", (501,)),
+        (b"DELETE /v1/complete HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", (501,)),
+        (b"POST /v1/complete?wait=inf HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer x\r\n"
+         b"Content-Length: 2\r\n\r\n{}", (400,)),
+        (b"POST /v1/complete?wait=61 HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer x\r\n"
+         b"Content-Length: 2\r\n\r\n{}", (400,)),
+        (b"POST /v1/complete HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer af1." + b"Y" * 1100
+         + b"\r\nContent-Length: 13\r\n\r\n{\"result\": 1}", (403,)),
+    ],
+)  # fmt: skip
+def test_limits_and_refusals_still_hold(rt: LocalRuntime, raw: bytes, status: tuple[int, ...]) -> None:
+    data, _ = exchange(rt, raw.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1), wait_s=10)
+    assert data[:9] == b"HTTP/1.1 " and int(data[9:12]) in status, data[:300]
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/static/../http_api.py", "/static/%2e%2e/http_api.py", "/static/..%2fhttp_api.py", "//etc/passwd",
+     "/static/..\\http_api.py", "/static/style.css/..", "/static/.", "/static/%00", "/static/",
+     "/static//etc/passwd", "/static/%2e%2e%2f%2e%2e%2fcli.py"],
+)  # fmt: skip
+def test_static_files_are_only_the_stylesheet(rt: LocalRuntime, path: str) -> None:
+    assert request(rt, "GET", path)[0] == 404
+    code, headers, css = request(rt, "GET", "/static/style.css")
+    assert code == 200 and headers["Content-Type"].startswith("text/css") and css
