@@ -19,14 +19,47 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 MAX_HEAD = 64 * 1024
+LINGER_S = 2.0
 _TIMEOUT_408 = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+class _Lingering:
+    """The connection's transport, closing gracefully: on close, the answer already written is
+    sent, then the write side shut, and what the client still sends is read and dropped for up
+    to `LINGER_S` before the socket closes. Hazard: closing a socket with unread input makes
+    the kernel send a reset, and a client still sending its body (refused before it was read:
+    400, 413, 411) would then lose the answer it was sent."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self.lingering = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def is_closing(self) -> bool:
+        return self.lingering or self._transport.is_closing()
+
+    def close(self) -> None:
+        if self.lingering or self._transport.is_closing():
+            return
+        self.lingering = True
+        try:
+            if self._transport.can_write_eof():
+                self._transport.write_eof()  # after the buffered answer
+            self._transport.resume_reading()
+        except (OSError, RuntimeError):
+            self._transport.close()
+            return
+        self._loop.call_later(LINGER_S, self._transport.close)
 
 
 class _Protocol(H11Protocol):
@@ -59,10 +92,12 @@ class _Protocol(H11Protocol):
         self.transport.close()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(cast(asyncio.Transport, _Lingering(transport, self.loop)))
         self._arm()
 
     def data_received(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            return  # answered and closing: what still comes is dropped (see _Lingering)
         super().data_received(data)
         if self.conn.their_state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR):
             self._disarm()  # the request is in: the app may take its time (completions wait)
