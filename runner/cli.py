@@ -547,13 +547,22 @@ def fail(
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, help="Port to listen on.")
+@click.option(
+    "--allow-host",
+    "allow_hosts",
+    multiple=True,
+    help="A host name browsers may reach the dashboard by (repeatable; also ACKFLOW_ALLOWED_HOSTS, "
+    "comma-separated); 127.0.0.1, localhost, [::1] and --host always are.",
+)
 @click.pass_context
 @handle_errors
-def serve(ctx: click.Context, host: str, port: int) -> None:
+def serve(ctx: click.Context, host: str, port: int, allow_hosts: tuple[str, ...]) -> None:
     """Serve the dashboard and the lazy-task completion endpoint (see README).
 
     Dashboard at /runs (read-only unless ACKFLOW_OPERATOR_TOKEN is set); POST /v1/complete
     and /v1/fail with "Authorization: Bearer <token>" (needs ACKFLOW_SECRET); GET /healthz."""
+    import os
+
     from runner.durability import StoreGuard
     from runner.http_api import make_server
     from runner.redis_store import RedisStore
@@ -564,6 +573,7 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
         StoreGuard(cfg, store).startup()
     finally:
         store.close()
+    env_hosts = [h for h in os.environ.get("ACKFLOW_ALLOWED_HOSTS", "").split(",") if h.strip()]
     server = make_server(
         host,
         port,
@@ -571,6 +581,7 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
         cfg.max_payload_bytes,
         operator_token=cfg.operator_token,
         completions=bool(cfg.secret),
+        allowed_hosts=[*allow_hosts, *env_hosts],
     )
     on_sigterm(lambda: threading.Thread(target=server.shutdown, daemon=True).start())
     log = logging.getLogger("ackflow.http")

@@ -28,11 +28,12 @@ from runner.errors import (
     EncodeError,
     PayloadTooLargeError,
     RunNotFound,
+    WaitTimeout,
 )
 from runner.flows import TaskSpec
 from runner.lazy import result_values
 from runner.protocol import Event, unpack
-from runner.tokens import check_token, parse_token
+from runner.tokens import InvalidToken, check_token, parse_token
 from runner.transitions import COMPLETABLE
 
 if TYPE_CHECKING:
@@ -40,6 +41,22 @@ if TYPE_CHECKING:
 
 LIVE = (states.RUNNING, states.PAUSED)
 ACTIVE = (states.SCHEDULED, states.RUNNING, states.WAITING)
+INVALID = (
+    "invalid completion token: its signature does not match "
+    "(forged, altered, from another deployment, or for an earlier run with this id)"
+)
+
+
+class TokenForNoRun(InvalidToken, RunNotFound):
+    """A token naming a run that does not exist: as invalid as a forged one (the same words),
+    and still a `RunNotFound` for callers that tell the two apart."""
+
+    def __init__(self, run_id: str) -> None:
+        RunNotFound.__init__(self, run_id)
+        self.args = (INVALID,)
+
+    def __str__(self) -> str:
+        return INVALID
 
 
 def complete(
@@ -54,9 +71,17 @@ def complete(
         run_id, {keys.META: ["status", "created_ms"], keys.TASKS: [task], keys.SPEC: [task]}
     )
     status, created = got[keys.META]
+    # The signature first: a forged token is refused alike whether or not its run exists
+    # (telling them apart would let anyone list run ids). A genuine token of a run that no
+    # longer exists fails the check too (its creation time is unknown): `TokenForNoRun`.
+    try:
+        check_token(cfg.secret, cfg.prefix, token, int(created or 0))
+    except InvalidToken:
+        if status is None:
+            raise TokenForNoRun(run_id) from None
+        raise
     if status is None:
-        raise RunNotFound(run_id)
-    check_token(cfg.secret, cfg.prefix, token, int(created or 0))
+        raise TokenForNoRun(run_id)
     run_status = status.decode()
     raw_state, raw_spec = got[keys.TASKS][0], got[keys.SPEC][0]
     if raw_spec is None:
@@ -95,7 +120,10 @@ def complete(
         body,
         protocol.now_ms(),
     )
-    entries = client.send_and_await(event, wait_s)
+    try:
+        entries = client.send_and_await(event, wait_s)
+    except WaitTimeout:  # sent; an engine applies it when one gets to it
+        return "accepted"
     if entries is None:
         return "accepted"
     if any(e.scope == task and e.old != e.new for e in entries):

@@ -1,10 +1,12 @@
 """``ackflow serve``: the dashboard, and the HTTP endpoint outside systems call to complete
-lazy tasks.
+lazy tasks — a Starlette app, served by `runner.http_server` (uvicorn, h11).
 
 Dashboard (HTML): ``/runs`` (filters, counts, pages), ``/runs/<id>`` (DAG, tasks, history,
 control), ``/dlq`` (dead letters). Read-only unless an operator token is configured
-(``ACKFLOW_OPERATOR_TOKEN``); an operator logs in with it (a SameSite=Strict, HttpOnly
-cookie holds its hash) to pause, resume, cancel, retry, replay and purge.
+(``ACKFLOW_OPERATOR_TOKEN``, at least 16 characters); an operator logs in with it (logins are
+rate limited; a SameSite=Strict, HttpOnly cookie then holds a random session id) to pause,
+resume, cancel, retry, replay and purge. Only the configured host names are served to a
+browser (DNS rebinding); every POST must come from the dashboard's own origin (CSRF).
 
 Completion API (JSON):
 
@@ -17,13 +19,18 @@ field in the JSON body). ``?wait=S`` (default 10, at most 60) is how long to wai
 engine to apply the completion. Answers, always JSON:
 
     200 {"status": "completed" | "failed", "run_id", "task"}
-    202 {"status": "accepted"}           sent, not yet applied by an engine
+    202 {"status": "accepted"}           sent, not yet applied by an engine (it will be)
     400 malformed JSON, or a result that does not fit the task
-    401 no token                         403 invalid (forged, altered, foreign) token
-    404 no such run                      409 already completed, or the run is finished/cancelled
-    413 body too large                   503 RabbitMQ or Redis unavailable
+    401 no token                         403 invalid (forged, altered, foreign) token, or its run
+                                             does not exist (one answer: no run enumeration)
+    409 already completed, or the run is finished/cancelled
+    411 a chunked body (send Content-Length)   413 body too large
+    503 RabbitMQ or Redis unavailable, or the server is at its connection limit
 
-Standard library only (no framework to install). Tokens are never logged.
+Blocking work (the store, the broker) runs in bounded thread pools, one for pages and one for
+completions, each thread borrowing a pooled `Client`; a page is rendered, the client given
+back, and only then written, so a client that does not read holds nothing but its socket.
+Tokens are never logged.
 """
 
 from __future__ import annotations
@@ -32,17 +39,21 @@ import hmac
 import json
 import logging
 import queue
-import secrets
+import re
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from html import escape
-from http.cookies import CookieError, SimpleCookie
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, cast
-from urllib.parse import parse_qs, quote, urlencode, urlsplit
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runner.client import Client
 from runner.errors import (
@@ -53,17 +64,35 @@ from runner.errors import (
     PayloadTooLargeError,
     RunNotFound,
     StoreUnavailable,
+    WaitTimeout,
 )
+from runner.http_auth import SESSION_S, LoginLimiter, Sessions, check_operator_token
+from runner.http_server import HttpServer
 from runner.tokens import InvalidToken, parse_token
 
 log = logging.getLogger("ackflow.http")
+T = TypeVar("T")
+
 MAX_WAIT_S = 60.0
+MAX_FORM = 64_000
+MAX_HEADERS = 100
+MAX_HEAD = 32 * 1024  # bytes of all headers
+MAX_TARGET = 8 * 1024  # bytes of path and query
+MAX_CONNECTIONS = 200  # open connections; beyond, 503
+REQUEST_TIMEOUT_S = 30.0  # to send a whole request (head and body)
+WRITE_TIMEOUT_S = 30.0  # a client that reads nothing of an answer for this long is dropped
+POOL_SIZE = 8  # clients (and threads) for pages; as many again for completions
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+COOKIE = "ackflow_op"
+STATIC = Path(__file__).resolve().parent / "dashboard" / "static"
+_STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+_UNSAFE_LOG = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class ClientPool:
     """Clients are not thread-safe; request threads borrow one each."""
 
-    def __init__(self, factory: Callable[[], Client], size: int = 8) -> None:
+    def __init__(self, factory: Callable[[], Client], size: int = POOL_SIZE) -> None:
         self.factory = factory
         self._free: queue.LifoQueue[Client] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(size)
@@ -91,305 +120,465 @@ class ClientPool:
             self._all.clear()
 
 
-COOKIE = "ackflow_op"
-SESSION_S = 8 * 3600
-STATIC = Path(__file__).resolve().parent / "dashboard" / "static"
-_STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped: a request line cannot forge log lines."""
+    return _UNSAFE_LOG.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: CompletionServer
-    protocol_version = "HTTP/1.1"
+def _canonical(name: bytes) -> bytes:
+    """``set-cookie`` -> ``Set-Cookie``: names as clients have always seen them from this server."""
+    return b"-".join(part[:1].upper() + part[1:] for part in name.split(b"-"))
 
-    # --- plumbing ----------------------------------------------------------------------
 
-    def _raw(self, code: int, data: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("X-Content-Type-Options", "nosniff")
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
+def _host_name(host: str) -> str:
+    """The name part of a Host header or of an Origin's netloc (port dropped), lower case."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
-    def _html(self, code: int, body: str, title: str, flash: str = "", refresh: bool = False) -> None:
-        from runner.dashboard.pages import layout
 
-        page = layout(title, body, self._operator(), bool(self.server.operator_token), flash, refresh)
-        self._raw(code, page.encode(), "text/html; charset=utf-8", {"Cache-Control": "no-store"})
+def allowed_host_names(bind: str, extra: Iterable[str] = ()) -> frozenset[str]:
+    names = {*LOCAL_HOSTS, bind, *extra}
+    out = set()
+    for n in names:
+        n = n.strip().lower()
+        if n:
+            out.add(f"[{n.strip('[]')}]" if ":" in n.strip("[]") else n)
+    return frozenset(out)
 
-    def _redirect(self, where: str, cookie: str | None = None) -> None:
-        headers = {"Location": where}
-        if cookie is not None:
-            headers["Set-Cookie"] = cookie
-        self._raw(303, b"", "text/plain", headers)
 
-    def _session(self) -> str:
-        try:
-            jar = SimpleCookie(self.headers.get("Cookie", ""))
-        except CookieError:
-            return ""
-        return jar[COOKIE].value if COOKIE in jar else ""
+class _Guard:
+    """What every request passes before the app (plain ASGI, so it sees the raw request):
 
-    def _operator(self) -> bool:
-        return bool(self.server.operator_token) and self.server.sessions.valid(self._session())
+    - only GET, HEAD and POST (501), a target of at most `MAX_TARGET` bytes (414), at most
+      `MAX_HEADERS` headers of `MAX_HEAD` bytes in all (431), no Transfer-Encoding
+      (411: a chunked body could hide a request from a proxy in front);
+    - the Host header must name this server (DNS rebinding), except for /healthz and the
+      token-authenticated /v1/ API that other machines call;
+    - an answer sent before the body was read whole closes the connection (the rest of the
+      body must never be taken for the next request);
+    - one escaped log line per request.
+    """
 
-    def _length(self, limit: int) -> int | None:
-        """The request body's length, or None (after answering 400/413) if unusable."""
-        raw = (self.headers.get("Content-Length") or "0").strip()
-        if not raw.isdigit():
-            self._send(400, {"error": "Content-Length must be a non-negative integer"})
-            return None
-        length = int(raw)
-        if length > limit:
-            self._send(413, {"error": f"body of {length} bytes is over the limit of {limit}"})
-            return None
-        return length
+    def __init__(self, app: ASGIApp, hosts: frozenset[str]) -> None:
+        self.app = app
+        self.hosts = hosts
 
-    def _form(self) -> dict[str, str] | None:
-        length = self._length(64_000)
-        if length is None:
-            return None
-        return {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode(errors="replace")).items()}
-
-    def _cross_site(self) -> bool:
-        """A browser's request from another site (CSRF): refused for every POST of the dashboard."""
-        site = self.headers.get("Sec-Fetch-Site")
-        if site is not None and site not in ("same-origin", "none"):
-            return True
-        origin = self.headers.get("Origin")
-        return origin is not None and urlsplit(origin).netloc != self.headers.get("Host", "")
-
-    # --- dashboard ---------------------------------------------------------------------
-
-    def _dashboard_get(self, path: str, query: dict[str, str]) -> None:
-        from runner.dashboard import pages
-        from runner.errors import RunNotFound as NotFound
-
-        if path.startswith("/static/"):
-            f = STATIC / path.removeprefix("/static/")
-            if f.parent != STATIC or not f.is_file():
-                self._raw(404, b"not found", "text/plain")
-                return
-            self._raw(200, f.read_bytes(), _STATIC_TYPES.get(f.suffix, "application/octet-stream"))
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
             return
-        flash = query.get("msg", "")
-        with self.server.pages.client() as client:
-            if path in ("/", "/runs"):
-                try:
-                    body = pages.runs_page(client, query)
-                except ValueError as e:
-                    self._html(400, f"<h1>Bad filter</h1><p>{escape(str(e))}</p>", "Bad filter")
-                    return
-                self._html(200, body, "Runs", flash)
-            elif path.startswith("/runs/"):
-                run_id = path.removeprefix("/runs/")
-                try:
-                    body, info = pages.run_page(client, run_id, self._operator())
-                except NotFound:
-                    self._html(404, pages.not_found(run_id), "No such run")
-                    return
-                self._html(200, body, f"Run {run_id}", flash, refresh=not info.done)
-            elif path == "/dlq":
-                self._html(200, pages.dlq_page(client, self._operator()), "Dead letters", flash)
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        length = headers.get("content-length", "0")
+        body_left = not (length == "0" and "transfer-encoding" not in headers)
+        status = 0
+
+        async def reading() -> Message:
+            nonlocal body_left
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_left = False
+            return message
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [(_canonical(k), v) for k, v in message.get("headers", [])]
+                if body_left:
+                    headers.append((b"Connection", b"close"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        refusal = self._refusal(scope, headers)
+        try:
+            if refusal is not None:
+                await refusal(scope, reading, sending)
             else:
-                self._html(404, "<h1>Not found</h1>", "Not found")
+                await self.app(scope, reading, sending)
+        finally:
+            raw = scope.get("raw_path") or scope["path"].encode()
+            query = scope.get("query_string") or b""
+            line = raw.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+            client = scope.get("client") or ("-", 0)
+            log.info('%s "%s %s" %s', client[0], scope["method"], _printable(line[:2000]), status)
 
-    def _dashboard_post(self, path: str) -> None:
-        from runner import dlq
-        from runner.dashboard.pages import ACTIONS
-        from runner.kombu_broker import KombuBroker
-
-        if self._cross_site():
-            self._html(403, "<h1>Refused</h1><p>A request from another site.</p>", "Forbidden")
-            return
-        form = self._form()
-        if form is None:
-            return
-        if path == "/login":
-            want = self.server.operator_token
-            if want and hmac.compare_digest(form.get("token", "").encode(), want.encode()):
-                session = self.server.sessions.open()
-                cookie = f"{COOKIE}={session}; Path=/; Max-Age={SESSION_S}; HttpOnly; SameSite=Strict"
-                self._redirect("/runs?msg=logged+in", cookie)
-            else:
-                self._redirect("/runs?msg=wrong+operator+token")
-            return
-        if path == "/logout":
-            self.server.sessions.close(self._session())
-            self._redirect("/runs?msg=logged+out", f"{COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict")
-            return
-        if not self._operator():
-            self._html(403, "<h1>Operators only</h1><p>Log in with the operator token.</p>", "Forbidden")
-            return
-        parts = path.strip("/").split("/")
-        with self.server.pages.client() as client:
-            try:
-                if len(parts) == 3 and parts[0] == "runs" and parts[2] in ACTIONS:
-                    run_id, action = parts[1], parts[2]
-                    status = getattr(client, action)(run_id, "from the dashboard", wait_s=10.0)
-                    self._redirect(
-                        f"/runs/{quote(run_id)}?{urlencode({'msg': f'{action}: run is {status}'})}"
-                    )
-                elif parts[0] == "dlq" and not isinstance(client.broker, KombuBroker):
-                    self._redirect("/dlq?msg=local+mode+has+no+dead-letter+queue")
-                elif len(parts) == 3 and parts[0] == "dlq" and parts[2] == "replay":
-                    dl = dlq.replay(cast(KombuBroker, client.broker), parts[1])
-                    self._redirect(f"/dlq?{urlencode({'msg': f'replayed {dl.id} to {dl.queue}'})}")
-                elif parts == ["dlq", "purge"]:
-                    n = dlq.purge(cast(KombuBroker, client.broker))
-                    self._redirect(f"/dlq?{urlencode({'msg': f'purged {n} dead letters'})}")
-                else:
-                    self._html(404, "<h1>Not found</h1>", "Not found")
-            except AckflowError as e:
-                back = f"/runs/{quote(parts[1])}" if parts[0] == "runs" and len(parts) > 1 else "/dlq"
-                self._redirect(f"{back}?{urlencode({'msg': f'refused: {e}'})}")
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
-        log.info("%s %s", self.address_string(), format % args)  # request line only: no headers
-
-    def _send(self, code: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-        url = urlsplit(self.path)
-        if url.path == "/healthz":
-            self._send(200, {"ok": True})
-            return
-        try:
-            self._dashboard_get(url.path, {k: v[0] for k, v in parse_qs(url.query).items()})
-        except (BrokerUnavailable, StoreUnavailable) as e:
-            self._raw(503, str(e).encode(), "text/plain; charset=utf-8")
-
-    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
-        url = urlsplit(self.path)
-        if url.path not in ("/v1/complete", "/v1/fail"):
-            try:
-                self._dashboard_post(url.path)
-            except (BrokerUnavailable, StoreUnavailable) as e:
-                self._raw(503, str(e).encode(), "text/plain; charset=utf-8")
-            return
-        if not self.server.completions:
-            self._send(503, {"error": "this server completes no lazy tasks: ACKFLOW_SECRET is not set"})
-            return
-        length = self._length(self.server.max_body)
-        if length is None:
-            return
-        try:
-            body = json.loads(self.rfile.read(length) or b"{}")
-            if not isinstance(body, dict):
-                raise ValueError("the body must be a JSON object")
-        except (ValueError, RecursionError) as e:
-            self._send(400, {"error": f"malformed JSON: {type(e).__name__}: {str(e)[:200]}"})
-            return
-        auth = self.headers.get("Authorization", "")
-        token = auth[7:].strip() if auth.lower().startswith("bearer ") else body.get("token")
-        if not token:
-            self._send(401, {"error": "no completion token (send Authorization: Bearer <token>)"})
-            return
-        try:
-            wait_s = float(parse_qs(url.query).get("wait", ["10"])[0])
-            if not 0 <= wait_s <= MAX_WAIT_S:  # also refuses nan
-                raise ValueError
-        except ValueError:
-            self._send(400, {"error": f"wait must be a number of seconds from 0 to {MAX_WAIT_S:g}"})
-            return
-        self._complete(url.path == "/v1/fail", str(token), body, wait_s)
-
-    def _complete(self, fail: bool, token: str, body: dict[str, Any], wait_s: float) -> None:
-        try:
-            with self.server.pool.client() as client:  # the completions' own pool
-                if fail:
-                    if not isinstance(body.get("error"), str) or not body["error"]:
-                        self._send(400, {"error": 'a failure needs "error": "<message>"'})
-                        return
-                    status = client.fail(
-                        token,
-                        body["error"],
-                        error_type=str(body.get("type") or "ExternalError"),
-                        wait_s=wait_s,
-                    )
-                else:
-                    if "result" not in body:
-                        self._send(
-                            400, {"error": 'a completion needs "result" (null for a task providing nothing)'}
-                        )
-                        return
-                    status = client.complete(token, body["result"], wait_s=wait_s)
-                run_id, task = parse_token(token)
-        except InvalidToken as e:
-            self._send(403, {"error": str(e)})
-        except RunNotFound as e:
-            self._send(404, {"error": str(e)})
-        except AlreadyCompleted as e:
-            self._send(409, {"error": str(e), "status": "already completed"})
-        except CompletionRefused as e:
-            self._send(409, {"error": str(e)})
-        except PayloadTooLargeError as e:
-            self._send(413, {"error": str(e)})
-        except ValueError as e:
-            self._send(400, {"error": str(e)})
-        except (BrokerUnavailable, StoreUnavailable) as e:
-            self._send(503, {"error": str(e)})
-        else:
-            self._send(
-                202 if status == "accepted" else 200, {"status": status, "run_id": run_id, "task": task}
-            )
+    def _refusal(self, scope: Scope, headers: dict[str, str]) -> Response | None:
+        if scope["method"] not in ("GET", "HEAD", "POST"):
+            return PlainTextResponse("method not supported", 501)
+        if len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"") > MAX_TARGET:
+            return PlainTextResponse("request target too long", 414)
+        if (
+            len(scope["headers"]) > MAX_HEADERS
+            or sum(len(k) + len(v) for k, v in scope["headers"]) > MAX_HEAD
+        ):
+            return PlainTextResponse("too many or too large headers", 431)
+        if "transfer-encoding" in headers:
+            return JSONResponse({"error": "send the body with a Content-Length, not chunked"}, 411)
+        path = scope["path"]
+        if path != "/healthz" and not path.startswith("/v1/"):
+            if _host_name(headers.get("host", "")) not in self.hosts:
+                return PlainTextResponse(
+                    "unknown Host: this server answers only to its configured names (--allow-host)", 400
+                )
+        return None
 
 
-class Sessions:
-    """Operators' sessions: random ids, kept in this process, expiring; logout ends one."""
-
-    def __init__(self) -> None:
-        self._until: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def open(self) -> str:
-        sid = secrets.token_urlsafe(32)
-        with self._lock:
-            now = time.monotonic()
-            self._until = {k: v for k, v in self._until.items() if v > now}
-            self._until[sid] = now + SESSION_S
-        return sid
-
-    def valid(self, sid: str) -> bool:
-        with self._lock:
-            return bool(sid) and self._until.get(sid, 0.0) > time.monotonic()
-
-    def close(self, sid: str) -> None:
-        with self._lock:
-            self._until.pop(sid, None)
-
-
-class CompletionServer(ThreadingHTTPServer):
-    daemon_threads = True
+class Api:
+    """The routes, and what they share: client pools, sessions, the login limiter."""
 
     def __init__(
         self,
-        address: tuple[str, int],
-        pool: ClientPool,
+        factory: Callable[[], Client],
         max_body: int,
-        operator_token: str = "",
-        completions: bool = True,
+        operator_token: str,
+        completions: bool,
     ) -> None:
-        super().__init__(address, _Handler)
-        self.pool = pool  # completions
-        self.pages = ClientPool(pool.factory)  # the dashboard: slow completions never starve it
+        check_operator_token(operator_token)
+        self.pool = ClientPool(factory)  # completions
+        self.pages = ClientPool(factory)  # the dashboard: slow completions never starve it
         self.sessions = Sessions()
+        self.logins = LoginLimiter()
         self.max_body = max_body
         self.operator_token = operator_token
         self.completions = completions
+        self._limits: dict[str, anyio.CapacityLimiter] = {}
 
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}"
+    def routes(self) -> list[Route]:
+        return [
+            Route("/healthz", self.healthz, methods=["GET"]),
+            Route("/v1/complete", self.complete, methods=["POST"]),
+            Route("/v1/fail", self.complete, methods=["POST"]),
+            Route("/static/{name}", self.static, methods=["GET"]),
+            Route("/", self.runs, methods=["GET"]),
+            Route("/runs", self.runs, methods=["GET"]),
+            Route("/runs/{run_id}", self.run, methods=["GET"]),
+            Route("/dlq", self.dlq, methods=["GET"]),
+            Route("/login", self.login, methods=["POST"]),
+            Route("/logout", self.logout, methods=["POST"]),
+            Route("/runs/{run_id}/{action}", self.control, methods=["POST"]),
+            Route("/dlq/{rest:path}", self.dlq_action, methods=["POST"]),
+        ]
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    async def _in_thread(self, pool: str, fn: Callable[[], T]) -> T:
+        """Run blocking ``fn`` in the pool's threads (as many as it has clients)."""
+        if pool not in self._limits:  # made in the event loop's thread, on first use
+            self._limits[pool] = anyio.CapacityLimiter(POOL_SIZE)
+        return await anyio.to_thread.run_sync(fn, limiter=self._limits[pool])
+
+    async def _body(self, request: Request, limit: int) -> bytes | Response:
+        """The whole body, or the answer refusing it (413; the connection then closes)."""
+        length = int(request.headers.get("content-length") or 0)  # h11 checked: ASCII digits
+        if length > limit:
+            return JSONResponse({"error": f"body of {length} bytes is over the limit of {limit}"}, 413)
+        try:
+            return await request.body()
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody is there to read it
+
+    def _operator(self, request: Request) -> bool:
+        return bool(self.operator_token) and self.sessions.valid(request.cookies.get(COOKIE, ""))
+
+    def _page(
+        self, request: Request, code: int, body: str, title: str, refresh: bool = False
+    ) -> HTMLResponse:
+        from runner.dashboard.pages import layout
+
+        flash = request.query_params.get("msg", "")
+        page = layout(title, body, self._operator(request), bool(self.operator_token), flash, refresh)
+        return HTMLResponse(
+            page, code, headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+        )
+
+    async def _dashboard(self, request: Request, render: Callable[[Client], Response]) -> Response:
+        def work() -> Response:
+            with self.pages.client() as client:  # given back before the page is written
+                return render(client)
+
+        try:
+            return await self._in_thread("pages", work)
+        except (BrokerUnavailable, StoreUnavailable) as e:
+            return PlainTextResponse(str(e), 503)
+
+    @staticmethod
+    def _cross_site(request: Request) -> bool:
+        """A browser's request from another site (CSRF): refused for every POST of the dashboard.
+        The Host it is compared with has passed the allow-list (`_Guard`)."""
+        site = request.headers.get("sec-fetch-site")
+        if site is not None and site not in ("same-origin", "none"):
+            return True
+        origin = request.headers.get("origin")
+        return (
+            origin is not None and urlsplit(origin).netloc.lower() != request.headers.get("host", "").lower()
+        )
+
+    @staticmethod
+    def _redirect(where: str, cookie: str | None = None) -> Response:
+        headers = {"Location": where}
+        if cookie is not None:
+            headers["Set-Cookie"] = cookie
+        return Response(b"", 303, headers=headers, media_type="text/plain")
+
+    # --- pages -----------------------------------------------------------------------------
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    async def static(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        files = {p.name: p for p in STATIC.iterdir() if p.is_file()}
+        if name not in files:
+            return PlainTextResponse("not found", 404)
+        f = files[name]
+        return Response(
+            f.read_bytes(),
+            media_type=_STATIC_TYPES.get(f.suffix, "application/octet-stream"),
+            headers={"X-Content-Type-Options": "nosniff"},
+        )
+
+    async def runs(self, request: Request) -> Response:
+        from runner.dashboard import pages
+
+        query = dict(request.query_params)
+
+        def render(client: Client) -> Response:
+            try:
+                body = pages.runs_page(client, query)
+            except (ValueError, OverflowError) as e:
+                return self._page(request, 400, f"<h1>Bad filter</h1><p>{escape(str(e))}</p>", "Bad filter")
+            return self._page(request, 200, body, "Runs")
+
+        return await self._dashboard(request, render)
+
+    async def run(self, request: Request) -> Response:
+        from runner.dashboard import pages
+
+        run_id = request.path_params["run_id"]  # percent-decoded
+        operator = self._operator(request)
+
+        def render(client: Client) -> Response:
+            try:
+                body, info = pages.run_page(client, run_id, operator)
+            except RunNotFound:
+                return self._page(request, 404, pages.not_found(run_id), "No such run")
+            return self._page(request, 200, body, f"Run {run_id}", refresh=not info.done)
+
+        return await self._dashboard(request, render)
+
+    async def dlq(self, request: Request) -> Response:
+        from runner.dashboard import pages
+
+        operator = self._operator(request)
+        return await self._dashboard(
+            request, lambda c: self._page(request, 200, pages.dlq_page(c, operator), "Dead letters")
+        )
+
+    async def not_found(self, request: Request, exc: Exception) -> Response:
+        if request.url.path.startswith("/v1/") or request.url.path == "/healthz":
+            return JSONResponse({"error": "not found"}, 404)
+        return self._page(request, 404, "<h1>Not found</h1>", "Not found")
+
+    async def wrong_method(self, request: Request, exc: Exception) -> Response:
+        return PlainTextResponse("method not allowed here", 405)
+
+    # --- operators ---------------------------------------------------------------------------
+
+    async def _form(self, request: Request) -> dict[str, str] | Response:
+        if self._cross_site(request):
+            return self._page(
+                request, 403, "<h1>Refused</h1><p>A request from another site.</p>", "Forbidden"
+            )
+        raw = await self._body(request, MAX_FORM)
+        if isinstance(raw, Response):
+            return raw
+        return {k: v[0] for k, v in parse_qs(raw.decode(errors="replace")).items()}
+
+    async def login(self, request: Request) -> Response:
+        form = await self._form(request)
+        if isinstance(form, Response):
+            return form
+        who = request.client.host if request.client else "-"
+        wait = self.logins.wait_s(who)
+        if wait > 0:
+            page = self._page(
+                request, 429, f"<h1>Too many attempts</h1><p>Try again in {int(wait) + 1} s.</p>", "Wait"
+            )
+            page.headers["Retry-After"] = str(int(wait) + 1)
+            return page
+        want = self.operator_token
+        if want and hmac.compare_digest(form.get("token", "").encode(), want.encode()):
+            self.logins.succeeded(who)
+            session = self.sessions.open()
+            cookie = f"{COOKIE}={session}; Path=/; Max-Age={SESSION_S}; HttpOnly; SameSite=Strict"
+            return self._redirect("/runs?msg=logged+in", cookie)
+        if want:
+            self.logins.failed(who)
+        return self._redirect("/runs?msg=wrong+operator+token")
+
+    async def logout(self, request: Request) -> Response:
+        form = await self._form(request)
+        if isinstance(form, Response):
+            return form
+        self.sessions.close(request.cookies.get(COOKIE, ""))
+        return self._redirect(
+            "/runs?msg=logged+out", f"{COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict"
+        )
+
+    async def _operator_form(self, request: Request) -> Response | None:
+        form = await self._form(request)
+        if isinstance(form, Response):
+            return form
+        if not self._operator(request):
+            return self._page(
+                request, 403, "<h1>Operators only</h1><p>Log in with the operator token.</p>", "Forbidden"
+            )
+        return None
+
+    async def control(self, request: Request) -> Response:
+        from runner.dashboard.pages import ACTIONS
+
+        refused = await self._operator_form(request)
+        if refused is not None:
+            return refused
+        run_id, action = request.path_params["run_id"], request.path_params["action"]
+        if action not in ACTIONS:
+            return self._page(request, 404, "<h1>Not found</h1>", "Not found")
+        back = f"/runs/{quote(run_id, safe=':')}"
+
+        def act(client: Client) -> Response:
+            try:
+                status = getattr(client, action)(run_id, "from the dashboard", wait_s=10.0)
+            except AckflowError as e:
+                return self._redirect(f"{back}?{urlencode({'msg': f'refused: {e}'})}")
+            return self._redirect(f"{back}?{urlencode({'msg': f'{action}: run is {status}'})}")
+
+        return await self._dashboard(request, act)
+
+    async def dlq_action(self, request: Request) -> Response:
+        from runner import dlq
+        from runner.kombu_broker import KombuBroker
+
+        refused = await self._operator_form(request)
+        if refused is not None:
+            return refused
+        # from the raw path: a dead letter's id is percent-encoded whole, '/' included
+        raw = request.scope.get("raw_path", b"").decode("latin-1").removeprefix("/dlq/")
+        parts = raw.split("/")
+
+        def act(client: Client) -> Response:
+            if not isinstance(client.broker, KombuBroker):
+                return self._redirect("/dlq?msg=local+mode+has+no+dead-letter+queue")
+            broker = client.broker
+            try:
+                if len(parts) == 2 and parts[1] == "replay":
+                    dl = dlq.replay(broker, unquote(parts[0]))
+                    return self._redirect(f"/dlq?{urlencode({'msg': f'replayed {dl.id} to {dl.queue}'})}")
+                if parts == ["purge"]:
+                    n = dlq.purge(broker)
+                    return self._redirect(f"/dlq?{urlencode({'msg': f'purged {n} dead letters'})}")
+            except AckflowError as e:
+                return self._redirect(f"/dlq?{urlencode({'msg': f'refused: {e}'})}")
+            return self._page(request, 404, "<h1>Not found</h1>", "Not found")
+
+        return await self._dashboard(request, act)
+
+    # --- completions -------------------------------------------------------------------------
+
+    async def complete(self, request: Request) -> Response:
+        if not self.completions:
+            return JSONResponse(
+                {"error": "this server completes no lazy tasks: ACKFLOW_SECRET is not set"}, 503
+            )
+        raw = await self._body(request, self.max_body)
+        if isinstance(raw, Response):
+            return raw
+        try:
+            body = json.loads(raw or b"{}")
+            if not isinstance(body, dict):
+                raise ValueError("the body must be a JSON object")
+        except (ValueError, RecursionError) as e:
+            return JSONResponse({"error": f"malformed JSON: {type(e).__name__}: {str(e)[:200]}"}, 400)
+        auth = request.headers.get("authorization", "")
+        token = auth[7:].strip() if auth.lower().startswith("bearer ") else body.get("token")
+        if not token:
+            return JSONResponse({"error": "no completion token (send Authorization: Bearer <token>)"}, 401)
+        try:
+            wait_s = float(parse_qs(request.url.query).get("wait", ["10"])[0])
+            if not 0 <= wait_s <= MAX_WAIT_S:  # also refuses nan
+                raise ValueError
+        except ValueError:
+            return JSONResponse({"error": f"wait must be a number of seconds from 0 to {MAX_WAIT_S:g}"}, 400)
+        fail = request.url.path == "/v1/fail"
+        if fail and (not isinstance(body.get("error"), str) or not body["error"]):
+            return JSONResponse({"error": 'a failure needs "error": "<message>"'}, 400)
+        if not fail and "result" not in body:
+            return JSONResponse(
+                {"error": 'a completion needs "result" (null for a task providing nothing)'}, 400
+            )
+        return await self._in_thread("completions", lambda: self._complete(fail, str(token), body, wait_s))
+
+    def _complete(self, fail: bool, token: str, body: dict[str, Any], wait_s: float) -> Response:
+        try:
+            run_id, task = parse_token(token)
+            with self.pool.client() as client:  # the completions' own pool
+                if fail:
+                    error_type = str(body.get("type") or "ExternalError")
+                    status = client.fail(token, body["error"], error_type=error_type, wait_s=wait_s)
+                else:
+                    status = client.complete(token, body["result"], wait_s=wait_s)
+        except InvalidToken as e:  # before RunNotFound: a token naming no run is invalid
+            return JSONResponse({"error": str(e)}, 403)
+        except WaitTimeout:
+            status = "accepted"
+        except RunNotFound as e:
+            return JSONResponse({"error": str(e)}, 404)
+        except AlreadyCompleted as e:
+            return JSONResponse({"error": str(e), "status": "already completed"}, 409)
+        except CompletionRefused as e:
+            return JSONResponse({"error": str(e)}, 409)
+        except PayloadTooLargeError as e:
+            return JSONResponse({"error": str(e)}, 413)
+        except ValueError as e:
+            return JSONResponse({"error": str(e)}, 400)
+        except (BrokerUnavailable, StoreUnavailable) as e:
+            return JSONResponse({"error": str(e)}, 503)
+        if status == "accepted":
+            return JSONResponse({"status": status, "run_id": run_id, "task": task}, 202)
+        return JSONResponse({"status": status, "run_id": run_id, "task": task}, 200)
+
+
+class CompletionServer(HttpServer):
+    """The app on its socket, with what `ackflow serve` and local mode need to reach."""
+
+    def __init__(self, api: Api, host: str, port: int, allowed_hosts: Iterable[str]) -> None:
+        app = Starlette(
+            routes=api.routes(),
+            exception_handlers={404: api.not_found, 405: api.wrong_method},
+        )
+        super().__init__(
+            _Guard(app, allowed_host_names(host, allowed_hosts)),
+            host,
+            port,
+            max_connections=MAX_CONNECTIONS,
+            request_timeout_s=REQUEST_TIMEOUT_S,
+            write_timeout_s=WRITE_TIMEOUT_S,
+        )
+        self.api = api
+        self.pool = _Pools(api)
+
+
+class _Pools:
+    """``server.pool.close()`` closes both pools' clients."""
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+
+    def close(self) -> None:
+        self.api.pool.close()
+        self.api.pages.close()
 
 
 def make_server(
@@ -399,5 +588,10 @@ def make_server(
     max_body: int,
     operator_token: str = "",
     completions: bool = True,
+    allowed_hosts: Iterable[str] = (),
 ) -> CompletionServer:
-    return CompletionServer((host, port), ClientPool(factory), max_body, operator_token, completions)
+    """Bind ``host:port`` (0: any free port); serve with `serve_forever` or `start`.
+    ``allowed_hosts``: host names browsers may reach the dashboard by, besides 127.0.0.1,
+    localhost, [::1] and ``host``. Raises `AckflowError` for an operator token under 16
+    characters."""
+    return CompletionServer(Api(factory, max_body, operator_token, completions), host, port, allowed_hosts)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -88,26 +88,29 @@ class LocalRuntime:
         rid = self.client.submit(flow, inputs, run_id=run_id)
         return self.client.wait(rid, timeout_s, on_history)
 
-    def serve(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Start this process's HTTP server (dashboard, lazy-task completions); return its URL."""
+    def client_factory(self) -> Client:
+        """A new client of this runtime (one per thread that needs one)."""
+        return Client(self.config, self.store, self.hub.connect)
+
+    def serve(self, host: str = "127.0.0.1", port: int = 0, allowed_hosts: Iterable[str] = ()) -> str:
+        """Start this process's HTTP server (dashboard, lazy-task completions) in a background
+        thread; return its URL. ``allowed_hosts``: see `runner.http_api.make_server`."""
         from runner.http_api import make_server
 
         if self.server is None:
             self.server = make_server(
                 host,
                 port,
-                lambda: Client(self.config, self.store, self.hub.connect),
+                self.client_factory,
                 self.config.max_payload_bytes,
                 operator_token=self.config.operator_token,
-            )
-            t = threading.Thread(target=self.server.serve_forever, name="ackflow-http", daemon=True)
-            t.start()
-            self._threads.append(t)
+                allowed_hosts=allowed_hosts,
+            ).start()
         return str(self.server.url)
 
     def close(self) -> None:
         if self.server is not None:
-            self.server.shutdown()
+            self.server.shutdown()  # joins its thread
             self.server.server_close()
             self.server.pool.close()
         self.engine.stop()

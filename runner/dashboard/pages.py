@@ -7,20 +7,26 @@ password or completion token is ever rendered. Control buttons appear only for a
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from html import escape
-from urllib.parse import urlencode
+from typing import TYPE_CHECKING
+from urllib.parse import quote, urlencode
 
 from runner import keys, states
 from runner.client import Client, RunInfo
 from runner.dashboard import svg
+from runner.dashboard.values import cut, show
 from runner.flows import TaskSpec
 from runner.logs import scrub
 from runner.protocol import unpack
 
+if TYPE_CHECKING:
+    from runner.dlq import DeadLetter
+
 PAGE = 50
+MAX_HISTORY = 1_000  # history rows a run page shows (the newest)
+MAX_TEXT = 16_000  # characters of one error message or traceback shown
 ACTIONS = {
     "pause": (states.RUNNING,),
     "resume": (states.PAUSED,),
@@ -41,6 +47,21 @@ def _dur(start: int | None, end: int | None) -> str:
         return "-"
     s = (end - start) / 1000
     return f"{s * 1000:.0f} ms" if s < 1 else f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+def run_href(run_id: str) -> str:
+    """The path of a run's page: the id percent-encoded (``:`` kept), then HTML-escaped."""
+    return escape(f"/runs/{quote(run_id, safe=':')}")
+
+
+def text(value: object, limit: int = MAX_TEXT) -> str:
+    """A stored text for the page: secrets scrubbed, cut, escaped."""
+    return escape(cut(scrub(str(value)), limit))
+
+
+def millis(value: object) -> str:
+    """A task's duration: only a whole number is shown (the event carrying it is outside data)."""
+    return f"{value} ms" if isinstance(value, int) and not isinstance(value, bool) else "-"
 
 
 def badge(status: str) -> str:
@@ -130,7 +151,7 @@ def runs_page(client: Client, q: Mapping[str, str]) -> str:
         st, fl = meta[0].decode(), (meta[1] or b"").decode()
         created, finished = int(meta[2] or 0), int(meta[3]) if meta[3] else None
         body_rows.append(
-            f'<tr data-run="{escape(run_id)}"><td><a href="/runs/{escape(run_id)}">{escape(run_id)}</a></td>'
+            f'<tr data-run="{escape(run_id)}"><td><a href="{run_href(run_id)}">{escape(run_id)}</a></td>'
             f"<td>{escape(fl)}</td><td>{badge(st)}</td><td>{_ts(created)}</td><td>{_ts(finished)}</td>"
             f"<td>{_dur(created, finished)}</td></tr>"
         )
@@ -168,7 +189,7 @@ def run_page(client: Client, run_id: str, operator: bool) -> tuple[str, RunInfo]
             disabled = "" if info.status in allowed else " disabled"
             cls = ' class="danger"' if action == "cancel" else ""
             actions.append(
-                f'<form class="inline" method="post" action="/runs/{escape(run_id)}/{action}">'
+                f'<form class="inline" method="post" action="{run_href(run_id)}/{action}">'
                 f'<button type="submit" name="action" value="{action}"{cls}{disabled}>{action}</button></form>'
             )
     head = (
@@ -178,18 +199,18 @@ def run_page(client: Client, run_id: str, operator: bool) -> tuple[str, RunInfo]
     )
     outcome = ""
     if info.result is not None:
-        outcome += f'<div class="card"><h2>Result</h2><pre>{escape(scrub(json.dumps(info.result, indent=2, default=repr)))}</pre></div>'
+        outcome += f'<div class="card"><h2>Result</h2><pre>{escape(scrub(show(info.result)))}</pre></div>'
     if info.error:
         e = info.error
         cause = e.get("cause") or {}
         outcome += (
             f'<div class="card error"><h2>Error</h2><p>in task <b>{escape(str(e.get("task", "")))}</b>: '
-            f"<b>{escape(str(e.get('type')))}</b>: {escape(scrub(str(e.get('message', ''))))}</p>"
+            f"<b>{text(e.get('type'), 200)}</b>: {text(e.get('message', ''))}</p>"
         )
         if cause:
-            outcome += f"<p>cause: {escape(str(cause.get('type')))}: {escape(scrub(str(cause.get('message', ''))))}</p>"
+            outcome += f"<p>cause: {text(cause.get('type'), 200)}: {text(cause.get('message', ''))}</p>"
         if e.get("traceback"):
-            outcome += f'<pre class="traceback">{escape(scrub(str(e["traceback"])))}</pre>'
+            outcome += f'<pre class="traceback">{text(e["traceback"])}</pre>'
         outcome += "</div>"
     task_rows = []
     for name, t in info.tasks.items():
@@ -197,42 +218,47 @@ def run_page(client: Client, run_id: str, operator: bool) -> tuple[str, RunInfo]
         if t.status == states.WAITING:
             extra = "waiting for an outside completion (token not shown)"
         if t.progress:
-            extra = f"{t.progress[0]:.0%} {escape(scrub(t.progress[1]))}"
+            extra = f"{t.progress[0]:.0%} {text(t.progress[1], 500)}"
         if t.error:
-            extra = f"{escape(str(t.error.get('type')))}: {escape(scrub(str(t.error.get('message', ''))))}"
+            extra = f"{text(t.error.get('type'), 200)}: {text(t.error.get('message', ''))}"
             if t.error.get("traceback"):
-                extra += f"<details><summary>traceback</summary><pre>{escape(scrub(str(t.error['traceback'])))}</pre></details>"
+                extra += (
+                    f"<details><summary>traceback</summary><pre>{text(t.error['traceback'])}</pre></details>"
+                )
         if t.retry_at_ms:
             extra += f" · next attempt at {_ts(t.retry_at_ms)}"
         if t.revert_error:
-            extra += f" · revert failed: {escape(scrub(str(t.revert_error.get('message', ''))))}"
-        dur = f"{t.duration_ms} ms" if t.duration_ms is not None else "-"
+            extra += f" · revert failed: {text(t.revert_error.get('message', ''))}"
         task_rows.append(
-            f'<tr data-task="{escape(name)}"><td>{escape(name)}</td><td>{badge(t.status)}</td><td>{t.attempt}</td>'
-            f"<td>{escape(t.worker)}</td><td>{dur}</td><td>{extra}</td></tr>"
+            f'<tr data-task="{escape(name)}"><td>{escape(name)}</td><td>{badge(t.status)}</td><td>{escape(str(t.attempt))}</td>'
+            f"<td>{escape(str(t.worker))}</td><td>{millis(t.duration_ms)}</td><td>{extra}</td></tr>"
         )
     tasks = (
         '<div class="card"><h2>Tasks</h2><table><thead><tr><th>task</th><th>state</th><th>attempt</th>'
         f"<th>worker</th><th>took</th><th></th></tr></thead><tbody>{''.join(task_rows)}</tbody></table></div>"
     )
     hist_rows = []
-    for h in history:
+    shown = history[-MAX_HISTORY:]
+    if len(shown) < len(history):
+        hist_rows.append(
+            f"<tr><td colspan=5 class=muted>{len(history) - len(shown)} earlier entries not shown"
+            " (ackflow history shows all)</td></tr>"
+        )
+    for h in shown:
         note = str(h.extra.get("note", ""))
         cls = ' class="fenced"' if note.startswith("fenced") else ""
         what = f"{escape(h.old)} → {escape(h.new)}" if h.old != h.new else escape(h.new)
         detail = []
         if "error_type" in h.extra:
-            detail.append(
-                f"{escape(str(h.extra['error_type']))}: {escape(scrub(str(h.extra.get('error', ''))))}"
-            )
+            detail.append(f"{text(h.extra['error_type'], 200)}: {text(h.extra.get('error', ''))}")
         if note:
-            detail.append(escape(scrub(note)))
+            detail.append(text(note, 2_000))
         if h.extra.get("redelivered"):
             detail.append('<span class="redelivered">redelivered event</span>')
         if h.extra.get("worker"):
             detail.append(f'<span class="muted">{escape(str(h.extra["worker"]))}</span>')
         hist_rows.append(
-            f"<tr{cls}><td>{_ts(h.at_ms, precise=True)}</td><td>{escape(h.scope)}</td><td>{h.attempt or ''}</td>"
+            f"<tr{cls}><td>{_ts(h.at_ms, precise=True)}</td><td>{escape(h.scope)}</td><td>{escape(str(h.attempt or ''))}</td>"
             f"<td>{what}</td><td>{' · '.join(detail)}</td></tr>"
         )
     hist = (
@@ -250,6 +276,25 @@ def not_found(run_id: str) -> str:
 # --- dead letters ----------------------------------------------------------------------
 
 
+def dlq_rows(letters: list[DeadLetter], operator: bool) -> str:
+    """The dead letters' table rows; a replay form's action holds the id percent-encoded
+    whole (an id is outside data: ``../runs/x/cancel?`` must not become another action)."""
+    rows = []
+    for dl in letters:
+        replay = (
+            f'<form class="inline" method="post" action="/dlq/{escape(quote(dl.id, safe=""))}/replay">'
+            '<button type="submit">replay</button></form>'
+            if operator
+            else ""
+        )
+        rows.append(
+            f'<tr data-dead="{escape(dl.id)}"><td>{escape(dl.id)}</td><td>{text(dl.reason, 2_000)}</td>'
+            f"<td>{escape(dl.queue)}</td><td>{escape(str(dl.delivery_count))}</td>"
+            f"<td><code>{escape(scrub(dl.describe_body())[:200])}</code></td><td>{replay}</td></tr>"
+        )
+    return "".join(rows)
+
+
 def dlq_page(client: Client, operator: bool) -> str:
     from runner import dlq
     from runner.kombu_broker import KombuBroker
@@ -257,18 +302,7 @@ def dlq_page(client: Client, operator: bool) -> str:
     if not isinstance(client.broker, KombuBroker):
         return "<h1>Dead letters</h1><p class=muted>Local mode has no dead-letter queue.</p>"
     letters = dlq.list_dead(client.broker, limit=200)
-    rows = []
-    for dl in letters:
-        replay = (
-            f'<form class="inline" method="post" action="/dlq/{escape(dl.id)}/replay"><button type="submit">replay</button></form>'
-            if operator
-            else ""
-        )
-        rows.append(
-            f'<tr data-dead="{escape(dl.id)}"><td>{escape(dl.id)}</td><td>{escape(scrub(dl.reason))}</td>'
-            f"<td>{escape(dl.queue)}</td><td>{dl.delivery_count}</td>"
-            f"<td><code>{escape(scrub(dl.describe_body())[:200])}</code></td><td>{replay}</td></tr>"
-        )
+    rows = dlq_rows(letters, operator)
     purge = (
         '<form class="inline" method="post" action="/dlq/purge"><button class="danger" type="submit">purge all</button></form>'
         if operator and letters
@@ -277,5 +311,5 @@ def dlq_page(client: Client, operator: bool) -> str:
     return (
         f"<h1>Dead letters ({len(letters)})</h1><div class=card>{purge}<table><thead><tr><th>id</th><th>reason</th>"
         "<th>from queue</th><th>deliveries</th><th>message</th><th></th></tr></thead><tbody>"
-        f"{''.join(rows) or '<tr><td colspan=6 class=muted>none</td></tr>'}</tbody></table></div>"
+        f"{rows or '<tr><td colspan=6 class=muted>none</td></tr>'}</tbody></table></div>"
     )

@@ -13,16 +13,26 @@ W, H, GAP_X, GAP_Y, PAD = 170, 52, 60, 22, 16
 
 
 def _levels(specs: Mapping[str, TaskSpec]) -> dict[str, int]:
+    """Each task's column: 1 + the deepest of its predecessors. Iterative (topological order):
+    recursing once per link overflowed the stack on a 1,200-task chain."""
+    preds = {n: [p for p in specs[n].preds if p in specs and p != n] for n in specs}
+    succs: dict[str, list[str]] = {n: [] for n in specs}
+    missing = {n: len(ps) for n, ps in preds.items()}
+    for n, ps in preds.items():
+        for p in ps:
+            succs[p].append(n)
     level: dict[str, int] = {}
-
-    def depth(n: str, seen: frozenset[str] = frozenset()) -> int:
-        if n not in level:
-            preds = [p for p in specs[n].preds if p in specs and p not in seen]
-            level[n] = 1 + max((depth(p, seen | {n}) for p in preds), default=-1)
-        return level[n]
-
-    for n in specs:
-        depth(n)
+    ready = [n for n, k in missing.items() if k == 0]
+    while ready:
+        n = ready.pop()
+        level[n] = 1 + max((level[p] for p in preds[n]), default=-1)
+        for s in succs[n]:
+            missing[s] -= 1
+            if missing[s] == 0:
+                ready.append(s)
+    deepest = max(level.values(), default=-1)
+    for n in specs:  # in a cycle (not a valid flow): drawn after everything else
+        level.setdefault(n, deepest + 1)
     return level
 
 
@@ -70,9 +80,9 @@ def dag(specs: Mapping[str, TaskSpec], tasks: Mapping[str, Any]) -> str:
         detail = f"attempt {getattr(t, 'attempt', 0)}"
         if getattr(t, "progress", None):
             frac, msg = t.progress
-            detail = f"{frac:.0%} {scrub(msg)}".strip()
-        elif getattr(t, "duration_ms", None) is not None:
-            detail += f" · {t.duration_ms} ms"
+            detail = f"{frac:.0%} {scrub(str(msg))}".strip()
+        elif isinstance(getattr(t, "duration_ms", None), int) and not isinstance(t.duration_ms, bool):
+            detail += f" · {t.duration_ms} ms"  # only a number: the event carrying it is outside data
         if specs[n].map is not None:
             detail = "map · " + detail
         parts.append(

@@ -84,7 +84,7 @@ def test_a_task_that_has_not_started_cannot_be_completed(rt: LocalRuntime) -> No
             "/v1/complete",
             b'{"result": 1}',
             {"Authorization": "Bearer af1.YQ.Yg.\xc3\xa9\xc3\xa9"},
-            404,
+            403,  # a bad token naming no run: refused like any bad token (was 404: run enumeration)
         ),
         ("/v1/complete", b'{"result": 1}', {"Authorization": "Bearer junk"}, 403),
         ("/v1/complete", b'{"result": 1}', {}, 401),

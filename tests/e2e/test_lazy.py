@@ -346,3 +346,21 @@ def test_local_mode_accepts_a_completion_sent_while_the_task_runs(config: Config
         answered_once(rt.client, rid)
         with pytest.raises(AlreadyCompleted, match="already completed"):
             rt.client.complete(token, RESULT)
+
+
+def test_a_completion_no_engine_applies_in_time_is_accepted(procs: Processes, client: Client) -> None:
+    engine = procs.engine()
+    procs.start("worker", "tests.e2e.semantic_flows")
+    rid, token = start_waiting_run(procs, client)
+    engine.terminate()  # from now on a completion is published, but no engine applies it (yet)
+    engine.wait(30)
+    procs.retire(engine)
+    base = procs.serve()
+    out = procs.run("complete", token, "--wait", "0", "--result", json.dumps(RESULT))
+    assert (out.returncode, out.stdout.strip()) == (0, "accepted"), out.stderr
+    code, body = post(f"{base}/v1/complete?wait=0", token, {"result": RESULT})
+    assert (code, body["status"]) == (202, "accepted")
+    out = procs.run("complete", token, "--url", base, "--wait", "0", "--result", json.dumps(RESULT))
+    assert (out.returncode, out.stdout.strip()) == (0, "accepted"), out.stderr
+    procs.engine()  # the first completion is applied, the others are told it already was
+    finished(procs, client, rid)
