@@ -246,6 +246,10 @@ def test_a_short_operator_token_is_refused_at_start() -> None:
 
 
 def test_a_forged_duration_is_not_rendered_as_markup(rt: LocalRuntime) -> None:
+    """Two defences: the engine refuses (dead-letters) a result whose duration is not an
+    integer, and the page never renders a duration that is not one."""
+    from runner.dashboard import pages
+
     rid, gate = held_run(rt)
     evil = "<img src=x onerror=alert(document.domain)>"
     event = Event(
@@ -258,10 +262,13 @@ def test_a_forged_duration_is_not_rendered_as_markup(rt: LocalRuntime) -> None:
         0,
     )
     rt.client.broker.publish([Outgoing(ENGINE_QUEUE, event.id, protocol.encode(event))])
+    hf.GATES[gate].set()  # the real result follows; the forged one was dead-lettered
     assert rt.client.wait(rid, 30).status == "SUCCESS"
-    hf.GATES[gate].set()
     code, _, page = request(rt, "GET", f"/runs/{rid}")
     assert code == 200 and b"<img" not in page
+    reasons = [d.reason for d in rt.client.broker.list_dead() if d.id == event.id]
+    assert len(reasons) == 1 and "field 'ms' has type str" in reasons[0], reasons
+    assert "<img" not in pages.millis(evil) and pages.millis(1200) != ""
 
 
 def test_dead_letter_ids_are_quoted_in_their_replay_forms() -> None:
