@@ -14,8 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from runner import flow, keys, protocol, states, task
+from runner.define.tasks import Registry
 from runner.protocol import TaskRequest
-from runner.tasks import Registry
 from tests.unit.test_engine_cases import Harness, reverted
 from workers.execute import not_started
 from workers.runtime import skip_reason

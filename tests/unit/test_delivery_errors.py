@@ -13,9 +13,9 @@ from runner import flow, protocol, task
 from runner.broker import DEAD_QUEUE, ENGINE_QUEUE, Delivery, Outgoing, task_queue
 from runner.client import RunInfo
 from runner.config import Config
+from runner.define.tasks import Registry
 from runner.errors import PublishError
 from runner.local_broker import LocalBroker
-from runner.tasks import Registry
 from tests.e2e import flows
 from tests.unit.test_engine import Harness
 from workers.runtime import Worker
