@@ -1,5 +1,5 @@
 """The worker process runtime: consume task requests, execute them, publish results."""
 
-from workers.runtime import Worker
+from workers.loop import Worker
 
 __all__ = ["Worker"]

@@ -25,7 +25,7 @@ from runner.protocol import Event, TaskRequest
 from tests.e2e import flows
 from tests.unit.test_engine import Harness
 from tests.unit.test_fuzz_protocol import FIELDS, values
-from workers.runtime import Worker
+from workers.loop import Worker
 
 pytestmark = pytest.mark.fuzz
 

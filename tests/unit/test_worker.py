@@ -12,7 +12,7 @@ from runner.define.tasks import Registry
 from runner.errors import PublishError
 from runner.local_broker import LocalBroker
 from tests.unit.test_engine import Harness
-from workers.runtime import Worker
+from workers.loop import Worker
 
 reg = Registry()
 
