@@ -54,7 +54,7 @@ KNOWN_ROOM_EXCEPTIONS = {
 # The worker's own modules (not its CLI, which builds the adapters the command runs with):
 # the runner units they may import. Contracts, never a concrete store or broker, and nothing
 # of the operator surfaces.
-WORKER_MODULES = ("workers/loop.py", "workers/execute.py")
+WORKER_MODULES = ("workers/loop.py", "workers/leases.py", "workers/execute.py")
 ADAPTERS = [["store", "redis"], ["store", "memory"], ["broker", "kombu"], ["broker", "local"]]
 ADAPTER_ALIASES = [["redis_store"], ["memory_store"], ["kombu_broker"], ["local_broker"]]
 WORKER_MAY_NOT_IMPORT = {
