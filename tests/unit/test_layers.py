@@ -298,3 +298,28 @@ def test_the_reader_sees_function_level_imports() -> None:
     src = ROOT / "runner" / "connect.py"
     targets = {i.target for i in imports_of(src)}
     assert "runner.broker.kombu.KombuBroker" in targets  # inside open_broker and TYPE_CHECKING
+
+
+def test_the_public_api_and_the_old_paths_still_import() -> None:
+    """The moves keep what users import (issue 13): the package's names, runner.lazy and
+    runner.local, and each old path resolving to the same objects as the new one."""
+    import importlib
+
+    import runner
+    from runner import flow
+    from runner.define import flows, lazy, tasks
+    from runner.lazy import Deferred, defer
+
+    assert {"Client", "Retry", "current_task", "flow", "task"} <= set(runner.__all__)
+    assert flow is flows and runner.task is tasks.task
+    assert flow.when is flows.when and flow.linear is flows.linear
+    assert (defer, Deferred) == (lazy.defer, lazy.Deferred)
+    importlib.import_module("runner.local")
+    for name in ("flows", "tasks", "conditions", "retry", "context", "lazy", "loading"):
+        old, new = importlib.import_module(f"runner.{name}"), importlib.import_module(f"runner.define.{name}")
+        assert all(getattr(old, n) is getattr(new, n) for n in dir(new) if not n.startswith("_"))
+    assert importlib.import_module("runner.tasks").REGISTRY is tasks.REGISTRY
+    from workers.loop import Worker
+    from workers.runtime import Worker as OldWorker
+
+    assert OldWorker is Worker
