@@ -12,14 +12,14 @@ run_id = client.submit(adder, {"a": 1, "b": 2})
 print(client.wait(run_id).result)   # {'total': 3}
 """
 
-from runner import flows as flow
 from runner.client import Client, HistoryEntry, RunInfo, TaskInfo
 from runner.config import Config
-from runner.context import TaskContext, current_task
+from runner.define import flows as flow
+from runner.define.context import TaskContext, current_task
+from runner.define.flows import Flow, FlowSpec
+from runner.define.retry import Retry
+from runner.define.tasks import TaskDef, task
 from runner.errors import AckflowError
-from runner.flows import Flow, FlowSpec
-from runner.retry import Retry
-from runner.tasks import TaskDef, task
 
 __all__ = [
     "AckflowError",

@@ -1,5 +1,17 @@
-"""The worker process runtime: consume task requests, execute them, publish results."""
+"""The worker: consume task requests, execute them, publish results.
 
-from workers.runtime import Worker
+- `loop`: `Worker`, the message loop (one thread owns the broker connection, a pool runs the
+  tasks): accept, dispatch, publish results with confirms, then acknowledge.
+- `leases`: long tasks hold no delivery: when a task is due a lease, and the heartbeat thread
+  that renews leases and carries progress and cancellation.
+- `execute`: running one task request's body and turning its outcome into an event.
+- `cli`: the ``ackflow worker`` command (found by runner's CLI through an entry point).
+
+May import any of runner's contracts and leaves (never a concrete store or broker outside
+`cli`, never an operator surface; tests/unit/test_layers.py enforces it); runner never imports
+workers. ``workers.runtime`` is the deprecated old path of `loop`.
+"""
+
+from workers.loop import Worker
 
 __all__ = ["Worker"]

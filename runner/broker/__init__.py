@@ -3,11 +3,13 @@
 - `base`: the `Broker` protocol, `Outgoing` / `Delivery`, the logical queue names and the
   dead-letter headers; the `DeadLetters` protocol and `DeadLetter` record for operator surfaces.
 - `dead_letters`: reading a dead letter's headers (ours or RabbitMQ's), shared by the adapters.
-- `kombu`: RabbitMQ through kombu, the only module in ackflow that imports kombu.
+- `kombu`: RabbitMQ through kombu. `kombu_admin` (queue inspection, `DeadLetters` and the
+  queue arguments, a base of `KombuBroker`) and `kombu_errors` (which failures mean the
+  connection is gone) are split off it; these three are the only modules importing kombu.
 - `local`: the in-process broker of local mode.
 
 May import: the standard library, `runner.errors`, `runner.config`, `runner.protocol` (and
-kombu in `kombu` only). Never the engine, the client, the store, the CLI, the HTTP API or the
+kombu in `kombu*` only). Never the engine, the client, the store, the CLI, the HTTP API or the
 dashboard (tests/unit/test_layers.py enforces it). This package re-exports `base`, so the old
 ``from runner.broker import Broker`` keeps working; importing it never imports kombu.
 """

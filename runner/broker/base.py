@@ -2,7 +2,7 @@
 
 A broker carries opaque msgpack bodies between named logical queues: ``engine`` for events,
 ``task.<queue>`` for task requests, ``dead`` for dead letters. Two implementations:
-`runner.broker.kombu.KombuBroker` (RabbitMQ, the only module that imports kombu) and
+`runner.broker.kombu.KombuBroker` (RabbitMQ; kombu is imported in runner/broker/kombu*.py only) and
 `runner.broker.local.LocalBroker` (in-process, for local mode).
 
 Rules both follow: manual acknowledgement; `publish` returns only once the broker has

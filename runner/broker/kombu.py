@@ -1,4 +1,5 @@
-"""RabbitMQ through kombu/py-amqp: the only module that imports kombu.
+"""RabbitMQ through kombu/py-amqp (with kombu_admin and kombu_errors, the only modules that
+import kombu).
 
 Features: one durable direct exchange named by the deployment prefix; durable queues
 ``<prefix>.engine``, ``<prefix>.task.<name>`` and ``<prefix>.dead``, quorum by default (with
@@ -31,12 +32,10 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import amqp.exceptions
-import kombu.exceptions
 from kombu import Connection, Exchange, Queue  # type: ignore[attr-defined]
 
 from runner.broker.base import (
@@ -45,30 +44,18 @@ from runner.broker.base import (
     H_COUNT,
     H_QUEUE,
     H_REASON,
-    DeadLetter,
-    DeadLetterNotFound,
     Delivery,
     Outgoing,
 )
-from runner.broker.dead_letters import from_headers, replay_message
+from runner.broker.kombu_admin import KombuAdmin
+from runner.broker.kombu_admin import queue_arguments as queue_arguments  # re-exported: ackflow topology
+from runner.broker.kombu_errors import CONN_ERRORS as _CONN_ERRORS
+from runner.broker.kombu_errors import ConnectionLost as _ConnectionLost
 from runner.config import Config, redact_url
 from runner.errors import BrokerError, BrokerUnavailable, PublishError
 from runner.protocol import CONTENT_TYPE
 
 log = logging.getLogger("ackflow.broker")
-
-
-class _ConnectionLost(PublishError):
-    """The connection closed while messages were being published or confirmed."""
-
-
-_CONN_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    amqp.exceptions.ConnectionError,
-    amqp.exceptions.RecoverableChannelError,
-    amqp.exceptions.RecoverableConnectionError,
-    kombu.exceptions.OperationalError,
-)
 
 
 def _close_fds(*fds: int) -> None:
@@ -84,23 +71,9 @@ def cfg_uses_tls(url: str) -> bool:
     return url.startswith("amqps://") or "ssl=" in url
 
 
-def queue_arguments(config: Config, logical: str) -> dict[str, Any]:
-    """The x-arguments of a queue; the dead queue has no dead-letter route of its own."""
-    args: dict[str, Any] = {}
-    if config.queue_type == "quorum":
-        args["x-queue-type"] = "quorum"
-    if logical != DEAD_QUEUE:
-        args["x-dead-letter-exchange"] = config.prefix
-        args["x-dead-letter-routing-key"] = DEAD_QUEUE
-        if config.queue_type == "quorum":
-            # A backstop only: engines and workers dead-letter a poison message themselves
-            # after `delivery_limit` deliveries, with the reason and (for tasks) a failed run.
-            args["x-delivery-limit"] = max(4 * config.delivery_limit, 20)
-    return args
-
-
-class KombuBroker:
-    """Implements `runner.broker.Broker` and `runner.broker.DeadLetters` on RabbitMQ."""
+class KombuBroker(KombuAdmin):
+    """Implements `runner.broker.Broker` and (through `KombuAdmin`) `runner.broker.DeadLetters`
+    on RabbitMQ."""
 
     def __init__(self, config: Config, role: str = "client") -> None:
         self._config = config
@@ -472,108 +445,3 @@ class KombuBroker:
         self._drop()
         with self._pipe_lock:
             self._close_pipe()
-
-    # --- inspection (CLI and tests) ----------------------------------------------------
-
-    def depth(self, logical: str) -> int:
-        """Messages ready in a queue (not counting unacknowledged ones)."""
-        self._ensure()
-        _, count, _ = self._chan.queue_declare(queue=self.physical(logical), passive=True)
-        return int(count)
-
-    def get(self, logical: str) -> Delivery | None:
-        """Take one message from a queue without a consumer (acknowledge or dead-letter it)."""
-        self._ensure()
-        msg = self._chan.basic_get(queue=self.physical(logical), no_ack=False)
-        if msg is None:
-            return None
-        return self._to_delivery(msg, logical)
-
-    def publish_unconfirmed(self, messages: Sequence[Outgoing]) -> None:
-        """Publish without waiting for confirms (benchmarks of the raw limit only)."""
-        self._ensure()
-        for m in messages:
-            self._send(m, mandatory=False)
-
-    def purge(self, logical: str) -> int:
-        """Drop every ready message of a queue; return how many."""
-        self._ensure()
-        return int(self._chan.queue_purge(queue=self.physical(logical)) or 0)
-
-    def publish_raw(self, logical: str, body: bytes, content_type: str = CONTENT_TYPE) -> None:
-        """Publish arbitrary bytes, confirmed (tests of bad input; never used by ackflow itself)."""
-        self.publish([Outgoing(logical, f"raw-{uuid.uuid4().hex}", body)], content_type)
-
-    def delete_queues(self) -> None:
-        """Delete every queue this broker declared, and the exchange (tests only)."""
-        self._ensure()
-        for q in sorted(self._declared):
-            self._chan.queue_delete(queue=self.physical(q))
-        self._chan.exchange_delete(exchange=self._config.prefix)
-
-    # --- DeadLetters ---------------------------------------------------------------------
-
-    @contextmanager
-    def _dead_channel(self) -> Iterator[Any]:
-        """A channel of its own for reading the dead queue: closing it puts back every message
-        taken but not acknowledged, without touching this broker's consumers or confirms.
-        On quorum queues every operation reads the whole dead queue (see below)."""
-        self._ensure()
-        try:
-            chan = self._conn.channel()
-        except _CONN_ERRORS as e:
-            self._lost(e)
-            raise BrokerUnavailable(str(e)) from None
-        try:
-            yield chan
-            if self._config.queue_type == "quorum":
-                # A quorum queue puts returned messages at its back: had we taken only the
-                # first few, closing would rotate the queue and "oldest first" would be a lie
-                # from then on. Taking all of them returns all, in their order.
-                while chan.basic_get(queue=self.physical(DEAD_QUEUE), no_ack=False) is not None:
-                    pass
-        except _CONN_ERRORS as e:
-            self._lost(e)
-            raise BrokerUnavailable(str(e)) from None
-        finally:
-            try:
-                chan.close()
-            except _CONN_ERRORS as e:
-                self._lost(e)
-
-    def _next_dead(self, chan: Any) -> tuple[int, DeadLetter] | None:
-        msg = chan.basic_get(queue=self.physical(DEAD_QUEUE), no_ack=False)
-        if msg is None:
-            return None
-        d = self._to_delivery(msg, DEAD_QUEUE)
-        return msg.delivery_info["delivery_tag"], from_headers(
-            d.message_id, d.body, d.headers, self.physical("")
-        )
-
-    def _find_dead(self, chan: Any, message_id: str) -> tuple[int, DeadLetter]:
-        while (got := self._next_dead(chan)) is not None:
-            if got[1].id == message_id:
-                return got
-        raise DeadLetterNotFound(message_id)
-
-    def list_dead(self, limit: int = 100) -> list[DeadLetter]:
-        out: list[DeadLetter] = []
-        with self._dead_channel() as chan:
-            while len(out) < limit and (got := self._next_dead(chan)) is not None:
-                out.append(got[1])
-        return out
-
-    def show_dead(self, message_id: str) -> DeadLetter:
-        with self._dead_channel() as chan:
-            return self._find_dead(chan, message_id)[1]
-
-    def replay_dead(self, message_id: str) -> DeadLetter:
-        with self._dead_channel() as chan:
-            tag, dl = self._find_dead(chan, message_id)
-            self.publish([replay_message(dl)])  # confirmed before the dead copy goes
-            chan.basic_ack(tag)
-            return dl
-
-    def purge_dead(self) -> int:
-        with self._dead_channel() as chan:
-            return int(chan.queue_purge(queue=self.physical(DEAD_QUEUE)) or 0)

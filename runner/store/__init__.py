@@ -7,6 +7,8 @@ adapters.
 - `redis`: the Redis store (Lua for the atomic parts), the only module in ackflow that imports
   redis-py. Its name shadows nothing: imports are absolute, so ``import redis`` inside it is
   redis-py.
+- `lua`: the Redis store's scripts as ``.lua`` files (commit, claim, beat), loaded at import,
+  with the key names they build rendered from `keys`.
 - `memory`: the in-memory store of local mode (one lock); both stores pass
   tests/contract/test_store_contract.py.
 
@@ -14,9 +16,6 @@ May import: the standard library, `runner.errors`, `runner.config`, `runner.prot
 redis-py in `redis` only). Never the engine, the broker, the client, the CLI, the HTTP API or
 the dashboard (tests/unit/test_layers.py enforces it). This package re-exports `base`, so the
 old ``from runner.store import Store`` keeps working; importing it never imports redis-py.
-
-Phase 2 of the layout issue moves the Lua scripts out of `redis` into ``store/lua/*.lua``, with
-the key names they build taken from `keys`.
 """
 
 # Every public name of `base`, so names a concurrent branch adds to the old runner/store.py

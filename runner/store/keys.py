@@ -1,5 +1,9 @@
 """Every Redis key template ackflow uses, in one place.
 
+The Lua scripts build the few names they need (a run's timers hash, a flow-and-status index,
+a timer's index member) with functions rendered from the ones below at load
+(runner/store/lua), so a template changed here changes them too.
+
 All keys of one run share the hash tag ``{<run id>}`` so that a commit touching them is one
 atomic script on one Redis node (and one slot in a cluster). The global indexes are the only
 keys outside a run's tag.

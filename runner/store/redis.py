@@ -1,5 +1,8 @@
 """The Redis state store: each commit is one Lua script, atomic and idempotent by event id.
 
+The scripts are runner/store/lua/*.lua (commit, claim, beat), each with its KEYS/ARGV layout
+in its header; the methods here build those arguments.
+
 This is the only module that imports redis. redis-py 8 retries a command after a socket
 timeout, so a commit that did execute may be sent again; the script therefore checks the
 event id first and answers a repeat as a duplicate, never applying it twice. Every guard is
@@ -26,160 +29,10 @@ from runner import keys
 from runner.config import Config, redact_url
 from runner.errors import StoreError, StoreUnavailable
 from runner.protocol import pack, unpack
-from runner.store import APPLIED_RESULT, Beat, Commit, CommitResult, DueTimer
-
-# KEYS: 1 meta, 2 spec, 3 tasks, 4 data, 5 joins, 6 applied, 7 outbox, 8 history,
-#       9 deliveries, 10 timers, 11 leases, 12 runs index, 13 old-status index,
-#       14 new-status index, 15 timers index, 16 the run's flow index (new runs)
-# ARGV: event id, run id, channel,
-#       n guards,  then (key index, field, has expected "1"/"0", expected) each,
-#       n writes,  then (key index, field, value) each,
-#       n history, then entry each,
-#       n outbox,  then (message id, packed message) each,
-#       n deletes, then (key index, field) each,
-#       n timers,  then (timer id, due ms, packed [due, event]) each,
-#       n cancelled timers, then timer id each,
-#       status change flag "0"/"1"/"2" (none / existing run / new run), created ms,
-#       expire seconds (0 = keep, -1 = persist: a finished run is active again)
-# Returns {"ok"} | {"conflict", guard number} | {"dup", id1, msg1, id2, msg2, ...}
-_COMMIT_LUA = r"""
-local eid = ARGV[1]
-local done = redis.call('HGET', KEYS[6], eid)
-if done then
-  local out = {'dup'}
-  for id in string.gmatch(done, '[^\n]+') do
-    local m = redis.call('HGET', KEYS[7], id)
-    if m then out[#out + 1] = id; out[#out + 1] = m end
-  end
-  return out
-end
-local i = 4
-local n = tonumber(ARGV[i]); i = i + 1
-for g = 1, n do
-  local cur = redis.call('HGET', KEYS[tonumber(ARGV[i])], ARGV[i + 1])
-  if ARGV[i + 2] == '1' then
-    if cur ~= ARGV[i + 3] then return {'conflict', tostring(g - 1)} end
-  elseif cur then
-    return {'conflict', tostring(g - 1)}
-  end
-  i = i + 4
-end
-n = tonumber(ARGV[i]); i = i + 1
-for w = 1, n do
-  redis.call('HSET', KEYS[tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2])
-  i = i + 3
-end
-n = tonumber(ARGV[i]); i = i + 1
-for h = 1, n do
-  redis.call('RPUSH', KEYS[8], ARGV[i])
-  i = i + 1
-end
-n = tonumber(ARGV[i]); i = i + 1
-local ids = {}
-for o = 1, n do
-  redis.call('HSET', KEYS[7], ARGV[i], ARGV[i + 1])
-  ids[#ids + 1] = ARGV[i]
-  i = i + 2
-end
-redis.call('HSET', KEYS[6], eid, table.concat(ids, '\n'))
-n = tonumber(ARGV[i]); i = i + 1
-for d = 1, n do
-  redis.call('HDEL', KEYS[tonumber(ARGV[i])], ARGV[i + 1])
-  i = i + 2
-end
-local sep = '\31'
-n = tonumber(ARGV[i]); i = i + 1
-for t = 1, n do
-  redis.call('HSET', KEYS[10], ARGV[i], ARGV[i + 2])
-  redis.call('ZADD', KEYS[15], ARGV[i + 1], ARGV[2] .. sep .. ARGV[i])
-  i = i + 3
-end
-n = tonumber(ARGV[i]); i = i + 1
-for t = 1, n do
-  redis.call('HDEL', KEYS[10], ARGV[i])
-  redis.call('ZREM', KEYS[15], ARGV[2] .. sep .. ARGV[i])
-  i = i + 1
-end
-local change, score = ARGV[i], ARGV[i + 1]
-if change ~= '0' then
-  if change == '2' then
-    redis.call('ZADD', KEYS[12], score, ARGV[2])
-    if ARGV[i + 3] ~= '' then redis.call('ZADD', KEYS[16], score, ARGV[2]) end
-  else
-    redis.call('ZREM', KEYS[13], ARGV[2])
-  end
-  redis.call('ZADD', KEYS[14], score, ARGV[2])
-  local fl = redis.call('HGET', KEYS[1], 'flow')
-  if fl then  -- the run by flow and status, for filters on both (keys outside the run's tag)
-    local pre = ARGV[i + 4] .. ':flow:' .. fl .. ':'
-    if change ~= '2' then redis.call('ZREM', pre .. ARGV[i + 5], ARGV[2]) end
-    redis.call('ZADD', pre .. ARGV[i + 6], score, ARGV[2])
-  end
-end
-local expire = tonumber(ARGV[i + 2])
-if expire > 0 then
-  for k = 1, 11 do redis.call('EXPIRE', KEYS[k], expire) end
-elseif expire < 0 then
-  for k = 1, 11 do redis.call('PERSIST', KEYS[k]) end
-end
--- '!' marks a change of the run's status (waiters for the end need not read the others)
-redis.call('PUBLISH', ARGV[3], change ~= '0' and ('!' .. eid) or eid)
-return {'ok'}
-"""
+from runner.store import APPLIED_RESULT, Beat, Commit, CommitResult, DueTimer, lua
 
 _PART_INDEX = {part: str(i + 1) for i, part in enumerate(keys.RUN_PARTS)}
 _PAGE_SCAN_LIMIT = 5_000  # index entries a page view may look at when filtering by flow and status
-
-# Claim due timers: move each one's score ``hold`` ms ahead so other engines leave it alone
-# while this one publishes it; a timer whose run forgot it (cancelled, expired) is dropped.
-# KEYS: 1 timers index. ARGV: now ms, limit, hold ms, key prefix.
-# Returns {next due or "", member1, event1, member2, event2, ...}
-_CLAIM_LUA = r"""
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-local out = {''}
-local later = tonumber(ARGV[1]) + tonumber(ARGV[3])
-for _, m in ipairs(due) do
-  local sep = string.find(m, '\31', 1, true)
-  local raw = nil
-  if sep then
-    raw = redis.call('HGET', ARGV[4] .. ':{' .. string.sub(m, 1, sep - 1) .. '}:timers',
-                     string.sub(m, sep + 1))
-  end
-  if raw then
-    redis.call('ZADD', KEYS[1], later, m)
-    out[#out + 1] = m
-    out[#out + 1] = raw
-  else
-    redis.call('ZREM', KEYS[1], m)
-  end
-end
-local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if first[2] then out[1] = first[2] end
-return out
-"""
-
-# A worker's heartbeat for one attempt. KEYS: 1 leases, 2 meta.
-# ARGV: task, attempt, until ms (0 = no lease wanted), progress field, packed progress or "",
-#       notify channel. Returns {1|0 leased, run status or false}.
-_BEAT_LUA = r"""
-local leased = 0
-if tonumber(ARGV[3]) > 0 then
-  local cur = redis.call('HGET', KEYS[1], ARGV[1])
-  if cur then
-    local a = string.match(cur, '^(%d+):')
-    if a == ARGV[2] then
-      redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ':' .. ARGV[3])
-      leased = 1
-    end
-  end
-end
-local status = redis.call('HGET', KEYS[2], 'status')
-if ARGV[5] ~= '' and status then
-  redis.call('HSET', KEYS[1], ARGV[4], ARGV[5])
-  redis.call('PUBLISH', ARGV[6], 'progress')
-end
-return {leased, status}
-"""
 
 
 class _RedisWatch:
@@ -254,9 +107,9 @@ class RedisStore:
                         )
                     except ValueError as e:
                         raise StoreError(f"bad redis URL {redact_url(self._config.redis_url)}: {e}") from None
-                    self._script = c.register_script(_COMMIT_LUA)
-                    self._claim = c.register_script(_CLAIM_LUA)
-                    self._beat = c.register_script(_BEAT_LUA)
+                    self._script = c.register_script(lua.COMMIT)
+                    self._claim = c.register_script(lua.CLAIM)
+                    self._beat = c.register_script(lua.BEAT)
                     self._client = c
         return self._client
 

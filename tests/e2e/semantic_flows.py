@@ -14,7 +14,7 @@ from typing import Any
 import redis
 
 from runner import current_task, flow, task
-from runner.retry import Retry
+from runner.define.retry import Retry
 
 GATE_TIMEOUT_S = 60
 

@@ -1,7 +1,7 @@
 """Compensation order: a task is reverted only after every successor that ran has settled.
 
 Driven event by event on the in-memory store and transport, with the worker's own rule for
-which requests it skips (`workers.runtime.skip_reason`), so every interleaving is exact.
+which requests it skips (`workers.loop.skip_reason`), so every interleaving is exact.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from runner import flow, keys, protocol, states, task
+from runner.define.tasks import Registry
 from runner.protocol import TaskRequest
-from runner.tasks import Registry
 from tests.unit.test_engine_cases import Harness, reverted
 from workers.execute import not_started
-from workers.runtime import skip_reason
+from workers.loop import skip_reason
 
 reg = Registry()
 

@@ -13,12 +13,12 @@ from runner import flow, protocol, task
 from runner.broker import DEAD_QUEUE, ENGINE_QUEUE, Delivery, Outgoing, task_queue
 from runner.client import RunInfo
 from runner.config import Config
+from runner.define.tasks import Registry
 from runner.errors import PublishError
 from runner.local_broker import LocalBroker
-from runner.tasks import Registry
 from tests.e2e import flows
 from tests.unit.test_engine import Harness
-from workers.runtime import Worker
+from workers.loop import Worker
 
 REQUEST = {
     "v": 1,
@@ -185,7 +185,7 @@ def test_a_failure_outside_the_task_code_dead_letters_the_request_and_frees_its_
 ) -> None:
     """An exception in the worker's own handling of one request (not the task's: that is a
     task failure) must not hold the delivery and the slot forever."""
-    import workers.runtime as runtime
+    import workers.loop as runtime
 
     real = runtime.execute
     boom = threading.Event()

@@ -11,10 +11,10 @@ import pytest
 from runner import flow, protocol, task
 from runner.client import Client
 from runner.config import Config
+from runner.define.retry import Retry
+from runner.define.tasks import Registry
 from runner.errors import AlreadyCompleted
 from runner.protocol import Event, TaskRequest
-from runner.retry import Retry
-from runner.tasks import Registry
 from tests.unit.test_engine_cases import Harness
 
 reg = Registry()

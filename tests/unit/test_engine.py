@@ -217,7 +217,7 @@ def failed(req: TaskRequest, etype: str = "ConnectionError") -> Event:
 
 def test_a_retry_timer_fired_twice_starts_one_new_attempt() -> None:
     from runner import flow
-    from runner.retry import Retry
+    from runner.define.retry import Retry
 
     h = Harness()
     f = flow.linear("retry1", flows.inc.bind("s1", retry=Retry(attempts=3, delay=30, jitter=False)))

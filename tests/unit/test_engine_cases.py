@@ -10,8 +10,8 @@ from typing import Any
 
 from runner import flow, protocol, task
 from runner.broker import DEAD_QUEUE, ENGINE_QUEUE, Outgoing
+from runner.define.tasks import Registry
 from runner.protocol import Event, TaskRequest
-from runner.tasks import Registry
 from tests.unit.test_engine import Harness as _Base
 
 reg = Registry()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from runner import flow, task
+from runner.define.flows import END, validate_inputs
+from runner.define.tasks import Registry
 from runner.errors import (
     CycleError,
     DuplicateTaskError,
@@ -12,8 +14,6 @@ from runner.errors import (
     MissingInputError,
     UnknownTaskError,
 )
-from runner.flows import END, validate_inputs
-from runner.tasks import Registry
 
 reg = Registry()
 
@@ -192,7 +192,7 @@ def test_registering_two_functions_under_one_name() -> None:
 
 
 def test_spec_round_trips_through_plain_data() -> None:
-    from runner.flows import FlowSpec
+    from runner.define.flows import FlowSpec
     from runner.protocol import pack, unpack
 
     spec = flow.graph("g", make_d, make_c, make_b, make_a).compile(reg)
@@ -220,7 +220,7 @@ def refund_pay(a: int, result: int) -> None:
 
 
 def test_retry_timeout_and_revert_are_compiled_into_the_spec() -> None:
-    from runner.retry import Retry
+    from runner.define.retry import Retry
 
     spec = flow.linear("f", make_a, pay).compile(reg)
     t = spec.tasks["pay"]
@@ -296,7 +296,7 @@ def test_bad_conditions_are_refused(args: tuple[object, ...], match: str) -> Non
 
 
 def test_conditions_never_raise_on_odd_values() -> None:
-    from runner.conditions import holds
+    from runner.define.conditions import holds
 
     assert holds({"op": ">", "arg": 3, "value": "n"}, 4)
     assert not holds({"op": ">", "arg": 3, "value": "n"}, None)

@@ -19,13 +19,13 @@ from hypothesis import strategies as st
 from runner import flow, protocol, task
 from runner.broker import DEAD_QUEUE, ENGINE_QUEUE, Outgoing, task_queue
 from runner.config import Config
+from runner.define.tasks import Registry
 from runner.local_broker import LocalBroker
 from runner.protocol import Event, TaskRequest
-from runner.tasks import Registry
 from tests.e2e import flows
 from tests.unit.test_engine import Harness
 from tests.unit.test_fuzz_protocol import FIELDS, values
-from workers.runtime import Worker
+from workers.loop import Worker
 
 pytestmark = pytest.mark.fuzz
 

@@ -25,14 +25,48 @@ ALIASES = {
     "memory_store": "store",
     "kombu_broker": "broker",
     "local_broker": "broker",
+    "flows": "define",
+    "tasks": "define",
+    "conditions": "define",
+    "retry": "define",
+    "context": "define",
+    "lazy": "define",  # public API (``from runner.lazy import defer``), not deprecated
+    "loading": "define",
 }
 
-# What each adapter room may import of runner: the shared leaves and itself (``runner.keys``,
-# the alias of store/keys.py, counts as the store). Nothing of the engine, client, CLI, HTTP API, dashboard,
-# transitions, and not each other.
+# What each room may import of runner: the shared leaves and itself (``runner.keys``, the
+# alias of store/keys.py, counts as the store). The adapter rooms: nothing of the engine,
+# client, CLI, HTTP API, dashboard, transitions, and not each other. The define room (what
+# users write): nothing with I/O or decisions, so importing a flow module connects to nothing.
 ROOM_MAY_IMPORT = {
     "broker": {"broker", "errors", "config", "protocol"},
     "store": {"store", "errors", "config", "protocol"},
+    "define": {"define", "errors", "config", "protocol", "states"},
+}
+
+# Imports a room's rule forbids that exist today, as (file, imported name); each must go.
+KNOWN_ROOM_EXCEPTIONS = {
+    # The data name of a map element's input is a pure function kept with the key layout;
+    # flows.py is still being hardened on another branch, so its imports stay as they are.
+    ("runner/define/flows.py", "runner.keys.item_input"),
+}
+
+# The worker's own modules (not its CLI, which builds the adapters the command runs with):
+# the runner units they may import. Contracts, never a concrete store or broker, and nothing
+# of the operator surfaces.
+WORKER_MODULES = ("workers/loop.py", "workers/leases.py", "workers/execute.py")
+ADAPTERS = [["store", "redis"], ["store", "memory"], ["broker", "kombu"], ["broker", "local"]]
+ADAPTER_ALIASES = [["redis_store"], ["memory_store"], ["kombu_broker"], ["local_broker"]]
+WORKER_MAY_NOT_IMPORT = {
+    "cli",
+    "http_api",
+    "dashboard",
+    "bench",
+    "dlq",
+    "engine",
+    "client",
+    "local",
+    "connect",
 }
 
 # Cycles that exist today; each set is one strongly connected group of units. Phase 2 of the
@@ -121,32 +155,79 @@ def test_runner_never_imports_workers() -> None:
     assert not bad, bad
 
 
+# The RabbitMQ adapter is kombu.py plus the parts split off it (kombu_*.py); each is listed,
+# so a new module importing kombu is a decision made here, not an accident.
+KOMBU_ADAPTER = {"runner/broker/kombu.py", "runner/broker/kombu_admin.py", "runner/broker/kombu_errors.py"}
+
+
 @pytest.mark.parametrize(
     ("library", "only"),
     [
-        ({"kombu", "amqp"}, "runner/broker/kombu.py"),
-        ({"redis"}, "runner/store/redis.py"),
+        ({"kombu", "amqp"}, KOMBU_ADAPTER),
+        ({"redis"}, {"runner/store/redis.py"}),
     ],
 )
-def test_only_the_adapter_imports_its_client_library(library: set[str], only: str) -> None:
+def test_only_the_adapter_imports_its_client_library(library: set[str], only: set[str]) -> None:
     bad = [
         where(i)
         for i in all_imports()
-        if i.target.split(".")[0] in library and i.path.relative_to(ROOT).as_posix() != only
+        if i.target.split(".")[0] in library and i.path.relative_to(ROOT).as_posix() not in only
+    ]
+    assert not bad, bad
+
+
+def test_only_the_kombu_adapter_imports_its_split_off_parts() -> None:
+    """kombu_admin and kombu_errors are the adapter's insides: nothing else imports them."""
+    bad = [
+        where(i)
+        for i in all_imports()
+        if i.target.startswith(("runner.broker.kombu_admin", "runner.broker.kombu_errors"))
+        and i.path.relative_to(ROOT).as_posix() not in KOMBU_ADAPTER
     ]
     assert not bad, bad
 
 
 @pytest.mark.parametrize("room", sorted(ROOM_MAY_IMPORT))
-def test_adapter_rooms_import_only_the_shared_leaves(room: str) -> None:
+def test_rooms_import_only_what_their_rule_allows(room: str) -> None:
     bad = []
     for p in sources(f"runner/{room}"):
         for i in imports_of(p):
+            if (p.relative_to(ROOT).as_posix(), i.target) in KNOWN_ROOM_EXCEPTIONS:
+                continue
             unit = unit_of_module(i.target)
             if unit is not None and unit not in ROOM_MAY_IMPORT[room]:
                 bad.append(where(i))
             if i.target.split(".")[0] == "workers":
                 bad.append(where(i))
+    assert not bad, bad
+
+
+def test_the_known_room_exceptions_are_still_there() -> None:
+    """When one goes, this fails until it leaves KNOWN_ROOM_EXCEPTIONS (the list stays true)."""
+    seen = {(i.path.relative_to(ROOT).as_posix(), i.target) for i in all_imports()}
+    assert seen >= KNOWN_ROOM_EXCEPTIONS
+
+
+def test_the_old_define_paths_are_aliases() -> None:
+    """The modules moved into define/ keep their old import paths, as packages re-exporting them."""
+    for name in ("flows", "tasks", "conditions", "retry", "context", "lazy", "loading"):
+        assert (ROOT / "runner" / "define" / f"{name}.py").is_file()
+        assert not (ROOT / "runner" / f"{name}.py").exists()
+        assert ALIASES[name] == "define"
+
+
+@pytest.mark.parametrize("module", WORKER_MODULES)
+def test_worker_modules_import_contracts_not_adapters_or_surfaces(module: str) -> None:
+    bad = []
+    for i in imports_of(ROOT / module):
+        unit = unit_of_module(i.target)
+        if unit in WORKER_MAY_NOT_IMPORT:
+            bad.append(where(i))
+        parts = i.target.split(".")
+        if parts[1:2] in ADAPTER_ALIASES or parts[1:3] in ADAPTERS:
+            bad.append(where(i))
+        if i.target.split(".")[0] in {"kombu", "amqp", "redis"}:
+            bad.append(where(i))
     assert not bad, bad
 
 
@@ -217,3 +298,28 @@ def test_the_reader_sees_function_level_imports() -> None:
     src = ROOT / "runner" / "connect.py"
     targets = {i.target for i in imports_of(src)}
     assert "runner.broker.kombu.KombuBroker" in targets  # inside open_broker and TYPE_CHECKING
+
+
+def test_the_public_api_and_the_old_paths_still_import() -> None:
+    """The moves keep what users import (issue 13): the package's names, runner.lazy and
+    runner.local, and each old path resolving to the same objects as the new one."""
+    import importlib
+
+    import runner
+    from runner import flow
+    from runner.define import flows, lazy, tasks
+    from runner.lazy import Deferred, defer
+
+    assert {"Client", "Retry", "current_task", "flow", "task"} <= set(runner.__all__)
+    assert flow is flows and runner.task is tasks.task
+    assert flow.when is flows.when and flow.linear is flows.linear
+    assert (defer, Deferred) == (lazy.defer, lazy.Deferred)
+    importlib.import_module("runner.local")
+    for name in ("flows", "tasks", "conditions", "retry", "context", "lazy", "loading"):
+        old, new = importlib.import_module(f"runner.{name}"), importlib.import_module(f"runner.define.{name}")
+        assert all(getattr(old, n) is getattr(new, n) for n in dir(new) if not n.startswith("_"))
+    assert importlib.import_module("runner.tasks").REGISTRY is tasks.REGISTRY
+    from workers.loop import Worker
+    from workers.runtime import Worker as OldWorker
+
+    assert OldWorker is Worker

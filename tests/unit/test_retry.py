@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from runner.define.retry import Retry, policy
 from runner.errors import FlowDefinitionError
-from runner.retry import Retry, policy
 
 
 def test_backoff_grows_exponentially_up_to_the_cap() -> None:

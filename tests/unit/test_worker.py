@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from runner import flow, task
 from runner.broker import Outgoing
 from runner.config import Config
+from runner.define.tasks import Registry
 from runner.errors import PublishError
 from runner.local_broker import LocalBroker
-from runner.tasks import Registry
 from tests.unit.test_engine import Harness
-from workers.runtime import Worker
+from workers.loop import Worker
 
 reg = Registry()
 

@@ -5,12 +5,11 @@ each to a thread pool, publishes each finished task's result event with confirms
 then acknowledges the request. Task code never touches the connection (py-amqp is not
 thread-safe), so a task of any length cannot starve heartbeats.
 
-Long work holds no delivery (G6): a task still running after ``ack_after_s`` gets a lease —
-the worker publishes ``task.leased`` (confirmed), then acknowledges the request, and a
-heartbeat thread renews the lease in Redis every ``lease_s / 3``. If the worker dies or
-freezes, the lease expires and the engine starts a new attempt; the old attempt's late result
-is fenced. Short tasks keep their delivery, so a crash hands them back at once. The same
-heartbeats carry the task's progress and tell it when its run was cancelled.
+Here: `Worker` (taking deliveries, dispatching them to the pool, announcing long starts,
+publishing results and only then acknowledging) and `skip_reason` (which requests not to run).
+Long work holds no delivery (G6): the loop leases a task still running after ``ack_after_s``
+and a heartbeat thread renews the lease; workers.leases has the rules and the thread. Short
+tasks keep their delivery, so a crash hands them back at once.
 
 `run_once` is a single step, so tests drive the loop deterministically; ``burst`` exits once
 idle. Shutdown: stop taking requests, finish the ones running and publish their results,
@@ -27,7 +26,7 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from runner import faults, keys, logs, metrics, protocol
@@ -42,6 +41,7 @@ from runner.store import Store
 from runner.tasks import REGISTRY, Registry
 from runner.tokens import make_token
 from workers.execute import execute, not_started, poison_failure
+from workers.leases import Heartbeats, Running, due_for_lease, leased_event, until_next_lease
 
 log = logging.getLogger("ackflow.worker")
 
@@ -51,32 +51,14 @@ log = logging.getLogger("ackflow.worker")
 _BUSY_POLL_MIN_S, _BUSY_POLL_MAX_S = 0.0002, 0.002
 SCHEDULED_OR_RUNNING = (SCHEDULED, RUNNING)
 FAILING = (REVERTING, FAILED, REVERTED)  # a failed run's queued requests must not start
-_PROGRESS_EVERY_S = 0.25  # how often the heartbeat thread looks for progress to send
 # A task still running after this long is announced with a task.started event; a quicker one
 # is not (its result implies it started), which saves the engine one event per step.
 _ANNOUNCE_AFTER_S = 0.05
 
 
 @dataclass
-class _Running:
-    """One dispatched request, from dispatch until its delivery is settled."""
-
-    delivery: Delivery
-    req: TaskRequest
-    ctx: TaskContext
-    since: float = field(default_factory=time.monotonic)
-    leased: bool = False  # its delivery was acknowledged early; a lease covers it
-    freed: bool = False  # it gave its concurrency slot back (see Worker.max_long)
-    finished: bool = False  # its body returned (its result may still be unpublished)
-    announced: bool = False  # its task.started event was published
-    lease_seen: bool = False  # a heartbeat found the engine's lease for this attempt
-    next_beat: float = 0.0
-    sent_version: int = 0  # the progress version last sent
-
-
-@dataclass
 class _Done:
-    running: _Running
+    running: Running
     result: Event | None  # None: skipped, nothing to report (a failing run's skip reports)
     dead_reason: str = ""  # the worker failed handling it: dead-letter the request with this
 
@@ -147,17 +129,16 @@ class Worker:
         self._stop = threading.Event()
         self.executed = 0
         self.store = store  # for leases and progress; without one, tasks keep their delivery
-        self._running: dict[int, _Running] = {}
+        self._running: dict[int, Running] = {}
         self._running_lock = threading.Lock()
-        self._beats: threading.Thread | None = None
-        self._beats_stop = threading.Event()
+        self._beats: Heartbeats | None = None
         self._active_at = 0.0  # the last delivery or finished task (see the busy poll)
 
     def start(self) -> None:
         self.broker.declare(self.queues)
         self.broker.consume(self.queues, self.concurrency)
         if self.store is not None and self._beats is None:
-            self._beats = threading.Thread(target=self._heartbeats, name="ackflow-heartbeat", daemon=True)
+            self._beats = Heartbeats(self.store, self.config, self._snapshot)
             self._beats.start()
 
     @property
@@ -198,9 +179,8 @@ class Worker:
                 self.run_once(0.05)
         finally:
             self._pool.shutdown(wait=True)
-            self._beats_stop.set()
             if self._beats is not None:
-                self._beats.join(timeout=5)
+                self._beats.stop(timeout_s=5)
             self.broker.close()
 
     def stop(self) -> None:
@@ -259,7 +239,7 @@ class Worker:
                 if self.config.secret
                 else None
             )
-            r = _Running(d, req, TaskContext(req.run_id, req.task, req.attempt, token_maker=token))
+            r = Running(d, req, TaskContext(req.run_id, req.task, req.attempt, token_maker=token))
             if d.delivery_count:  # a redelivery: announce it at once, so the history shows it
                 started.append(self._started(d, req))
                 r.announced = True
@@ -332,7 +312,7 @@ class Worker:
             log.error("could not dead-letter poison request %s (%s)", req.id, e)
         return True
 
-    def _execute(self, r: _Running) -> None:
+    def _execute(self, r: Running) -> None:
         with logs.about(r.req.run_id, r.req.task, r.req.attempt):
             skipped = self._superseded(r.req, r.delivery.delivery_count)
             if skipped is not None:
@@ -348,7 +328,7 @@ class Worker:
                 self._done.put(_Done(r, result))
         self.broker.wakeup()
 
-    def _execute_guarded(self, r: _Running) -> None:
+    def _execute_guarded(self, r: Running) -> None:
         """`_execute`, and if the worker itself fails there (not the task: `execute` reports
         that as the attempt's failure), have its request dead-lettered; a pool thread's
         exception would otherwise vanish with the request's delivery and slot held forever."""
@@ -385,45 +365,28 @@ class Worker:
         log.info("skipping %s: %s", req.id, reason)
         return not_started(req, self.name, reason) if report else False
 
-    # --- long tasks: leases and heartbeats ------------------------------------------------
+    # --- long tasks: leases (workers.leases) ---------------------------------------------
+
+    def _snapshot(self) -> list[Running]:
+        with self._running_lock:
+            return list(self._running.values())
 
     def _until_next_lease(self) -> float:
         if self.store is None:
             return 3600.0
-        with self._running_lock:
-            waiting = [r.since for r in self._running.values() if not r.leased and not r.finished]
-        if not waiting:
-            return 3600.0
-        return max(0.0, min(waiting) + self.config.ack_after_s - time.monotonic())
+        return until_next_lease(self._snapshot(), self.config.ack_after_s, time.monotonic())
 
     def _lease_long_tasks(self) -> None:
         """Give back the deliveries of tasks running longer than ``ack_after_s`` (G6)."""
         if self.store is None:
             return
-        now = time.monotonic()
-        with self._running_lock:
-            due = [
-                r
-                for r in self._running.values()
-                if not (r.leased or r.finished) and now - r.since >= self.config.ack_after_s
-            ]
+        due = due_for_lease(self._snapshot(), self.config.ack_after_s, time.monotonic())
         if not due:
             return
-        events = []
-        for r in due:
-            req = r.req
-            event = Event(
-                kind=protocol.TASK_LEASED,
-                id=protocol.leased_id(req.run_id, req.task, req.attempt) + f":{r.delivery.delivery_count}",
-                run_id=req.run_id,
-                task=req.task,
-                attempt=req.attempt,
-                at_ms=protocol.now_ms(),
-                body={"worker": self.name, CREATED_FIELD: req.run_created},
-            )
-            events.append(Outgoing(ENGINE_QUEUE, event.id, protocol.encode(event)))
         try:
-            self._publish(events)  # the lease is durable before the delivery goes
+            self._publish(
+                [leased_event(r, self.name) for r in due]
+            )  # the lease is durable before the delivery goes
         except BrokerError as e:
             log.warning("could not publish lease events (%s); the tasks keep their deliveries", e)
             return
@@ -436,54 +399,6 @@ class Worker:
             log.info(
                 "task %s of run %s runs long: delivery acknowledged, lease taken", r.req.task, r.req.run_id
             )
-
-    def _heartbeats(self) -> None:
-        """Renew the leases of long tasks and send progress, off the connection's thread."""
-        assert self.store is not None
-        every = max(0.05, self.config.lease_s / 3)
-        while not self._beats_stop.wait(_PROGRESS_EVERY_S):
-            with self._running_lock:
-                running = list(self._running.values())
-            now = time.monotonic()
-            for r in running:
-                with r.ctx.live.lock:
-                    version, progress = r.ctx.live.version, r.ctx.live.progress
-                renew = r.leased and now >= r.next_beat
-                if not renew and version == r.sent_version:
-                    continue
-                until = protocol.now_ms() + int(self.config.lease_s * 1000) if renew else 0
-                packed = None
-                if version != r.sent_version and progress is not None:
-                    frac, msg = progress
-                    packed = protocol.pack({"a": r.req.attempt, "f": frac, "m": msg, "t": protocol.now_ms()})
-                try:
-                    beat = self.store.heartbeat(r.req.run_id, r.req.task, r.req.attempt, until, packed)
-                except StoreError as e:
-                    log.warning("heartbeat for %s failed: %s", r.req.task, e)
-                    continue
-                r.sent_version = version
-                if renew:
-                    r.next_beat = now + every
-                    if beat.leased:
-                        r.lease_seen = True
-                    elif r.lease_seen and not r.ctx.live.fenced:
-                        r.ctx.live.fenced = True
-                        log.warning(
-                            "task %s attempt %d lost its lease to a newer attempt", r.req.task, r.req.attempt
-                        )
-                if beat.run_status in (CANCELLED, None) and not r.ctx.live.cancelled:
-                    r.ctx.live.cancelled = True
-                    if beat.run_status is None:
-                        # An active run never expires: its state vanished from Redis (a flush,
-                        # a failover, an eviction). The engine counts and reports the loss.
-                        log.warning(
-                            "run %s lost: its state vanished from Redis while task %s ran; told the "
-                            "task to stop",
-                            r.req.run_id,
-                            r.req.task,
-                        )
-                    else:
-                        log.info("run %s was cancelled; told task %s", r.req.run_id, r.req.task)
 
     def _finish(self) -> None:
         while True:

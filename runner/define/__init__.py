@@ -1,0 +1,20 @@
+"""The define room: what users write, as plain data the engine can decide on without them.
+
+- `tasks`: the ``@task`` decorator and the registry workers look tasks up in.
+- `flows`: linear, unordered and graph flows, nestable, compiled to a plain-data `FlowSpec`.
+- `conditions`: edge conditions (``when("amount", ">", 100)``), evaluated on a run's data.
+- `retry`: retry policies (attempts, backoff with cap and deterministic jitter, which errors).
+- `context`: what a running task knows about itself (``current_task()``): identity, progress,
+  cancellation.
+- `lazy`: lazy tasks, ``return defer()`` and let whoever finishes the work complete it.
+- `loading`: import user modules and find the flows in them, with errors that say what to fix.
+
+May import: the standard library, `runner.errors`, `runner.config`, `runner.protocol`,
+`runner.states` and this room. Never the engine, the store, the broker, the client, the
+decisions or the CLI (tests/unit/test_layers.py enforces it), so a user's flow module imports
+no I/O. One exception is left today: `flows` takes `item_input` (the data name of a map
+element's input) from `runner.keys`, a pure function of the store's key layout.
+
+The old paths (``runner.flows``, ``runner.tasks``, ...) still work, as deprecated re-exports
+of these modules; they go after one release. ``runner.lazy`` is public API and stays.
+"""

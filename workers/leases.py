@@ -1,0 +1,148 @@
+"""Long tasks hold no delivery (G6): leases, and the heartbeats that renew them.
+
+A task still running after ``ack_after_s`` gets a lease: the worker's loop publishes
+``task.leased`` (confirmed) and only then acknowledges the request. From then on the
+heartbeat thread renews the lease in Redis every ``lease_s / 3``. If the worker dies or
+freezes, the lease expires and the engine starts a new attempt; the old attempt's late result
+is fenced. The same heartbeats carry every running task's progress and tell it when its run
+was cancelled or vanished.
+
+Here: `Running` (the worker's record of one dispatched request), which tasks are due a lease
+and when the next one is (`due_for_lease`, `until_next_lease`), the lease event
+(`leased_event`), and the heartbeat thread (`Heartbeats`). The loop (workers.loop) owns the
+connection, so it publishes, acknowledges and counts slots; nothing here touches the broker.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from runner import protocol
+from runner.broker import ENGINE_QUEUE, Delivery, Outgoing
+from runner.config import Config
+from runner.define.context import TaskContext
+from runner.durability import CREATED_FIELD
+from runner.errors import StoreError
+from runner.protocol import Event, TaskRequest
+from runner.states import CANCELLED
+from runner.store import Store
+
+log = logging.getLogger("ackflow.worker")
+
+PROGRESS_EVERY_S = 0.25  # how often the heartbeat thread looks for progress to send
+NO_LEASE_DUE = 3600.0  # the wait when no task can come due for a lease
+
+
+@dataclass
+class Running:
+    """One dispatched request, from dispatch until its delivery is settled."""
+
+    delivery: Delivery
+    req: TaskRequest
+    ctx: TaskContext
+    since: float = field(default_factory=time.monotonic)
+    leased: bool = False  # its delivery was acknowledged early; a lease covers it
+    freed: bool = False  # it gave its concurrency slot back (see Worker.max_long)
+    finished: bool = False  # its body returned (its result may still be unpublished)
+    announced: bool = False  # its task.started event was published
+    lease_seen: bool = False  # a heartbeat found the engine's lease for this attempt
+    next_beat: float = 0.0
+    sent_version: int = 0  # the progress version last sent
+
+
+def until_next_lease(running: Iterable[Running], ack_after_s: float, now: float) -> float:
+    """Seconds until the first running, unleased task comes due for a lease."""
+    waiting = [r.since for r in running if not r.leased and not r.finished]
+    if not waiting:
+        return NO_LEASE_DUE
+    return max(0.0, min(waiting) + ack_after_s - now)
+
+
+def due_for_lease(running: Iterable[Running], ack_after_s: float, now: float) -> list[Running]:
+    """The tasks running longer than ``ack_after_s`` that hold their delivery still."""
+    return [r for r in running if not (r.leased or r.finished) and now - r.since >= ack_after_s]
+
+
+def leased_event(r: Running, worker: str) -> Outgoing:
+    """The ``task.leased`` event; one per delivery, so a redelivered request's lease is new."""
+    req = r.req
+    event = Event(
+        kind=protocol.TASK_LEASED,
+        id=protocol.leased_id(req.run_id, req.task, req.attempt) + f":{r.delivery.delivery_count}",
+        run_id=req.run_id,
+        task=req.task,
+        attempt=req.attempt,
+        at_ms=protocol.now_ms(),
+        body={"worker": worker, CREATED_FIELD: req.run_created},
+    )
+    return Outgoing(ENGINE_QUEUE, event.id, protocol.encode(event))
+
+
+class Heartbeats:
+    """The heartbeat thread: renews the leases of long tasks and sends progress, off the
+    connection's thread (py-amqp is not thread-safe; Redis calls are)."""
+
+    def __init__(self, store: Store, config: Config, running: Callable[[], list[Running]]) -> None:
+        self.store = store
+        self.config = config
+        self.running = running  # a snapshot of the worker's running tasks, taken under its lock
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="ackflow-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=timeout_s)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(PROGRESS_EVERY_S):
+            self.beat(time.monotonic())
+
+    def beat(self, now: float) -> None:
+        """One round: a heartbeat for each task whose lease is due or whose progress changed."""
+        every = max(0.05, self.config.lease_s / 3)
+        for r in self.running():
+            with r.ctx.live.lock:
+                version, progress = r.ctx.live.version, r.ctx.live.progress
+            renew = r.leased and now >= r.next_beat
+            if not renew and version == r.sent_version:
+                continue
+            until = protocol.now_ms() + int(self.config.lease_s * 1000) if renew else 0
+            packed = None
+            if version != r.sent_version and progress is not None:
+                frac, msg = progress
+                packed = protocol.pack({"a": r.req.attempt, "f": frac, "m": msg, "t": protocol.now_ms()})
+            try:
+                beat = self.store.heartbeat(r.req.run_id, r.req.task, r.req.attempt, until, packed)
+            except StoreError as e:
+                log.warning("heartbeat for %s failed: %s", r.req.task, e)
+                continue
+            r.sent_version = version
+            if renew:
+                r.next_beat = now + every
+                if beat.leased:
+                    r.lease_seen = True
+                elif r.lease_seen and not r.ctx.live.fenced:
+                    r.ctx.live.fenced = True
+                    log.warning(
+                        "task %s attempt %d lost its lease to a newer attempt", r.req.task, r.req.attempt
+                    )
+            if beat.run_status in (CANCELLED, None) and not r.ctx.live.cancelled:
+                r.ctx.live.cancelled = True
+                if beat.run_status is None:
+                    # An active run never expires: its state vanished from Redis (a flush,
+                    # a failover, an eviction). The engine counts and reports the loss.
+                    log.warning(
+                        "run %s lost: its state vanished from Redis while task %s ran; told the task to stop",
+                        r.req.run_id,
+                        r.req.task,
+                    )
+                else:
+                    log.info("run %s was cancelled; told task %s", r.req.run_id, r.req.task)
