@@ -26,7 +26,7 @@ from runner.errors import (
 from runner.flows import Flow, FlowSpec, validate_inputs
 from runner.protocol import Event, unpack
 from runner.store import Store
-from runner.transitions import history_entry
+from runner.decide.records import history_entry
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Generic, TypeVar
 
-from runner import durability, faults, keys, logs, metrics, protocol, transitions
+from runner import decide as transitions
+from runner import durability, faults, keys, logs, metrics, protocol
 from runner.broker import ENGINE_QUEUE, Broker, Delivery, Outgoing
 from runner.config import Config
 from runner.errors import BrokerError, DecodeError, StoreError, StoreUnavailable
@@ -39,7 +40,8 @@ from runner.flows import END, TaskSpec
 from runner.protocol import CONTENT_TYPE, Event, unpack
 from runner.states import RUN_TERMINAL
 from runner.store import Commit, Store
-from runner.transitions import Need, Rules, View
+from runner.decide import Need, Rules, View
+from runner.decide.view import success_reads as _success_reads
 
 log = logging.getLogger("ackflow.engine")
 T = TypeVar("T")
@@ -525,16 +527,6 @@ class Engine:
                 # whole run once instead.
                 self._fill(event.run_id, spec_key, view, asked if rounds < _FULL_READ_AFTER else Need())
         raise StoreError(f"event {event.id}: the decision kept asking for more of the run")
-
-
-def _success_reads(spec: TaskSpec, specs: Mapping[str, TaskSpec]) -> tuple[list[str], list[str], list[str]]:
-    """What deciding a success of ``spec`` reads: its successors' join fields, the
-    successors it alone precedes (their state), and their inputs it does not provide."""
-    fields = transitions.join_fields(spec.succs)
-    sole = [s for s in spec.succs if s in specs and len(specs[s].preds) == 1 and s not in spec.when]
-    own = set(spec.provides)
-    data = sorted({v for s in sole for v in (*specs[s].args.values(), *specs[s].optional.values())} - own)
-    return fields, sole, data
 
 
 def _clip(reason: str, size: int = 500) -> str:

@@ -21,7 +21,7 @@ from runner.errors import EncodeError, UnknownTaskError
 from runner.lazy import Deferred
 from runner.protocol import Event, TaskRequest
 from runner.tasks import Registry
-from runner.transitions import NOT_STARTED
+from runner.decide.records import NOT_STARTED
 
 
 def _types(e: BaseException) -> list[str]:

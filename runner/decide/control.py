@@ -3,7 +3,7 @@
 Each is an event on the engine queue, so it is durable the moment the broker confirms it,
 holds with no worker online, and is applied once by whichever engine takes it. Its effect is
 run state in Redis that every later decision reads: a paused run holds the tasks that become
-ready (`Draft.schedule`) until it is resumed; a cancelled run is terminal, so later results
+ready (`progress.schedule`) until it is resumed; a cancelled run is terminal, so later results
 are recorded and schedule nothing, and the heartbeats of its long tasks report it to them.
 """
 
@@ -11,9 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner import keys, protocol, states
+from runner import protocol, states
+from runner.decide import progress
+from runner.decide.draft import Draft
+from runner.decide.records import NOT_STARTED
+from runner.decide.view import Need
 from runner.flows import END
-from runner.transitions import NOT_STARTED, Draft, Need, finish_run, join_ready
+from runner.store import keys
 
 
 def _who(d: Draft) -> dict[str, str]:
@@ -59,7 +63,7 @@ def decide_resume(d: Draft) -> None:
     d.set_meta_list("held", [])
     d.set_run(states.RUNNING, **_who(d))
     for name, attempt in held:
-        d.schedule(str(name), int(attempt), note="released by resume")
+        progress.schedule(d, str(name), int(attempt), note="released by resume")
 
 
 def decide_retry(d: Draft) -> None:
@@ -82,15 +86,15 @@ def decide_retry(d: Draft) -> None:
         )
         d.write(keys.META, "deadline_timer", tid.encode())
     if d.join(END) >= int(d.view.meta.get("sinks") or 0):
-        finish_run(d)  # every sink finished after the failure: the run is in fact complete
+        progress.finish_run(d)  # every sink finished after the failure: the run is in fact complete
         return
     for name in names:
         st = d.state(name)
         if st["s"] == states.FAILED:
             d.set_task(name, {k: v for k, v in st.items() if k != "retry_at"} | {"ra": st["a"]})
-            d.schedule(name, int(st["a"]) + 1, note="retry of the run")
-        elif st["s"] == states.PENDING and d.view.spec(name).preds and join_ready(d, name):
-            d.schedule(name, 1, note="retry of the run")
+            progress.schedule(d, name, int(st["a"]) + 1, note="retry of the run")
+        elif st["s"] == states.PENDING and d.view.spec(name).preds and progress.join_ready(d, name):
+            progress.schedule(d, name, 1, note="retry of the run")
         elif st["s"] == states.RUNNING and d.view.spec(name).map is not None:
             resume_map(d, name, st)
 
@@ -106,13 +110,13 @@ def resume_map(d: Draft, node: str, st: dict[str, Any]) -> None:
     for x in names[:nxt]:
         xs = d.state(x)
         if xs["s"] == states.PENDING:  # held when the run failed: never sent
-            d.schedule(x, 1, note="retry of the run")
+            progress.schedule(d, x, 1, note="retry of the run")
             active += 1
         elif xs["s"] == states.FAILED and ("retry_at" in xs or _not_started(xs)):
             # its retry timer found the run failed, or a worker skipped it: the run had failed
-            d.schedule(x, int(xs["a"]) + 1, note="retry of the run")
+            progress.schedule(d, x, int(xs["a"]) + 1, note="retry of the run")
             active += 1
-    d.start_items(node, (int(spec.map.get("limit") or 0) or n) - active)
+    progress.start_items(d, node, (int(spec.map.get("limit") or 0) or n) - active)
 
 
 def _not_started(st: dict[str, Any]) -> bool:
