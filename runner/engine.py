@@ -28,20 +28,20 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from runner import decide as transitions
 from runner import durability, faults, keys, logs, metrics, protocol
 from runner.broker import ENGINE_QUEUE, Broker, Delivery, Outgoing
 from runner.config import Config
+from runner.decide import Need, Rules, View
+from runner.decide.view import success_reads as _success_reads
 from runner.errors import BrokerError, DecodeError, StoreError, StoreUnavailable
 from runner.flows import END, TaskSpec
 from runner.protocol import CONTENT_TYPE, Event, unpack
 from runner.states import RUN_TERMINAL
 from runner.store import Commit, Store
-from runner.decide import Need, Rules, View
-from runner.decide.view import success_reads as _success_reads
 
 log = logging.getLogger("ackflow.engine")
 T = TypeVar("T")

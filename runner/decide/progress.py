@@ -340,14 +340,6 @@ def _describe(cond: Mapping[str, Any]) -> str:
     return str(conditions.When(cond["value"], cond["op"], cond["arg"]))
 
 
-def decide_succeeded(d: Draft) -> None:
-    """Record the task's outputs, then advance its successors."""
-    if stale(d):
-        return
-    e = d.event
-    succeed(d, e.task, e.body["values"], e.body["worker"], e.body.get("ms"))
-
-
 def succeed(
     d: Draft, name: str, values: Mapping[str, Any], worker: str, ms: Any = None, note: str = ""
 ) -> None:

@@ -8,6 +8,7 @@ from runner import protocol, states
 from runner.decide.draft import Draft
 from runner.decide.view import Need
 from runner.flows import END
+from runner.store import keys
 
 # --- compensation ------------------------------------------------------------------
 #
