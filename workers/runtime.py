@@ -34,6 +34,7 @@ from runner import faults, keys, logs, metrics, protocol
 from runner.broker import ENGINE_QUEUE, Broker, Delivery, Outgoing, task_queue
 from runner.config import Config
 from runner.context import TaskContext
+from runner.decide.records import TaskState
 from runner.durability import CREATED_FIELD
 from runner.errors import BrokerError, DecodeError, StoreError
 from runner.protocol import CONTENT_TYPE, Event, TaskRequest
@@ -97,16 +98,17 @@ def skip_reason(
         return "the run no longer exists", False
     if status == CANCELLED.encode():
         return "the run was cancelled", False
-    st = protocol.unpack(raw_state) if raw_state is not None else {}
-    if raw_state is not None:
+    st = TaskState.decode(raw_state) if raw_state is not None else None
+    if st is not None:
         want = (REVERTING,) if req.mode == protocol.MODE_REVERT else SCHEDULED_OR_RUNNING
-        if st.get("a") != req.attempt or st.get("s") not in want:
-            return f"the task is {st.get('s')} at attempt {st.get('a')}", False
+        if st.attempt != req.attempt or st.status not in want:
+            return f"the task is {st.status} at attempt {st.attempt}", False
     run_status = status.decode()
     if (
         req.mode == protocol.MODE_RUN
         and run_status in FAILING
-        and st.get("s") == SCHEDULED
+        and st is not None
+        and st.status == SCHEDULED
         and not delivery_count
     ):
         return f"the run is {run_status}", True

@@ -12,7 +12,7 @@ from typing import Any
 
 from runner import protocol, states
 from runner.broker.base import task_queue
-from runner.decide.records import RUN_MARK, task_state
+from runner.decide.records import RUN_MARK, TaskState, history_record
 from runner.decide.view import Rules, View
 from runner.protocol import Event, TaskRequest, pack, unpack
 from runner.store import keys
@@ -49,14 +49,14 @@ class Draft:
         self.cancel: list[str] = []
         self.status_change: tuple[str, str] | None = None
         self.flow = ""  # set when the event creates the run: indexes it by flow
-        self._states: dict[str, dict[str, Any]] = {}
+        self._states: dict[str, TaskState] = {}
         self.new_data: dict[str, bytes] = {}
 
     # --- reading, through what this draft already changed ---------------------------------
 
-    def state(self, name: str) -> dict[str, Any]:
+    def state(self, name: str) -> TaskState:
         if name not in self._states:
-            self._states[name] = task_state(self.view.task_raw(name))
+            self._states[name] = TaskState.decode(self.view.task_raw(name))
         return self._states[name]
 
     def data(self, names: Iterable[str]) -> dict[str, bytes | None]:
@@ -86,10 +86,10 @@ class Draft:
         if name in self.deletes.get(part, ()):
             self.deletes[part].remove(name)  # written again after a delete: the write wins
 
-    def set_task(self, name: str, new: dict[str, Any]) -> None:
+    def set_task(self, name: str, new: TaskState) -> None:
         self.guard(keys.TASKS, name, self.view.task_raw(name))
         self._states[name] = new
-        self.write(keys.TASKS, name, pack(new))
+        self.write(keys.TASKS, name, new.encode())
 
     def set_meta_list(self, name: str, items: list[Any]) -> None:
         self.guard(keys.META, name, self.view.meta.get(name))
@@ -111,11 +111,11 @@ class Draft:
         lag = self.view.applied_ms - self.at if self.view.applied_ms else None
         event = self.event.id.replace(self.run_id, RUN_MARK, 1)
         self.history.append(
-            pack([self.at, lag, event, self.event.kind, scope, old, new, attempt, extra or None])
+            history_record(self.at, lag, event, self.event.kind, scope, old, new, attempt, extra)
         )
 
     def note(self, scope: str, attempt: int, note: str) -> None:
-        st = (self.run_status or states.PENDING) if scope == "run" else self.state(scope)["s"]
+        st = (self.run_status or states.PENDING) if scope == "run" else self.state(scope).status
         self.hist(scope, st, st, attempt, note=note)
 
     def timer(self, purpose: str, due_ms: int, task: str = "", attempt: int = 0, extra: str = "") -> str:

@@ -70,13 +70,13 @@ def stale(d: Draft, active: frozenset[str] = states.TASK_ACTIVE) -> bool:
         d.hist(e.task, "?", "?", e.attempt, note="unknown task")
         return True
     st = d.state(e.task)
-    if st["a"] != e.attempt:
-        note = f"fenced: attempt {e.attempt} is not the current attempt {st['a']}"
-    elif st["s"] not in active:
-        note = f"ignored: task is already {st['s']}"
+    if st.attempt != e.attempt:
+        note = f"fenced: attempt {e.attempt} is not the current attempt {st.attempt}"
+    elif st.status not in active:
+        note = f"ignored: task is already {st.status}"
     else:
         return False
-    d.hist(e.task, st["s"], st["s"], e.attempt, note=note)
+    d.hist(e.task, st.status, st.status, e.attempt, note=note)
     return True
 
 
@@ -88,19 +88,19 @@ def decide_started(d: Draft) -> None:
     st = d.state(e.task)
     worker = e.body["worker"]
     delivery = int(e.body.get("delivery", 0))
-    if st["s"] == states.SCHEDULED:
-        states.check_task(st["s"], states.RUNNING)
-        d.set_task(e.task, dict(st, s=states.RUNNING, st=d.at, w=worker, d=delivery))
-        d.hist(e.task, st["s"], states.RUNNING, e.attempt, worker=worker)
+    if st.status == states.SCHEDULED:
+        states.check_task(st.status, states.RUNNING)
+        d.set_task(e.task, st.with_(status=states.RUNNING, started_ms=d.at, worker=worker, delivery=delivery))
+        d.hist(e.task, st.status, states.RUNNING, e.attempt, worker=worker)
         timeout = d.view.spec(e.task).timeout_s
         if timeout:
             d.timer(protocol.TIMER_TIMEOUT, d.at + int(timeout * 1000), e.task, e.attempt)
-    elif delivery > int(st.get("d", 0)):
-        d.set_task(e.task, dict(st, w=worker, d=delivery))
+    elif delivery > int(st.delivery or 0):
+        d.set_task(e.task, st.with_(worker=worker, delivery=delivery))
         d.hist(
             e.task,
-            st["s"],
-            st["s"],
+            st.status,
+            st.status,
             e.attempt,
             worker=worker,
             note=f"redelivered to {worker} (delivery {delivery + 1})",
@@ -115,18 +115,25 @@ def decide_leased(d: Draft) -> None:
         return
     st = d.state(e.task)
     until = d.now + int(d.rules.lease_s * 1000)
-    new = dict(st, lk=until)
-    if "lk" in st:
-        d.cancel.append(protocol.timer_id(protocol.TIMER_LEASE, d.run_id, e.task, e.attempt, str(st["lk"])))
+    new = st.with_(lease_until_ms=until)
+    if st.lease_until_ms is not None:
+        d.cancel.append(
+            protocol.timer_id(protocol.TIMER_LEASE, d.run_id, e.task, e.attempt, str(st.lease_until_ms))
+        )
     timeout = d.view.spec(e.task).timeout_s
     if timeout:  # armed when started; again here, should the started event have been lost
-        d.timer(protocol.TIMER_TIMEOUT, int(st.get("st") or d.at) + int(timeout * 1000), e.task, e.attempt)
+        d.timer(protocol.TIMER_TIMEOUT, int(st.started_ms or d.at) + int(timeout * 1000), e.task, e.attempt)
     d.set_task(e.task, new)
     d.write(keys.LEASES, e.task, f"{e.attempt}:{until}".encode())
     d.timer(protocol.TIMER_LEASE, until, e.task, e.attempt, str(until))
     worker = e.body["worker"]
     d.hist(
-        e.task, st["s"], st["s"], e.attempt, worker=worker, note=f"leased by {worker}; delivery acknowledged"
+        e.task,
+        st.status,
+        st.status,
+        e.attempt,
+        worker=worker,
+        note=f"leased by {worker}; delivery acknowledged",
     )
 
 
@@ -147,10 +154,10 @@ def decide_waiting(d: Draft) -> None:
     worker = e.body["worker"]
     old = progress.implied_start(d, e.task, st, worker)
     states.check_task(old, states.WAITING)
-    new = dict(progress.end_attempt(d, e.task, st), s=states.WAITING, wt=d.at, w=worker)
+    new = progress.end_attempt(d, e.task, st).with_(status=states.WAITING, waiting_ms=d.at, worker=worker)
     limit = float(e.body.get("timeout_s") or d.view.spec(e.task).timeout_s or 0)
     if limit:
-        new["wl"] = limit
+        new = new.with_(wait_limit_s=limit)
         d.timer(protocol.TIMER_TIMEOUT, d.now + int(limit * 1000), e.task, e.attempt, WAIT_TIMER)
     d.set_task(e.task, new)
     note = "waiting for an outside completion" + (f": {e.body['note']}" if e.body.get("note") else "")
@@ -165,7 +172,7 @@ def decide_complete(d: Draft) -> None:
         return
     st = d.state(e.task)
     if d.run_status not in COMPLETABLE:
-        d.hist(e.task, st["s"], st["s"], e.attempt, note=f"completion refused: the run is {d.run_status}")
+        d.hist(e.task, st.status, st.status, e.attempt, note=f"completion refused: the run is {d.run_status}")
         return
     # Only the current attempt, while it is active: waiting (it deferred) — or still running,
     # as when an outside system answers before the task's defer() is recorded: the
@@ -199,14 +206,14 @@ def decide_reverted(d: Draft) -> None:
     st = d.state(e.task)
     worker = e.body["worker"]
     if e.kind == protocol.TASK_REVERTED:
-        states.check_task(st["s"], states.REVERTED)
-        d.set_task(e.task, dict(st, s=states.REVERTED, rft=d.at))
+        states.check_task(st.status, states.REVERTED)
+        d.set_task(e.task, st.with_(status=states.REVERTED, revert_finished_ms=d.at))
         d.hist(e.task, states.REVERTING, states.REVERTED, e.attempt, worker=worker)
         if d.run_status == states.REVERTING:
             revert.revert_step(d)
         return
     err = error_dict(e.body["error"])
-    d.set_task(e.task, dict(st, s=states.FAILED, rft=d.at, rerr=err))
+    d.set_task(e.task, st.with_(status=states.FAILED, revert_finished_ms=d.at, revert_error=err))
     d.hist(e.task, states.REVERTING, states.FAILED, e.attempt, error_type=err["type"], error=err["message"])
     if d.run_status == states.REVERTING:
         raw_err = d.view.meta.get("error")
@@ -243,10 +250,10 @@ def decide_timer(d: Draft) -> None:
         return
     if purpose == protocol.TIMER_RETRY:
         st = d.state(e.task)
-        if st["s"] != states.FAILED or st["a"] != e.attempt - 1 or "retry_at" not in st:
-            d.hist(e.task, st["s"], st["s"], e.attempt, note="retry timer ignored: the task moved on")
+        if st.status != states.FAILED or st.attempt != e.attempt - 1 or st.retry_at_ms is None:
+            d.hist(e.task, st.status, st.status, e.attempt, note="retry timer ignored: the task moved on")
         elif d.run_status not in (states.RUNNING, states.PAUSED):
-            d.hist(e.task, st["s"], st["s"], e.attempt, note=f"retry not started: run is {d.run_status}")
+            d.hist(e.task, st.status, st.status, e.attempt, note=f"retry not started: run is {d.run_status}")
         else:
             progress.schedule(d, e.task, e.attempt)
         return
@@ -254,13 +261,17 @@ def decide_timer(d: Draft) -> None:
         return
     st = d.state(e.task)
     if purpose == protocol.TIMER_TIMEOUT:
-        if (st["s"] == states.WAITING) != e.id.endswith(":" + WAIT_TIMER):
+        if (st.status == states.WAITING) != e.id.endswith(":" + WAIT_TIMER):
             d.hist(
-                e.task, st["s"], st["s"], e.attempt, note="timeout ignored: it was for the task's other phase"
+                e.task,
+                st.status,
+                st.status,
+                e.attempt,
+                note="timeout ignored: it was for the task's other phase",
             )
             return
-        if st["s"] == states.WAITING:
-            msg = f"attempt {e.attempt} was not completed within {float(st.get('wl', 0)):g} s"
+        if st.status == states.WAITING:
+            msg = f"attempt {e.attempt} was not completed within {float(st.wait_limit_s or 0):g} s"
         else:
             msg = f"attempt {e.attempt} did not finish within {d.view.spec(e.task).timeout_s:g} s"
         progress.fail_attempt(d, e.task, {"type": "TaskTimeout", "message": msg, "types": ["TaskTimeout"]})
@@ -269,13 +280,13 @@ def decide_timer(d: Draft) -> None:
         raw = d.view.lease(e.task)
         attempt, _, until = (raw or b"0:0").decode().partition(":")
         if int(attempt) == e.attempt and int(until) > e.at_ms:  # renewed since: look again when it ends
-            d.set_task(e.task, dict(st, lk=int(until)))
+            d.set_task(e.task, st.with_(lease_until_ms=int(until)))
             d.timer(protocol.TIMER_LEASE, int(until), e.task, e.attempt, until)
             return
-        lost = int(st.get("ll", 0)) + 1
+        lost = int(st.leases_lost or 0) + 1
         msg = (
             f"the worker's lease expired (no heartbeat for {d.rules.lease_s:g} s); lease lost {lost} time(s)"
         )
         progress.fail_attempt(d, e.task, {"type": "LeaseExpired", "message": msg}, lease_lost=True)
         return
-    d.hist(e.task, st["s"], st["s"], e.attempt, note=f"unknown timer {purpose!r}")
+    d.hist(e.task, st.status, st.status, e.attempt, note=f"unknown timer {purpose!r}")

@@ -14,7 +14,7 @@ from typing import Any
 from runner import conditions, protocol, states
 from runner.decide import revert
 from runner.decide.draft import WAIT_TIMER, Draft
-from runner.decide.records import error_dict
+from runner.decide.records import TaskState, error_dict
 from runner.decide.view import NOT_TAKEN, join_fields, start_reads, successors
 from runner.flows import END, TaskSpec
 from runner.protocol import pack, unpack
@@ -30,20 +30,17 @@ def schedule(d: Draft, name: str, attempt: int, note: str = "") -> None:
         held = d.meta_list("held")
         if [name, attempt] not in held:
             d.set_meta_list("held", [*held, [name, attempt]])
-        d.hist(name, st["s"], st["s"], attempt, note="held: the run is paused")
+        d.hist(name, st.status, st.status, attempt, note="held: the run is paused")
         return
     if d.view.spec(name).map is not None and keys.item_of(name) is None:
         start_map(d, name, attempt, note)
         return
-    states.check_task(st["s"], states.SCHEDULED)
+    states.check_task(st.status, states.SCHEDULED)
     req = d.request(name, attempt)
-    new: dict[str, Any] = {"s": states.SCHEDULED, "a": attempt, "t": d.at}
-    for carried in ("ra", "ll"):
-        if carried in st:
-            new[carried] = st[carried]
-    d.set_task(name, new)
+    carried = TaskState(free_attempts=st.free_attempts, leases_lost=st.leases_lost)
+    d.set_task(name, carried.with_(status=states.SCHEDULED, attempt=attempt, scheduled_ms=d.at))
     d.send(req)
-    d.hist(name, st["s"], states.SCHEDULED, attempt, **extra)
+    d.hist(name, st.status, states.SCHEDULED, attempt, **extra)
 
 
 # --- map (with-items) ----------------------------------------------------------------
@@ -61,18 +58,28 @@ def start_map(d: Draft, name: str, attempt: int, note: str = "") -> None:
     over = spec.args[spec.map["param"]]
     raw = d.data([over])[over]
     items = None if raw is None else unpack(raw)
-    states.check_task(st["s"], states.SCHEDULED)
+    states.check_task(st.status, states.SCHEDULED)
     extra = {"note": note} if note else {}
-    d.hist(name, st["s"], states.SCHEDULED, attempt, **extra)
+    d.hist(name, st.status, states.SCHEDULED, attempt, **extra)
     n = len(items) if isinstance(items, list) else 0
     limit = int(spec.map.get("limit") or 0) or n
     names = [keys.item_name(name, i) for i in range(n)]
     fresh = attempt == 1
     if not fresh:
         d.view.prefetch({keys.TASKS: names})
-    done = 0 if fresh else sum(1 for x in names if d.state(x)["s"] == states.SUCCESS)
-    new: dict[str, Any] = {"s": states.RUNNING, "a": attempt, "t": d.at, "st": d.at}
-    new.update({k: st[k] for k in ("ra", "ll") if k in st}, n=n, next=0, done=done, fresh=fresh)
+    done = 0 if fresh else sum(1 for x in names if d.state(x).status == states.SUCCESS)
+    new = TaskState(
+        status=states.RUNNING,
+        attempt=attempt,
+        scheduled_ms=d.at,
+        started_ms=d.at,
+        free_attempts=st.free_attempts,
+        leases_lost=st.leases_lost,
+        items=n,
+        next_item=0,
+        items_done=done,
+        fresh=fresh,
+    )
     d.set_task(name, new)
     kept = f"; {done} kept from before" if done else ""
     d.hist(
@@ -88,7 +95,7 @@ def start_map(d: Draft, name: str, attempt: int, note: str = "") -> None:
         return
     if fresh:
         d.set_data({keys.item_input(x): pack(v) for x, v in zip(names, items, strict=True)})
-    active = 0 if fresh else sum(1 for x in names if d.state(x)["s"] in states.TASK_ACTIVE)
+    active = 0 if fresh else sum(1 for x in names if d.state(x).status in states.TASK_ACTIVE)
     start_items(d, name, limit - active)
     if done == n:
         finish_map(d, name)
@@ -96,8 +103,8 @@ def start_map(d: Draft, name: str, attempt: int, note: str = "") -> None:
 
 def start_items(d: Draft, node: str, count: int) -> None:
     """Start up to ``count`` elements of a running map node that still need to run."""
-    st = dict(d.state(node))
-    n, nxt, fresh = int(st["n"]), int(st["next"]), bool(st.get("fresh"))
+    st = d.state(node)
+    n, nxt, fresh = (st.items or 0), (st.next_item or 0), bool(st.fresh)
     started = 0
     while nxt < n and started < count and d.run_status in (states.RUNNING, states.PAUSED):
         x = keys.item_name(node, nxt)
@@ -109,58 +116,60 @@ def start_items(d: Draft, node: str, count: int) -> None:
                 {keys.TASKS: [keys.item_name(node, i) for i in range(nxt - 1, min(n, nxt + count))]}
             )
         xs = d.state(x)
-        if xs["s"] == states.PENDING:
+        if xs.status == states.PENDING:
             schedule(d, x, 1)
-        elif xs["s"] == states.FAILED:  # failed for good before: a fresh retry budget
-            d.set_task(x, {k: v for k, v in xs.items() if k != "retry_at"} | {"ra": xs["a"]})
-            schedule(d, x, int(xs["a"]) + 1)
+        elif xs.status == states.FAILED:  # failed for good before: a fresh retry budget
+            d.set_task(x, xs.with_(retry_at_ms=None, free_attempts=xs.attempt))
+            schedule(d, x, int(xs.attempt) + 1)
         else:
             continue  # succeeded, or still running from before
         started += 1
-    d.set_task(node, dict(d.state(node), next=nxt))
+    d.set_task(node, d.state(node).with_(next_item=nxt))
 
 
 def map_item_done(d: Draft, item: str) -> None:
     """An element succeeded: start the next one; after the last, gather the results."""
     node = (keys.item_of(item) or ("", 0))[0]
     st = d.state(node)
-    if st["s"] != states.RUNNING:
+    if st.status != states.RUNNING:
         return  # the node failed: the element's result is recorded, nothing more
-    d.set_task(node, dict(st, done=int(st["done"]) + 1))
+    d.set_task(node, st.with_(items_done=(st.items_done or 0) + 1))
     start_items(d, node, 1)
-    if d.state(node)["done"] == st["n"]:
+    if d.state(node).items_done == st.items:
         finish_map(d, node)
 
 
 def finish_map(d: Draft, node: str) -> None:
     st = d.state(node)
-    names = [keys.item_name(node, i) for i in range(int(st["n"]))]
+    names = [keys.item_name(node, i) for i in range(st.items or 0)]
     vals = d.data(names)
     results = [None if vals[x] is None else unpack(vals[x]) for x in names]  # type: ignore[arg-type]
-    d.set_task(node, dict(end_attempt(d, node, st), s=states.SUCCESS, ft=d.at))
+    d.set_task(node, end_attempt(d, node, st).with_(status=states.SUCCESS, finished_ms=d.at))
     d.set_data({d.view.spec(node).provides[0]: pack(results)})
-    d.hist(node, states.RUNNING, states.SUCCESS, int(st["a"]), note=f"{len(names)} items done")
+    d.hist(node, states.RUNNING, states.SUCCESS, int(st.attempt), note=f"{len(names)} items done")
     advance(d, node)
 
 
-def end_attempt(d: Draft, name: str, st: dict[str, Any]) -> dict[str, Any]:
+def end_attempt(d: Draft, name: str, st: TaskState) -> TaskState:
     """Forget the timers and lease of the attempt that just ended; return its state."""
     spec = d.view.spec(name)
     if spec.timeout_s:
-        d.cancel.append(protocol.timer_id(protocol.TIMER_TIMEOUT, d.run_id, name, st["a"]))
-    if "wl" in st:
-        d.cancel.append(protocol.timer_id(protocol.TIMER_TIMEOUT, d.run_id, name, st["a"], WAIT_TIMER))
-    if "lk" in st:
-        d.cancel.append(protocol.timer_id(protocol.TIMER_LEASE, d.run_id, name, st["a"], str(st["lk"])))
+        d.cancel.append(protocol.timer_id(protocol.TIMER_TIMEOUT, d.run_id, name, st.attempt))
+    if st.wait_limit_s is not None:
+        d.cancel.append(protocol.timer_id(protocol.TIMER_TIMEOUT, d.run_id, name, st.attempt, WAIT_TIMER))
+    if st.lease_until_ms is not None:
+        d.cancel.append(
+            protocol.timer_id(protocol.TIMER_LEASE, d.run_id, name, st.attempt, str(st.lease_until_ms))
+        )
         d.deletes.setdefault(keys.LEASES, []).append(name)
-    return {k: v for k, v in st.items() if k not in ("lk", "retry_at", "wl")}
+    return st.ended()
 
 
-def implied_start(d: Draft, name: str, st: dict[str, Any], worker: str) -> str:
+def implied_start(d: Draft, name: str, st: TaskState, worker: str) -> str:
     """A result can overtake its "started" event; history still shows the task RUNNING once."""
-    if st["s"] != states.SCHEDULED:
-        return str(st["s"])
-    d.hist(name, states.SCHEDULED, states.RUNNING, st["a"], worker=worker, note="implied by its result")
+    if st.status != states.SCHEDULED:
+        return str(st.status)
+    d.hist(name, states.SCHEDULED, states.RUNNING, st.attempt, worker=worker, note="implied by its result")
     return states.RUNNING
 
 
@@ -173,27 +182,27 @@ def fail_attempt(
     """The current attempt failed: retry it if its policy allows, else fail the run."""
     st = d.state(name)
     err = error_dict(error)
-    states.check_task(st["s"], states.FAILED)
+    states.check_task(st.status, states.FAILED)
     old = implied_start(d, name, st, worker)
-    new = dict(end_attempt(d, name, st), s=states.FAILED, ft=d.at, err=err, w=worker)
+    new = end_attempt(d, name, st).with_(status=states.FAILED, finished_ms=d.at, error=err, worker=worker)
     spec = d.view.spec(name)
-    attempt = int(st["a"])
+    attempt = int(st.attempt)
     live = d.run_status in (states.RUNNING, states.PAUSED)
-    if lease_lost and live and int(st.get("ll", 0)) + 1 < d.rules.delivery_limit:
+    if lease_lost and live and (st.leases_lost or 0) + 1 < d.rules.delivery_limit:
         # The worker vanished: like a redelivery, this costs no try of the retry policy.
-        new.update(ll=int(st.get("ll", 0)) + 1, ra=int(st.get("ra", 0)) + 1)
+        new = new.with_(leases_lost=(st.leases_lost or 0) + 1, free_attempts=(st.free_attempts or 0) + 1)
         d.set_task(name, new)
         d.hist(name, old, states.FAILED, attempt, error_type=err["type"], error=err["message"])
         schedule(d, name, attempt + 1, note="re-dispatched: the lease of the previous attempt expired")
         return
-    tries = attempt - int(st.get("ra", 0))
+    tries = attempt - (st.free_attempts or 0)
     pol = Retry.from_data(spec.retry) if spec.retry else None
     if pol is not None and live and pol.allows(tries, err["types"]):
         delay = pol.delay_before(tries, f"{d.run_id}:{name}:{attempt}")
         note = f"retry {tries + 1} of {pol.attempts} in {delay:.3g} s"
         if delay > 0:
             due = d.now + int(delay * 1000)
-            new["retry_at"] = due
+            new = new.with_(retry_at_ms=due)
             d.timer(protocol.TIMER_RETRY, due, name, attempt + 1)
         d.set_task(name, new)
         d.hist(name, old, states.FAILED, attempt, error_type=err["type"], error=err["message"], note=note)
@@ -206,11 +215,11 @@ def fail_attempt(
     if item is not None:  # an element gave up: its map node fails with it
         node, index = item
         nst = d.state(node)
-        node_attempt = int(nst["a"])
-        if nst["s"] != states.RUNNING:
+        node_attempt = int(nst.attempt)
+        if nst.status != states.RUNNING:
             return
         nerr = dict(err, message=f"item {index}: {err['message']}")
-        d.set_task(node, dict(end_attempt(d, node, nst), s=states.FAILED, ft=d.at, err=nerr))
+        d.set_task(node, end_attempt(d, node, nst).with_(status=states.FAILED, finished_ms=d.at, error=nerr))
         d.hist(
             node,
             states.RUNNING,
@@ -309,14 +318,14 @@ def advance(d: Draft, name: str, taken: bool = True) -> None:
         if out == "skip" and s != END:
             # Bookkeeping, whatever the run's state: a retried run must find its joins whole.
             st = d.state(s)
-            states.check_task(st["s"], states.SKIPPED)
-            d.set_task(s, dict(st, s=states.SKIPPED, ft=d.at))
+            states.check_task(st.status, states.SKIPPED)
+            d.set_task(s, st.with_(status=states.SKIPPED, finished_ms=d.at))
             why = (
                 "no incoming edge taken"
                 if not spec.when.get(s)
                 else f"condition false: {_describe(spec.when[s])}"
             )
-            d.hist(s, st["s"], states.SKIPPED, 0, note=why)
+            d.hist(s, st.status, states.SKIPPED, 0, note=why)
             advance(d, s, taken=False)
         elif d.run_status not in (states.RUNNING, states.PAUSED):
             continue  # a failed run starts nothing; a retry looks at its joins again
@@ -351,12 +360,11 @@ def succeed(
         msg = f"result names {sorted(values)} differ from provides {spec.provides}"
         fail_attempt(d, name, {"type": "ProtocolError", "message": msg}, worker)
         return
-    states.check_task(st["s"], states.SUCCESS)
+    states.check_task(st.status, states.SUCCESS)
     old = implied_start(d, name, st, worker)
-    new = dict(end_attempt(d, name, st), s=states.SUCCESS, ft=d.at, w=worker)
-    new.pop("err", None)
+    new = end_attempt(d, name, st).with_(status=states.SUCCESS, finished_ms=d.at, worker=worker, error=None)
     if ms is not None:
-        new["ms"] = ms
+        new = new.with_(duration_ms=ms)
     d.set_task(name, new)
     d.set_data({k: pack(v) for k, v in values.items()})
     d.hist(name, old, states.SUCCESS, e.attempt, worker=worker, **({"note": note} if note else {}))
@@ -374,19 +382,23 @@ def not_started(d: Draft, name: str, error: Mapping[str, Any], worker: str) -> N
     FAILED in a FAILED run, so that a retry of the run runs it again."""
     st = d.state(name)
     err = error_dict(error)
-    attempt = int(st["a"])
+    attempt = int(st.attempt)
     ended = end_attempt(d, name, st)
-    if st["s"] == states.SCHEDULED and d.run_status in (states.REVERTING, states.REVERTED, states.CANCELLED):
-        d.set_task(name, dict(ended, s=states.SKIPPED, ft=d.at))
-        d.hist(name, st["s"], states.SKIPPED, attempt, worker=worker, note=err["message"])
+    if st.status == states.SCHEDULED and d.run_status in (
+        states.REVERTING,
+        states.REVERTED,
+        states.CANCELLED,
+    ):
+        d.set_task(name, ended.with_(status=states.SKIPPED, finished_ms=d.at))
+        d.hist(name, st.status, states.SKIPPED, attempt, worker=worker, note=err["message"])
     else:
-        states.check_task(st["s"], states.FAILED)
-        new = dict(ended, s=states.FAILED, ft=d.at, err=err, w=worker)
+        states.check_task(st.status, states.FAILED)
+        new = ended.with_(status=states.FAILED, finished_ms=d.at, error=err, worker=worker)
         live = d.run_status in (states.RUNNING, states.PAUSED)
         if live:  # the run was retried while the report was on its way: no try spent
-            new["ra"] = int(st.get("ra", 0)) + 1
+            new = new.with_(free_attempts=(st.free_attempts or 0) + 1)
         d.set_task(name, new)
-        d.hist(name, st["s"], states.FAILED, attempt, error_type=err["type"], error=err["message"])
+        d.hist(name, st.status, states.FAILED, attempt, error_type=err["type"], error=err["message"])
         if live:
             schedule(
                 d, name, attempt + 1, note="sent again: its request was skipped while the run was failed"

@@ -42,7 +42,7 @@ def successors_first(d: Draft) -> list[str]:
 
 def revertable(d: Draft, name: str) -> bool:
     """Completed, with a revert handler that has not run yet."""
-    return bool(d.view.spec(name).revert) and d.state(name)["s"] == states.SUCCESS
+    return bool(d.view.spec(name).revert) and d.state(name).status == states.SUCCESS
 
 
 def active(d: Draft, name: str) -> bool:
@@ -52,14 +52,14 @@ def active(d: Draft, name: str) -> bool:
     while one of the elements it started is.
     """
     st = d.state(name)
-    if st["s"] == states.REVERTING:
+    if st.status == states.REVERTING:
         return True
-    if st["s"] not in states.TASK_ACTIVE:
+    if st.status not in states.TASK_ACTIVE:
         return False
-    if d.view.spec(name).map is None or st["s"] != states.RUNNING or "next" not in st:
+    if d.view.spec(name).map is None or st.status != states.RUNNING or st.next_item is None:
         return True
-    started = [keys.item_name(name, i) for i in range(int(st["next"]))]
-    return any(d.state(x)["s"] in states.TASK_ACTIVE for x in started)
+    started = [keys.item_name(name, i) for i in range(int(st.next_item))]
+    return any(d.state(x).status in states.TASK_ACTIVE for x in started)
 
 
 def to_revert(d: Draft) -> list[str]:
@@ -92,7 +92,7 @@ def revert_step(d: Draft) -> None:
     REVERTED (FAILED if there was nothing to revert after all)."""
     if not d.view.full:
         raise Need()
-    if any(d.state(n)["s"] == states.REVERTING for n in d.view.specs):
+    if any(d.state(n).status == states.REVERTING for n in d.view.specs):
         return  # one at a time: the one in flight calls this again when it ends
     name = next_revert(d)
     if name is not None:
@@ -100,7 +100,7 @@ def revert_step(d: Draft) -> None:
         return
     if to_revert(d) or revertable_running(d):
         return  # a successor still runs: its end (success, failure, skip) calls this again
-    reverted = any(d.state(n)["s"] == states.REVERTED for n in d.view.specs)
+    reverted = any(d.state(n).status == states.REVERTED for n in d.view.specs)
     forget_plan(d)
     d.set_run(states.REVERTED if reverted else states.FAILED)
 
@@ -108,11 +108,11 @@ def revert_step(d: Draft) -> None:
 def start_revert(d: Draft, name: str) -> None:
     """Send the revert request of a completed task."""
     st = d.state(name)
-    states.check_task(st["s"], states.REVERTING)
-    req = d.request(name, int(st["a"]), protocol.MODE_REVERT)
-    d.set_task(name, dict(st, s=states.REVERTING, rt=d.at))
+    states.check_task(st.status, states.REVERTING)
+    req = d.request(name, int(st.attempt), protocol.MODE_REVERT)
+    d.set_task(name, st.with_(status=states.REVERTING, revert_started_ms=d.at))
     d.send(req)
-    d.hist(name, states.SUCCESS, states.REVERTING, int(st["a"]))
+    d.hist(name, states.SUCCESS, states.REVERTING, int(st.attempt))
 
 
 def forget_plan(d: Draft) -> None:

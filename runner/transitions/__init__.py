@@ -22,7 +22,7 @@ from runner.decide.events import (
     stale,
 )
 from runner.decide.progress import advance, finish_run, join_outcome, join_ready, not_started, succeed
-from runner.decide.records import NOT_STARTED, RUN_MARK, error_dict, history_entry, task_state
+from runner.decide.records import NOT_STARTED, RUN_MARK, TaskState, error_dict, history_entry
 from runner.decide.view import META_FIELDS, NOT_TAKEN, Need, Rules, View, join_fields
 
 __all__ = [
@@ -59,5 +59,5 @@ __all__ = [
     "stale",
     "status_of",
     "succeed",
-    "task_state",
+    "TaskState",
 ]
