@@ -37,7 +37,7 @@ from runner.context import TaskContext
 from runner.decide.records import TaskState
 from runner.durability import CREATED_FIELD
 from runner.errors import BrokerError, DecodeError, StoreError
-from runner.protocol import CONTENT_TYPE, Event, TaskRequest
+from runner.protocol import Event, TaskRequest
 from runner.states import CANCELLED, FAILED, REVERTED, REVERTING, RUNNING, SCHEDULED
 from runner.store import Store
 from runner.tasks import REGISTRY, Registry
@@ -230,11 +230,7 @@ class Worker:
             self._reject(d, _worker_error(e), "error")
 
     def _take(self, d: Delivery) -> None:
-        if d.content_type and d.content_type != CONTENT_TYPE:
-            raise DecodeError(f"content type {d.content_type[:200]!r} is not {CONTENT_TYPE}")
-        msg = protocol.decode(d.body)
-        if not isinstance(msg, TaskRequest):
-            raise DecodeError(f"a task queue takes task requests, not {msg.kind}")
+        msg = protocol.decode_delivery(d.content_type, d.body, TaskRequest, "a task queue")
         if d.delivery_count:
             metrics.REDELIVERIES.labels("worker").inc()
             if self._is_poison(d, msg):
