@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from runner import durability, faults, keys, logs, metrics, protocol
+from runner import durability, faults, logs, metrics, protocol
 from runner.broker import ENGINE_QUEUE, Broker, Delivery, Outgoing
 from runner.config import Config
 from runner.decide import Rules
@@ -38,7 +38,7 @@ from runner.engine.reader import RunReader
 from runner.errors import BrokerError, DecodeError, StoreError, StoreUnavailable
 from runner.protocol import Event, unpack
 from runner.states import RUN_TERMINAL
-from runner.store import Commit, Store
+from runner.store import Commit, Store, keys
 
 log = logging.getLogger("ackflow.engine")
 T = TypeVar("T")

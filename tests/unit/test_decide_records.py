@@ -73,7 +73,9 @@ def test_keys_of_a_newer_release_are_kept() -> None:
     assert unpack(state.encode()) == {"s": "RUNNING", "a": 1, "w": "w", "future": [1, 2]}
 
 
-_values = st.one_of(st.integers(-(2**63), 2**63 - 1), st.text(max_size=5), st.booleans(), st.floats(allow_nan=False))
+_values = st.one_of(
+    st.integers(-(2**63), 2**63 - 1), st.text(max_size=5), st.booleans(), st.floats(allow_nan=False)
+)
 
 
 @pytest.mark.fuzz

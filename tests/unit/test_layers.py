@@ -217,3 +217,48 @@ def test_the_reader_sees_function_level_imports() -> None:
     src = ROOT / "runner" / "connect.py"
     targets = {i.target for i in imports_of(src)}
     assert "runner.broker.kombu.KombuBroker" in targets  # inside open_broker and TYPE_CHECKING
+
+
+# The decision core does no I/O: of the store and the broker it sees only their contracts
+# (the `Commit` it returns, the field names it writes, the queue names it routes to).
+DECIDE_MAY_NOT_IMPORT = {
+    "engine", "client", "completion", "cli", "http_api", "dashboard", "local", "connect", "bench",
+    "dlq", "durability", "examples",
+}  # fmt: skip
+CONTRACTS = {"runner.store", "runner.store.base", "runner.store.keys", "runner.broker.base"}
+
+
+def _module_of(target: str) -> str:
+    """The module part of an imported dotted name (``runner.store.keys`` for a name in it)."""
+    parts = target.split(".")
+    for n in range(len(parts), 0, -1):
+        mod = ROOT.joinpath(*parts[:n])
+        if mod.with_suffix(".py").exists() or (mod / "__init__.py").exists():
+            return ".".join(parts[:n])
+    return target
+
+
+def test_decide_does_no_io() -> None:
+    bad = []
+    for p in sources("runner/decide"):
+        for i in imports_of(p):
+            top = i.target.split(".")[0]
+            unit = unit_of_module(i.target)
+            if top in {"kombu", "amqp", "redis", "workers"} or unit in DECIDE_MAY_NOT_IMPORT:
+                bad.append(where(i))
+            elif unit in {"store", "broker"} and _module_of(i.target) not in CONTRACTS:
+                bad.append(where(i))  # an adapter (redis, memory, kombu, local)
+    assert not bad, bad
+
+
+def test_the_engine_imports_no_operator_surface() -> None:
+    ops = {"client", "completion", "cli", "http_api", "dashboard", "local", "bench", "dlq", "examples"}
+    bad = []
+    for p in sources("runner/engine"):
+        for i in imports_of(p):
+            unit = unit_of_module(i.target)
+            if unit in ops or i.target.split(".")[0] in {"kombu", "amqp", "redis", "workers"}:
+                bad.append(where(i))
+            elif unit in {"store", "broker"} and _module_of(i.target) not in {*CONTRACTS, "runner.broker"}:
+                bad.append(where(i))
+    assert not bad, bad
