@@ -60,26 +60,47 @@ class TaskState:
         if raw is None:
             return _PENDING
         stored = unpack(raw)
-        known = {k: stored.pop(k) for k in _BY_KEY if k in stored}
-        return cls(**{_BY_KEY[k]: v for k, v in known.items()}, other=stored)
+        values = dict(_DEFAULTS)
+        other = {}
+        for k, v in stored.items():
+            name = _BY_KEY.get(k)
+            if name is None:
+                other[k] = v
+            else:
+                values[name] = v
+        values["other"] = other
+        return _build(values)
 
     def encode(self) -> bytes:
-        out = {key: v for name, key in _KEYS if (v := getattr(self, name)) is not None}
+        d = self.__dict__
+        out = {key: v for name, key in _KEYS if (v := d[name]) is not None}
         out.update(self.other)
         return pack(out)
 
     def with_(self, **changes: Any) -> TaskState:
         """A copy with these fields changed (None removes one)."""
-        return replace(self, **changes)
+        if not changes.keys() <= _NAMES:
+            return replace(self, **changes)  # raises the usual TypeError for the unknown name
+        return _build({**self.__dict__, **changes})
 
     def ended(self) -> TaskState:
         """Without what only the attempt that just ended had: its lease, retry timer, wait limit."""
-        return replace(self, lease_until_ms=None, retry_at_ms=None, wait_limit_s=None)
+        return self.with_(lease_until_ms=None, retry_at_ms=None, wait_limit_s=None)
 
 
 _KEYS = tuple((f.name, f.metadata["key"]) for f in fields(TaskState) if f.metadata["key"])
 _BY_KEY = {key: name for name, key in _KEYS}
+_NAMES = frozenset(f.name for f in fields(TaskState))
+_DEFAULTS = {f.name: f.default for f in fields(TaskState) if f.name != "other"}
 _PENDING = TaskState()
+
+
+def _build(values: dict[str, Any]) -> TaskState:
+    """A TaskState from every field's value, without the generated __init__: the engine
+    builds several per event (this is ~10x faster than `dataclasses.replace`)."""
+    state = object.__new__(TaskState)
+    state.__dict__.update(values)
+    return state
 
 
 def error_dict(error: Mapping[str, Any]) -> dict[str, Any]:
