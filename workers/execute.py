@@ -16,12 +16,12 @@ from typing import Any
 
 from runner import caps, protocol
 from runner.context import TaskContext, reset_current, set_current
+from runner.decide.records import NOT_STARTED
 from runner.durability import CREATED_FIELD
 from runner.errors import EncodeError, UnknownTaskError
 from runner.lazy import Deferred
 from runner.protocol import Event, TaskRequest
 from runner.tasks import Registry
-from runner.decide.records import NOT_STARTED
 
 
 def _types(e: BaseException) -> list[str]:
