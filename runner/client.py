@@ -14,6 +14,7 @@ from typing import Any
 from runner import caps, keys, protocol, states
 from runner.broker import ENGINE_QUEUE, Broker, Outgoing
 from runner.config import Config
+from runner.decide.records import TaskState, history_entry
 from runner.errors import (
     EncodeError,
     PayloadTooLargeError,
@@ -26,7 +27,6 @@ from runner.errors import (
 from runner.flows import Flow, FlowSpec, validate_inputs
 from runner.protocol import Event, unpack
 from runner.store import Store
-from runner.transitions import history_entry
 
 
 @dataclass(frozen=True)
@@ -286,25 +286,26 @@ class Client:
         for name, raw in sorted(self.store.read_all(run_id, keys.TASKS).items()):
             if keys.item_of(name) is not None:
                 continue  # an element of a map node: its node shows how many are done
-            st = unpack(raw)
+            st = TaskState.decode(raw)
             progress = None
-            if st["s"] == states.RUNNING and st.get("n"):
-                progress = (int(st["done"]) / int(st["n"]), f"{st['done']} of {st['n']} items")
+            if st.status == states.RUNNING and st.items:
+                done = st.items_done or 0
+                progress = (done / st.items, f"{done} of {st.items} items")
             praw = leases.get(keys.progress_field(name))
-            if praw is not None and st["s"] == states.RUNNING:
+            if praw is not None and st.status == states.RUNNING:
                 p = unpack(praw)
-                if p.get("a") == st["a"]:
+                if p.get("a") == st.attempt:
                     progress = (float(p["f"]), str(p.get("m", "")))
             tasks[name] = TaskInfo(
                 name,
-                st["s"],
-                st["a"],
-                st.get("w", ""),
-                st.get("ms"),
-                st.get("err"),
+                st.status,
+                st.attempt,
+                st.worker or "",
+                st.duration_ms,
+                st.error,
                 progress,
-                st.get("retry_at"),
-                st.get("rerr"),
+                st.retry_at_ms,
+                st.revert_error,
             )
         for name in self.store.read_all(run_id, keys.SPEC):
             tasks.setdefault(name, TaskInfo(name, states.PENDING, 0))

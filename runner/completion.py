@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from runner import keys, protocol, states
 from runner.context import current_task
+from runner.decide.events import COMPLETABLE
+from runner.decide.records import TaskState
 from runner.errors import (
     AckflowError,
     AlreadyCompleted,
@@ -34,7 +36,6 @@ from runner.flows import TaskSpec
 from runner.lazy import result_values
 from runner.protocol import Event, unpack
 from runner.tokens import InvalidToken, check_token, parse_token
-from runner.transitions import COMPLETABLE
 
 if TYPE_CHECKING:
     from runner.client import Client
@@ -86,16 +87,16 @@ def complete(
     raw_state, raw_spec = got[keys.TASKS][0], got[keys.SPEC][0]
     if raw_spec is None:
         raise CompletionRefused(f"run {run_id} has no task {task!r}")
-    st: dict[str, Any] = unpack(raw_state) if raw_state is not None else {"s": states.PENDING, "a": 0}
-    if st["s"] == states.SUCCESS or (
-        st["s"] == states.FAILED and "retry_at" not in st and run_status not in LIVE
+    st = TaskState.decode(raw_state)
+    if st.status == states.SUCCESS or (
+        st.status == states.FAILED and st.retry_at_ms is None and run_status not in LIVE
     ):
-        raise AlreadyCompleted(run_id, task, st["s"])
+        raise AlreadyCompleted(run_id, task, st.status)
     if run_status not in COMPLETABLE:
         raise CompletionRefused(f"cannot complete task {task!r}: run {run_id} is {run_status}")
-    if st["s"] not in ACTIVE:
+    if st.status not in ACTIVE:
         raise CompletionRefused(
-            f"cannot complete task {task!r} of run {run_id}: it is {st['s']}, not running or WAITING"
+            f"cannot complete task {task!r} of run {run_id}: it is {st.status}, not running or WAITING"
         )
     body: dict[str, Any] = {"by": who()}
     if error is not None:
@@ -110,7 +111,7 @@ def complete(
         if size > cfg.max_payload_bytes:
             raise PayloadTooLargeError("the result", size, cfg.max_payload_bytes)
         body["values"] = values
-    attempt = _own_attempt(run_id, task) or int(st["a"])
+    attempt = _own_attempt(run_id, task) or st.attempt
     event = Event(
         protocol.TASK_COMPLETE,
         f"complete:{run_id}:{task}:{attempt}:{uuid.uuid4().hex}",

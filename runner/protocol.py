@@ -13,7 +13,7 @@ import math
 import reprlib
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 
@@ -332,3 +332,22 @@ def decode(data: bytes) -> Message:
         raise
     except Exception as e:  # a gap in the checks above: still this message's fault alone
         raise DecodeError(f"invalid message: {type(e).__name__}: {_clip(str(e))}") from e
+
+
+M = TypeVar("M", Event, TaskRequest)
+
+
+def decode_delivery(content_type: str | None, body: bytes, expect: type[M], queue: str) -> M:
+    """Check a delivery's content type, decode its body and check it is an ``expect`` (what
+    ``queue``, a description like "the engine queue", takes); a `DecodeError` otherwise.
+
+    The one preamble of the engine and the worker, so neither trusts a body the other would
+    reject (a pickle sent with its content type, an event on a task queue)."""
+    if content_type and content_type != CONTENT_TYPE:
+        raise DecodeError(f"content type {_clip(content_type)!r} is not {CONTENT_TYPE}")
+    msg = decode(body)
+    if not isinstance(msg, expect):
+        what = "events" if expect is Event else "task requests"
+        got = msg.kind if isinstance(msg, Event) else TASK_REQUEST
+        raise DecodeError(f"{queue} takes {what}, not {got}")
+    return msg

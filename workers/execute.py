@@ -15,13 +15,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from runner import caps, protocol
+from runner.decide.records import NOT_STARTED
 from runner.define.context import TaskContext, reset_current, set_current
 from runner.define.lazy import Deferred
 from runner.define.tasks import Registry
 from runner.durability import CREATED_FIELD
 from runner.errors import EncodeError, UnknownTaskError
 from runner.protocol import Event, TaskRequest
-from runner.transitions import NOT_STARTED
 
 
 def _types(e: BaseException) -> list[str]:

@@ -33,9 +33,10 @@ from runner import faults, keys, logs, metrics, protocol
 from runner.broker import ENGINE_QUEUE, Broker, Delivery, Outgoing, task_queue
 from runner.config import Config
 from runner.context import TaskContext
+from runner.decide.records import TaskState
 from runner.durability import CREATED_FIELD
 from runner.errors import BrokerError, DecodeError, StoreError
-from runner.protocol import CONTENT_TYPE, Event, TaskRequest
+from runner.protocol import Event, TaskRequest
 from runner.states import CANCELLED, FAILED, REVERTED, REVERTING, RUNNING, SCHEDULED
 from runner.store import Store
 from runner.tasks import REGISTRY, Registry
@@ -79,16 +80,17 @@ def skip_reason(
         return "the run no longer exists", False
     if status == CANCELLED.encode():
         return "the run was cancelled", False
-    st = protocol.unpack(raw_state) if raw_state is not None else {}
-    if raw_state is not None:
+    st = TaskState.decode(raw_state) if raw_state is not None else None
+    if st is not None:
         want = (REVERTING,) if req.mode == protocol.MODE_REVERT else SCHEDULED_OR_RUNNING
-        if st.get("a") != req.attempt or st.get("s") not in want:
-            return f"the task is {st.get('s')} at attempt {st.get('a')}", False
+        if st.attempt != req.attempt or st.status not in want:
+            return f"the task is {st.status} at attempt {st.attempt}", False
     run_status = status.decode()
     if (
         req.mode == protocol.MODE_RUN
         and run_status in FAILING
-        and st.get("s") == SCHEDULED
+        and st is not None
+        and st.status == SCHEDULED
         and not delivery_count
     ):
         return f"the run is {run_status}", True
@@ -208,11 +210,7 @@ class Worker:
             self._reject(d, _worker_error(e), "error")
 
     def _take(self, d: Delivery) -> None:
-        if d.content_type and d.content_type != CONTENT_TYPE:
-            raise DecodeError(f"content type {d.content_type[:200]!r} is not {CONTENT_TYPE}")
-        msg = protocol.decode(d.body)
-        if not isinstance(msg, TaskRequest):
-            raise DecodeError(f"a task queue takes task requests, not {msg.kind}")
+        msg = protocol.decode_delivery(d.content_type, d.body, TaskRequest, "a task queue")
         if d.delivery_count:
             metrics.REDELIVERIES.labels("worker").inc()
             if self._is_poison(d, msg):

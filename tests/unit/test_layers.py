@@ -32,6 +32,8 @@ ALIASES = {
     "context": "define",
     "lazy": "define",  # public API (``from runner.lazy import defer``), not deprecated
     "loading": "define",
+    "transitions": "decide",
+    "control": "decide",
 }
 
 # What each room may import of runner: the shared leaves and itself (``runner.keys``, the
@@ -70,10 +72,8 @@ WORKER_MAY_NOT_IMPORT = {
 }
 
 # Cycles that exist today; each set is one strongly connected group of units. Phase 2 of the
-# layout issue removes them (decide/ takes transitions+control, client/ takes
-# client+completion); a new cycle, or a unit joining one of these, fails.
+# layout issue removes them (client/ takes client+completion); a new cycle, or a unit joining one of these, fails.
 KNOWN_CYCLES: list[frozenset[str]] = [
-    frozenset({"transitions", "control"}),  # phase 2 removes
     frozenset({"client", "completion"}),  # phase 2 removes
     # cli -> bench -> examples (the bench's flows) -> cli (distributed_demo prints with the
     # CLI's helpers); phase 2 removes (the printing moves to client/render).
@@ -323,3 +323,48 @@ def test_the_public_api_and_the_old_paths_still_import() -> None:
     from workers.runtime import Worker as OldWorker
 
     assert OldWorker is Worker
+
+
+# The decision core does no I/O: of the store and the broker it sees only their contracts
+# (the `Commit` it returns, the field names it writes, the queue names it routes to).
+DECIDE_MAY_NOT_IMPORT = {
+    "engine", "client", "completion", "cli", "http_api", "dashboard", "local", "connect", "bench",
+    "dlq", "durability", "examples",
+}  # fmt: skip
+CONTRACTS = {"runner.store", "runner.store.base", "runner.store.keys", "runner.broker.base"}
+
+
+def _module_of(target: str) -> str:
+    """The module part of an imported dotted name (``runner.store.keys`` for a name in it)."""
+    parts = target.split(".")
+    for n in range(len(parts), 0, -1):
+        mod = ROOT.joinpath(*parts[:n])
+        if mod.with_suffix(".py").exists() or (mod / "__init__.py").exists():
+            return ".".join(parts[:n])
+    return target
+
+
+def test_decide_does_no_io() -> None:
+    bad = []
+    for p in sources("runner/decide"):
+        for i in imports_of(p):
+            top = i.target.split(".")[0]
+            unit = unit_of_module(i.target)
+            if top in {"kombu", "amqp", "redis", "workers"} or unit in DECIDE_MAY_NOT_IMPORT:
+                bad.append(where(i))
+            elif unit in {"store", "broker"} and _module_of(i.target) not in CONTRACTS:
+                bad.append(where(i))  # an adapter (redis, memory, kombu, local)
+    assert not bad, bad
+
+
+def test_the_engine_imports_no_operator_surface() -> None:
+    ops = {"client", "completion", "cli", "http_api", "dashboard", "local", "bench", "dlq", "examples"}
+    bad = []
+    for p in sources("runner/engine"):
+        for i in imports_of(p):
+            unit = unit_of_module(i.target)
+            if unit in ops or i.target.split(".")[0] in {"kombu", "amqp", "redis", "workers"}:
+                bad.append(where(i))
+            elif unit in {"store", "broker"} and _module_of(i.target) not in {*CONTRACTS, "runner.broker"}:
+                bad.append(where(i))
+    assert not bad, bad

@@ -3,7 +3,7 @@
 Per event (DESIGN §5), for each batch of deliveries that arrived together::
 
     decode + validate      -> invalid: dead-letter with the reason, continue
-    read the few fields the event's decision needs, decide (runner.transitions)
+    read the few fields the event's decision needs, decide (reader -> runner.decide)
     commit atomically      -> a repeat of an applied event returns its unsent outbox
     send the outbox        (consumers get it at once; its confirm is awaited below)
     anything above fails   -> an outage: leave it unacked; else dead-letter it with the reason
@@ -27,19 +27,18 @@ import logging
 import random
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Mapping
-from typing import Generic, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
-from runner import durability, faults, keys, logs, metrics, protocol, transitions
+from runner import durability, faults, logs, metrics, protocol
 from runner.broker import ENGINE_QUEUE, Broker, Delivery, Outgoing
 from runner.config import Config
+from runner.decide import Rules
+from runner.engine.reader import RunReader
 from runner.errors import BrokerError, DecodeError, StoreError, StoreUnavailable
-from runner.flows import END, TaskSpec
-from runner.protocol import CONTENT_TYPE, Event, unpack
+from runner.protocol import Event, unpack
 from runner.states import RUN_TERMINAL
-from runner.store import Commit, Store
-from runner.transitions import Need, Rules, View
+from runner.store import Commit, Store, keys
 
 log = logging.getLogger("ackflow.engine")
 T = TypeVar("T")
@@ -49,29 +48,7 @@ _RESULT_KINDS = frozenset(
     {protocol.TASK_SUCCEEDED, protocol.TASK_FAILED, protocol.TASK_WAITING, protocol.TASK_COMPLETE}
 )
 _TIMER_BATCH = 200
-_MAX_READS = 16  # rounds of `Need` per decision; after a full read none should be needed
-_FULL_READ_AFTER = 8  # rounds of targeted reads before reading the whole run instead
 _TIMER_HOLD_MS = 10_000  # a claimed timer reappears after this if its engine died
-
-
-class _Lru(Generic[K, V]):
-    """A bounded mapping that forgets the least recently used entries."""
-
-    def __init__(self, size: int = 50_000) -> None:
-        self._size = size
-        self._items: OrderedDict[K, V] = OrderedDict()
-
-    def get(self, key: K) -> V | None:
-        value = self._items.get(key)
-        if value is not None:
-            self._items.move_to_end(key)
-        return value
-
-    def put(self, key: K, value: V) -> None:
-        self._items[key] = value
-        self._items.move_to_end(key)
-        if len(self._items) > self._size:
-            self._items.popitem(last=False)
 
 
 class Engine:
@@ -86,11 +63,8 @@ class Engine:
         # Started (`StoreGuard.startup`) by `ackflow engine`; local mode leaves it unstarted:
         # then it only judges missing runs by the creation time their events carry.
         self.guard = guard if guard is not None else durability.StoreGuard(config, store)
-        # Task specs never change once a run exists, so engines cache them, keyed by the
-        # flow spec (see `_decide`); and which flow spec each recent run has.
-        self._specs: _Lru[tuple[bytes, str], TaskSpec] = _Lru()
-        self._spec_keys: _Lru[str, bytes] = _Lru()
         self.rules = Rules.of(config)
+        self.reader = RunReader(store, self.rules)  # the spec cache: all an engine keeps
         self._next_timer_ms = 0
         self.timers_fired = 0
         self._stop = threading.Event()
@@ -250,11 +224,7 @@ class Engine:
     ) -> tuple[Delivery, Event, dict[str, bytes]] | None:
         """`_commit_one`'s work; raises whatever went wrong (the event, once decoded, goes
         into ``decoded``)."""
-        if d.content_type and d.content_type != CONTENT_TYPE:
-            raise DecodeError(f"content type {_clip(d.content_type)!r} is not {CONTENT_TYPE}")
-        msg = protocol.decode(d.body)
-        if not isinstance(msg, Event):
-            raise DecodeError(f"the engine queue takes events, not {type(msg).__name__}")
+        msg = protocol.decode_delivery(d.content_type, d.body, Event, "the engine queue")
         decoded.append(msg)
         faults.hit("engine.after_decode")
         if d.redelivered:
@@ -330,7 +300,7 @@ class Engine:
                 if event.kind == protocol.RUN_SUBMIT:  # its first result reads in one round trip
                     spec_id = commit.writes.get(keys.META, {}).get("spec_id")
                     if spec_id:
-                        self._spec_keys.put(event.run_id, spec_id)
+                        self.reader.created(event.run_id, spec_id)
                 self._log(event, commit)
                 self._count(event, commit)
                 if commit.timers:
@@ -400,141 +370,8 @@ class Engine:
                 len(commit.outbox),
             )
 
-    # --- reading and deciding ---------------------------------------------------------------
-
-    def _specs_for(self, run_id: str, spec_key: bytes, names: list[str], view: View) -> None:
-        """Add these task specs to the view (from the cache when possible); ``spec_key``
-        names the run's flow spec in the cache (its digest)."""
-        missing = []
-        for n in names:
-            s = self._specs.get((spec_key, n))
-            if s is None:
-                missing.append(n)
-            else:
-                view.specs[n] = s
-        if missing:
-            raw = self.store.read(run_id, {keys.SPEC: missing})[keys.SPEC]
-            for n, r in zip(missing, raw, strict=True):
-                if r is None:
-                    view.absent_specs.add(n)
-                else:
-                    s = TaskSpec.from_data(unpack(r))
-                    self._specs.put((spec_key, n), s)
-                    view.specs[n] = s
-
-    def _success_plan(self, spec_key: bytes, task: str) -> tuple[list[str], list[str], list[str]] | None:
-        """`_success_reads` from cached specs alone; None if any of them is not cached."""
-        spec = self._specs.get((spec_key, task))
-        if spec is None:
-            return None
-        specs = {}
-        for s in spec.succs:
-            if s != END:
-                found = self._specs.get((spec_key, s))
-                if found is None:
-                    return None
-                specs[s] = found
-        return _success_reads(spec, specs)
-
-    def _fill(self, run_id: str, spec_key: bytes, view: View, need: Need) -> None:
-        """Read what a decision asked for, in one round trip where possible."""
-        if not need.parts:  # the whole run (rare events: control, compensation)
-            view.tasks = dict(self.store.read_all(run_id, keys.TASKS))
-            view.joins = dict(self.store.read_all(run_id, keys.JOINS))
-            view.data = dict(self.store.read_all(run_id, keys.DATA))
-            view.leases = dict(self.store.read_all(run_id, keys.LEASES))
-            all_specs = self.store.read_all(run_id, keys.SPEC)
-            view.specs = {n: TaskSpec.from_data(unpack(r)) for n, r in all_specs.items()}
-            view.full = True
-            return
-        if keys.SPEC in need.parts:
-            self._specs_for(run_id, spec_key, need.parts[keys.SPEC], view)
-        wants = {p: ns for p, ns in need.parts.items() if p != keys.SPEC}
-        if not wants:
-            return
-        got = self.store.read(run_id, wants)
-        targets: dict[str, dict[str, bytes | None]] = {
-            keys.TASKS: view.tasks,
-            keys.JOINS: view.joins,
-            keys.DATA: view.data,
-            keys.LEASES: view.leases,
-        }
-        for part, names in wants.items():
-            targets[part].update(zip(names, got[part], strict=True))
-
     def _decide(self, event: Event, redelivered: bool = False) -> Commit | None:
-        now = protocol.now_ms()
-        if event.kind == protocol.RUN_SUBMIT:
-            r = self.store.read(event.run_id, {keys.META: ["status"]})
-            view = View(meta={"status": r[keys.META][0]}, applied_ms=now, redelivered=redelivered)
-            return transitions.decide(event, view, self.rules)
-        wants: dict[str, list[str]] = {keys.META: [*transitions.META_FIELDS, "digest"]}
-        if event.task:
-            wants[keys.TASKS] = [event.task]
-            wants[keys.LEASES] = [event.task]
-        # A result of a run this engine has seen: with its specs cached, the reads that the
-        # decision will need go in this same round trip (checked against the run's spec id).
-        guess = self._spec_keys.get(event.run_id) if event.kind == protocol.TASK_SUCCEEDED else None
-        plan = self._success_plan(guess, event.task) if guess is not None else None
-        if plan is not None:
-            wants[keys.JOINS], sole, wants[keys.DATA] = plan
-            wants[keys.TASKS] = [event.task, *sole]
-        first = self.store.read(event.run_id, wants)
-        meta = dict(zip(wants[keys.META], first[keys.META], strict=True))
-        digest = meta.pop("digest")
-        view = View(meta=meta, applied_ms=now, redelivered=redelivered)
-        if meta["status"] is None:
-            if not (event.kind == protocol.RUN_CANCEL and digest is not None):
-                return None
-            view.full = True  # cancelled before its submit was applied: nothing to read yet
-        # Specs never change once a run exists; runs of one flow share them (keyed by the
-        # flow spec's digest), so a new run of a known flow reads none.
-        spec_key = meta["spec_id"] or (event.run_id.encode() + b"\x1f" + (meta["created_ms"] or b""))
-        self._spec_keys.put(event.run_id, spec_key)
-        if event.task:
-            view.tasks = {event.task: first[keys.TASKS][0]}
-            view.leases = {event.task: first[keys.LEASES][0]}
-            item = keys.item_of(event.task)  # an element of a map node: its node's spec
-            self._specs_for(event.run_id, spec_key, [item[0] if item else event.task], view)
-        if event.kind == protocol.TASK_SUCCEEDED and event.task in view.specs:
-            # The usual reads of a result, in one or two round trips rather than one per
-            # `Need`: the successors' specs (cached), their join counts, and — for
-            # successors this task alone precedes (a chain), which it certainly makes ready —
-            # their state and inputs too. A successor with several predecessors is read only
-            # once ready.
-            spec = view.specs[event.task]
-            self._specs_for(event.run_id, spec_key, [s for s in spec.succs if s != END], view)
-            if plan is not None and spec_key == guess:
-                fields, sole, data = plan
-                got = {
-                    keys.JOINS: first[keys.JOINS],
-                    keys.TASKS: first[keys.TASKS][1:],
-                    keys.DATA: first[keys.DATA],
-                }
-            else:
-                fields, sole, data = _success_reads(spec, view.specs)
-                got = self.store.read(event.run_id, {keys.JOINS: fields, keys.TASKS: sole, keys.DATA: data})
-            view.joins = dict(zip(fields, got[keys.JOINS], strict=True))
-            view.tasks.update(zip(sole, got[keys.TASKS], strict=True))
-            view.data.update(zip(data, got[keys.DATA], strict=True))
-        for rounds in range(_MAX_READS):
-            try:
-                return transitions.decide(event, view, self.rules)
-            except Need as asked:
-                # After a few targeted reads (a long cascade, e.g. a chain of skips), read the
-                # whole run once instead.
-                self._fill(event.run_id, spec_key, view, asked if rounds < _FULL_READ_AFTER else Need())
-        raise StoreError(f"event {event.id}: the decision kept asking for more of the run")
-
-
-def _success_reads(spec: TaskSpec, specs: Mapping[str, TaskSpec]) -> tuple[list[str], list[str], list[str]]:
-    """What deciding a success of ``spec`` reads: its successors' join fields, the
-    successors it alone precedes (their state), and their inputs it does not provide."""
-    fields = transitions.join_fields(spec.succs)
-    sole = [s for s in spec.succs if s in specs and len(specs[s].preds) == 1 and s not in spec.when]
-    own = set(spec.provides)
-    data = sorted({v for s in sole for v in (*specs[s].args.values(), *specs[s].optional.values())} - own)
-    return fields, sole, data
+        return self.reader.decide(event, redelivered)
 
 
 def _clip(reason: str, size: int = 500) -> str:

@@ -3,17 +3,19 @@
 Each is an event on the engine queue, so it is durable the moment the broker confirms it,
 holds with no worker online, and is applied once by whichever engine takes it. Its effect is
 run state in Redis that every later decision reads: a paused run holds the tasks that become
-ready (`Draft.schedule`) until it is resumed; a cancelled run is terminal, so later results
+ready (`progress.schedule`) until it is resumed; a cancelled run is terminal, so later results
 are recorded and schedule nothing, and the heartbeats of its long tasks report it to them.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from runner import keys, protocol, states
+from runner import protocol, states
+from runner.decide import progress
+from runner.decide.draft import Draft
+from runner.decide.records import NOT_STARTED, TaskState
+from runner.decide.view import Need
 from runner.flows import END
-from runner.transitions import NOT_STARTED, Draft, Need, finish_run, join_ready
+from runner.store import keys
 
 
 def _who(d: Draft) -> dict[str, str]:
@@ -35,9 +37,9 @@ def decide_cancel(d: Draft) -> None:
         d.view.meta["created_ms"] = str(d.at).encode()
     for name in sorted(d.view.specs):
         st = d.state(name)
-        if st["s"] in (states.PENDING, states.SCHEDULED):
-            d.set_task(name, dict(st, s=states.SKIPPED, ft=d.at))
-            d.hist(name, st["s"], states.SKIPPED, int(st["a"]), note="run cancelled")
+        if st.status in (states.PENDING, states.SCHEDULED):
+            d.set_task(name, st.with_(status=states.SKIPPED, finished_ms=d.at))
+            d.hist(name, st.status, states.SKIPPED, int(st.attempt), note="run cancelled")
     d.set_meta_list("held", [])
     d.set_run(states.CANCELLED, **_who(d))
 
@@ -59,7 +61,7 @@ def decide_resume(d: Draft) -> None:
     d.set_meta_list("held", [])
     d.set_run(states.RUNNING, **_who(d))
     for name, attempt in held:
-        d.schedule(str(name), int(attempt), note="released by resume")
+        progress.schedule(d, str(name), int(attempt), note="released by resume")
 
 
 def decide_retry(d: Draft) -> None:
@@ -70,7 +72,10 @@ def decide_retry(d: Draft) -> None:
     if not d.view.full:
         raise Need()
     names = sorted(d.view.specs)
-    if any(d.state(n)["s"] in (states.REVERTING, states.REVERTED) or "rerr" in d.state(n) for n in names):
+    if any(
+        d.state(n).status in (states.REVERTING, states.REVERTED) or d.state(n).revert_error is not None
+        for n in names
+    ):
         d.note("run", 0, "retry refused: the run's compensation has run")
         return
     d.deletes.setdefault(keys.META, []).extend(["error", "finished_ms"])
@@ -82,38 +87,38 @@ def decide_retry(d: Draft) -> None:
         )
         d.write(keys.META, "deadline_timer", tid.encode())
     if d.join(END) >= int(d.view.meta.get("sinks") or 0):
-        finish_run(d)  # every sink finished after the failure: the run is in fact complete
+        progress.finish_run(d)  # every sink finished after the failure: the run is in fact complete
         return
     for name in names:
         st = d.state(name)
-        if st["s"] == states.FAILED:
-            d.set_task(name, {k: v for k, v in st.items() if k != "retry_at"} | {"ra": st["a"]})
-            d.schedule(name, int(st["a"]) + 1, note="retry of the run")
-        elif st["s"] == states.PENDING and d.view.spec(name).preds and join_ready(d, name):
-            d.schedule(name, 1, note="retry of the run")
-        elif st["s"] == states.RUNNING and d.view.spec(name).map is not None:
+        if st.status == states.FAILED:
+            d.set_task(name, st.with_(retry_at_ms=None, free_attempts=st.attempt))
+            progress.schedule(d, name, int(st.attempt) + 1, note="retry of the run")
+        elif st.status == states.PENDING and d.view.spec(name).preds and progress.join_ready(d, name):
+            progress.schedule(d, name, 1, note="retry of the run")
+        elif st.status == states.RUNNING and d.view.spec(name).map is not None:
             resume_map(d, name, st)
 
 
-def resume_map(d: Draft, node: str, st: dict[str, Any]) -> None:
+def resume_map(d: Draft, node: str, st: TaskState) -> None:
     """A map node left running when its run failed: start the elements it stopped starting
     (and any held by a pause, or whose retry found the run failed) up to its limit."""
     spec = d.view.spec(node)
     assert spec.map is not None
-    n, nxt = int(st["n"]), int(st["next"])
+    n, nxt = (st.items or 0), (st.next_item or 0)
     names = [keys.item_name(node, i) for i in range(n)]
-    active = sum(1 for x in names if d.state(x)["s"] in states.TASK_ACTIVE)
+    active = sum(1 for x in names if d.state(x).status in states.TASK_ACTIVE)
     for x in names[:nxt]:
         xs = d.state(x)
-        if xs["s"] == states.PENDING:  # held when the run failed: never sent
-            d.schedule(x, 1, note="retry of the run")
+        if xs.status == states.PENDING:  # held when the run failed: never sent
+            progress.schedule(d, x, 1, note="retry of the run")
             active += 1
-        elif xs["s"] == states.FAILED and ("retry_at" in xs or _not_started(xs)):
+        elif xs.status == states.FAILED and (xs.retry_at_ms is not None or _not_started(xs)):
             # its retry timer found the run failed, or a worker skipped it: the run had failed
-            d.schedule(x, int(xs["a"]) + 1, note="retry of the run")
+            progress.schedule(d, x, int(xs.attempt) + 1, note="retry of the run")
             active += 1
-    d.start_items(node, (int(spec.map.get("limit") or 0) or n) - active)
+    progress.start_items(d, node, (int(spec.map.get("limit") or 0) or n) - active)
 
 
-def _not_started(st: dict[str, Any]) -> bool:
-    return bool((st.get("err") or {}).get("type") == NOT_STARTED)
+def _not_started(st: TaskState) -> bool:
+    return bool((st.error or {}).get("type") == NOT_STARTED)

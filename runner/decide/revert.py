@@ -1,0 +1,121 @@
+"""Compensation, as functions of the draft ``d``: which completed task to revert next, and
+when the run is done reverting.
+"""
+
+from __future__ import annotations
+
+from runner import protocol, states
+from runner.decide.draft import Draft
+from runner.decide.view import Need
+from runner.flows import END
+from runner.store import keys
+
+# --- compensation ------------------------------------------------------------------
+#
+# A completed task is reverted only once every task after it (transitively) has settled:
+# pending, skipped, failed, or succeeded and already reverted. A successor still
+# scheduled, running or waiting may yet read the task's outputs, and if it succeeds its
+# own revert must run first; so compensation waits for it (a worker skips a failing
+# run's requests that have not started, and reports them, so the wait is short). The
+# order is decided afresh at each step from the tasks' states, not from a plan made when
+# the run failed: a plan would not know which successors finish after it was made.
+
+
+def successors_first(d: Draft) -> list[str]:
+    """The run's tasks, every task before its predecessors (reverse topological order)."""
+    if not d.view.full:
+        raise Need()
+    order: list[str] = []
+    specs = d.view.specs
+    indeg = {n: len(s.preds) for n, s in specs.items()}
+    ready = sorted(n for n, d in indeg.items() if d == 0)
+    while ready:
+        n = ready.pop(0)
+        order.append(n)
+        for s in specs[n].succs:
+            if s != END:
+                indeg[s] -= 1
+                if indeg[s] == 0:
+                    ready.append(s)
+    return order[::-1]
+
+
+def revertable(d: Draft, name: str) -> bool:
+    """Completed, with a revert handler that has not run yet."""
+    return bool(d.view.spec(name).revert) and d.state(name).status == states.SUCCESS
+
+
+def active(d: Draft, name: str) -> bool:
+    """Still able to act: scheduled, running, waiting, or its revert in flight.
+
+    A map node left RUNNING by a failed run starts no more elements: it is active only
+    while one of the elements it started is.
+    """
+    st = d.state(name)
+    if st.status == states.REVERTING:
+        return True
+    if st.status not in states.TASK_ACTIVE:
+        return False
+    if d.view.spec(name).map is None or st.status != states.RUNNING or st.next_item is None:
+        return True
+    started = [keys.item_name(name, i) for i in range(int(st.next_item))]
+    return any(d.state(x).status in states.TASK_ACTIVE for x in started)
+
+
+def to_revert(d: Draft) -> list[str]:
+    """Completed tasks with a revert handler, successors before predecessors."""
+    return [n for n in successors_first(d) if revertable(d, n)]
+
+
+def next_revert(d: Draft) -> str | None:
+    """The first task to revert whose successors, direct and transitive, have all settled."""
+    unsettled: set[str] = set()  # tasks with something unsettled at or after them
+    specs = d.view.specs
+    for n in successors_first(d):  # successors are decided before their predecessors
+        after = any(s in unsettled for s in specs[n].succs if s != END)
+        if revertable(d, n) and not after:
+            return n
+        if after or active(d, n) or revertable(d, n):
+            unsettled.add(n)
+    return None
+
+
+def revertable_running(d: Draft) -> bool:
+    """Whether a task with a revert handler is still running (its success is reverted too)."""
+    if not d.view.full:
+        raise Need()
+    return any(spec.revert and active(d, n) for n, spec in d.view.specs.items())
+
+
+def revert_step(d: Draft) -> None:
+    """Start the next revert; once none is left and nothing revertable still runs, finish:
+    REVERTED (FAILED if there was nothing to revert after all)."""
+    if not d.view.full:
+        raise Need()
+    if any(d.state(n).status == states.REVERTING for n in d.view.specs):
+        return  # one at a time: the one in flight calls this again when it ends
+    name = next_revert(d)
+    if name is not None:
+        start_revert(d, name)
+        return
+    if to_revert(d) or revertable_running(d):
+        return  # a successor still runs: its end (success, failure, skip) calls this again
+    reverted = any(d.state(n).status == states.REVERTED for n in d.view.specs)
+    forget_plan(d)
+    d.set_run(states.REVERTED if reverted else states.FAILED)
+
+
+def start_revert(d: Draft, name: str) -> None:
+    """Send the revert request of a completed task."""
+    st = d.state(name)
+    states.check_task(st.status, states.REVERTING)
+    req = d.request(name, int(st.attempt), protocol.MODE_REVERT)
+    d.set_task(name, st.with_(status=states.REVERTING, revert_started_ms=d.at))
+    d.send(req)
+    d.hist(name, states.SUCCESS, states.REVERTING, int(st.attempt))
+
+
+def forget_plan(d: Draft) -> None:
+    """Runs that failed before compensation was decided step by step kept a revert plan."""
+    if d.view.meta.get("plan"):
+        d.set_meta_list("plan", [])
