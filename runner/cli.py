@@ -26,6 +26,7 @@ import click
 
 from runner import states
 from runner.client import Client, HistoryEntry, RunInfo
+from runner.client.tokens import InvalidToken
 from runner.config import Config
 from runner.errors import (
     AckflowError,
@@ -43,7 +44,6 @@ from runner.errors import (
     StoreUnavailable,
     WaitTimeout,
 )
-from runner.tokens import InvalidToken
 
 EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_TIMEOUT, EXIT_NOT_FOUND = 1, 2, 3, 4, 5
 EXIT_ALREADY = 6  # a lazy task was already completed: nothing changed
@@ -261,6 +261,7 @@ def run(
     serves the HTTP completion endpoint on 127.0.0.1 (--port) while the run waits."""
     from runner.loading import load_flow
     from runner.local import LocalRuntime
+    from runner.ops.http.api import serve_local
 
     flow = load_flow(flow_ref)
     inputs = parse_inputs(pairs, inputs_json)
@@ -270,13 +271,13 @@ def run(
     with LocalRuntime(Config(secret=secret), concurrency=concurrency) as rt:
         rid = rt.client.submit(spec, inputs, run_id=run_id)
         if dashboard:
-            click.echo(f"dashboard: {rt.serve(port=port)}/runs/{rid}")
+            click.echo(f"dashboard: {serve_local(rt, port=port)}/runs/{rid}")
 
         def show(entry: HistoryEntry) -> None:
             if not quiet:
                 print_history_entry(entry)
             if entry.new == states.WAITING and entry.old != entry.new:
-                url = rt.serve(port=port)
+                url = serve_local(rt, port=port)
                 token = rt.client.token_for(rid, entry.scope)
                 click.echo(f"task {entry.scope} is waiting for an outside completion; from another terminal:")
                 click.echo(f"  ackflow complete {token} --url {url} --result JSON")
@@ -564,7 +565,7 @@ def serve(ctx: click.Context, host: str, port: int, allow_hosts: tuple[str, ...]
     import os
 
     from runner.durability import StoreGuard
-    from runner.http_api import make_server
+    from runner.ops.http.api import make_server
     from runner.redis_store import RedisStore
 
     cfg = config_from(ctx)
@@ -703,7 +704,7 @@ def topology(ctx: click.Context, queues: tuple[str, ...], check: bool) -> None:
 @handle_errors
 def bench(ctx: click.Context, repeat: int, quick: bool, out: str) -> None:
     """Benchmark against the configured RabbitMQ + Redis and print a table."""
-    from runner import bench as b
+    from runner.ops import bench as b
 
     b.main(config_from(ctx), repeat, quick, out)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -64,7 +64,7 @@ class LocalRuntime:
         )
         self.client = Client(self.config, self.store, self.hub.connect)
         self._threads: list[threading.Thread] = []
-        self.server: Any = None
+        self.server: Any = None  # set by `runner.ops.http.api.serve_local`; closed with the runtime
 
     def start(self) -> LocalRuntime:
         self._threads = [
@@ -91,22 +91,6 @@ class LocalRuntime:
     def client_factory(self) -> Client:
         """A new client of this runtime (one per thread that needs one)."""
         return Client(self.config, self.store, self.hub.connect)
-
-    def serve(self, host: str = "127.0.0.1", port: int = 0, allowed_hosts: Iterable[str] = ()) -> str:
-        """Start this process's HTTP server (dashboard, lazy-task completions) in a background
-        thread; return its URL. ``allowed_hosts``: see `runner.http_api.make_server`."""
-        from runner.http_api import make_server
-
-        if self.server is None:
-            self.server = make_server(
-                host,
-                port,
-                self.client_factory,
-                self.config.max_payload_bytes,
-                operator_token=self.config.operator_token,
-                allowed_hosts=allowed_hosts,
-            ).start()
-        return str(self.server.url)
 
     def close(self) -> None:
         if self.server is not None:

@@ -54,6 +54,24 @@ TASK_TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 RUN_TERMINAL = frozenset({SUCCESS, FAILED, REVERTED, CANCELLED})
+
+# --- run control: the run statuses each operator action applies to ----------------------------
+# One table for all three who need it: the client refuses up front, the engine ignores a control
+# event that arrives too late (with a note in the history), the dashboard disables the button.
+# A run with no stored status yet (its submit not applied) is PENDING.
+CONTROL_ALLOWED: dict[str, tuple[str, ...]] = {
+    "cancel": (PENDING, RUNNING, PAUSED),
+    "pause": (RUNNING,),
+    "resume": (PAUSED,),
+    "retry": (FAILED,),
+}
+
+
+def control_allowed(action: str, run_status: str | None) -> bool:
+    """Whether ``action`` (a key of `CONTROL_ALLOWED`) applies to a run in ``run_status``."""
+    return (run_status or PENDING) in CONTROL_ALLOWED[action]
+
+
 TASK_ACTIVE = frozenset({SCHEDULED, RUNNING, WAITING})
 
 

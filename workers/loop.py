@@ -31,6 +31,7 @@ from typing import Literal
 
 from runner import faults, keys, logs, metrics, protocol
 from runner.broker import ENGINE_QUEUE, Broker, Delivery, Outgoing, task_queue
+from runner.client.tokens import make_token
 from runner.config import Config
 from runner.context import TaskContext
 from runner.decide.records import TaskState
@@ -40,7 +41,6 @@ from runner.protocol import Event, TaskRequest
 from runner.states import CANCELLED, FAILED, REVERTED, REVERTING, RUNNING, SCHEDULED
 from runner.store import Store
 from runner.tasks import REGISTRY, Registry
-from runner.tokens import make_token
 from workers.execute import execute, not_started, poison_failure
 from workers.leases import Heartbeats, Running, due_for_lease, leased_event, until_next_lease
 

@@ -27,7 +27,7 @@ def _who(d: Draft) -> dict[str, str]:
 
 def decide_cancel(d: Draft) -> None:
     """Cancel a pending, running or paused run: tasks not yet running are SKIPPED."""
-    if d.run_status not in (None, states.RUNNING, states.PAUSED):
+    if not states.control_allowed("cancel", d.run_status):
         d.note("run", 0, f"cancel ignored: the run is {d.run_status}")
         return
     if not d.view.full:
@@ -46,7 +46,7 @@ def decide_cancel(d: Draft) -> None:
 
 def decide_pause(d: Draft) -> None:
     """Pause a running run: running tasks finish; nothing new starts until it is resumed."""
-    if d.run_status != states.RUNNING:
+    if not states.control_allowed("pause", d.run_status):
         d.note("run", 0, f"pause ignored: the run is {d.run_status}")
         return
     d.set_run(states.PAUSED, **_who(d))
@@ -54,7 +54,7 @@ def decide_pause(d: Draft) -> None:
 
 def decide_resume(d: Draft) -> None:
     """Resume a paused run: start the tasks that became ready while it was paused."""
-    if d.run_status != states.PAUSED:
+    if not states.control_allowed("resume", d.run_status):
         d.note("run", 0, f"resume ignored: the run is {d.run_status}")
         return
     held = d.meta_list("held")
@@ -66,7 +66,7 @@ def decide_resume(d: Draft) -> None:
 
 def decide_retry(d: Draft) -> None:
     """Run a FAILED run again from its failed tasks, keeping every completed result."""
-    if d.run_status != states.FAILED:
+    if not states.control_allowed("retry", d.run_status):
         d.note("run", 0, f"retry ignored: the run is {d.run_status}")
         return
     if not d.view.full:

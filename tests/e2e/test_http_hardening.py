@@ -13,6 +13,7 @@ import pytest
 
 from runner.config import Config
 from runner.local import LocalRuntime
+from runner.ops.http.api import serve_local
 from tests.e2e import semantic_flows as sf
 
 pytestmark = pytest.mark.services
@@ -23,7 +24,7 @@ OPERATOR = "op-" + uuid.uuid4().hex
 def rt(config: Config, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalRuntime]:
     monkeypatch.setenv("ACKFLOW_REDIS_URL", config.redis_url)  # the tasks' gates
     with LocalRuntime(Config(operator_token=OPERATOR)) as runtime:
-        runtime.serve()
+        serve_local(runtime)
         yield runtime
 
 
@@ -104,7 +105,7 @@ def test_bad_filters_and_unknown_pages(rt: LocalRuntime) -> None:
     assert request(rt, "GET", "/runs?since=garbage")[0] == 400
     assert request(rt, "GET", "/runs?before=%C2%B2")[0] == 200  # not a cursor: ignored
     assert request(rt, "GET", "/runs/%3Cscript%3E")[0] == 404
-    assert request(rt, "GET", "/static/../http_api.py")[0] == 404
+    assert request(rt, "GET", "/static/../pages.py")[0] == 404
 
 
 def login(rt: LocalRuntime) -> str:

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from runner.client import Client, RunInfo
+from runner.client.tokens import InvalidToken, make_token
 from runner.config import Config
 from runner.errors import AlreadyCompleted, CompletionRefused, RunNotFound
-from runner.tokens import InvalidToken, make_token
 from tests.conftest import ACKFLOW, ROOT, Processes, cli_env
 from tests.e2e import semantic_flows as sf
 

@@ -17,8 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from runner import keys
 from runner.client import Client
 from runner.config import Config
-from runner.http_api import make_server
 from runner.kombu_broker import KombuBroker
+from runner.ops.http.api import make_server
 from runner.redis_store import RedisStore
 from tests.conftest import Processes
 from tests.e2e import flows

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from runner.config import Config
 from runner.local import LocalRuntime
+from runner.ops.http.api import serve_local
 from tests.e2e import http_flows as hf
 
 pytestmark = pytest.mark.fuzz
@@ -42,7 +43,7 @@ def served() -> Iterator[tuple[LocalRuntime, tuple[str, int], str, _Records]]:
     root.setLevel(logging.DEBUG)
     try:
         with LocalRuntime(Config(operator_token=OPERATOR)) as rt:
-            url = urlsplit(rt.serve())
+            url = urlsplit(serve_local(rt))
             assert url.hostname and url.port
             rt.run(hf.echo_flow, {"x": {b"k": [1, None, "<b>"]}}, run_id="fz-1", timeout_s=30)
             body = f"token={OPERATOR}".encode()

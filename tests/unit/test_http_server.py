@@ -16,11 +16,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from runner import http_api, protocol
+from runner import protocol
 from runner.broker import ENGINE_QUEUE, Outgoing
 from runner.config import Config
 from runner.errors import AckflowError
 from runner.local import LocalRuntime
+from runner.ops.http import api as http_api
 from runner.protocol import Event
 from tests.e2e import http_flows as hf
 
@@ -30,7 +31,7 @@ OPERATOR = "op-" + uuid.uuid4().hex
 @pytest.fixture
 def rt() -> Iterator[LocalRuntime]:
     with LocalRuntime(Config(operator_token=OPERATOR)) as runtime:
-        runtime.serve()
+        http_api.serve_local(runtime)
         yield runtime
 
 
@@ -239,7 +240,7 @@ def test_wrong_logins_back_off_and_the_right_token_waits_too(rt: LocalRuntime) -
 def test_a_short_operator_token_is_refused_at_start() -> None:
     with LocalRuntime(Config(operator_token="short-token")) as runtime:
         with pytest.raises(AckflowError, match="at least 16"):
-            runtime.serve()
+            http_api.serve_local(runtime)
 
 
 # --- L4, L5: escaping ----------------------------------------------------------------------------
@@ -248,7 +249,7 @@ def test_a_short_operator_token_is_refused_at_start() -> None:
 def test_a_forged_duration_is_not_rendered_as_markup(rt: LocalRuntime) -> None:
     """Two defences: the engine refuses (dead-letters) a result whose duration is not an
     integer, and the page never renders a duration that is not one."""
-    from runner.dashboard import pages
+    from runner.ops.dashboard import pages
 
     rid, gate = held_run(rt)
     evil = "<img src=x onerror=alert(document.domain)>"
@@ -272,8 +273,8 @@ def test_a_forged_duration_is_not_rendered_as_markup(rt: LocalRuntime) -> None:
 
 
 def test_dead_letter_ids_are_quoted_in_their_replay_forms() -> None:
-    from runner.dashboard import pages
-    from runner.dlq import DeadLetter
+    from runner.broker import DeadLetter
+    from runner.ops.dashboard import pages
 
     dl = DeadLetter("../runs/victim-1/cancel?#", "bad", "engine", 1, b"\xc1", {})
     html = pages.dlq_rows([dl], operator=True)
@@ -364,7 +365,7 @@ def test_results_with_odd_keys_render(rt: LocalRuntime, x: object) -> None:
 
 
 def test_a_long_chain_renders_its_graph() -> None:
-    from runner.dashboard import svg
+    from runner.ops.dashboard import svg
 
     specs = hf.long_chain(1_200).compile().tasks
     drawing = svg.dag(specs, {})
@@ -458,8 +459,8 @@ def test_limits_and_refusals_still_hold(rt: LocalRuntime, raw: bytes, status: tu
 
 @pytest.mark.parametrize(
     "path",
-    ["/static/../http_api.py", "/static/%2e%2e/http_api.py", "/static/..%2fhttp_api.py", "//etc/passwd",
-     "/static/..\\http_api.py", "/static/style.css/..", "/static/.", "/static/%00", "/static/",
+    ["/static/../pages.py", "/static/%2e%2e/pages.py", "/static/..%2fpages.py", "//etc/passwd",
+     "/static/..\\pages.py", "/static/style.css/..", "/static/.", "/static/%00", "/static/",
      "/static//etc/passwd", "/static/%2e%2e%2f%2e%2e%2fcli.py"],
 )  # fmt: skip
 def test_static_files_are_only_the_stylesheet(rt: LocalRuntime, path: str) -> None:

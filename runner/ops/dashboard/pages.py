@@ -2,7 +2,7 @@
 
 Everything shown is escaped, and error texts pass through `runner.logs.scrub`: no URL
 password or completion token is ever rendered. Control buttons appear only for an operator
-(see `runner.http_api`), and are disabled when the run's state does not allow the action.
+(see `runner.ops.http.api`), and are disabled when the run's state does not allow the action.
 """
 
 from __future__ import annotations
@@ -10,29 +10,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from html import escape
-from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
 
 from runner import keys, states
+from runner.broker import DeadLetter, DeadLetters
 from runner.client import Client, RunInfo
-from runner.dashboard import svg
-from runner.dashboard.values import cut, show
 from runner.flows import TaskSpec
 from runner.logs import scrub
+from runner.ops.dashboard import svg
+from runner.ops.dashboard.values import cut, show
 from runner.protocol import unpack
-
-if TYPE_CHECKING:
-    from runner.dlq import DeadLetter
 
 PAGE = 50
 MAX_HISTORY = 1_000  # history rows a run page shows (the newest)
 MAX_TEXT = 16_000  # characters of one error message or traceback shown
-ACTIONS = {
-    "pause": (states.RUNNING,),
-    "resume": (states.PAUSED,),
-    "cancel": (states.RUNNING, states.PAUSED, states.PENDING),
-    "retry": (states.FAILED,),
-}
 
 
 def _ts(ms: int | None, precise: bool = False) -> str:
@@ -185,8 +176,8 @@ def run_page(client: Client, run_id: str, operator: bool) -> tuple[str, RunInfo]
     history = client.history(run_id)
     actions = []
     if operator:
-        for action, allowed in ACTIONS.items():
-            disabled = "" if info.status in allowed else " disabled"
+        for action in states.CONTROL_ALLOWED:
+            disabled = "" if states.control_allowed(action, info.status) else " disabled"
             cls = ' class="danger"' if action == "cancel" else ""
             actions.append(
                 f'<form class="inline" method="post" action="{run_href(run_id)}/{action}">'
@@ -296,12 +287,10 @@ def dlq_rows(letters: list[DeadLetter], operator: bool) -> str:
 
 
 def dlq_page(client: Client, operator: bool) -> str:
-    from runner import dlq
-    from runner.kombu_broker import KombuBroker
-
-    if not isinstance(client.broker, KombuBroker):
-        return "<h1>Dead letters</h1><p class=muted>Local mode has no dead-letter queue.</p>"
-    letters = dlq.list_dead(client.broker, limit=200)
+    broker = client.broker
+    if not isinstance(broker, DeadLetters):
+        return "<h1>Dead letters</h1><p class=muted>This broker keeps no dead letters.</p>"
+    letters = broker.list_dead(limit=200)
     rows = dlq_rows(letters, operator)
     purge = (
         '<form class="inline" method="post" action="/dlq/purge"><button class="danger" type="submit">purge all</button></form>'

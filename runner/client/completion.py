@@ -20,6 +20,8 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from runner import keys, protocol, states
+from runner.client.info import who
+from runner.client.tokens import InvalidToken, check_token, parse_token
 from runner.context import current_task
 from runner.decide.events import COMPLETABLE
 from runner.decide.records import TaskState
@@ -35,10 +37,9 @@ from runner.errors import (
 from runner.flows import TaskSpec
 from runner.lazy import result_values
 from runner.protocol import Event, unpack
-from runner.tokens import InvalidToken, check_token, parse_token
 
 if TYPE_CHECKING:
-    from runner.client import Client
+    from runner.client.client import Client
 
 LIVE = (states.RUNNING, states.PAUSED)
 ACTIVE = (states.SCHEDULED, states.RUNNING, states.WAITING)
@@ -64,8 +65,6 @@ def complete(
     client: Client, token: str, result: Any, error: dict[str, Any] | None, wait_s: float | None
 ) -> str:
     """Send the completion (``error`` set: a failure); see `runner.client.Client.complete`."""
-    from runner.client import who
-
     cfg = client.config
     run_id, task = parse_token(token)
     got = client.store.read(

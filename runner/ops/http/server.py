@@ -1,4 +1,4 @@
-"""Serving an ASGI app (`runner.http_api`) on uvicorn with h11: in the foreground for
+"""Serving an ASGI app (`runner.ops.http.api`) on uvicorn with h11: in the foreground for
 ``ackflow serve``, or in a background thread for local mode.
 
 uvicorn frames requests correctly (Content-Length and chunked bodies through h11, so an unread
@@ -160,7 +160,7 @@ class HttpServer:
             http=protocol,
             loop="asyncio",
             lifespan="off",
-            access_log=False,  # runner.http_api logs each request itself, escaped
+            access_log=False,  # runner.ops.http.api logs each request itself, escaped
             log_config=None,  # the process's logging (runner.logs) stays as configured
             limit_concurrency=max_connections,
             timeout_keep_alive=int(max(1, keep_alive_s)),

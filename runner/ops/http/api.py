@@ -1,5 +1,5 @@
 """``ackflow serve``: the dashboard, and the HTTP endpoint outside systems call to complete
-lazy tasks — a Starlette app, served by `runner.http_server` (uvicorn, h11).
+lazy tasks — a Starlette app, served by `runner.ops.http.server` (uvicorn, h11).
 
 Dashboard (HTML): ``/runs`` (filters, counts, pages), ``/runs/<id>`` (DAG, tasks, history,
 control), ``/dlq`` (dead letters). Read-only unless an operator token is configured
@@ -38,11 +38,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import queue
-import re
-import threading
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from html import escape
 from pathlib import Path
 from typing import Any, TypeVar
@@ -53,9 +49,11 @@ from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from runner import states
+from runner.broker import DeadLetters
 from runner.client import Client
+from runner.client.tokens import InvalidToken, parse_token
 from runner.errors import (
     AckflowError,
     AlreadyCompleted,
@@ -66,163 +64,23 @@ from runner.errors import (
     StoreUnavailable,
     WaitTimeout,
 )
-from runner.http_auth import SESSION_S, LoginLimiter, Sessions, check_operator_token
-from runner.http_server import HttpServer
-from runner.tokens import InvalidToken, parse_token
+from runner.local import LocalRuntime
+from runner.ops.http.auth import SESSION_S, LoginLimiter, Sessions, check_operator_token
+from runner.ops.http.guard import Guard, allowed_host_names
+from runner.ops.http.pool import POOL_SIZE, ClientPool
+from runner.ops.http.server import HttpServer
 
 log = logging.getLogger("ackflow.http")
 T = TypeVar("T")
 
 MAX_WAIT_S = 60.0
 MAX_FORM = 64_000
-MAX_HEADERS = 100
-MAX_HEAD = 32 * 1024  # bytes of all headers
-MAX_TARGET = 8 * 1024  # bytes of path and query
 MAX_CONNECTIONS = 200  # open connections; beyond, 503
 REQUEST_TIMEOUT_S = 30.0  # to send a whole request (head and body)
 WRITE_TIMEOUT_S = 30.0  # a client that reads nothing of an answer for this long is dropped
-POOL_SIZE = 8  # clients (and threads) for pages; as many again for completions
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 COOKIE = "ackflow_op"
-STATIC = Path(__file__).resolve().parent / "dashboard" / "static"
+STATIC = Path(__file__).resolve().parents[1] / "dashboard" / "static"
 _STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
-_UNSAFE_LOG = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-class ClientPool:
-    """Clients are not thread-safe; request threads borrow one each."""
-
-    def __init__(self, factory: Callable[[], Client], size: int = POOL_SIZE) -> None:
-        self.factory = factory
-        self._free: queue.LifoQueue[Client] = queue.LifoQueue()
-        self._slots = threading.BoundedSemaphore(size)
-        self._all: list[Client] = []
-        self._lock = threading.Lock()
-
-    @contextmanager
-    def client(self) -> Iterator[Client]:
-        with self._slots:
-            try:
-                c = self._free.get_nowait()
-            except queue.Empty:
-                c = self.factory()
-                with self._lock:
-                    self._all.append(c)
-            try:
-                yield c
-            finally:
-                self._free.put(c)
-
-    def close(self) -> None:
-        with self._lock:
-            for c in self._all:
-                c.close()
-            self._all.clear()
-
-
-def _printable(text: str) -> str:
-    """``text`` with control characters escaped: a request line cannot forge log lines."""
-    return _UNSAFE_LOG.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
-def _canonical(name: bytes) -> bytes:
-    """``set-cookie`` -> ``Set-Cookie``: names as clients have always seen them from this server."""
-    return b"-".join(part[:1].upper() + part[1:] for part in name.split(b"-"))
-
-
-def _host_name(host: str) -> str:
-    """The name part of a Host header or of an Origin's netloc (port dropped), lower case."""
-    host = host.strip().lower()
-    if host.startswith("["):
-        return host[: host.find("]") + 1] if "]" in host else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-
-
-def allowed_host_names(bind: str, extra: Iterable[str] = ()) -> frozenset[str]:
-    names = {*LOCAL_HOSTS, bind, *extra}
-    out = set()
-    for n in names:
-        n = n.strip().lower()
-        if n:
-            out.add(f"[{n.strip('[]')}]" if ":" in n.strip("[]") else n)
-    return frozenset(out)
-
-
-class _Guard:
-    """What every request passes before the app (plain ASGI, so it sees the raw request):
-
-    - only GET, HEAD and POST (501), a target of at most `MAX_TARGET` bytes (414), at most
-      `MAX_HEADERS` headers of `MAX_HEAD` bytes in all (431), no Transfer-Encoding
-      (411: a chunked body could hide a request from a proxy in front);
-    - the Host header must name this server (DNS rebinding), except for /healthz and the
-      token-authenticated /v1/ API that other machines call;
-    - an answer sent before the body was read whole closes the connection (the rest of the
-      body must never be taken for the next request);
-    - one escaped log line per request.
-    """
-
-    def __init__(self, app: ASGIApp, hosts: frozenset[str]) -> None:
-        self.app = app
-        self.hosts = hosts
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        length = headers.get("content-length", "0")
-        body_left = not (length == "0" and "transfer-encoding" not in headers)
-        status = 0
-
-        async def reading() -> Message:
-            nonlocal body_left
-            message = await receive()
-            if message["type"] != "http.request" or not message.get("more_body", False):
-                body_left = False
-            return message
-
-        async def sending(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers = [(_canonical(k), v) for k, v in message.get("headers", [])]
-                if body_left:
-                    headers.append((b"Connection", b"close"))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        refusal = self._refusal(scope, headers)
-        try:
-            if refusal is not None:
-                await refusal(scope, reading, sending)
-            else:
-                await self.app(scope, reading, sending)
-        finally:
-            raw = scope.get("raw_path") or scope["path"].encode()
-            query = scope.get("query_string") or b""
-            line = raw.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
-            client = scope.get("client") or ("-", 0)
-            log.info('%s "%s %s" %s', client[0], scope["method"], _printable(line[:2000]), status)
-
-    def _refusal(self, scope: Scope, headers: dict[str, str]) -> Response | None:
-        if scope["method"] not in ("GET", "HEAD", "POST"):
-            return PlainTextResponse("method not supported", 501)
-        if len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"") > MAX_TARGET:
-            return PlainTextResponse("request target too long", 414)
-        if (
-            len(scope["headers"]) > MAX_HEADERS
-            or sum(len(k) + len(v) for k, v in scope["headers"]) > MAX_HEAD
-        ):
-            return PlainTextResponse("too many or too large headers", 431)
-        if "transfer-encoding" in headers:
-            return JSONResponse({"error": "send the body with a Content-Length, not chunked"}, 411)
-        path = scope["path"]
-        if path != "/healthz" and not path.startswith("/v1/"):
-            if _host_name(headers.get("host", "")) not in self.hosts:
-                return PlainTextResponse(
-                    "unknown Host: this server answers only to its configured names (--allow-host)", 400
-                )
-        return None
 
 
 class Api:
@@ -285,7 +143,7 @@ class Api:
     def _page(
         self, request: Request, code: int, body: str, title: str, refresh: bool = False
     ) -> HTMLResponse:
-        from runner.dashboard.pages import layout
+        from runner.ops.dashboard.pages import layout
 
         flash = request.query_params.get("msg", "")
         page = layout(title, body, self._operator(request), bool(self.operator_token), flash, refresh)
@@ -306,7 +164,7 @@ class Api:
     @staticmethod
     def _cross_site(request: Request) -> bool:
         """A browser's request from another site (CSRF): refused for every POST of the dashboard.
-        The Host it is compared with has passed the allow-list (`_Guard`)."""
+        The Host it is compared with has passed the allow-list (`Guard`)."""
         site = request.headers.get("sec-fetch-site")
         if site is not None and site not in ("same-origin", "none"):
             return True
@@ -340,7 +198,7 @@ class Api:
         )
 
     async def runs(self, request: Request) -> Response:
-        from runner.dashboard import pages
+        from runner.ops.dashboard import pages
 
         query = dict(request.query_params)
 
@@ -354,7 +212,7 @@ class Api:
         return await self._dashboard(request, render)
 
     async def run(self, request: Request) -> Response:
-        from runner.dashboard import pages
+        from runner.ops.dashboard import pages
 
         run_id = request.path_params["run_id"]  # percent-decoded
         operator = self._operator(request)
@@ -369,7 +227,7 @@ class Api:
         return await self._dashboard(request, render)
 
     async def dlq(self, request: Request) -> Response:
-        from runner.dashboard import pages
+        from runner.ops.dashboard import pages
 
         operator = self._operator(request)
         return await self._dashboard(
@@ -438,13 +296,11 @@ class Api:
         return None
 
     async def control(self, request: Request) -> Response:
-        from runner.dashboard.pages import ACTIONS
-
         refused = await self._operator_form(request)
         if refused is not None:
             return refused
         run_id, action = request.path_params["run_id"], request.path_params["action"]
-        if action not in ACTIONS:
+        if action not in states.CONTROL_ALLOWED:
             return self._page(request, 404, "<h1>Not found</h1>", "Not found")
         back = f"/runs/{quote(run_id, safe=':')}"
 
@@ -458,9 +314,6 @@ class Api:
         return await self._dashboard(request, act)
 
     async def dlq_action(self, request: Request) -> Response:
-        from runner import dlq
-        from runner.kombu_broker import KombuBroker
-
         refused = await self._operator_form(request)
         if refused is not None:
             return refused
@@ -469,15 +322,15 @@ class Api:
         parts = raw.split("/")
 
         def act(client: Client) -> Response:
-            if not isinstance(client.broker, KombuBroker):
-                return self._redirect("/dlq?msg=local+mode+has+no+dead-letter+queue")
             broker = client.broker
+            if not isinstance(broker, DeadLetters):
+                return self._redirect("/dlq?msg=this+broker+keeps+no+dead+letters")
             try:
                 if len(parts) == 2 and parts[1] == "replay":
-                    dl = dlq.replay(broker, unquote(parts[0]))
+                    dl = broker.replay_dead(unquote(parts[0]))
                     return self._redirect(f"/dlq?{urlencode({'msg': f'replayed {dl.id} to {dl.queue}'})}")
                 if parts == ["purge"]:
-                    n = dlq.purge(broker)
+                    n = broker.purge_dead()
                     return self._redirect(f"/dlq?{urlencode({'msg': f'purged {n} dead letters'})}")
             except AckflowError as e:
                 return self._redirect(f"/dlq?{urlencode({'msg': f'refused: {e}'})}")
@@ -559,7 +412,7 @@ class CompletionServer(HttpServer):
             exception_handlers={404: api.not_found, 405: api.wrong_method},
         )
         super().__init__(
-            _Guard(app, allowed_host_names(host, allowed_hosts)),
+            Guard(app, allowed_host_names(host, allowed_hosts)),
             host,
             port,
             max_connections=MAX_CONNECTIONS,
@@ -595,3 +448,21 @@ def make_server(
     localhost, [::1] and ``host``. Raises `AckflowError` for an operator token under 16
     characters."""
     return CompletionServer(Api(factory, max_body, operator_token, completions), host, port, allowed_hosts)
+
+
+def serve_local(
+    rt: LocalRuntime, host: str = "127.0.0.1", port: int = 0, allowed_hosts: Iterable[str] = ()
+) -> str:
+    """Start a local-mode runtime's HTTP server (dashboard, lazy-task completions) in a
+    background thread, once; return its URL. The runtime closes it. ``allowed_hosts``: see
+    `make_server`."""
+    if rt.server is None:
+        rt.server = make_server(
+            host,
+            port,
+            rt.client_factory,
+            rt.config.max_payload_bytes,
+            operator_token=rt.config.operator_token,
+            allowed_hosts=allowed_hosts,
+        ).start()
+    return str(rt.server.url)

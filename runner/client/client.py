@@ -1,18 +1,18 @@
-"""The Python API for producers and operators: submit, wait, status, history, list."""
+"""The Python API for producers and operators: submit, wait, status, history, list, control."""
 
 from __future__ import annotations
 
 import hashlib
-import os
-import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from runner import caps, keys, protocol, states
 from runner.broker import ENGINE_QUEUE, Broker, Outgoing
+from runner.client import completion
+from runner.client.info import HistoryEntry, RunInfo, TaskInfo, who
+from runner.client.tokens import make_token
 from runner.config import Config
 from runner.decide.records import TaskState, history_entry
 from runner.errors import (
@@ -27,71 +27,6 @@ from runner.errors import (
 from runner.flows import Flow, FlowSpec, validate_inputs
 from runner.protocol import Event, unpack
 from runner.store import Store
-
-
-@dataclass(frozen=True)
-class TaskInfo:
-    name: str
-    status: str
-    attempt: int
-    worker: str = ""
-    duration_ms: int | None = None
-    error: dict[str, Any] | None = None
-    progress: tuple[float, str] | None = None  # the running attempt's last report
-    retry_at_ms: int | None = None  # FAILED, with another attempt due at this time
-    revert_error: dict[str, Any] | None = None  # its revert handler failed
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    run_id: str
-    status: str
-    flow: str = ""
-    created_ms: int = 0
-    finished_ms: int | None = None
-    result: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
-    tasks: dict[str, TaskInfo] = field(default_factory=dict)
-
-    @property
-    def done(self) -> bool:
-        return self.status in states.RUN_TERMINAL
-
-
-@dataclass(frozen=True)
-class HistoryEntry:
-    """One applied transition (or a refused event, with ``note``) of a run."""
-
-    at_ms: int
-    event: str
-    kind: str
-    scope: str  # "run" or a task name
-    old: str
-    new: str
-    attempt: int
-    extra: dict[str, Any]
-
-    def describe(self) -> str:
-        what = "run" if self.scope == "run" else f"task {self.scope}"
-        att = f" (attempt {self.attempt})" if self.attempt and self.scope != "run" else ""
-        line = (
-            f"{what}{att}: {self.old} -> {self.new}" if self.old != self.new else f"{what}{att}: {self.new}"
-        )
-        if "error_type" in self.extra:
-            message = self.extra.get("error", "")
-            line += (
-                f"  [{self.extra['error_type']}: {message}]" if message else f"  [{self.extra['error_type']}]"
-            )
-        if "note" in self.extra:
-            line += f"  ({self.extra['note']})"
-        if self.extra.get("redelivered"):
-            line += "  (redelivered event)"
-        return line
-
-
-def who() -> str:
-    """Who sent a control or completion request, for the run's history."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _int(raw: bytes | None) -> int | None:
@@ -176,33 +111,24 @@ class Client:
         running ones are told (`TaskContext.cancel_requested`) and their results ignored.
         Returns the run's status once the engine applied it (or, with ``wait_s=None``, at once).
         """
-        return self._control(
-            run_id,
-            protocol.RUN_CANCEL,
-            "cancel",
-            (states.RUNNING, states.PAUSED, states.PENDING),
-            reason,
-            wait_s,
-        )
+        return self._control(run_id, protocol.RUN_CANCEL, "cancel", reason, wait_s)
 
     def pause(self, run_id: str, reason: str = "", *, wait_s: float | None = 10.0) -> str:
         """Pause a running run: running tasks finish, nothing new starts until `resume`."""
-        return self._control(run_id, protocol.RUN_PAUSE, "pause", (states.RUNNING,), reason, wait_s)
+        return self._control(run_id, protocol.RUN_PAUSE, "pause", reason, wait_s)
 
     def resume(self, run_id: str, reason: str = "", *, wait_s: float | None = 10.0) -> str:
         """Resume a paused run: the tasks that became ready meanwhile start."""
-        return self._control(run_id, protocol.RUN_RESUME, "resume", (states.PAUSED,), reason, wait_s)
+        return self._control(run_id, protocol.RUN_RESUME, "resume", reason, wait_s)
 
     def retry(self, run_id: str, reason: str = "", *, wait_s: float | None = 10.0) -> str:
         """Run a FAILED run again from its failed tasks; completed results are kept."""
-        return self._control(run_id, protocol.RUN_RETRY, "retry", (states.FAILED,), reason, wait_s)
+        return self._control(run_id, protocol.RUN_RETRY, "retry", reason, wait_s)
 
-    def _control(
-        self, run_id: str, kind: str, action: str, allowed: tuple[str, ...], reason: str, wait_s: float | None
-    ) -> str:
+    def _control(self, run_id: str, kind: str, action: str, reason: str, wait_s: float | None) -> str:
         before = self._peek(run_id).status
-        if before not in allowed:
-            raise RunStateError(run_id, action, before, "/".join(allowed))
+        if not states.control_allowed(action, before):
+            raise RunStateError(run_id, action, before, "/".join(states.CONTROL_ALLOWED[action]))
         event = Event(
             kind,
             f"{kind}:{run_id}:{uuid.uuid4().hex}",
@@ -217,7 +143,9 @@ class Client:
             if entry.scope == "run" and entry.old != entry.new:
                 return entry.new
         # Raced with another change and was ignored by the engine.
-        raise RunStateError(run_id, action, self._peek(run_id).status, "/".join(allowed))
+        raise RunStateError(
+            run_id, action, self._peek(run_id).status, "/".join(states.CONTROL_ALLOWED[action])
+        )
 
     def send_and_await(self, event: Event, wait_s: float | None) -> list[HistoryEntry] | None:
         """Publish an event to the engines; with ``wait_s``, return the history entries it
@@ -250,15 +178,11 @@ class Client:
         ``wait_s``. Raises `InvalidToken`, `AlreadyCompleted`, `CompletionRefused` (the run
         is finished or cancelled, or the task is not waiting) or `ValueError` (a result that
         does not fit the task) — and then nothing has changed."""
-        from runner import completion
-
         return completion.complete(self, token, result, None, wait_s)
 
     def token_for(self, run_id: str, task: str) -> str:
         """The completion token of a run's lazy task (what the task itself was given);
         needs the secret. For tools and tests: outside systems get it from the task."""
-        from runner.tokens import make_token
-
         created = self.store.read(run_id, {keys.META: ["created_ms"]})[keys.META][0]
         if created is None:
             raise RunNotFound(run_id)
@@ -270,8 +194,6 @@ class Client:
         """Fail the waiting task ``token`` names (its retry policy applies). Returns "failed"
         or "accepted"; raises like `complete`. The message and type are cut to the caps a
         worker applies to a task's own exception (`runner.caps`)."""
-        from runner import completion
-
         err = caps.cap_error({"type": error_type, "message": error, "types": [error_type]})
         return completion.complete(self, token, None, err, wait_s)
 
