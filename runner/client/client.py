@@ -24,7 +24,7 @@ from runner.errors import (
     RunStateError,
     WaitTimeout,
 )
-from runner.flows import Flow, FlowSpec, validate_inputs
+from runner.flows import Flow, FlowSpec, TaskSpec, validate_inputs
 from runner.protocol import Event, unpack
 from runner.store import Store
 
@@ -262,20 +262,43 @@ class Client:
             raise self._missing(run_id)
         return entries
 
-    def list(self, status: str | None = None, limit: int = 50) -> list[RunInfo]:
-        out = []
-        for run_id in self.store.list_runs(status, limit):
-            meta = self.store.read(run_id, {keys.META: ["status", "flow", "created_ms", "finished_ms"]})[
-                keys.META
-            ]
-            if meta[0] is None:
-                continue
-            out.append(
-                RunInfo(
-                    run_id, meta[0].decode(), (meta[1] or b"").decode(), _int(meta[2]) or 0, _int(meta[3])
-                )
-            )
+    def page(
+        self,
+        status: str | None = None,
+        flow: str | None = None,
+        since_ms: int = 0,
+        before_ms: int | None = None,
+        limit: int = 50,
+    ) -> tuple[list[RunInfo], int | None]:
+        """One page of runs, newest first, without their tasks, and the cursor of the next
+        (pass it as ``before_ms``; None: this is the last page)."""
+        rows, cursor = self.store.page_runs(status, flow, since_ms, before_ms, limit)
+        return [info for info in (self._summary(run_id) for run_id, _ in rows) if info], cursor
+
+    def counts(self) -> dict[str | None, int]:
+        """How many runs there are in each status (the key None: all of them)."""
+        out: dict[str | None, int] = {s: self.store.count_runs(s) for s in states.RUN_STATES}
+        out[None] = self.store.count_runs(None)
         return out
+
+    def specs(self, run_id: str) -> dict[str, TaskSpec]:
+        """The run's tasks as it was submitted with them, by name."""
+        return {
+            n: TaskSpec.from_data(unpack(raw))
+            for n, raw in sorted(self.store.read_all(run_id, keys.SPEC).items())
+        }
+
+    def list(self, status: str | None = None, limit: int = 50) -> list[RunInfo]:
+        """The newest runs (of ``status``, if given), without their tasks."""
+        return [info for info in map(self._summary, self.store.list_runs(status, limit)) if info]
+
+    def _summary(self, run_id: str) -> RunInfo | None:
+        meta = self.store.read(run_id, {keys.META: ["status", "flow", "created_ms", "finished_ms"]})[
+            keys.META
+        ]
+        if meta[0] is None:
+            return None  # gone (expired) since it was listed
+        return RunInfo(run_id, meta[0].decode(), (meta[1] or b"").decode(), _int(meta[2]) or 0, _int(meta[3]))
 
     def wait(
         self,

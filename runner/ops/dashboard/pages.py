@@ -12,14 +12,12 @@ from datetime import UTC, datetime
 from html import escape
 from urllib.parse import quote, urlencode
 
-from runner import keys, states
+from runner import states
 from runner.broker import DeadLetter, DeadLetters
 from runner.client import Client, RunInfo
-from runner.flows import TaskSpec
 from runner.logs import scrub
 from runner.ops.dashboard import svg
 from runner.ops.dashboard.values import cut, show
-from runner.protocol import unpack
 
 PAGE = 50
 MAX_HISTORY = 1_000  # history rows a run page shows (the newest)
@@ -110,9 +108,9 @@ def runs_page(client: Client, q: Mapping[str, str]) -> str:
         if q.get("before", "").isascii() and q.get("before", "").isdecimal()
         else (until + 1 if until else None)
     )
-    rows, cursor = client.store.page_runs(status, flow, since, before, PAGE)
-    counts = {s: client.store.count_runs(s) for s in states.RUN_STATES}
-    total = client.store.count_runs(None)
+    runs, cursor = client.page(status, flow, since, before, PAGE)
+    counts = client.counts()
+    total = counts[None]
     base = {k: v for k, v in (("flow", flow), ("since", q.get("since")), ("until", q.get("until"))) if v}
     links = [f'<a class="{"on" if not status else ""}" href="/runs?{urlencode(base)}">all {total}</a>']
     for s in states.RUN_STATES:
@@ -133,18 +131,11 @@ def runs_page(client: Client, q: Mapping[str, str]) -> str:
         '<button type="submit">filter</button></form>'
     )
     body_rows = []
-    for run_id, _created in rows:
-        meta = client.store.read(run_id, {keys.META: ["status", "flow", "created_ms", "finished_ms"]})[
-            keys.META
-        ]
-        if meta[0] is None:
-            continue
-        st, fl = meta[0].decode(), (meta[1] or b"").decode()
-        created, finished = int(meta[2] or 0), int(meta[3]) if meta[3] else None
+    for run in runs:
         body_rows.append(
-            f'<tr data-run="{escape(run_id)}"><td><a href="{run_href(run_id)}">{escape(run_id)}</a></td>'
-            f"<td>{escape(fl)}</td><td>{badge(st)}</td><td>{_ts(created)}</td><td>{_ts(finished)}</td>"
-            f"<td>{_dur(created, finished)}</td></tr>"
+            f'<tr data-run="{escape(run.run_id)}"><td><a href="{run_href(run.run_id)}">{escape(run.run_id)}</a></td>'
+            f"<td>{escape(run.flow)}</td><td>{badge(run.status)}</td><td>{_ts(run.created_ms)}</td>"
+            f"<td>{_ts(run.finished_ms)}</td><td>{_dur(run.created_ms, run.finished_ms)}</td></tr>"
         )
     table = (
         "<table><thead><tr><th>run</th><th>flow</th><th>status</th><th>created</th><th>finished</th>"
@@ -164,15 +155,9 @@ def runs_page(client: Client, q: Mapping[str, str]) -> str:
 # --- one run ---------------------------------------------------------------------------
 
 
-def _specs(client: Client, run_id: str) -> dict[str, TaskSpec]:
-    return {
-        n: TaskSpec.from_data(unpack(r)) for n, r in sorted(client.store.read_all(run_id, keys.SPEC).items())
-    }
-
-
 def run_page(client: Client, run_id: str, operator: bool) -> tuple[str, RunInfo]:
     info = client.status(run_id)
-    specs = _specs(client, run_id)
+    specs = client.specs(run_id)
     history = client.history(run_id)
     actions = []
     if operator:
