@@ -301,8 +301,8 @@ def run(
 @handle_errors
 def engine(ctx: click.Context, prefetch: int | None, burst: bool, metrics_port: int | None) -> None:
     """Run a stateless engine: consume flow events, advance runs (any number may run)."""
-    from runner.durability import StoreGuard
     from runner.engine import Engine
+    from runner.engine.durability import StoreGuard
     from runner.kombu_broker import KombuBroker
     from runner.redis_store import RedisStore
 
@@ -564,7 +564,7 @@ def serve(ctx: click.Context, host: str, port: int, allow_hosts: tuple[str, ...]
     and /v1/fail with "Authorization: Bearer <token>" (needs ACKFLOW_SECRET); GET /healthz."""
     import os
 
-    from runner.durability import StoreGuard
+    from runner.engine.durability import StoreGuard
     from runner.ops.http.api import make_server
     from runner.redis_store import RedisStore
 

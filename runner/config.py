@@ -35,7 +35,7 @@ class Config:
     timer_poll_s: float = 0.5  # longest an engine waits before looking for due timers
     secret: str = ""  # signs lazy tasks' completion tokens (HMAC); the same on every process
     operator_token: str = ""  # lets the dashboard's users control runs; unset: read-only
-    # Engines and serve refuse to start (exit 3) unless Redis is known durable (runner.durability)
+    # Engines and serve refuse to start (exit 3) unless Redis is known durable (runner.engine.durability)
     require_durable_store: bool = False
 
     def __post_init__(self) -> None:

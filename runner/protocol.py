@@ -49,6 +49,11 @@ TIMER_TIMEOUT = "timeout"  # the attempt ran out of time
 TIMER_LEASE = "lease"  # check a long task's lease
 TIMER_DEADLINE = "deadline"  # the run ran out of time
 
+# An optional body field of worker events: the run's creation time in ms, from its task
+# request. It lets an engine tell a run that vanished while active (lost) from one that
+# expired (`runner.engine.durability`).
+CREATED_FIELD = "run_created"
+
 # Required body fields per event kind, with their types.
 _EVENT_BODY: dict[str, dict[str, type | tuple[type, ...]]] = {
     RUN_SUBMIT: {"flow": str, "spec": dict, "inputs": dict},

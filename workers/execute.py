@@ -19,9 +19,8 @@ from runner.decide.records import NOT_STARTED
 from runner.define.context import TaskContext, reset_current, set_current
 from runner.define.lazy import Deferred
 from runner.define.tasks import Registry
-from runner.durability import CREATED_FIELD
 from runner.errors import EncodeError, UnknownTaskError
-from runner.protocol import Event, TaskRequest
+from runner.protocol import CREATED_FIELD, Event, TaskRequest
 
 
 def _types(e: BaseException) -> list[str]:

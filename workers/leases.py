@@ -25,9 +25,8 @@ from runner import protocol
 from runner.broker import ENGINE_QUEUE, Delivery, Outgoing
 from runner.config import Config
 from runner.define.context import TaskContext
-from runner.durability import CREATED_FIELD
 from runner.errors import StoreError
-from runner.protocol import Event, TaskRequest
+from runner.protocol import CREATED_FIELD, Event, TaskRequest
 from runner.states import CANCELLED
 from runner.store import Store
 

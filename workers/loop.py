@@ -35,9 +35,8 @@ from runner.client.tokens import make_token
 from runner.config import Config
 from runner.context import TaskContext
 from runner.decide.records import TaskState
-from runner.durability import CREATED_FIELD
 from runner.errors import BrokerError, DecodeError, StoreError
-from runner.protocol import Event, TaskRequest
+from runner.protocol import CREATED_FIELD, Event, TaskRequest
 from runner.states import CANCELLED, FAILED, REVERTED, REVERTING, RUNNING, SCHEDULED
 from runner.store import Store
 from runner.tasks import REGISTRY, Registry

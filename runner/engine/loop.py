@@ -30,10 +30,11 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from runner import durability, faults, logs, metrics, protocol
+from runner import faults, logs, metrics, protocol
 from runner.broker import ENGINE_QUEUE, Broker, Delivery, Outgoing
 from runner.config import Config
 from runner.decide import Rules
+from runner.engine import durability
 from runner.engine.reader import RunReader
 from runner.errors import BrokerError, DecodeError, StoreError, StoreUnavailable
 from runner.protocol import Event, unpack
@@ -320,7 +321,7 @@ class Engine:
     def _missing_run(self, event: Event) -> None:
         """Drop an event whose run is not in the store: expired or never created — or lost.
 
-        A lost run (its state vanished while active: see `runner.durability`) is an ERROR,
+        A lost run (its state vanished while active: see `runner.engine.durability`) is an ERROR,
         counted once per run across engines (`Store.record_lost`, which also lets clients
         say "lost" rather than "no run with id"); an expired one is routine.
         """

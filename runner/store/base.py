@@ -148,7 +148,7 @@ class Store(Protocol):
 
     def watch(self, run_id: str) -> Watch: ...
 
-    # --- durability (runner.durability) -------------------------------------------------
+    # --- durability (runner.engine.durability) -------------------------------------------------
 
     def session(self) -> int:
         """A number that changes whenever the store (re)connected to its server: callers

@@ -28,7 +28,7 @@ Global:
   <prefix>:flow:<FLOW>      zset   run id by creation time, one zset per flow name (dashboard filter)
   <prefix>:flow:<FLOW>:<STATUS>  zset  the same per flow and status
   <prefix>:epoch            string the deployment epoch (SET NX once, never expires): when it
-                                   vanishes or changes, Redis lost its data (runner.durability)
+                                   vanishes or changes, Redis lost its data (runner.engine.durability)
   <prefix>:lost             zset   run id by the time its loss was noticed: runs whose state
                                    vanished while active, kept for the retention time
 Channel: ``<prefix>:{<run>}:notify`` announces each commit to waiters.

@@ -11,7 +11,7 @@ checked before the first write, because a Lua script that fails half way is not 
 Durability: a commit is as durable as the server's persistence. Run Redis with
 ``appendonly yes`` and ``appendfsync always`` to lose nothing acknowledged on power loss
 (``everysec`` may lose about a second), and ``maxmemory-policy noeviction``;
-`runner.durability` checks this (`durability_settings`) at start and after each reconnect
+`runner.engine.durability` checks this (`durability_settings`) at start and after each reconnect
 (`session` counts the connections made), and keeps the deployment epoch (`epoch`).
 """
 

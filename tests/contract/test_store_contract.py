@@ -285,7 +285,7 @@ def test_pages_of_runs_by_status_flow_and_time(store: Store) -> None:
     assert (store.count_runs(None), store.count_runs("SUCCESS"), store.count_runs("FAILED")) == (7, 5, 2)
 
 
-# --- durability (runner.durability) ------------------------------------------------------
+# --- durability (runner.engine.durability) ------------------------------------------------------
 
 
 def test_durability_settings_are_readable(store: Store) -> None:

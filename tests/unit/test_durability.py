@@ -8,12 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runner import durability, metrics, protocol
+from runner import metrics, protocol
 from runner.broker import ENGINE_QUEUE, Outgoing, task_queue
 from runner.client import Client
 from runner.config import Config
-from runner.durability import StoreGuard, judge, vanished_while_active
-from runner.engine import Engine
+from runner.engine import Engine, durability
+from runner.engine.durability import StoreGuard, judge, vanished_while_active
 from runner.errors import ConfigError, RunLost, RunNotFound, StoreNotDurable
 from runner.local_broker import LocalHub
 from runner.memory_store import MemoryStore

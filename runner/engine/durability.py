@@ -34,8 +34,7 @@ from runner.store import Store
 
 log = logging.getLogger("ackflow.durability")
 
-# An event body field (worker events): the run's creation time in ms, from its task request.
-CREATED_FIELD = "run_created"
+CREATED_FIELD = protocol.CREATED_FIELD  # the run's creation time, in worker events
 
 # The settings a store reports; a memory store reports {MEMORY: "yes"} instead.
 APPENDONLY, APPENDFSYNC, MAXMEMORY_POLICY, SAVE = "appendonly", "appendfsync", "maxmemory-policy", "save"
