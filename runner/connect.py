@@ -1,6 +1,6 @@
 """The one place that builds a store, a broker or a client from a `Config`.
 
-Distributed mode (`open_store`, `open_broker`, `open_client`): Redis at ``redis_url`` and
+Distributed mode (`open_store`, `open_broker`; `Client.from_config` uses both): Redis at ``redis_url`` and
 RabbitMQ at ``broker_url``. Local mode (`open_local`): the in-memory store and an in-process
 broker hub, nothing survives the process. Callers choose the mode by which function they call,
 as they chose the classes before; everything else (engine, workers, client, operator
@@ -20,7 +20,6 @@ from runner.config import Config
 if TYPE_CHECKING:
     from runner.broker.kombu import KombuBroker
     from runner.broker.local import LocalHub
-    from runner.client import Client
     from runner.store.memory import MemoryStore
     from runner.store.redis import RedisStore
 
@@ -46,13 +45,6 @@ def open_broker(config: Config, role: str = "client", *, attempts: int = 0) -> K
             broker.close()  # its wake pipe: a failed open leaks no descriptors
             raise
     return broker
-
-
-def open_client(config: Config) -> Client:
-    """A client for the Redis store and RabbitMQ of ``config``; its broker opens on first use."""
-    from runner.client import Client
-
-    return Client(config, open_store(config), lambda: open_broker(config))
 
 
 def open_local() -> tuple[MemoryStore, LocalHub]:

@@ -18,11 +18,10 @@ from typing import Any
 
 from runner.client import Client, HistoryEntry, RunInfo
 from runner.config import Config
+from runner.connect import open_local
 from runner.engine import Engine
 from runner.errors import AckflowError
 from runner.flows import Flow, FlowSpec
-from runner.local_broker import LocalHub
-from runner.memory_store import MemoryStore
 from runner.tasks import Registry
 
 
@@ -50,8 +49,7 @@ class LocalRuntime:
         if not config.secret:  # lazy tasks' tokens: valid for this process only
             config = config.with_(secret=secrets.token_hex(16))
         self.config = config
-        self.hub = LocalHub()
-        self.store = MemoryStore()
+        self.store, self.hub = open_local()
         self.engine = Engine(self.config, self.store, self.hub.connect())
         self.worker = worker_class()(
             self.config,

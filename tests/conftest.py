@@ -95,9 +95,9 @@ def config(services: svc.Services) -> Iterator[Config]:
 @pytest.fixture
 def client(config: Config) -> Iterator[Any]:
     """A client on the test's own prefix, against the real services."""
-    from runner.connect import open_client
+    from runner.client import Client
 
-    c = open_client(config)
+    c = Client.from_config(config)
     yield c
     c.close()
 

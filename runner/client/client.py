@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from runner import caps, keys, protocol, states
+from runner import caps, connect, keys, protocol, states
 from runner.broker import ENGINE_QUEUE, Broker, Outgoing
 from runner.client import completion
 from runner.client.info import HistoryEntry, RunInfo, TaskInfo, who
@@ -43,13 +43,14 @@ class Client:
         self._broker: Broker | None = None
 
     @classmethod
+    def from_config(cls, config: Config) -> Client:
+        """A client for the Redis store and RabbitMQ of ``config``; its broker opens on first use."""
+        return cls(config, connect.open_store(config), lambda: connect.open_broker(config))
+
+    @classmethod
     def from_env(cls, **overrides: Any) -> Client:
         """A client for RabbitMQ + Redis as configured by ``ACKFLOW_*`` variables."""
-        from runner.kombu_broker import KombuBroker
-        from runner.redis_store import RedisStore
-
-        config = Config.from_env(**overrides)
-        return cls(config, RedisStore(config), lambda: KombuBroker(config))
+        return cls.from_config(Config.from_env(**overrides))
 
     @property
     def broker(self) -> Broker:

@@ -28,7 +28,7 @@ from runner import protocol
 from runner.broker import Outgoing
 from runner.client import Client
 from runner.config import Config
-from runner.connect import open_broker, open_client, open_store
+from runner.connect import open_broker, open_store
 
 
 def _cfg(base: Config) -> Config:
@@ -142,7 +142,7 @@ class Cluster:
 
 
 def _client(cfg: Config) -> Client:
-    return open_client(cfg)
+    return Client.from_config(cfg)
 
 
 def _cleanup(cfg: Config) -> None:

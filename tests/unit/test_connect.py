@@ -6,8 +6,9 @@ import subprocess
 import sys
 
 from runner.broker import Broker, DeadLetters
+from runner.client import Client
 from runner.config import Config
-from runner.connect import open_broker, open_client, open_local, open_store
+from runner.connect import open_broker, open_local, open_store
 from runner.store import Store
 
 
@@ -20,7 +21,7 @@ def test_open_builds_the_configured_adapters_without_connecting() -> None:
         assert type(store).__module__ == "runner.store.redis"
         assert type(broker).__module__ == "runner.broker.kombu"
         assert isinstance(broker, DeadLetters)
-        client = open_client(cfg)
+        client = Client.from_config(cfg)
         assert client.config is cfg and type(client.store).__module__ == "runner.store.redis"
     finally:
         broker.close()
