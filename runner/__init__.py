@@ -20,6 +20,9 @@ from runner.define.flows import Flow, FlowSpec
 from runner.define.retry import Retry
 from runner.define.tasks import TaskDef, task
 from runner.errors import AckflowError
+from runner.moved import install as _install_moved_paths
+
+_install_moved_paths()  # the pre-1.0 module paths, deprecated (runner/moved.py)
 
 __all__ = [
     "AckflowError",

@@ -259,7 +259,7 @@ def run(
 
     A lazy task prints its completion token and the command that completes it: the process
     serves the HTTP completion endpoint on 127.0.0.1 (--port) while the run waits."""
-    from runner.loading import load_flow
+    from runner.define.loading import load_flow
     from runner.local import LocalRuntime
     from runner.ops.http.api import serve_local
 
@@ -301,10 +301,10 @@ def run(
 @handle_errors
 def engine(ctx: click.Context, prefetch: int | None, burst: bool, metrics_port: int | None) -> None:
     """Run a stateless engine: consume flow events, advance runs (any number may run)."""
+    from runner.broker.kombu import KombuBroker
     from runner.engine import Engine
     from runner.engine.durability import StoreGuard
-    from runner.kombu_broker import KombuBroker
-    from runner.redis_store import RedisStore
+    from runner.store.redis import RedisStore
 
     cfg = Config.from_env(**ctx.obj, engine_prefetch=prefetch)
     store = RedisStore(cfg)
@@ -352,7 +352,7 @@ def submit(
     deadline_s: float | None,
 ) -> None:
     """Enqueue a run of MODULE:FLOW (validated first); print its id."""
-    from runner.loading import load_flow
+    from runner.define.loading import load_flow
 
     flow = load_flow(flow_ref)
     inputs = parse_inputs(pairs, inputs_json)
@@ -566,7 +566,7 @@ def serve(ctx: click.Context, host: str, port: int, allow_hosts: tuple[str, ...]
 
     from runner.engine.durability import StoreGuard
     from runner.ops.http.api import make_server
-    from runner.redis_store import RedisStore
+    from runner.store.redis import RedisStore
 
     cfg = config_from(ctx)
     store = RedisStore(cfg)
@@ -672,7 +672,7 @@ def history(ctx: click.Context, run_id: str, as_json: bool) -> None:
 def topology(ctx: click.Context, queues: tuple[str, ...], check: bool) -> None:
     """Declare (or --check) the exchange and queues on RabbitMQ and print them with depths."""
     from runner.broker import DEAD_QUEUE, ENGINE_QUEUE, task_queue
-    from runner.kombu_broker import KombuBroker, queue_arguments
+    from runner.broker.kombu import KombuBroker, queue_arguments
 
     cfg = config_from(ctx)
     broker = KombuBroker(cfg)
@@ -715,7 +715,7 @@ def dlq() -> None:
 
 
 def _dlq_broker(ctx: click.Context) -> Any:
-    from runner.kombu_broker import KombuBroker
+    from runner.broker.kombu import KombuBroker
 
     broker = KombuBroker(config_from(ctx))
     broker.connect(attempts=3)

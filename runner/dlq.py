@@ -12,8 +12,8 @@ from typing import Any
 
 from runner import protocol
 from runner.broker import DEAD_QUEUE, H_COUNT, H_QUEUE, H_REASON, Delivery, Outgoing
+from runner.broker.kombu import KombuBroker
 from runner.errors import AckflowError, DecodeError
-from runner.kombu_broker import KombuBroker
 
 
 class DeadLetterNotFound(AckflowError):

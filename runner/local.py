@@ -19,10 +19,10 @@ from typing import Any
 from runner.client import Client, HistoryEntry, RunInfo
 from runner.config import Config
 from runner.connect import open_local
+from runner.define.flows import Flow, FlowSpec
+from runner.define.tasks import Registry
 from runner.engine import Engine
 from runner.errors import AckflowError
-from runner.flows import Flow, FlowSpec
-from runner.tasks import Registry
 
 
 def worker_class() -> Any:

@@ -9,7 +9,7 @@
 
 May import any of runner's contracts and leaves (never a concrete store or broker outside
 `cli`, never an operator surface; tests/unit/test_layers.py enforces it); runner never imports
-workers. ``workers.runtime`` is the deprecated old path of `loop`.
+workers. ``workers.loop`` is the deprecated old path of `loop`.
 """
 
 from workers.loop import Worker

@@ -8,8 +8,8 @@ import click
 
 from runner.cli import handle_errors, on_sigterm
 from runner.config import Config
-from runner.loading import import_module
-from runner.tasks import REGISTRY
+from runner.define.loading import import_module
+from runner.define.tasks import REGISTRY
 
 
 @click.command()
@@ -47,9 +47,9 @@ def worker(
     metrics_port: int | None,
 ) -> None:
     """Execute tasks registered in MODULE... (imported first) from the task queues."""
-    from runner.kombu_broker import KombuBroker
-    from runner.redis_store import RedisStore
-    from workers.runtime import Worker
+    from runner.broker.kombu import KombuBroker
+    from runner.store.redis import RedisStore
+    from workers.loop import Worker
 
     for m in modules:
         import_module(m)

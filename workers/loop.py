@@ -29,17 +29,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
-from runner import faults, keys, logs, metrics, protocol
+from runner import faults, logs, metrics, protocol
 from runner.broker import ENGINE_QUEUE, Broker, Delivery, Outgoing, task_queue
 from runner.client.tokens import make_token
 from runner.config import Config
-from runner.context import TaskContext
 from runner.decide.records import TaskState
+from runner.define.context import TaskContext
+from runner.define.tasks import REGISTRY, Registry
 from runner.errors import BrokerError, DecodeError, StoreError
 from runner.protocol import CREATED_FIELD, Event, TaskRequest
 from runner.states import CANCELLED, FAILED, REVERTED, REVERTING, RUNNING, SCHEDULED
-from runner.store import Store
-from runner.tasks import REGISTRY, Registry
+from runner.store import Store, keys
 from workers.execute import execute, not_started, poison_failure
 from workers.leases import Heartbeats, Running, due_for_lease, leased_event, until_next_lease
 

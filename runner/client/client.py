@@ -8,13 +8,14 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from runner import caps, connect, keys, protocol, states
+from runner import caps, connect, protocol, states
 from runner.broker import ENGINE_QUEUE, Broker, Outgoing
 from runner.client import completion
 from runner.client.info import HistoryEntry, RunInfo, TaskInfo, who
 from runner.client.tokens import make_token
 from runner.config import Config
 from runner.decide.records import TaskState, history_entry
+from runner.define.flows import Flow, FlowSpec, TaskSpec, validate_inputs
 from runner.errors import (
     EncodeError,
     PayloadTooLargeError,
@@ -24,9 +25,8 @@ from runner.errors import (
     RunStateError,
     WaitTimeout,
 )
-from runner.flows import Flow, FlowSpec, TaskSpec, validate_inputs
 from runner.protocol import Event, unpack
-from runner.store import Store
+from runner.store import Store, keys
 
 
 def _int(raw: bytes | None) -> int | None:

@@ -19,12 +19,14 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from runner import keys, protocol, states
+from runner import protocol, states
 from runner.client.info import who
 from runner.client.tokens import InvalidToken, check_token, parse_token
-from runner.context import current_task
 from runner.decide.events import COMPLETABLE
 from runner.decide.records import TaskState
+from runner.define.context import current_task
+from runner.define.flows import TaskSpec
+from runner.define.lazy import result_values
 from runner.errors import (
     AckflowError,
     AlreadyCompleted,
@@ -34,9 +36,8 @@ from runner.errors import (
     RunNotFound,
     WaitTimeout,
 )
-from runner.flows import TaskSpec
-from runner.lazy import result_values
 from runner.protocol import Event, unpack
+from runner.store import keys
 
 if TYPE_CHECKING:
     from runner.client.client import Client

@@ -11,14 +11,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from runner import conditions, protocol, states
+from runner import protocol, states
 from runner.decide import revert
 from runner.decide.draft import WAIT_TIMER, Draft
 from runner.decide.records import TaskState, error_dict
 from runner.decide.view import NOT_TAKEN, join_fields, start_reads, successors
-from runner.flows import END, TaskSpec
+from runner.define import conditions
+from runner.define.flows import END, TaskSpec, item_input
+from runner.define.retry import Retry
 from runner.protocol import pack, unpack
-from runner.retry import Retry
 from runner.store import keys
 
 
@@ -94,7 +95,7 @@ def start_map(d: Draft, name: str, attempt: int, note: str = "") -> None:
         fail_attempt(d, name, {"type": "TypeError", "message": f"map over {over!r} needs a list, got {got}"})
         return
     if fresh:
-        d.set_data({keys.item_input(x): pack(v) for x, v in zip(names, items, strict=True)})
+        d.set_data({item_input(x): pack(v) for x, v in zip(names, items, strict=True)})
     active = 0 if fresh else sum(1 for x in names if d.state(x).status in states.TASK_ACTIVE)
     start_items(d, name, limit - active)
     if done == n:

@@ -12,9 +12,8 @@
 May import: the standard library, `runner.errors`, `runner.config`, `runner.protocol`,
 `runner.states` and this room. Never the engine, the store, the broker, the client, the
 decisions or the CLI (tests/unit/test_layers.py enforces it), so a user's flow module imports
-no I/O. One exception is left today: `flows` takes `item_input` (the data name of a map
-element's input) from `runner.keys`, a pure function of the store's key layout.
+no I/O.
 
-The old paths (``runner.flows``, ``runner.tasks``, ...) still work, as deprecated re-exports
-of these modules; they go after one release. ``runner.lazy`` is public API and stays.
+The old paths (``runner.flows``, ``runner.tasks``, ...) still resolve to these modules, with a
+`DeprecationWarning` (`runner.moved`). ``runner.lazy`` is public API and stays.
 """

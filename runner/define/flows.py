@@ -15,14 +15,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from runner.conditions import When
-from runner.conditions import when as when  # re-exported: flow.when(...)
+from runner.define.conditions import When
+from runner.define.conditions import when as when  # re-exported: flow.when(...)
+from runner.define.tasks import REGISTRY, Registry, TaskDef, TaskNode, check_name, revert_name
 from runner.errors import CycleError, DuplicateTaskError, FlowDefinitionError, MissingInputError
-from runner.keys import item_input
-from runner.tasks import REGISTRY, Registry, TaskDef, TaskNode, check_name, revert_name
 
 Item = "Flow | TaskDef | TaskNode | str"
 END = "$end"  # the virtual join over a flow's sinks: when it fires, the run is done
+
+
+def item_input(name: str) -> str:
+    """The data name holding a map element's input (element ``name`` of the map's node)."""
+    return f"{name}@in"
 
 
 @dataclass
@@ -42,7 +46,7 @@ class Flow:
 
     def link(self, before: str, after: str, when: When | None = None) -> Flow:
         """Graph flows: run the item named ``after`` only once ``before`` has succeeded —
-        and, with ``when`` (see `runner.conditions.when`), only if the condition holds then."""
+        and, with ``when`` (see `runner.define.conditions.when`), only if the condition holds then."""
         if self.kind != "graph":
             raise FlowDefinitionError(f"flow {self.name!r} is {self.kind}; only graph flows take edges")
         self.edges.append((before, after) if when is None else (before, after, when))
@@ -94,7 +98,7 @@ class TaskSpec:
     queue: str
     preds: list[str]
     succs: list[str]  # END for a sink
-    retry: dict[str, Any] | None = None  # runner.retry.Retry as data
+    retry: dict[str, Any] | None = None  # runner.define.retry.Retry as data
     timeout_s: float = 0.0
     revert: str = ""  # the registry name of its revert handler, if it has one
     join: int = 0  # predecessors that must succeed first: 0 = all

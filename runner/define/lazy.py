@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from runner.context import current_task
+from runner.define.context import current_task
 from runner.errors import AckflowError
 
 

@@ -8,9 +8,9 @@ import os
 import sys
 from typing import Any
 
+from runner.define.flows import Flow
+from runner.define.tasks import TaskDef
 from runner.errors import FlowDefinitionError
-from runner.flows import Flow
-from runner.tasks import TaskDef
 
 
 def import_module(name: str) -> Any:

@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, overload
 
+from runner.define.retry import Retry, policy
 from runner.errors import FlowDefinitionError, UnknownTaskError
-from runner.retry import Retry, policy
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
 DEFAULT_QUEUE = "default"

@@ -15,8 +15,8 @@ from typing import Generic, TypeVar
 
 from runner import protocol
 from runner.decide import META_FIELDS, Need, Rules, View, decide, success_reads
+from runner.define.flows import END, TaskSpec
 from runner.errors import StoreError
-from runner.flows import END, TaskSpec
 from runner.protocol import Event, unpack
 from runner.store import Commit, Store, keys
 

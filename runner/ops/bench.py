@@ -271,8 +271,8 @@ def failover(base: Config, kills: int) -> dict[str, list[float]]:
 def footprint(base: Config, runs: int) -> dict[str, float]:
     """Redis bytes per finished task state (small results), and engine/worker RSS after
     ``runs`` runs compared with after a tenth of them."""
-    from runner import keys
     from runner.examples.noop import chain
+    from runner.store import keys
 
     cfg = _cfg(base)
     cluster = Cluster(cfg)

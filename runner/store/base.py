@@ -4,7 +4,7 @@ A store offers one write primitive, `Store.commit`: "if this event id is new and
 guards still hold, apply these writes, append this history, record these outbox messages
 and remember the event id — all at once". The engine decides what to write in plain Python
 (`runner.decide`); the store only applies it. Redis does it in one Lua script
-(`runner.redis_store`), the in-memory store under a lock (`runner.memory_store`); both pass
+(`runner.store.redis`), the in-memory store under a lock (`runner.store.memory`); both pass
 the same contract tests.
 """
 

@@ -137,10 +137,5 @@ def item_of(name: str) -> tuple[str, int] | None:
     return None if m is None else (m["base"], int(m["i"]))
 
 
-def item_input(name: str) -> str:
-    """The data name holding an element's input."""
-    return f"{name}@in"
-
-
 def progress_field(task: str) -> str:
     return f"{task}{JOIN_SEP}p"

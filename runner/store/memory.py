@@ -10,8 +10,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 
-from runner import keys
-from runner.store import APPLIED_RESULT, Beat, Commit, CommitResult, DueTimer
+from runner.store import APPLIED_RESULT, Beat, Commit, CommitResult, DueTimer, keys
 
 
 class _MemoryWatch:

@@ -25,11 +25,10 @@ from typing import Any
 import redis
 import redis.exceptions
 
-from runner import keys
 from runner.config import Config, redact_url
 from runner.errors import StoreError, StoreUnavailable
 from runner.protocol import pack, unpack
-from runner.store import APPLIED_RESULT, Beat, Commit, CommitResult, DueTimer, lua
+from runner.store import APPLIED_RESULT, Beat, Commit, CommitResult, DueTimer, keys, lua
 
 _PART_INDEX = {part: str(i + 1) for i, part in enumerate(keys.RUN_PARTS)}
 _PAGE_SCAN_LIMIT = 5_000  # index entries a page view may look at when filtering by flow and status

@@ -172,7 +172,7 @@ def test_dead_letters_are_listed_replayed_and_purged(
     page: Any, shots: Path, procs: Processes, client: Client, config: Config
 ) -> None:
     from runner.broker import ENGINE_QUEUE, Outgoing
-    from runner.kombu_broker import KombuBroker
+    from runner.broker.kombu import KombuBroker
 
     procs.engine()
     base = start_serve(procs, {"ACKFLOW_OPERATOR_TOKEN": OPERATOR})

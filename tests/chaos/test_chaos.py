@@ -23,12 +23,12 @@ from typing import Any
 
 import pytest
 
+from runner.broker.kombu import KombuBroker
 from runner.client import Client, HistoryEntry
 from runner.config import Config
 from runner.errors import AckflowError
-from runner.kombu_broker import KombuBroker
 from runner.local import LocalRuntime
-from runner.redis_store import RedisStore
+from runner.store.redis import RedisStore
 from tests import services as svc
 from tests.chaos import chaos_flows
 from tests.chaos.services import OwnRabbit, OwnRedis

@@ -15,8 +15,8 @@ import uuid
 
 import pytest
 
-from runner import keys
 from runner.client import Client
+from runner.store import keys
 from tests.conftest import Processes
 from tests.e2e import semantic_flows as sf
 from tests.services import unacked

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
+from runner.broker.kombu import KombuBroker
 from runner.client import Client
 from runner.config import Config
-from runner.kombu_broker import KombuBroker
 from tests.conftest import Processes
 from tests.e2e import flows
 

@@ -8,11 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from runner import keys
 from runner.config import Config
-from runner.memory_store import MemoryStore
-from runner.redis_store import RedisStore
-from runner.store import Commit, DueTimer, Store
+from runner.store import Commit, DueTimer, Store, keys
+from runner.store.memory import MemoryStore
+from runner.store.redis import RedisStore
 
 
 @pytest.fixture(params=["memory", "redis"])

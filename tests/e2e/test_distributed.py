@@ -8,9 +8,9 @@ from typing import Any
 import msgpack
 import pytest
 
+from runner.broker.kombu import KombuBroker
 from runner.client import Client, RunInfo
 from runner.config import Config
-from runner.kombu_broker import KombuBroker
 from runner.local import LocalRuntime
 from tests.conftest import Processes
 from tests.e2e import flows

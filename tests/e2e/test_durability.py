@@ -15,7 +15,7 @@ import redis
 from runner import states
 from runner.client import Client
 from runner.config import Config
-from runner.redis_store import RedisStore
+from runner.store.redis import RedisStore
 from tests.chaos.services import OwnRedis
 from tests.conftest import ACKFLOW, ROOT, Processes, cli_env
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from runner.broker.kombu import KombuBroker
 from runner.client import Client
 from runner.config import Config
-from runner.kombu_broker import KombuBroker
 from tests.conftest import Processes
 from tests.e2e import flows
 from tests.unit.test_delivery_errors import KILLERS

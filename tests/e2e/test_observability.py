@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from runner import keys
+from runner.broker.kombu import KombuBroker
 from runner.client import Client
 from runner.config import Config
-from runner.kombu_broker import KombuBroker
 from runner.ops.http.api import make_server
-from runner.redis_store import RedisStore
+from runner.store import keys
+from runner.store.redis import RedisStore
 from tests.conftest import Processes
 from tests.e2e import flows
 from tests.helpers.net import free_port

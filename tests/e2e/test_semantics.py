@@ -449,7 +449,7 @@ def test_finished_runs_expire_after_the_retention_active_runs_never(
 
 
 def keys_of_a_run() -> list[str]:
-    from runner import keys
+    from runner.store import keys
 
     return list(keys.RUN_PARTS)
 

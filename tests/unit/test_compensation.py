@@ -13,9 +13,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runner import flow, keys, protocol, states, task
+from runner import flow, protocol, states, task
 from runner.define.tasks import Registry
 from runner.protocol import TaskRequest
+from runner.store import keys
 from tests.unit.test_engine_cases import Harness, reverted
 from workers.execute import not_started
 from workers.loop import skip_reason

@@ -11,9 +11,9 @@ import pytest
 
 from runner import flow, protocol, task
 from runner.decide import Need, View, decide
-from runner.flows import FlowSpec
-from runner.retry import Retry
-from runner.tasks import Registry
+from runner.define.flows import FlowSpec
+from runner.define.retry import Retry
+from runner.define.tasks import Registry
 from tests.helpers.decide import RULES, Outcome, error, event, run_view, timer
 
 reg = Registry()

@@ -11,11 +11,11 @@ import pytest
 
 from runner import flow, protocol, task
 from runner.broker import DEAD_QUEUE, ENGINE_QUEUE, Delivery, Outgoing, task_queue
+from runner.broker.local import LocalBroker
 from runner.client import RunInfo
 from runner.config import Config
 from runner.define.tasks import Registry
 from runner.errors import PublishError
-from runner.local_broker import LocalBroker
 from tests.e2e import flows
 from tests.unit.test_engine import Harness
 from workers.loop import Worker

@@ -10,14 +10,14 @@ from hypothesis import strategies as st
 
 from runner import metrics, protocol
 from runner.broker import ENGINE_QUEUE, Outgoing, task_queue
+from runner.broker.local import LocalHub
 from runner.client import Client
 from runner.config import Config
 from runner.engine import Engine, durability
 from runner.engine.durability import StoreGuard, judge, vanished_while_active
 from runner.errors import ConfigError, RunLost, RunNotFound, StoreNotDurable
-from runner.local_broker import LocalHub
-from runner.memory_store import MemoryStore
 from runner.protocol import Event, TaskRequest
+from runner.store.memory import MemoryStore
 from tests.e2e import flows
 
 DURABLE = {"appendonly": "yes", "appendfsync": "always", "maxmemory-policy": "noeviction", "save": ""}

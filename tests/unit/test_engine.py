@@ -9,9 +9,9 @@ from runner import protocol
 from runner.broker import ENGINE_QUEUE, Outgoing
 from runner.client import Client
 from runner.engine import Engine
-from runner.memory_store import MemoryStore
 from runner.protocol import Event, TaskRequest
 from runner.store import Commit
+from runner.store.memory import MemoryStore
 from tests.e2e import flows
 from tests.helpers.harness import CFG, Harness  # test_worker, test_engine_cases import Harness from here
 

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 
 from runner import flow, protocol, task
 from runner.broker import DEAD_QUEUE, ENGINE_QUEUE, Outgoing, task_queue
+from runner.broker.local import LocalBroker
 from runner.config import Config
 from runner.define.tasks import Registry
-from runner.local_broker import LocalBroker
 from runner.protocol import Event, TaskRequest
 from tests.e2e import flows
 from tests.unit.test_engine import Harness

@@ -3,8 +3,7 @@ function-level and TYPE_CHECKING ones included, and check the rules that hold to
 a new import breaking one fails here instead of in review.
 
 The units of the cycle check are runner's top-level modules and packages (``runner.store.redis``
-counts as ``store``); the deprecated alias packages left at the old paths count as what they
-alias, so ``from runner import keys`` inside ``store`` is not a cycle.
+counts as ``store``).
 """
 
 from __future__ import annotations
@@ -18,39 +17,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# Old module paths kept for one release as re-export packages -> the unit they alias.
-ALIASES = {
-    "keys": "store",
-    "redis_store": "store",
-    "memory_store": "store",
-    "kombu_broker": "broker",
-    "local_broker": "broker",
-    "flows": "define",
-    "tasks": "define",
-    "conditions": "define",
-    "retry": "define",
-    "context": "define",
-    "lazy": "define",  # public API (``from runner.lazy import defer``), not deprecated
-    "loading": "define",
-    "transitions": "decide",
-    "control": "decide",
-}
-
-# What each room may import of runner: the shared leaves and itself (``runner.keys``, the
-# alias of store/keys.py, counts as the store). The adapter rooms: nothing of the engine,
-# client, CLI, HTTP API, dashboard, transitions, and not each other. The define room (what
-# users write): nothing with I/O or decisions, so importing a flow module connects to nothing.
+# What each room may import of runner: the shared leaves and itself. The adapter rooms:
+# nothing of the engine, client, operator surfaces or decisions, and not each other. The
+# define room (what users write): nothing with I/O or decisions, so importing a flow module
+# connects to nothing. The protocol: only the error root.
 ROOM_MAY_IMPORT = {
     "broker": {"broker", "errors", "config", "protocol"},
     "store": {"store", "errors", "config", "protocol"},
     "define": {"define", "errors", "config", "protocol", "states"},
-}
-
-# Imports a room's rule forbids that exist today, as (file, imported name); each must go.
-KNOWN_ROOM_EXCEPTIONS = {
-    # The data name of a map element's input is a pure function kept with the key layout;
-    # flows.py is still being hardened on another branch, so its imports stay as they are.
-    ("runner/define/flows.py", "runner.keys.item_input"),
+    "protocol": {"protocol", "errors"},
 }
 
 # The worker's own modules (not its CLI, which builds the adapters the command runs with):
@@ -58,14 +33,13 @@ KNOWN_ROOM_EXCEPTIONS = {
 # of the operator surfaces.
 WORKER_MODULES = ("workers/loop.py", "workers/leases.py", "workers/execute.py")
 ADAPTERS = [["store", "redis"], ["store", "memory"], ["broker", "kombu"], ["broker", "local"]]
-ADAPTER_ALIASES = [["redis_store"], ["memory_store"], ["kombu_broker"], ["local_broker"]]
 WORKER_MAY_NOT_IMPORT = {"cli", "ops", "dlq", "engine", "client", "local", "connect"}
 # The completion token's format is shared: the worker mints a task's token, the client's
 # completion path checks it. The worker may import that module of the client room, no other.
 WORKER_MAY_IMPORT_OF_CLIENT = ("runner.client.tokens",)
 
-# Cycles that exist today; each set is one strongly connected group of units. Phase 2 of the
-# layout issue removes them (client/ takes client+completion); a new cycle, or a unit joining one of these, fails.
+# Cycles that exist today; each set is one strongly connected group of units. A new cycle, or
+# a unit joining one of these, fails.
 KNOWN_CYCLES: list[frozenset[str]] = [
     # cli -> bench -> examples (the bench's flows) -> cli (distributed_demo prints with the
     # CLI's helpers); phase 2 removes (the printing moves to client/render).
@@ -124,7 +98,7 @@ def unit_of_module(dotted: str) -> str | None:
         return "runner"
     top = parts[1]
     if (ROOT / "runner" / f"{top}.py").exists() or (ROOT / "runner" / top).is_dir():
-        return ALIASES.get(top, top)
+        return top
     return "runner"  # a name defined in runner/__init__.py
 
 
@@ -134,8 +108,7 @@ def unit_of_file(path: Path) -> str | None:
         return None
     if len(rel) == 2 and rel[1] == "__init__.py":
         return "runner"
-    top = rel[1].removesuffix(".py")
-    return ALIASES.get(top, top)
+    return rel[1].removesuffix(".py")
 
 
 def where(imp: Import) -> str:
@@ -182,10 +155,11 @@ def test_only_the_kombu_adapter_imports_its_split_off_parts() -> None:
 @pytest.mark.parametrize("room", sorted(ROOM_MAY_IMPORT))
 def test_rooms_import_only_what_their_rule_allows(room: str) -> None:
     bad = []
-    for p in sources(f"runner/{room}"):
+    files = (
+        sources(f"runner/{room}") if (ROOT / "runner" / room).is_dir() else [ROOT / "runner" / f"{room}.py"]
+    )
+    for p in files:
         for i in imports_of(p):
-            if (p.relative_to(ROOT).as_posix(), i.target) in KNOWN_ROOM_EXCEPTIONS:
-                continue
             unit = unit_of_module(i.target)
             if unit is not None and unit not in ROOM_MAY_IMPORT[room]:
                 bad.append(where(i))
@@ -194,18 +168,13 @@ def test_rooms_import_only_what_their_rule_allows(room: str) -> None:
     assert not bad, bad
 
 
-def test_the_known_room_exceptions_are_still_there() -> None:
-    """When one goes, this fails until it leaves KNOWN_ROOM_EXCEPTIONS (the list stays true)."""
-    seen = {(i.path.relative_to(ROOT).as_posix(), i.target) for i in all_imports()}
-    assert seen >= KNOWN_ROOM_EXCEPTIONS
+def test_no_deprecated_alias_is_left_in_the_tree() -> None:
+    """The old paths live in one table (runner/moved.py), not as folders or files of their own."""
+    from runner.moved import MOVED
 
-
-def test_the_old_define_paths_are_aliases() -> None:
-    """The modules moved into define/ keep their old import paths, as packages re-exporting them."""
-    for name in ("flows", "tasks", "conditions", "retry", "context", "lazy", "loading"):
-        assert (ROOT / "runner" / "define" / f"{name}.py").is_file()
-        assert not (ROOT / "runner" / f"{name}.py").exists()
-        assert ALIASES[name] == "define"
+    for old in MOVED:
+        path = ROOT.joinpath(*old.split("."))
+        assert not path.with_suffix(".py").exists() and not path.is_dir(), old
 
 
 @pytest.mark.parametrize("module", WORKER_MODULES)
@@ -216,7 +185,7 @@ def test_worker_modules_import_contracts_not_adapters_or_surfaces(module: str) -
         if unit in WORKER_MAY_NOT_IMPORT and not i.target.startswith(WORKER_MAY_IMPORT_OF_CLIENT):
             bad.append(where(i))
         parts = i.target.split(".")
-        if parts[1:2] in ADAPTER_ALIASES or parts[1:3] in ADAPTERS:
+        if parts[1:3] in ADAPTERS:
             bad.append(where(i))
         if i.target.split(".")[0] in {"kombu", "amqp", "redis"}:
             bad.append(where(i))
@@ -294,27 +263,29 @@ def test_the_reader_sees_function_level_imports() -> None:
 
 def test_the_public_api_and_the_old_paths_still_import() -> None:
     """The moves keep what users import (issue 13): the package's names, runner.lazy and
-    runner.local, and each old path resolving to the same objects as the new one."""
+    runner.local at their paths, and each old path resolving — with a DeprecationWarning that
+    names the new one — to the very module at its new home."""
     import importlib
+    import sys
 
     import runner
     from runner import flow
     from runner.define import flows, lazy, tasks
     from runner.lazy import Deferred, defer
+    from runner.moved import MOVED
 
     assert {"Client", "Retry", "current_task", "flow", "task"} <= set(runner.__all__)
     assert flow is flows and runner.task is tasks.task
     assert flow.when is flows.when and flow.linear is flows.linear
     assert (defer, Deferred) == (lazy.defer, lazy.Deferred)
     importlib.import_module("runner.local")
-    for name in ("flows", "tasks", "conditions", "retry", "context", "lazy", "loading"):
-        old, new = importlib.import_module(f"runner.{name}"), importlib.import_module(f"runner.define.{name}")
-        assert all(getattr(old, n) is getattr(new, n) for n in dir(new) if not n.startswith("_"))
-    assert importlib.import_module("runner.tasks").REGISTRY is tasks.REGISTRY
-    from workers.loop import Worker
-    from workers.runtime import Worker as OldWorker
-
-    assert OldWorker is Worker
+    for old, new in MOVED.items():
+        sys.modules.pop(old, None)
+        with pytest.warns(DeprecationWarning, match=rf"{old} is deprecated: import {new}\b"):
+            module = importlib.import_module(old)
+        assert module is importlib.import_module(new), old
+    old_tasks = sys.modules["runner.tasks"]
+    assert old_tasks.REGISTRY is tasks.REGISTRY
 
 
 # The decision core does no I/O: of the store and the broker it sees only their contracts

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 
 from runner import flow, task
 from runner.broker import Outgoing
+from runner.broker.local import LocalBroker
 from runner.config import Config
 from runner.define.tasks import Registry
 from runner.errors import PublishError
-from runner.local_broker import LocalBroker
 from tests.unit.test_engine import Harness
 from workers.loop import Worker
 

@@ -1,8 +1,0 @@
-"""Deprecated: import from runner.define.flows (this alias goes after one release).
-
-A package rather than a module so that git records ``runner/flows.py`` as renamed to
-``runner/define/flows.py``: edits merged from branches that still change the old file then
-land in the new one instead of conflicting here.
-"""
-
-from runner.define.flows import *  # noqa: F403 - every public name, including ones added later

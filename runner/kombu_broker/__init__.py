@@ -1,8 +1,0 @@
-"""Deprecated: import from runner.broker.kombu (this alias goes after one release).
-
-A package rather than a module so that git records ``runner/kombu_broker.py`` as renamed to
-``runner/broker/kombu.py``: edits merged from branches that still change the old file then
-land in the new one instead of conflicting here.
-"""
-
-from runner.broker.kombu import *  # noqa: F403 - every public name, including ones added later
