@@ -4,11 +4,11 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: help venv demo test unit contract e2e chaos fuzz bench lint typecheck check clean services screenshots
+.PHONY: help venv setup demo test unit contract e2e chaos fuzz bench lint typecheck check clean services screenshots
 
 help:
 	@echo "make demo       run a demo flow in local mode (no broker, no Redis needed)"
-	@echo "make test       run the whole test suite against RabbitMQ + Redis"
+	@echo "make test       set up what is missing (.ci/setup.sh), then run the whole test suite"
 	@echo "make unit       unit tests only (no network)"
 	@echo "make fuzz       property-based fuzzing of every boundary, many more inputs (prints counts)"
 	@echo "make chaos      the long chaos suite (kills engines and workers mid-flow)"
@@ -33,7 +33,12 @@ demo: $(STAMP)
 		$(PY) -m runner.examples.approval; \
 	fi
 
-test: $(STAMP)
+# A fresh machine needs nothing else: .ci/setup.sh installs Chromium for the browser tests and
+# starts RabbitMQ + Redis when missing (quick when all is there). `make unit` sets up nothing.
+setup: $(STAMP)
+	@PY=$(PY) bash .ci/setup.sh
+
+test: setup
 	$(PY) -m pytest -q tests
 
 unit: $(STAMP)

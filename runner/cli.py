@@ -7,24 +7,31 @@ reverted; 2 bad usage or an invalid flow/input; 3 a service (RabbitMQ, Redis) is
 unavailable (or, with ``ACKFLOW_REQUIRE_DURABLE_STORE``, not durable); 4 ``--wait``/``--timeout``
 ran out; 5 no such run; 6 the lazy task was already completed (``complete``/``fail``: nothing
 changed); 7 the run was lost (its state vanished from Redis while it was active).
+
+Everything the CLI prints goes through `echo` (text) or `echo_json` (data), which hide
+completion tokens and URL passwords as the logs and the dashboard do; click's own error
+messages and an unexpected traceback are hidden the same way by the `main` group.
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import logging
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from functools import wraps
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
-from runner import states
+from runner import logs, states
 from runner.client import Client, HistoryEntry, RunInfo
 from runner.client.tokens import InvalidToken
 from runner.config import Config
@@ -34,6 +41,7 @@ from runner.errors import (
     BrokerUnavailable,
     CompletionRefused,
     ConfigError,
+    EncodeError,
     FlowDefinitionError,
     PayloadTooLargeError,
     RunConflictError,
@@ -44,10 +52,67 @@ from runner.errors import (
     StoreUnavailable,
     WaitTimeout,
 )
+from runner.ops.dashboard.values import json_safe
+from runner.store.keys import InvalidRunId, check_run_id
 
 EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_TIMEOUT, EXIT_NOT_FOUND = 1, 2, 3, 4, 5
 EXIT_ALREADY = 6  # a lazy task was already completed: nothing changed
 EXIT_LOST = 7  # the run existed and its state vanished from Redis: not a typo, not an expiry
+
+
+# --- output: every line printed goes through here ----------------------------------------
+
+
+def echo(text: str = "", err: bool = False, nl: bool = True) -> None:
+    """Print ``text`` with completion tokens and URL passwords hidden (`logs.scrub`)."""
+    click.echo(logs.scrub(text), err=err, nl=nl)
+
+
+def to_json(value: Any, sort_keys: bool = True) -> str:
+    """``value`` as one line of JSON, whatever it holds: keys become strings, what JSON has no
+    form for its repr (`dashboard.values.json_safe`); every string in it scrubbed."""
+    return json.dumps(logs.scrub_data(json_safe(value)), sort_keys=sort_keys)
+
+
+def echo_json(value: Any, sort_keys: bool = True) -> None:
+    echo(to_json(value, sort_keys))
+
+
+def reveal(text: str) -> None:
+    """Print ``text`` unscrubbed: only for a token printed on purpose (``ackflow run``'s lazy task)."""
+    click.echo(text)
+
+
+def _show(e: click.ClickException) -> NoReturn:
+    """What click would print for ``e`` (usage, hint, message), scrubbed; then its exit code."""
+    shown = io.StringIO()
+    e.show(file=shown)
+    echo(shown.getvalue(), err=True, nl=False)
+    sys.exit(e.exit_code)
+
+
+class _Main(click.Group):
+    """The ``ackflow`` group: what click itself prints (a usage error quoting a value) and the
+    traceback of an unexpected error are scrubbed like everything `echo` prints."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.ClickException as e:
+            _show(e)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.Abort):
+            raise
+        except click.ClickException as e:
+            _show(e)
+        except Exception as e:  # noqa: BLE001 - an unexpected error: its traceback, scrubbed
+            if isinstance(e, OSError) and e.errno == errno.EPIPE:  # stdout closed early: click's
+                raise
+            echo(traceback.format_exc().rstrip(), err=True)
+            sys.exit(EXIT_FAILED)
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -57,34 +122,41 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (FlowDefinitionError, PayloadTooLargeError, RunConflictError, ConfigError) as e:
-            click.echo(f"error: {e}", err=True)
+        except (
+            FlowDefinitionError,
+            PayloadTooLargeError,
+            RunConflictError,
+            ConfigError,
+            InvalidRunId,
+            EncodeError,
+        ) as e:
+            echo(f"error: {e}", err=True)
             sys.exit(EXIT_USAGE)
         except (BrokerUnavailable, StoreUnavailable) as e:
-            click.echo(f"error: {e}", err=True)
+            echo(f"error: {e}", err=True)
             sys.exit(EXIT_UNAVAILABLE)
         except StoreNotDurable as e:
             # 3, not 2: the command is right and the store is what is unfit; a supervisor
             # that restarts on 3 picks up a Redis fixed live with CONFIG SET.
-            click.echo(f"error: {e}", err=True)
+            echo(f"error: {e}", err=True)
             sys.exit(EXIT_UNAVAILABLE)
         except WaitTimeout as e:
-            click.echo(f"error: {e}", err=True)
+            echo(f"error: {e}", err=True)
             sys.exit(EXIT_TIMEOUT)
         except RunLost as e:  # before RunNotFound, its base
-            click.echo(f"error: {e}", err=True)
+            echo(f"error: {e}", err=True)
             sys.exit(EXIT_LOST)
         except RunNotFound as e:
-            click.echo(f"error: {e}", err=True)
+            echo(f"error: {e}", err=True)
             sys.exit(EXIT_NOT_FOUND)
         except (RunStateError, CompletionRefused, InvalidToken) as e:
-            click.echo(f"error: {e}", err=True)
+            echo(f"error: {e}", err=True)
             sys.exit(EXIT_USAGE)
         except AlreadyCompleted as e:
-            click.echo(f"already completed: {e}", err=True)
+            echo(f"already completed: {e}", err=True)
             sys.exit(EXIT_ALREADY)
         except AckflowError as e:
-            click.echo(f"error: {type(e).__name__}: {e}", err=True)
+            echo(f"error: {type(e).__name__}: {e}", err=True)
             sys.exit(EXIT_FAILED)
 
     return wrapper
@@ -139,19 +211,19 @@ def _ts(ms: int | None) -> str:
 
 
 def print_history_entry(entry: HistoryEntry) -> None:
-    click.echo(f"{_ts(entry.at_ms)}  {entry.describe()}")
+    echo(f"{_ts(entry.at_ms)}  {entry.describe()}")
 
 
 def print_progress(task: str, fraction: float, message: str) -> None:
-    click.echo(f"{_ts(int(datetime.now(tz=UTC).timestamp() * 1000))}  task {task}: {fraction:.0%} {message}")
+    echo(f"{_ts(int(datetime.now(tz=UTC).timestamp() * 1000))}  task {task}: {fraction:.0%} {message}")
 
 
 def print_outcome(info: RunInfo) -> None:
-    click.echo(f"run {info.run_id}: {info.status}")
+    echo(f"run {info.run_id}: {info.status}")
     if info.result is not None:
-        click.echo("result: " + json.dumps(info.result, default=repr, sort_keys=True))
+        echo("result: " + to_json(info.result))
     if info.error:
-        click.echo(
+        echo(
             f"error in task {info.error.get('task')!r}: {info.error.get('type')}: {info.error.get('message')}"
         )
 
@@ -164,7 +236,7 @@ def exit_for(info: RunInfo) -> None:
 # --- the group -------------------------------------------------------------------------
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--broker-url", envvar="ACKFLOW_BROKER_URL", help="RabbitMQ URL [env ACKFLOW_BROKER_URL].")
 @click.option("--redis-url", envvar="ACKFLOW_REDIS_URL", help="Redis URL [env ACKFLOW_REDIS_URL].")
 @click.option(
@@ -221,6 +293,16 @@ input_options = [
 ]
 
 
+def _check_run_id(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--run-id ''`` is refused, not taken as "no id" (which would submit under a random one)."""
+    if value is None:
+        return None
+    try:
+        return check_run_id(value)
+    except InvalidRunId as e:
+        raise click.BadParameter(str(e)) from None
+
+
 def with_inputs(fn: Callable[..., Any]) -> Callable[..., Any]:
     for opt in reversed(input_options):
         fn = opt(fn)
@@ -230,7 +312,7 @@ def with_inputs(fn: Callable[..., Any]) -> Callable[..., Any]:
 @main.command()
 @click.argument("flow_ref", metavar="MODULE:FLOW")
 @with_inputs
-@click.option("--run-id", help="Run id (default: random).")
+@click.option("--run-id", callback=_check_run_id, help="Run id (default: random).")
 @click.option("--concurrency", "-c", default=4, show_default=True, help="Tasks run at once.")
 @click.option("--timeout", "timeout_s", type=float, help="Give up waiting after this many seconds.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the outcome.")
@@ -271,7 +353,7 @@ def run(
     with LocalRuntime(Config(secret=secret), concurrency=concurrency) as rt:
         rid = rt.client.submit(spec, inputs, run_id=run_id)
         if dashboard:
-            click.echo(f"dashboard: {serve_local(rt, port=port)}/runs/{rid}")
+            echo(f"dashboard: {serve_local(rt, port=port)}/runs/{rid}")
 
         def show(entry: HistoryEntry) -> None:
             if not quiet:
@@ -279,9 +361,9 @@ def run(
             if entry.new == states.WAITING and entry.old != entry.new:
                 url = serve_local(rt, port=port)
                 token = rt.client.token_for(rid, entry.scope)
-                click.echo(f"task {entry.scope} is waiting for an outside completion; from another terminal:")
-                click.echo(f"  ackflow complete {token} --url {url} --result JSON")
-                click.echo(f"  ackflow fail {token} --url {url} --error MESSAGE")
+                echo(f"task {entry.scope} is waiting for an outside completion; from another terminal:")
+                reveal(f"  ackflow complete {token} --url {url} --result JSON")
+                reveal(f"  ackflow fail {token} --url {url} --error MESSAGE")
 
         info = rt.client.wait(rid, timeout_s, show, None if quiet else print_progress)
     print_outcome(info)
@@ -330,7 +412,11 @@ def engine(ctx: click.Context, prefetch: int | None, burst: bool, metrics_port: 
 @main.command()
 @click.argument("flow_ref", metavar="MODULE:FLOW")
 @with_inputs
-@click.option("--run-id", help="Run id; submitting the same id again is a no-op (default: random).")
+@click.option(
+    "--run-id",
+    callback=_check_run_id,
+    help="Run id; submitting the same id again is a no-op (default: random).",
+)
 @click.option("--wait", "wait_", is_flag=True, help="Wait for the run, printing its progress.")
 @click.option("--timeout", "timeout_s", type=float, help="With --wait: give up after this many seconds.")
 @click.option(
@@ -359,7 +445,7 @@ def submit(
     client = Client.from_env(**ctx.obj)
     try:
         rid = client.submit(flow, inputs, run_id=run_id, timeout_s=deadline_s)
-        click.echo(rid)
+        echo(rid)
         if wait_:
             info = client.wait(rid, timeout_s, print_history_entry, print_progress)
             print_outcome(info)
@@ -381,29 +467,29 @@ def status(ctx: click.Context, run_id: str, as_json: bool) -> None:
     finally:
         client.close()
     if as_json:
-        click.echo(json.dumps(_info_dict(info), default=repr, sort_keys=True))
+        echo_json(_info_dict(info))
         return
-    click.echo(f"run {info.run_id}  flow {info.flow}  {info.status}")
-    click.echo(f"created {_ts(info.created_ms)}  finished {_ts(info.finished_ms)}")
+    echo(f"run {info.run_id}  flow {info.flow}  {info.status}")
+    echo(f"created {_ts(info.created_ms)}  finished {_ts(info.finished_ms)}")
     for t in info.tasks.values():
         dur = f"{t.duration_ms} ms" if t.duration_ms is not None else ""
         if t.progress is not None:
             dur = f"{t.progress[0]:.0%} {t.progress[1]}".rstrip()
-        click.echo(f"  {t.name:<30} {t.status:<10} attempt {t.attempt:<3} {dur}")
+        echo(f"  {t.name:<30} {t.status:<10} attempt {t.attempt:<3} {dur}")
         if t.error:
-            click.echo(f"      {t.error['type']}: {t.error['message']}")
+            echo(f"      {t.error['type']}: {t.error['message']}")
         if t.retry_at_ms:
-            click.echo(f"      next attempt at {_ts(t.retry_at_ms)}")
+            echo(f"      next attempt at {_ts(t.retry_at_ms)}")
         if t.revert_error:
-            click.echo(f"      revert failed: {t.revert_error['type']}: {t.revert_error['message']}")
+            echo(f"      revert failed: {t.revert_error['type']}: {t.revert_error['message']}")
     if info.result is not None:
-        click.echo("result: " + json.dumps(info.result, default=repr, sort_keys=True))
+        echo("result: " + to_json(info.result))
     if info.error:
-        click.echo(
+        echo(
             f"error in task {info.error.get('task')!r}: {info.error.get('type')}: {info.error.get('message')}"
         )
         if info.error.get("traceback"):
-            click.echo(info.error["traceback"].rstrip())
+            echo(info.error["traceback"].rstrip())
 
 
 def _info_dict(info: RunInfo) -> dict[str, Any]:
@@ -446,13 +532,30 @@ def _control_command(action: str, doc: str) -> None:
             status = getattr(client, action)(run_id, reason, wait_s=None if no_wait else 30.0)
         finally:
             client.close()
-        click.echo(f"run {run_id}: {action} requested" if no_wait else f"run {run_id}: {status}")
+        echo(f"run {run_id}: {action} requested" if no_wait else f"run {run_id}: {status}")
 
 
 _control_command("cancel", "Cancel RUN_ID: tasks not yet running are skipped; nothing new starts.")
 _control_command("pause", "Pause RUN_ID: running tasks finish; nothing new starts until resume.")
 _control_command("resume", "Resume a paused RUN_ID: tasks that became ready meanwhile start.")
 _control_command("retry", "Retry a FAILED RUN_ID from its failed tasks, keeping completed results.")
+
+
+def _reply(raw: bytes) -> dict[str, Any] | None:
+    """An endpoint's JSON object reply; None if it is not one (not an ackflow endpoint)."""
+    try:
+        answer = json.loads(raw or b"{}")
+    except ValueError:  # not JSON, or not UTF-8
+        return None
+    return answer if isinstance(answer, dict) else None
+
+
+def _not_json(url: str, status: int, raw: bytes) -> str:
+    shown = raw[:200].decode("utf-8", "replace").strip()
+    return (
+        f"error: {url} answered HTTP {status} with a body that is not an ackflow JSON reply "
+        f"({shown!r}{'…' if len(raw) > 200 else ''}): is --url an ackflow serve or ackflow run address?"
+    )
 
 
 def _post(url: str, path: str, token: str, body: dict[str, Any], wait_s: float) -> None:
@@ -468,20 +571,39 @@ def _post(url: str, path: str, token: str, body: dict[str, Any], wait_s: float) 
     )
     try:
         with urllib.request.urlopen(req, timeout=wait_s + 10) as resp:
-            answer = json.loads(resp.read() or b"{}")
-            click.echo(answer.get("status", "ok"))
+            raw = resp.read()
+            answer = _reply(raw)
+            if answer is None:  # it may or may not have been applied: not a success
+                echo(_not_json(url, resp.status, raw), err=True)
+                sys.exit(EXIT_FAILED)
+            echo(str(answer.get("status", "ok")))
             return
     except urllib.error.HTTPError as e:
-        answer = json.loads(e.read() or b"{}")
+        raw = e.read()
+        answer = _reply(raw)
+        code = {404: EXIT_NOT_FOUND, 502: EXIT_UNAVAILABLE, 503: EXIT_UNAVAILABLE, 504: EXIT_UNAVAILABLE}
+        if answer is None:
+            echo(_not_json(url, e.code, raw), err=True)
+            sys.exit(code.get(e.code, EXIT_FAILED))
         message = answer.get("error", e.reason)
         if e.code == 409 and answer.get("status") == "already completed":
-            click.echo(f"already completed: {message}", err=True)
+            echo(f"already completed: {message}", err=True)
             sys.exit(EXIT_ALREADY)
-        click.echo(f"error: {message}", err=True)
-        sys.exit({404: EXIT_NOT_FOUND, 503: EXIT_UNAVAILABLE}.get(e.code, EXIT_USAGE))
+        echo(f"error: {message}", err=True)
+        sys.exit(code.get(e.code, EXIT_USAGE))
     except (urllib.error.URLError, OSError) as e:
-        click.echo(f"error: cannot reach {url}: {e}", err=True)
+        echo(f"error: cannot reach {url}: {e}", err=True)
         sys.exit(EXIT_UNAVAILABLE)
+
+
+def _need_secret(ctx: click.Context) -> None:
+    """Completing through RabbitMQ + Redis checks the token here: without the secret, say so."""
+    if not config_from(ctx).secret:
+        raise ConfigError(
+            "ACKFLOW_SECRET is not set: completion tokens are checked with the secret the workers "
+            "sign them with (set the same ACKFLOW_SECRET here, or pass --url to go through "
+            "ackflow serve)"
+        )
 
 
 @main.command()
@@ -507,11 +629,12 @@ def complete(ctx: click.Context, token: str, result_json: str, url: str | None, 
     if url:
         _post(url, "/v1/complete", token, {"result": result}, wait_s)
         return
+    _need_secret(ctx)
     client = Client.from_env(**ctx.obj)
     try:
-        click.echo(client.complete(token, result, wait_s=wait_s))
+        echo(client.complete(token, result, wait_s=wait_s))
     except ValueError as e:
-        click.echo(f"error: {e}", err=True)
+        echo(f"error: {e}", err=True)
         sys.exit(EXIT_USAGE)
     finally:
         client.close()
@@ -538,9 +661,10 @@ def fail(
     if url:
         _post(url, "/v1/fail", token, {"error": message, "type": error_type}, wait_s)
         return
+    _need_secret(ctx)
     client = Client.from_env(**ctx.obj)
     try:
-        click.echo(client.fail(token, message, error_type=error_type, wait_s=wait_s))
+        echo(client.fail(token, message, error_type=error_type, wait_s=wait_s))
     finally:
         client.close()
 
@@ -616,19 +740,18 @@ def list_(ctx: click.Context, status_: str | None, limit: int, as_json: bool) ->
         client.close()
     for r in runs:
         if as_json:
-            click.echo(
-                json.dumps(
-                    {
-                        "run_id": r.run_id,
-                        "status": r.status,
-                        "flow": r.flow,
-                        "created_ms": r.created_ms,
-                        "finished_ms": r.finished_ms,
-                    }
-                )
+            echo_json(
+                {
+                    "run_id": r.run_id,
+                    "status": r.status,
+                    "flow": r.flow,
+                    "created_ms": r.created_ms,
+                    "finished_ms": r.finished_ms,
+                },
+                sort_keys=False,
             )
         else:
-            click.echo(f"{r.run_id:<34} {r.status:<10} {r.flow:<24} {_ts(r.created_ms)}")
+            echo(f"{r.run_id:<34} {r.status:<10} {r.flow:<24} {_ts(r.created_ms)}")
 
 
 @main.command()
@@ -645,20 +768,18 @@ def history(ctx: click.Context, run_id: str, as_json: bool) -> None:
         client.close()
     for e in entries:
         if as_json:
-            click.echo(
-                json.dumps(
-                    {
-                        "at_ms": e.at_ms,
-                        "event": e.event,
-                        "kind": e.kind,
-                        "scope": e.scope,
-                        "from": e.old,
-                        "to": e.new,
-                        "attempt": e.attempt,
-                        **e.extra,
-                    },
-                    default=repr,
-                )
+            echo_json(
+                {
+                    "at_ms": e.at_ms,
+                    "event": e.event,
+                    "kind": e.kind,
+                    "scope": e.scope,
+                    "from": e.old,
+                    "to": e.new,
+                    "attempt": e.attempt,
+                    **e.extra,
+                },
+                sort_keys=False,
             )
         else:
             print_history_entry(e)
@@ -685,10 +806,10 @@ def topology(ctx: click.Context, queues: tuple[str, ...], check: bool) -> None:
         for q in logical:
             try:
                 depth = broker.depth(q)
-                click.echo(f"{broker.physical(q):<40} ready={depth:<8} {queue_arguments(cfg, q)}")
+                echo(f"{broker.physical(q):<40} ready={depth:<8} {queue_arguments(cfg, q)}")
             except Exception as e:  # noqa: BLE001 - a passive declare of a missing queue
                 missing += 1
-                click.echo(f"{broker.physical(q):<40} MISSING ({e})")
+                echo(f"{broker.physical(q):<40} MISSING ({e})")
                 broker.close()
         if missing:
             sys.exit(EXIT_FAILED)
@@ -732,8 +853,8 @@ def dlq_list(ctx: click.Context, limit: int) -> None:
 
     letters = dead.list_dead(_dlq_broker(ctx), limit)
     for dl in letters:
-        click.echo(f"{dl.id:<48} {dl.queue:<16} deliveries={dl.delivery_count:<3} {dl.reason}")
-    click.echo(f"{len(letters)} dead letter(s)", err=True)
+        echo(f"{dl.id:<48} {dl.queue:<16} deliveries={dl.delivery_count:<3} {dl.reason}")
+    echo(f"{len(letters)} dead letter(s)", err=True)
 
 
 @dlq.command(name="show")
@@ -745,8 +866,8 @@ def dlq_show(ctx: click.Context, message_id: str) -> None:
     from runner import dlq as dead
 
     dl = dead.show(_dlq_broker(ctx), message_id)
-    click.echo(f"id:         {dl.id}\nqueue:      {dl.queue}\ndeliveries: {dl.delivery_count}")
-    click.echo(f"reason:     {dl.reason}\nbody:       {dl.describe_body()}")
+    echo(f"id:         {dl.id}\nqueue:      {dl.queue}\ndeliveries: {dl.delivery_count}")
+    echo(f"reason:     {dl.reason}\nbody:       {dl.describe_body()}")
 
 
 @dlq.command(name="replay")
@@ -758,7 +879,7 @@ def dlq_replay(ctx: click.Context, message_id: str) -> None:
     from runner import dlq as dead
 
     dl = dead.replay(_dlq_broker(ctx), message_id)
-    click.echo(f"replayed {dl.id} to {dl.queue}")
+    echo(f"replayed {dl.id} to {dl.queue}")
 
 
 @dlq.command(name="purge")
@@ -771,7 +892,7 @@ def dlq_purge(ctx: click.Context, yes: bool) -> None:
 
     if not yes:
         click.confirm("Delete every dead letter?", abort=True)
-    click.echo(f"purged {dead.purge(_dlq_broker(ctx))} dead letter(s)")
+    echo(f"purged {dead.purge(_dlq_broker(ctx))} dead letter(s)")
 
 
 def load_plugins() -> click.Group:

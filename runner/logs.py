@@ -22,14 +22,40 @@ _context: contextvars.ContextVar[tuple[str, str, int] | None] = contextvars.Cont
     "ackflow_log", default=None
 )
 
-_PASSWORD_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s]+@")
+# A URL's password: from the first ':' after "scheme://user" to the LAST '@' of the URL's
+# whitespace-free stretch of text, so a password holding '@', ':', '/' or quotes is hidden
+# whole, as `config.redact_url` does; text glued to the URL with another '@' is hidden too
+# (better too much than a password's tail). Found per stretch, in time linear in the text.
+_STRETCH_RE = re.compile(r"(?<!\S)\S*://\S*")
+_URL_HEAD_RE = re.compile(r"(?<![a-zA-Z0-9+.-])[a-zA-Z][a-zA-Z0-9+.-]*://[^:\s]*:")
 _TOKEN_RE = re.compile(r"(?<![A-Za-z0-9-])af1\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+
+
+def _hide_password(stretch: re.Match[str]) -> str:
+    text = stretch.group()
+    head = _URL_HEAD_RE.search(text)
+    if head is None:
+        return text
+    at = text.rfind("@")
+    return text if at <= head.end() else f"{text[: head.end()]}***{text[at:]}"
 
 
 def scrub(text: str) -> str:
     """Replace passwords in URLs and completion tokens."""
-    text = _PASSWORD_RE.sub(r"\g<scheme>***@", text)
+    if "://" in text:
+        text = _STRETCH_RE.sub(_hide_password, text)
     return _TOKEN_RE.sub("af1.<token>", text)
+
+
+def scrub_data(value: Any) -> Any:
+    """``value`` with `scrub` applied to every string in it, dict keys included (for JSON)."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {scrub_data(k): scrub_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [scrub_data(v) for v in value]
+    return value
 
 
 @contextmanager

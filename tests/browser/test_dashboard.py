@@ -57,8 +57,13 @@ def shots(tmp_path: Path) -> Path:
 def page() -> Iterator[Any]:
     if not _browser_available():
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"browser tests need {CHROMIUM} and playwright (.ci/run installs them)")
-        pytest.skip(f"no {CHROMIUM} or playwright: apt-get install chromium; pip install playwright")
+            pytest.fail(
+                f"browser tests need {CHROMIUM} and playwright (make test installs them: .ci/setup.sh)"
+            )
+        pytest.skip(
+            f"no {CHROMIUM} or playwright: make test installs them when it can (.ci/setup.sh, as root), "
+            "or apt-get install chromium chromium-driver"
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

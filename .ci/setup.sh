@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# What `make test` needs besides .venv, installed or started only when missing (idempotent;
+# a second run with everything present takes about a second):
+#   - Debian's headless Chromium for the dashboard's browser tests (Playwright never downloads
+#     one): `apt-get install chromium chromium-driver` when /usr/bin/chromium is missing and
+#     apt is usable (root). When it cannot be installed this says why and carries on: the
+#     browser tests then skip with that reason, or fail under CI=true.
+#   - RabbitMQ and Redis on 127.0.0.1 when they do not answer (.ci/services.sh), unless
+#     ACKFLOW_TEST_BROKER_URL / ACKFLOW_TEST_REDIS_URL name other ones. If they cannot be
+#     started this says so and carries on: the service tests skip, or fail under CI=true.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+CHROMIUM=/usr/bin/chromium
+PY="${PY:-.venv/bin/python}"
+
+say() { echo "setup: $*" >&2; }
+
+# --- the browser -------------------------------------------------------------------------
+if [ ! -x "$CHROMIUM" ]; then
+  if ! command -v apt-get >/dev/null; then
+    say "$CHROMIUM is missing and there is no apt-get to install it: the browser tests will skip (fail under CI=true)"
+  elif [ "$(id -u)" != 0 ]; then
+    say "$CHROMIUM is missing and installing it needs root (sudo apt-get install chromium chromium-driver): the browser tests will skip (fail under CI=true)"
+  else
+    say "installing chromium and chromium-driver (Debian packages) for the browser tests"
+    if apt-get update -qq \
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \
+      && [ -x "$CHROMIUM" ]; then
+      say "chromium installed: $("$CHROMIUM" --version 2>/dev/null || echo "$CHROMIUM")"
+    else
+      say "could not install chromium (apt-get failed, see above): the browser tests will skip (fail under CI=true)"
+    fi
+  fi
+fi
+
+# --- RabbitMQ and Redis ------------------------------------------------------------------
+services_answer() {  # a real AMQP login and a Redis PING, as the tests will do
+  [ -x "$PY" ] && "$PY" - <<'EOF' 2>/dev/null
+import os, sys
+from tests.services import find_without_docker
+found, problems = find_without_docker(dict(os.environ))
+sys.exit(0 if found else 1)
+EOF
+}
+
+if [ -n "${ACKFLOW_TEST_BROKER_URL:-}${ACKFLOW_TEST_REDIS_URL:-}" ]; then
+  : # the services are elsewhere: the tests find them (or say why not)
+elif ! services_answer; then
+  if ! bash .ci/services.sh; then
+    say "RabbitMQ/Redis could not be started here: the service tests will skip (fail under CI=true)"
+  fi
+fi
+exit 0
