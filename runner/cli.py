@@ -897,9 +897,11 @@ def dlq_purge(ctx: click.Context, yes: bool) -> None:
 
 def load_plugins() -> click.Group:
     """Add the subcommands other packages register under the ``ackflow.commands`` entry point."""
+    from runner.plugins import LazyCommand  # each is imported only when it runs
+
     for ep in entry_points(group="ackflow.commands"):
         if ep.name not in main.commands:
-            main.add_command(ep.load(), ep.name)
+            main.add_command(LazyCommand(ep), ep.name)
     return main
 
 

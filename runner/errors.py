@@ -40,6 +40,17 @@ class DuplicateTaskError(FlowDefinitionError):
         )
 
 
+class DuplicateRegistrationError(FlowDefinitionError):
+    """Two different functions are registered as tasks under one name."""
+
+    def __init__(self, name: str, first: str, second: str) -> None:
+        self.name, self.first, self.second = name, first, second
+        super().__init__(
+            f"task name {name!r} is registered twice: by {first} and by {second}; "
+            "rename one of the functions or pass @task(name=...) to tell them apart"
+        )
+
+
 class MissingInputError(FlowDefinitionError):
     """A task requires a value that no task provides and the run's inputs lack."""
 

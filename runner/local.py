@@ -5,7 +5,8 @@ pool) around a `LocalHub` and a `MemoryStore`. This is what ``ackflow run`` and 
 use. Nothing is durable: a crash loses the runs, which is the point of the distributed mode.
 
 The worker runtime lives in the ``workers`` package, which depends on ``runner`` and not the
-other way round; local mode finds it through the ``ackflow.worker`` entry point.
+other way round; local mode finds it through the ``ackflow.worker`` entry point, in ackflow's
+own ``workers`` package even when a project has one of that name (`runner.plugins`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from runner.define.flows import Flow, FlowSpec
 from runner.define.tasks import Registry
 from runner.engine import Engine
 from runner.errors import AckflowError
+from runner.plugins import load_entry_point
 
 
 def worker_class() -> Any:
@@ -33,7 +35,7 @@ def worker_class() -> Any:
             "the ackflow worker runtime is not installed (no 'ackflow.worker' entry point); "
             "install the package with 'pip install -e .'"
         )
-    return found[0].load()
+    return load_entry_point(found[0])
 
 
 class LocalRuntime:

@@ -9,13 +9,38 @@ import click
 from runner.cli import handle_errors, on_sigterm
 from runner.config import Config
 from runner.define.loading import import_module
-from runner.define.tasks import REGISTRY
+from runner.define.tasks import REGISTRY, check_name
+from runner.errors import FlowDefinitionError
+
+
+def queue_list(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    """``-Q a,b -Q c`` -> (a, b, c), as Celery reads it: blanks stripped, each name checked,
+    each queue once."""
+    out: list[str] = []
+    for value in values:
+        for raw in value.split(","):
+            q = raw.strip()
+            if not q:
+                raise click.BadParameter(f"{value!r} has an empty queue name", ctx, param)
+            try:
+                check_name("queue", q)
+            except FlowDefinitionError as e:
+                raise click.BadParameter(str(e), ctx, param) from None
+            if q not in out:
+                out.append(q)
+    return tuple(out)
 
 
 @click.command()
 @click.argument("modules", nargs=-1, required=True, metavar="MODULE...")
 @click.option(
-    "--queue", "-Q", "queues", multiple=True, help="Task queue to consume (default: default). Repeatable."
+    "--queue",
+    "-Q",
+    "queues",
+    multiple=True,
+    callback=queue_list,
+    metavar="QUEUE[,QUEUE...]",
+    help="Task queues to consume (default: default). Comma-separated, repeatable.",
 )
 @click.option(
     "--concurrency",

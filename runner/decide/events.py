@@ -46,7 +46,9 @@ def decide_submit(event: Event, view: View, rules: Rules) -> Commit:
     if deadline > 0:
         meta["deadline_s"] = repr(deadline).encode()
         meta["deadline_timer"] = d.timer(protocol.TIMER_DEADLINE, d.now + int(deadline * 1000)).encode()
-    d.view.meta["created_ms"] = meta["created_ms"]
+    # What this commit writes is what later rules of the same decision read: a map over an
+    # empty list finishes at once, and may finish the run here (its sinks, its outputs).
+    d.view.meta.update(meta)
     for k, v in meta.items():
         d.write(keys.META, k, v)
     for n, t in spec.tasks.items():

@@ -25,6 +25,14 @@ def import_module(name: str) -> Any:
     except ModuleNotFoundError as e:
         if e.name and name.startswith(e.name):
             raise FlowDefinitionError(f"cannot import module {name!r}: {e}") from None
+        taken = sys.modules.get("workers")
+        if e.name and e.name.startswith("workers.") and taken is not None:
+            # ackflow's own `workers` package holds the name: a project's package of that name
+            # cannot be imported in the same process.
+            raise FlowDefinitionError(
+                f"cannot import module {name!r}: {e}; the name 'workers' is taken by ackflow's "
+                f"worker package ({getattr(taken, '__file__', taken)}): rename your 'workers' package"
+            ) from None
         raise
 
 

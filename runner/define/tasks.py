@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, overload
 
 from runner.define.retry import Retry, policy
-from runner.errors import FlowDefinitionError, UnknownTaskError
+from runner.errors import DuplicateRegistrationError, FlowDefinitionError, UnknownTaskError
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
 DEFAULT_QUEUE = "default"
@@ -205,12 +205,11 @@ class Registry:
         self._tasks: dict[str, TaskDef] = {}
 
     def add(self, task_def: TaskDef) -> None:
+        """Register ``task_def``; the same definition again (a module imported twice) replaces
+        the old one, another definition under a taken name raises `DuplicateRegistrationError`."""
         old = self._tasks.get(task_def.name)
-        if old is not None and _origin(old.fn) != _origin(task_def.fn):
-            raise FlowDefinitionError(
-                f"task name {task_def.name!r} is registered twice ({_origin(old.fn)} and "
-                f"{_origin(task_def.fn)}); pass @task(name=...) to tell them apart"
-            )
+        if old is not None and _site(old.fn) != _site(task_def.fn):
+            raise DuplicateRegistrationError(task_def.name, _where(old.fn), _where(task_def.fn))
         self._tasks[task_def.name] = task_def
 
     def get(self, name: str) -> TaskDef:
@@ -226,9 +225,21 @@ class Registry:
         return sorted(self._tasks)
 
 
+def _refuse_async(what: str, fn: Callable[..., Any]) -> None:
+    """Workers call task functions from threads and send back what they return: a coroutine
+    would never run, so ``async def`` is refused when the task is defined, not when it runs."""
+    f = inspect.unwrap(fn)
+    if inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f):
+        raise FlowDefinitionError(
+            f"{what} is an async def function: async tasks are not supported yet; define it "
+            "with a plain def (to call async code from it, use asyncio.run(...) inside)"
+        )
+
+
 def _register_revert(registry: Registry, task_name: str, fn: Callable[..., Any]) -> None:
     if not callable(fn):
         raise FlowDefinitionError(f"the revert handler of {task_name!r} must be a function")
+    _refuse_async(f"the revert handler of {task_name!r}", fn)
     params = inspect.signature(fn).parameters.values()
     if any(p.kind in (p.VAR_POSITIONAL, p.POSITIONAL_ONLY) for p in params):
         raise FlowDefinitionError(f"the revert handler of {task_name!r} must take keyword arguments only")
@@ -245,8 +256,20 @@ def _register_revert(registry: Registry, task_name: str, fn: Callable[..., Any])
     )
 
 
-def _origin(fn: Callable[..., Any]) -> str:
-    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}"
+def _site(fn: Callable[..., Any]) -> tuple[str, str, int] | int:
+    """Where ``fn`` is defined: (qualified name, file, first line); the same for the function
+    a re-imported module defines again. Callables without source compare by identity."""
+    code = getattr(inspect.unwrap(fn), "__code__", None)
+    if code is None:
+        return id(fn)
+    return getattr(fn, "__qualname__", code.co_name), code.co_filename, code.co_firstlineno
+
+
+def _where(fn: Callable[..., Any]) -> str:
+    """``module:qualname (file:line)``, to name a definition in an error."""
+    name = f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', type(fn).__name__)}"
+    site = _site(fn)
+    return f"{name} ({site[1]}:{site[2]})" if isinstance(site, tuple) else name
 
 
 # The registry `@task` adds to. It holds plain functions only, never a connection.
@@ -294,6 +317,7 @@ def task(
     def decorate(f: Callable[..., Any]) -> TaskDef:
         if not callable(f):
             raise FlowDefinitionError(f"@task needs a function, not {type(f).__name__}")
+        _refuse_async(f"task {getattr(f, '__name__', f)!r}", f)
         required: list[str] = []
         optional: list[str] = []
         has_kwargs = False
