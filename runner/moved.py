@@ -39,6 +39,8 @@ MOVED: dict[str, str] = {
     "runner.http_auth": "runner.ops.http.auth",
     "runner.dashboard": "runner.ops.dashboard",
     "runner.bench": "runner.ops.bench",
+    "runner.cli": "runner.ops.cli",
+    "runner.dashboard.values": "runner.client.render",
     "workers.runtime": "workers.loop",
 }
 

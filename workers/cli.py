@@ -6,11 +6,11 @@ import logging
 
 import click
 
-from runner.cli import handle_errors, on_sigterm
 from runner.config import Config
 from runner.define.loading import import_module
 from runner.define.tasks import REGISTRY, check_name
 from runner.errors import FlowDefinitionError
+from runner.ops.cli.common import handle_errors, on_sigterm
 
 
 def queue_list(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
@@ -72,15 +72,13 @@ def worker(
     metrics_port: int | None,
 ) -> None:
     """Execute tasks registered in MODULE... (imported first) from the task queues."""
-    from runner.broker.kombu import KombuBroker
-    from runner.store.redis import RedisStore
+    from runner import connect
     from workers.loop import Worker
 
     for m in modules:
         import_module(m)
     cfg = Config.from_env(**(ctx.obj or {}))
-    broker = KombuBroker(cfg, role="worker")
-    broker.connect(attempts=5)
+    broker = connect.open_broker(cfg, role="worker", attempts=5)
     w = Worker(
         cfg,
         broker,
@@ -88,7 +86,7 @@ def worker(
         queues=list(queues) or None,
         concurrency=concurrency,
         name=name,
-        store=RedisStore(cfg),
+        store=connect.open_store(cfg),
         max_long=max_long,
     )
     on_sigterm(w.stop)

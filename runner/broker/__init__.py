@@ -26,6 +26,7 @@ from runner.broker.base import (
     DeadLetters,
     Delivery,
     Outgoing,
+    QueueInfo,
     task_queue,
 )
 
@@ -41,5 +42,6 @@ __all__ = [
     "DeadLetters",
     "Delivery",
     "Outgoing",
+    "QueueInfo",
     "task_queue",
 ]

@@ -154,3 +154,20 @@ class DeadLetters(Protocol):
     def purge_dead(self) -> int:
         """Drop every dead letter; return how many."""
         ...
+
+
+@runtime_checkable
+class QueueInfo(Protocol):
+    """What ``ackflow topology`` shows of a broker's queues; a broker with real queues offers it."""
+
+    def physical(self, logical: str) -> str:
+        """The queue's name on the broker (``engine`` -> ``<prefix>.engine``)."""
+        ...
+
+    def depth(self, logical: str) -> int:
+        """Messages ready in the queue; raises if the queue does not exist."""
+        ...
+
+    def queue_arguments(self, logical: str) -> dict[str, Any]:
+        """The arguments the queue is declared with (type, limits, dead-lettering)."""
+        ...

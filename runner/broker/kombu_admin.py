@@ -60,6 +60,9 @@ class KombuAdmin:
 
     # --- inspection (CLI and tests) ----------------------------------------------------
 
+    def queue_arguments(self, logical: str) -> dict[str, Any]:
+        return queue_arguments(self._config, logical)
+
     def depth(self, logical: str) -> int:
         """Messages ready in a queue (not counting unacknowledged ones)."""
         self._ensure()

@@ -8,13 +8,18 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from runner.cli import print_history_entry, print_outcome
-from runner.client import Client
+from runner import logs
+from runner.client import Client, HistoryEntry
+from runner.client.render import history_line, outcome_lines
 from runner.examples.demo import checkout
 
 
+def show(entry: HistoryEntry) -> None:
+    print(logs.scrub(history_line(entry)))
+
+
 def main() -> int:
-    ackflow = [sys.executable, "-m", "runner.cli", "--log-level", "warning"]
+    ackflow = [sys.executable, "-m", "runner.ops.cli", "--log-level", "warning"]
     procs = [
         subprocess.Popen([*ackflow, "engine"]),
         subprocess.Popen([*ackflow, "worker", "runner.examples.demo", "-c", "4"]),
@@ -23,8 +28,8 @@ def main() -> int:
     try:
         run_id = client.submit(checkout, {"order_id": 42})
         print(f"submitted run {run_id}")
-        info = client.wait(run_id, timeout_s=120, on_history=print_history_entry)
-        print_outcome(info)
+        info = client.wait(run_id, timeout_s=120, on_history=show)
+        print(logs.scrub("\n".join(outcome_lines(info))))
         return 0 if info.status == "SUCCESS" else 1
     finally:
         client.close()

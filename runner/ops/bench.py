@@ -111,7 +111,7 @@ class Cluster:
             ACKFLOW_PREFIX=cfg.prefix,
             ACKFLOW_LOG_LEVEL="warning",
         )
-        self.cmd = [sys.executable, "-m", "runner.cli"]
+        self.cmd = [sys.executable, "-m", "runner.ops.cli"]
         self.env = env
         self.engines = [self.start("engine") for _ in range(engines)]
         self.workers = [self.start("worker") for _ in range(workers)]

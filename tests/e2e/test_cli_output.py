@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from runner import cli
 from runner.client import Client
 from runner.config import Config
+from runner.ops import cli
+from runner.ops.cli import common
 from tests.conftest import Processes, cli_env
 from tests.e2e import cli_flows
 
@@ -44,7 +45,7 @@ def test_no_cli_output_shows_a_token_or_a_password(
     failed = invoke(
         config, "submit", "tests.e2e.cli_flows:leak_error_flow", "-i", "x=1", "--run-id", "fail-1", "--wait"
     )
-    assert failed.exit_code == cli.EXIT_FAILED, failed.output + running.logs()
+    assert failed.exit_code == common.EXIT_FAILED, failed.output + running.logs()
 
     # the secrets are really there, in what the commands read
     token = client.token_for("leak-1", "leak")
@@ -67,7 +68,7 @@ def test_no_cli_output_shows_a_token_or_a_password(
 
     for name, result in outputs.items():
         shown = result.output + result.stderr
-        assert result.exit_code in (0, cli.EXIT_FAILED), f"{name}: {shown}"
+        assert result.exit_code in (0, common.EXIT_FAILED), f"{name}: {shown}"
         assert token not in shown and fail_token not in shown, f"{name} shows a token:\n{shown}"
         assert PASSWORD not in shown, f"{name} shows the password:\n{shown}"
     # ... and they still show what they are for, with the secrets replaced

@@ -1,5 +1,5 @@
 """CLI processes for end-to-end and chaos tests: engines, workers and ``ackflow serve`` started
-through ``python -m runner.cli`` on a test's own prefix, killed at teardown (the ``procs``
+through ``python -m runner.ops.cli`` on a test's own prefix, killed at teardown (the ``procs``
 fixture in tests/conftest.py)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from runner.config import Config
 from tests.helpers.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-ACKFLOW = [sys.executable, "-m", "runner.cli"]
+ACKFLOW = [sys.executable, "-m", "runner.ops.cli"]
 
 
 def cli_env(cfg: Config, **extra: str) -> dict[str, str]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from runner.cli import load_plugins, parse_inputs
+from runner.ops.cli import load_plugins
+from runner.ops.cli.common import parse_inputs
 from tests import services
 
 NOWHERE = {

@@ -18,8 +18,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from runner import cli
+from runner.client import Client
 from runner.errors import AlreadyCompleted, RunLost, RunNotFound, WaitTimeout
+from runner.ops import cli
+from runner.ops.cli import common
 from runner.store.keys import InvalidRunId
 
 NOWHERE = {
@@ -101,7 +103,7 @@ ROWS = {
 def test_documented_exit_code(row: Row, monkeypatch: pytest.MonkeyPatch) -> None:
     if row.raises is not None:
         error = row.raises
-        monkeypatch.setattr(cli.Client, "from_env", classmethod(lambda cls, **kw: FakeClient(error)))
+        monkeypatch.setattr(Client, "from_env", classmethod(lambda cls, **kw: FakeClient(error)))
     result = CliRunner().invoke(main, ["--log-level", "warning", *row.args], env=row.env)
     assert result.exit_code == row.code, result.output
     assert row.says in result.output
@@ -109,7 +111,7 @@ def test_documented_exit_code(row: Row, monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_the_table_covers_every_documented_code() -> None:
-    documented = {0, *range(cli.EXIT_FAILED, cli.EXIT_LOST + 1)}
+    documented = {0, *range(common.EXIT_FAILED, common.EXIT_LOST + 1)}
     assert {row.code for row in ROWS.values()} == documented
 
 

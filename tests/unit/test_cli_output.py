@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
 
-from runner import cli
-from runner import dlq as dead
+from runner.broker import DeadLetter
+from runner.client import Client
+from runner.ops import cli
+from runner.ops.cli import common, dlq
 from tests.e2e.cli_flows import URL
 
 NOWHERE = {
@@ -46,13 +50,21 @@ def test_a_local_run_shows_its_result_and_error_without_secrets() -> None:
     assert_no_secret(failed)
 
 
-class _DeadBroker:
-    def close(self) -> None:
-        pass
+class _DeadLetters:
+    """A dead queue holding one letter, as the `DeadLetters` protocol offers it."""
+
+    def __init__(self, letter: DeadLetter) -> None:
+        self.letter = letter
+
+    def list_dead(self, limit: int = 100) -> list[DeadLetter]:
+        return [self.letter]
+
+    def show_dead(self, message_id: str) -> DeadLetter:
+        return self.letter
 
 
 def test_dead_letter_reasons_are_scrubbed(monkeypatch: pytest.MonkeyPatch) -> None:
-    letter = dead.DeadLetter(
+    letter = DeadLetter(
         id="m-1",
         reason=f"task.failed with token {TOKEN} from {URL}",
         queue="engine",
@@ -60,9 +72,12 @@ def test_dead_letter_reasons_are_scrubbed(monkeypatch: pytest.MonkeyPatch) -> No
         body=b"\xc1 not msgpack",
         headers={},
     )
-    monkeypatch.setattr(cli, "_dlq_broker", lambda ctx: _DeadBroker())
-    monkeypatch.setattr(dead, "list_dead", lambda broker, limit: [letter])
-    monkeypatch.setattr(dead, "show", lambda broker, message_id: letter)
+
+    @contextmanager
+    def dead_letters(ctx: Any) -> Iterator[_DeadLetters]:
+        yield _DeadLetters(letter)
+
+    monkeypatch.setattr(dlq, "dead_letters", dead_letters)
     for args in (["dlq", "list"], ["dlq", "show", "m-1"]):
         result = invoke(*args)
         assert result.exit_code == 0, result.output
@@ -74,9 +89,9 @@ def test_an_unexpected_error_prints_a_scrubbed_traceback(monkeypatch: pytest.Mon
     def broken(cls: Any, **overrides: Any) -> Any:
         raise RuntimeError(f"surprise with {TOKEN} at {URL}")
 
-    monkeypatch.setattr(cli.Client, "from_env", classmethod(broken))
+    monkeypatch.setattr(Client, "from_env", classmethod(broken))
     result = invoke("status", "run-1")
-    assert result.exit_code == cli.EXIT_FAILED, result.output
+    assert result.exit_code == common.EXIT_FAILED, result.output
     assert "Traceback" in result.output and "RuntimeError: surprise with af1.<token>" in result.output
     assert_no_secret(result)
 
@@ -92,14 +107,14 @@ def test_an_unexpected_error_prints_a_scrubbed_traceback(monkeypatch: pytest.Mon
 )
 def test_usage_errors_quoting_a_secret_are_scrubbed(args: list[str]) -> None:
     result = invoke(*args)
-    assert result.exit_code == cli.EXIT_USAGE, result.output
+    assert result.exit_code == common.EXIT_USAGE, result.output
     assert "Error" in result.output
     assert_no_secret(result)
 
 
 def test_to_json_takes_any_stored_value_and_hides_secrets_in_keys_and_values() -> None:
     value = {b"k": 1, 2: [URL, (TOKEN,)], "b": {URL: b"\x00"}, "f": float("nan")}
-    out = json.loads(cli.to_json(value))
+    out = json.loads(common.to_json(value))
     assert out == {
         "k": 1,
         "2": ["redis://:***@db:6379/0", ["af1.<token>"]],

@@ -21,12 +21,12 @@ from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from runner import Retry, current_task, flow, task
-from runner.cli import parse_inputs
 from runner.define.conditions import holds
 from runner.define.flows import Flow, FlowSpec
 from runner.define.tasks import Registry, TaskNode
 from runner.errors import AckflowError, RunNotFound
 from runner.local import LocalRuntime
+from runner.ops.cli.common import parse_inputs
 
 pytestmark = pytest.mark.fuzz
 

@@ -181,7 +181,7 @@ def stop_engine(rt: LocalRuntime) -> None:
 def test_a_completion_not_applied_in_time_is_accepted(rt: LocalRuntime) -> None:
     from click.testing import CliRunner
 
-    from runner.cli import main
+    from runner.ops.cli import main
 
     rid, token = waiting_lazy_run(rt)
     stop_engine(rt)  # published, but no engine applies it

@@ -2,7 +2,7 @@
 still work, and when the two packages truly collide the error names both (issue 12, item 7).
 
 The CLI runs in a subprocess, from a project directory whose ``workers`` package comes
-first: on PYTHONPATH, or as the working directory (``python -m runner.cli`` puts it first).
+first: on PYTHONPATH, or as the working directory (``python -m runner.ops.cli`` puts it first).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def ackflow(project: Path, how: str, *args: str) -> subprocess.CompletedProcess[
         env["PYTHONPATH"] = os.pathsep.join([str(project), env.get("PYTHONPATH", "")])
         cmd = [str(Path(sys.executable).with_name("ackflow")), *args]
     else:  # the working directory, first on sys.path under `python -m`
-        cmd = [sys.executable, "-m", "runner.cli", *args]
+        cmd = [sys.executable, "-m", "runner.ops.cli", *args]
     return subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=60)
 
 

@@ -15,9 +15,9 @@ from urllib.parse import quote, urlencode
 from runner import states
 from runner.broker import DeadLetter, DeadLetters
 from runner.client import Client, RunInfo
+from runner.client.render import cut, show
 from runner.logs import scrub
 from runner.ops.dashboard import svg
-from runner.ops.dashboard.values import cut, show
 
 PAGE = 50
 MAX_HISTORY = 1_000  # history rows a run page shows (the newest)

@@ -1,0 +1,21 @@
+"""The ``ackflow`` command line: a thin layer over the library (click).
+
+- `main`: the group, its shared options, and plugin commands (``ackflow.commands`` entry point).
+- `common`: the output boundary (every line scrubbed), exit codes, errors, inputs, clients.
+- `runs`: run, submit, status, list, history, cancel, pause, resume, retry.
+- `completions`: complete and fail a waiting (lazy) task by its token.
+- `services`: engine, serve (alias dashboard), topology, bench.
+- `dlq`: the dead-letter queue.
+
+Nothing connects to a service before a subcommand runs, so ``--help`` always works.
+
+Exit codes: 0 success (a waited-for run succeeded); 1 the run failed, was cancelled or
+reverted; 2 bad usage or an invalid flow/input; 3 a service (RabbitMQ, Redis) is
+unavailable (or, with ``ACKFLOW_REQUIRE_DURABLE_STORE``, not durable); 4 ``--wait``/``--timeout``
+ran out; 5 no such run; 6 the lazy task was already completed (``complete``/``fail``: nothing
+changed); 7 the run was lost (its state vanished from Redis while it was active).
+"""
+
+from runner.ops.cli.main import cli, load_plugins, main
+
+__all__ = ["cli", "load_plugins", "main"]

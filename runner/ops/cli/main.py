@@ -1,0 +1,76 @@
+"""The ``ackflow`` group: its options, its commands, and the plugins other packages add."""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+import click
+
+from runner import logs
+from runner.ops.cli import completions, runs, services
+from runner.ops.cli.common import Main
+from runner.ops.cli.dlq import dlq
+
+
+@click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--broker-url", envvar="ACKFLOW_BROKER_URL", help="RabbitMQ URL [env ACKFLOW_BROKER_URL].")
+@click.option("--redis-url", envvar="ACKFLOW_REDIS_URL", help="Redis URL [env ACKFLOW_REDIS_URL].")
+@click.option(
+    "--prefix",
+    envvar="ACKFLOW_PREFIX",
+    help="Deployment prefix for exchange, queues and keys [env ACKFLOW_PREFIX; default ackflow].",
+)
+@click.option(
+    "--log-level",
+    envvar="ACKFLOW_LOG_LEVEL",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Log verbosity.",
+)
+@click.option(
+    "--log-format",
+    envvar="ACKFLOW_LOG_FORMAT",
+    default="text",
+    show_default=True,
+    type=click.Choice(["text", "json"]),
+    help="text for people, json (one object per line, with run_id/task/attempt) for machines.",
+)
+@click.version_option(package_name="ackflow")
+@click.pass_context
+def main(
+    ctx: click.Context,
+    broker_url: str | None,
+    redis_url: str | None,
+    prefix: str | None,
+    log_level: str,
+    log_format: str,
+) -> None:
+    """ackflow: durable workflows on RabbitMQ + Redis, or embedded in one process.
+
+    Every option also reads an ACKFLOW_* environment variable. Exit codes: 0 ok, 1 run
+    failed, 2 bad input, 3 service unavailable, 4 timed out, 5 no such run, 6 already completed,
+    7 run lost.
+    """
+    ctx.obj = {"broker_url": broker_url, "redis_url": redis_url, "prefix": prefix}
+    logs.setup(log_level, log_format)
+
+
+for _command in (*runs.COMMANDS, *completions.COMMANDS, *services.COMMANDS, dlq):
+    main.add_command(_command)
+main.add_command(services.serve, name="dashboard")
+
+
+def load_plugins() -> click.Group:
+    """Add the subcommands other packages register under the ``ackflow.commands`` entry point."""
+    from runner.plugins import LazyCommand  # each is imported only when it runs
+
+    for ep in entry_points(group="ackflow.commands"):
+        if ep.name not in main.commands:
+            main.add_command(LazyCommand(ep), ep.name)
+    return main
+
+
+def cli() -> None:
+    """The ``ackflow`` console script."""
+    load_plugins()()

@@ -1,0 +1,219 @@
+"""``ackflow run|submit|status|list|history|cancel|pause|resume|retry``: start runs, read them, control them."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from runner import states
+from runner.client import HistoryEntry
+from runner.client.render import (
+    history_dict,
+    history_line,
+    outcome_lines,
+    progress_line,
+    run_dict,
+    status_lines,
+    summary_dict,
+    timestamp,
+)
+from runner.config import Config
+from runner.ops.cli.common import (
+    check_run_id_option,
+    client_from,
+    echo,
+    echo_json,
+    echo_lines,
+    exit_for,
+    handle_errors,
+    parse_inputs,
+    reveal,
+    with_inputs,
+)
+
+
+def print_history_entry(entry: HistoryEntry) -> None:
+    echo(history_line(entry))
+
+
+def print_progress(task: str, fraction: float, message: str) -> None:
+    echo(progress_line(task, fraction, message))
+
+
+@click.command()
+@click.argument("flow_ref", metavar="MODULE:FLOW")
+@with_inputs
+@click.option("--run-id", callback=check_run_id_option, help="Run id (default: random).")
+@click.option("--concurrency", "-c", default=4, show_default=True, help="Tasks run at once.")
+@click.option("--timeout", "timeout_s", type=float, help="Give up waiting after this many seconds.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the outcome.")
+@click.option(
+    "--port",
+    default=0,
+    show_default=True,
+    help="Port of the completion endpoint for lazy tasks (0: any free one).",
+)
+@click.option(
+    "--dashboard", is_flag=True, help="Serve the dashboard for this run (prints its URL) while it runs."
+)
+@handle_errors
+def run(
+    flow_ref: str,
+    pairs: tuple[str, ...],
+    inputs_json: str | None,
+    run_id: str | None,
+    concurrency: int,
+    timeout_s: float | None,
+    quiet: bool,
+    port: int,
+    dashboard: bool,
+) -> None:
+    """Run a flow in this process (local mode: no broker, no Redis), printing its progress.
+
+    A lazy task prints its completion token and the command that completes it: the process
+    serves the HTTP completion endpoint on 127.0.0.1 (--port) while the run waits."""
+    from runner.define.loading import load_flow
+    from runner.local import LocalRuntime
+    from runner.ops.http.api import serve_local
+
+    flow = load_flow(flow_ref)
+    inputs = parse_inputs(pairs, inputs_json)
+    spec = flow.compile()
+    logging.getLogger("ackflow").setLevel(logging.WARNING)
+    secret = Config.from_env().secret
+    with LocalRuntime(Config(secret=secret), concurrency=concurrency) as rt:
+        rid = rt.client.submit(spec, inputs, run_id=run_id)
+        if dashboard:
+            echo(f"dashboard: {serve_local(rt, port=port)}/runs/{rid}")
+
+        def show(entry: HistoryEntry) -> None:
+            if not quiet:
+                print_history_entry(entry)
+            if entry.new == states.WAITING and entry.old != entry.new:
+                url = serve_local(rt, port=port)
+                token = rt.client.token_for(rid, entry.scope)
+                echo(f"task {entry.scope} is waiting for an outside completion; from another terminal:")
+                reveal(f"  ackflow complete {token} --url {url} --result JSON")
+                reveal(f"  ackflow fail {token} --url {url} --error MESSAGE")
+
+        info = rt.client.wait(rid, timeout_s, show, None if quiet else print_progress)
+    echo_lines(outcome_lines(info))
+    exit_for(info)
+
+
+@click.command()
+@click.argument("flow_ref", metavar="MODULE:FLOW")
+@with_inputs
+@click.option(
+    "--run-id",
+    callback=check_run_id_option,
+    help="Run id; submitting the same id again is a no-op (default: random).",
+)
+@click.option("--wait", "wait_", is_flag=True, help="Wait for the run, printing its progress.")
+@click.option("--timeout", "timeout_s", type=float, help="With --wait: give up after this many seconds.")
+@click.option(
+    "--deadline",
+    "deadline_s",
+    type=click.FloatRange(min=0, min_open=True),
+    help="The run fails with RunTimeout if not finished within this many seconds.",
+)
+@click.pass_context
+@handle_errors
+def submit(
+    ctx: click.Context,
+    flow_ref: str,
+    pairs: tuple[str, ...],
+    inputs_json: str | None,
+    run_id: str | None,
+    wait_: bool,
+    timeout_s: float | None,
+    deadline_s: float | None,
+) -> None:
+    """Enqueue a run of MODULE:FLOW (validated first); print its id."""
+    from runner.define.loading import load_flow
+
+    flow = load_flow(flow_ref)
+    inputs = parse_inputs(pairs, inputs_json)
+    with client_from(ctx) as client:
+        rid = client.submit(flow, inputs, run_id=run_id, timeout_s=deadline_s)
+        echo(rid)
+        if wait_:
+            info = client.wait(rid, timeout_s, print_history_entry, print_progress)
+            echo_lines(outcome_lines(info))
+            exit_for(info)
+
+
+@click.command()
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@handle_errors
+def status(ctx: click.Context, run_id: str, as_json: bool) -> None:
+    """Show a run's state, its tasks, and its result or error."""
+    with client_from(ctx) as client:
+        info = client.status(run_id)
+    if as_json:
+        echo_json(run_dict(info))
+    else:
+        echo_lines(status_lines(info))
+
+
+@click.command(name="list")
+@click.option("--status", "status_", type=click.Choice(states.RUN_STATES), help="Only runs in this state.")
+@click.option("--limit", default=50, show_default=True, help="At most this many, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@handle_errors
+def list_(ctx: click.Context, status_: str | None, limit: int, as_json: bool) -> None:
+    """List runs, newest first."""
+    with client_from(ctx) as client:
+        runs = client.list(status_, limit)
+    for r in runs:
+        if as_json:
+            echo_json(summary_dict(r), sort_keys=False)
+        else:
+            echo(f"{r.run_id:<34} {r.status:<10} {r.flow:<24} {timestamp(r.created_ms)}")
+
+
+@click.command()
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@handle_errors
+def history(ctx: click.Context, run_id: str, as_json: bool) -> None:
+    """Every transition applied to a run, in order, with refused (fenced) events."""
+    with client_from(ctx) as client:
+        entries = client.history(run_id)
+    for e in entries:
+        if as_json:
+            echo_json(history_dict(e), sort_keys=False)
+        else:
+            print_history_entry(e)
+
+
+def _control_command(action: str, doc: str) -> click.Command:
+    @click.command(name=action, help=doc)
+    @click.argument("run_id")
+    @click.option("--reason", default="", help="Recorded in the run's history.")
+    @click.option(
+        "--no-wait", is_flag=True, help="Return once the request is enqueued, not once an engine applied it."
+    )
+    @click.pass_context
+    @handle_errors
+    def command(ctx: click.Context, run_id: str, reason: str, no_wait: bool) -> None:
+        with client_from(ctx) as client:
+            status = getattr(client, action)(run_id, reason, wait_s=None if no_wait else 30.0)
+        echo(f"run {run_id}: {action} requested" if no_wait else f"run {run_id}: {status}")
+
+    return command
+
+
+CONTROL = {
+    "cancel": "Cancel RUN_ID: tasks not yet running are skipped; nothing new starts.",
+    "pause": "Pause RUN_ID: running tasks finish; nothing new starts until resume.",
+    "resume": "Resume a paused RUN_ID: tasks that became ready meanwhile start.",
+    "retry": "Retry a FAILED RUN_ID from its failed tasks, keeping completed results.",
+}
+
+COMMANDS = (run, submit, status, list_, history, *(_control_command(a, doc) for a, doc in CONTROL.items()))

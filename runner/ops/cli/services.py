@@ -1,0 +1,149 @@
+"""``ackflow engine|serve|topology|bench``: the long-running services and the broker's topology."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+
+import click
+
+from runner import connect, logs
+from runner.broker import DEAD_QUEUE, ENGINE_QUEUE, QueueInfo, task_queue
+from runner.client import Client
+from runner.config import Config
+from runner.ops.cli.common import EXIT_FAILED, config_from, echo, handle_errors, on_sigterm
+
+
+@click.command()
+@click.option(
+    "--prefetch",
+    type=int,
+    envvar="ACKFLOW_ENGINE_PREFETCH",
+    help="Unacknowledged events held at once [env ACKFLOW_ENGINE_PREFETCH; default 32].",
+)
+@click.option("--burst", is_flag=True, help="Exit once the engine queue is empty.")
+@click.option("--metrics-port", type=int, help="Expose Prometheus metrics on this port (/metrics).")
+@click.pass_context
+@handle_errors
+def engine(ctx: click.Context, prefetch: int | None, burst: bool, metrics_port: int | None) -> None:
+    """Run a stateless engine: consume flow events, advance runs (any number may run)."""
+    from runner.engine import Engine
+    from runner.engine.durability import StoreGuard
+
+    cfg = Config.from_env(**ctx.obj, engine_prefetch=prefetch)
+    store = connect.open_store(cfg)
+    store.ping()
+    guard = StoreGuard(cfg, store)
+    guard.startup()  # logs a WARNING if Redis may lose runs; StoreNotDurable if required
+    broker = connect.open_broker(cfg, role="engine", attempts=5)
+    eng = Engine(cfg, store, broker, guard=guard)
+    on_sigterm(eng.stop)
+    if metrics_port:
+        from runner import metrics
+
+        metrics.serve(metrics_port, store=connect.open_store(cfg))
+    logging.getLogger("ackflow.engine").info("engine started (prefix %s)", cfg.prefix)
+    try:
+        eng.run(burst=burst)
+    finally:
+        broker.close()
+        store.close()
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, help="Port to listen on.")
+@click.option(
+    "--allow-host",
+    "allow_hosts",
+    multiple=True,
+    help="A host name browsers may reach the dashboard by (repeatable; also ACKFLOW_ALLOWED_HOSTS, "
+    "comma-separated); 127.0.0.1, localhost, [::1] and --host always are.",
+)
+@click.pass_context
+@handle_errors
+def serve(ctx: click.Context, host: str, port: int, allow_hosts: tuple[str, ...]) -> None:
+    """Serve the dashboard and the lazy-task completion endpoint (see README).
+
+    Dashboard at /runs (read-only unless ACKFLOW_OPERATOR_TOKEN is set); POST /v1/complete
+    and /v1/fail with "Authorization: Bearer <token>" (needs ACKFLOW_SECRET); GET /healthz."""
+    from runner.engine.durability import StoreGuard
+    from runner.ops.http.api import make_server
+
+    cfg = config_from(ctx)
+    store = connect.open_store(cfg)
+    try:  # logs a WARNING if Redis may lose runs; StoreNotDurable if required
+        StoreGuard(cfg, store).startup()
+    finally:
+        store.close()
+    env_hosts = [h for h in os.environ.get("ACKFLOW_ALLOWED_HOSTS", "").split(",") if h.strip()]
+    server = make_server(
+        host,
+        port,
+        lambda: Client.from_config(cfg),
+        cfg.max_payload_bytes,
+        operator_token=cfg.operator_token,
+        completions=bool(cfg.secret),
+        allowed_hosts=[*allow_hosts, *env_hosts],
+    )
+    on_sigterm(lambda: threading.Thread(target=server.shutdown, daemon=True).start())
+    log = logging.getLogger("ackflow.http")
+    log.info(
+        "dashboard on %s/runs (%s)", server.url, "operators can log in" if cfg.operator_token else "read-only"
+    )
+    if not cfg.secret:
+        log.warning("ACKFLOW_SECRET is not set: the lazy-task completion endpoint answers 503")
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+        server.pool.close()
+
+
+@click.command()
+@click.option("--queue", "-Q", "queues", multiple=True, help="Also declare this task queue. Repeatable.")
+@click.option("--check", is_flag=True, help="Only check that the queues exist; declare nothing.")
+@click.pass_context
+@handle_errors
+def topology(ctx: click.Context, queues: tuple[str, ...], check: bool) -> None:
+    """Declare (or --check) the exchange and queues on RabbitMQ and print them with depths."""
+    cfg = config_from(ctx)
+    broker = connect.open_broker(cfg)
+    logical = [ENGINE_QUEUE, DEAD_QUEUE, *(task_queue(q) for q in queues or ("default",))]
+    try:
+        if not check:
+            broker.connect(attempts=3)
+            broker.declare(logical)
+        if not isinstance(broker, QueueInfo):  # pragma: no cover - RabbitMQ's adapter has queues
+            raise click.UsageError("this broker has no queues to show")
+        missing = 0
+        for q in logical:
+            try:
+                depth = broker.depth(q)
+                echo(f"{broker.physical(q):<40} ready={depth:<8} {broker.queue_arguments(q)}")
+            except Exception as e:  # noqa: BLE001 - a passive declare of a missing queue
+                missing += 1
+                echo(f"{broker.physical(q):<40} MISSING ({logs.scrub(str(e))})")
+                broker.close()
+        if missing:
+            sys.exit(EXIT_FAILED)
+    finally:
+        broker.close()
+
+
+@click.command()
+@click.option("--repeat", default=3, show_default=True, help="Runs of each case (median, min-max).")
+@click.option("--quick", is_flag=True, help="Smaller workloads, for a first look.")
+@click.option("--out", default="bench-report.json", show_default=True, help="Where the JSON report goes.")
+@click.pass_context
+@handle_errors
+def bench(ctx: click.Context, repeat: int, quick: bool, out: str) -> None:
+    """Benchmark against the configured RabbitMQ + Redis and print a table."""
+    from runner.ops import bench as b
+
+    b.main(config_from(ctx), repeat, quick, out)
+
+
+COMMANDS = (engine, serve, topology, bench)
