@@ -15,7 +15,8 @@ from runner.client.info import HistoryEntry, RunInfo, TaskInfo, who
 from runner.client.tokens import make_token
 from runner.config import Config
 from runner.decide.records import TaskState, history_entry
-from runner.define.flows import Flow, FlowSpec, TaskSpec, validate_inputs
+from runner.define.flows import Flow
+from runner.define.spec import FlowSpec, TaskSpec, validate_inputs
 from runner.errors import (
     EncodeError,
     PayloadTooLargeError,

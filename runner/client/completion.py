@@ -25,8 +25,8 @@ from runner.client.tokens import InvalidToken, check_token, parse_token
 from runner.decide.events import COMPLETABLE
 from runner.decide.records import TaskState
 from runner.define.context import current_task
-from runner.define.flows import TaskSpec
 from runner.define.lazy import result_values
+from runner.define.spec import TaskSpec
 from runner.errors import (
     AckflowError,
     AlreadyCompleted,

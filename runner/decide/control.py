@@ -14,7 +14,7 @@ from runner.decide import progress
 from runner.decide.draft import Draft
 from runner.decide.records import NOT_STARTED, TaskState
 from runner.decide.view import Need
-from runner.define.flows import END
+from runner.define.spec import END
 from runner.store import keys
 
 

@@ -11,7 +11,7 @@ from runner.decide import progress, revert
 from runner.decide.draft import WAIT_TIMER, Draft, status_of
 from runner.decide.records import error_dict
 from runner.decide.view import Rules, View
-from runner.define.flows import FlowSpec
+from runner.define.spec import FlowSpec
 from runner.protocol import Event, pack, unpack
 from runner.store import keys
 from runner.store.base import Commit

@@ -17,8 +17,8 @@ from runner.decide.draft import WAIT_TIMER, Draft
 from runner.decide.records import TaskState, error_dict
 from runner.decide.view import NOT_TAKEN, join_fields, start_reads, successors
 from runner.define import conditions
-from runner.define.flows import END, TaskSpec, item_input
 from runner.define.retry import Retry
+from runner.define.spec import END, TaskSpec, item_input
 from runner.protocol import pack, unpack
 from runner.store import keys
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from runner import protocol, states
 from runner.decide.draft import Draft
 from runner.decide.view import Need
-from runner.define.flows import END
+from runner.define.spec import END
 from runner.store import keys
 
 # --- compensation ------------------------------------------------------------------

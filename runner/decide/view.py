@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runner.config import Config
-from runner.define.flows import END, TaskSpec
+from runner.define.spec import END, TaskSpec
 from runner.store import keys
 
 META_FIELDS = (

@@ -15,7 +15,7 @@ from typing import Generic, TypeVar
 
 from runner import protocol
 from runner.decide import META_FIELDS, Need, Rules, View, decide, success_reads
-from runner.define.flows import END, TaskSpec
+from runner.define.spec import END, TaskSpec
 from runner.errors import StoreError
 from runner.protocol import Event, unpack
 from runner.store import Commit, Store, keys

@@ -258,9 +258,13 @@ def test_a_queued_successor_of_a_failing_run_never_starts(
     log, gate = key("log"), key("gate")
     procs.engine()
     procs.start("worker", "tests.e2e.semantic_flows", "-c", "1", "--max-long", "0")
-    procs.start("worker", "tests.e2e.semantic_flows", "-Q", "other")
     env = Env("distributed", client, procs)
     rid = client.submit(sf.queued_flow, {"log": log, "gate_key": gate})
+
+    # Only now the worker of "other": q_src, then q_bad, must not run before hog holds the slot
+    # (started together, the second worker could fail the run before the first took hog).
+    env.until(rid, lambda: env.task_is(rid, "hog", "RUNNING"), "hog to hold the one-slot worker")
+    procs.start("worker", "tests.e2e.semantic_flows", "-Q", "other")
 
     def reverting() -> bool:
         info = client.status(rid) if env.task(rid, "q_bad") else None

@@ -18,7 +18,7 @@ from runner import protocol
 from runner.decide import Rules, View
 from runner.decide.records import TaskState, history_entry
 from runner.decide.view import NOT_TAKEN
-from runner.define.flows import FlowSpec
+from runner.define.spec import FlowSpec
 from runner.protocol import Event, TaskRequest, pack, unpack
 from runner.store import Commit, keys
 

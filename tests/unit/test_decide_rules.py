@@ -11,8 +11,8 @@ import pytest
 
 from runner import flow, protocol, task
 from runner.decide import Need, View, decide
-from runner.define.flows import FlowSpec
 from runner.define.retry import Retry
+from runner.define.spec import FlowSpec
 from runner.define.tasks import Registry
 from tests.helpers.decide import RULES, Outcome, error, event, run_view, timer
 

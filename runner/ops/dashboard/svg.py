@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from html import escape
 from typing import Any
 
-from runner.define.flows import END, TaskSpec
+from runner.define.spec import END, TaskSpec
 from runner.logs import scrub
 
 W, H, GAP_X, GAP_Y, PAD = 170, 52, 60, 22, 16

@@ -1,0 +1,153 @@
+"""A compiled flow as plain data: what a run stores and what engines decide on.
+
+`FlowSpec` and its `TaskSpec`s are built by `runner.define.compile` from a flow, stored with
+the run at submit (msgpack-ready through `to_data`/`from_data`), and never change after:
+engines never import user code. `validate_inputs` checks a run's inputs against a spec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner.errors import MissingInputError
+
+END = "$end"  # the virtual join over a flow's sinks: when it fires, the run is done
+
+
+def item_input(name: str) -> str:
+    """The data name holding a map element's input (element ``name`` of the map's node)."""
+    return f"{name}@in"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task in a compiled flow: what to call, with which data, and its neighbours."""
+
+    fn: str
+    args: dict[str, str]
+    optional: dict[str, str]
+    provides: list[str]
+    unpack: bool
+    queue: str
+    preds: list[str]
+    succs: list[str]  # END for a sink
+    retry: dict[str, Any] | None = None  # runner.define.retry.Retry as data
+    timeout_s: float = 0.0
+    revert: str = ""  # the registry name of its revert handler, if it has one
+    join: int = 0  # predecessors that must succeed first: 0 = all
+    when: dict[str, dict[str, Any]] = field(default_factory=dict)  # successor -> condition
+    map: dict[str, Any] | None = None  # a map node: {"param", "limit"}; its elements get args[param][i]
+
+    @property
+    def needs(self) -> int:
+        """How many predecessors' completions make this task ready."""
+        return min(self.join, len(self.preds)) if self.join else len(self.preds)
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "fn": self.fn,
+            "args": self.args,
+            "optional": self.optional,
+            "provides": self.provides,
+            "unpack": self.unpack,
+            "queue": self.queue,
+            "preds": self.preds,
+            "succs": self.succs,
+            "retry": self.retry,
+            "timeout_s": self.timeout_s,
+            "revert": self.revert,
+            "join": self.join,
+            "when": self.when,
+            "map": self.map,
+        }
+
+    @classmethod
+    def from_data(cls, d: Mapping[str, Any]) -> TaskSpec:
+        return cls(
+            fn=d["fn"],
+            args=dict(d["args"]),
+            optional=dict(d["optional"]),
+            provides=list(d["provides"]),
+            unpack=bool(d["unpack"]),
+            queue=d["queue"],
+            preds=list(d["preds"]),
+            succs=list(d["succs"]),
+            retry=d.get("retry"),
+            timeout_s=float(d.get("timeout_s", 0.0)),
+            revert=d.get("revert", ""),
+            join=int(d.get("join", 0)),
+            when=dict(d.get("when") or {}),
+            map=d.get("map"),
+        )
+
+    def item(self, name: str) -> TaskSpec:
+        """The spec of one element ``name`` of this map node: the task applied to one item."""
+        assert self.map is not None
+        return TaskSpec(
+            fn=self.fn,
+            args={**self.args, self.map["param"]: item_input(name)},
+            optional=self.optional,
+            provides=[name],
+            unpack=False,
+            queue=self.queue,
+            preds=[],
+            succs=[],
+            retry=self.retry,
+            timeout_s=self.timeout_s,
+        )
+
+
+@dataclass(frozen=True)
+class FlowSpec:
+    """A compiled flow: plain data, stored with each run."""
+
+    name: str
+    version: str
+    tasks: dict[str, TaskSpec]
+    inputs: list[str]  # names the run must be given
+    optional_inputs: list[str]  # names a task can take from the inputs but has a default for
+    outputs: list[str]  # the names of the run's result
+
+    @property
+    def sinks(self) -> list[str]:
+        return [n for n, t in self.tasks.items() if END in t.succs]
+
+    @property
+    def reverts(self) -> int:
+        """How many tasks have a revert handler."""
+        return sum(1 for t in self.tasks.values() if t.revert)
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "tasks": {n: t.to_data() for n, t in self.tasks.items()},
+            "inputs": self.inputs,
+            "optional_inputs": self.optional_inputs,
+            "outputs": self.outputs,
+        }
+
+    @classmethod
+    def from_data(cls, d: Mapping[str, Any]) -> FlowSpec:
+        return cls(
+            name=d["name"],
+            version=d["version"],
+            tasks={n: TaskSpec.from_data(t) for n, t in d["tasks"].items()},
+            inputs=list(d["inputs"]),
+            optional_inputs=list(d["optional_inputs"]),
+            outputs=list(d["outputs"]),
+        )
+
+
+def validate_inputs(spec: FlowSpec, inputs: Mapping[str, Any]) -> None:
+    """Raise `MissingInputError` naming the first task whose required input is missing."""
+    missing = [n for n in spec.inputs if n not in inputs]
+    if not missing:
+        return
+    for tname, t in spec.tasks.items():
+        for data_name in t.args.values():
+            if data_name in missing:
+                raise MissingInputError(tname, data_name)
+    raise MissingInputError("?", missing[0])  # pragma: no cover - inputs come from tasks
