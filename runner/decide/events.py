@@ -154,7 +154,7 @@ def decide_waiting(d: Draft) -> None:
     worker = e.body["worker"]
     old = progress.implied_start(d, e.task, st, worker)
     states.check_task(old, states.WAITING)
-    new = progress.end_attempt(d, e.task, st).with_(status=states.WAITING, waiting_ms=d.at, worker=worker)
+    new = progress.end_attempt(d, e.task, st, status=states.WAITING, waiting_ms=d.at, worker=worker)
     limit = float(e.body.get("timeout_s") or d.view.spec(e.task).timeout_s or 0)
     if limit:
         new = new.with_(wait_limit_s=limit)
