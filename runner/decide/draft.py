@@ -51,6 +51,9 @@ class Draft:
         self.flow = ""  # set when the event creates the run: indexes it by flow
         self._states: dict[str, TaskState] = {}
         self.new_data: dict[str, bytes] = {}
+        # every history entry's event (its id, the run id left out) and lag
+        self._event_ref = event.id.replace(self.run_id, RUN_MARK, 1)
+        self._lag = view.applied_ms - self.at if view.applied_ms else None
 
     # --- reading, through what this draft already changed ---------------------------------
 
@@ -108,10 +111,10 @@ class Draft:
         was applied, the event (its id with the run id left out), what changed, and extras."""
         if self.view.redelivered:
             extra["redelivered"] = True
-        lag = self.view.applied_ms - self.at if self.view.applied_ms else None
-        event = self.event.id.replace(self.run_id, RUN_MARK, 1)
         self.history.append(
-            history_record(self.at, lag, event, self.event.kind, scope, old, new, attempt, extra)
+            history_record(
+                self.at, self._lag, self._event_ref, self.event.kind, scope, old, new, attempt, extra
+            )
         )
 
     def note(self, scope: str, attempt: int, note: str) -> None:

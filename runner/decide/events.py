@@ -5,6 +5,7 @@ means for the run, as functions of the draft ``d``. Run control is in `control`.
 from __future__ import annotations
 
 import hashlib
+from typing import Any, NamedTuple
 
 from runner import protocol, states
 from runner.decide import progress, revert
@@ -22,11 +23,38 @@ COMPLETABLE = (states.RUNNING, states.PAUSED, states.REVERTING)  # runs that tak
 # --- run.submit ------------------------------------------------------------------------
 
 
+class _Flow(NamedTuple):
+    """A submitted flow spec, decoded, with what the run stores of it."""
+
+    spec: FlowSpec
+    spec_id: bytes  # its digest: engines share cached task specs between its runs
+    tasks: dict[str, bytes]  # each task's spec, as stored
+
+
+_FLOWS: dict[bytes, _Flow] = {}  # by the packed spec: runs of one flow decode it once
+_MAX_FLOWS = 256
+
+
+def _flow(data: Any) -> _Flow:
+    """The flow spec a submit carries (`FlowSpec.from_data` raises if it is invalid)."""
+    packed = pack(data)
+    flow = _FLOWS.get(packed)
+    if flow is None:
+        spec = FlowSpec.from_data(data)
+        digest = hashlib.sha256(packed).hexdigest()[:32].encode()
+        flow = _Flow(spec, digest, {n: pack(t.to_data()) for n, t in spec.tasks.items()})
+        if len(_FLOWS) >= _MAX_FLOWS:
+            _FLOWS.clear()
+        _FLOWS[packed] = flow
+    return flow
+
+
 def decide_submit(event: Event, view: View, rules: Rules) -> Commit:
     """Create the run, store its spec and inputs, schedule its root tasks."""
     if status_of(view) is not None:  # the run exists (or was cancelled first): nothing to do
         return Commit(event.run_id, event.id)
-    spec = FlowSpec.from_data(event.body["spec"])
+    flow = _flow(event.body["spec"])
+    spec = flow.spec
     inputs = event.body["inputs"]
     d = Draft(event, View(meta=dict(view.meta), full=True, applied_ms=view.applied_ms), rules)
     d.view.specs = dict(spec.tasks)
@@ -39,8 +67,7 @@ def decide_submit(event: Event, view: View, rules: Rules) -> Commit:
         "outputs": pack(spec.outputs),
         "ntasks": str(len(spec.tasks)).encode(),
         "reverts": str(spec.reverts).encode(),
-        # the digest of the flow spec: engines share cached task specs between its runs
-        "spec_id": hashlib.sha256(pack(event.body["spec"])).hexdigest()[:32].encode(),
+        "spec_id": flow.spec_id,
     }
     deadline = float(event.body.get("timeout_s") or 0)
     if deadline > 0:
@@ -51,8 +78,8 @@ def decide_submit(event: Event, view: View, rules: Rules) -> Commit:
     d.view.meta.update(meta)
     for k, v in meta.items():
         d.write(keys.META, k, v)
-    for n, t in spec.tasks.items():
-        d.write(keys.SPEC, n, pack(t.to_data()))
+    for n, raw in flow.tasks.items():
+        d.write(keys.SPEC, n, raw)
     d.set_data({k: pack(v) for k, v in inputs.items()})
     d.set_run(states.RUNNING, flow=spec.name)
     for name, t in spec.tasks.items():
@@ -156,7 +183,7 @@ def decide_waiting(d: Draft) -> None:
     worker = e.body["worker"]
     old = progress.implied_start(d, e.task, st, worker)
     states.check_task(old, states.WAITING)
-    new = progress.end_attempt(d, e.task, st).with_(status=states.WAITING, waiting_ms=d.at, worker=worker)
+    new = progress.end_attempt(d, e.task, st, status=states.WAITING, waiting_ms=d.at, worker=worker)
     limit = float(e.body.get("timeout_s") or d.view.spec(e.task).timeout_s or 0)
     if limit:
         new = new.with_(wait_limit_s=limit)

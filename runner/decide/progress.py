@@ -38,8 +38,14 @@ def schedule(d: Draft, name: str, attempt: int, note: str = "") -> None:
         return
     states.check_task(st.status, states.SCHEDULED)
     req = d.request(name, attempt)
-    carried = TaskState(free_attempts=st.free_attempts, leases_lost=st.leases_lost)
-    d.set_task(name, carried.with_(status=states.SCHEDULED, attempt=attempt, scheduled_ms=d.at))
+    new = TaskState(
+        status=states.SCHEDULED,
+        attempt=attempt,
+        scheduled_ms=d.at,
+        free_attempts=st.free_attempts,  # carried over from earlier attempts
+        leases_lost=st.leases_lost,
+    )
+    d.set_task(name, new)
     d.send(req)
     d.hist(name, st.status, states.SCHEDULED, attempt, **extra)
 
@@ -145,14 +151,15 @@ def finish_map(d: Draft, node: str) -> None:
     names = [keys.item_name(node, i) for i in range(st.items or 0)]
     vals = d.data(names)
     results = [None if vals[x] is None else unpack(vals[x]) for x in names]  # type: ignore[arg-type]
-    d.set_task(node, end_attempt(d, node, st).with_(status=states.SUCCESS, finished_ms=d.at))
+    d.set_task(node, end_attempt(d, node, st, status=states.SUCCESS, finished_ms=d.at))
     d.set_data({d.view.spec(node).provides[0]: pack(results)})
     d.hist(node, states.RUNNING, states.SUCCESS, int(st.attempt), note=f"{len(names)} items done")
     advance(d, node)
 
 
-def end_attempt(d: Draft, name: str, st: TaskState) -> TaskState:
-    """Forget the timers and lease of the attempt that just ended; return its state."""
+def end_attempt(d: Draft, name: str, st: TaskState, **changes: Any) -> TaskState:
+    """Forget the timers and lease of the attempt that just ended; return its state, with
+    ``changes`` (one copy)."""
     spec = d.view.spec(name)
     if spec.timeout_s:
         d.cancel.append(protocol.timer_id(protocol.TIMER_TIMEOUT, d.run_id, name, st.attempt))
@@ -163,7 +170,7 @@ def end_attempt(d: Draft, name: str, st: TaskState) -> TaskState:
             protocol.timer_id(protocol.TIMER_LEASE, d.run_id, name, st.attempt, str(st.lease_until_ms))
         )
         d.deletes.setdefault(keys.LEASES, []).append(name)
-    return st.ended()
+    return st.ended(**changes)
 
 
 def implied_start(d: Draft, name: str, st: TaskState, worker: str) -> str:
@@ -185,7 +192,7 @@ def fail_attempt(
     err = error_dict(error)
     states.check_task(st.status, states.FAILED)
     old = implied_start(d, name, st, worker)
-    new = end_attempt(d, name, st).with_(status=states.FAILED, finished_ms=d.at, error=err, worker=worker)
+    new = end_attempt(d, name, st, status=states.FAILED, finished_ms=d.at, error=err, worker=worker)
     spec = d.view.spec(name)
     attempt = int(st.attempt)
     live = d.run_status in (states.RUNNING, states.PAUSED)
@@ -220,7 +227,7 @@ def fail_attempt(
         if nst.status != states.RUNNING:
             return
         nerr = dict(err, message=f"item {index}: {err['message']}")
-        d.set_task(node, end_attempt(d, node, nst).with_(status=states.FAILED, finished_ms=d.at, error=nerr))
+        d.set_task(node, end_attempt(d, node, nst, status=states.FAILED, finished_ms=d.at, error=nerr))
         d.hist(
             node,
             states.RUNNING,
@@ -363,9 +370,8 @@ def succeed(
         return
     states.check_task(st.status, states.SUCCESS)
     old = implied_start(d, name, st, worker)
-    new = end_attempt(d, name, st).with_(status=states.SUCCESS, finished_ms=d.at, worker=worker, error=None)
-    if ms is not None:
-        new = new.with_(duration_ms=ms)
+    took = {"duration_ms": ms} if ms is not None else {}
+    new = end_attempt(d, name, st, status=states.SUCCESS, finished_ms=d.at, worker=worker, error=None, **took)
     d.set_task(name, new)
     d.set_data({k: pack(v) for k, v in values.items()})
     d.hist(name, old, states.SUCCESS, e.attempt, worker=worker, **({"note": note} if note else {}))

@@ -7,9 +7,9 @@ encoding is the Redis footprint, and runs in flight must keep reading across a r
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Annotated, Any, NamedTuple, cast, get_type_hints
 
 from runner import caps, states
 from runner.protocol import pack, unpack
@@ -17,90 +17,120 @@ from runner.protocol import pack, unpack
 NOT_STARTED = "NotStarted"  # the error type of a request a worker skipped: its run was failing
 RUN_MARK = "~"  # stands for the run id inside event ids stored in a run's own history
 
+_NO_OTHER: Mapping[str, Any] = MappingProxyType({})
 
-@dataclass(frozen=True)
-class TaskState:
+
+class TaskState(NamedTuple):
     """One task's state in a run, as the engine keeps it (``tasks`` part, one field a task).
 
-    Stored as a msgpack map with the short key in each field's metadata, absent fields
-    (None) left out: the encoding every release so far has written and read, so runs in
-    flight survive an upgrade and the Redis footprint is unchanged.
+    Stored as a msgpack map with the short key annotated on each field, absent fields (None)
+    left out: the encoding every release so far has written and read, so runs in flight
+    survive an upgrade and the Redis footprint is unchanged.
+
+    Immutable; `with_` makes a changed copy. A `NamedTuple` rather than a dataclass because
+    the engine builds, decodes and encodes several per event: here that costs a few tuple
+    operations, not a generated ``__init__`` setting every field.
     """
 
-    status: str = field(default=states.PENDING, metadata={"key": "s"})
-    attempt: int = field(default=0, metadata={"key": "a"})
-    scheduled_ms: int | None = field(default=None, metadata={"key": "t"})
-    started_ms: int | None = field(default=None, metadata={"key": "st"})
-    finished_ms: int | None = field(default=None, metadata={"key": "ft"})
-    worker: str | None = field(default=None, metadata={"key": "w"})
-    delivery: int | None = field(default=None, metadata={"key": "d"})  # the broker's count
-    duration_ms: int | None = field(default=None, metadata={"key": "ms"})  # the body's run time
-    error: dict[str, Any] | None = field(default=None, metadata={"key": "err"})
-    revert_error: dict[str, Any] | None = field(default=None, metadata={"key": "rerr"})
-    revert_started_ms: int | None = field(default=None, metadata={"key": "rt"})
-    revert_finished_ms: int | None = field(default=None, metadata={"key": "rft"})
+    status: Annotated[str, "s"] = states.PENDING
+    attempt: Annotated[int, "a"] = 0
+    scheduled_ms: Annotated[int | None, "t"] = None
+    started_ms: Annotated[int | None, "st"] = None
+    finished_ms: Annotated[int | None, "ft"] = None
+    worker: Annotated[str | None, "w"] = None
+    delivery: Annotated[int | None, "d"] = None  # the broker's count
+    duration_ms: Annotated[int | None, "ms"] = None  # the body's run time
+    error: Annotated[dict[str, Any] | None, "err"] = None
+    revert_error: Annotated[dict[str, Any] | None, "rerr"] = None
+    revert_started_ms: Annotated[int | None, "rt"] = None
+    revert_finished_ms: Annotated[int | None, "rft"] = None
     # attempts that cost no try of the retry policy (lost leases, a retry of the run, ...)
-    free_attempts: int | None = field(default=None, metadata={"key": "ra"})
-    leases_lost: int | None = field(default=None, metadata={"key": "ll"})
-    lease_until_ms: int | None = field(default=None, metadata={"key": "lk"})  # a long task's lease
-    wait_limit_s: float | None = field(default=None, metadata={"key": "wl"})  # WAITING's timeout
-    waiting_ms: int | None = field(default=None, metadata={"key": "wt"})
-    retry_at_ms: int | None = field(default=None, metadata={"key": "retry_at"})  # backoff timer due
+    free_attempts: Annotated[int | None, "ra"] = None
+    leases_lost: Annotated[int | None, "ll"] = None
+    lease_until_ms: Annotated[int | None, "lk"] = None  # a long task's lease
+    wait_limit_s: Annotated[float | None, "wl"] = None  # WAITING's timeout
+    waiting_ms: Annotated[int | None, "wt"] = None
+    retry_at_ms: Annotated[int | None, "retry_at"] = None  # backoff timer due
     # a map node: how many items, the next to start, how many done, a first attempt
-    items: int | None = field(default=None, metadata={"key": "n"})
-    next_item: int | None = field(default=None, metadata={"key": "next"})
-    items_done: int | None = field(default=None, metadata={"key": "done"})
-    fresh: bool | None = field(default=None, metadata={"key": "fresh"})
-    # keys this release does not know (written by a newer one): kept as they were
-    other: Mapping[str, Any] = field(default_factory=dict, metadata={"key": ""})
+    items: Annotated[int | None, "n"] = None
+    next_item: Annotated[int | None, "next"] = None
+    items_done: Annotated[int | None, "done"] = None
+    fresh: Annotated[bool | None, "fresh"] = None
+    # keys this release does not know (written by a newer one): kept as they were; last
+    other: Mapping[str, Any] = _NO_OTHER
 
     @classmethod
     def decode(cls, raw: bytes | None) -> TaskState:
         """The stored state (None: never scheduled, PENDING)."""
         if raw is None:
             return _PENDING
-        stored = unpack(raw)
-        values = dict(_DEFAULTS)
-        other = {}
-        for k, v in stored.items():
-            name = _BY_KEY.get(k)
-            if name is None:
+        values = list(_DEFAULTS)
+        other = None
+        for k, v in unpack(raw).items():
+            i = _INDEX_OF_KEY.get(k)
+            if i is None:
+                if other is None:
+                    other = values[_OTHER] = {}
                 other[k] = v
             else:
-                values[name] = v
-        values["other"] = other
-        return _build(values)
+                values[i] = v
+        return _new(cls, values)
 
     def encode(self) -> bytes:
-        d = self.__dict__
-        out = {key: v for name, key in _KEYS if (v := d[name]) is not None}
-        out.update(self.other)
+        out = _stored(self)
+        if self.other:
+            out.update(self.other)
         return pack(out)
 
     def with_(self, **changes: Any) -> TaskState:
         """A copy with these fields changed (None removes one)."""
-        if not changes.keys() <= _NAMES:
-            return replace(self, **changes)  # raises the usual TypeError for the unknown name
-        return _build({**self.__dict__, **changes})
+        return _new(TaskState, _changed(list(self), changes))
 
-    def ended(self) -> TaskState:
-        """Without what only the attempt that just ended had: its lease, retry timer, wait limit."""
-        return self.with_(lease_until_ms=None, retry_at_ms=None, wait_limit_s=None)
+    def ended(self, **changes: Any) -> TaskState:
+        """Without what only the attempt that just ended had: its lease, retry timer, wait
+        limit; with ``changes`` made in the same copy."""
+        values = list(self)
+        for i in _ATTEMPT_ONLY:
+            values[i] = None
+        return _new(TaskState, _changed(values, changes))
 
 
-_KEYS = tuple((f.name, f.metadata["key"]) for f in fields(TaskState) if f.metadata["key"])
-_BY_KEY = {key: name for name, key in _KEYS}
-_NAMES = frozenset(f.name for f in fields(TaskState))
-_DEFAULTS = {f.name: f.default for f in fields(TaskState) if f.name != "other"}
+_new = tuple.__new__  # a TaskState from every field's value, in order
+_HINTS = get_type_hints(TaskState, include_extras=True)
+_KEYS = tuple(_HINTS[name].__metadata__[0] for name in TaskState._fields[:-1])  # stored keys
+_OTHER = len(_KEYS)  # `other`'s index: the last field
+_INDEX_OF_KEY = {key: i for i, key in enumerate(_KEYS)}
+_INDEX_OF_NAME = {name: i for i, name in enumerate(TaskState._fields)}
+_DEFAULTS = tuple(TaskState._field_defaults[name] for name in TaskState._fields)
+_ATTEMPT_ONLY = tuple(_INDEX_OF_NAME[n] for n in ("lease_until_ms", "retry_at_ms", "wait_limit_s"))
 _PENDING = TaskState()
+assert TaskState._fields[_OTHER] == "other" and len(set(_KEYS)) == _OTHER
 
 
-def _build(values: dict[str, Any]) -> TaskState:
-    """A TaskState from every field's value, without the generated __init__: the engine
-    builds several per event (this is ~10x faster than `dataclasses.replace`)."""
-    state = object.__new__(TaskState)
-    state.__dict__.update(values)
-    return state
+def _changed(values: list[Any], changes: Mapping[str, Any]) -> list[Any]:
+    for name, v in changes.items():
+        i = _INDEX_OF_NAME.get(name)
+        if i is None:
+            raise TypeError(f"TaskState has no field {name!r}")
+        values[i] = v
+    return values
+
+
+def _map_function() -> Callable[[TaskState], dict[str, Any]]:
+    """The stored map of a state's known fields, those not None under their keys: straight-
+    line code generated from the keys (as `NamedTuple` generates its constructor), since
+    the engine encodes states on every event and a loop over all the fields costs twice as
+    much as these tests."""
+    names = [f"v{i}" for i in range(len(_KEYS))]
+    lines = ["def stored(state):", f"    {', '.join(names)}, _other = state", "    out = {}"]
+    lines += [f"    if {n} is not None: out[{key!r}] = {n}" for n, key in zip(names, _KEYS, strict=True)]
+    lines.append("    return out")
+    scope: dict[str, Any] = {}
+    exec("\n".join(lines), scope)  # noqa: S102 - our own source, built from the keys above
+    return cast(Callable[[TaskState], dict[str, Any]], scope["stored"])
+
+
+_stored = _map_function()
 
 
 def error_dict(error: Mapping[str, Any]) -> dict[str, Any]:

@@ -83,18 +83,17 @@ class View:
         """Ask for all of these at once (one round trip) rather than one `Need` per field."""
         if self.full:
             return
-        have = {
-            keys.TASKS: self.tasks,
-            keys.JOINS: self.joins,
-            keys.DATA: self.data,
-            keys.LEASES: self.leases,
-        }
         missing = {}
         for part, names in parts.items():
-            known = have.get(part, self.specs if part == keys.SPEC else {})
-            gone = self.absent_specs if part == keys.SPEC else set()
-            missing[part] = [n for n in names if n not in known and n not in gone]
-        if any(missing.values()):
+            if part == keys.SPEC:
+                known, gone = self.specs, self.absent_specs
+                lack = [n for n in names if n not in known and n not in gone]
+            else:
+                known = getattr(self, _PARTS[part]) if part in _PARTS else {}
+                lack = [n for n in names if n not in known]
+            if lack:
+                missing[part] = lack
+        if missing:
             raise Need(missing)
 
     def task_raw(self, name: str) -> bytes | None:
@@ -138,21 +137,19 @@ class View:
         return self.leases.get(name)
 
 
+_PARTS = {keys.TASKS: "tasks", keys.JOINS: "joins", keys.DATA: "data", keys.LEASES: "leases"}
+
+
 def join_fields(succs: Iterable[str]) -> list[str]:
     """The joins fields a task's completion reads for its successors."""
     return [f for s in succs for f in (s, s + NOT_TAKEN)]
 
 
-def inputs_of(spec: TaskSpec) -> list[str]:
-    """The data names a task's request carries (its required and optional arguments)."""
-    return [*spec.args.values(), *spec.optional.values()]
-
-
 def start_reads(starts: Mapping[str, TaskSpec], known: Container[str]) -> tuple[list[str], list[str]]:
     """What starting these successors reads: their states, and their inputs not ``known``
     already (the values the deciding event itself provides)."""
-    data = sorted({v for s in starts.values() for v in inputs_of(s) if v not in known})
-    return list(starts), data
+    data = {v for s in starts.values() for v in (*s.args.values(), *s.optional.values()) if v not in known}
+    return list(starts), sorted(data)
 
 
 def success_reads(spec: TaskSpec, specs: Mapping[str, TaskSpec]) -> tuple[list[str], list[str], list[str]]:

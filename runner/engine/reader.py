@@ -11,7 +11,8 @@ round trip. Holds no state but that cache: any number of engines share a run.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Generic, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Generic, NamedTuple, TypeVar
 
 from runner import protocol
 from runner.decide import META_FIELDS, Need, Rules, View, decide, success_reads
@@ -24,6 +25,7 @@ K = TypeVar("K")
 V = TypeVar("V")
 _MAX_READS = 16  # rounds of `Need` per decision; after a full read none should be needed
 _FULL_READ_AFTER = 8  # rounds of targeted reads before reading the whole run instead
+_FIRST_META = (*META_FIELDS, "digest")  # the run's fields every event's first read takes
 
 
 class _Lru(Generic[K, V]):
@@ -46,6 +48,15 @@ class _Lru(Generic[K, V]):
             self._items.popitem(last=False)
 
 
+class _Plan(NamedTuple):
+    """What a task's success reads (`success_reads`), with the specs its decision uses."""
+
+    joins: tuple[str, ...]
+    sole: tuple[str, ...]  # the successors it alone precedes: their states
+    data: tuple[str, ...]
+    specs: Mapping[str, TaskSpec]  # the task's and its successors'
+
+
 class RunReader:
     """Reads a run for each decision, through a cache of its immutable task specs."""
 
@@ -56,6 +67,8 @@ class RunReader:
         # run has, so that its next success can plan its reads before reading anything.
         self._specs: _Lru[tuple[bytes, str], TaskSpec] = _Lru()
         self._spec_keys: _Lru[str, bytes] = _Lru()
+        # What a task's success reads, by the same key as its spec: as immutable as the specs.
+        self._plans: _Lru[tuple[bytes, str], _Plan] = _Lru()
 
     def created(self, run_id: str, spec_id: bytes) -> None:
         """A run was just created with this flow spec: its first result reads in one round trip."""
@@ -81,21 +94,26 @@ class RunReader:
                     self._specs.put((spec_key, n), s)
                     view.specs[n] = s
 
-    def _cached_success_reads(
-        self, spec_key: bytes, task: str
-    ) -> tuple[list[str], list[str], list[str]] | None:
-        """`success_reads` from cached specs alone; None if any of them is not cached."""
+    def _cached_success_reads(self, spec_key: bytes, task: str) -> _Plan | None:
+        """`success_reads` from cached specs alone, with those specs (computed once per flow
+        spec and task); None if any of them is not cached."""
+        plan = self._plans.get((spec_key, task))
+        if plan is not None:
+            return plan
         spec = self._specs.get((spec_key, task))
         if spec is None:
             return None
-        specs = {}
+        specs = {task: spec}
         for s in spec.succs:
             if s != END:
                 found = self._specs.get((spec_key, s))
                 if found is None:
                     return None
                 specs[s] = found
-        return success_reads(spec, specs)
+        fields, sole, data = success_reads(spec, specs)
+        plan = _Plan(tuple(fields), tuple(sole), tuple(data), specs)
+        self._plans.put((spec_key, task), plan)
+        return plan
 
     def _fill(self, run_id: str, spec_key: bytes, view: View, need: Need) -> None:
         """Read what a decision asked for, in one round trip where possible."""
@@ -131,7 +149,7 @@ class RunReader:
             r = self.store.read(event.run_id, {keys.META: ["status"]})
             view = View(meta={"status": r[keys.META][0]}, applied_ms=now, redelivered=redelivered)
             return decide(event, view, self.rules)
-        wants: dict[str, list[str]] = {keys.META: [*META_FIELDS, "digest"]}
+        wants: dict[str, Sequence[str]] = {keys.META: _FIRST_META}
         if event.task:
             wants[keys.TASKS] = [event.task]
             wants[keys.LEASES] = [event.task]
@@ -140,8 +158,8 @@ class RunReader:
         guess = self._spec_keys.get(event.run_id) if event.kind == protocol.TASK_SUCCEEDED else None
         plan = self._cached_success_reads(guess, event.task) if guess is not None else None
         if plan is not None:
-            wants[keys.JOINS], sole, wants[keys.DATA] = plan
-            wants[keys.TASKS] = [event.task, *sole]
+            wants[keys.JOINS], wants[keys.DATA] = plan.joins, plan.data
+            wants[keys.TASKS] = [event.task, *plan.sole]
         first = self.store.read(event.run_id, wants)
         meta = dict(zip(wants[keys.META], first[keys.META], strict=True))
         digest = meta.pop("digest")
@@ -154,27 +172,34 @@ class RunReader:
         # flow spec's digest), so a new run of a known flow reads none.
         spec_key = meta["spec_id"] or (event.run_id.encode() + b"\x1f" + (meta["created_ms"] or b""))
         self._spec_keys.put(event.run_id, spec_key)
+        planned = plan if spec_key == guess else None  # the plan holds for this run's spec
         if event.task:
             view.tasks = {event.task: first[keys.TASKS][0]}
             view.leases = {event.task: first[keys.LEASES][0]}
-            item = keys.item_of(event.task)  # an element of a map node: its node's spec
-            self._add_specs(event.run_id, spec_key, [item[0] if item else event.task], view)
+            if planned is not None:
+                view.specs.update(planned.specs)  # the task's and its successors'
+            else:
+                item = keys.item_of(event.task)  # an element of a map node: its node's spec
+                self._add_specs(event.run_id, spec_key, [item[0] if item else event.task], view)
         if event.kind == protocol.TASK_SUCCEEDED and event.task in view.specs:
             # The usual reads of a result, in one or two round trips rather than one per
             # `Need`: the successors' specs (cached), their join counts, and — for
             # successors this task alone precedes (a chain), which it certainly makes ready —
             # their state and inputs too. A successor with several predecessors is read only
             # once ready.
-            spec = view.specs[event.task]
-            self._add_specs(event.run_id, spec_key, [s for s in spec.succs if s != END], view)
-            if plan is not None and spec_key == guess:
-                fields, sole, data = plan
+            fields: Sequence[str]
+            sole: Sequence[str]
+            data: Sequence[str]
+            if planned is not None:
+                fields, sole, data = planned.joins, planned.sole, planned.data
                 got = {
                     keys.JOINS: first[keys.JOINS],
                     keys.TASKS: first[keys.TASKS][1:],
                     keys.DATA: first[keys.DATA],
                 }
             else:
+                spec = view.specs[event.task]
+                self._add_specs(event.run_id, spec_key, [s for s in spec.succs if s != END], view)
                 fields, sole, data = success_reads(spec, view.specs)
                 got = self.store.read(event.run_id, {keys.JOINS: fields, keys.TASKS: sole, keys.DATA: data})
             view.joins = dict(zip(fields, got[keys.JOINS], strict=True))
