@@ -355,9 +355,7 @@ def diagnose(chaos: Chaos, ids: list[str]) -> str:
         lines.append(f"    outbox {list(chaos.client.store.read_all(rid, 'outbox'))}")
     broker = KombuBroker(chaos.cfg)
     lines.append("queues: " + ", ".join(f"{q}={broker.depth(q)}" for q in ("engine", "task.default", "dead")))
-    lines += [
-        f"dead: {d.id} from {d.queue} x{d.delivery_count}: {d.reason}" for d in broker.list_dead(8)
-    ]
+    lines += [f"dead: {d.id} from {d.queue} x{d.delivery_count}: {d.reason}" for d in broker.list_dead(8)]
     lines.append(chaos.procs.logs()[-6000:])
     return "\n".join(lines)
 

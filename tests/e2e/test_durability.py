@@ -3,7 +3,6 @@ whose state vanished while active reported as lost — by the engine, the CLI an
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 import urllib.request
@@ -18,17 +17,12 @@ from runner.config import Config
 from runner.store.redis import RedisStore
 from tests.chaos.services import OwnRedis
 from tests.conftest import ACKFLOW, ROOT, Processes, cli_env
+from tests.helpers.net import free_port
 
 EXIT_UNAVAILABLE, EXIT_NOT_FOUND, EXIT_LOST = 3, 5, 7
 REQUIRE = {"ACKFLOW_REQUIRE_DURABLE_STORE": "true"}
 # Long tasks take a lease at once and beat every 1 s, so a worker's heartbeat meets the loss.
 FAST_LEASES = {"ACKFLOW_ACK_AFTER_S": "0", "ACKFLOW_LEASE_S": "3"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def scrape(port: int, proc: subprocess.Popen[bytes], procs: Processes) -> str:
