@@ -66,9 +66,31 @@ def _b(value: Any) -> bytes:
     return value if isinstance(value, bytes) else str(value).encode()
 
 
+# Error replies that say "not now", never "not this": the server is out of memory (noeviction),
+# a replica that was promoted away from (READONLY), loading its data, busy in a script, cut off
+# from its master, unable to persist (MISCONF), without enough replicas, or a cluster that is
+# down or resharding. Each is an outage: the event stays unacknowledged and comes back, where a
+# StoreError would dead-letter it as though it were malformed.
+_TRANSIENT_REPLIES = (
+    "OOM", "READONLY", "LOADING", "BUSY", "MASTERDOWN", "MISCONF", "NOREPLICAS", "TRYAGAIN",
+    "CLUSTERDOWN", "MOVED", "ASK",
+)  # fmt: skip
+# redis-py turns some of those replies into classes of their own and drops the code from the text.
+_TRANSIENT_ERRORS = (
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.ClusterError,
+    redis.exceptions.TryAgainError,
+)
+
+
 def _translate(e: Exception) -> StoreError:
     if isinstance(e, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
         return StoreUnavailable(f"redis unavailable: {e}")
+    if isinstance(e, _TRANSIENT_ERRORS) or (
+        isinstance(e, redis.exceptions.ResponseError) and str(e).split(" ", 1)[0] in _TRANSIENT_REPLIES
+    ):
+        return StoreUnavailable(f"redis unavailable: {type(e).__name__}: {e}")
     return StoreError(f"redis error: {e}")
 
 
