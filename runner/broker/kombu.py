@@ -3,15 +3,17 @@ import kombu).
 
 Features: one durable direct exchange named by the deployment prefix; durable queues
 ``<prefix>.engine``, ``<prefix>.task.<name>`` and ``<prefix>.dead``, quorum by default (with
-``x-delivery-limit`` and a dead-letter route to ``<prefix>.dead``), classic as an option;
-persistent messages with deterministic ``message_id``; publisher confirms, pipelined over a
+``x-delivery-limit``, a balanced leader locator and a dead-letter route to ``<prefix>.dead``),
+classic as an option; persistent messages with deterministic ``message_id``; publisher confirms, pipelined over a
 batch of messages (all published, then all confirmations awaited) and ``mandatory`` so an
 unroutable message is an error, not a silent drop; manual acknowledgement with a per-consumer
 prefetch; AMQP heartbeats serviced on every poll; reconnection with bounded, jittered backoff.
 Only ``application/x-msgpack`` bodies are handled; anything else is dead-lettered. Pickle is
 never accepted (bodies are never decoded by kombu at all).
 
-URL: ``amqp://user:password@host:5672/vhost`` (``ACKFLOW_BROKER_URL``).
+URL: ``amqp://user:password@host:5672/vhost`` (``ACKFLOW_BROKER_URL``), or a cluster's nodes
+separated by ';': every connect tries each node once, from a per-process random start (the
+node after the last one connected, once connected), and logs the node it reached.
 
 One thread owns a `KombuBroker` (py-amqp is not thread-safe): the engine's loop, or the
 worker's connection thread. Other threads may only call `wakeup`, which ends a `poll` at once:
