@@ -6,7 +6,7 @@ import os
 import re
 from dataclasses import dataclass, fields, replace
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 from runner.errors import ConfigError
 
@@ -17,7 +17,11 @@ _PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 class Config:
     """Everything an engine, worker or client needs to know; constructors take this."""
 
+    # One AMQP URL, or several separated by ';' (the nodes of one cluster, same vhost): every
+    # connect tries each in turn, from a per-process random start ("random") or from the first
+    # ("listed", for a preferred node with the others as fallbacks).
     broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
+    broker_host_order: str = "random"  # or "listed"
     redis_url: str = "redis://127.0.0.1:6379/0"
     prefix: str = "ackflow"
     queue_type: str = "quorum"  # or "classic"
@@ -41,6 +45,11 @@ class Config:
     def __post_init__(self) -> None:
         if not _PREFIX_RE.match(self.prefix):
             raise ConfigError(f"prefix {self.prefix!r} must be 1-64 of [A-Za-z0-9_-]")
+        broker_urls(self.broker_url)  # raises ConfigError if it is not a valid list
+        if self.broker_host_order not in ("random", "listed"):
+            raise ConfigError(
+                f"broker_host_order must be 'random' or 'listed', not {self.broker_host_order!r}"
+            )
         if self.queue_type not in ("quorum", "classic"):
             raise ConfigError(f"queue_type must be 'quorum' or 'classic', not {self.queue_type!r}")
         for name in ("delivery_limit", "engine_prefetch", "max_payload_bytes", "commit_retries"):
@@ -87,6 +96,11 @@ class Config:
         shown["operator_token"] = "***" if self.operator_token else ""
         return "Config(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
+    @property
+    def broker_urls(self) -> tuple[str, ...]:
+        """The broker's nodes: ``broker_url`` split at ';'."""
+        return broker_urls(self.broker_url)
+
     def with_(self, **changes: Any) -> Config:
         return replace(self, **changes)
 
@@ -100,14 +114,66 @@ def _parse_bool(raw: str) -> bool:
     raise ValueError(raw)
 
 
+_AMQP_SCHEMES = ("amqp", "amqps")
+
+
+def broker_urls(value: str) -> tuple[str, ...]:
+    """Split a ';'-separated list of AMQP URLs, checking each (a password holding ';' must be
+    written %3B); raise `ConfigError`, never showing a password, if any is not valid or the
+    URLs name different virtual hosts (one cluster serves one vhost to ackflow)."""
+    urls = tuple(u.strip() for u in value.split(";"))
+    vhosts: dict[str, str] = {}
+    for n, url in enumerate(urls, 1):
+        where = f"broker URL {n} of {len(urls)}" if len(urls) > 1 else "the broker URL"
+        shown = redact_url(url)
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:  # not its text: it may quote a password cut at a ';'
+            raise ConfigError(f"{where} {shown!r} is not a valid URL (a bad port?)") from None
+        if parts.scheme not in _AMQP_SCHEMES or not parts.hostname:
+            raise ConfigError(
+                f"{where} {shown!r} is not an AMQP URL: expected amqp:// or amqps:// with a host,"
+                " several separated by ';'"
+            )
+        if port == 0:
+            raise ConfigError(f"{where} {shown!r} has port 0")
+        vhosts[shown] = _vhost(parts.path)
+    if len(set(vhosts.values())) > 1:
+        listed = ", ".join(f"{u} -> {v!r}" for u, v in vhosts.items())
+        raise ConfigError(f"the broker URLs name different virtual hosts ({listed}); use one vhost")
+    return urls
+
+
+def _vhost(path: str) -> str:
+    """The virtual host of an AMQP URL's path, as kombu reads it ('', '/' and '//' are '/')."""
+    name = unquote(path[1:]) if path.startswith("/") else unquote(path)
+    return name or "/"
+
+
 def redact_url(url: str) -> str:
-    """Return the URL with any password replaced, for logs and error messages."""
-    try:
-        parts = urlsplit(url)
+    """Return the URL with any password replaced, for logs and error messages; each URL of a
+    ';'-separated list on its own."""
+    if ";" in url:  # a piece that is no URL is the rest of a password holding ';': hidden
+        return ";".join(_redact_one(u) if "://" in u else "<unparseable url>" for u in url.split(";"))
+    return _redact_one(url)
+
+
+# "scheme://user:": what precedes a URL's password, if it has one (as runner.logs reads it)
+_URL_HEAD_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^:\s]*:")
+
+
+def _redact_one(url: str) -> str:
+    """The password runs from the first ':' after "scheme://user" to the URL's last '@', so
+    one holding '@', ':', '/' or '#' is hidden whole."""
+    head = _URL_HEAD_RE.match(url)
+    if head is None:
+        return url
+    at = url.rfind("@")
+    if at > head.end():
+        return f"{url[: head.end()]}***{url[at:]}"
+    try:  # no '@': "host:port" — or "user:pa", a password cut at a ';'
+        urlsplit(url).port  # noqa: B018 - raises if the port is no number
     except ValueError:
         return "<unparseable url>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    return url

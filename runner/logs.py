@@ -28,11 +28,37 @@ _context: contextvars.ContextVar[tuple[str, str, int] | None] = contextvars.Cont
 # (better too much than a password's tail). Found per stretch, in time linear in the text.
 _STRETCH_RE = re.compile(r"(?<!\S)\S*://\S*")
 _URL_HEAD_RE = re.compile(r"(?<![a-zA-Z0-9+.-])[a-zA-Z][a-zA-Z0-9+.-]*://[^:\s]*:")
+# Where a ';'-separated list of URLs (ACKFLOW_BROKER_URL) may start its next URL.
+_NEXT_URL_RE = re.compile(r";(?=[a-zA-Z][a-zA-Z0-9+.-]*://)")
 _TOKEN_RE = re.compile(r"(?<![A-Za-z0-9-])af1\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
 def _hide_password(stretch: re.Match[str]) -> str:
     text = stretch.group()
+    if ";" in text:
+        return ";".join(_hide_in(url) for url in _list_urls(text))
+    return _hide_in(text)
+
+
+def _has_password(text: str) -> bool:
+    head = _URL_HEAD_RE.match(text)
+    return head is not None and text.rfind("@") > head.end()
+
+
+def _list_urls(text: str) -> list[str]:
+    """The URLs of a ';'-separated list, each hidden on its own. A piece becomes a URL of its
+    own only if it starts with ``scheme://user:…@``; any other piece stays with the one before,
+    whose password may hold the ';' (then the whole is hidden to its last '@', as before)."""
+    out: list[str] = []
+    for piece in _NEXT_URL_RE.split(text):
+        if out and not _has_password(piece):
+            out[-1] += ";" + piece
+        else:
+            out.append(piece)
+    return out
+
+
+def _hide_in(text: str) -> str:
     head = _URL_HEAD_RE.search(text)
     if head is None:
         return text

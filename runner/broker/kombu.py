@@ -3,15 +3,17 @@ import kombu).
 
 Features: one durable direct exchange named by the deployment prefix; durable queues
 ``<prefix>.engine``, ``<prefix>.task.<name>`` and ``<prefix>.dead``, quorum by default (with
-``x-delivery-limit`` and a dead-letter route to ``<prefix>.dead``), classic as an option;
-persistent messages with deterministic ``message_id``; publisher confirms, pipelined over a
+``x-delivery-limit``, a balanced leader locator and a dead-letter route to ``<prefix>.dead``),
+classic as an option; persistent messages with deterministic ``message_id``; publisher confirms, pipelined over a
 batch of messages (all published, then all confirmations awaited) and ``mandatory`` so an
 unroutable message is an error, not a silent drop; manual acknowledgement with a per-consumer
 prefetch; AMQP heartbeats serviced on every poll; reconnection with bounded, jittered backoff.
 Only ``application/x-msgpack`` bodies are handled; anything else is dead-lettered. Pickle is
 never accepted (bodies are never decoded by kombu at all).
 
-URL: ``amqp://user:password@host:5672/vhost`` (``ACKFLOW_BROKER_URL``).
+URL: ``amqp://user:password@host:5672/vhost`` (``ACKFLOW_BROKER_URL``), or a cluster's nodes
+separated by ';': every connect tries each node once, from a per-process random start (the
+node after the last one connected, once connected), and logs the node it reached.
 
 One thread owns a `KombuBroker` (py-amqp is not thread-safe): the engine's loop, or the
 worker's connection thread. Other threads may only call `wakeup`, which ends a `poll` at once:
@@ -47,7 +49,7 @@ from runner.broker.base import (
     Delivery,
     Outgoing,
 )
-from runner.broker.kombu_admin import KombuAdmin
+from runner.broker.kombu_admin import LEADER_LOCATOR, KombuAdmin
 from runner.broker.kombu_admin import queue_arguments as queue_arguments  # re-exported: ackflow topology
 from runner.broker.kombu_errors import CONN_ERRORS as _CONN_ERRORS
 from runner.broker.kombu_errors import ConnectionLost as _ConnectionLost
@@ -77,6 +79,9 @@ class KombuBroker(KombuAdmin):
 
     def __init__(self, config: Config, role: str = "client") -> None:
         self._config = config
+        self._hosts = config.broker_urls
+        self._next_host = random.randrange(len(self._hosts))  # spreads processes over the nodes
+        self._host = 0
         # Shown by RabbitMQ (user_provided_name) so an operator can tell connections apart.
         self._name = f"ackflow-{role} {socket.gethostname()}:{os.getpid()}"
         self._conn: Any = None
@@ -97,7 +102,7 @@ class KombuBroker(KombuAdmin):
         os.set_blocking(self._wake_w, False)
         self._close_pipe = weakref.finalize(self, _close_fds, self._wake_r, self._wake_w)
         self._pipe_lock = threading.Lock()
-        self.can_wake = not cfg_uses_tls(config.broker_url)
+        self.can_wake = not any(cfg_uses_tls(u) for u in self._hosts)
 
     # --- connection ------------------------------------------------------------------
 
@@ -105,22 +110,52 @@ class KombuBroker(KombuAdmin):
         return f"{self._config.prefix}.{logical}"
 
     def _connect(self) -> None:
+        """Connect to one of the broker's nodes, trying each once: from a per-process random
+        start (or the first, with ``broker_host_order=listed``), then round the list."""
+        hosts = self._hosts
+        start = 0 if self._config.broker_host_order == "listed" else self._next_host
+        failures: list[str] = []
+        for i in range(len(hosts)):
+            n = (start + i) % len(hosts)
+            try:
+                self._open(hosts[n])
+            except amqp.exceptions.AccessRefused as e:
+                self._drop()
+                failures.append(f"{redact_url(hosts[n])}: login refused ({e})")
+                continue
+            except _CONN_ERRORS as e:
+                self._drop()
+                failures.append(f"{redact_url(hosts[n])}: {e}")
+                continue
+            self._host, self._next_host = n, (n + 1) % len(hosts)
+            self._backoff_s = 0.0
+            where = f" (host {n + 1} of {len(hosts)})" if len(hosts) > 1 else ""
+            log.info("connected to broker %s%s", redact_url(hosts[n]), where)
+            return
+        # one failure per host, each URL redacted, joined by "; " (with a space, so that
+        # logs.scrub reads each URL on its own)
+        what = f"any of {len(hosts)} broker hosts:" if len(hosts) > 1 else "broker at"
+        raise BrokerUnavailable(f"cannot reach {what} " + "; ".join(failures))
+
+    def _open(self, url: str) -> None:
+        """Connect to one node and set up channels, topology and consumers."""
         cfg = self._config
         conn = Connection(
-            cfg.broker_url,
+            url,
             heartbeat=cfg.heartbeat_s,
             connect_timeout=cfg.connect_timeout_s,
             transport_options={"client_properties": {"connection_name": self._name}},
         )
+        self._conn = conn  # so that _drop closes it, whatever fails below
         try:
-            conn.connect()
+            conn.ensure_connection(max_retries=0)  # one try: the caller goes on to the next host
             chan = conn.channel()
             pub = conn.channel()
             pub.confirm_select()
             pub.events["basic_ack"].add(self._on_ack)
             pub.events["basic_nack"].add(self._on_nack)
             pub.events["basic_return"].add(self._on_return)
-            self._conn, self._chan, self._pub = conn, chan, pub
+            self._chan, self._pub = chan, pub
             self._epoch += 1
             self._seq = 0
             self._unconfirmed.clear()
@@ -134,27 +169,53 @@ class KombuBroker(KombuAdmin):
                 f"a queue under prefix {cfg.prefix!r} exists with other arguments ({e}); "
                 "delete it or choose another ACKFLOW_PREFIX / ACKFLOW_QUEUE_TYPE"
             ) from None
-        except amqp.exceptions.AccessRefused as e:
-            self._drop()
-            raise BrokerUnavailable(f"broker refused login at {redact_url(cfg.broker_url)}: {e}") from None
-        except _CONN_ERRORS as e:
-            self._drop()
-            raise BrokerUnavailable(f"cannot reach broker at {redact_url(cfg.broker_url)}: {e}") from None
-        self._backoff_s = 0.0
-        log.info("connected to broker %s", redact_url(cfg.broker_url))
+
+    @property
+    def connected_host(self) -> str | None:
+        """The URL (password redacted) of the node this broker is connected to, or None."""
+        return redact_url(self._hosts[self._host]) if self._conn is not None else None
 
     def _declare_all(self, logical: set[str]) -> None:
-        exchange = Exchange(self._config.prefix, "direct", durable=True)
-        exchange(self._chan).declare()
-        for q in sorted(logical):
-            Queue(
-                self.physical(q),
-                exchange,
-                routing_key=q,
-                durable=True,
-                queue_arguments=queue_arguments(self._config, q),
-            )(self._chan).declare()
-            self._declared.add(q)
+        """Declare the exchange and these queues, on a channel of their own: a refusal closes
+        the channel it came on, and must never take the consumers with it."""
+        chan = self._conn.channel()
+        try:
+            exchange = Exchange(self._config.prefix, "direct", durable=True)
+            exchange(chan).declare()
+            for q in sorted(logical):
+                chan = self._declare_queue(chan, exchange, q)
+                self._declared.add(q)
+        finally:
+            if chan.is_open:
+                chan.close()
+
+    def _declare_queue(self, chan: Any, exchange: Any, logical: str) -> Any:
+        """Declare one queue; return the channel to go on with."""
+        args = queue_arguments(self._config, logical)
+        try:
+            self._queue(exchange, logical, args)(chan).declare()
+            return chan
+        except amqp.exceptions.PreconditionFailed as e:
+            if LEADER_LOCATOR not in args or LEADER_LOCATOR not in str(e):
+                raise
+        # The queue predates the leader locator (an older ackflow declared it) and a queue's
+        # arguments never change: take it as it is, checking the rest of its arguments. A
+        # policy gives it the locator (README: Running on clusters).
+        del args[LEADER_LOCATOR]
+        chan = self._conn.channel()  # the broker closed the other one
+        self._queue(exchange, logical, args)(chan).declare()
+        log.info(
+            "queue %s has no %s argument (declared by an older ackflow); "
+            "a policy can balance its leaders (README: Running on clusters)",
+            self.physical(logical),
+            LEADER_LOCATOR,
+        )
+        return chan
+
+    def _queue(self, exchange: Any, logical: str, args: dict[str, Any]) -> Any:
+        return Queue(
+            self.physical(logical), exchange, routing_key=logical, durable=True, queue_arguments=args
+        )
 
     def _start_consumer(self, logical: str) -> None:
         tag = f"{logical}-{uuid.uuid4().hex[:12]}"

@@ -27,11 +27,19 @@ if TYPE_CHECKING:
     from runner.config import Config
 
 
+# Quorum queues: where a new queue's leader goes. "balanced" spreads the leaders over a
+# cluster's nodes (RabbitMQ 3.10+; the default, client-local, puts them all on the node the
+# declaring process is connected to). Queues declared without it keep that: a queue's
+# arguments never change, so KombuBroker takes them as they are and a policy sets it.
+LEADER_LOCATOR = "x-queue-leader-locator"
+
+
 def queue_arguments(config: Config, logical: str) -> dict[str, Any]:
     """The x-arguments of a queue; the dead queue has no dead-letter route of its own."""
     args: dict[str, Any] = {}
     if config.queue_type == "quorum":
         args["x-queue-type"] = "quorum"
+        args[LEADER_LOCATOR] = "balanced"
     if logical != DEAD_QUEUE:
         args["x-dead-letter-exchange"] = config.prefix
         args["x-dead-letter-routing-key"] = DEAD_QUEUE

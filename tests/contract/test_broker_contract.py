@@ -18,6 +18,7 @@ import pytest
 
 from runner.broker import (
     DEAD_QUEUE,
+    ENGINE_QUEUE,
     H_COUNT,
     H_QUEUE,
     H_REASON,
@@ -28,10 +29,11 @@ from runner.broker import (
     Outgoing,
     task_queue,
 )
+from runner.broker.kombu import queue_arguments
 from runner.broker.local import LocalHub
 from runner.config import Config
 from runner.connect import open_broker
-from runner.errors import PublishError
+from runner.errors import BrokerError, PublishError
 from runner.protocol import CONTENT_TYPE
 
 # The config fixture deletes these queues (and the exchange) after each test.
@@ -267,3 +269,56 @@ def test_dead_letters_are_listed_shown_replayed_and_purged(brokers: Brokers) -> 
 
     assert ops.purge_dead() == 2
     assert ops.list_dead() == []
+
+
+# --- RabbitMQ only: where quorum queues' leaders go ----------------------------------------
+
+
+def _redeclare(cfg: Config, logical: str, arguments: dict[str, object]) -> str | None:
+    """Declare a queue with exactly these arguments on a raw channel; None, or the refusal."""
+    import amqp
+
+    broker = open_broker(cfg, attempts=1)
+    try:
+        chan = broker._conn.channel()
+        try:
+            chan.queue_declare(broker.physical(logical), durable=True, auto_delete=False, arguments=arguments)
+        except amqp.exceptions.PreconditionFailed as e:
+            return str(e)
+        chan.close()
+        return None
+    finally:
+        broker.close()
+
+
+def test_new_quorum_queues_are_declared_with_a_balanced_leader_locator(config: Config) -> None:
+    broker = open_broker(config, role="contract")
+    try:
+        broker.declare([QUEUE])
+    finally:
+        broker.close()
+    for logical in (ENGINE_QUEUE, QUEUE):
+        args = {k: v for k, v in queue_arguments(config, logical).items() if k != "x-queue-leader-locator"}
+        # the broker refuses the same queue without it: it is one of the queue's arguments
+        refusal = _redeclare(config, logical, args)
+        assert refusal is not None and "x-queue-leader-locator" in refusal and "balanced" in refusal
+
+
+def test_a_queue_declared_before_the_leader_locator_is_used_as_it_is(config: Config) -> None:
+    # as an older ackflow declared it: its arguments cannot change, a policy can add the locator
+    old = {k: v for k, v in queue_arguments(config, QUEUE).items() if k != "x-queue-leader-locator"}
+    assert _redeclare(config, QUEUE, old) is None
+    consumer = open_broker(config, role="contract")
+    publisher = open_broker(config, role="contract")
+    try:
+        consumer.consume([QUEUE], prefetch=10)
+        publisher.publish([msg(QUEUE)])  # declares the queue again (a queue new to this process)
+        got = take(consumer, 1)
+        assert [d.queue for d in got] == [QUEUE]
+        consumer.ack(got[0])
+    finally:
+        consumer.close()
+        publisher.close()
+    # another queue's type is still refused as before
+    with pytest.raises(BrokerError, match="exists with other arguments"):
+        open_broker(config.with_(queue_type="classic"), attempts=1)
