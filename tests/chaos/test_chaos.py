@@ -431,6 +431,7 @@ def print_table(r: dict[str, Any]) -> None:
             "duplicate executions",
             f"{r['duplicate_executions']} (unexplained {r['unexplained_duplicate_executions']})",
         ),
+        ("tasks / reverts never executed", f"{r['tasks_never_executed']} / {r['reverts_never_executed']}"),
         ("lost transitions", r["lost_transitions"]),
         ("duplicate transitions", r["duplicate_transitions"]),
         ("duplicate applications", r["duplicate_applications"]),

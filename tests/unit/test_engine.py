@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 
 from runner import protocol
@@ -144,17 +145,25 @@ def test_two_engines_racing_on_a_wide_join_fire_it_exactly_once() -> None:
         while not stop.is_set():
             e.run_once(0.01)
 
-    threads = [threading.Thread(target=serve, args=(e,)) for e in (h.engine, second)]
-    for t in threads:
-        t.start()
-    watch = h.store.watch(rid)
+    threads = [threading.Thread(target=serve, args=(e,), daemon=True) for e in (h.engine, second)]
     got: list[TaskRequest] = []
-    while not got and h.client.status(rid).status == "RUNNING":
-        watch.wait(1.0)
-        got = h.requests()
-    stop.set()
-    for t in threads:
-        t.join()
+    watch = h.store.watch(rid)
+    deadline = time.monotonic() + 120  # a backstop against a hang, not a timed assertion
+    try:
+        for t in threads:
+            t.start()
+        while not got:
+            # processed counts an event once its outbox is confirmed: read it before the queue
+            all_applied = h.engine.processed + second.processed >= 1 + 1 + 200
+            got = h.requests()
+            if all_applied or h.client.status(rid).status != "RUNNING":
+                break  # every result applied: the join's request is out now or never
+            assert time.monotonic() < deadline, f"{h.engine.processed + second.processed} events applied"
+            watch.wait(1.0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
     assert h.client.status(rid).status == "RUNNING"
     assert [r.task for r in got] == ["gather"]
     assert len(got[0].args) == 200
