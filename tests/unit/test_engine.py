@@ -5,9 +5,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping, Sequence
 
 from runner import protocol
-from runner.broker import ENGINE_QUEUE, Outgoing
+from runner.broker import ENGINE_QUEUE, Delivery, Outgoing
+from runner.broker.local import LocalBroker, LocalHub
 from runner.client import Client
 from runner.engine import Engine
 from runner.protocol import Event, TaskRequest
@@ -278,3 +280,49 @@ def test_control_of_an_unknown_run_is_dropped() -> None:
     h.send(Event(protocol.RUN_PAUSE, "pause:x", "no-such-run", body={"by": "t"}, at_ms=protocol.now_ms()))
     h.pump()
     assert h.store.history("no-such-run") == []
+
+
+class RecordingBroker(LocalBroker):
+    """The engine's side of the broker, logging send, confirm and ack in order."""
+
+    def __init__(self, hub: LocalHub, log: list[str]) -> None:
+        super().__init__(hub)
+        self.log = log
+
+    def send(self, messages: Sequence[Outgoing]) -> None:
+        self.log += [f"send {m.message_id}" for m in messages]
+        super().send(messages)
+
+    def confirm(self) -> None:
+        self.log.append("confirm")
+
+    def ack(self, delivery: Delivery) -> None:
+        self.log.append(f"ack {delivery.message_id}")
+        super().ack(delivery)
+
+
+class RecordingStore(MemoryStore):
+    def __init__(self, log: list[str]) -> None:
+        super().__init__()
+        self.log = log
+
+    def mark_sent_many(self, sent: Mapping[str, Sequence[str]]) -> None:
+        self.log += [f"mark_sent {mid}" for ids in sent.values() for mid in ids]
+        super().mark_sent_many(sent)
+
+
+def test_the_engine_sends_then_awaits_confirms_then_marks_sent_then_acks() -> None:
+    """G3: an event is acknowledged only after its commit's messages are confirmed and
+    marked sent; marking them sent before the confirms would lose them in a crash."""
+    log: list[str] = []
+    hub = LocalHub()
+    store = RecordingStore(log)
+    engine = Engine(CFG, store, RecordingBroker(hub, log))
+    engine.start()
+    client = Client(CFG, store, hub.connect)
+    rid = client.submit(flows.chain(2), {"v0": 1})
+    while engine.run_once(0):
+        pass
+    request = f"req:{rid}:s1:1"
+    submit = next(entry.split()[1] for entry in log if entry.startswith("ack "))
+    assert log == [f"send {request}", "confirm", f"mark_sent {request}", f"ack {submit}"], log
