@@ -166,6 +166,8 @@ class Chaos:
                 if p.poll() is None:
                     p.send_signal(signal.SIGCONT)
                     r["resumed"] = True
+                else:  # killed while frozen (a stopped process cannot die otherwise)
+                    r["resumed"] = f"killed while frozen (exit {p.returncode})"
 
             timer = threading.Timer(FREEZE_S, resume)
             timer.start()

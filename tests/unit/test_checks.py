@@ -121,6 +121,9 @@ def all_faults() -> list[dict[str, Any]]:
 
 def test_planned_faults_that_did_not_happen_are_reported() -> None:
     assert checks.missed_faults(PLAN, all_faults(), None) == []
+    killed_while_frozen = all_faults()
+    killed_while_frozen[2]["resumed"] = "killed while frozen (exit -9)"
+    assert checks.missed_faults(PLAN, killed_while_frozen, None) == []
     faults = all_faults()
     faults[3]["closed"] = False  # rabbitmqctl could not close it
     faults[1]["exit"] = "dead 1"  # the victim had died by itself
