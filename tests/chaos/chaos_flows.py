@@ -14,15 +14,17 @@ from runner import Retry, current_task, flow, task
 _client: redis.Redis | None = None
 
 
-def record() -> None:
-    """Append "<key>|<pid>|<ms>" to the chaos Redis; retried through a Redis restart."""
+def record(what: str = "") -> None:
+    """Append "<key>|<pid>|<ms>" to the chaos Redis (``<key>:revert`` for a revert handler,
+    ``what="revert"``); retried through a Redis restart."""
     global _client
     url = os.environ.get("ACKFLOW_CHAOS_REDIS")
     if not url:
         return
     if _client is None:
         _client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
-    entry = f"{current_task().idempotency_key}|{os.getpid()}|{int(time.time() * 1000)}"
+    key = current_task().idempotency_key + (f":{what}" if what else "")
+    entry = f"{key}|{os.getpid()}|{int(time.time() * 1000)}"
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -82,6 +84,7 @@ def c_undoable(x: int) -> int:
 
 @c_undoable.revert
 def c_undo(x: int, result: int) -> None:
+    record("revert")
     if result != x + 1:
         raise AssertionError(f"revert got result {result} for input {x}")
 

@@ -1,5 +1,6 @@
 """Kill the engine or the worker at every fault point of DESIGN §5; the run must end exactly
-as a run without faults: same state, same result, same transitions, none of them twice."""
+as a run without faults: same state, same result, same transitions, none of them twice, no
+event applied by two commits, nothing dead-lettered."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ from collections.abc import Iterator
 import pytest
 
 from runner import faults
+from runner.broker.kombu import KombuBroker
 from runner.client import Client, RunInfo
+from runner.config import Config
 from runner.local import LocalRuntime
 from tests.conftest import Processes
 from tests.e2e import flows
+from tests.helpers.checks import reapplied_events, transitions
 
 pytestmark = pytest.mark.services
 
@@ -42,10 +46,6 @@ def test_every_fault_point_is_tested() -> None:
     assert {p for p, _ in POINTS} == set(faults.POINTS)
 
 
-def transitions(client_or_rt: Client, run_id: str) -> Counter[tuple[str, str, str, int]]:
-    return Counter((h.scope, h.old, h.new, h.attempt) for h in client_or_rt.history(run_id) if h.old != h.new)
-
-
 def outcome(info: RunInfo) -> tuple[str, object, dict[str, tuple[str, int]]]:
     return info.status, info.result, {n: (t.status, t.attempt) for n, t in info.tasks.items()}
 
@@ -54,7 +54,7 @@ def outcome(info: RunInfo) -> tuple[str, object, dict[str, tuple[str, int]]]:
 def reference() -> Iterator[tuple[object, Counter[tuple[str, str, str, int]]]]:
     with LocalRuntime() as rt:
         info = rt.run(FLOW, INPUTS, timeout_s=60)
-        yield outcome(info), transitions(rt.client, info.run_id)
+        yield outcome(info), transitions(rt.client.history(info.run_id))
 
 
 @pytest.mark.parametrize("point,nth", POINTS, ids=[f"{p}:{n}" for p, n in POINTS])
@@ -63,6 +63,7 @@ def test_crash_at_fault_point_then_restart(
     nth: int,
     procs: Processes,
     client: Client,
+    config: Config,
     reference: tuple[object, Counter[tuple[str, str, str, int]]],
 ) -> None:
     fault = {"ACKFLOW_FAULTS": f"{point}:crash:{nth}"}
@@ -82,7 +83,14 @@ def test_crash_at_fault_point_then_restart(
     info = procs.wait(client, rid)
     ref_outcome, ref_transitions = reference
     assert outcome(info) == ref_outcome
-    got = transitions(client, rid)
+    history = client.history(rid)
+    got = transitions(history)
     assert max(got.values()) == 1, f"a transition applied twice: {got}"
     assert got == ref_transitions
+    assert reapplied_events(history) == {}, "an event applied by more than one commit"
     assert client.store.read_all(rid, "outbox") == {}, "an outbox entry was never confirmed"
+    broker = KombuBroker(config)
+    try:
+        assert broker.depth("dead") == 0, "a message was dead-lettered"
+    finally:
+        broker.close()

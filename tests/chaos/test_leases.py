@@ -16,14 +16,22 @@ import uuid
 import pytest
 
 from runner.client import Client
+from runner.config import Config
 from runner.store import keys
 from tests.conftest import Processes
 from tests.e2e import semantic_flows as sf
+from tests.helpers.ci import can_check
 from tests.services import unacked
 
 pytestmark = pytest.mark.services
 
 LEASE = {"ACKFLOW_ACK_AFTER_S": "0", "ACKFLOW_LEASE_S": "1", "ACKFLOW_HEARTBEAT_S": "2"}
+
+
+@pytest.fixture(autouse=True)
+def _redis_for_tasks(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gates and logs of semantic_flows on the test's Redis (the workers get it too)."""
+    monkeypatch.setenv("ACKFLOW_REDIS_URL", config.redis_url)
 
 
 def key(name: str) -> str:
@@ -62,7 +70,9 @@ def test_a_task_far_longer_than_its_lease_completes_once_holding_no_delivery(
     first = lease_until(client, rid, "long_once")
     # Renewed by heartbeats well past three lease lengths, by the same attempt.
     until(client, procs, rid, lambda: lease_until(client, rid, "long_once") > first + 3000, "3 renewals")
-    if shutil.which("rabbitmqctl"):  # a local node (not one in a container) can be asked
+    if can_check(
+        shutil.which("rabbitmqctl") is not None, "rabbitmqctl is needed to count unacked deliveries"
+    ):
         assert unacked(f"{client.config.prefix}.task.default") == 0, "a long task must not hold its delivery"
     sf.open_gate(gate)
     info = procs.wait(client, rid, 60)

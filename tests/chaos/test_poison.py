@@ -4,6 +4,8 @@ deliveries; its run fails with the reason; other runs and the workers go on."""
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 
 import pytest
 
@@ -25,13 +27,15 @@ def test_poison_task_is_dead_lettered_and_its_run_fails(
     healthy = [client.submit(flows.chain(3), {"v0": i}) for i in range(5)]
     deaths = 0
     # A supervisor's job: restart the worker whenever it dies (bounded).
+    deadline = time.monotonic() + 240
     while not client.status(poison).done:
         assert deaths <= limit, f"poison task ran {deaths} times, over the limit {limit}"
         worker = procs.worker("-c", "1")
         while worker.poll() is None and not client.status(poison).done:
+            assert time.monotonic() < deadline, f"the poison run never ended\n{procs.logs()}"
             try:
                 worker.wait(timeout=0.5)
-            except Exception:  # noqa: BLE001 - TimeoutExpired: still alive
+            except subprocess.TimeoutExpired:  # still alive
                 pass
         if worker.poll() is not None:
             assert worker.returncode == 3, procs.logs()
@@ -74,9 +78,8 @@ def test_dlq_replay_puts_a_letter_back_where_it_came_from(
     out = procs.run("dlq", "replay", letter_id)
     assert out.returncode == 0 and f"replayed {letter_id} to engine" in out.stdout
     # the engine rejects it again, with the same reason: replay really delivered it
-    while True:
-        again = procs.run("dlq", "list").stdout.splitlines()
-        if again:
-            break
+    deadline = time.monotonic() + 60
+    while not (again := procs.run("dlq", "list").stdout.splitlines()):
+        assert time.monotonic() < deadline, f"the replayed letter never came back\n{procs.logs()}"
     assert again[0].split()[0] == letter_id
     assert json.loads(procs.run("status", rid, "--json").stdout)["status"] == "SUCCESS"

@@ -3,6 +3,7 @@ through the CLI, exactly as an operator starts them."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import msgpack
@@ -193,13 +194,15 @@ def test_sigterm_lets_the_running_task_finish_then_exits(procs: Processes, clien
     worker = procs.worker()
     rid = client.submit(flows.slow_flow, {"seconds": 1.0})
     watch = client.store.watch(rid)
+    deadline = time.monotonic() + 60
     while getattr(client.status(rid).tasks.get("slow"), "status", None) != "RUNNING":
+        assert time.monotonic() < deadline, f"the slow task never started\n{procs.logs()}"
         watch.wait(2.0)
     watch.close()
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=60) == 0, procs.logs()
     procs.retire(worker)
-    info = client.status(rid)
+    info = procs.wait(client, rid, 60)  # the engine applies the last result after the worker exits
     assert info.status == "SUCCESS" and info.result == {"slept": 1.0}
     assert not any("redelivery" in h.extra for h in client.history(rid))  # it was not run twice
 
@@ -210,10 +213,13 @@ def test_a_publish_after_the_broker_closed_an_idle_connection_reconnects(config:
     import shutil
 
     from runner.broker import ENGINE_QUEUE, Outgoing
+    from tests.helpers.ci import require
     from tests.services import close_connections
 
-    if shutil.which("rabbitmqctl") is None:
-        pytest.skip("needs rabbitmqctl to close the connection from the broker's side")
+    require(
+        shutil.which("rabbitmqctl") is not None,
+        "needs rabbitmqctl to close the connection from the broker's side",
+    )
     broker = KombuBroker(config, role="idle-client")
     try:
         broker.publish([Outgoing(ENGINE_QUEUE, "before", b"\x90")])

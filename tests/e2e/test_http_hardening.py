@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from urllib.parse import urlsplit
@@ -51,11 +52,13 @@ def running_run(rt: LocalRuntime) -> tuple[str, str]:
     gate = f"ackflow-test:gate:{uuid.uuid4().hex}"
     rid = rt.client.submit(sf.pause_flow, {"x": 1, "gate_key": gate})
     watch = rt.client.store.watch(rid)
-    for _ in range(100):
-        if rt.client._exists(rid) and rt.client.status(rid).tasks["gated_step"].status == "RUNNING":
-            break
-        watch.wait(0.2)
-    watch.close()
+    deadline = time.monotonic() + 60
+    try:
+        while not (rt.client._exists(rid) and rt.client.status(rid).tasks["gated_step"].status == "RUNNING"):
+            assert time.monotonic() < deadline, f"gated_step never reached RUNNING: {rt.client.status(rid)}"
+            watch.wait(0.2)  # woken by the run's commits
+    finally:
+        watch.close()
     return rid, gate
 
 

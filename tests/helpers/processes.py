@@ -123,6 +123,15 @@ class Processes:
                         f"run {run_id} unfinished after {timeout_s} s\n{self.logs()}"
                     ) from None
 
+    def until_logged(self, proc: subprocess.Popen[bytes], text: str, timeout_s: float = 60) -> None:
+        """Wait until ``proc`` has logged ``text`` (it got that far); fail if it exits first."""
+        path = self.logdir / Path(self._files[self.procs.index(proc)].name).name
+        deadline = time.monotonic() + timeout_s
+        while text not in path.read_text(errors="replace"):
+            assert proc.poll() is None, f"{proc.args} exited with {proc.returncode}\n{self.logs()}"
+            assert time.monotonic() < deadline, f"{proc.args} never logged {text!r}\n{self.logs()}"
+            time.sleep(0.05)  # a start-up poll of its log file
+
     def logs(self) -> str:
         return "\n".join(
             f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}"

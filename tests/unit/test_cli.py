@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -54,10 +55,12 @@ def test_parse_inputs() -> None:
         "d": "7",
         "e": True,
     }
-    with pytest.raises(Exception, match="KEY=VALUE"):
+    with pytest.raises(click.BadParameter, match="KEY=VALUE"):
         parse_inputs(["novalue"], None)
-    with pytest.raises(Exception, match="JSON object"):
+    with pytest.raises(click.BadParameter, match="JSON object"):
         parse_inputs([], "[1]")
+    with pytest.raises(click.BadParameter, match="not JSON"):
+        parse_inputs([], "{")
 
 
 def test_run_in_local_mode_prints_progress_and_result() -> None:

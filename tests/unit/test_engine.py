@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
+from collections.abc import Mapping, Sequence
 
 from runner import protocol
-from runner.broker import ENGINE_QUEUE, Outgoing
+from runner.broker import ENGINE_QUEUE, Delivery, Outgoing
+from runner.broker.local import LocalBroker, LocalHub
 from runner.client import Client
 from runner.engine import Engine
 from runner.protocol import Event, TaskRequest
@@ -144,17 +147,25 @@ def test_two_engines_racing_on_a_wide_join_fire_it_exactly_once() -> None:
         while not stop.is_set():
             e.run_once(0.01)
 
-    threads = [threading.Thread(target=serve, args=(e,)) for e in (h.engine, second)]
-    for t in threads:
-        t.start()
-    watch = h.store.watch(rid)
+    threads = [threading.Thread(target=serve, args=(e,), daemon=True) for e in (h.engine, second)]
     got: list[TaskRequest] = []
-    while not got and h.client.status(rid).status == "RUNNING":
-        watch.wait(1.0)
-        got = h.requests()
-    stop.set()
-    for t in threads:
-        t.join()
+    watch = h.store.watch(rid)
+    deadline = time.monotonic() + 120  # a backstop against a hang, not a timed assertion
+    try:
+        for t in threads:
+            t.start()
+        while not got:
+            # processed counts an event once its outbox is confirmed: read it before the queue
+            all_applied = h.engine.processed + second.processed >= 1 + 1 + 200
+            got = h.requests()
+            if all_applied or h.client.status(rid).status != "RUNNING":
+                break  # every result applied: the join's request is out now or never
+            assert time.monotonic() < deadline, f"{h.engine.processed + second.processed} events applied"
+            watch.wait(1.0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
     assert h.client.status(rid).status == "RUNNING"
     assert [r.task for r in got] == ["gather"]
     assert len(got[0].args) == 200
@@ -269,3 +280,49 @@ def test_control_of_an_unknown_run_is_dropped() -> None:
     h.send(Event(protocol.RUN_PAUSE, "pause:x", "no-such-run", body={"by": "t"}, at_ms=protocol.now_ms()))
     h.pump()
     assert h.store.history("no-such-run") == []
+
+
+class RecordingBroker(LocalBroker):
+    """The engine's side of the broker, logging send, confirm and ack in order."""
+
+    def __init__(self, hub: LocalHub, log: list[str]) -> None:
+        super().__init__(hub)
+        self.log = log
+
+    def send(self, messages: Sequence[Outgoing]) -> None:
+        self.log += [f"send {m.message_id}" for m in messages]
+        super().send(messages)
+
+    def confirm(self) -> None:
+        self.log.append("confirm")
+
+    def ack(self, delivery: Delivery) -> None:
+        self.log.append(f"ack {delivery.message_id}")
+        super().ack(delivery)
+
+
+class RecordingStore(MemoryStore):
+    def __init__(self, log: list[str]) -> None:
+        super().__init__()
+        self.log = log
+
+    def mark_sent_many(self, sent: Mapping[str, Sequence[str]]) -> None:
+        self.log += [f"mark_sent {mid}" for ids in sent.values() for mid in ids]
+        super().mark_sent_many(sent)
+
+
+def test_the_engine_sends_then_awaits_confirms_then_marks_sent_then_acks() -> None:
+    """G3: an event is acknowledged only after its commit's messages are confirmed and
+    marked sent; marking them sent before the confirms would lose them in a crash."""
+    log: list[str] = []
+    hub = LocalHub()
+    store = RecordingStore(log)
+    engine = Engine(CFG, store, RecordingBroker(hub, log))
+    engine.start()
+    client = Client(CFG, store, hub.connect)
+    rid = client.submit(flows.chain(2), {"v0": 1})
+    while engine.run_once(0):
+        pass
+    request = f"req:{rid}:s1:1"
+    submit = next(entry.split()[1] for entry in log if entry.startswith("ack "))
+    assert log == [f"send {request}", "confirm", f"mark_sent {request}", f"ack {submit}"], log

@@ -52,6 +52,7 @@ def test_a_finished_task_whose_result_is_not_yet_published_is_never_leased() -> 
     w.run_once(0)  # dispatches
     assert finished.wait(10)
     w.run_once(0)  # the result cannot be published: kept, the delivery still held
+    assert len(broker._unacked) == 1, "a request must not be acknowledged before its result is published"
     assert (w._freed, w._inflight) == (0, 0)
     assert not any(r.leased for r in w._running.values())
     broker.failing = False
