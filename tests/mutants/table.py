@@ -130,12 +130,51 @@ MUTANTS: tuple[Mutant, ...] = (
         "M11",
         "workers/loop.py",
         """        batch = self._unpublished
-        try:""",
-        """        batch = self._unpublished
+        try:
+            self._publish(
+                [Outgoing(ENGINE_QUEUE, r.result.id, protocol.encode(r.result)) for r in batch if r.result]
+            )
+        except BrokerError as e:
+            log.warning("could not publish %d results (%s); retrying", len(batch), e)
+            return
+        faults.hit("worker.after_publish")
+        self._unpublished = []
+        faults.hit("worker.before_ack")
+        with self._running_lock:
+            for r in batch:
+                self._running.pop(id(r.running), None)
         for r in batch:
-            if not (r.running.leased or r.dead_reason):
+            if r.dead_reason:
+                if r.running.leased:  # its delivery is gone: the lease's expiry retries it
+                    log.error("request %s failed in the worker: %s", r.running.req.id, r.dead_reason)
+                else:
+                    self._reject(r.running.delivery, r.dead_reason, "error")
+            elif not r.running.leased:
+                self.broker.ack(r.running.delivery)""",
+        """        batch = self._unpublished
+        for r in batch:  # acked before the publish, once (a failed publish is retried)
+            if not (r.dead_reason or r.running.leased or getattr(r, "acked", False)):
                 self.broker.ack(r.running.delivery)
-        try:""",
+                r.acked = True  # type: ignore[attr-defined]
+        try:
+            self._publish(
+                [Outgoing(ENGINE_QUEUE, r.result.id, protocol.encode(r.result)) for r in batch if r.result]
+            )
+        except BrokerError as e:
+            log.warning("could not publish %d results (%s); retrying", len(batch), e)
+            return
+        faults.hit("worker.after_publish")
+        self._unpublished = []
+        faults.hit("worker.before_ack")
+        with self._running_lock:
+            for r in batch:
+                self._running.pop(id(r.running), None)
+        for r in batch:
+            if r.dead_reason:
+                if r.running.leased:  # its delivery is gone: the lease's expiry retries it
+                    log.error("request %s failed in the worker: %s", r.running.req.id, r.dead_reason)
+                else:
+                    self._reject(r.running.delivery, r.dead_reason, "error")""",
         "worker acks the request before publishing its result",
         (ORDER,),
     ),
