@@ -33,7 +33,9 @@ FAST = ("tests/unit", "tests/contract", "tests/chaos/test_crash_points.py")
 COPIED = ("runner", "workers", "tests")
 RUN_TIMEOUT_S = 900  # one pytest run on one copy; a hang past this counts as a kill, shown
 TEST_TIMEOUT_S = 120  # per test (pytest-timeout): a mutant that hangs a test fails it
-_FAILED = re.compile(r"^(FAILED|ERROR) (.+?)(?: - .*)?$", re.M)  # node ids may hold spaces
+# a line of pytest's short test summary (node ids may hold spaces; captured log lines that
+# start with "ERROR" come before the summary and never name a test file)
+_FAILED = re.compile(r"^(FAILED|ERROR) (tests/.+?)(?: - .*)?$", re.M)
 
 
 @dataclass
@@ -101,7 +103,8 @@ def pytest(copy: Path, targets: list[str], log: Path) -> tuple[int | None, str]:
 
 def _verdict(rc: int | None, output: str) -> tuple[str, str]:
     """(killer, detail) of a pytest run that did not pass."""
-    m = _FAILED.search(output)
+    summary = output.rpartition("short test summary info")[2]
+    m = _FAILED.search(summary)
     if rc is None:
         return (m.group(2) if m else "(hung)"), f"pytest hung past {RUN_TIMEOUT_S} s"
     if m:

@@ -90,8 +90,9 @@ MUTANTS: tuple[Mutant, ...] = (
         "runner/decide/progress.py",
         "        if taken and ok == spec.needs:",
         "        if taken and ok >= spec.needs:",
-        "a join=N fires again for each taken edge after the N-th (the audit's M6, the join "
-        "record, is removed: what stops a join firing twice is this count, tested here)",
+        # The audit's M6 mutated the per-predecessor join record, which nothing read; it is
+        # removed. What keeps a join from firing twice is this count (and M7's guard, M12).
+        "a join=N fires again for each taken edge after the N-th",
         (GUARANTEES,),
     ),
     Mutant(
