@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: help venv setup demo test unit contract e2e chaos fuzz bench lint typecheck check clean services screenshots
+.PHONY: help venv setup demo test unit contract e2e chaos fuzz mutants bench lint typecheck check clean services screenshots
 
 help:
 	@echo "make demo       run a demo flow in local mode (no broker, no Redis needed)"
@@ -12,6 +12,7 @@ help:
 	@echo "make unit       unit tests only (no network)"
 	@echo "make fuzz       property-based fuzzing of every boundary, many more inputs (prints counts)"
 	@echo "make chaos      the long chaos suite (kills engines and workers mid-flow)"
+	@echo "make mutants    plant each bug of tests/mutants/table.py; fail if a test suite misses one"
 	@echo "make bench      benchmarks against RabbitMQ + Redis (table + bench-report.json)"
 	@echo "make check      ruff lint + format check + mypy (strict)"
 	@echo "make services   start local RabbitMQ and Redis if they are down (Debian packages)"
@@ -58,6 +59,11 @@ fuzz: $(STAMP)
 
 screenshots: $(STAMP)
 	ACKFLOW_SCREENSHOTS=$(CURDIR)/docs $(PY) -m pytest -q tests/browser
+
+# Each mutant alone on a temporary copy of the tree, MUTANTS_JOBS (default 2) at a time;
+# MUTANTS="M3 M11" runs only those. Exits non-zero if any mutant survives the fast suites.
+mutants: $(STAMP)
+	$(PY) -m tests.mutants.run
 
 bench: $(STAMP)
 	$(VENV)/bin/ackflow --log-level warning bench

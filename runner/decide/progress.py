@@ -317,7 +317,6 @@ def advance(d: Draft, name: str, taken: bool = True) -> None:
         out = join_outcome(d, s, edge)
         d.guard(keys.JOINS, s, d.view.joins.get(s))
         d.write(keys.JOINS, s, str(d.join(s) + 1).encode())
-        d.write(keys.JOINS, keys.join_member(s, name), b"1" if edge else b"0")
         if not edge:
             d.guard(keys.JOINS, s + NOT_TAKEN, d.view.joins.get(s + NOT_TAKEN))
             d.write(keys.JOINS, s + NOT_TAKEN, str(d.join(s + NOT_TAKEN) + 1).encode())

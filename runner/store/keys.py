@@ -13,7 +13,10 @@ Per run (``<prefix>:{<run>}:<part>``):
   spec     hash   task name -> msgpack task spec (immutable once the run exists)
   tasks    hash   task name -> msgpack task state (absent = PENDING)
   data     hash   value name -> msgpack value (run inputs and task outputs)
-  joins    hash   "<task>" -> number of predecessors done; "<task>\\x1f<pred>" -> b"1"
+  joins    hash   "<task>" -> number of predecessors decided; "<task>\\x1eno" -> of which not
+                  taken. Each predecessor counts once: its completion is one event, applied
+                  once (applied), later ones for the attempt refused (stale), and the count
+                  is guarded (engines racing on one join: one commit conflicts, decides again)
   applied  hash   event id -> newline-separated ids of the outbox messages it caused
   outbox   hash   message id -> msgpack [routing key, body]; deleted once confirmed
   history  list   msgpack entries, one per applied event
@@ -115,10 +118,6 @@ def timer_member(run_id: str, timer_id: str) -> str:
 def split_timer_member(member: str) -> tuple[str, str]:
     run_id, _, timer_id = member.partition(JOIN_SEP)
     return run_id, timer_id
-
-
-def join_member(task: str, pred: str) -> str:
-    return f"{task}{JOIN_SEP}{pred}"
 
 
 _ITEM_RE = re.compile(r"^(?P<base>[^\[]+)\[(?P<i>\d+)\]$")

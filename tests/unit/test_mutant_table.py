@@ -1,0 +1,23 @@
+"""`make mutants` refuses a stale table: a mutant whose text is not found exactly once."""
+
+from __future__ import annotations
+
+from tests.mutants.run import check_table
+from tests.mutants.table import Mutant
+
+
+def test_a_mutant_whose_text_is_missing_or_repeated_is_refused() -> None:
+    # (The real table is checked by `make mutants` itself: in a mutant's copy of the tree
+    # its own text is, by design, no longer there.)
+    bad = (
+        Mutant("X1", "runner/engine/loop.py", "no such text in the engine", "x", "missing"),
+        Mutant("X2", "runner/engine/loop.py", "self.", "x", "repeated"),
+        Mutant("X3", "runner/nowhere.py", "x", "y", "no file"),
+        Mutant("X3", "runner/engine/loop.py", "class Engine:", "x", "duplicate id", ("tests/e2e",)),
+    )
+    problems = check_table(bad)
+    assert [p.split(":")[0] for p in problems] == ["X1", "X2", "X3", "X3", "X3"]
+    assert "occurs 0 times" in problems[0] and "exactly once" in problems[0]
+    assert "occurs" in problems[1] and "times" in problems[1]
+    assert "does not exist" in problems[2]
+    assert "duplicate id" in problems[3] and "not in the fast suites" in problems[4]
