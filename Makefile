@@ -55,7 +55,7 @@ chaos: $(STAMP)
 	ACKFLOW_CHAOS_FULL=1 $(PY) -m pytest -q -s tests/chaos
 
 fuzz: $(STAMP)
-	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q -m fuzz --hypothesis-show-statistics tests
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q -m fuzz --timeout 1800 --hypothesis-show-statistics tests
 
 screenshots: $(STAMP)
 	ACKFLOW_SCREENSHOTS=$(CURDIR)/docs $(PY) -m pytest -q tests/browser
