@@ -37,6 +37,9 @@ class Config:
     ack_after_s: float = 5.0  # a task running longer gives its delivery back and takes a lease
     lease_s: float = 30.0  # a long task's lease; its worker renews it every lease_s / 3
     timer_poll_s: float = 0.5  # longest an engine waits before looking for due timers
+    # At start, engines and workers wait this long for RabbitMQ and Redis to answer (jittered,
+    # logged retries) before exiting with 3: services restarted together come up in any order.
+    startup_wait_s: float = 60.0
     secret: str = ""  # signs lazy tasks' completion tokens (HMAC); the same on every process
     operator_token: str = ""  # lets the dashboard's users control runs; unset: read-only
     # Engines and serve refuse to start (exit 3) unless Redis is known durable (runner.engine.durability)
@@ -61,6 +64,8 @@ class Config:
             raise ConfigError("retention_s must be at least 1")
         if self.ack_after_s < 0:
             raise ConfigError("ack_after_s must be >= 0")
+        if self.startup_wait_s < 0:
+            raise ConfigError("startup_wait_s must be >= 0")
         if self.lease_s <= 0 or self.timer_poll_s <= 0:
             raise ConfigError("lease_s and timer_poll_s must be > 0")
         if not isinstance(self.require_durable_store, bool):

@@ -13,9 +13,15 @@ must not load kombu or redis-py (the only modules that import them are
 
 from __future__ import annotations
 
+import logging
+import random
+import time
 from typing import TYPE_CHECKING
 
 from runner.config import Config
+from runner.errors import StoreUnavailable
+
+log = logging.getLogger("ackflow.connect")
 
 if TYPE_CHECKING:
     from runner.broker.kombu import KombuBroker
@@ -31,20 +37,41 @@ def open_store(config: Config) -> RedisStore:
     return RedisStore(config)
 
 
-def open_broker(config: Config, role: str = "client", *, attempts: int = 0) -> KombuBroker:
+def open_broker(
+    config: Config, role: str = "client", *, attempts: int = 0, wait_s: float = 0.0
+) -> KombuBroker:
     """The RabbitMQ broker at ``config.broker_url``; ``role`` names the connection in
-    RabbitMQ's management UI. With ``attempts`` > 0, connect (and declare the topology) now,
-    trying that many times with backoff; otherwise on first use."""
+    RabbitMQ's management UI. With ``attempts`` > 0 or ``wait_s`` > 0, connect (and declare
+    the topology) now, trying that many rounds over its hosts and for that long, with backoff;
+    otherwise on first use."""
     from runner.broker.kombu import KombuBroker
 
     broker = KombuBroker(config, role=role)
-    if attempts > 0:
+    if attempts > 0 or wait_s > 0:
         try:
-            broker.connect(attempts=attempts)
+            broker.connect(attempts=max(attempts, 1), wait_s=wait_s)
         except BaseException:
             broker.close()  # its wake pipe: a failed open leaks no descriptors
             raise
     return broker
+
+
+def wait_for_store(store: RedisStore, wait_s: float) -> None:
+    """Ping ``store`` until it answers, for up to ``wait_s`` seconds (jittered, logged
+    retries); then raise its `StoreUnavailable`."""
+    deadline = time.monotonic() + wait_s
+    delay = 0.1
+    while True:
+        try:
+            store.ping()
+            return
+        except StoreUnavailable as e:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise
+            log.warning("%s; retrying (for up to %.0f s more)", e, left)
+            time.sleep(min(delay * random.uniform(0.5, 1.0), left))
+            delay = min(delay * 2, 5.0)
 
 
 def open_local() -> tuple[MemoryStore, LocalHub]:

@@ -78,7 +78,7 @@ def worker(
     for m in modules:
         import_module(m)
     cfg = Config.from_env(**(ctx.obj or {}))
-    broker = connect.open_broker(cfg, role="worker", attempts=5)
+    broker = connect.open_broker(cfg, role="worker", attempts=5, wait_s=cfg.startup_wait_s)
     w = Worker(
         cfg,
         broker,

@@ -229,15 +229,22 @@ class KombuBroker(KombuAdmin):
         if self._conn is None:
             self._connect()
 
-    def connect(self, attempts: int = 1) -> None:
-        """Connect now (declaring the topology), trying a bounded number of times."""
-        for n in range(attempts):
+    def connect(self, attempts: int = 1, wait_s: float = 0.0) -> None:
+        """Connect now (declaring the topology): at least ``attempts`` rounds over the broker's
+        hosts, and for up to ``wait_s`` seconds, with jittered backoff between rounds."""
+        deadline = time.monotonic() + wait_s
+        n = 0
+        while True:
             try:
                 self._ensure()
                 return
-            except BrokerUnavailable:
-                if n == attempts - 1:
+            except BrokerUnavailable as e:
+                n += 1
+                left = deadline - time.monotonic()
+                if n >= attempts and left <= 0:
                     raise
+                if wait_s > 0:
+                    log.warning("%s; retrying (for up to %.0f s more)", e, max(left, 0.0))
                 self._sleep_backoff()
 
     def _drop(self) -> None:

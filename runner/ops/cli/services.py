@@ -34,10 +34,10 @@ def engine(ctx: click.Context, prefetch: int | None, burst: bool, metrics_port: 
 
     cfg = Config.from_env(**ctx.obj, engine_prefetch=prefetch)
     store = connect.open_store(cfg)
-    store.ping()
+    connect.wait_for_store(store, cfg.startup_wait_s)
     guard = StoreGuard(cfg, store)
     guard.startup()  # logs a WARNING if Redis may lose runs; StoreNotDurable if required
-    broker = connect.open_broker(cfg, role="engine", attempts=5)
+    broker = connect.open_broker(cfg, role="engine", attempts=5, wait_s=cfg.startup_wait_s)
     eng = Engine(cfg, store, broker, guard=guard)
     on_sigterm(eng.stop)
     if metrics_port:

@@ -1,0 +1,115 @@
+"""Services restarted together come up in any order: an engine or a worker started while
+RabbitMQ or Redis does not answer yet waits for it (jittered, logged retries, up to
+``ACKFLOW_STARTUP_WAIT_S``) instead of exiting with 3 after a second or two.
+
+The service "comes up" when a forwarder starts listening on the address the process was
+given and relays to the real service: the process sees a refused connection, then a live one."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+
+from runner.client import Client
+from runner.config import Config
+from tests.conftest import Processes
+from tests.e2e import flows
+from tests.helpers.net import free_port
+
+pytestmark = pytest.mark.services
+
+
+class Forwarder:
+    """Relays connections on 127.0.0.1:``port`` to ``target``, once started."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.port = free_port()
+        self.target = target
+        self._server: socket.socket | None = None
+        self._socks: list[socket.socket] = []
+
+    def start(self) -> None:
+        server = socket.create_server(("127.0.0.1", self.port))
+        self._server = server
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        assert self._server is not None
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            self._socks += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for s in self._socks:
+            s.close()
+
+
+def _addr(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    assert parts.hostname and parts.port, url
+    return parts.hostname, parts.port
+
+
+@pytest.fixture
+def late(config: Config) -> Iterator[dict[str, Forwarder]]:
+    fw = {"broker": Forwarder(_addr(config.broker_url)), "redis": Forwarder(_addr(config.redis_url))}
+    yield fw
+    for f in fw.values():
+        f.close()
+
+
+def _through(config: Config, fw: dict[str, Forwarder]) -> dict[str, str]:
+    b, r = urlsplit(config.broker_url), urlsplit(config.redis_url)
+    return {
+        "ACKFLOW_BROKER_URL": b._replace(
+            netloc=f"{b.netloc.rsplit('@', 1)[0]}@127.0.0.1:{fw['broker'].port}"
+        ).geturl(),
+        "ACKFLOW_REDIS_URL": r._replace(netloc=f"127.0.0.1:{fw['redis'].port}").geturl(),
+        "ACKFLOW_STARTUP_WAIT_S": "60",
+    }
+
+
+@pytest.mark.parametrize("service", ["broker", "redis"])
+def test_an_engine_and_a_worker_wait_for_a_service_that_comes_up_late(
+    service: str, procs: Processes, client: Client, config: Config, late: dict[str, Forwarder]
+) -> None:
+    other = "redis" if service == "broker" else "broker"
+    late[other].start()  # the other service answers from the start
+    env = _through(config, late)
+    engine = procs.engine(env=env)
+    worker = procs.worker("-c", "2", env=env)
+    what = "cannot reach broker" if service == "broker" else "redis"
+    procs.until_logged(engine, "retrying (for up to")  # it met the refusal and waits
+    if service == "broker":
+        procs.until_logged(worker, "retrying (for up to")
+    late[service].start()
+    procs.until_logged(engine, "engine started")
+    procs.until_logged(worker, "started: queues")
+    rid = client.submit(flows.diamond_flow, {"x": 2})
+    assert client.wait(rid, timeout_s=60).status == "SUCCESS", what
