@@ -6,7 +6,8 @@ A broker carries opaque msgpack bodies between named logical queues: ``engine`` 
 `runner.broker.local.LocalBroker` (in-process, for local mode).
 
 Rules both follow: manual acknowledgement; `publish` returns only once the broker has
-confirmed every message (or raises `PublishError`), and `send` + `confirm` split that in two
+confirmed every message (or raises `PublishError`, or `BrokerUnavailable` once a bounded
+recovery from nacks or confirm timeouts has failed), and `send` + `confirm` split that in two
 so a caller can pipeline the confirms of many messages; a message that cannot be handled is
 dead-lettered with a reason, never dropped.
 
@@ -92,6 +93,12 @@ class Broker(Protocol):
         ...
 
     def ack(self, delivery: Delivery) -> None: ...
+
+    def requeue(self, delivery: Delivery) -> None:
+        """Hand an unsettled delivery back to its queue at once (it comes again, marked
+        redelivered and counted): for a failure that leaves the connection up, such as
+        publishes that stayed unconfirmed; a closed connection hands it back by itself."""
+        ...
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
         """Move a delivery to the dead queue with the reason, then acknowledge it."""

@@ -11,6 +11,8 @@ Per event (DESIGN §5), for each batch of deliveries that arrived together::
     await every publisher confirm
     mark the outboxes sent (one round trip)
     ack each event
+  a broker error anywhere (publishes refused after the broker's bounded retries, a lost
+  connection): requeue every event of the batch not yet settled, so it comes back now
 
 A crash between any two steps leaves a state from which redelivery reaches the same end:
 the event is unacknowledged, so it comes back; its id is already applied, so the commit
@@ -154,26 +156,37 @@ class Engine:
         """
         done: list[tuple[Delivery, Event, dict[str, bytes]]] = []
         in_flight: set[str] = set()  # sent in this batch (a repeated event must not resend)
+        settled: set[int] = set()  # id() of the deliveries acked or dead-lettered
         try:
             for d in deliveries:
                 if d.redelivered and done:
                     # Settle what is done before a redelivered event, which may be the one
                     # that killed an engine: the events before it must not share its fate
                     # (each crash would count them towards poison too).
-                    self._settle(done)
+                    self._settle(done, settled)
                     done = []
                 item = self._commit_one(d, in_flight)
-                if item is not None:
+                if item is None:
+                    settled.add(id(d))
+                else:
                     done.append(item)
-            self._settle(done)
+            self._settle(done, settled)
         except (BrokerError, StoreUnavailable) as e:
             log.warning("events of this batch not acknowledged (%s); they will be redelivered", e)
             for d, msg, _ in done:
                 self._uncount(d, msg)
+            if isinstance(e, BrokerError):
+                # The connection may well be up (publishes nacked or unconfirmed after the
+                # broker's bounded retries): hand the events back now, or they would wait,
+                # unacknowledged, until the connection closes. A closed connection has
+                # handed them back already (requeue then does nothing).
+                for d in deliveries:
+                    if id(d) not in settled:
+                        self.broker.requeue(d)
             return False
         return True
 
-    def _settle(self, done: list[tuple[Delivery, Event, dict[str, bytes]]]) -> None:
+    def _settle(self, done: list[tuple[Delivery, Event, dict[str, bytes]]], settled: set[int]) -> None:
         """Await the confirms of what ``done`` sent, mark it sent, then ack each event."""
         sent: dict[str, list[str]] = {}
         for _, msg, outbox in done:
@@ -188,6 +201,7 @@ class Engine:
         for d, _, _ in done:
             faults.hit("engine.before_ack")
             self.broker.ack(d)
+            settled.add(id(d))
             self.processed += 1
 
     def _commit_one(
