@@ -1,7 +1,8 @@
 """The broker's contract, as the engine and the workers see it.
 
 A broker carries opaque msgpack bodies between named logical queues: ``engine`` for events,
-``task.<queue>`` for task requests, ``dead`` for dead letters. Two implementations:
+``task.<queue>`` for task requests, ``dead`` for dead letters (and ``dead.watch``, a copy of
+them for the engines). Two implementations:
 `runner.broker.kombu.KombuBroker` (RabbitMQ; kombu is imported in runner/broker/kombu*.py only) and
 `runner.broker.local.LocalBroker` (in-process, for local mode).
 
@@ -27,6 +28,10 @@ from runner.errors import AckflowError, DecodeError
 
 ENGINE_QUEUE = "engine"
 DEAD_QUEUE = "dead"
+# Gets a copy of every dead letter (on RabbitMQ: bound to the exchange with the dead queue's
+# routing key), consumed by the engines: a task request that RabbitMQ itself dead-lettered
+# (its delivery limit) must end its attempt. The dead queue keeps its copy for the operator.
+DEAD_WATCH_QUEUE = "dead.watch"
 
 # Headers carried by a dead letter.
 H_REASON = "x-ackflow-reason"

@@ -49,7 +49,7 @@ from runner.broker.base import (
     Delivery,
     Outgoing,
 )
-from runner.broker.kombu_admin import LEADER_LOCATOR, KombuAdmin
+from runner.broker.kombu_admin import LEADER_LOCATOR, KombuAdmin, routing_key
 from runner.broker.kombu_admin import queue_arguments as queue_arguments  # re-exported: ackflow topology
 from runner.broker.kombu_errors import CONN_ERRORS as _CONN_ERRORS
 from runner.broker.kombu_errors import ConnectionLost as _ConnectionLost
@@ -239,7 +239,11 @@ class KombuBroker(KombuAdmin):
 
     def _queue(self, exchange: Any, logical: str, args: dict[str, Any]) -> Any:
         return Queue(
-            self.physical(logical), exchange, routing_key=logical, durable=True, queue_arguments=args
+            self.physical(logical),
+            exchange,
+            routing_key=routing_key(logical),
+            durable=True,
+            queue_arguments=args,
         )
 
     def _start_consumer(self, logical: str) -> None:

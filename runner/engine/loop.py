@@ -33,10 +33,10 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from runner import faults, logs, metrics, protocol
-from runner.broker import ENGINE_QUEUE, Broker, Delivery, Outgoing
+from runner.broker import DEAD_WATCH_QUEUE, ENGINE_QUEUE, Broker, Delivery, Outgoing
 from runner.config import Config
 from runner.decide import Rules
-from runner.engine import durability
+from runner.engine import dead_requests, durability
 from runner.engine.reader import RunReader
 from runner.errors import BrokerError, DecodeError, StoreError, StoreUnavailable
 from runner.protocol import Event, unpack
@@ -77,8 +77,8 @@ class Engine:
     # --- the loop ----------------------------------------------------------------------
 
     def start(self) -> None:
-        self.broker.declare()
-        self.broker.consume([ENGINE_QUEUE], self.config.engine_prefetch)
+        self.broker.declare([DEAD_WATCH_QUEUE])
+        self.broker.consume([ENGINE_QUEUE, DEAD_WATCH_QUEUE], self.config.engine_prefetch)
 
     def run_once(self, timeout_s: float = 1.0) -> int:
         """Fire due timers, then handle whatever deliveries arrive within ``timeout_s``."""
@@ -154,6 +154,11 @@ class Engine:
         broker error anywhere leaves the unacknowledged events to be redelivered: their
         commits are found applied and their unsent outboxes published again (G1-G3).
         """
+        copies = [d for d in deliveries if d.queue == DEAD_WATCH_QUEUE]
+        if copies:
+            deliveries = [d for d in deliveries if d.queue != DEAD_WATCH_QUEUE]
+            if not self._handle_dead_copies(copies):
+                return False
         done: list[tuple[Delivery, Event, dict[str, bytes]]] = []
         in_flight: set[str] = set()  # sent in this batch (a repeated event must not resend)
         settled: set[int] = set()  # id() of the deliveries acked or dead-lettered
@@ -184,6 +189,30 @@ class Engine:
                     if id(d) not in settled:
                         self.broker.requeue(d)
             return False
+        return True
+
+    def _handle_dead_copies(self, copies: list[Delivery]) -> bool:
+        """End the attempts of task requests RabbitMQ dead-lettered (`dead_requests`): their
+        failure events are published (confirmed) before the copies are acknowledged."""
+        failures = {}
+        for d in copies:
+            ev = dead_requests.failure_of(d, self.config.prefix)
+            if ev is not None:
+                with logs.about(ev.run_id, ev.task, ev.attempt):
+                    log.error(
+                        "task request %s was dead-lettered by the broker; its attempt fails", d.message_id
+                    )
+                failures[ev.id] = ev
+        try:
+            if failures:
+                self._publish([Outgoing(ENGINE_QUEUE, i, protocol.encode(ev)) for i, ev in failures.items()])
+        except BrokerError as e:
+            log.warning("could not report dead-lettered task requests (%s); they will come again", e)
+            for d in copies:
+                self.broker.requeue(d)
+            return False
+        for d in copies:
+            self.broker.ack(d)
         return True
 
     def _settle(self, done: list[tuple[Delivery, Event, dict[str, bytes]]], settled: set[int]) -> None:

@@ -52,3 +52,40 @@ def test_a_worker_whose_publishing_channel_is_nacked_forever_still_finishes_the_
         worker_broker.close()
         engine_broker.close()
         store.close()
+
+
+def test_a_task_request_rabbitmq_dead_letters_fails_its_attempt_instead_of_stalling_the_run(
+    config: Config, client: Client
+) -> None:
+    """Its queue's x-delivery-limit (here 20: the backstop is 4 x delivery_limit, at least 20)
+    runs out as a consumer hands the request back again and again, as connection churn does:
+    RabbitMQ moves it to the dead queue, and the engine ends the attempt with the reason."""
+    cfg = config.with_(delivery_limit=1)
+    store = open_store(cfg)
+    engine_broker = open_broker(cfg, role="engine", attempts=1)
+    churn = open_broker(cfg, role="churn", attempts=1)
+    try:
+        engine = Engine(cfg, store, engine_broker)
+        engine.start()
+        churn.consume(["task.default"], 1)
+        rid = client.submit(flows.chain(2), {"v0": 1})
+        handed_back = 0
+        deadline = time.monotonic() + PATIENCE_S
+        while client.status(rid).status == "RUNNING" or client.status(rid).status == "PENDING":
+            assert time.monotonic() < deadline, f"run {rid} stalled after {handed_back} deliveries"
+            engine.run_once(0.05)
+            for d in churn.poll(0.05):
+                churn.requeue(d)
+                handed_back += 1
+        info = client.status(rid)
+        assert info.status == "FAILED" and handed_back > 20
+        error = info.tasks["s1"].error
+        assert error is not None and error["type"] == "DeadLettered"
+        assert "broker: delivery_limit" in error["message"]
+        # the operator still finds the request in the dead queue, with RabbitMQ's reason
+        [dl] = churn.list_dead()
+        assert (dl.reason, dl.queue) == ("broker: delivery_limit", "task.default")
+    finally:
+        churn.close()
+        engine_broker.close()
+        store.close()
