@@ -155,10 +155,13 @@ class Engine:
         commits are found applied and their unsent outboxes published again (G1-G3).
         """
         copies = [d for d in deliveries if d.queue == DEAD_WATCH_QUEUE]
-        if copies:
+        if copies:  # copies of dead letters, settled on their own (the events go on regardless)
             deliveries = [d for d in deliveries if d.queue != DEAD_WATCH_QUEUE]
-            if not self._handle_dead_copies(copies):
-                return False
+            return self._handle_dead_copies(copies) & self._handle_events(deliveries)
+        return self._handle_events(deliveries)
+
+    def _handle_events(self, deliveries: list[Delivery]) -> bool:
+        """`handle_batch` for the engine queue's deliveries."""
         done: list[tuple[Delivery, Event, dict[str, bytes]]] = []
         in_flight: set[str] = set()  # sent in this batch (a repeated event must not resend)
         settled: set[int] = set()  # id() of the deliveries acked or dead-lettered

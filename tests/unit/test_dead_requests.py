@@ -68,3 +68,33 @@ def test_copies_of_our_own_dead_letters_change_nothing() -> None:
     h.pump()
     assert h.client.history(rid) == history and h.client.status(rid).status == "RUNNING"
     assert h.hub.depth(DEAD_WATCH_QUEUE) == 0  # taken and acknowledged
+
+
+def test_a_copy_whose_failure_could_not_be_published_comes_back_and_events_go_on() -> None:
+    """Not acknowledged before its failure event is confirmed; the events beside it in the
+    batch are handled as usual."""
+    from runner.errors import BrokerUnavailable
+
+    h = Harness()
+    rid = h.client.submit(flows.chain(2), {"v0": 0})
+    h.pump()
+    [req] = h.requests()
+    broker = h.engine.broker
+    publish = broker.publish
+
+    def refused(messages: Any) -> None:
+        if any(m.message_id.startswith("result:") for m in messages):
+            raise BrokerUnavailable("nacked on 5 publishing channels in a row")
+        publish(messages)
+
+    broker.publish = refused  # type: ignore[method-assign]
+    h.hub.connect().publish([broker_dead_copy(req)])
+    other = h.client.submit(flows.chain(1), {"v0": 0})
+    deliveries = broker.poll(0)
+    assert {d.queue for d in deliveries} == {DEAD_WATCH_QUEUE, "engine"}
+    assert h.engine.handle_batch(deliveries) is False
+    assert h.client.status(other).status == "RUNNING"  # its submit event was applied
+    assert h.client.status(rid).status == "RUNNING" and h.hub.depth(DEAD_WATCH_QUEUE) == 1
+    broker.publish = publish  # type: ignore[method-assign]
+    h.pump()
+    assert h.client.status(rid).status == "FAILED"
