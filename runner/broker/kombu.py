@@ -524,7 +524,9 @@ class KombuBroker(KombuAdmin):
             if old is not None and old.is_open:
                 old.close()
             self._pub = self._confirm_channel()
-        except _CONN_ERRORS as e:
+        except (*_CONN_ERRORS, amqp.exceptions.AMQPError) as e:
+            # whatever failed, no half-open state: without a publishing channel the
+            # connection goes too, and the next use reconnects
             self._lost(e)
             raise _ConnectionLost(f"connection lost reopening the publishing channel: {e}") from None
 
