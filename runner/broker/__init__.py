@@ -2,7 +2,8 @@
 
 - `base`: the `Broker` protocol, `Outgoing` / `Delivery`, the logical queue names and the
   dead-letter headers; the `DeadLetters` protocol and `DeadLetter` record for operator surfaces.
-- `dead_letters`: reading a dead letter's headers (ours or RabbitMQ's), shared by the adapters.
+- `dead_letters`: reading a dead letter's headers (ours or RabbitMQ's), shared by the adapters
+  and the engine (`from_headers`, re-exported here).
 - `kombu`: RabbitMQ through kombu. `kombu_admin` (queue inspection, `DeadLetters` and the
   queue arguments, a base of `KombuBroker`) and `kombu_errors` (which failures mean the
   connection is gone) are split off it; these three are the only modules importing kombu.
@@ -16,6 +17,7 @@ dashboard (tests/unit/test_layers.py enforces it). This package re-exports `base
 
 from runner.broker.base import (
     DEAD_QUEUE,
+    DEAD_WATCH_QUEUE,
     ENGINE_QUEUE,
     H_COUNT,
     H_QUEUE,
@@ -29,9 +31,11 @@ from runner.broker.base import (
     QueueInfo,
     task_queue,
 )
+from runner.broker.dead_letters import from_headers
 
 __all__ = [
     "DEAD_QUEUE",
+    "DEAD_WATCH_QUEUE",
     "ENGINE_QUEUE",
     "H_COUNT",
     "H_QUEUE",
@@ -43,5 +47,6 @@ __all__ = [
     "Delivery",
     "Outgoing",
     "QueueInfo",
+    "from_headers",
     "task_queue",
 ]

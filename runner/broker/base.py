@@ -1,12 +1,14 @@
 """The broker's contract, as the engine and the workers see it.
 
 A broker carries opaque msgpack bodies between named logical queues: ``engine`` for events,
-``task.<queue>`` for task requests, ``dead`` for dead letters. Two implementations:
+``task.<queue>`` for task requests, ``dead`` for dead letters (and ``dead.watch``, a copy of
+them for the engines). Two implementations:
 `runner.broker.kombu.KombuBroker` (RabbitMQ; kombu is imported in runner/broker/kombu*.py only) and
 `runner.broker.local.LocalBroker` (in-process, for local mode).
 
 Rules both follow: manual acknowledgement; `publish` returns only once the broker has
-confirmed every message (or raises `PublishError`), and `send` + `confirm` split that in two
+confirmed every message (or raises `PublishError`, or `BrokerUnavailable` once a bounded
+recovery from nacks or confirm timeouts has failed), and `send` + `confirm` split that in two
 so a caller can pipeline the confirms of many messages; a message that cannot be handled is
 dead-lettered with a reason, never dropped.
 
@@ -26,6 +28,10 @@ from runner.errors import AckflowError, DecodeError
 
 ENGINE_QUEUE = "engine"
 DEAD_QUEUE = "dead"
+# Gets a copy of every dead letter (on RabbitMQ: bound to the exchange with the dead queue's
+# routing key), consumed by the engines: a task request that RabbitMQ itself dead-lettered
+# (its delivery limit) must end its attempt. The dead queue keeps its copy for the operator.
+DEAD_WATCH_QUEUE = "dead.watch"
 
 # Headers carried by a dead letter.
 H_REASON = "x-ackflow-reason"
@@ -92,6 +98,12 @@ class Broker(Protocol):
         ...
 
     def ack(self, delivery: Delivery) -> None: ...
+
+    def requeue(self, delivery: Delivery) -> None:
+        """Hand an unsettled delivery back to its queue at once (it comes again, marked
+        redelivered and counted): for a failure that leaves the connection up, such as
+        publishes that stayed unconfirmed; a closed connection hands it back by itself."""
+        ...
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
         """Move a delivery to the dead queue with the reason, then acknowledge it."""

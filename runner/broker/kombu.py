@@ -49,7 +49,7 @@ from runner.broker.base import (
     Delivery,
     Outgoing,
 )
-from runner.broker.kombu_admin import LEADER_LOCATOR, KombuAdmin
+from runner.broker.kombu_admin import LEADER_LOCATOR, KombuAdmin, routing_key
 from runner.broker.kombu_admin import queue_arguments as queue_arguments  # re-exported: ackflow topology
 from runner.broker.kombu_errors import CONN_ERRORS as _CONN_ERRORS
 from runner.broker.kombu_errors import ConnectionLost as _ConnectionLost
@@ -58,6 +58,15 @@ from runner.errors import BrokerError, BrokerUnavailable, PublishError
 from runner.protocol import CONTENT_TYPE
 
 log = logging.getLogger("ackflow.broker")
+
+# A nack or a confirm timeout: reopen the publishing channel and re-send what was not
+# confirmed, at most this many times per `confirm`, pausing (jittered) before each reopening;
+# then `BrokerUnavailable`. On RabbitMQ 3.10 a channel opened while a quorum queue's leader is
+# being elected may stay bound to the dead leader and be nacked forever: a new channel, a
+# moment later, is confirmed. The connection (and its consumers' deliveries) stays.
+REOPENINGS = 4
+_REOPEN_PAUSE_S = 0.25  # doubled per reopening, capped by reconnect_max_s, times 0.5..1
+_Sent = tuple[Outgoing, str]  # a message and its content type, kept until confirmed
 
 
 def _close_fds(*fds: int) -> None:
@@ -94,8 +103,9 @@ class KombuBroker(KombuAdmin):
         self._buffer: list[Delivery] = []
         self._tags: dict[str, str] = {}  # consumer tag -> logical queue
         self._seq = 0
-        self._unconfirmed: dict[int, str] = {}  # delivery tag -> message id
-        self._failed: dict[str, str] = {}  # message id -> why
+        self._unconfirmed: dict[int, _Sent] = {}  # delivery tag -> message (to re-send)
+        self._nacked: list[_Sent] = []  # refused by the broker: re-sent on a new channel
+        self._failed: dict[str, str] = {}  # message id -> why (never re-sent)
         self._backoff_s = 0.0
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -149,16 +159,9 @@ class KombuBroker(KombuAdmin):
         self._conn = conn  # so that _drop closes it, whatever fails below
         try:
             conn.ensure_connection(max_retries=0)  # one try: the caller goes on to the next host
-            chan = conn.channel()
-            pub = conn.channel()
-            pub.confirm_select()
-            pub.events["basic_ack"].add(self._on_ack)
-            pub.events["basic_nack"].add(self._on_nack)
-            pub.events["basic_return"].add(self._on_return)
-            self._chan, self._pub = chan, pub
+            self._chan = conn.channel()
+            self._pub = self._confirm_channel()
             self._epoch += 1
-            self._seq = 0
-            self._unconfirmed.clear()
             self._tags.clear()
             self._declare_all({ENGINE_QUEUE, DEAD_QUEUE, *self._declared, *self._consuming})
             for q in self._consuming:
@@ -169,6 +172,28 @@ class KombuBroker(KombuAdmin):
                 f"a queue under prefix {cfg.prefix!r} exists with other arguments ({e}); "
                 "delete it or choose another ACKFLOW_PREFIX / ACKFLOW_QUEUE_TYPE"
             ) from None
+
+    def _confirm_channel(self) -> Any:
+        """A new publishing channel in confirm mode. Its confirms count only while it is the
+        publishing channel: a late one from a channel given up on must not settle a message
+        re-sent on the next (the sequence numbers start again at 1)."""
+        pub = self._conn.channel()
+        pub.confirm_select()
+
+        def on_ack(tag: int, multiple: bool) -> None:
+            if pub is self._pub:
+                self._on_ack(tag, multiple)
+
+        def on_nack(tag: int, multiple: bool) -> None:
+            if pub is self._pub:
+                self._on_nack(tag, multiple)
+
+        pub.events["basic_ack"].add(on_ack)
+        pub.events["basic_nack"].add(on_nack)
+        pub.events["basic_return"].add(self._on_return)
+        self._seq = 0
+        self._unconfirmed.clear()
+        return pub
 
     @property
     def connected_host(self) -> str | None:
@@ -214,7 +239,11 @@ class KombuBroker(KombuAdmin):
 
     def _queue(self, exchange: Any, logical: str, args: dict[str, Any]) -> Any:
         return Queue(
-            self.physical(logical), exchange, routing_key=logical, durable=True, queue_arguments=args
+            self.physical(logical),
+            exchange,
+            routing_key=routing_key(logical),
+            durable=True,
+            queue_arguments=args,
         )
 
     def _start_consumer(self, logical: str) -> None:
@@ -252,9 +281,10 @@ class KombuBroker(KombuAdmin):
         self._buffer.clear()
         # Messages sent but not yet confirmed on this connection are in doubt: `confirm`
         # reports them, so no caller takes them for published.
-        for mid in self._unconfirmed.values():
-            self._failed[mid] = "the connection closed before its confirm"
+        for m, _ in [*self._unconfirmed.values(), *self._nacked]:
+            self._failed[m.message_id] = "the connection closed before its confirm"
         self._unconfirmed.clear()
+        self._nacked.clear()
         if conn is not None:
             try:
                 conn.close()
@@ -377,7 +407,7 @@ class KombuBroker(KombuAdmin):
 
     def _on_nack(self, tag: int, multiple: bool) -> None:
         for t in [t for t in self._unconfirmed if t == tag or (multiple and t <= tag)]:
-            self._failed[self._unconfirmed.pop(t)] = "nacked by the broker"
+            self._nacked.append(self._unconfirmed.pop(t))
 
     def _on_return(self, exc: Any, exchange: str, routing_key: str, message: Any) -> None:
         mid = message.properties.get("message_id", "?")
@@ -406,14 +436,14 @@ class KombuBroker(KombuAdmin):
         if not messages:
             return
         try:
-            if self._conn is None and (self._unconfirmed or self._failed):
+            if self._conn is None and (self._unconfirmed or self._nacked or self._failed):
                 raise _ConnectionLost("the connection closed with messages unconfirmed")
             self._ensure()
             missing = {m.routing_key for m in messages} - self._declared
             if missing:
                 self._declare_all(missing)
             for m in messages:
-                self._unconfirmed[self._send(m, content_type, mandatory=True)] = m.message_id
+                self._unconfirmed[self._send(m, content_type, mandatory=True)] = (m, content_type)
         except _CONN_ERRORS as e:
             self._lost(e)
             self._reset_confirms()
@@ -424,38 +454,92 @@ class KombuBroker(KombuAdmin):
 
     def confirm(self) -> None:
         """Wait until the broker has confirmed every message sent since the last `confirm`;
-        raise `PublishError` if any was refused, unroutable, unconfirmed in time, or in
-        flight when the connection closed (the caller must treat all as unsent)."""
+        raise `PublishError` if any was unroutable or in flight when the connection closed
+        (the caller must treat all as unsent).
+
+        A nack or a confirm timeout reopens the publishing channel after a jittered pause and
+        re-sends the messages not confirmed (same ids: a copy that did get through is
+        recognised downstream), at most `REOPENINGS` times; then `BrokerUnavailable`, with
+        the publishing channel reopened once more for the caller's next try."""
         try:
-            deadline = time.monotonic() + self._config.confirm_timeout_s
-            while self._unconfirmed:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise PublishError(
-                        f"{len(self._unconfirmed)} message(s) unconfirmed after "
-                        f"{self._config.confirm_timeout_s:g} s"
+            for reopening in range(1, REOPENINGS + 2):
+                again, why = self._await_confirms()
+                if not again:
+                    return
+                if reopening > REOPENINGS:
+                    self._reopen_publishing(reopening, len(again), why)
+                    raise BrokerUnavailable(
+                        f"{len(again)} message(s) {why} on {REOPENINGS + 1} publishing channels "
+                        f"in a row; not published (message {again[0][0].message_id})"
                     )
+                self._reopen_publishing(reopening, len(again), why)
                 try:
-                    # short slices: a confirm can take long (a quorum queue recovering after a
-                    # broker restart) and heartbeats must go on meanwhile, or the broker
-                    # closes the connection and the publish never completes
-                    self._conn.drain_events(timeout=min(remaining, 0.5))
-                except TimeoutError:
-                    pass
+                    for m, content_type in again:
+                        self._unconfirmed[self._send(m, content_type, mandatory=True)] = (m, content_type)
                 except _CONN_ERRORS as e:
                     self._lost(e)
-                    raise _ConnectionLost(f"connection lost before the confirms: {e}") from None
-                self._conn.heartbeat_check()
-            if self._failed:
-                mid, why = next(iter(self._failed.items()))
-                if why.startswith("the connection closed"):
-                    raise _ConnectionLost(f"message {mid}: {why}")
-                raise PublishError(f"message {mid}: {why}")
+                    raise _ConnectionLost(f"connection lost while publishing again: {e}") from None
         finally:
             self._reset_confirms()
 
+    def _await_confirms(self) -> tuple[list[_Sent], str]:
+        """Wait for the confirms of what is unconfirmed, up to the confirm timeout; return
+        the messages to send again (nacked, or unconfirmed in time) and why, or raise."""
+        deadline = time.monotonic() + self._config.confirm_timeout_s
+        while self._unconfirmed:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                # short slices: a confirm can take long (a quorum queue recovering after a
+                # broker restart) and heartbeats must go on meanwhile, or the broker
+                # closes the connection and the publish never completes
+                self._conn.drain_events(timeout=min(remaining, 0.5))
+            except TimeoutError:
+                pass
+            except _CONN_ERRORS as e:
+                self._lost(e)
+                raise _ConnectionLost(f"connection lost before the confirms: {e}") from None
+            self._conn.heartbeat_check()
+        if self._failed:
+            mid, why = next(iter(self._failed.items()))
+            if why.startswith("the connection closed"):
+                raise _ConnectionLost(f"message {mid}: {why}")
+            raise PublishError(f"message {mid}: {why}")
+        nacked, late = self._nacked, list(self._unconfirmed.values())
+        self._nacked, self._unconfirmed = [], {}
+        why = "nacked by the broker" if nacked else ""
+        if late:
+            late_why = f"unconfirmed after {self._config.confirm_timeout_s:g} s"
+            why = f"{why}, {late_why}" if why else late_why
+        return nacked + late, why
+
+    def _reopen_publishing(self, reopening: int, count: int, why: str) -> None:
+        """Pause (jittered, doubling), close the publishing channel and open a new one."""
+        pause = min(_REOPEN_PAUSE_S * 2 ** (reopening - 1), self._config.reconnect_max_s)
+        log.warning(
+            "%d message(s) %s; reopening the publishing channel (%d of %d) in %.2f s",
+            count,
+            why,
+            reopening,
+            REOPENINGS + 1,
+            pause,
+        )
+        time.sleep(pause * random.uniform(0.5, 1.0))
+        old, self._pub = self._pub, None
+        try:
+            if old is not None and old.is_open:
+                old.close()
+            self._pub = self._confirm_channel()
+        except (*_CONN_ERRORS, amqp.exceptions.AMQPError) as e:
+            # whatever failed, no half-open state: without a publishing channel the
+            # connection goes too, and the next use reconnects
+            self._lost(e)
+            raise _ConnectionLost(f"connection lost reopening the publishing channel: {e}") from None
+
     def _reset_confirms(self) -> None:
         self._unconfirmed.clear()
+        self._nacked.clear()
         self._failed.clear()
 
     def publish(self, messages: Sequence[Outgoing], content_type: str = CONTENT_TYPE) -> None:
@@ -465,7 +549,7 @@ class KombuBroker(KombuAdmin):
         same, so a message that did get through is recognised downstream."""
         if not messages:
             return
-        fresh = not (self._unconfirmed or self._failed)
+        fresh = not (self._unconfirmed or self._nacked or self._failed)
         for attempt in (1, 2):
             try:
                 self.send(messages, content_type)
@@ -476,14 +560,14 @@ class KombuBroker(KombuAdmin):
                     raise
                 log.info("%s; publishing again", e)
 
-    def _settle(self, delivery: Delivery, fn: str) -> bool:
+    def _settle(self, delivery: Delivery, fn: str, **kwargs: Any) -> bool:
         epoch, tag = delivery.handle
         if epoch != self._epoch or self._chan is None:
             # The connection it came on is gone; the broker has already put it back.
             log.info("not settling %s: its connection closed (it will be redelivered)", delivery.message_id)
             return False
         try:
-            getattr(self._chan, fn)(tag)
+            getattr(self._chan, fn)(tag, **kwargs)
         except _CONN_ERRORS as e:
             self._lost(e)
             return False
@@ -491,6 +575,9 @@ class KombuBroker(KombuAdmin):
 
     def ack(self, delivery: Delivery) -> None:
         self._settle(delivery, "basic_ack")
+
+    def requeue(self, delivery: Delivery) -> None:
+        self._settle(delivery, "basic_reject", requeue=True)
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
         headers = dict(delivery.headers)

@@ -17,7 +17,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from runner.broker.base import DEAD_QUEUE, DeadLetter, DeadLetterNotFound, Delivery, Outgoing
+from runner.broker.base import (
+    DEAD_QUEUE,
+    DEAD_WATCH_QUEUE,
+    DeadLetter,
+    DeadLetterNotFound,
+    Delivery,
+    Outgoing,
+)
 from runner.broker.dead_letters import from_headers, replay_message
 from runner.broker.kombu_errors import CONN_ERRORS
 from runner.errors import BrokerUnavailable
@@ -34,13 +41,18 @@ if TYPE_CHECKING:
 LEADER_LOCATOR = "x-queue-leader-locator"
 
 
+def routing_key(logical: str) -> str:
+    """What a queue is bound with: its own name, but the dead queue's for its watch copy."""
+    return DEAD_QUEUE if logical == DEAD_WATCH_QUEUE else logical
+
+
 def queue_arguments(config: Config, logical: str) -> dict[str, Any]:
-    """The x-arguments of a queue; the dead queue has no dead-letter route of its own."""
+    """The x-arguments of a queue; the dead queues have no dead-letter route of their own."""
     args: dict[str, Any] = {}
     if config.queue_type == "quorum":
         args["x-queue-type"] = "quorum"
         args[LEADER_LOCATOR] = "balanced"
-    if logical != DEAD_QUEUE:
+    if logical not in (DEAD_QUEUE, DEAD_WATCH_QUEUE):
         args["x-dead-letter-exchange"] = config.prefix
         args["x-dead-letter-routing-key"] = DEAD_QUEUE
         if config.queue_type == "quorum":
@@ -103,7 +115,7 @@ class KombuAdmin:
     def delete_queues(self) -> None:
         """Delete every queue this broker declared, and the exchange (tests only)."""
         self._ensure()
-        for q in sorted(self._declared):
+        for q in sorted(self._declared | {DEAD_WATCH_QUEUE}):  # an engine's, maybe not ours
             self._chan.queue_delete(queue=self.physical(q))
         self._chan.exchange_delete(exchange=self._config.prefix)
 

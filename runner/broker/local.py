@@ -143,6 +143,14 @@ class LocalBroker:
         with self._hub.lock:
             self._unacked.pop(delivery.handle, None)
 
+    def requeue(self, delivery: Delivery) -> None:
+        with self._hub.lock:
+            held = self._unacked.pop(delivery.handle, None)
+            if held is not None:
+                q, msg, count = held
+                self._hub.queues[q].appendleft((msg, count + 1))
+                self._hub.notify(q)
+
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
         with self._hub.lock:
             self._unacked.pop(delivery.handle, None)

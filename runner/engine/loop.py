@@ -11,6 +11,8 @@ Per event (DESIGN §5), for each batch of deliveries that arrived together::
     await every publisher confirm
     mark the outboxes sent (one round trip)
     ack each event
+  a broker error anywhere (publishes refused after the broker's bounded retries, a lost
+  connection): requeue every event of the batch not yet settled, so it comes back now
 
 A crash between any two steps leaves a state from which redelivery reaches the same end:
 the event is unacknowledged, so it comes back; its id is already applied, so the commit
@@ -31,10 +33,10 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from runner import faults, logs, metrics, protocol
-from runner.broker import ENGINE_QUEUE, Broker, Delivery, Outgoing
+from runner.broker import DEAD_WATCH_QUEUE, ENGINE_QUEUE, Broker, Delivery, Outgoing
 from runner.config import Config
 from runner.decide import Rules
-from runner.engine import durability
+from runner.engine import dead_requests, durability
 from runner.engine.reader import RunReader
 from runner.errors import BrokerError, DecodeError, StoreError, StoreUnavailable
 from runner.protocol import Event, unpack
@@ -75,8 +77,8 @@ class Engine:
     # --- the loop ----------------------------------------------------------------------
 
     def start(self) -> None:
-        self.broker.declare()
-        self.broker.consume([ENGINE_QUEUE], self.config.engine_prefetch)
+        self.broker.declare([DEAD_WATCH_QUEUE])
+        self.broker.consume([ENGINE_QUEUE, DEAD_WATCH_QUEUE], self.config.engine_prefetch)
 
     def run_once(self, timeout_s: float = 1.0) -> int:
         """Fire due timers, then handle whatever deliveries arrive within ``timeout_s``."""
@@ -152,28 +154,71 @@ class Engine:
         broker error anywhere leaves the unacknowledged events to be redelivered: their
         commits are found applied and their unsent outboxes published again (G1-G3).
         """
+        copies = [d for d in deliveries if d.queue == DEAD_WATCH_QUEUE]
+        if copies:  # copies of dead letters, settled on their own (the events go on regardless)
+            deliveries = [d for d in deliveries if d.queue != DEAD_WATCH_QUEUE]
+            return self._handle_dead_copies(copies) & self._handle_events(deliveries)
+        return self._handle_events(deliveries)
+
+    def _handle_events(self, deliveries: list[Delivery]) -> bool:
+        """`handle_batch` for the engine queue's deliveries."""
         done: list[tuple[Delivery, Event, dict[str, bytes]]] = []
         in_flight: set[str] = set()  # sent in this batch (a repeated event must not resend)
+        settled: set[int] = set()  # id() of the deliveries acked or dead-lettered
         try:
             for d in deliveries:
                 if d.redelivered and done:
                     # Settle what is done before a redelivered event, which may be the one
                     # that killed an engine: the events before it must not share its fate
                     # (each crash would count them towards poison too).
-                    self._settle(done)
+                    self._settle(done, settled)
                     done = []
                 item = self._commit_one(d, in_flight)
-                if item is not None:
+                if item is None:
+                    settled.add(id(d))
+                else:
                     done.append(item)
-            self._settle(done)
+            self._settle(done, settled)
         except (BrokerError, StoreUnavailable) as e:
             log.warning("events of this batch not acknowledged (%s); they will be redelivered", e)
             for d, msg, _ in done:
                 self._uncount(d, msg)
+            if isinstance(e, BrokerError):
+                # The connection may well be up (publishes nacked or unconfirmed after the
+                # broker's bounded retries): hand the events back now, or they would wait,
+                # unacknowledged, until the connection closes. A closed connection has
+                # handed them back already (requeue then does nothing).
+                for d in deliveries:
+                    if id(d) not in settled:
+                        self.broker.requeue(d)
             return False
         return True
 
-    def _settle(self, done: list[tuple[Delivery, Event, dict[str, bytes]]]) -> None:
+    def _handle_dead_copies(self, copies: list[Delivery]) -> bool:
+        """End the attempts of task requests RabbitMQ dead-lettered (`dead_requests`): their
+        failure events are published (confirmed) before the copies are acknowledged."""
+        failures = {}
+        for d in copies:
+            ev = dead_requests.failure_of(d, self.config.prefix)
+            if ev is not None:
+                with logs.about(ev.run_id, ev.task, ev.attempt):
+                    log.error(
+                        "task request %s was dead-lettered by the broker; its attempt fails", d.message_id
+                    )
+                failures[ev.id] = ev
+        try:
+            if failures:
+                self._publish([Outgoing(ENGINE_QUEUE, i, protocol.encode(ev)) for i, ev in failures.items()])
+        except BrokerError as e:
+            log.warning("could not report dead-lettered task requests (%s); they will come again", e)
+            for d in copies:
+                self.broker.requeue(d)
+            return False
+        for d in copies:
+            self.broker.ack(d)
+        return True
+
+    def _settle(self, done: list[tuple[Delivery, Event, dict[str, bytes]]], settled: set[int]) -> None:
         """Await the confirms of what ``done`` sent, mark it sent, then ack each event."""
         sent: dict[str, list[str]] = {}
         for _, msg, outbox in done:
@@ -188,6 +233,7 @@ class Engine:
         for d, _, _ in done:
             faults.hit("engine.before_ack")
             self.broker.ack(d)
+            settled.add(id(d))
             self.processed += 1
 
     def _commit_one(

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,7 @@ from runner.broker.kombu import queue_arguments
 from runner.broker.local import LocalHub
 from runner.config import Config
 from runner.connect import open_broker
-from runner.errors import BrokerError, PublishError
+from runner.errors import BrokerError, BrokerUnavailable, PublishError
 from runner.protocol import CONTENT_TYPE
 
 # The config fixture deletes these queues (and the exchange) after each test.
@@ -179,6 +180,22 @@ def test_unacknowledged_messages_are_redelivered_when_the_consumer_goes(brokers:
     other.ack(d)
 
 
+def test_a_requeued_delivery_comes_back_at_once_on_the_same_consumer(brokers: Brokers) -> None:
+    """The engine hands back a batch whose publishes failed while the connection stayed up:
+    the consumer, still open, gets it again, marked redelivered and counted."""
+    c = consumer(brokers, QUEUE)
+    m = msg(trace="again")
+    brokers.open().publish([m])
+    [d] = take(c, 1)
+    c.requeue(d)
+    [again] = take(c, 1)
+    assert (again.message_id, again.body, again.headers["trace"]) == (m.message_id, m.body, "again")
+    assert again.redelivered and again.delivery_count >= 1
+    c.ack(again)
+    c.close()
+    assert drained(consumer(brokers, QUEUE))
+
+
 def test_dead_letter_moves_the_message_with_its_reason_and_origin(brokers: Brokers) -> None:
     c = consumer(brokers, QUEUE)
     dead = consumer(brokers, DEAD_QUEUE)
@@ -322,3 +339,100 @@ def test_a_queue_declared_before_the_leader_locator_is_used_as_it_is(config: Con
     # another queue's type is still refused as before
     with pytest.raises(BrokerError, match="exists with other arguments"):
         open_broker(config.with_(queue_type="classic"), attempts=1)
+
+
+# --- RabbitMQ only: a publish nacked or left unconfirmed ----------------------------------
+# The race of a node kill (README: Running on clusters): a publishing channel opened while the
+# queue's leader is being elected is nacked forever, and a new channel a moment later is not.
+# Modelled on the wire: the channel's incoming basic.ack frames are read as basic.nack (or
+# dropped, for a confirm timeout), for one channel or for every channel in confirm mode.
+
+
+def _stuck(chan: Any, how: str = "nack") -> None:
+    """Every confirm of this channel arrives as a nack ("nack") or never ("silent")."""
+    from amqp import spec
+
+    chan._callbacks[spec.Basic.Ack] = chan._on_basic_nack if how == "nack" else (lambda *_: None)
+
+
+def _ids_until(c: Broker, message_id: str) -> set[str]:
+    """The ids delivered until ``message_id`` came, and whatever follows at once (acked)."""
+    ids: set[str] = set()
+    deadline = time.monotonic() + PATIENCE_S
+    while message_id not in ids:
+        assert time.monotonic() < deadline, f"{message_id} never came"
+        for d in c.poll(0.5):
+            ids.add(d.message_id or "")
+            c.ack(d)
+    for d in c.poll(0.3):
+        ids.add(d.message_id or "")
+        c.ack(d)
+    return ids
+
+
+def _publish_and_receive(cfg: Config, how: str) -> None:
+    c = open_broker(cfg, role="contract")
+    p = open_broker(cfg, role="contract")
+    try:
+        c.consume([QUEUE], prefetch=10)
+        p.declare([QUEUE])
+        p.publish([msg()])  # the connection and its publishing channel are up
+        c.ack(take(c, 1)[0])
+        _stuck(p._pub, how)
+        m = msg(trace="after")
+        p.publish([m])  # confirmed on a new channel, on the same connection
+        # the stuck channel routed its copy too (a nack says "perhaps not"): ids tell them apart
+        assert _ids_until(c, m.message_id) == {m.message_id}
+        assert p.connected_host is not None
+    finally:
+        c.close()
+        p.close()
+
+
+def test_a_nacked_publish_is_sent_again_on_a_new_channel_and_confirmed(config: Config) -> None:
+    _publish_and_receive(config, "nack")
+
+
+def test_an_unconfirmed_publish_is_sent_again_on_a_new_channel_and_confirmed(config: Config) -> None:
+    _publish_and_receive(config.with_(confirm_timeout_s=0.5), "silent")
+
+
+def test_publishes_nacked_on_every_channel_end_in_broker_unavailable_then_recover(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bounded: after REOPENINGS new channels the publish fails as BrokerUnavailable (the
+    caller keeps its messages and tries later), on a fresh channel of the same connection."""
+    import amqp
+
+    p = open_broker(config, role="contract")
+    try:
+        p.declare([QUEUE])
+        opened: list[Any] = []
+        confirm_select = amqp.Channel.confirm_select
+
+        def nacking(chan: Any, *args: Any, **kwargs: Any) -> Any:
+            opened.append(chan)
+            _stuck(chan)
+            return confirm_select(chan, *args, **kwargs)
+
+        monkeypatch.setattr(amqp.Channel, "confirm_select", nacking)
+        _stuck(p._pub)
+        with pytest.raises(BrokerUnavailable, match="nacked"):
+            p.publish([msg()])
+        from runner.broker.kombu import REOPENINGS
+
+        # REOPENINGS new channels re-sending, and one more left for the caller's next try
+        assert len(opened) == REOPENINGS + 1
+        monkeypatch.setattr(amqp.Channel, "confirm_select", confirm_select)
+        conn = p._conn
+        # the elected leader: the next try (on that last, still stuck, channel) gets through
+        c = consumer(Brokers("kombu", lambda: open_broker(config, role="contract")), QUEUE)
+        try:
+            m = msg()
+            p.publish([m])
+            assert m.message_id in _ids_until(c, m.message_id)
+        finally:
+            c.close()
+        assert p._conn is conn  # never a reconnect: the consumers' deliveries stay theirs
+    finally:
+        p.close()
