@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import amqp.exceptions
-from kombu import Connection, Exchange, Queue  # type: ignore[attr-defined]
+from kombu import Connection  # type: ignore[attr-defined]
 
 from runner.broker.base import (
     DEAD_QUEUE,
@@ -49,10 +49,10 @@ from runner.broker.base import (
     Delivery,
     Outgoing,
 )
-from runner.broker.kombu_admin import LEADER_LOCATOR, KombuAdmin, routing_key
-from runner.broker.kombu_admin import queue_arguments as queue_arguments  # re-exported: ackflow topology
+from runner.broker.kombu_admin import KombuAdmin
 from runner.broker.kombu_errors import CONN_ERRORS as _CONN_ERRORS
 from runner.broker.kombu_errors import ConnectionLost as _ConnectionLost
+from runner.broker.kombu_topology import declare
 from runner.config import Config, redact_url
 from runner.errors import BrokerError, BrokerUnavailable, PublishError
 from runner.protocol import CONTENT_TYPE
@@ -201,50 +201,8 @@ class KombuBroker(KombuAdmin):
         return redact_url(self._hosts[self._host]) if self._conn is not None else None
 
     def _declare_all(self, logical: set[str]) -> None:
-        """Declare the exchange and these queues, on a channel of their own: a refusal closes
-        the channel it came on, and must never take the consumers with it."""
-        chan = self._conn.channel()
-        try:
-            exchange = Exchange(self._config.prefix, "direct", durable=True)
-            exchange(chan).declare()
-            for q in sorted(logical):
-                chan = self._declare_queue(chan, exchange, q)
-                self._declared.add(q)
-        finally:
-            if chan.is_open:
-                chan.close()
-
-    def _declare_queue(self, chan: Any, exchange: Any, logical: str) -> Any:
-        """Declare one queue; return the channel to go on with."""
-        args = queue_arguments(self._config, logical)
-        try:
-            self._queue(exchange, logical, args)(chan).declare()
-            return chan
-        except amqp.exceptions.PreconditionFailed as e:
-            if LEADER_LOCATOR not in args or LEADER_LOCATOR not in str(e):
-                raise
-        # The queue predates the leader locator (an older ackflow declared it) and a queue's
-        # arguments never change: take it as it is, checking the rest of its arguments. A
-        # policy gives it the locator (README: Running on clusters).
-        del args[LEADER_LOCATOR]
-        chan = self._conn.channel()  # the broker closed the other one
-        self._queue(exchange, logical, args)(chan).declare()
-        log.info(
-            "queue %s has no %s argument (declared by an older ackflow); "
-            "a policy can balance its leaders (README: Running on clusters)",
-            self.physical(logical),
-            LEADER_LOCATOR,
-        )
-        return chan
-
-    def _queue(self, exchange: Any, logical: str, args: dict[str, Any]) -> Any:
-        return Queue(
-            self.physical(logical),
-            exchange,
-            routing_key=routing_key(logical),
-            durable=True,
-            queue_arguments=args,
-        )
+        declare(self._conn, self._config, logical)
+        self._declared |= logical
 
     def _start_consumer(self, logical: str) -> None:
         tag = f"{logical}-{uuid.uuid4().hex[:12]}"

@@ -1,8 +1,7 @@
 """The operator side of the RabbitMQ adapter: what the CLI, the HTTP API, the benchmark and
 the tests do to queues, apart from running flows through them.
 
-`queue_arguments`: the x-arguments every queue is declared with (``ackflow topology`` shows
-them). `KombuAdmin` is a base of `runner.broker.kombu.KombuBroker` and works on its connection:
+`KombuAdmin` is a base of `runner.broker.kombu.KombuBroker` and works on its connection:
 queue inspection (depth, get, purge, publish_raw, publish_unconfirmed, delete_queues) and the
 `runner.broker.DeadLetters` protocol, which reads the dead queue on a channel of its own so
 that reading never disturbs the broker's consumers or confirms. Engines and workers use none
@@ -27,39 +26,12 @@ from runner.broker.base import (
 )
 from runner.broker.dead_letters import from_headers, replay_message
 from runner.broker.kombu_errors import CONN_ERRORS
+from runner.broker.kombu_topology import queue_arguments
 from runner.errors import BrokerUnavailable
 from runner.protocol import CONTENT_TYPE
 
 if TYPE_CHECKING:
     from runner.config import Config
-
-
-# Quorum queues: where a new queue's leader goes. "balanced" spreads the leaders over a
-# cluster's nodes (RabbitMQ 3.10+; the default, client-local, puts them all on the node the
-# declaring process is connected to). Queues declared without it keep that: a queue's
-# arguments never change, so KombuBroker takes them as they are and a policy sets it.
-LEADER_LOCATOR = "x-queue-leader-locator"
-
-
-def routing_key(logical: str) -> str:
-    """What a queue is bound with: its own name, but the dead queue's for its watch copy."""
-    return DEAD_QUEUE if logical == DEAD_WATCH_QUEUE else logical
-
-
-def queue_arguments(config: Config, logical: str) -> dict[str, Any]:
-    """The x-arguments of a queue; the dead queues have no dead-letter route of their own."""
-    args: dict[str, Any] = {}
-    if config.queue_type == "quorum":
-        args["x-queue-type"] = "quorum"
-        args[LEADER_LOCATOR] = "balanced"
-    if logical not in (DEAD_QUEUE, DEAD_WATCH_QUEUE):
-        args["x-dead-letter-exchange"] = config.prefix
-        args["x-dead-letter-routing-key"] = DEAD_QUEUE
-        if config.queue_type == "quorum":
-            # A backstop only: engines and workers dead-letter a poison message themselves
-            # after `delivery_limit` deliveries, with the reason and (for tasks) a failed run.
-            args["x-delivery-limit"] = max(4 * config.delivery_limit, 20)
-    return args
 
 
 class KombuAdmin:

@@ -30,7 +30,7 @@ from runner.broker import (
     Outgoing,
     task_queue,
 )
-from runner.broker.kombu import queue_arguments
+from runner.broker.kombu_topology import queue_arguments
 from runner.broker.local import LocalHub
 from runner.config import Config
 from runner.connect import open_broker
