@@ -1,0 +1,1 @@
+"""Developer tools that are not tests: run as ``python -m tests.tools.<name>``."""
