@@ -1,5 +1,5 @@
-"""RabbitMQ through kombu/py-amqp (with kombu_admin and kombu_errors, the only modules that
-import kombu).
+"""RabbitMQ through kombu/py-amqp (with kombu_admin, kombu_errors, kombu_publish and
+kombu_topology, the only modules that import kombu).
 
 Features: one durable direct exchange named by the deployment prefix; durable queues
 ``<prefix>.engine``, ``<prefix>.task.<name>`` and ``<prefix>.dead``, quorum by default (with
@@ -52,21 +52,14 @@ from runner.broker.base import (
 from runner.broker.kombu_admin import KombuAdmin
 from runner.broker.kombu_errors import CONN_ERRORS as _CONN_ERRORS
 from runner.broker.kombu_errors import ConnectionLost as _ConnectionLost
+from runner.broker.kombu_publish import REOPENINGS as REOPENINGS  # re-exported: its bound
+from runner.broker.kombu_publish import Publisher
 from runner.broker.kombu_topology import declare
 from runner.config import Config, redact_url
-from runner.errors import BrokerError, BrokerUnavailable, PublishError
+from runner.errors import BrokerError, BrokerUnavailable
 from runner.protocol import CONTENT_TYPE
 
 log = logging.getLogger("ackflow.broker")
-
-# A nack or a confirm timeout: reopen the publishing channel and re-send what was not
-# confirmed, at most this many times per `confirm`, pausing (jittered) before each reopening;
-# then `BrokerUnavailable`. On RabbitMQ 3.10 a channel opened while a quorum queue's leader is
-# being elected may stay bound to the dead leader and be nacked forever: a new channel, a
-# moment later, is confirmed. The connection (and its consumers' deliveries) stays.
-REOPENINGS = 4
-_REOPEN_PAUSE_S = 0.25  # doubled per reopening, capped by reconnect_max_s, times 0.5..1
-_Sent = tuple[Outgoing, str]  # a message and its content type, kept until confirmed
 
 
 def _close_fds(*fds: int) -> None:
@@ -95,17 +88,13 @@ class KombuBroker(KombuAdmin):
         self._name = f"ackflow-{role} {socket.gethostname()}:{os.getpid()}"
         self._conn: Any = None
         self._chan: Any = None  # consuming channel
-        self._pub: Any = None  # publishing channel, in confirm mode
         self._epoch = 0
         self._consuming: list[str] = []
         self._prefetch = 1
         self._declared: set[str] = set()
         self._buffer: list[Delivery] = []
         self._tags: dict[str, str] = {}  # consumer tag -> logical queue
-        self._seq = 0
-        self._unconfirmed: dict[int, _Sent] = {}  # delivery tag -> message (to re-send)
-        self._nacked: list[_Sent] = []  # refused by the broker: re-sent on a new channel
-        self._failed: dict[str, str] = {}  # message id -> why (never re-sent)
+        self._publisher = Publisher(config, self._lost)  # the publishing channel, its confirms
         self._backoff_s = 0.0
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -160,7 +149,7 @@ class KombuBroker(KombuAdmin):
         try:
             conn.ensure_connection(max_retries=0)  # one try: the caller goes on to the next host
             self._chan = conn.channel()
-            self._pub = self._confirm_channel()
+            self._publisher.open(conn)
             self._epoch += 1
             self._tags.clear()
             self._declare_all({ENGINE_QUEUE, DEAD_QUEUE, *self._declared, *self._consuming})
@@ -172,28 +161,6 @@ class KombuBroker(KombuAdmin):
                 f"a queue under prefix {cfg.prefix!r} exists with other arguments ({e}); "
                 "delete it or choose another ACKFLOW_PREFIX / ACKFLOW_QUEUE_TYPE"
             ) from None
-
-    def _confirm_channel(self) -> Any:
-        """A new publishing channel in confirm mode. Its confirms count only while it is the
-        publishing channel: a late one from a channel given up on must not settle a message
-        re-sent on the next (the sequence numbers start again at 1)."""
-        pub = self._conn.channel()
-        pub.confirm_select()
-
-        def on_ack(tag: int, multiple: bool) -> None:
-            if pub is self._pub:
-                self._on_ack(tag, multiple)
-
-        def on_nack(tag: int, multiple: bool) -> None:
-            if pub is self._pub:
-                self._on_nack(tag, multiple)
-
-        pub.events["basic_ack"].add(on_ack)
-        pub.events["basic_nack"].add(on_nack)
-        pub.events["basic_return"].add(self._on_return)
-        self._seq = 0
-        self._unconfirmed.clear()
-        return pub
 
     @property
     def connected_host(self) -> str | None:
@@ -235,14 +202,9 @@ class KombuBroker(KombuAdmin):
                 self._sleep_backoff()
 
     def _drop(self) -> None:
-        conn, self._conn, self._chan, self._pub = self._conn, None, None, None
+        conn, self._conn, self._chan = self._conn, None, None
         self._buffer.clear()
-        # Messages sent but not yet confirmed on this connection are in doubt: `confirm`
-        # reports them, so no caller takes them for published.
-        for m, _ in [*self._unconfirmed.values(), *self._nacked]:
-            self._failed[m.message_id] = "the connection closed before its confirm"
-        self._unconfirmed.clear()
-        self._nacked.clear()
+        self._publisher.connection_closed()  # what awaited a confirm on it is in doubt
         if conn is not None:
             try:
                 conn.close()
@@ -359,32 +321,15 @@ class KombuBroker(KombuAdmin):
             handle=(self._epoch, info["delivery_tag"]),
         )
 
-    def _on_ack(self, tag: int, multiple: bool) -> None:
-        for t in [t for t in self._unconfirmed if t == tag or (multiple and t <= tag)]:
-            del self._unconfirmed[t]
-
-    def _on_nack(self, tag: int, multiple: bool) -> None:
-        for t in [t for t in self._unconfirmed if t == tag or (multiple and t <= tag)]:
-            self._nacked.append(self._unconfirmed.pop(t))
-
-    def _on_return(self, exc: Any, exchange: str, routing_key: str, message: Any) -> None:
-        mid = message.properties.get("message_id", "?")
-        self._failed[mid] = f"unroutable: no queue bound for routing key {routing_key!r} ({exc})"
+    @property
+    def _pub(self) -> Any:
+        """The publishing channel (None while disconnected)."""
+        return self._publisher.channel
 
     def _send(self, m: Outgoing, content_type: str = CONTENT_TYPE, mandatory: bool = True) -> int:
-        """Put one persistent message on the wire; return its confirm sequence number."""
-        self._seq += 1
-        amsg = self._pub.prepare_message(
-            m.body,
-            content_type=content_type,
-            content_encoding="binary",
-            headers=m.headers or None,
-            properties={"delivery_mode": 2, "message_id": m.message_id},
-        )
-        self._pub.basic_publish(
-            amsg, exchange=self._config.prefix, routing_key=m.routing_key, mandatory=mandatory
-        )
-        return self._seq
+        """Put one persistent message on the wire, not remembered for a confirm (the admin's
+        raw and unconfirmed publishes)."""
+        return self._publisher.put(m, content_type, mandatory)
 
     def send(self, messages: Sequence[Outgoing], content_type: str = CONTENT_TYPE) -> None:
         """Put persistent messages on the wire without waiting; `confirm` awaits them all.
@@ -394,111 +339,28 @@ class KombuBroker(KombuAdmin):
         if not messages:
             return
         try:
-            if self._conn is None and (self._unconfirmed or self._nacked or self._failed):
+            if self._conn is None and self._publisher.pending:
                 raise _ConnectionLost("the connection closed with messages unconfirmed")
             self._ensure()
             missing = {m.routing_key for m in messages} - self._declared
             if missing:
                 self._declare_all(missing)
             for m in messages:
-                self._unconfirmed[self._send(m, content_type, mandatory=True)] = (m, content_type)
+                self._publisher.send(m, content_type)
         except _CONN_ERRORS as e:
             self._lost(e)
-            self._reset_confirms()
+            self._publisher.reset()
             raise _ConnectionLost(f"connection lost while publishing: {e}") from None
         except BrokerError:
-            self._reset_confirms()
+            self._publisher.reset()
             raise
 
     def confirm(self) -> None:
         """Wait until the broker has confirmed every message sent since the last `confirm`;
         raise `PublishError` if any was unroutable or in flight when the connection closed
-        (the caller must treat all as unsent).
-
-        A nack or a confirm timeout reopens the publishing channel after a jittered pause and
-        re-sends the messages not confirmed (same ids: a copy that did get through is
-        recognised downstream), at most `REOPENINGS` times; then `BrokerUnavailable`, with
-        the publishing channel reopened once more for the caller's next try."""
-        try:
-            for reopening in range(1, REOPENINGS + 2):
-                again, why = self._await_confirms()
-                if not again:
-                    return
-                if reopening > REOPENINGS:
-                    self._reopen_publishing(reopening, len(again), why)
-                    raise BrokerUnavailable(
-                        f"{len(again)} message(s) {why} on {REOPENINGS + 1} publishing channels "
-                        f"in a row; not published (message {again[0][0].message_id})"
-                    )
-                self._reopen_publishing(reopening, len(again), why)
-                try:
-                    for m, content_type in again:
-                        self._unconfirmed[self._send(m, content_type, mandatory=True)] = (m, content_type)
-                except _CONN_ERRORS as e:
-                    self._lost(e)
-                    raise _ConnectionLost(f"connection lost while publishing again: {e}") from None
-        finally:
-            self._reset_confirms()
-
-    def _await_confirms(self) -> tuple[list[_Sent], str]:
-        """Wait for the confirms of what is unconfirmed, up to the confirm timeout; return
-        the messages to send again (nacked, or unconfirmed in time) and why, or raise."""
-        deadline = time.monotonic() + self._config.confirm_timeout_s
-        while self._unconfirmed:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                # short slices: a confirm can take long (a quorum queue recovering after a
-                # broker restart) and heartbeats must go on meanwhile, or the broker
-                # closes the connection and the publish never completes
-                self._conn.drain_events(timeout=min(remaining, 0.5))
-            except TimeoutError:
-                pass
-            except _CONN_ERRORS as e:
-                self._lost(e)
-                raise _ConnectionLost(f"connection lost before the confirms: {e}") from None
-            self._conn.heartbeat_check()
-        if self._failed:
-            mid, why = next(iter(self._failed.items()))
-            if why.startswith("the connection closed"):
-                raise _ConnectionLost(f"message {mid}: {why}")
-            raise PublishError(f"message {mid}: {why}")
-        nacked, late = self._nacked, list(self._unconfirmed.values())
-        self._nacked, self._unconfirmed = [], {}
-        why = "nacked by the broker" if nacked else ""
-        if late:
-            late_why = f"unconfirmed after {self._config.confirm_timeout_s:g} s"
-            why = f"{why}, {late_why}" if why else late_why
-        return nacked + late, why
-
-    def _reopen_publishing(self, reopening: int, count: int, why: str) -> None:
-        """Pause (jittered, doubling), close the publishing channel and open a new one."""
-        pause = min(_REOPEN_PAUSE_S * 2 ** (reopening - 1), self._config.reconnect_max_s)
-        log.warning(
-            "%d message(s) %s; reopening the publishing channel (%d of %d) in %.2f s",
-            count,
-            why,
-            reopening,
-            REOPENINGS + 1,
-            pause,
-        )
-        time.sleep(pause * random.uniform(0.5, 1.0))
-        old, self._pub = self._pub, None
-        try:
-            if old is not None and old.is_open:
-                old.close()
-            self._pub = self._confirm_channel()
-        except (*_CONN_ERRORS, amqp.exceptions.AMQPError) as e:
-            # whatever failed, no half-open state: without a publishing channel the
-            # connection goes too, and the next use reconnects
-            self._lost(e)
-            raise _ConnectionLost(f"connection lost reopening the publishing channel: {e}") from None
-
-    def _reset_confirms(self) -> None:
-        self._unconfirmed.clear()
-        self._nacked.clear()
-        self._failed.clear()
+        (the caller must treat all as unsent). A nack or a confirm timeout sends the rest
+        again on a new publishing channel, a bounded number of times (`Publisher.confirm`)."""
+        self._publisher.confirm(self._conn)
 
     def publish(self, messages: Sequence[Outgoing], content_type: str = CONTENT_TYPE) -> None:
         """Publish and wait for every confirm (`send`, then `confirm`). A connection found
@@ -507,7 +369,7 @@ class KombuBroker(KombuAdmin):
         same, so a message that did get through is recognised downstream."""
         if not messages:
             return
-        fresh = not (self._unconfirmed or self._nacked or self._failed)
+        fresh = not self._publisher.pending
         for attempt in (1, 2):
             try:
                 self.send(messages, content_type)

@@ -118,6 +118,7 @@ KOMBU_ADAPTER = {
     "runner/broker/kombu.py",
     "runner/broker/kombu_admin.py",
     "runner/broker/kombu_errors.py",
+    "runner/broker/kombu_publish.py",
     "runner/broker/kombu_topology.py",
 }
 
@@ -144,7 +145,12 @@ def test_only_the_kombu_adapter_imports_its_split_off_parts() -> None:
         where(i)
         for i in all_imports()
         if i.target.startswith(
-            ("runner.broker.kombu_admin", "runner.broker.kombu_errors", "runner.broker.kombu_topology")
+            (
+                "runner.broker.kombu_admin",
+                "runner.broker.kombu_errors",
+                "runner.broker.kombu_publish",
+                "runner.broker.kombu_topology",
+            )
         )
         and i.path.relative_to(ROOT).as_posix() not in KOMBU_ADAPTER
     ]
