@@ -230,14 +230,20 @@ class KombuBroker(KombuAdmin):
             raise BrokerUnavailable(str(e)) from None
 
     def consume(self, queues: Sequence[str], prefetch: int) -> None:
+        """Consume ``queues`` from now on, on this connection and every later one. A connection
+        that fails meanwhile (a broker restarting under an engine that is starting) is
+        dropped, not raised: the next `poll` reconnects and starts these consumers."""
         self._consuming = list(queues)
         self._prefetch = prefetch
-        if self._conn is not None:
+        if self._conn is None:
+            self._ensure()
+            return
+        try:
             self._declare_all(set(queues))
             for q in queues:
                 self._start_consumer(q)
-        else:
-            self._ensure()
+        except _CONN_ERRORS as e:
+            self._lost(e)
 
     def poll(self, timeout_s: float) -> list[Delivery]:
         if not self._service(timeout_s, until_delivery=True):

@@ -436,3 +436,22 @@ def test_publishes_nacked_on_every_channel_end_in_broker_unavailable_then_recove
         assert p._conn is conn  # never a reconnect: the consumers' deliveries stay theirs
     finally:
         p.close()
+
+
+def test_a_connection_that_fails_under_consume_is_replaced_and_its_consumers_started(config: Config) -> None:
+    """An engine starting while the broker restarts: its connection is reset between connect and
+    consume. That must not end the process: the next poll reconnects and consumes."""
+    import socket
+
+    c = open_broker(config, role="contract", attempts=1)
+    p = open_broker(config, role="contract")
+    try:
+        c._conn.connection.sock.shutdown(socket.SHUT_RDWR)  # the broker went away under it
+        c.consume([QUEUE], prefetch=10)  # raises nothing
+        p.publish([m := msg()])
+        got = take(c, 1)
+        assert [d.message_id for d in got] == [m.message_id]
+        c.ack(got[0])
+    finally:
+        c.close()
+        p.close()

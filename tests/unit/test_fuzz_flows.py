@@ -335,7 +335,6 @@ def run_id() -> str:
     return f"fuzz-flow-{counter[0]}"
 
 
-@pytest.mark.timeout(120)
 @LIMIT
 @given(plan=plans(), inputs=input_dicts())
 @example(plan=Sub("first", "linear", [Leaf("m1", "map", "v1", [])]), inputs={LIST_INPUT: []})
@@ -377,7 +376,6 @@ def test_any_flow_is_refused_before_enqueue_or_runs_to_its_implied_end(
         check_run(rt, spec, inputs, rid)
 
 
-@pytest.mark.timeout(120)
 @LIMIT
 @given(
     plan=plans(),
