@@ -64,7 +64,7 @@ class LocalRuntime:
         )
         self.client = Client(self.config, self.store, self.hub.connect)
         self._threads: list[threading.Thread] = []
-        self.server: Any = None  # set by `runner.ops.http.api.serve_local`; closed with the runtime
+        self.server: Any = None  # set by `runner.ops.http.app.serve_local`; closed with the runtime
 
     def start(self) -> LocalRuntime:
         self._threads = [
@@ -96,7 +96,7 @@ class LocalRuntime:
         if self.server is not None:
             self.server.shutdown()  # joins its thread
             self.server.server_close()
-            self.server.pool.close()
+            self.server.close_clients()
         self.engine.stop()
         self.worker.stop()
         self.hub.connect().wakeup()

@@ -1,12 +1,15 @@
 """The broker room: the contract the engine, the workers and the client see, and its adapters.
 
 - `base`: the `Broker` protocol, `Outgoing` / `Delivery`, the logical queue names and the
-  dead-letter headers; the `DeadLetters` protocol and `DeadLetter` record for operator surfaces.
+  dead-letter headers; the `DeadLetters` and `QueueInfo` protocols and the `DeadLetter` record
+  for operator surfaces.
 - `dead_letters`: reading a dead letter's headers (ours or RabbitMQ's), shared by the adapters
   and the engine (`from_headers`, re-exported here).
-- `kombu`: RabbitMQ through kombu. `kombu_admin` (queue inspection, `DeadLetters` and the
-  queue arguments, a base of `KombuBroker`) and `kombu_errors` (which failures mean the
-  connection is gone) are split off it; these three are the only modules importing kombu.
+- `kombu`: RabbitMQ through kombu. Split off it: `kombu_publish` (the publishing channel and
+  its confirms, re-sent on a new channel after a nack), `kombu_topology` (the exchange and the
+  queues with their arguments), `kombu_admin` (queue inspection and `DeadLetters`, a base of
+  `KombuBroker`) and `kombu_errors` (which failures mean the connection is gone); these are
+  the only modules importing kombu.
 - `local`: the in-process broker of local mode.
 
 May import: the standard library, `runner.errors`, `runner.config`, `runner.protocol` (and

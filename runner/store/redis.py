@@ -29,6 +29,7 @@ from runner.config import Config, redact_url
 from runner.errors import StoreError, StoreUnavailable
 from runner.protocol import pack, unpack
 from runner.store import APPLIED_RESULT, Beat, Commit, CommitResult, DueTimer, keys, lua
+from runner.store.redis_errors import translate
 
 _PART_INDEX = {part: str(i + 1) for i, part in enumerate(keys.RUN_PARTS)}
 _PAGE_SCAN_LIMIT = 5_000  # index entries a page view may look at when filtering by flow and status
@@ -64,34 +65,6 @@ class _RedisWatch:
 def _b(value: Any) -> bytes:
     """redis-py's stubs say bytes | str; with decode_responses off it is always bytes."""
     return value if isinstance(value, bytes) else str(value).encode()
-
-
-# Error replies that say "not now", never "not this": the server is out of memory (noeviction),
-# a replica that was promoted away from (READONLY), loading its data, busy in a script, cut off
-# from its master, unable to persist (MISCONF), without enough replicas, or a cluster that is
-# down or resharding. Each is an outage: the event stays unacknowledged and comes back, where a
-# StoreError would dead-letter it as though it were malformed.
-_TRANSIENT_REPLIES = (
-    "OOM", "READONLY", "LOADING", "BUSY", "MASTERDOWN", "MISCONF", "NOREPLICAS", "TRYAGAIN",
-    "CLUSTERDOWN", "MOVED", "ASK",
-)  # fmt: skip
-# redis-py turns some of those replies into classes of their own and drops the code from the text.
-_TRANSIENT_ERRORS = (
-    redis.exceptions.OutOfMemoryError,
-    redis.exceptions.ReadOnlyError,
-    redis.exceptions.ClusterError,
-    redis.exceptions.TryAgainError,
-)
-
-
-def _translate(e: Exception) -> StoreError:
-    if isinstance(e, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
-        return StoreUnavailable(f"redis unavailable: {e}")
-    if isinstance(e, _TRANSIENT_ERRORS) or (
-        isinstance(e, redis.exceptions.ResponseError) and str(e).split(" ", 1)[0] in _TRANSIENT_REPLIES
-    ):
-        return StoreUnavailable(f"redis unavailable: {type(e).__name__}: {e}")
-    return StoreError(f"redis error: {e}")
 
 
 class RedisStore:
@@ -153,7 +126,7 @@ class RedisStore:
                 pipe.hmget(self._k(run_id, p), list(wants[p]))
             values = pipe.execute()
         except redis.exceptions.RedisError as e:
-            raise _translate(e) from e
+            raise translate(e) from e
         out: dict[str, list[bytes | None]] = {p: [] for p in wants}
         out.update(zip(parts, values, strict=True))
         return out
@@ -162,7 +135,7 @@ class RedisStore:
         try:
             raw = self.client.hgetall(self._k(run_id, part))
         except redis.exceptions.RedisError as e:
-            raise _translate(e) from e
+            raise translate(e) from e
         return {_b(k).decode(): _b(v) for k, v in raw.items()}
 
     def commit(self, c: Commit) -> CommitResult:
@@ -210,7 +183,7 @@ class RedisStore:
         try:
             reply = self._script(keys=run_keys, args=argv, client=client)
         except redis.exceptions.RedisError as e:
-            raise _translate(e) from e
+            raise translate(e) from e
         tag = reply[0]
         if tag == b"ok":
             return APPLIED_RESULT
@@ -230,7 +203,7 @@ class RedisStore:
                 self.client.pexpire(key, ttl_ms)
             return int(n)
         except redis.exceptions.RedisError as e:
-            raise _translate(e) from e
+            raise translate(e) from e
 
     def mark_sent(self, run_id: str, message_ids: Sequence[str]) -> None:
         if not message_ids:
@@ -238,7 +211,7 @@ class RedisStore:
         try:
             self.client.hdel(self._k(run_id, keys.OUTBOX), *message_ids)
         except redis.exceptions.RedisError as e:
-            raise _translate(e) from e
+            raise translate(e) from e
 
     def mark_sent_many(self, sent: Mapping[str, Sequence[str]]) -> None:
         try:
@@ -248,13 +221,13 @@ class RedisStore:
                     pipe.hdel(self._k(run_id, keys.OUTBOX), *message_ids)
             pipe.execute()
         except redis.exceptions.RedisError as e:
-            raise _translate(e) from e
+            raise translate(e) from e
 
     def history(self, run_id: str, start: int = 0) -> list[bytes]:
         try:
             return [_b(x) for x in self.client.lrange(self._k(run_id, keys.HISTORY), start, -1)]
         except redis.exceptions.RedisError as e:
-            raise _translate(e) from e
+            raise translate(e) from e
 
     def claim_timers(self, now_ms: int, limit: int, hold_ms: int) -> tuple[list[DueTimer], int | None]:
         client = self.client
@@ -265,7 +238,7 @@ class RedisStore:
                 client=client,
             )
         except redis.exceptions.RedisError as e:
-            raise _translate(e) from e
+            raise translate(e) from e
         nxt = int(float(reply[0])) if reply[0] else None
         out = []
         for i in range(1, len(reply), 2):
@@ -286,7 +259,7 @@ class RedisStore:
                 pipe.hdel(self._k(t.run_id, keys.TIMERS), t.timer_id)
             pipe.execute()
         except redis.exceptions.RedisError as e:
-            raise _translate(e) from e
+            raise translate(e) from e
 
     def heartbeat(self, run_id: str, task: str, attempt: int, until_ms: int, progress: bytes | None) -> Beat:
         client = self.client
@@ -304,7 +277,7 @@ class RedisStore:
                 client=client,
             )
         except redis.exceptions.RedisError as e:
-            raise _translate(e) from e
+            raise translate(e) from e
         return Beat(bool(leased), _b(status).decode() if status else None)
 
     def reserve(self, run_id: str, digest: bytes) -> bytes | None:
@@ -315,7 +288,7 @@ class RedisStore:
             pipe.hget(key, "digest")
             created, current = pipe.execute()
         except redis.exceptions.RedisError as e:
-            raise _translate(e) from e
+            raise translate(e) from e
         return None if created else current
 
     def list_runs(self, status: str | None, limit: int) -> list[str]:
@@ -332,7 +305,7 @@ class RedisStore:
             if gone:  # runs expired after their retention: drop them from the index
                 self.client.zrem(index, *gone)
         except redis.exceptions.RedisError as e:
-            raise _translate(e) from e
+            raise translate(e) from e
         return [r for r, a in zip(ids, alive, strict=True) if a][:limit]
 
     def page_runs(
@@ -379,7 +352,7 @@ class RedisStore:
                 if len(got) < batch:
                     return out, None
         except redis.exceptions.RedisError as e:
-            raise _translate(e) from e
+            raise translate(e) from e
         return out, last  # the scan limit ran out: the next page goes on from here
 
     def count_runs(self, status: str | None) -> int:
@@ -387,13 +360,13 @@ class RedisStore:
         try:
             return int(self.client.zcard(index))
         except redis.exceptions.RedisError as e:
-            raise _translate(e) from e
+            raise translate(e) from e
 
     def watch(self, run_id: str) -> _RedisWatch:
         try:
             return _RedisWatch(self.client, keys.notify_channel(self._prefix, run_id))
         except redis.exceptions.RedisError as e:
-            raise _translate(e) from e
+            raise translate(e) from e
 
     def session(self) -> int:
         return self._connections
@@ -406,7 +379,7 @@ class RedisStore:
                 value = got.get(name, got.get(name.encode()))  # str or bytes keys, by version
                 out[name] = "" if value is None else _b(value).decode()
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
-            raise _translate(e) from e
+            raise translate(e) from e
         except redis.exceptions.RedisError:
             return None  # CONFIG disabled, renamed or not permitted (managed Redis)
         return out
@@ -419,7 +392,7 @@ class RedisStore:
             pipe.get(key)
             _, current = pipe.execute()
         except redis.exceptions.RedisError as e:
-            raise _translate(e) from e
+            raise translate(e) from e
         return _b(current).decode()
 
     def record_lost(self, run_id: str, now_ms: int, keep_s: int) -> bool:
@@ -430,14 +403,14 @@ class RedisStore:
             pipe.zremrangebyscore(key, "-inf", now_ms - keep_s * 1000)
             added, _ = pipe.execute()
         except redis.exceptions.RedisError as e:
-            raise _translate(e) from e
+            raise translate(e) from e
         return bool(added)
 
     def is_lost(self, run_id: str) -> bool:
         try:
             return self.client.zscore(keys.lost_index(self._prefix), run_id) is not None
         except redis.exceptions.RedisError as e:
-            raise _translate(e) from e
+            raise translate(e) from e
 
     def delete_prefix(self) -> int:
         """Delete every key under this store's prefix (tests and `ackflow` tooling only)."""
@@ -446,7 +419,7 @@ class RedisStore:
             for key in self.client.scan_iter(match=f"{self._prefix}:*", count=1000):
                 n += self.client.unlink(key)
         except redis.exceptions.RedisError as e:
-            raise _translate(e) from e
+            raise translate(e) from e
         return n
 
     def close(self) -> None:

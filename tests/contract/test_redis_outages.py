@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -23,6 +25,7 @@ from runner.connect import open_store
 from runner.errors import StoreError, StoreUnavailable
 from runner.store import Commit, keys
 from tests.helpers.net import free_port
+from tests.helpers.processes import Output
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 
@@ -42,24 +45,19 @@ def own_redis(*args: str) -> Iterator[str]:
             "no",
             *args,
         ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
-    try:
-        client = redis.Redis(port=port)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.exceptions.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)  # start-up poll of a process we just started
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.kill()
-        proc.wait()
+    assert proc.stdout is not None
+    with tempfile.TemporaryDirectory() as logs:
+        out = Output(proc.stdout, Path(logs) / "redis.log")
+        try:
+            assert out.wait_for("Ready to accept connections", 20), out.path.read_text()
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            proc.kill()
+            proc.wait()
+            out.join(10)
 
 
 @pytest.fixture

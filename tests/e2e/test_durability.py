@@ -14,6 +14,7 @@ import redis
 from runner import states
 from runner.client import Client
 from runner.config import Config
+from runner.errors import RunNotFound
 from runner.store.redis import RedisStore
 from tests.chaos.services import OwnRedis
 from tests.conftest import ACKFLOW, ROOT, Processes, cli_env
@@ -41,16 +42,24 @@ def scrape(port: int, proc: subprocess.Popen[bytes], procs: Processes) -> str:
                 pass
 
 
-def until(check, what: str, procs: Processes, timeout_s: float = 90):  # type: ignore[no-untyped-def]
-    """Poll ``check`` until it returns something truthy (a state to reach, not a delay)."""
+def until_task_running(
+    client: Client, run_id: str, task: str, procs: Processes, timeout_s: float = 90
+) -> None:
+    """Wait, on the run's change notices, until ``task`` is RUNNING (failing if a process died)."""
     deadline = time.monotonic() + timeout_s
-    while True:
-        procs.assert_alive()
-        got = check()
-        if got:
-            return got
-        assert time.monotonic() < deadline, f"{what} not reached\n{procs.logs()}"
-        time.sleep(0.1)
+    watch = client.store.watch(run_id)
+    try:
+        while True:
+            procs.assert_alive()
+            try:
+                if client.status(run_id).tasks[task].status == states.RUNNING:
+                    return
+            except RunNotFound:  # its submit is not applied yet
+                pass
+            assert time.monotonic() < deadline, f"{run_id}: {task} never RUNNING\n{procs.logs()}"
+            watch.wait(1.0)
+    finally:
+        watch.close()
 
 
 def machine_redis_is_durable(url: str) -> bool:
@@ -131,13 +140,8 @@ def test_runs_whose_state_vanished_while_active_are_reported_lost(
         others = [client.submit(_slow_flow(), {"seconds": 6}, run_id=f"lost-{i}") for i in range(2)]
         runs = ["lost-wait", *others]
 
-        def all_running() -> bool:
-            try:
-                return all(client.status(r).tasks["slow"].status == states.RUNNING for r in runs)
-            except Exception:  # noqa: BLE001 - not submitted or applied yet
-                return False
-
-        until(all_running, "every run's slow task RUNNING", procs)
+        for r in runs:
+            until_task_running(client, r, "slow", procs)
         # What a FLUSHDB does to this deployment, and only to this test's prefix (the Redis
         # is shared): every key of it is gone, the epoch too.
         store = RedisStore(config)
@@ -153,11 +157,9 @@ def test_runs_whose_state_vanished_while_active_are_reported_lost(
     assert "run 'lost-wait' was lost: its state vanished from Redis" in err
     assert "no run with id" not in err
 
-    def engine_log() -> str:
-        return "".join(p.read_text() for p in procs.logdir.glob("engine-*.log"))
-
-    until(lambda: all(f"run {r} lost: its state vanished" in engine_log() for r in runs), "lost lines", procs)
-    log = engine_log()
+    for r in runs:
+        procs.until_logged(eng, f"run {r} lost: its state vanished", timeout_s=90)
+    log = "".join(p.read_text() for p in procs.logdir.glob("engine-*.log"))
     assert "ERROR" in log and "Redis lost its data" in log
     assert not any(f"unknown run {r} (expired or never created)" in log for r in runs)
     text = scrape(port, eng, procs)

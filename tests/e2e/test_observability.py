@@ -18,7 +18,7 @@ from redis.connection import AbstractConnection
 from runner.broker.kombu import KombuBroker
 from runner.client import Client
 from runner.config import Config
-from runner.ops.http.api import make_server
+from runner.ops.http.app import make_server
 from runner.store import keys
 from runner.store.redis import RedisStore
 from tests.conftest import Processes
@@ -114,7 +114,7 @@ def test_runs_pages_over_100k_runs_read_a_bounded_number_of_keys(
     finally:
         server.shutdown()
         server.server_close()
-        server.pool.close()
+        server.close_clients()
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -8,9 +8,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from runner.config import Config
 from tests.helpers.net import free_port
@@ -37,6 +38,51 @@ def cli_env(cfg: Config, **extra: str) -> dict[str, str]:
     return env
 
 
+class Output:
+    """A process's output, copied line by line to its log file by a thread of its own; whoever
+    waits for a line (`wait_for`) is woken by each new one, and by the end of the output."""
+
+    def __init__(self, stream: IO[bytes], path: Path) -> None:
+        self.path = path
+        self._text: list[str] = []
+        self._ended = False
+        self._changed = threading.Condition()
+        log = open(path, "wb")  # noqa: SIM115 - created now, so readers find it; the thread closes it
+        self._thread = threading.Thread(target=self._pump, args=(stream, log), daemon=True)
+        self._thread.start()
+
+    def _pump(self, stream: IO[bytes], log: IO[bytes]) -> None:
+        with stream, log:
+            for line in iter(stream.readline, b""):
+                log.write(line)
+                log.flush()
+                with self._changed:
+                    self._text.append(line.decode(errors="replace"))
+                    self._changed.notify_all()
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
+
+    def wait_for(self, text: str, timeout_s: float) -> bool:
+        """True once a line holding ``text`` was written; False if the output ended first or
+        ``timeout_s`` ran out."""
+        deadline = time.monotonic() + timeout_s
+        seen = 0
+        with self._changed:
+            while True:
+                if any(text in line for line in self._text[seen:]):
+                    return True
+                seen = len(self._text)
+                left = deadline - time.monotonic()
+                if self._ended or left <= 0:
+                    return False
+                self._changed.wait(left)
+
+    def join(self, timeout_s: float) -> None:
+        """Wait until all of the output (its process has ended) is in the log file."""
+        self._thread.join(timeout_s)
+
+
 class Processes:
     """Engine and worker processes started through the CLI, killed at teardown."""
 
@@ -44,19 +90,19 @@ class Processes:
         self.cfg = cfg
         self.logdir = logdir
         self.procs: list[subprocess.Popen[bytes]] = []
-        self._files: list[Any] = []
+        self._outputs: list[Output] = []
         self.retired: list[subprocess.Popen[bytes]] = []
 
     def start(self, *args: str, env: dict[str, str] | None = None, name: str = "") -> subprocess.Popen[bytes]:
-        log = open(self.logdir / f"{name or args[0]}-{len(self.procs)}.log", "wb")  # noqa: SIM115
-        self._files.append(log)
         p = subprocess.Popen(
             [*ACKFLOW, *args],
             cwd=ROOT,
             env=cli_env(self.cfg, **(env or {})),
-            stdout=log,
+            stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
+        assert p.stdout is not None
+        self._outputs.append(Output(p.stdout, self.logdir / f"{name or args[0]}-{len(self.procs)}.log"))
         self.procs.append(p)
         return p
 
@@ -125,12 +171,9 @@ class Processes:
 
     def until_logged(self, proc: subprocess.Popen[bytes], text: str, timeout_s: float = 60) -> None:
         """Wait until ``proc`` has logged ``text`` (it got that far); fail if it exits first."""
-        path = self.logdir / Path(self._files[self.procs.index(proc)].name).name
-        deadline = time.monotonic() + timeout_s
-        while text not in path.read_text(errors="replace"):
-            assert proc.poll() is None, f"{proc.args} exited with {proc.returncode}\n{self.logs()}"
-            assert time.monotonic() < deadline, f"{proc.args} never logged {text!r}\n{self.logs()}"
-            time.sleep(0.05)  # a start-up poll of its log file
+        if not self._outputs[self.procs.index(proc)].wait_for(text, timeout_s):
+            state = f"exited with {proc.returncode}" if proc.poll() is not None else f"never logged {text!r}"
+            raise AssertionError(f"{proc.args} {state}\n{self.logs()}")
 
     def logs(self) -> str:
         return "\n".join(
@@ -144,5 +187,5 @@ class Processes:
                 p.send_signal(signal.SIGKILL)
         for p in self.procs:
             p.wait(timeout=30)
-        for f in self._files:
-            f.close()
+        for out in self._outputs:
+            out.join(30)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from runner.config import Config
 from runner.local import LocalRuntime
-from runner.ops.http.api import serve_local
+from runner.ops.http.app import serve_local
 from tests.e2e import http_flows as hf
 
 pytestmark = pytest.mark.fuzz

@@ -21,7 +21,7 @@ from runner.broker import ENGINE_QUEUE, Outgoing
 from runner.config import Config
 from runner.errors import AckflowError
 from runner.local import LocalRuntime
-from runner.ops.http import api as http_api
+from runner.ops.http import app as http_app
 from runner.protocol import Event
 from tests.e2e import http_flows as hf
 
@@ -31,7 +31,7 @@ OPERATOR = "op-" + uuid.uuid4().hex
 @pytest.fixture
 def rt() -> Iterator[LocalRuntime]:
     with LocalRuntime(Config(operator_token=OPERATOR)) as runtime:
-        http_api.serve_local(runtime)
+        http_app.serve_local(runtime)
         yield runtime
 
 
@@ -240,7 +240,7 @@ def test_wrong_logins_back_off_and_the_right_token_waits_too(rt: LocalRuntime) -
 def test_a_short_operator_token_is_refused_at_start() -> None:
     with LocalRuntime(Config(operator_token="short-token")) as runtime:
         with pytest.raises(AckflowError, match="at least 16"):
-            http_api.serve_local(runtime)
+            http_app.serve_local(runtime)
 
 
 # --- L4, L5: escaping ----------------------------------------------------------------------------
@@ -318,7 +318,7 @@ def test_a_foreign_host_name_is_refused(rt: LocalRuntime) -> None:
 
 
 def test_configured_host_names_are_allowed(rt: LocalRuntime) -> None:
-    server = http_api.make_server(
+    server = http_app.make_server(
         "127.0.0.1",
         0,
         rt.client_factory,
@@ -378,8 +378,8 @@ def test_a_long_chain_renders_its_graph() -> None:
 def test_slow_clients_are_cut_off_and_hold_no_threads(
     rt: LocalRuntime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(http_api, "REQUEST_TIMEOUT_S", 1.0, raising=False)
-    server = http_api.make_server("127.0.0.1", 0, rt.client_factory, rt.config.max_payload_bytes)
+    monkeypatch.setattr(http_app, "REQUEST_TIMEOUT_S", 1.0)
+    server = http_app.make_server("127.0.0.1", 0, rt.client_factory, rt.config.max_payload_bytes)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     before = threading.active_count()
     url = urlsplit(server.url)

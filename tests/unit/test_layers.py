@@ -127,7 +127,7 @@ KOMBU_ADAPTER = {
     ("library", "only"),
     [
         ({"kombu", "amqp"}, KOMBU_ADAPTER),
-        ({"redis"}, {"runner/store/redis.py"}),
+        ({"redis"}, {"runner/store/redis.py", "runner/store/redis_errors.py"}),
     ],
 )
 def test_only_the_adapter_imports_its_client_library(library: set[str], only: set[str]) -> None:

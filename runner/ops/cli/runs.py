@@ -75,7 +75,7 @@ def run(
     serves the HTTP completion endpoint on 127.0.0.1 (--port) while the run waits."""
     from runner.define.loading import load_flow
     from runner.local import LocalRuntime
-    from runner.ops.http.api import serve_local
+    from runner.ops.http.app import serve_local
 
     flow = load_flow(flow_ref)
     inputs = parse_inputs(pairs, inputs_json)

@@ -70,7 +70,7 @@ def serve(ctx: click.Context, host: str, port: int, allow_hosts: tuple[str, ...]
     Dashboard at /runs (read-only unless ACKFLOW_OPERATOR_TOKEN is set); POST /v1/complete
     and /v1/fail with "Authorization: Bearer <token>" (needs ACKFLOW_SECRET); GET /healthz."""
     from runner.engine.durability import StoreGuard
-    from runner.ops.http.api import make_server
+    from runner.ops.http.app import make_server
 
     cfg = config_from(ctx)
     store = connect.open_store(cfg)
@@ -99,7 +99,7 @@ def serve(ctx: click.Context, host: str, port: int, allow_hosts: tuple[str, ...]
         server.serve_forever()
     finally:
         server.server_close()
-        server.pool.close()
+        server.close_clients()
 
 
 @click.command()

@@ -1,2 +1,2 @@
-"""``ackflow serve``'s HTTP side: the Starlette app (`api`), the request guard (`guard`), the
+"""``ackflow serve``'s HTTP side: the routes (`api`), the app assembled and served (`app`), the request guard (`guard`), the
 operator login (`auth`), the pooled clients (`pool`) and the uvicorn server (`server`)."""

@@ -1,5 +1,5 @@
 """``ackflow serve``: the dashboard, and the HTTP endpoint outside systems call to complete
-lazy tasks — a Starlette app, served by `runner.ops.http.server` (uvicorn, h11).
+lazy tasks — the routes of a Starlette app, assembled and served by `runner.ops.http.app`.
 
 Dashboard (HTML): ``/runs`` (filters, counts, pages), ``/runs/<id>`` (DAG, tasks, history,
 control), ``/dlq`` (dead letters). Read-only unless an operator token is configured
@@ -38,14 +38,13 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from html import escape
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 import anyio
-from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -64,20 +63,14 @@ from runner.errors import (
     StoreUnavailable,
     WaitTimeout,
 )
-from runner.local import LocalRuntime
 from runner.ops.http.auth import SESSION_S, LoginLimiter, Sessions, check_operator_token
-from runner.ops.http.guard import Guard, allowed_host_names
 from runner.ops.http.pool import POOL_SIZE, ClientPool
-from runner.ops.http.server import HttpServer
 
 log = logging.getLogger("ackflow.http")
 T = TypeVar("T")
 
 MAX_WAIT_S = 60.0
 MAX_FORM = 64_000
-MAX_CONNECTIONS = 200  # open connections; beyond, 503
-REQUEST_TIMEOUT_S = 30.0  # to send a whole request (head and body)
-WRITE_TIMEOUT_S = 30.0  # a client that reads nothing of an answer for this long is dropped
 COOKIE = "ackflow_op"
 STATIC = Path(__file__).resolve().parents[1] / "dashboard" / "static"
 _STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
@@ -401,68 +394,3 @@ class Api:
         if status == "accepted":
             return JSONResponse({"status": status, "run_id": run_id, "task": task}, 202)
         return JSONResponse({"status": status, "run_id": run_id, "task": task}, 200)
-
-
-class CompletionServer(HttpServer):
-    """The app on its socket, with what `ackflow serve` and local mode need to reach."""
-
-    def __init__(self, api: Api, host: str, port: int, allowed_hosts: Iterable[str]) -> None:
-        app = Starlette(
-            routes=api.routes(),
-            exception_handlers={404: api.not_found, 405: api.wrong_method},
-        )
-        super().__init__(
-            Guard(app, allowed_host_names(host, allowed_hosts)),
-            host,
-            port,
-            max_connections=MAX_CONNECTIONS,
-            request_timeout_s=REQUEST_TIMEOUT_S,
-            write_timeout_s=WRITE_TIMEOUT_S,
-        )
-        self.api = api
-        self.pool = _Pools(api)
-
-
-class _Pools:
-    """``server.pool.close()`` closes both pools' clients."""
-
-    def __init__(self, api: Api) -> None:
-        self.api = api
-
-    def close(self) -> None:
-        self.api.pool.close()
-        self.api.pages.close()
-
-
-def make_server(
-    host: str,
-    port: int,
-    factory: Callable[[], Client],
-    max_body: int,
-    operator_token: str = "",
-    completions: bool = True,
-    allowed_hosts: Iterable[str] = (),
-) -> CompletionServer:
-    """Bind ``host:port`` (0: any free port); serve with `serve_forever` or `start`.
-    ``allowed_hosts``: host names browsers may reach the dashboard by, besides 127.0.0.1,
-    localhost, [::1] and ``host``. Raises `AckflowError` for an operator token under 16
-    characters."""
-    return CompletionServer(Api(factory, max_body, operator_token, completions), host, port, allowed_hosts)
-
-
-def serve_local(
-    rt: LocalRuntime, host: str = "127.0.0.1", port: int = 0, allowed_hosts: Iterable[str] = ()
-) -> str:
-    """Start a local-mode runtime's HTTP server (dashboard, lazy-task completions) in a
-    background thread, once; return its URL. The runtime closes it. ``allowed_hosts``: see
-    `make_server`."""
-    if rt.server is None:
-        rt.server = make_server(
-            host,
-            port,
-            rt.client_factory,
-            rt.config.max_payload_bytes,
-            operator_token=rt.config.operator_token,
-            allowed_hosts=allowed_hosts,
-        ).start()
-    return str(rt.server.url)
