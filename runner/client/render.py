@@ -88,19 +88,22 @@ def to_json(value: Any, sort_keys: bool = True) -> str:
     return json.dumps(json_safe(value), sort_keys=sort_keys)
 
 
-def _run_error(info: RunInfo) -> str:
-    e = info.error or {}
-    return f"error in task {e.get('task')!r}: {e.get('type')}: {e.get('message')}"
+def _ending(info: RunInfo, traceback: bool) -> list[str]:
+    """The run's result, or the error that ended it (with its traceback, if asked)."""
+    lines = []
+    if info.result is not None:
+        lines.append("result: " + to_json(info.result))
+    if info.error:
+        e = info.error
+        lines.append(f"error in task {e.get('task')!r}: {e.get('type')}: {e.get('message')}")
+        if traceback and e.get("traceback"):
+            lines.append(str(e["traceback"]).rstrip())
+    return lines
 
 
 def outcome_lines(info: RunInfo) -> list[str]:
     """How a finished run ended: its status, then its result or its error."""
-    lines = [f"run {info.run_id}: {info.status}"]
-    if info.result is not None:
-        lines.append("result: " + to_json(info.result))
-    if info.error:
-        lines.append(_run_error(info))
-    return lines
+    return [f"run {info.run_id}: {info.status}", *_ending(info, traceback=False)]
 
 
 def status_lines(info: RunInfo) -> list[str]:
@@ -120,39 +123,7 @@ def status_lines(info: RunInfo) -> list[str]:
             lines.append(f"      next attempt at {timestamp(t.retry_at_ms)}")
         if t.revert_error:
             lines.append(f"      revert failed: {t.revert_error['type']}: {t.revert_error['message']}")
-    if info.result is not None:
-        lines.append("result: " + to_json(info.result))
-    if info.error:
-        lines.append(_run_error(info))
-        if info.error.get("traceback"):
-            lines.append(str(info.error["traceback"]).rstrip())
-    return lines
-
-
-def run_dict(info: RunInfo) -> dict[str, Any]:
-    """A run as data (``status --json``): its fields and each task's."""
-    return {
-        "run_id": info.run_id,
-        "status": info.status,
-        "flow": info.flow,
-        "created_ms": info.created_ms,
-        "finished_ms": info.finished_ms,
-        "result": info.result,
-        "error": info.error,
-        "tasks": {
-            n: {
-                "status": t.status,
-                "attempt": t.attempt,
-                "worker": t.worker,
-                "duration_ms": t.duration_ms,
-                "error": t.error,
-                "progress": list(t.progress) if t.progress else None,
-                "retry_at_ms": t.retry_at_ms,
-                "revert_error": t.revert_error,
-            }
-            for n, t in info.tasks.items()
-        },
-    }
+    return lines + _ending(info, traceback=True)
 
 
 def summary_dict(info: RunInfo) -> dict[str, Any]:
@@ -164,6 +135,24 @@ def summary_dict(info: RunInfo) -> dict[str, Any]:
         "created_ms": info.created_ms,
         "finished_ms": info.finished_ms,
     }
+
+
+def run_dict(info: RunInfo) -> dict[str, Any]:
+    """A run as data (``status --json``): its summary, result, error and each task's fields."""
+    tasks = {
+        n: {
+            "status": t.status,
+            "attempt": t.attempt,
+            "worker": t.worker,
+            "duration_ms": t.duration_ms,
+            "error": t.error,
+            "progress": list(t.progress) if t.progress else None,
+            "retry_at_ms": t.retry_at_ms,
+            "revert_error": t.revert_error,
+        }
+        for n, t in info.tasks.items()
+    }
+    return {**summary_dict(info), "result": info.result, "error": info.error, "tasks": tasks}
 
 
 def history_dict(entry: HistoryEntry) -> dict[str, Any]:

@@ -67,6 +67,19 @@ def test_same_event_id_never_applies_twice_and_replays_unsent_outbox(store: Stor
     assert store.read_all(r, keys.OUTBOX) == {}
 
 
+# An event id applies once, whatever its commit holds: a commit that sends nothing (a state
+# change, a timer, a history note) must still be remembered, or its redelivery is decided and
+# applied again.
+def test_a_commit_without_outbox_is_remembered_and_its_repeat_refused(store: Store) -> None:
+    r = uuid.uuid4().hex
+    first = Commit(r, "e1", writes={keys.TASKS: {"t": b"FAILED"}}, history=[b"failed"])
+    assert store.commit(first).applied
+    again = store.commit(Commit(r, "e1", writes={keys.TASKS: {"t": b"other"}}, history=[b"ignored"]))
+    assert (again.outcome, again.unsent) == ("duplicate", {})
+    assert store.read(r, {keys.TASKS: ["t"]}) == {keys.TASKS: [b"FAILED"]}
+    assert store.history(r) == [b"failed"]
+
+
 def test_guards_are_all_checked_before_any_write(store: Store) -> None:
     r = rid()
     assert store.commit(Commit(r, "e0", writes={keys.TASKS: {"a": b"1"}})).applied

@@ -19,6 +19,7 @@ from runner.store.redis import RedisStore
 from tests.chaos.services import OwnRedis
 from tests.conftest import ACKFLOW, ROOT, Processes, cli_env
 from tests.helpers.net import free_port
+from tests.helpers.processes import until_run
 
 EXIT_UNAVAILABLE, EXIT_NOT_FOUND, EXIT_LOST = 3, 5, 7
 REQUIRE = {"ACKFLOW_REQUIRE_DURABLE_STORE": "true"}
@@ -42,24 +43,11 @@ def scrape(port: int, proc: subprocess.Popen[bytes], procs: Processes) -> str:
                 pass
 
 
-def until_task_running(
-    client: Client, run_id: str, task: str, procs: Processes, timeout_s: float = 90
-) -> None:
-    """Wait, on the run's change notices, until ``task`` is RUNNING (failing if a process died)."""
-    deadline = time.monotonic() + timeout_s
-    watch = client.store.watch(run_id)
+def task_running(client: Client, run_id: str, task: str) -> bool:
     try:
-        while True:
-            procs.assert_alive()
-            try:
-                if client.status(run_id).tasks[task].status == states.RUNNING:
-                    return
-            except RunNotFound:  # its submit is not applied yet
-                pass
-            assert time.monotonic() < deadline, f"{run_id}: {task} never RUNNING\n{procs.logs()}"
-            watch.wait(1.0)
-    finally:
-        watch.close()
+        return bool(client.status(run_id).tasks[task].status == states.RUNNING)
+    except RunNotFound:  # its submit is not applied yet
+        return False
 
 
 def machine_redis_is_durable(url: str) -> bool:
@@ -141,7 +129,7 @@ def test_runs_whose_state_vanished_while_active_are_reported_lost(
         runs = ["lost-wait", *others]
 
         for r in runs:
-            until_task_running(client, r, "slow", procs)
+            until_run(client, r, lambda r=r: task_running(client, r, "slow"), f"{r}: slow RUNNING", procs, 90)
         # What a FLUSHDB does to this deployment, and only to this test's prefix (the Redis
         # is shared): every key of it is gone, the epoch too.
         store = RedisStore(config)

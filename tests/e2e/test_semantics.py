@@ -16,6 +16,7 @@ from runner.errors import RunStateError
 from runner.local import LocalRuntime
 from tests.conftest import Processes
 from tests.e2e import semantic_flows as sf
+from tests.helpers.processes import until_run
 
 pytestmark = pytest.mark.services
 
@@ -37,21 +38,7 @@ class Env:
 
     def until(self, run_id: str, check: Callable[[], bool], what: str, timeout_s: float = 30) -> None:
         """Wait (on the run's change notices, never a sleep) until ``check()`` holds."""
-        import time
-
-        deadline = time.monotonic() + timeout_s
-        watch = self.client.store.watch(run_id)
-        try:
-            while not check():
-                if self.procs is not None:
-                    self.procs.assert_alive()
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    logs = self.procs.logs() if self.procs else ""
-                    raise AssertionError(f"timed out waiting for {what}\n{logs}")
-                watch.wait(min(left, 0.5))
-        finally:
-            watch.close()
+        until_run(self.client, run_id, check, what, self.procs, timeout_s)
 
     def history(self, run_id: str) -> list[HistoryEntry]:
         return self.client.history(run_id)

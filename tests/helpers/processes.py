@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -189,3 +190,27 @@ class Processes:
             p.wait(timeout=30)
         for out in self._outputs:
             out.join(30)
+
+
+def until_run(
+    client: Any,
+    run_id: str,
+    check: Callable[[], bool],
+    what: str,
+    procs: Processes | None = None,
+    timeout_s: float = 30,
+) -> None:
+    """Wait, on the run's change notices (never a sleep), until ``check()`` holds; fail at once,
+    with the logs, if one of ``procs`` died."""
+    deadline = time.monotonic() + timeout_s
+    watch = client.store.watch(run_id)
+    try:
+        while not check():
+            if procs is not None:
+                procs.assert_alive()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"timed out waiting for {what}\n{procs.logs() if procs else ''}")
+            watch.wait(min(left, 0.5))
+    finally:
+        watch.close()

@@ -31,7 +31,7 @@ ORDER = "tests/unit/test_delivery_order.py"
 GUARANTEES = "tests/unit/test_guarantees.py"
 RULES = "tests/unit/test_decide_rules.py"
 STORE = "tests/contract/test_store_contract.py"
-APPLIED = "tests/contract/test_applied_once.py"
+APPLIED = "tests/contract/test_store_contract.py"
 
 MUTANTS: tuple[Mutant, ...] = (
     # --- the audit's thirteen ------------------------------------------------------------

@@ -17,7 +17,7 @@ from runner import flow, protocol, states, task
 from runner.define.tasks import Registry
 from runner.protocol import TaskRequest
 from runner.store import keys
-from tests.unit.test_engine_cases import Harness, reverted
+from tests.helpers.harness import Harness
 from workers.execute import not_started
 from workers.loop import skip_reason
 
@@ -105,19 +105,19 @@ def test_a_running_successor_is_waited_for_then_reverted_before_its_predecessor(
     reqs = h.by_task()
     h.fail(reqs["left"])
     assert h.requests() == []  # right still runs: src must not be reverted under it
-    assert h.states(rid) == (
+    assert h.status(rid) == (
         "REVERTING",
         {"join": "PENDING", "left": "FAILED", "right": "SCHEDULED", "src": "SUCCESS"},
     )
     h.ok(reqs["right"], right_out=2)
     [undo_right] = h.requests()
     assert (undo_right.task, undo_right.mode) == ("right", protocol.MODE_REVERT)
-    reverted(h, undo_right)
+    h.reverted(undo_right)
     [undo_src] = h.requests()
     assert undo_src.task == "src"
-    reverted(h, undo_src)
+    h.reverted(undo_src)
     assert reverted_order(h, rid) == ["right", "src"]
-    assert h.states(rid)[0] == "REVERTED"
+    assert h.status(rid)[0] == "REVERTED"
 
 
 def test_a_queued_successor_is_skipped_by_its_worker_and_then_its_predecessor_reverted() -> None:
@@ -133,8 +133,8 @@ def test_a_queued_successor_is_skipped_by_its_worker_and_then_its_predecessor_re
     h.pump()
     [undo_src] = h.requests()
     assert undo_src.task == "src"
-    reverted(h, undo_src)
-    assert h.states(rid) == (
+    h.reverted(undo_src)
+    assert h.status(rid) == (
         "REVERTED",
         {"join": "PENDING", "left": "FAILED", "right": "SKIPPED", "src": "REVERTED"},
     )
@@ -149,12 +149,12 @@ def test_a_request_of_a_failed_run_is_skipped_and_run_again_by_a_retry() -> None
     h.pump()
     reqs = h.by_task()
     h.fail(reqs["q_bad"])
-    assert h.states(rid)[0] == "FAILED"
+    assert h.status(rid)[0] == "FAILED"
     reason, report = deliver(h, reqs["q_ok"])
     assert report and "FAILED" in reason
     h.send(not_started(reqs["q_ok"], "w", reason))
     h.pump()
-    status, tasks = h.states(rid)
+    status, tasks = h.status(rid)
     assert (status, tasks["q_ok"]) == ("FAILED", "FAILED")
     h.control(rid, protocol.RUN_RETRY)  # a retry runs the skipped task again
     again = h.by_task()
@@ -217,7 +217,7 @@ def test_compensation_never_reverts_a_task_before_a_successor_that_ran(
         if req.mode == protocol.MODE_REVERT:
             assert not reason, reason
             undone[req.task] += 1
-            reverted(h, req)
+            h.reverted(req)
         elif reason:
             if report:
                 h.send(not_started(req, "w", reason))
@@ -262,10 +262,10 @@ def test_a_map_element_skipped_while_its_run_failed_runs_again_on_retry() -> Non
     assert report and "FAILED" in reason
     h.send(not_started(first, "w", reason))
     h.pump()
-    assert h.states(rid)[0] == "FAILED"
+    assert h.status(rid)[0] == "FAILED"
     h.control(rid, protocol.RUN_RETRY)
     for _ in range(5):
         for r in h.requests():
             h.ok(r, **({"zc": 2} if r.task == "other" else {r.task: r.args["n"] ** 2}))
-    assert h.states(rid)[0] == "SUCCESS"
+    assert h.status(rid)[0] == "SUCCESS"
     assert h.client.status(rid).result == {"sqs": [1, 4, 9], "zc": 2}

@@ -10,14 +10,14 @@ import msgpack
 import pytest
 
 from runner import flow, protocol, task
-from runner.broker import DEAD_QUEUE, ENGINE_QUEUE, Delivery, Outgoing, task_queue
+from runner.broker import ENGINE_QUEUE, Delivery, Outgoing, task_queue
 from runner.broker.local import LocalBroker
 from runner.client import RunInfo
 from runner.config import Config
 from runner.define.tasks import Registry
 from runner.errors import PublishError
 from tests.e2e import flows
-from tests.unit.test_engine import Harness
+from tests.helpers.harness import Harness
 from workers.loop import Worker
 
 REQUEST = {
@@ -53,15 +53,6 @@ def crashy(x: int) -> int:
     return x
 
 
-def dead_letters(h: Harness) -> list[Delivery]:
-    dead = h.hub.connect()
-    dead.consume([DEAD_QUEUE], 10_000)
-    got = dead.poll(0)
-    for d in got:
-        dead.ack(d)
-    return got
-
-
 def publish_raw(h: Harness, queue: str, bodies: list[bytes]) -> None:
     h.hub.connect().publish([Outgoing(queue, f"bad-{i}", b) for i, b in enumerate(bodies)])
 
@@ -78,7 +69,7 @@ def test_bodies_that_killed_engines_are_dead_lettered_and_the_batch_goes_on() ->
     h.pump()
     [nxt] = h.requests()
     assert nxt.task == "s2"
-    dead = dead_letters(h)
+    dead = h.dead_letters()
     assert sorted(d.body for d in dead) == sorted(b for b, _ in KILLERS)
     for body, reason in KILLERS:
         [d] = [d for d in dead if d.body == body]
@@ -111,7 +102,7 @@ def test_any_failure_handling_one_event_dead_letters_it_with_the_reason(
     publish_raw(h, ENGINE_QUEUE, [b"\x90"])
     h.send(h.result(req, v1=1))
     h.pump()
-    [d] = dead_letters(h)
+    [d] = h.dead_letters()
     assert d.body == b"\x90"
     assert d.headers["x-ackflow-reason"] == "engine error: RuntimeError: decoder bug"
     assert [r.exc_info is not None for r in caplog.records if "bad-0" in r.getMessage()] == [True]
@@ -137,7 +128,7 @@ def test_an_outage_while_handling_an_event_is_not_a_dead_letter() -> None:
     h.engine.broker = Down(h.hub)
     d = Delivery(protocol.encode(ev), ENGINE_QUEUE, protocol.CONTENT_TYPE, ev.id, False, 0, {})
     assert h.engine.handle(d) is False
-    assert dead_letters(h) == []
+    assert h.dead_letters() == []
     h.engine.broker = real
     assert h.engine.handle(d) is True
     [nxt] = h.requests()
@@ -171,7 +162,7 @@ def test_requests_that_killed_workers_are_dead_lettered_and_the_worker_goes_on()
     rid = h.client.submit(flow.linear("q", quick).compile(reg), {"x": 1})
     info = wh.finish(rid)
     assert (info.status, info.result) == ("SUCCESS", {"o": 2})
-    dead = dead_letters(h)
+    dead = h.dead_letters()
     assert sorted(d.body for d in dead) == sorted(b for b, _ in KILLERS)
     for body, reason in KILLERS:
         [d] = [d for d in dead if d.body == body]
@@ -205,7 +196,7 @@ def test_a_failure_outside_the_task_code_dead_letters_the_request_and_frees_its_
         wh.w.run_once(0.05)
     good = h.client.submit(flow.linear("q", quick).compile(reg), {"x": 1})
     assert wh.finish(good).result == {"o": 2}
-    [d] = dead_letters(h)
+    [d] = h.dead_letters()
     assert d.message_id == protocol.request_id(bad, "crashy", 1)
     assert d.headers["x-ackflow-reason"] == "worker error: RuntimeError: worker bug"
     assert h.client.status(bad).status == "RUNNING"  # its attempt awaits its timeout or a retry

@@ -15,7 +15,7 @@ from runner.define.retry import Retry
 from runner.define.tasks import Registry
 from runner.errors import AlreadyCompleted
 from runner.protocol import Event, TaskRequest
-from tests.unit.test_engine_cases import Harness
+from tests.helpers.harness import Harness
 
 reg = Registry()
 
@@ -99,7 +99,7 @@ def test_a_completion_of_an_earlier_attempt_never_completes_the_next() -> None:
     assert again.attempt == 2
     h.send(complete(req, 1, values={"answer": "stale"}))
     h.pump()
-    assert h.states(rid) == ("RUNNING", {"after": "PENDING", "ask": "SCHEDULED"})
+    assert h.status(rid) == ("RUNNING", {"after": "PENDING", "ask": "SCHEDULED"})
     notes = [e.extra.get("note", "") for e in h.client.history(rid)]
     assert any("fenced: attempt 1" in n for n in notes)
     h.send(complete(again, 2, values={"answer": "fresh"}))

@@ -16,7 +16,7 @@ from runner.protocol import Event, TaskRequest
 from runner.store import Commit
 from runner.store.memory import MemoryStore
 from tests.e2e import flows
-from tests.helpers.harness import CFG, Harness  # test_worker, test_engine_cases import Harness from here
+from tests.helpers.harness import CFG, Harness
 
 
 def transitions_of(client: Client, run_id: str) -> Counter[tuple[str, str, str, int]]:

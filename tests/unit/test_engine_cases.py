@@ -5,53 +5,15 @@ Driven event by event on the in-memory store and transport, so every interleavin
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from runner import flow, protocol, task
-from runner.broker import DEAD_QUEUE, ENGINE_QUEUE, Outgoing
+from runner.broker import ENGINE_QUEUE, Outgoing
 from runner.define.tasks import Registry
-from runner.protocol import Event, TaskRequest
-from tests.unit.test_engine import Harness as _Base
+from runner.protocol import Event
+from tests.helpers.harness import Harness
 
 reg = Registry()
-
-
-class Harness(_Base):
-    def __init__(self) -> None:
-        super().__init__()
-        self.dead = self.hub.connect()
-        self.dead.consume([DEAD_QUEUE], 1000)
-
-    def ok(self, req: TaskRequest, **values: Any) -> None:
-        self.send(self.result(req, **values))
-        self.pump()
-
-    def fail(self, req: TaskRequest, etype: str = "ValueError") -> None:
-        body = {"error": {"type": etype, "message": "x", "types": [etype]}, "worker": "w"}
-        rid = protocol.result_id(req.run_id, req.task, req.attempt)
-        self.send(
-            Event(protocol.TASK_FAILED, rid, req.run_id, req.task, req.attempt, body, protocol.now_ms())
-        )
-        self.pump()
-
-    def control(self, run_id: str, kind: str) -> None:
-        self.send(
-            Event(
-                kind, f"{kind}:{run_id}:{uuid.uuid4().hex}", run_id, body={"by": "t"}, at_ms=protocol.now_ms()
-            )
-        )
-        self.pump()
-
-    def by_task(self) -> dict[str, TaskRequest]:
-        return {r.task: r for r in self.requests()}
-
-    def states(self, run_id: str) -> tuple[str, dict[str, str]]:
-        info = self.client.status(run_id)
-        return info.status, {n: t.status for n, t in info.tasks.items()}
-
-    def dead_letters(self) -> list[Any]:
-        return [d.headers for d in self.dead.poll(0)]
 
 
 @task(provides="x", registry=reg)
@@ -81,7 +43,7 @@ def test_a_skip_reaching_a_join_fed_in_the_same_commit_counts_both() -> None:
     h.pump()
     h.ok(h.by_task()["a"], x=0)
     assert [r.task for r in h.requests()] == ["c"]
-    assert h.states(rid) == ("RUNNING", {"a": "SUCCESS", "b": "SKIPPED", "c": "SCHEDULED"})
+    assert h.status(rid) == ("RUNNING", {"a": "SUCCESS", "b": "SKIPPED", "c": "SCHEDULED"})
 
 
 def test_a_long_chain_of_skips_is_decided_in_one_event() -> None:
@@ -91,7 +53,7 @@ def test_a_long_chain_of_skips_is_decided_in_one_event() -> None:
     rid = h.client.submit(flow.graph("chain", a, *nodes, edges=edges).compile(reg), {})
     h.pump()
     h.ok(h.by_task()["a"], x=0)
-    status, tasks = h.states(rid)
+    status, tasks = h.status(rid)
     assert status == "SUCCESS" and sum(1 for s in tasks.values() if s == "SKIPPED") == 200
     assert h.dead_letters() == []
 
@@ -121,9 +83,9 @@ def test_retry_of_a_run_whose_sinks_all_finished_after_the_failure_completes_it(
     [sink] = h.requests()
     h.fail(reqs["q2"])  # the run fails
     h.ok(sink, joined=5)  # and its only sink finishes afterwards
-    assert h.states(rid)[0] == "FAILED"
+    assert h.status(rid)[0] == "FAILED"
     h.control(rid, protocol.RUN_RETRY)
-    assert h.states(rid)[0] == "SUCCESS"
+    assert h.status(rid)[0] == "SUCCESS"
     assert h.client.status(rid).result == {"joined": 5}
 
 
@@ -141,11 +103,11 @@ def test_retry_after_a_skip_decided_while_the_run_was_failed() -> None:
     reqs = h.by_task()
     h.fail(reqs["other"])
     h.ok(reqs["a"], x=0)  # b's skip is decided while the run is FAILED
-    assert h.states(rid)[1]["b"] == "SKIPPED"
+    assert h.status(rid)[1]["b"] == "SKIPPED"
     h.control(rid, protocol.RUN_RETRY)
     [again] = h.requests()
     h.ok(again, zc=2)
-    assert h.states(rid)[0] == "SUCCESS"
+    assert h.status(rid)[0] == "SUCCESS"
 
 
 @task(provides="ids", registry=reg)
@@ -173,7 +135,7 @@ def test_retry_restarts_the_elements_a_map_stopped_starting_when_its_run_failed(
     for _ in range(5):
         for r in h.requests():
             h.ok(r, **({"zc": 2} if r.task == "other" else {r.task: r.args["n"] ** 2}))
-    assert h.states(rid)[0] == "SUCCESS"
+    assert h.status(rid)[0] == "SUCCESS"
     assert h.client.status(rid).result == {"sqs": [1, 4, 9], "zc": 2}
 
 
@@ -202,16 +164,6 @@ def bad() -> int:
     raise ValueError
 
 
-def reverted(h: Harness, req: TaskRequest) -> None:
-    rid = protocol.revert_result_id(req.run_id, req.task, req.attempt)
-    h.send(
-        Event(
-            protocol.TASK_REVERTED, rid, req.run_id, req.task, req.attempt, {"worker": "w"}, protocol.now_ms()
-        )
-    )
-    h.pump()
-
-
 def test_compensation_waits_for_a_revertable_task_still_running() -> None:
     h = Harness()
     rid = h.client.submit(flow.unordered("rev", r1, slow, bad).compile(reg), {})
@@ -220,13 +172,13 @@ def test_compensation_waits_for_a_revertable_task_still_running() -> None:
     h.ok(reqs["r1"], o1=1)
     h.fail(reqs["bad"])
     [undo_r1] = h.requests()
-    reverted(h, undo_r1)
-    assert h.states(rid)[0] == "REVERTING"  # slow still runs: its success must be reverted too
+    h.reverted(undo_r1)
+    assert h.status(rid)[0] == "REVERTING"  # slow still runs: its success must be reverted too
     h.ok(reqs["slow"], o2=2)
     [undo_slow] = h.requests()
     assert (undo_slow.task, undo_slow.mode, undo_slow.result) == ("slow", "revert", 2)
-    reverted(h, undo_slow)
-    assert h.states(rid) == ("REVERTED", {"bad": "FAILED", "r1": "REVERTED", "slow": "REVERTED"})
+    h.reverted(undo_slow)
+    assert h.status(rid) == ("REVERTED", {"bad": "FAILED", "r1": "REVERTED", "slow": "REVERTED"})
 
 
 def test_a_retried_run_ignores_its_first_deadline() -> None:
@@ -243,7 +195,7 @@ def test_a_retried_run_ignores_its_first_deadline() -> None:
         h.hub.connect().publish([Outgoing(ENGINE_QUEUE, t.timer_id, t.event)])
         h.pump()
         if t is deadlines[0]:
-            assert h.states(rid)[0] == "RUNNING"  # the old deadline is ignored
+            assert h.status(rid)[0] == "RUNNING"  # the old deadline is ignored
     info = h.client.status(rid)
     assert info.status == "FAILED" and info.error is not None and info.error["type"] == "RunTimeout"
 
@@ -260,7 +212,7 @@ def test_retry_of_a_failed_map_keeps_its_completed_elements() -> None:
     h.ok(items["sq[0]"], **{"sq[0]": 1})
     h.fail(items["sq[1]"])  # no retry policy: the map and the run fail
     h.ok(items["sq[2]"], **{"sq[2]": 9})  # finishes after the failure: kept all the same
-    assert h.states(rid)[0] == "FAILED"
+    assert h.status(rid)[0] == "FAILED"
     h.control(rid, protocol.RUN_RETRY)
     [again] = h.requests()  # only the failed element runs again
     assert (again.task, again.attempt, again.args) == ("sq[1]", 2, {"n": 2})

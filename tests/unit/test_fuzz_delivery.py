@@ -17,13 +17,13 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from runner import flow, protocol, task
-from runner.broker import DEAD_QUEUE, ENGINE_QUEUE, Outgoing, task_queue
+from runner.broker import ENGINE_QUEUE, Outgoing, task_queue
 from runner.broker.local import LocalBroker
 from runner.config import Config
 from runner.define.tasks import Registry
 from runner.protocol import Event, TaskRequest
 from tests.e2e import flows
-from tests.unit.test_engine import Harness
+from tests.helpers.harness import Harness
 from tests.unit.test_fuzz_protocol import FIELDS, values
 from workers.loop import Worker
 
@@ -91,12 +91,7 @@ engine_bodies = st.binary(max_size=100) | victim_events()
 
 
 def dead_reasons(h: Harness) -> list[str]:
-    dead = h.hub.connect()
-    dead.consume([DEAD_QUEUE], 10_000)
-    got = dead.poll(0)
-    for d in got:
-        dead.ack(d)
-    return [str(d.headers["x-ackflow-reason"]) for d in got]
+    return [str(d.headers["x-ackflow-reason"]) for d in h.dead_letters()]
 
 
 @given(st.lists(engine_bodies, min_size=1, max_size=2))

@@ -23,47 +23,7 @@ from workers.loop import Worker, skip_reason
 reg = Registry()
 
 
-class H(Harness):
-    def __init__(self) -> None:
-        super().__init__()
-        self.dead = self.hub.connect()
-        self.dead.consume([DEAD_QUEUE], 1000)
-
-    def ok(self, req: TaskRequest, **values: Any) -> None:
-        self.send(self.result(req, **values))
-        self.pump()
-
-    def event(
-        self, kind: str, req: TaskRequest, event_id: str, at_ms: int | None = None, **body: Any
-    ) -> Event:
-        body.setdefault("worker", "w")
-        at = protocol.now_ms() if at_ms is None else at_ms
-        return Event(kind, event_id, req.run_id, req.task, req.attempt, body, at)
-
-    def fail(self, req: TaskRequest, etype: str = "ValueError") -> None:
-        err = {"type": etype, "message": "x", "traceback": "", "types": [etype]}
-        rid = protocol.result_id(req.run_id, req.task, req.attempt)
-        self.send(self.event(protocol.TASK_FAILED, req, rid, error=err))
-        self.pump()
-
-    def one(self) -> TaskRequest:
-        [req] = self.requests()
-        return req
-
-    def status(self, rid: str) -> tuple[str, dict[str, str]]:
-        info = self.client.status(rid)
-        return info.status, {n: t.status for n, t in info.tasks.items()}
-
-    def dead_letters(self) -> list[Any]:
-        return list(self.dead.poll(0))
-
-    def timers(self, rid: str) -> list[Event]:
-        out = []
-        for raw in self.store.read_all(rid, keys.TIMERS).values():
-            ev = protocol.decode(raw)
-            assert isinstance(ev, Event)
-            out.append(ev)
-        return out
+H = Harness  # the engine harness, with its dead-letter queue and shorthands
 
 
 # --- timeouts: armed when the task starts, whatever ack_after_s is ---------------------------

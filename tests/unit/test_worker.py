@@ -11,7 +11,7 @@ from runner.broker.local import LocalBroker
 from runner.config import Config
 from runner.define.tasks import Registry
 from runner.errors import PublishError
-from tests.unit.test_engine import Harness
+from tests.helpers.harness import Harness
 from workers.loop import Worker
 
 reg = Registry()
