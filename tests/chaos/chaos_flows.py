@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from typing import Any
 
 import redis
@@ -15,7 +16,7 @@ _client: redis.Redis | None = None
 
 
 def record(what: str = "") -> None:
-    """Append "<key>|<pid>|<ms>" to the chaos Redis (``<key>:revert`` for a revert handler,
+    """Record "<key>|<pid>|<ms>" in the chaos Redis (``<key>:revert`` for a revert handler,
     ``what="revert"``); retried through a Redis restart."""
     global _client
     url = os.environ.get("ACKFLOW_CHAOS_REDIS")
@@ -25,10 +26,13 @@ def record(what: str = "") -> None:
         _client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
     key = current_task().idempotency_key + (f":{what}" if what else "")
     entry = f"{key}|{os.getpid()}|{int(time.time() * 1000)}"
+    # One field per execution: a write retried because Redis restarted before it answered
+    # (the write itself may have landed) records the execution once, not twice.
+    field = uuid.uuid4().hex
     deadline = time.monotonic() + 60
     while True:
         try:
-            _client.rpush("chaos:executions", entry)
+            _client.hsetnx("chaos:executions", field, entry)
             break
         except redis.exceptions.ConnectionError:
             if time.monotonic() > deadline:

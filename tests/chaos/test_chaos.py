@@ -321,7 +321,7 @@ def check(
         )
         scheduled.update(checks.scheduled_times(rid, histories[rid]))
     # G2: executions, by idempotency key (":revert" for revert handlers)
-    raw = retry(lambda: RedisStore(chaos.cfg).client.lrange("chaos:executions", 0, -1), "executions")
+    raw = retry(lambda: RedisStore(chaos.cfg).client.hvals("chaos:executions"), "executions")
     execs = checks.parse_executions(raw)
     never = never_reverted = 0
     for rid in runs:
