@@ -136,7 +136,8 @@ class Worker:
         self._active_at = 0.0  # the last delivery or finished task (see the busy poll)
 
     def start(self) -> None:
-        self.broker.declare(self.queues)
+        # consume declares what it consumes, and rides out a connection lost meanwhile (the
+        # next poll reconnects): a worker starting while the broker restarts waits for it
         self.broker.consume(self.queues, self.concurrency)
         if self.store is not None and self._beats is None:
             self._beats = Heartbeats(self.store, self.config, self._snapshot)

@@ -77,7 +77,8 @@ class Engine:
     # --- the loop ----------------------------------------------------------------------
 
     def start(self) -> None:
-        self.broker.declare([DEAD_WATCH_QUEUE])
+        # consume declares what it consumes, and rides out a connection lost meanwhile (the
+        # next poll reconnects): an engine starting while the broker restarts waits for it
         self.broker.consume([ENGINE_QUEUE, DEAD_WATCH_QUEUE], self.config.engine_prefetch)
 
     def run_once(self, timeout_s: float = 1.0) -> int:

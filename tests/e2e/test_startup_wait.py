@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -113,3 +114,36 @@ def test_an_engine_and_a_worker_wait_for_a_service_that_comes_up_late(
     procs.until_logged(worker, "started: queues")
     rid = client.submit(flows.diamond_flow, {"x": 2})
     assert client.wait(rid, timeout_s=60).status == "SUCCESS", what
+
+
+def test_an_engine_and_a_worker_whose_connection_drops_as_they_start_carry_on(
+    config: Config, client: Client
+) -> None:
+    """The broker restarts between their connect and their first declare/consume (seen in the
+    chaos runs: the process exited with 3): start raises nothing, and the next poll reconnects,
+    declares and consumes, so a run goes through."""
+    from runner.connect import open_broker, open_store
+    from runner.engine import Engine
+    from workers.loop import Worker
+
+    store = open_store(config)
+    engine_broker = open_broker(config, role="engine", attempts=1)
+    worker_broker = open_broker(config, role="worker", attempts=1)
+    try:
+        for b in (engine_broker, worker_broker):
+            b._conn.connection.sock.shutdown(socket.SHUT_RDWR)  # the broker went away under it
+        engine = Engine(config, store, engine_broker)
+        engine.start()
+        worker = Worker(config, worker_broker, concurrency=1, name="w", store=store)
+        worker.start()
+        rid = client.submit(flows.chain(2), {"v0": 1})
+        deadline = time.monotonic() + 60
+        while client.status(rid).status not in ("SUCCESS", "FAILED"):
+            assert time.monotonic() < deadline, f"run {rid} stalled: {client.status(rid).status}"
+            engine.run_once(0.05)  # each step waits on the broker's deliveries
+            worker.run_once(0.05)
+        assert client.status(rid).result == {"v2": 3}
+    finally:
+        worker_broker.close()
+        engine_broker.close()
+        store.close()
