@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from runner.broker.base import DEAD_WATCH_QUEUE
 from runner.broker.kombu import KombuBroker
 from runner.client import Client
 from runner.config import Config
@@ -106,7 +107,8 @@ class Chaos:
         )
         if self.rabbit is not None:
             topology = KombuBroker(self.cfg)
-            topology.declare(["task.default"])
+            # every queue the processes will declare, the engines' dead-letter watch included
+            topology.declare(["task.default", DEAD_WATCH_QUEUE])
             topology.close()
             self.rabbit.settle()
         self.env = {"ACKFLOW_CHAOS_REDIS": self.redis.url, "ACKFLOW_CHAOS_TASK_MS": "100"}
