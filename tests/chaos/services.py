@@ -178,3 +178,175 @@ class OwnRabbit:
             pass
         self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class OwnRedisCluster:
+    """A Redis Cluster of our own: ``masters`` masters with ``replicas`` replicas each, every
+    node a redis-server on free ports (client and cluster-bus port both chosen, so nothing
+    assumes port + 10000), in its own directory; nodes can be killed and restarted by pid.
+
+    At least two masters matter for tests: a single node owning every slot lets a script touch
+    a key it was not given (Redis checks only that declared keys share a slot)."""
+
+    def __init__(self, workdir: Path, masters: int = 3, replicas: int = 0, aof: bool = False) -> None:
+        self.dir = workdir / "redis-cluster"
+        self.masters, self.replicas, self.aof = masters, replicas, aof
+        self.ports = [free_port() for _ in range(masters * (1 + replicas))]
+        self.bus = {p: free_port() for p in self.ports}
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    @property
+    def url(self) -> str:
+        """The ackflow URL naming every node as a seed."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    def node_url(self, port: int) -> str:
+        return f"redis://127.0.0.1:{port}/0"
+
+    @staticmethod
+    def unavailable() -> str | None:
+        if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+            return "redis-server / redis-cli are not installed"
+        return None
+
+    def _spawn(self, port: int) -> None:
+        d = self.dir / str(port)
+        d.mkdir(parents=True, exist_ok=True)
+        args = [
+            "redis-server",
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            "--cluster-enabled", "yes",
+            "--cluster-port", str(self.bus[port]),
+            "--cluster-config-file", str(d / "nodes.conf"),
+            "--cluster-node-timeout", "2000",
+            # a replica fails over however long its link was down (a test kills on purpose)
+            "--cluster-replica-validity-factor", "0",
+            "--dir", str(d),
+            "--save", "",
+            "--appendonly", "yes" if self.aof else "no",
+            "--appendfsync", "always",
+            "--maxmemory-policy", "noeviction",
+            "--logfile", str(d / "redis.log"),
+        ]  # fmt: skip
+        self.procs[port] = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait(lambda: svc.redis_ok(self.node_url(port)), 30, f"redis cluster node {port}")
+
+    def start(self) -> None:
+        for port in self.ports:
+            self._spawn(port)
+        out = subprocess.run(
+            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports)]
+            + ["--cluster-replicas", str(self.replicas), "--cluster-yes"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(
+                f"redis-cli --cluster create failed: {out.stdout[-2000:]} {out.stderr[-2000:]}"
+            )
+        self.wait_ok()
+        self.wait_replicas()
+
+    def wait_replicas(self, timeout_s: float = 60) -> None:
+        """Until every live replica has synced with its master (a replica that never synced
+        holds nothing to take over with)."""
+
+        def check() -> str | None:
+            for n in self.nodes():
+                port = int(n["port"])
+                if n["role"] == "slave" and self.procs[port].poll() is None:
+                    if "master_link_status:up" not in self.cli(port, "info", "replication"):
+                        return f"replica {port} not synced"
+            return None
+
+        _wait(check, timeout_s, "redis cluster replicas")
+
+    def cli(self, port: int, *args: str, timeout_s: float = 30) -> str:
+        out = subprocess.run(
+            ["redis-cli", "-p", str(port), *args], capture_output=True, text=True, timeout=timeout_s
+        )
+        return out.stdout
+
+    def _ok(self, port: int) -> str | None:
+        if port not in self.procs or self.procs[port].poll() is not None:
+            return None  # a dead node is not asked
+        try:
+            info = self.cli(port, "cluster", "info", timeout_s=5)
+        except subprocess.TimeoutExpired:
+            return f"{port}: no answer"
+        if "cluster_state:ok" not in info or "cluster_slots_ok:16384" not in info:
+            return f"{port}: {info.strip()[:200]}"
+        return None
+
+    def wait_ok(self, timeout_s: float = 60) -> None:
+        """Until every live node says the cluster is ok with all 16384 slots served, and by
+        live masters only (after a kill, the others say ok until they mark the node failed)."""
+
+        def check() -> str | None:
+            for port in self.ports:
+                if (err := self._ok(port)) is not None:
+                    return err
+            for n in self.nodes():
+                port = int(n["port"])
+                if n["role"] == "master" and n["slots"] and self.procs[port].poll() is not None:
+                    return f"dead master {port} still serves slots"
+            return None
+
+        _wait(check, timeout_s, "redis cluster")
+
+    def nodes(self) -> list[dict[str, str]]:
+        """CLUSTER NODES as seen by a live node: id, port, role ('master'/'slave'), master id, slots."""
+        for port in self.ports:
+            if self.procs.get(port) is not None and self.procs[port].poll() is None:
+                text = self.cli(port, "cluster", "nodes")
+                break
+        else:
+            raise RuntimeError("no live redis cluster node")
+        out = []
+        for line in text.strip().splitlines():
+            f = line.split()
+            addr = f[1].split("@")[0]
+            out.append(
+                {
+                    "id": f[0],
+                    "port": addr.rsplit(":", 1)[1],
+                    "role": "master" if "master" in f[2] else "slave",
+                    "failed": "fail" in f[2] and "fail?" not in f[2],
+                    "master": f[3],
+                    "slots": " ".join(f[8:]),
+                }
+            )
+        return out  # type: ignore[return-value]
+
+    def master_of(self, key: str) -> int:
+        """The port of the master serving ``key``'s slot now."""
+        live = next(p for p in self.ports if self.procs[p].poll() is None)
+        slot = int(self.cli(live, "cluster", "keyslot", key).strip())
+        for n in self.nodes():
+            if n["role"] != "master" or n["failed"]:
+                continue
+            for r in n["slots"].split():
+                if r.startswith("["):
+                    continue  # a slot being migrated or imported
+                lo, _, hi = r.partition("-")
+                if int(lo) <= slot <= int(hi or lo):
+                    return int(n["port"])
+        raise RuntimeError(f"no master serves slot {slot}")
+
+    def kill(self, port: int) -> None:
+        proc = self.procs[port]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    def restart(self, port: int) -> None:
+        self.kill(port)
+        self._spawn(port)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
