@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--faults", default=None, help="with --replay: this fault list instead of the seed's")
     ap.add_argument("--report", default="sim-report.json")
     ap.add_argument("--quiet", action="store_true", help="no table, one summary line")
+    ap.add_argument("--stop-on-first", action="store_true", help="stop at the first failing seed")
     args = ap.parse_args(argv)
     logging.disable(logging.CRITICAL)  # the engines' warnings about injected faults are noise here
     if args.replay is not None:
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         seeds = []
     print(f"sim: first seed {first} (replay one: SIM_SEED=<seed> make sim-replay)", flush=True)
-    report = soak(first, args.seconds, seeds or None)
+    report = soak(first, args.seconds, seeds or None, stop_on_first=args.stop_on_first)
     with open(args.report, "w") as f:
         json.dump(report, f, indent=2, sort_keys=True)
     if args.quiet:

@@ -57,7 +57,9 @@ def shrink(seed: int, faults: list[Fault]) -> list[Fault]:
     return kept
 
 
-def soak(first: int, seconds: float, seeds: list[int] | None = None) -> dict[str, Any]:
+def soak(
+    first: int, seconds: float, seeds: list[int] | None = None, stop_on_first: bool = False
+) -> dict[str, Any]:
     """Seeds ``first``, ``first + 1``, … until ``seconds`` pass (or exactly ``seeds``)."""
     started = time.monotonic()
     found: list[dict[str, Any]] = []
@@ -93,6 +95,8 @@ def soak(first: int, seconds: float, seeds: list[int] | None = None) -> dict[str
                 }
             )
             print(f"VIOLATION seed {seed}: {'; '.join(bad)}\n  replay: {replay_command(seed)}", flush=True)
+            if stop_on_first:
+                break
         if todo is None:
             seed += 1
     elapsed = time.monotonic() - started

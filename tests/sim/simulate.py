@@ -23,6 +23,7 @@ from runner import protocol
 from runner.client import Client
 from runner.config import Config
 from runner.engine import Engine
+from runner.engine.loop import _TIMER_HOLD_MS as TIMER_HOLD_MS
 from runner.errors import RunStateError
 from runner.states import PAUSED, RUN_TERMINAL
 from runner.store import keys
@@ -45,6 +46,8 @@ FAULT_KINDS = (
     "crash",
     "freeze",
     "conn_loss",
+    "conn_loss_mid_step",
+    "long_task",
     "duplicate",
     "delay",
     "store_outage",
@@ -112,6 +115,8 @@ class _WorkerProc:
         self.proc = Proc(name, world)
         self.world = world
         self.frozen_until = 0
+        self.busy_until = 0  # its task bodies run no sooner (long tasks)
+        self.no_beats_until = 0  # its heartbeats stall until then
         self.boot()
 
     def boot(self) -> None:
@@ -142,8 +147,20 @@ class _WorkerProc:
         self.boot()
 
     def wants_step(self) -> bool:
+        """Whether its loop has something to do now (results to publish, requests to take,
+        a lease or an announcement due); stepping it otherwise changes nothing."""
         w = self.worker
-        return self.conn.has_ready() or not w.idle
+        if self.conn.has_ready() or w._unpublished or not w._done.empty():
+            return True
+        if w._backlog and w._inflight - w._freed < w.concurrency:
+            return True
+        return bool(w._inflight) and self.next_due() <= self.world.clock.monotonic()
+
+    def next_due(self) -> float:
+        """When (monotonic s) its next lease or started-announcement comes due."""
+        return self.world.clock.monotonic() + min(
+            self.worker._until_next_lease(), self.worker._until_next_announce()
+        )
 
     def wants_beat(self) -> bool:
         now = self.world.clock.monotonic()
@@ -163,6 +180,18 @@ def plan(seed: int, steps: int, procs: list[str], runs: int) -> list[Fault]:
             out.append(Fault(step, kind, rng.choice(procs), rng.choice([500, 3000, 8000, 20000])))
         elif kind == "conn_loss":
             out.append(Fault(step, kind, rng.choice(procs)))
+        elif kind == "conn_loss_mid_step":
+            out.append(Fault(step, kind, rng.choice(procs), rng.randint(1, 40)))
+        elif kind == "long_task":  # a worker's tasks take long; maybe its heartbeats stall too
+            worker = rng.choice([p for p in procs if p.startswith("W")])
+            out.append(
+                Fault(
+                    step,
+                    kind,
+                    worker,
+                    rng.choice([3000, 7000, 8000, 9000, 10000, 30000]) * rng.choice([1, -1]),
+                )
+            )
         elif kind in ("duplicate", "delay"):
             out.append(Fault(step, kind, "", rng.randint(1, 5)))
         elif kind in ("store_outage", "lost_reply"):
@@ -209,6 +238,16 @@ class Sim:
         elif f.kind == "conn_loss":
             self._proc(f.target).conn.lose(w.rng)
             w.struck("conn_loss")
+        elif f.kind == "conn_loss_mid_step":
+            p = self._proc(f.target)
+            p.proc.drop_at = p.proc.calls + f.arg
+        elif f.kind == "long_task":
+            wp = self._proc(f.target)
+            assert isinstance(wp, _WorkerProc)
+            wp.busy_until = w.clock.ms + abs(f.arg)
+            if f.arg < 0:  # its heartbeats stall as long: the leases of its tasks expire
+                wp.no_beats_until = wp.busy_until
+            w.struck("long_task")
         elif f.kind == "duplicate":
             w.hub.duplicate_next += f.arg
         elif f.kind == "delay":
@@ -252,7 +291,10 @@ class Sim:
             return False
         if any(p.pool.jobs or not p.worker.idle for p in self.workers):
             return False
-        if self._timer_due() is not None:
+        # A timer claimed by an engine whose publish failed reappears after the claim's hold:
+        # wait for it. One due later than that is left behind (a violation, if its run ended).
+        due = self._timer_due()
+        if due is not None and due <= self.world.clock.ms + TIMER_HOLD_MS:
             return False
         return all(self._status(r) in RUN_TERMINAL for r in self.run_ids)
 
@@ -273,9 +315,9 @@ class Sim:
                 continue
             if w.wants_step():
                 acts.append(lambda w=w: self._guard(w, lambda: w.worker.run_once(0)))
-            if w.pool.jobs:
+            if w.pool.jobs and w.busy_until <= now:
                 acts.append(lambda w=w: self._guard(w, lambda: self._run_job(w)))
-            if w.wants_beat():
+            if w.no_beats_until <= now and w.wants_beat():
                 acts.append(lambda w=w: self._guard(w, w.worker.beat))
         return acts
 
@@ -293,16 +335,23 @@ class Sim:
 
     def _idle_until(self) -> int | None:
         """When something next becomes due, with nobody able to act now."""
-        cands = [self._timer_due(), self.world.hub.next_release()]
-        cands += [
-            p.frozen_until for p in (*self.engines, *self.workers) if p.frozen_until > self.world.clock.ms
-        ]
+        now = self.world.clock.ms
+        mono = self.world.clock.monotonic()
+        cands = [self.world.hub.next_release()]
+        due = self._timer_due()
+        awake = [e.engine._next_timer_ms for e in self.engines if e.frozen_until <= now]
+        if due is not None and awake:  # an engine looks for timers no sooner than it planned
+            cands.append(max(due, min(awake)))
+        cands += [p.frozen_until for p in (*self.engines, *self.workers) if p.frozen_until > now]
+        cands += [t for w in self.workers for t in (w.busy_until, w.no_beats_until) if t > now]
         for w in self.workers:
-            for r in w.worker._snapshot():
+            if w.frozen_until > now:
+                continue
+            if w.worker._inflight:
+                cands.append(now + int((w.next_due() - mono) * 1000) + 1)
+            for r in w.worker._snapshot() if w.no_beats_until <= now else ():
                 if r.leased and not r.finished:
-                    cands.append(
-                        self.world.clock.ms + int(max(0.0, r.next_beat - self.world.clock.monotonic()) * 1000)
-                    )
+                    cands.append(now + int(max(0.0, r.next_beat - mono) * 1000))
         found = [c for c in cands if c is not None]
         return min(found) if found else None
 
@@ -358,7 +407,7 @@ class Sim:
             "history": {r: self.client.history(r) for r in self.run_ids},
             "specs": {r: self.client.specs(r) for r in self.run_ids},
             "outbox": {r: dict(mem._runs.get(r, {}).get(keys.OUTBOX, {})) for r in self.run_ids},
-            "timers": sorted(k for k in mem._timers),
+            "timers": sorted(k for k in mem._timers if k[0] in self.run_ids),
             "undelivered": self.world.hub.undelivered(),
             "dead": [m.headers for m, _ in self.world.hub.queues.get("dead", ())],
             "executions": list(workloads.EXECUTIONS),

@@ -132,7 +132,8 @@ class _Gen:
     def block(self, inputs: list[str], depth: int) -> tuple[Any, list[str]]:
         r = self.rng.random()
         if depth <= 0 or r < 0.35 or self.tasks > 24:
-            fn = s_flaky if self.rng.random() < 0.15 else None
+            q = self.rng.random()
+            fn = s_flaky if q < 0.15 else s_boom if q < 0.2 else None
             t, out = self.node(inputs, fn)
             return t, [out]
         if r < 0.6:

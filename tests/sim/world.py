@@ -59,12 +59,18 @@ class Proc:
         self.world = world
         self.calls = 0  # broker and store calls made, over every incarnation
         self.crash_at: int | None = None  # crash when about to make this call
+        self.drop_at: int | None = None  # lose the broker connection when about to make this call
+        self.conn: SimBroker | None = None  # its current broker connection
 
     def point(self) -> None:
         self.calls += 1
         if self.crash_at is not None and self.calls >= self.crash_at:
             self.crash_at = None
             raise Crash(self.name)
+        if self.drop_at is not None and self.calls >= self.drop_at and self.conn is not None:
+            self.drop_at = None
+            self.world.struck("conn_loss_mid_step")
+            self.conn.lose(self.world.rng)
 
 
 class World:
@@ -204,6 +210,7 @@ class SimHub:
     def connect(self, proc: Proc) -> SimBroker:
         c = SimBroker(self, proc)
         self.conns.append(c)
+        proc.conn = c
         return c
 
 
