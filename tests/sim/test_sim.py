@@ -22,7 +22,6 @@ SLICE = range(5_000, 6_200)
 # Violations the slice found that are not yet explained (simulator artefact or ackflow bug):
 # each stays a strict xfail, so it is seen, and fixing it turns this test red until moved out.
 OPEN = {
-    5087: "conn_loss_mid_step@11:E0=34 leaves one message undelivered or unacknowledged",
     5889: "long_task@77:W0=8000 leaves run r5889-1 in REVERTING (fault-free: REVERTED)",
 }
 

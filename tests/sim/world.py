@@ -238,13 +238,17 @@ class SimBroker:
         for q, msg, count in self.unacked.values():
             self.hub.queues.setdefault(q, deque()).appendleft((msg, count + 1))
         self.unacked.clear()
+        if self.pending:
+            self.in_doubt = True
+        self.lose_pending(rng)
+
+    def lose_pending(self, rng: random.Random) -> None:
+        """Each unconfirmed publish either reached the broker or is lost."""
         for m in self.pending:
             if rng.random() < 0.5:
                 self.hub.route(m)
             else:
                 self.hub.world.struck("publish_lost")
-        if self.pending:
-            self.in_doubt = True
         self.pending = []
 
     def close_for_good(self, rng: random.Random) -> None:
@@ -314,7 +318,10 @@ class SimBroker:
     def confirm(self) -> None:
         self.proc.point()
         if self.in_doubt:
+            # The confirms of this call's sends never come: each reached the broker or not
+            # (left pending, they would sit on the connection forever).
             self.in_doubt = False
+            self.lose_pending(self.hub.world.rng)
             raise BrokerUnavailable("simulated connection loss: publishes in doubt")
         for m in self.pending:
             self.hub.route(m)
