@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: help venv setup demo test unit contract e2e chaos fuzz mutants bench lint typecheck check clean services screenshots
+.PHONY: help venv setup demo test unit contract e2e chaos fuzz mutants sim sim-replay sim-mutants bench lint typecheck check clean services screenshots
 
 help:
 	@echo "make demo       run a demo flow in local mode (no broker, no Redis needed)"
@@ -13,6 +13,9 @@ help:
 	@echo "make fuzz       property-based fuzzing of every boundary, many more inputs (prints counts)"
 	@echo "make chaos      the long chaos suite (kills engines and workers mid-flow)"
 	@echo "make mutants    plant each bug of tests/mutants/table.py; fail if a test suite misses one"
+	@echo "make sim        deterministic simulator: SIM_SECONDS (600) of seeds from SIM_SEED (random)"
+	@echo "make sim-replay replay one simulated seed: SIM_SEED=<n> make sim-replay"
+	@echo "make sim-mutants run the simulator against the mutants it can see (under 5 minutes)"
 	@echo "make bench      benchmarks against RabbitMQ + Redis (table + bench-report.json)"
 	@echo "make check      ruff lint + format check + mypy (strict)"
 	@echo "make services   start local RabbitMQ and Redis if they are down (Debian packages)"
@@ -64,6 +67,17 @@ screenshots: $(STAMP)
 # MUTANTS="M3 M11" runs only those. Exits non-zero if any mutant survives the fast suites.
 mutants: $(STAMP)
 	$(PY) -m tests.mutants.run
+
+# The deterministic simulator (tests/sim): real engine and worker code, stepped, under faults.
+sim: $(STAMP)
+	PYTHONHASHSEED=0 $(PY) -m tests.sim
+
+sim-replay: $(STAMP)
+	@test -n "$$SIM_SEED" || { echo "usage: SIM_SEED=<seed> make sim-replay"; exit 2; }
+	PYTHONHASHSEED=0 $(PY) -m tests.sim --replay $$SIM_SEED
+
+sim-mutants: $(STAMP)
+	PYTHONHASHSEED=0 $(PY) -m tests.sim.mutants
 
 bench: $(STAMP)
 	$(VENV)/bin/ackflow --log-level warning bench

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import reprlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -74,8 +75,22 @@ _EVENT_BODY: dict[str, dict[str, type | tuple[type, ...]]] = {
 EVENT_KINDS = frozenset(_EVENT_BODY)
 
 
+# The wall clock every transition reads. Replaceable (`set_wall_clock`) so that a caller that
+# owns time — the deterministic simulator in tests/sim — can drive timers, leases and
+# timeouts without real waits; production never replaces it.
+_wall_clock: Callable[[], float] = time.time
+
+
 def now_ms() -> int:
-    return int(time.time() * 1000)
+    return int(_wall_clock() * 1000)
+
+
+def set_wall_clock(clock: Callable[[], float] | None) -> Callable[[], float]:
+    """Read the wall time from ``clock`` (seconds, as `time.time`; None: the real clock);
+    returns the clock replaced."""
+    global _wall_clock
+    before, _wall_clock = _wall_clock, clock or time.time
+    return before
 
 
 def submit_id(run_id: str) -> str:

@@ -25,7 +25,8 @@ import queue
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -109,7 +110,14 @@ class Worker:
         name: str | None = None,
         store: Store | None = None,
         max_long: int | None = None,
+        pool: Executor | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        heartbeat_thread: bool = True,
     ) -> None:
+        """``pool`` runs the tasks (default: a thread pool of ``concurrency + max_long``),
+        ``clock`` is the monotonic clock of leases and announcements, and without
+        ``heartbeat_thread`` the caller renews leases itself by calling `beat`: together they
+        let a caller drive the worker one step at a time (tests/sim)."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.config = config
@@ -122,7 +130,11 @@ class Worker:
         self.max_long = 4 * concurrency if max_long is None else max_long
         self._freed = 0
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
-        self._pool = ThreadPoolExecutor(concurrency + self.max_long, thread_name_prefix="ackflow-task")
+        self._pool = pool or ThreadPoolExecutor(
+            concurrency + self.max_long, thread_name_prefix="ackflow-task"
+        )
+        self._clock = clock
+        self._heartbeat_thread = heartbeat_thread
         self._done: queue.SimpleQueue[_Done] = queue.SimpleQueue()
         self._backlog: list[tuple[Delivery, TaskRequest]] = []
         self._unpublished: list[_Done] = []
@@ -141,7 +153,14 @@ class Worker:
         self.broker.consume(self.queues, self.concurrency)
         if self.store is not None and self._beats is None:
             self._beats = Heartbeats(self.store, self.config, self._snapshot)
-            self._beats.start()
+            if self._heartbeat_thread:
+                self._beats.start()
+
+    def beat(self) -> None:
+        """One heartbeat round (renew due leases, send progress), for a caller that runs
+        without the heartbeat thread."""
+        if self._beats is not None:
+            self._beats.beat(self._clock())
 
     @property
     def idle(self) -> bool:
@@ -154,7 +173,7 @@ class Worker:
         self._lease_long_tasks()
         wait = min(timeout_s, self._until_next_lease(), self._until_next_announce())
         if not self.idle and not self.broker.can_wake:
-            quiet = time.monotonic() - self._active_at
+            quiet = self._clock() - self._active_at
             wait = min(wait, max(_BUSY_POLL_MIN_S, min(_BUSY_POLL_MAX_S, quiet / 4)))
         if self._stop.is_set():  # shutting down: service heartbeats, take nothing new
             self.broker.keepalive(wait)
@@ -165,7 +184,7 @@ class Worker:
             self._accept(d)
         self._dispatch()
         if deliveries:
-            self._active_at = time.monotonic()
+            self._active_at = self._clock()
         return len(deliveries)
 
     def run(self, burst: bool = False) -> None:
@@ -237,7 +256,8 @@ class Worker:
                 if self.config.secret
                 else None
             )
-            r = Running(d, req, TaskContext(req.run_id, req.task, req.attempt, token_maker=token))
+            ctx = TaskContext(req.run_id, req.task, req.attempt, token_maker=token)
+            r = Running(d, req, ctx, since=self._clock())
             if d.delivery_count:  # a redelivery: announce it at once, so the history shows it
                 started.append(self._started(d, req))
                 r.announced = True
@@ -253,11 +273,11 @@ class Worker:
     def _until_next_announce(self) -> float:
         with self._running_lock:
             waiting = [r.since for r in self._running.values() if not (r.announced or r.finished)]
-        return max(0.0, min(waiting) + _ANNOUNCE_AFTER_S - time.monotonic()) if waiting else 3600.0
+        return max(0.0, min(waiting) + _ANNOUNCE_AFTER_S - self._clock()) if waiting else 3600.0
 
     def _announce_started(self) -> None:
         """Publish task.started for tasks still running after _ANNOUNCE_AFTER_S."""
-        now = time.monotonic()
+        now = self._clock()
         with self._running_lock:
             due = [
                 r
@@ -372,13 +392,13 @@ class Worker:
     def _until_next_lease(self) -> float:
         if self.store is None:
             return 3600.0
-        return until_next_lease(self._snapshot(), self.config.ack_after_s, time.monotonic())
+        return until_next_lease(self._snapshot(), self.config.ack_after_s, self._clock())
 
     def _lease_long_tasks(self) -> None:
         """Give back the deliveries of tasks running longer than ``ack_after_s`` (G6)."""
         if self.store is None:
             return
-        due = due_for_lease(self._snapshot(), self.config.ack_after_s, time.monotonic())
+        due = due_for_lease(self._snapshot(), self.config.ack_after_s, self._clock())
         if not due:
             return
         try:
@@ -407,7 +427,7 @@ class Worker:
             if done.running.finished:  # reported twice (it failed after reporting): once counts
                 continue
             done.running.finished = True
-            self._active_at = time.monotonic()
+            self._active_at = self._clock()
             self._inflight -= 1
             if done.running.freed:
                 self._freed -= 1

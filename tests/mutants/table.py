@@ -363,4 +363,12 @@ MUTANTS: tuple[Mutant, ...] = (
         "memory store records the applied event id only when the commit has an outbox",
         (GUARANTEES, APPLIED),
     ),
+    Mutant(
+        "M34",
+        "runner/store/memory.py",
+        "                self._timers[key] = now_ms + hold_ms",
+        "                del self._timers[key]",
+        "memory store drops a timer when it is claimed (an engine dying before it fires loses it)",
+        (STORE,),
+    ),
 )

@@ -1,0 +1,162 @@
+"""What must hold after a simulated seed, as pure functions of its two outcomes (the run under
+faults and the same workload without them). Each returns the violations it finds, as text.
+
+- every run finished, and the queues, pools and timers drained (liveness);
+- each run's final status and result equal those of the fault-free run;
+- every event applied by exactly one commit (G1; `tests.helpers.checks.reapplied_events`);
+- no task succeeded twice at one attempt, nor at two attempts (a stale result accepted);
+- every attempt that succeeded ran its body (G2), and every reverted task with a handler ran it;
+- compensation in reverse dependency order: a task starts reverting only after each of its
+  successors that is reverted has finished reverting;
+- without faults no body ran twice;
+- no unsent outbox entry, no leftover timer, nothing undelivered, no dead letter (the sim has
+  no poison and no malformed input).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from runner import protocol
+from runner.states import FAILED, PAUSED, PENDING, REVERTED, REVERTING, SCHEDULED, SUCCESS, TASK_ACTIVE
+from tests.helpers.checks import reapplied_events
+from tests.sim.simulate import Outcome
+
+
+def violations(base: Outcome, out: Outcome) -> list[str]:
+    found: list[str] = []
+    if base.stuck:
+        found.append(f"fault-free run: {base.stuck}")
+    if out.stuck:
+        found.append(out.stuck)
+    ev = out.evidence
+    for rid, want in base.runs.items():
+        got = out.runs.get(rid)
+        if got != want and not _lease_lost_while_failing(want, got, ev["history"].get(rid, [])):
+            found.append(f"{rid}: ended {got}, fault-free {want}")
+    for rid, history in ev["history"].items():
+        found += _history(rid, history, ev["specs"][rid], ev["executions"])
+    for rid, outbox in ev["outbox"].items():
+        if outbox:
+            found.append(f"{rid}: unsent outbox entries {sorted(outbox)}")
+    if ev["timers"]:
+        found.append(f"leftover timers {ev['timers'][:5]}")
+    if ev["undelivered"]:
+        found.append(f"{ev['undelivered']} messages undelivered or unacknowledged")
+    if ev["dead"]:
+        found.append(f"dead letters: {[h.get('x-ackflow-reason') for h in ev['dead']][:3]}")
+    if not out.faults:
+        counts = Counter(k for k, _ in ev["executions"])
+        twice = sorted(k for k, n in counts.items() if n > 1)
+        if twice:
+            found.append(f"executed twice without any fault: {twice[:5]}")
+    return found
+
+
+def _lease_lost_while_failing(want: Any, got: Any, history: list[Any]) -> bool:
+    """A failing run whose active task lost its lease (its worker looked dead) fails that
+    attempt without retrying it: with nothing completed left to revert it ends FAILED, where
+    without the fault the task completed and was reverted (REVERTED). Both are failures."""
+    failing = (FAILED, REVERTED)
+    if got is None or want[0] not in failing or got[0] not in failing or want[1] != got[1]:
+        return False
+    return any(h.event.startswith("timer:lease:") and h.new == FAILED for h in history)
+
+
+def _history(
+    rid: str, history: list[Any], specs: dict[str, Any], executions: list[tuple[str, str]]
+) -> list[str]:
+    found = []
+    again = reapplied_events(history)
+    if again:
+        found.append(f"{rid}: events applied by more than one commit: {sorted(again)[:5]}")
+    succeeded = Counter(
+        h.scope for h in history if h.scope != "run" and h.new == SUCCESS and h.old != SUCCESS
+    )
+    twice = sorted(t for t, n in succeeded.items() if n > 1)
+    if twice:
+        found.append(f"{rid}: tasks that succeeded more than once: {twice[:5]}")
+    ran = {k for k, _ in executions}
+    found += _attempts(rid, history)
+    for h in history:
+        if h.scope == "run" or h.old == h.new:
+            continue
+        spec = specs.get(h.scope)
+        if spec is not None and spec.map is not None:
+            continue  # a map node succeeds when its elements do; it runs no body of its own
+        if (
+            h.new == SUCCESS
+            and h.kind == protocol.TASK_SUCCEEDED
+            and f"{rid}:{h.scope}:{h.attempt}" not in ran
+        ):
+            found.append(f"{rid}: {h.scope} attempt {h.attempt} succeeded without running")
+        if (
+            h.new == REVERTED
+            and h.kind == protocol.TASK_REVERTED
+            and f"{rid}:{h.scope}:{h.attempt}:revert" not in ran
+        ):
+            found.append(f"{rid}: {h.scope} reverted without its handler running")
+    found += _paused_and_limits(rid, history, specs)
+    # reverse dependency order: a successor's REVERTED comes before its predecessor's REVERTING
+    first: dict[tuple[str, str], int] = {}
+    for i, h in enumerate(history):
+        if h.scope != "run" and h.old != h.new:
+            first.setdefault((h.scope, h.new), i)
+    for name, spec in specs.items():
+        started = first.get((name, REVERTING))
+        if started is None:
+            continue
+        for succ in spec.succs:
+            began = first.get((succ, REVERTING))
+            ended = first.get((succ, REVERTED))
+            if began is not None and (ended is None or ended > started):
+                found.append(f"{rid}: {name} began reverting before its successor {succ} was reverted")
+    return found
+
+
+def _paused_and_limits(rid: str, history: list[Any], specs: dict[str, Any]) -> list[str]:
+    """Nothing starts while the run is paused; a map never has more elements active than its
+    limit."""
+    found = []
+    paused = False
+    active: dict[str, set[str]] = {}  # map node -> its active elements
+    limits = {n: s.map.get("limit", 0) for n, s in specs.items() if s.map}
+    for h in history:
+        if h.old == h.new:
+            continue
+        if h.scope == "run":
+            paused = h.new == PAUSED
+            continue
+        if paused and h.old == PENDING and h.new == SCHEDULED:
+            found.append(f"{rid}: {h.scope} was scheduled while the run was paused")
+        node = h.scope.partition("[")[0]
+        if node != h.scope and limits.get(node):
+            now = active.setdefault(node, set())
+            if h.new in TASK_ACTIVE:
+                now.add(h.scope)
+            else:
+                now.discard(h.scope)
+            if len(now) > limits[node]:
+                found.append(
+                    f"{rid}: map {node} had {len(now)} elements active, over its limit {limits[node]}"
+                )
+    return sorted(set(found))
+
+
+def _attempts(rid: str, history: list[Any]) -> list[str]:
+    """A result changes its task only at the attempt it reports (a stale attempt's result is
+    fenced: a note at most), and a task's attempt never goes back."""
+    found = []
+    last: dict[str, int] = {}
+    for h in history:
+        if h.scope == "run" or h.old == h.new:
+            continue
+        parts = h.event.split(":")
+        own = len(parts) == 4 and parts[0] in ("result", "reverted") and parts[2] == h.scope
+        if own and parts[3] != str(h.attempt):
+            found.append(f"{rid}: {h.scope} changed at attempt {h.attempt} by the result {h.event}")
+        if h.attempt < last.get(h.scope, 0):
+            found.append(f"{rid}: {h.scope} went back from attempt {last[h.scope]} to {h.attempt}")
+        last[h.scope] = max(last.get(h.scope, 0), h.attempt)
+    return found

@@ -1,0 +1,103 @@
+"""The simulator as part of `make test`: a slice of seeds, its determinism, and its shrinker.
+
+The slice is a fixed list of seeds (the same every run), cut short only if it would take
+longer than ``SIM_TEST_SECONDS`` (default 60; it takes about half that on one core here).
+A violation names its seed and the command that replays it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.sim.checker import violations
+from tests.sim.run import check, parse_faults, replay_command, shrink
+from tests.sim.simulate import Fault, Sim, simulate
+
+SLICE = range(5_000, 6_200)
+# Violations the slice found that are not yet explained (simulator artefact or ackflow bug):
+# each stays a strict xfail, so it is seen, and fixing it turns this test red until moved out.
+OPEN = {
+    # Likely an ackflow liveness bug (timing, not the fault itself): the run starts reverting
+    # while a map with a limit is RUNNING; its running elements then succeed, the elements
+    # not yet started never start (the run is failing), so the map node stays RUNNING and
+    # compensation waits for it forever. Also seeds 21005 and 21007 (make sim, first seed 20000).
+    5889: "long_task@77:W0=8000 leaves run r5889-1 in REVERTING (fault-free: REVERTED)",
+}
+
+
+@pytest.fixture(autouse=True)
+def _quiet() -> Iterator[None]:
+    logging.disable(logging.CRITICAL)  # the injected faults make the engines warn a lot
+    yield
+    logging.disable(logging.NOTSET)
+
+
+def test_a_slice_of_seeds_breaks_no_check() -> None:
+    budget = float(os.environ.get("SIM_TEST_SECONDS", "60"))
+    started = time.monotonic()
+    failures = []
+    ran = 0
+    for seed in SLICE:
+        if seed in OPEN:
+            continue
+        if time.monotonic() - started > budget:
+            break
+        base, out, _ = simulate(seed)
+        ran += 1
+        bad = violations(base, out)
+        if bad:
+            failures.append(f"seed {seed}: {'; '.join(bad)} (replay: {replay_command(seed)})")
+    assert not failures, "\n".join(failures)
+    assert ran >= 100, f"only {ran} seeds in {budget} s"
+
+
+@pytest.mark.parametrize("seed", sorted(OPEN))
+@pytest.mark.xfail(strict=True, reason="open: see OPEN")
+def test_open_violations_still_fail(seed: int) -> None:
+    base, out, _ = simulate(seed)
+    assert violations(base, out) == []
+
+
+def test_a_seed_replays_exactly() -> None:
+    first = Sim(5_017, parse_faults("crash@3:E0=7,duplicate@10=3,long_task@5:W1=-9000")).run()
+    again = Sim(5_017, parse_faults("crash@3:E0=7,duplicate@10=3,long_task@5:W1=-9000")).run()
+    assert first.to_json() == again.to_json()
+    assert first.evidence["executions"] == again.evidence["executions"]
+
+
+def test_a_fault_list_prints_and_parses_back() -> None:
+    faults = [Fault(3, "crash", "E0", 7), Fault(10, "duplicate", "", 3), Fault(12, "pause", "1", 0)]
+    text = ",".join(f.describe() for f in faults)
+    assert parse_faults(text) == faults
+
+
+def test_the_checker_sees_a_broken_run_and_the_shrinker_keeps_the_fault_that_breaks_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A planted bug: the engine acknowledges a batch before its confirms (so a crash loses
+    # the messages the batch caused). The simulator must catch it and shrink the faults.
+    from runner.engine.loop import Engine
+
+    real = Engine._settle
+
+    def ack_first(self: Engine, done: list, settled: set) -> None:  # type: ignore[type-arg]
+        for d, _, _ in done:
+            self.broker.ack(d)
+        real(self, done, settled)
+
+    monkeypatch.setattr(Engine, "_settle", ack_first)
+    for seed in range(1, 400):
+        bad, used, _, _ = check(seed)
+        if bad:
+            break
+    else:
+        pytest.fail("the planted bug went unnoticed for 400 seeds")
+    shrunk = shrink(seed, used)
+    assert shrunk and len(shrunk) <= len(used)
+    assert check(seed, shrunk)[0], "the shrunk schedule must still fail"
+    assert check(seed, [])[0] == [], "without faults the planted bug does no harm"

@@ -1,0 +1,188 @@
+"""Workloads drawn from a seed: flows over the DSL, their inputs, and the tasks they call.
+
+Every task is a deterministic function of its inputs and its own name (no sleeps, no clock),
+so a run's result under faults must equal its result without them. Each execution of a body
+or a revert handler is recorded with the process that ran it (`EXECUTIONS`), for the checks
+"every attempt ran" and "compensation in reverse dependency order".
+
+Shapes: chains (linear), fan-out/fan-in (unordered, joined by the next task), nesting,
+map over a list (with a limit), graphs with a conditional edge and an ``any`` join, retries
+with backoff (tasks failing on their first attempts), timeouts armed but never reached, and
+tasks that always fail (the run then compensates its completed tasks with revert handlers).
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner import Retry, current_task, flow
+from runner.define.conditions import when
+from runner.define.flows import FlowSpec
+from runner.define.tasks import Registry, TaskNode, task
+
+REGISTRY = Registry()
+EXECUTIONS: list[tuple[str, str]] = []  # (idempotency key, ":revert" suffixed for handlers; process)
+CURRENT = ["?"]  # the simulated process running a task body now
+
+
+def _record(suffix: str = "") -> None:
+    EXECUTIONS.append((current_task().idempotency_key + suffix, CURRENT[0]))
+
+
+def _flat(v: Any) -> int:
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, int):
+        return v
+    if isinstance(v, (list, tuple)):
+        return sum(_flat(x) for x in v)
+    return 0
+
+
+def _value(name: str, kw: dict[str, Any]) -> int:
+    return (sum(_flat(v) for v in kw.values()) * 7 + zlib.crc32(name.encode()) % 97) % 1_000_003
+
+
+@task(name="s_mix", provides="out", registry=REGISTRY)
+def s_mix(**kw: Any) -> int:
+    _record()
+    return _value(current_task().task, kw)
+
+
+@s_mix.revert
+def s_mix_undo(**kw: Any) -> None:
+    _record(":revert")
+
+
+@task(name="s_plain", provides="out", registry=REGISTRY)
+def s_plain(**kw: Any) -> int:
+    """No revert handler: compensation passes over it."""
+    _record()
+    return _value(current_task().task, kw)
+
+
+@task(name="s_flaky", provides="out", registry=REGISTRY, retry=Retry(attempts=3, delay=0.5, jitter=False))
+def s_flaky(**kw: Any) -> int:
+    """Fails its first attempt or two (the count is the name's last digit, 1 or 2)."""
+    _record()
+    ctx = current_task()
+    if ctx.attempt <= int(ctx.task[-1]):
+        raise ConnectionError(f"planned flake at attempt {ctx.attempt}")
+    return _value(ctx.task, kw)
+
+
+@s_flaky.revert
+def s_flaky_undo(**kw: Any) -> None:
+    _record(":revert")
+
+
+@task(name="s_boom", provides="out", registry=REGISTRY, retry=Retry(attempts=2, delay=0.2, jitter=False))
+def s_boom(**kw: Any) -> int:
+    _record()
+    raise RuntimeError(f"planned failure of {current_task().task}")
+
+
+@task(name="s_list", provides="items", registry=REGISTRY)
+def s_list(**kw: Any) -> list[int]:
+    _record()
+    base = _value(current_task().task, kw)
+    return [base + i for i in range(int(current_task().task.rsplit("_", 1)[1]))]
+
+
+@task(name="s_each", provides="each", registry=REGISTRY)
+def s_each(item: int) -> int:
+    _record()
+    return item * 3 + 1
+
+
+@dataclass
+class Workload:
+    """The runs of one simulated seed: (flow, inputs) each, submitted at the start."""
+
+    runs: list[tuple[FlowSpec, dict[str, Any]]] = field(default_factory=list)
+
+    def describe(self) -> str:
+        return ", ".join(f"{f.name}" for f, _ in self.runs)
+
+
+class _Gen:
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.n = 0
+        self.tasks = 0
+
+    def name(self, kind: str) -> str:
+        self.n += 1
+        return f"{kind}{self.n}"
+
+    def node(self, requires: list[str], fn: Any = None, **kw: Any) -> tuple[TaskNode, str]:
+        fn = fn or (s_mix if self.rng.random() < 0.8 else s_plain)
+        name = self.name("t")
+        if fn is s_flaky:
+            name += f"_{self.rng.randint(1, 2)}"
+        out = f"v_{name}"
+        self.tasks += 1
+        if self.rng.random() < 0.15:
+            kw.setdefault("timeout", 3600)  # armed, cancelled when the task ends, never fired
+        return fn.bind(name, requires=requires, provides=out, **kw), out
+
+    def block(self, inputs: list[str], depth: int) -> tuple[Any, list[str]]:
+        r = self.rng.random()
+        if depth <= 0 or r < 0.35 or self.tasks > 24:
+            q = self.rng.random()
+            fn = s_flaky if q < 0.15 else s_boom if q < 0.2 else None
+            t, out = self.node(inputs, fn)
+            return t, [out]
+        if r < 0.6:
+            cur, items = inputs, []
+            for _ in range(self.rng.randint(2, 4)):
+                item, cur = self.block(cur, depth - 1)
+                items.append(item)
+            return flow.linear(self.name("lin"), *items), cur
+        if r < 0.8:
+            outs: list[str] = []
+            items = []
+            for _ in range(self.rng.randint(2, 4)):
+                item, o = self.block(inputs, depth - 1)
+                items.append(item)
+                outs += o
+            return flow.unordered(self.name("par"), *items), outs
+        if r < 0.9:
+            n = self.rng.randint(0, 5)
+            lst_name = self.name("list") + f"_{n}"
+            lst = s_list.bind(lst_name, requires=inputs, provides=f"v_{lst_name}")
+            m = flow.map_items(
+                s_each.bind(self.name("each")), over=f"v_{lst_name}", provides=self.name("v_m"), limit=2
+            )
+            self.tasks += n + 1
+            return flow.linear(self.name("maplin"), lst, m), [m.provides[0]]
+        # a graph: a -> b only when a's value is over 500000; a -> c; d after b or c (join any)
+        a, va = self.node(inputs)
+        b, _ = self.node([va])
+        c, vc = self.node([va])
+        d, vd = self.node([], join="any")
+        g = flow.graph(
+            self.name("g"),
+            a,
+            b,
+            c,
+            d,
+            edges=[(a.name, b.name, when(va, ">", 500_000)), (b.name, d.name), (c.name, d.name)],
+        )
+        return g, [vc, vd]
+
+
+def generate(rng: random.Random, max_runs: int = 3) -> Workload:
+    w = Workload()
+    for i in range(rng.randint(1, max_runs)):
+        g = _Gen(rng)
+        body, outs = g.block(["x"], depth=3)
+        items = [body]
+        if rng.random() < 0.2:  # a run that fails and compensates what it completed
+            t, _ = g.node(outs, s_boom)
+            items.append(t)
+        w.runs.append((flow.linear(f"sim{i}", *items).compile(REGISTRY), {"x": rng.randint(0, 1000)}))
+    return w
