@@ -113,16 +113,21 @@ def _verdict(rc: int | None, output: str) -> tuple[str, str]:
     return f"(pytest exit {rc})", tail[0][:120]
 
 
+def plant(copy: Path, m: Mutant) -> None:
+    """Apply one mutant to a copy of the tree (its text must occur exactly once)."""
+    path = copy / m.file
+    text = path.read_text()
+    assert text.count(m.old) == 1, m.id
+    path.write_text(text.replace(m.old, m.new))
+
+
 def run_mutant(m: Mutant | None) -> Outcome:
     """One mutant on its own copy (None: the unmutated baseline, which must pass)."""
     started = time.monotonic()
     copy = copy_tree()
     try:
         if m is not None:
-            path = copy / m.file
-            text = path.read_text()
-            assert text.count(m.old) == 1, m.id
-            path.write_text(text.replace(m.old, m.new))
+            plant(copy, m)
         rounds = [list(m.first)] if m is not None and m.first else []
         rounds.append(list(FAST))
         for i, targets in enumerate(rounds):

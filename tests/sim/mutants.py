@@ -22,7 +22,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.mutants.run import copy_tree
+from tests.mutants.run import copy_tree, plant
 from tests.mutants.table import MUTANTS, Mutant
 
 # Not run by the simulator: the Lua scripts and the Redis adapter (it runs the memory store).
@@ -45,10 +45,7 @@ def run_one(m: Mutant | None, seeds: int) -> tuple[str, float, str]:
     copy = copy_tree()
     try:
         if m is not None:
-            path = copy / m.file
-            text = path.read_text()
-            assert text.count(m.old) == 1, m.id
-            path.write_text(text.replace(m.old, m.new))
+            plant(copy, m)
         report = copy / "sim-report.json"
         cmd = [
             sys.executable,
