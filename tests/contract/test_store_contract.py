@@ -9,19 +9,25 @@ from collections.abc import Iterator
 import pytest
 
 from runner.config import Config
+from runner.connect import open_store
 from runner.store import Commit, DueTimer, Store, keys
 from runner.store.memory import MemoryStore
 from runner.store.redis import RedisStore
+from runner.store.redis_cluster import RedisClusterStore
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 def store(request: pytest.FixtureRequest) -> Iterator[Store]:
     if request.param == "memory":
         yield MemoryStore()
         return
     cfg: Config = request.getfixturevalue("config")
-    s = RedisStore(cfg)
+    if request.param == "redis-cluster":
+        cfg = cfg.with_(redis_url=request.getfixturevalue("redis_cluster").url)
+    s = open_store(cfg)
     yield s
+    if request.param == "redis-cluster":
+        s.delete_prefix()
     s.close()
 
 
@@ -242,6 +248,12 @@ def test_timers_are_claimed_when_due_hidden_while_claimed_and_removed(store: Sto
 
 
 def test_timer_of_a_forgotten_run_is_dropped(store: Store) -> None:
+    if isinstance(store, RedisClusterStore):
+        pytest.skip(
+            "on a cluster the claim cannot read the run's keys (another slot): a timer whose run"
+            " expired fires, and the engine drops its event as for any unknown run; cancelled"
+            " timers leave their bucket (test_timers_are_claimed_when_due_hidden_while_claimed_and_removed)"
+        )
     r = rid()
     store.commit(Commit(r, "e1", timers={"a": (1_000, b"ev")}))
     store.commit(Commit(r, "e2", deletes={keys.TIMERS: ["a"]}))  # as if the run's keys expired
