@@ -187,8 +187,19 @@ def test_watch_wakes_on_commit(store: Store) -> None:
         w.close()
 
 
-def test_finished_runs_expire_active_runs_do_not(config: Config) -> None:
-    s = RedisStore(config)
+@pytest.fixture(params=["redis", "redis-cluster"])
+def redis_store(request: pytest.FixtureRequest, config: Config) -> Iterator[RedisStore]:
+    """One of the two Redis stores (for what only a Redis store has: TTLs, key names)."""
+    if request.param == "redis-cluster":
+        config = config.with_(redis_url=request.getfixturevalue("redis_cluster").url)
+    s = open_store(config)
+    yield s
+    s.delete_prefix()
+    s.close()
+
+
+def test_finished_runs_expire_active_runs_do_not(config: Config, redis_store: RedisStore) -> None:
+    s = redis_store
     active, done = rid(), rid()
     s.commit(Commit(active, "e", writes={keys.META: {"status": b"RUNNING"}}, history=[b"h"]))
     s.commit(
@@ -206,11 +217,10 @@ def test_finished_runs_expire_active_runs_do_not(config: Config) -> None:
     assert ttl(keys.run_key(config.prefix, active, keys.HISTORY)) == -1
     for part in (keys.META, keys.HISTORY, keys.APPLIED, keys.OUTBOX):
         assert 0 < ttl(keys.run_key(config.prefix, done, part)) <= 300
-    s.close()
 
 
-def test_all_keys_of_a_run_share_one_hash_tag(config: Config) -> None:
-    s = RedisStore(config)
+def test_all_keys_of_a_run_share_one_hash_tag(config: Config, redis_store: RedisStore) -> None:
+    s = redis_store
     r = rid()
     s.commit(
         Commit(
@@ -225,7 +235,6 @@ def test_all_keys_of_a_run_share_one_hash_tag(config: Config) -> None:
     found = [k.decode() for k in s.client.scan_iter(match=f"{config.prefix}:*{r}*")]
     assert len(found) == len(keys.RUN_PARTS)
     assert all(f"{{{r}}}" in k for k in found)
-    s.close()
 
 
 def test_timers_are_claimed_when_due_hidden_while_claimed_and_removed(store: Store) -> None:
