@@ -24,14 +24,16 @@ def _wait(check, timeout_s: float, what: str) -> None:  # type: ignore[no-untype
 
 
 class OwnRedis:
-    """redis-server on a free port, AOF with fsync on every write; SIGKILL and restart it."""
+    """redis-server on a free port, AOF with fsync on every write; SIGKILL and restart it.
+    With ``replica_of``, a replica of that one (in a directory of its own)."""
 
-    def __init__(self, workdir: Path) -> None:
-        self.dir = workdir / "redis"
+    def __init__(self, workdir: Path, replica_of: OwnRedis | None = None) -> None:
+        self.dir = workdir / ("redis" if replica_of is None else "redis-replica")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.replica_of = replica_of
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
@@ -53,6 +55,7 @@ class OwnRedis:
                 "noeviction",
                 "--logfile",
                 str(self.dir / "redis.log"),
+                *(["--replicaof", "127.0.0.1", str(self.replica_of.port)] if self.replica_of else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
