@@ -22,7 +22,14 @@ class Config:
     # ("listed", for a preferred node with the others as fallbacks).
     broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
     broker_host_order: str = "random"  # or "listed"
+    # redis:// or rediss:// (one server, or the master of a server with replicas), unix://, or a
+    # Redis Cluster: redis+cluster://host:port[,host:port...] (rediss+cluster:// with TLS).
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Before a commit counts as done (and its event is acknowledged), wait until this many
+    # replicas hold it (Redis WAIT), for up to redis_wait_timeout_ms: -1 = 1 when the server
+    # has replicas, else 0; 0 = never wait.
+    redis_wait_replicas: int = -1
+    redis_wait_timeout_ms: int = 1000
     prefix: str = "ackflow"
     queue_type: str = "quorum"  # or "classic"
     delivery_limit: int = 5
@@ -49,6 +56,11 @@ class Config:
         if not _PREFIX_RE.match(self.prefix):
             raise ConfigError(f"prefix {self.prefix!r} must be 1-64 of [A-Za-z0-9_-]")
         broker_urls(self.broker_url)  # raises ConfigError if it is not a valid list
+        redis_nodes(self.redis_url)  # raises ConfigError if it is not a valid Redis URL
+        if self.redis_wait_replicas < -1:
+            raise ConfigError("redis_wait_replicas must be -1 (auto), 0 (off) or a number of replicas")
+        if self.redis_wait_timeout_ms < 1:
+            raise ConfigError("redis_wait_timeout_ms must be at least 1")
         if self.broker_host_order not in ("random", "listed"):
             raise ConfigError(
                 f"broker_host_order must be 'random' or 'listed', not {self.broker_host_order!r}"
@@ -156,6 +168,41 @@ def _vhost(path: str) -> str:
     return name or "/"
 
 
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.split("://", 1)[0].lower() in CLUSTER_SCHEMES
+
+
+def redis_nodes(url: str) -> tuple[tuple[str, int], ...]:
+    """Check a Redis URL; for a cluster URL return its seed nodes (host, port), else ().
+    Raise `ConfigError`, never showing a password, if it is not valid."""
+    shown = redact_url(url)
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme in _REDIS_SCHEMES:
+        return ()
+    if scheme not in CLUSTER_SCHEMES:
+        raise ConfigError(
+            f"the Redis URL {shown!r} must start with redis://, rediss://, unix:// or, for a Redis"
+            " Cluster, redis+cluster:// or rediss+cluster://"
+        )
+    rest = url.split("://", 1)[1]
+    netloc = rest.split("/", 1)[0].split("?", 1)[0]
+    hosts = netloc.rpartition("@")[2]
+    nodes = []
+    for n, part in enumerate(hosts.split(","), 1):
+        host, _, port = part.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(
+                f"seed node {n} of the Redis Cluster URL {shown!r} must be host:port"
+                " (several separated by ',')"
+            )
+        nodes.append((host.strip("[]"), int(port)))
+    return tuple(nodes)
+
+
 def redact_url(url: str) -> str:
     """Return the URL with any password replaced, for logs and error messages; each URL of a
     ';'-separated list on its own."""
@@ -177,6 +224,8 @@ def _redact_one(url: str) -> str:
     at = url.rfind("@")
     if at > head.end():
         return f"{url[: head.end()]}***{url[at:]}"
+    if is_cluster_url(url):  # no '@': seed nodes "host:port,host:port", no password
+        return url
     try:  # no '@': "host:port" — or "user:pa", a password cut at a ';'
         urlsplit(url).port  # noqa: B018 - raises if the port is no number
     except ValueError:

@@ -18,7 +18,7 @@ import random
 import time
 from typing import TYPE_CHECKING
 
-from runner.config import Config
+from runner.config import Config, is_cluster_url
 from runner.errors import StoreUnavailable
 
 log = logging.getLogger("ackflow.connect")
@@ -31,7 +31,12 @@ if TYPE_CHECKING:
 
 
 def open_store(config: Config) -> RedisStore:
-    """The Redis store at ``config.redis_url``, under ``config.prefix`` (connects lazily)."""
+    """The Redis store at ``config.redis_url``, under ``config.prefix`` (connects lazily): on a
+    Redis Cluster for a ``redis+cluster://`` or ``rediss+cluster://`` URL, else on one server."""
+    if is_cluster_url(config.redis_url):
+        from runner.store.redis_cluster import RedisClusterStore
+
+        return RedisClusterStore(config)
     from runner.store.redis import RedisStore
 
     return RedisStore(config)

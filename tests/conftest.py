@@ -117,3 +117,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     rep = yield
     setattr(item, f"rep_{rep.when}", rep)
     return rep
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A Redis Cluster of our own for the session: 3 masters with a replica each (at least two
+    masters, so a script touching a key it was not given fails; replicas, so commits WAIT)."""
+    from tests.chaos.services import OwnRedisCluster
+
+    why = OwnRedisCluster.unavailable()
+    if why is not None:
+        if _CI:
+            pytest.fail(f"Redis Cluster tests need redis-server: {why} (CI=true: a failure)")
+        pytest.skip(why)
+    cluster = OwnRedisCluster(tmp_path_factory.mktemp("rc"), masters=3, replicas=1)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 import kombu
 import redis
 
+from runner.config import Config, is_cluster_url
+from runner.connect import open_store
+
 DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 
@@ -36,6 +39,11 @@ def broker_ok(url: str) -> str | None:
 
 def redis_ok(url: str) -> str | None:
     try:
+        if is_cluster_url(url):  # a Redis Cluster (redis+cluster://): ask it as the store does
+            store = open_store(Config(redis_url=url, connect_timeout_s=2))
+            store.ping()
+            store.close()
+            return None
         client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
         client.ping()
         client.close()

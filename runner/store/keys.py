@@ -35,11 +35,21 @@ Global:
   <prefix>:lost             zset   run id by the time its loss was noticed: runs whose state
                                    vanished while active, kept for the retention time
 Channel: ``<prefix>:{<run>}:notify`` announces each commit to waiters.
+
+On a Redis Cluster (runner/store/redis_cluster.py) a script may touch only keys of one slot,
+so the global structures are laid out differently (`index_root`, `timer_bucket_keys`):
+  {<prefix>}:runs, {<prefix>}:status:<STATUS>, {<prefix>}:flow:<FLOW>[:<STATUS>]
+                            the indexes above, all in one slot (the hash tag {<prefix>})
+  {<prefix>}:ix             hash   run id -> number of its last status change indexed
+  <prefix>:timers:{<prefix>:t<k>}  zset  "<run>\x1f<timer id>" by due time, k = crc32(run) mod
+                                         TIMER_BUCKETS: the timers, sharded over the cluster
+  <prefix>:timerp:{<prefix>:t<k>}  hash  the same member -> msgpack [due ms, timer.fired event]
 """
 
 from __future__ import annotations
 
 import re
+import zlib
 
 from runner.errors import AckflowError
 
@@ -109,6 +119,31 @@ def lost_index(prefix: str) -> str:
 
 def timers_index(prefix: str) -> str:
     return f"{prefix}:timers"
+
+
+# Timer buckets on a Redis Cluster. Fixed: a deployment that changed it would strand the
+# timers of the buckets it no longer reads.
+TIMER_BUCKETS = 16
+
+
+def index_root(prefix: str, cluster: bool) -> str:
+    """What the global index names start with: the prefix, or on a cluster the prefix as a
+    hash tag, so that every index is in one slot and one script can keep them together."""
+    return f"{{{prefix}}}" if cluster else prefix
+
+
+def index_numbers(root: str) -> str:
+    return f"{root}:ix"
+
+
+def timer_bucket(run_id: str) -> int:
+    return zlib.crc32(run_id.encode()) % TIMER_BUCKETS
+
+
+def timer_bucket_keys(prefix: str, bucket: int) -> tuple[str, str]:
+    """The zset (members by due time) and the payload hash of one timer bucket: one slot."""
+    tag = f"{{{prefix}:t{bucket}}}"
+    return f"{prefix}:timers:{tag}", f"{prefix}:timerp:{tag}"
 
 
 def timer_member(run_id: str, timer_id: str) -> str:

@@ -17,6 +17,7 @@ Durability: a commit is as durable as the server's persistence. Run Redis with
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -28,10 +29,14 @@ import redis.exceptions
 from runner.config import Config, redact_url
 from runner.errors import StoreError, StoreUnavailable
 from runner.protocol import pack, unpack
-from runner.store import APPLIED_RESULT, Beat, Commit, CommitResult, DueTimer, keys, lua
+from runner.store import APPLIED_RESULT, Beat, Commit, CommitResult, DueTimer, Watch, keys, lua
 from runner.store.redis_errors import translate
 
+log = logging.getLogger("ackflow.store")
+
 _PART_INDEX = {part: str(i + 1) for i, part in enumerate(keys.RUN_PARTS)}
+_REPLICAS_RECHECK_S = 5.0  # auto mode: how long a server's replica count is trusted
+_SHORT_LOG_EVERY_S = 10.0
 _PAGE_SCAN_LIMIT = 5_000  # index entries a page view may look at when filtering by flow and status
 
 
@@ -62,6 +67,25 @@ class _RedisWatch:
         self._pubsub.close()
 
 
+def _commit_result(reply: Any) -> CommitResult:
+    tag = reply[0]
+    if tag == b"ok":
+        return APPLIED_RESULT
+    if tag == b"conflict":
+        return CommitResult("conflict", conflict_guard=int(reply[1]))
+    rest = reply[1:]
+    return CommitResult("duplicate", {rest[i].decode(): rest[i + 1] for i in range(0, len(rest), 2)})
+
+
+def _matches(status: bytes, wanted: str | None) -> bool:
+    return wanted is None or _b(status).decode() == wanted
+
+
+def _node_name(node: redis.Redis) -> str:
+    kw = node.connection_pool.connection_kwargs
+    return f"{kw.get('host')}:{kw.get('port')}:{kw.get('path', '')}"
+
+
 def _b(value: Any) -> bytes:
     """redis-py's stubs say bytes | str; with decode_responses off it is always bytes."""
     return value if isinstance(value, bytes) else str(value).encode()
@@ -73,12 +97,15 @@ class RedisStore:
     def __init__(self, config: Config) -> None:
         self._config = config
         self._prefix = config.prefix
+        self._ix_root = keys.index_root(config.prefix, not self._GLOBAL)
         self._client: redis.Redis | None = None
         self._script: Any = None
         self._claim: Any = None
         self._beat: Any = None
         self._lock = threading.Lock()
         self._connections = 0  # connections made so far: a reconnect changes `session`
+        self._replicas_seen: dict[str, tuple[float, int]] = {}  # server -> (when, replicas wanted)
+        self._last_short_log = -_SHORT_LOG_EVERY_S
 
     def _on_connect(self, conn: Any) -> None:
         """redis-py's hook for each new connection (the first and every reconnect)."""
@@ -138,7 +165,18 @@ class RedisStore:
             raise translate(e) from e
         return {_b(k).decode(): _b(v) for k, v in raw.items()}
 
+    # Set by the cluster store (runner/store/redis_cluster.py): whether the commit script keeps
+    # the global indexes itself, and the publish command of the notify channels.
+    _GLOBAL = True
+    _PUBLISH = "PUBLISH"
+
     def commit(self, c: Commit) -> CommitResult:
+        run_keys, argv = self._commit_args(c)
+        reply = self._eval_durably("_script", lua.COMMIT, run_keys, argv)
+        return _commit_result(reply)
+
+    def _commit_args(self, c: Commit) -> tuple[list[str], list[Any]]:
+        """The commit script's KEYS and ARGV (runner/store/lua/commit.lua)."""
         argv: list[Any] = [c.event_id, c.run_id, keys.notify_channel(self._prefix, c.run_id)]
         argv.append(len(c.guards))
         for part, fld, expected in c.guards:
@@ -170,27 +208,90 @@ class RedisStore:
             self._prefix,
             old,
             new,
+            "1" if self._GLOBAL else "0",
+            self._PUBLISH,
         ]
         run_keys = [self._k(c.run_id, p) for p in keys.RUN_PARTS]
-        run_keys += [
-            keys.runs_index(self._prefix),
-            keys.status_index(self._prefix, old or "NONE"),
-            keys.status_index(self._prefix, new or "NONE"),
-            keys.timers_index(self._prefix),
-            keys.flow_index(self._prefix, c.flow or "NONE"),
-        ]
-        client = self.client  # creates the script object on first use
+        if self._GLOBAL:
+            run_keys += [
+                keys.runs_index(self._prefix),
+                keys.status_index(self._prefix, old or "NONE"),
+                keys.status_index(self._prefix, new or "NONE"),
+                keys.timers_index(self._prefix),
+                keys.flow_index(self._prefix, c.flow or "NONE"),
+            ]
+        return run_keys, argv
+
+    # --- waiting for replicas -----------------------------------------------------------------
+
+    def _node_client(self, key: str) -> redis.Redis:
+        """The client of the server that holds ``key`` (one server here; a cluster's master)."""
+        return self.client
+
+    def _replicas_wanted(self, node: redis.Redis) -> int:
+        """How many replicas must hold a commit before it counts as done (config, or auto:
+        1 if the server has replicas, looked up at most every few seconds)."""
+        n = self._config.redis_wait_replicas
+        if n >= 0:
+            return n
+        name = _node_name(node)
+        seen = self._replicas_seen.get(name)
+        now = time.monotonic()
+        if seen is None or now - seen[0] > _REPLICAS_RECHECK_S:
+            try:
+                info: Mapping[str, Any] = node.info("replication")
+            except redis.exceptions.ResponseError:  # INFO not permitted (a managed Redis)
+                info = {}
+            seen = (now, 1 if int(info.get("connected_slaves", 0)) > 0 else 0)
+            self._replicas_seen[name] = seen
+        return seen[1]
+
+    def _eval_durably(self, which: str, source: str, script_keys: list[str], args: list[Any]) -> Any:
+        """Run a writing script on the server that holds its keys and, when replicas are
+        wanted, WAIT for them in the same round trip and connection (WAIT covers the writes of
+        its own connection; the commit script writes even when it answers a repeat, so a
+        repeat waits for the first commit's replication too).
+
+        A shortfall (a replica down or lagging past the timeout) is logged, not an error:
+        the commit holds on the master; only a failover before the replica catches up could
+        lose it (README, "Running on clusters")."""
+        client = self.client  # creates the script objects on first use
+        script = getattr(self, which)
         try:
-            reply = self._script(keys=run_keys, args=argv, client=client)
+            node = self._node_client(script_keys[0])
+            wanted = self._replicas_wanted(node)
+            if wanted == 0:
+                return script(keys=script_keys, args=args, client=node)
+            for _ in range(2):
+                pipe = node.pipeline(transaction=False)
+                pipe.evalsha(script.sha, len(script_keys), *script_keys, *args)
+                pipe.execute_command("WAIT", wanted, self._config.redis_wait_timeout_ms)
+                reply, acked = pipe.execute(raise_on_error=False)
+                if isinstance(reply, redis.exceptions.NoScriptError):
+                    node.script_load(source)  # a new or restarted server: load, then once more
+                    continue
+                if isinstance(reply, Exception):
+                    raise reply
+                if isinstance(acked, Exception) or int(acked) < wanted:
+                    self._short_of_replicas(acked, wanted)
+                return reply
+            raise StoreUnavailable("redis lost the script just loaded (restarting?)")
         except redis.exceptions.RedisError as e:
+            self._after_error(e, client)
             raise translate(e) from e
-        tag = reply[0]
-        if tag == b"ok":
-            return APPLIED_RESULT
-        if tag == b"conflict":
-            return CommitResult("conflict", conflict_guard=int(reply[1]))
-        rest = reply[1:]
-        return CommitResult("duplicate", {rest[i].decode(): rest[i + 1] for i in range(0, len(rest), 2)})
+
+    def _after_error(self, e: Exception, client: Any) -> None:
+        """Hook: the cluster store refreshes its slot map after MOVED and connection errors."""
+
+    def _short_of_replicas(self, acked: Any, wanted: int) -> None:
+        now = time.monotonic()
+        if now - self._last_short_log >= _SHORT_LOG_EVERY_S:
+            self._last_short_log = now
+            log.warning(
+                "a commit reached %s of %d replicas within %d ms: it holds on the master, but a"
+                " failover before the replicas catch up would lose it",
+                acked, wanted, self._config.redis_wait_timeout_ms,
+            )  # fmt: skip
 
     def count_delivery(self, run_id: str, event_id: str, delta: int = 1) -> int:
         key = self._k(run_id, keys.DELIVERIES)
@@ -273,6 +374,7 @@ class RedisStore:
                     keys.progress_field(task),
                     progress or b"",
                     keys.notify_channel(self._prefix, run_id),
+                    self._PUBLISH,
                 ],
                 client=client,
             )
@@ -292,21 +394,38 @@ class RedisStore:
         return None if created else current
 
     def list_runs(self, status: str | None, limit: int) -> list[str]:
-        index = keys.status_index(self._prefix, status) if status else keys.runs_index(self._prefix)
+        index = self._index(status, None)
         try:
             ids = [_b(r).decode() for r in self.client.zrevrange(index, 0, max(limit, 1) * 2 - 1)]
             if not ids:
                 return []
-            pipe = self.client.pipeline(transaction=False)
-            for r in ids:
-                pipe.exists(self._k(r, keys.META))
-            alive = pipe.execute()
-            gone = [r for r, a in zip(ids, alive, strict=True) if not a]
+            statuses = self._statuses(ids)
+            gone = [r for r, st in zip(ids, statuses, strict=True) if st is None]
             if gone:  # runs expired after their retention: drop them from the index
                 self.client.zrem(index, *gone)
         except redis.exceptions.RedisError as e:
             raise translate(e) from e
-        return [r for r, a in zip(ids, alive, strict=True) if a][:limit]
+        return [r for r, st in zip(ids, statuses, strict=True) if st is not None and _matches(st, status)][
+            :limit
+        ]
+
+    def _statuses(self, run_ids: list[str]) -> list[bytes | None]:
+        """The status of each run (None: expired), in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for r in run_ids:
+            pipe.hget(self._k(r, keys.META), "status")
+        return list(pipe.execute())
+
+    def _index(self, status: str | None, flow: str | None) -> str:
+        """The index a listing reads: by flow and status, by status, by flow, or all runs."""
+        root = self._ix_root
+        if status and flow:
+            return keys.flow_status_index(root, flow, status)
+        if status:
+            return keys.status_index(root, status)
+        if flow:
+            return keys.flow_index(root, flow)
+        return keys.runs_index(root)
 
     def page_runs(
         self,
@@ -316,14 +435,7 @@ class RedisStore:
         before_ms: int | None = None,
         limit: int = 50,
     ) -> tuple[list[tuple[str, int]], int | None]:
-        if status and flow:
-            index = keys.flow_status_index(self._prefix, flow, status)
-        elif status:
-            index = keys.status_index(self._prefix, status)
-        elif flow:
-            index = keys.flow_index(self._prefix, flow)
-        else:
-            index = keys.runs_index(self._prefix)
+        index = self._index(status, flow)
         top: Any = f"({before_ms}" if before_ms is not None else "+inf"
         out: list[tuple[str, int]] = []
         scanned, batch, last = 0, max(limit, 1) * 2, 0
@@ -336,14 +448,12 @@ class RedisStore:
                     return out, None
                 scanned += len(got)
                 ids = [_b(r).decode() for r, _ in got]
-                pipe = self.client.pipeline(transaction=False)
-                for r in ids:
-                    pipe.hget(self._k(r, keys.META), "status")
-                metas = pipe.execute()
+                metas = self._statuses(ids)
                 scores = [int(sc) for _, sc in got]
                 for r, score, st in zip(ids, scores, metas, strict=True):
-                    if st is None:
-                        continue  # expired after its retention
+                    if st is None or not _matches(st, status):
+                        continue  # expired after its retention; or, on a cluster, its status
+                        # changed and the index does not show it yet
                     out.append((r, score))
                     if len(out) == limit:
                         return out, score
@@ -356,13 +466,13 @@ class RedisStore:
         return out, last  # the scan limit ran out: the next page goes on from here
 
     def count_runs(self, status: str | None) -> int:
-        index = keys.status_index(self._prefix, status) if status else keys.runs_index(self._prefix)
+        index = self._index(status, None)
         try:
             return int(self.client.zcard(index))
         except redis.exceptions.RedisError as e:
             raise translate(e) from e
 
-    def watch(self, run_id: str) -> _RedisWatch:
+    def watch(self, run_id: str) -> Watch:
         try:
             return _RedisWatch(self.client, keys.notify_channel(self._prefix, run_id))
         except redis.exceptions.RedisError as e:

@@ -17,8 +17,12 @@ TRANSIENT_REPLIES = (
     "OOM", "READONLY", "LOADING", "BUSY", "MASTERDOWN", "MISCONF", "NOREPLICAS", "TRYAGAIN",
     "CLUSTERDOWN", "MOVED", "ASK",
 )  # fmt: skip
-# redis-py turns some of those replies into classes of their own and drops the code from the text.
+# redis-py turns some of those replies into classes of their own and drops the code from the text
+# (a MOVED or ASK redirection reads "<slot> <host:port>").
 TRANSIENT_ERRORS = (
+    redis.exceptions.AskError,  # and MovedError, its subclass
+    redis.exceptions.BusyLoadingError,
+    redis.exceptions.MasterDownError,
     redis.exceptions.OutOfMemoryError,
     redis.exceptions.ReadOnlyError,
     redis.exceptions.ClusterError,

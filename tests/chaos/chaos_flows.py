@@ -11,6 +11,7 @@ from typing import Any
 import redis
 
 from runner import Retry, current_task, flow, task
+from tests.helpers.raw_redis import raw_redis
 
 _client: redis.Redis | None = None
 
@@ -23,7 +24,7 @@ def record(what: str = "") -> None:
     if not url:
         return
     if _client is None:
-        _client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        _client = raw_redis(url, socket_timeout=5, socket_connect_timeout=2)
     key = current_task().idempotency_key + (f":{what}" if what else "")
     entry = f"{key}|{os.getpid()}|{int(time.time() * 1000)}"
     # One field per execution: a write retried because Redis restarted before it answered

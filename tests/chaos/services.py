@@ -24,14 +24,16 @@ def _wait(check, timeout_s: float, what: str) -> None:  # type: ignore[no-untype
 
 
 class OwnRedis:
-    """redis-server on a free port, AOF with fsync on every write; SIGKILL and restart it."""
+    """redis-server on a free port, AOF with fsync on every write; SIGKILL and restart it.
+    With ``replica_of``, a replica of that one (in a directory of its own)."""
 
-    def __init__(self, workdir: Path) -> None:
-        self.dir = workdir / "redis"
+    def __init__(self, workdir: Path, replica_of: OwnRedis | None = None) -> None:
+        self.dir = workdir / ("redis" if replica_of is None else "redis-replica")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.replica_of = replica_of
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
@@ -53,6 +55,7 @@ class OwnRedis:
                 "noeviction",
                 "--logfile",
                 str(self.dir / "redis.log"),
+                *(["--replicaof", "127.0.0.1", str(self.replica_of.port)] if self.replica_of else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -334,6 +337,53 @@ class OwnRedisCluster:
                 if int(lo) <= slot <= int(hi or lo):
                     return int(n["port"])
         raise RuntimeError(f"no master serves slot {slot}")
+
+    def slot_of(self, key: str) -> int:
+        live = next(p for p in self.ports if self.procs[p].poll() is None)
+        return int(self.cli(live, "cluster", "keyslot", key).strip())
+
+    def node_id(self, port: int) -> str:
+        return self.cli(port, "cluster", "myid").strip()
+
+    def begin_migration(self, slot: int, to_port: int, keys: int = 0) -> int:
+        """Start a live migration of ``slot`` from its master to the master at ``to_port``
+        (IMPORTING/MIGRATING, as ``redis-cli --cluster reshard`` does) and move ``keys`` of its
+        keys (-1: all). Returns the port it comes from."""
+        src = next(int(n["port"]) for n in self.nodes() if n["role"] == "master" and self._serves(n, slot))
+        self.cli(to_port, "cluster", "setslot", str(slot), "importing", self.node_id(src))
+        self.cli(src, "cluster", "setslot", str(slot), "migrating", self.node_id(to_port))
+        self._move_keys(src, to_port, slot, keys)
+        return src
+
+    def finish_migration(self, slot: int, src: int, to_port: int) -> None:
+        """Move the slot's remaining keys and give the slot to ``to_port`` on every master."""
+        self._move_keys(src, to_port, slot, -1)
+        dst_id = self.node_id(to_port)
+        for port in (to_port, src):
+            self.cli(port, "cluster", "setslot", str(slot), "node", dst_id)
+        for n in self.nodes():
+            port = int(n["port"])
+            if n["role"] == "master" and port not in (to_port, src) and self.procs[port].poll() is None:
+                self.cli(port, "cluster", "setslot", str(slot), "node", dst_id)
+        self.wait_ok()
+
+    def _move_keys(self, src: int, dst: int, slot: int, count: int) -> None:
+        names = self.cli(src, "cluster", "getkeysinslot", str(slot), "1000").split()
+        names = names if count < 0 else names[:count]
+        if names:
+            out = self.cli(src, "migrate", "127.0.0.1", str(dst), "", "0", "5000", "keys", *names)
+            if "OK" not in out:
+                raise RuntimeError(f"MIGRATE of slot {slot} failed: {out.strip()}")
+
+    @staticmethod
+    def _serves(node: dict[str, str], slot: int) -> bool:
+        for r in node["slots"].split():
+            if r.startswith("["):
+                continue
+            lo, _, hi = r.partition("-")
+            if int(lo) <= slot <= int(hi or lo):
+                return True
+        return False
 
     def kill(self, port: int) -> None:
         proc = self.procs[port]

@@ -9,19 +9,25 @@ from collections.abc import Iterator
 import pytest
 
 from runner.config import Config
+from runner.connect import open_store
 from runner.store import Commit, DueTimer, Store, keys
 from runner.store.memory import MemoryStore
 from runner.store.redis import RedisStore
+from runner.store.redis_cluster import RedisClusterStore
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 def store(request: pytest.FixtureRequest) -> Iterator[Store]:
     if request.param == "memory":
         yield MemoryStore()
         return
     cfg: Config = request.getfixturevalue("config")
-    s = RedisStore(cfg)
+    if request.param == "redis-cluster":
+        cfg = cfg.with_(redis_url=request.getfixturevalue("redis_cluster").url)
+    s = open_store(cfg)
     yield s
+    if request.param == "redis-cluster":
+        s.delete_prefix()
     s.close()
 
 
@@ -181,8 +187,19 @@ def test_watch_wakes_on_commit(store: Store) -> None:
         w.close()
 
 
-def test_finished_runs_expire_active_runs_do_not(config: Config) -> None:
-    s = RedisStore(config)
+@pytest.fixture(params=["redis", "redis-cluster"])
+def redis_store(request: pytest.FixtureRequest, config: Config) -> Iterator[RedisStore]:
+    """One of the two Redis stores (for what only a Redis store has: TTLs, key names)."""
+    if request.param == "redis-cluster":
+        config = config.with_(redis_url=request.getfixturevalue("redis_cluster").url)
+    s = open_store(config)
+    yield s
+    s.delete_prefix()
+    s.close()
+
+
+def test_finished_runs_expire_active_runs_do_not(config: Config, redis_store: RedisStore) -> None:
+    s = redis_store
     active, done = rid(), rid()
     s.commit(Commit(active, "e", writes={keys.META: {"status": b"RUNNING"}}, history=[b"h"]))
     s.commit(
@@ -200,11 +217,10 @@ def test_finished_runs_expire_active_runs_do_not(config: Config) -> None:
     assert ttl(keys.run_key(config.prefix, active, keys.HISTORY)) == -1
     for part in (keys.META, keys.HISTORY, keys.APPLIED, keys.OUTBOX):
         assert 0 < ttl(keys.run_key(config.prefix, done, part)) <= 300
-    s.close()
 
 
-def test_all_keys_of_a_run_share_one_hash_tag(config: Config) -> None:
-    s = RedisStore(config)
+def test_all_keys_of_a_run_share_one_hash_tag(config: Config, redis_store: RedisStore) -> None:
+    s = redis_store
     r = rid()
     s.commit(
         Commit(
@@ -219,7 +235,6 @@ def test_all_keys_of_a_run_share_one_hash_tag(config: Config) -> None:
     found = [k.decode() for k in s.client.scan_iter(match=f"{config.prefix}:*{r}*")]
     assert len(found) == len(keys.RUN_PARTS)
     assert all(f"{{{r}}}" in k for k in found)
-    s.close()
 
 
 def test_timers_are_claimed_when_due_hidden_while_claimed_and_removed(store: Store) -> None:
@@ -242,6 +257,12 @@ def test_timers_are_claimed_when_due_hidden_while_claimed_and_removed(store: Sto
 
 
 def test_timer_of_a_forgotten_run_is_dropped(store: Store) -> None:
+    if isinstance(store, RedisClusterStore):
+        pytest.skip(
+            "on a cluster the claim cannot read the run's keys (another slot): a timer whose run"
+            " expired fires, and the engine drops its event as for any unknown run; cancelled"
+            " timers leave their bucket (test_timers_are_claimed_when_due_hidden_while_claimed_and_removed)"
+        )
     r = rid()
     store.commit(Commit(r, "e1", timers={"a": (1_000, b"ev")}))
     store.commit(Commit(r, "e2", deletes={keys.TIMERS: ["a"]}))  # as if the run's keys expired

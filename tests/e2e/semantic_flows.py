@@ -11,16 +11,15 @@ import os
 import threading
 from typing import Any
 
-import redis
-
 from runner import current_task, flow, task
 from runner.define.retry import Retry
+from tests.helpers.raw_redis import raw_redis
 
 GATE_TIMEOUT_S = 60
 
 
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(os.environ.get("ACKFLOW_REDIS_URL", "redis://127.0.0.1:6379/0"))
+def _redis() -> Any:
+    return raw_redis(os.environ.get("ACKFLOW_REDIS_URL", "redis://127.0.0.1:6379/0"))
 
 
 def gate(key: str) -> bool:

@@ -17,10 +17,10 @@ from redis.connection import AbstractConnection
 
 from runner.broker.kombu import KombuBroker
 from runner.client import Client
-from runner.config import Config
+from runner.config import Config, is_cluster_url
+from runner.connect import open_store
 from runner.ops.http.app import make_server
 from runner.store import keys
-from runner.store.redis import RedisStore
 from tests.conftest import Processes
 from tests.e2e import flows
 from tests.helpers.net import free_port
@@ -31,11 +31,12 @@ N_RUNS = 100_000
 
 
 @pytest.fixture
-def many_runs(config: Config) -> Iterator[RedisStore]:
+def many_runs(config: Config) -> Iterator[Any]:
     """100,000 finished runs in Redis (their meta and the indexes the pages use)."""
-    store = RedisStore(config)
+    store = open_store(config)
     r = store.client
     statuses = ["SUCCESS"] * 8 + ["FAILED", "CANCELLED"]
+    root = keys.index_root(config.prefix, is_cluster_url(config.redis_url))
     pipe = r.pipeline(transaction=False)
     for i in range(N_RUNS):
         rid = f"bulk-{i:06d}"
@@ -45,10 +46,10 @@ def many_runs(config: Config) -> Iterator[RedisStore]:
             keys.run_key(config.prefix, rid, keys.META),
             mapping={"status": status, "flow": flow, "created_ms": created},
         )
-        pipe.zadd(keys.runs_index(config.prefix), {rid: created})
-        pipe.zadd(keys.status_index(config.prefix, status), {rid: created})
-        pipe.zadd(keys.flow_index(config.prefix, flow), {rid: created})
-        pipe.zadd(keys.flow_status_index(config.prefix, flow, status), {rid: created})
+        pipe.zadd(keys.runs_index(root), {rid: created})
+        pipe.zadd(keys.status_index(root, status), {rid: created})
+        pipe.zadd(keys.flow_index(root, flow), {rid: created})
+        pipe.zadd(keys.flow_status_index(root, flow, status), {rid: created})
         if i % 5000 == 4999:
             pipe.execute()
     pipe.execute()
@@ -82,11 +83,9 @@ def commands_during(fn: Any) -> tuple[int, Any]:
     return count[0], out
 
 
-def test_runs_pages_over_100k_runs_read_a_bounded_number_of_keys(
-    config: Config, many_runs: RedisStore
-) -> None:
+def test_runs_pages_over_100k_runs_read_a_bounded_number_of_keys(config: Config, many_runs: Any) -> None:
     server = make_server(
-        "127.0.0.1", 0, lambda: Client(config, RedisStore(config), lambda: KombuBroker(config)), 1 << 20
+        "127.0.0.1", 0, lambda: Client(config, open_store(config), lambda: KombuBroker(config)), 1 << 20
     )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # connects to nothing. The protocol: only the error root.
 ROOM_MAY_IMPORT = {
     "broker": {"broker", "errors", "config", "protocol"},
-    "store": {"store", "errors", "config", "protocol"},
+    "store": {"store", "errors", "config", "protocol", "states"},  # states: the run statuses it indexes
     "define": {"define", "errors", "config", "protocol", "states"},
     "protocol": {"protocol", "errors"},
 }
@@ -32,7 +32,13 @@ ROOM_MAY_IMPORT = {
 # the runner units they may import. Contracts, never a concrete store or broker, and nothing
 # of the operator surfaces.
 WORKER_MODULES = ("workers/loop.py", "workers/leases.py", "workers/execute.py")
-ADAPTERS = [["store", "redis"], ["store", "memory"], ["broker", "kombu"], ["broker", "local"]]
+ADAPTERS = [
+    ["store", "redis"],
+    ["store", "redis_cluster"],
+    ["store", "memory"],
+    ["broker", "kombu"],
+    ["broker", "local"],
+]
 WORKER_MAY_NOT_IMPORT = {"ops", "engine", "client", "local", "connect"}
 # The completion token's format is shared: the worker mints a task's token, the client's
 # completion path checks it. The worker may import that module of the client room, no other.
@@ -127,7 +133,10 @@ KOMBU_ADAPTER = {
     ("library", "only"),
     [
         ({"kombu", "amqp"}, KOMBU_ADAPTER),
-        ({"redis"}, {"runner/store/redis.py", "runner/store/redis_errors.py"}),
+        (
+            {"redis"},
+            {"runner/store/redis.py", "runner/store/redis_cluster.py", "runner/store/redis_errors.py"},
+        ),
     ],
 )
 def test_only_the_adapter_imports_its_client_library(library: set[str], only: set[str]) -> None:

@@ -3,6 +3,9 @@
 - ``commit.lua``: the guarded, idempotent commit (`COMMIT`).
 - ``claim.lua``: claiming due timers (`CLAIM`).
 - ``beat.lua``: a worker's heartbeat, renewing its lease (`BEAT`).
+- ``index.lua``, ``schedule.lua``, ``claim_bucket.lua``: on a Redis Cluster, a run's
+  entries in the global indexes (`INDEX`), adding and forgetting timers in a timer bucket
+  (`SCHEDULE`) and claiming the due timers of one bucket (`CLAIM_BUCKET`).
 
 A script builds a few key names itself (keys outside the ones passed in KEYS, or members of
 an index). So that runner/store/keys.py stays the one place that knows every key template,
@@ -69,3 +72,6 @@ PRELUDE = prelude()
 COMMIT = load("commit")
 CLAIM = load("claim")
 BEAT = load("beat")
+INDEX = load("index")
+SCHEDULE = load("schedule")
+CLAIM_BUCKET = load("claim_bucket")

@@ -2,7 +2,7 @@
 -- its progress and announce it, and answer the run's status (cancelled, or gone: nil).
 -- KEYS: 1 leases, 2 meta.
 -- ARGV: task, attempt, until ms (0 = no lease wanted), progress field, packed progress or "",
---       notify channel. Returns {1|0 leased, run status or false}.
+--       notify channel, publish command (PUBLISH, or SPUBLISH on a cluster). Returns {1|0 leased, run status or false}.
 -- A lease's value is "<attempt>:<until ms>" (see runner/store/keys.py, leases).
 local leased = 0
 if tonumber(ARGV[3]) > 0 then
@@ -18,6 +18,6 @@ end
 local status = redis.call('HGET', KEYS[2], 'status')
 if ARGV[5] ~= '' and status then
   redis.call('HSET', KEYS[1], ARGV[4], ARGV[5])
-  redis.call('PUBLISH', ARGV[6], 'progress')
+  redis.call(ARGV[7], ARGV[6], 'progress')
 end
 return {leased, status}

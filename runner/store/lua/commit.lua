@@ -2,9 +2,15 @@
 -- atomic and idempotent by event id (a repeat answers "dup" with the messages it caused).
 -- Every guard is checked before the first write: a script failing half way is not rolled back.
 --
+-- Two modes. On one Redis server ("global" = '1') the script also keeps the global indexes
+-- and the timers index (KEYS 12-16). On a Redis Cluster ('0') it touches only the run's own
+-- keys (one slot): it counts the run's status changes in meta "ix" and returns that number,
+-- and the store then brings the global structures up to date after the commit
+-- (runner/store/redis_cluster.py), repairing them when the event comes again.
+--
 -- KEYS: 1 meta, 2 spec, 3 tasks, 4 data, 5 joins, 6 applied, 7 outbox, 8 history,
---       9 deliveries, 10 timers, 11 leases, 12 runs index, 13 old-status index,
---       14 new-status index, 15 timers index, 16 the run's flow index (new runs)
+--       9 deliveries, 10 timers, 11 leases; with "global" also: 12 runs index,
+--       13 old-status index, 14 new-status index, 15 timers index, 16 the run's flow index
 -- ARGV: event id, run id, channel,
 --       n guards,  then (key index, field, has expected "1"/"0", expected) each,
 --       n writes,  then (key index, field, value) each,
@@ -15,13 +21,18 @@
 --       n cancelled timers, then timer id each,
 --       status change flag "0"/"1"/"2" (none / existing run / new run), created ms,
 --       expire seconds (0 = keep, -1 = persist: a finished run is active again),
---       flow (new runs), key prefix, old status, new status
--- Returns {"ok"} | {"conflict", guard number} | {"dup", id1, msg1, id2, msg2, ...}
+--       flow (new runs), key prefix, old status, new status, global "1"/"0",
+--       publish command (PUBLISH, or SPUBLISH on a cluster)
+-- Returns {"ok"} (global) or {"ok", status changes so far or ""} | {"conflict", guard number}
+--       | {"dup", id1, msg1, id2, msg2, ...}
+-- A repeat rewrites its "applied" entry unchanged: a write, so that a WAIT sent after it
+-- (runner/store/redis.py) also waits for the replicas to hold the first commit of the event.
 -- Key names built here (timer_member, flow_status_index) come from runner/store/keys.py:
 -- the loader (runner/store/lua/__init__.py) defines them above this script.
 local eid = ARGV[1]
 local done = redis.call('HGET', KEYS[6], eid)
 if done then
+  redis.call('HSET', KEYS[6], eid, done)
   local out = {'dup'}
   for id in string.gmatch(done, '[^\n]+') do
     local m = redis.call('HGET', KEYS[7], id)
@@ -64,19 +75,23 @@ for d = 1, n do
   i = i + 2
 end
 n = tonumber(ARGV[i]); i = i + 1
+local global = ARGV[#ARGV - 1] == '1'
 for t = 1, n do
   redis.call('HSET', KEYS[10], ARGV[i], ARGV[i + 2])
-  redis.call('ZADD', KEYS[15], ARGV[i + 1], timer_member(ARGV[2], ARGV[i]))
+  if global then redis.call('ZADD', KEYS[15], ARGV[i + 1], timer_member(ARGV[2], ARGV[i])) end
   i = i + 3
 end
 n = tonumber(ARGV[i]); i = i + 1
 for t = 1, n do
   redis.call('HDEL', KEYS[10], ARGV[i])
-  redis.call('ZREM', KEYS[15], timer_member(ARGV[2], ARGV[i]))
+  if global then redis.call('ZREM', KEYS[15], timer_member(ARGV[2], ARGV[i])) end
   i = i + 1
 end
 local change, score = ARGV[i], ARGV[i + 1]
-if change ~= '0' then
+local seq = ''
+if change ~= '0' and not global then
+  seq = redis.call('HINCRBY', KEYS[1], 'ix', 1)
+elseif change ~= '0' then
   if change == '2' then
     redis.call('ZADD', KEYS[12], score, ARGV[2])
     if ARGV[i + 3] ~= '' then redis.call('ZADD', KEYS[16], score, ARGV[2]) end
@@ -98,5 +113,6 @@ elseif expire < 0 then
   for k = 1, 11 do redis.call('PERSIST', KEYS[k]) end
 end
 -- '!' marks a change of the run's status (waiters for the end need not read the others)
-redis.call('PUBLISH', ARGV[3], change ~= '0' and ('!' .. eid) or eid)
-return {'ok'}
+redis.call(ARGV[#ARGV], ARGV[3], change ~= '0' and ('!' .. eid) or eid)
+if global then return {'ok'} end
+return {'ok', tostring(seq)}
