@@ -41,8 +41,8 @@ class RedisSide:
     """The store's Redis (``url``) and the Redis the chaos flows record executions in
     (``records_url``); ``cluster`` is the Redis Cluster when there is one, else None."""
 
-    def __init__(self, workdir: Path) -> None:
-        mode = os.environ.get(MODE_ENV, "auto")
+    def __init__(self, workdir: Path, mode: str | None = None) -> None:
+        mode = mode or os.environ.get(MODE_ENV, "auto")
         if mode not in ("auto", "single", "cluster"):
             raise ValueError(f"{MODE_ENV} must be auto, single or cluster, not {mode!r}")
         why = cluster_store_support() if mode != "single" else f"{MODE_ENV}=single"

@@ -58,10 +58,10 @@ def kinds(n: int) -> list[str]:
 
 
 class Rig:
-    def __init__(self, workdir: Path, delivery_limit: int = 10) -> None:
+    def __init__(self, workdir: Path, delivery_limit: int = 10, redis: str | None = None) -> None:
         self.workdir = workdir
         self.rabbit = OwnRabbitCluster(workdir, nodes=3)
-        self.redis = RedisSide(workdir)
+        self.redis = RedisSide(workdir, redis)
         self.cfg: Config | None = None
         self.client: Client | None = None
         self.delivery_limit = delivery_limit
