@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: help venv setup demo test unit contract e2e chaos fuzz mutants sim sim-replay sim-mutants bench lint typecheck check clean services screenshots
+.PHONY: help venv setup demo test unit contract e2e chaos fuzz mutants sim sim-replay sim-mutants cluster bench lint typecheck check clean services screenshots
 
 help:
 	@echo "make demo       run a demo flow in local mode (no broker, no Redis needed)"
@@ -16,6 +16,7 @@ help:
 	@echo "make sim        deterministic simulator: SIM_SECONDS (600) of seeds from SIM_SEED (random)"
 	@echo "make sim-replay replay one simulated seed: SIM_SEED=<n> make sim-replay"
 	@echo "make sim-mutants run the simulator against the mutants it can see (under 5 minutes)"
+	@echo "make cluster    scale-out soak: kill RabbitMQ nodes (and Redis masters) under load (cluster-report.json)"
 	@echo "make bench      benchmarks against RabbitMQ + Redis (table + bench-report.json)"
 	@echo "make check      ruff lint + format check + mypy (strict)"
 	@echo "make services   start local RabbitMQ and Redis if they are down (Debian packages)"
@@ -78,6 +79,10 @@ sim-replay: $(STAMP)
 
 sim-mutants: $(STAMP)
 	PYTHONHASHSEED=0 $(PY) -m tests.sim.mutants
+
+# Own 3-node RabbitMQ cluster (needs root here) and Redis; see tests/cluster/soak.py. Under 10 minutes.
+cluster: $(STAMP)
+	$(PY) -m tests.cluster.soak
 
 bench: $(STAMP)
 	$(VENV)/bin/ackflow --log-level warning bench

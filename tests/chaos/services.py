@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -79,8 +82,9 @@ class OwnRedis:
 class OwnRabbit:
     """A RabbitMQ node of our own (own name, port, data directory), killed and restarted."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, erl_args: str = "") -> None:
         self.dir = Path("/tmp") / f"ackflow-rmq-{os.getpid()}-{free_port()}"
+        self.erl_args = erl_args  # RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS, e.g. "+S 1:1"
         self.port = free_port()
         self.dist_port = free_port()
         self.node = f"ackflow{self.port}@localhost"
@@ -114,9 +118,12 @@ class OwnRabbit:
                 "RABBITMQ_PID_FILE": str(self.dir / "pid"),
             }
         )
+        if self.erl_args:
+            env["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"] = self.erl_args
         return env
 
-    def start(self) -> None:
+    def start(self, wait: bool = True) -> None:
+        """Start the node (its files made on the first start); with ``wait``, until it answers."""
         if not self.dir.exists():
             (self.dir / "mnesia").mkdir(parents=True)
             (self.dir / "log").mkdir()
@@ -134,7 +141,26 @@ class OwnRabbit:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        _wait(lambda: svc.broker_ok(self.url), 90, "rabbitmq node")
+        if wait:
+            self.wait_up()
+
+    def wait_up(self, timeout_s: float = 90) -> None:
+        """Until the node answers AMQP on its port."""
+        _wait(lambda: svc.broker_ok(self.url), timeout_s, f"rabbitmq node {self.node}")
+
+    def join(self, primary: OwnRabbit) -> None:
+        """Make this (fresh, running) node a member of ``primary``'s cluster."""
+        for args in (("stop_app",), ("join_cluster", primary.node), ("start_app",)):
+            out = subprocess.run(
+                ["rabbitmqctl", "-q", "-n", self.node, *args],
+                env=self._env(),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            if out.returncode != 0:
+                raise RuntimeError(f"{self.node}: rabbitmqctl {' '.join(args)}: {out.stdout} {out.stderr}")
+        self.wait_up()
 
     def ctl(self, *args: str) -> str:
         out = subprocess.run(
@@ -181,6 +207,154 @@ class OwnRabbit:
             pass
         self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class OwnRabbitCluster:
+    """A RabbitMQ cluster of our own: ``nodes`` `OwnRabbit` nodes (own names, ports and data
+    directories, no plugins, one scheduler thread each) started in parallel and joined to the
+    first; any node can be killed with ``kill -9`` and restarted (it rejoins by itself).
+
+    Declare the topology, then `settle` once before killing anything (`OwnRabbit.settle`)."""
+
+    def __init__(self, workdir: Path, nodes: int = 3) -> None:
+        # one scheduler thread per node (3 nodes on 2 cores) and a few async threads
+        self.nodes = [OwnRabbit(workdir, erl_args="+S 1:1 +A 2") for _ in range(nodes)]
+
+    @property
+    def url(self) -> str:
+        """Every node's AMQP URL, ';'-separated (what ACKFLOW_BROKER_URL takes)."""
+        return self.url_from(0)
+
+    def url_from(self, first: int) -> str:
+        """The URL list starting at node ``first`` (with ``broker_host_order=listed``, a
+        process connects there while it is up)."""
+        n = len(self.nodes)
+        return ";".join(self.nodes[(first + i) % n].url for i in range(n))
+
+    @staticmethod
+    def unavailable() -> str | None:
+        return OwnRabbit.unavailable()
+
+    def _start_all(self, nodes: list[OwnRabbit]) -> None:
+        for node in nodes:
+            node.start(wait=False)
+        for node in nodes:
+            node.wait_up(180)
+
+    def start(self) -> None:
+        self._start_all(self.nodes)
+        for node in self.nodes[1:]:
+            node.join(self.nodes[0])
+        self.wait_formed()
+
+    def alive(self, i: int) -> bool:
+        proc = self.nodes[i].proc
+        return proc is not None and proc.poll() is None
+
+    def ctl(self, *args: str) -> str:
+        """``rabbitmqctl ARGS`` on the first live node that answers; its output."""
+        errors = []
+        for i, node in enumerate(self.nodes):
+            if not self.alive(i):
+                continue
+            out = subprocess.run(
+                ["rabbitmqctl", "-q", "-n", node.node, *args],
+                env=node._env(),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            if out.returncode == 0:
+                return out.stdout
+            errors.append(f"{node.node}: {out.stderr.strip()[:300]}")
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed on every live node: {errors}")
+
+    def running(self) -> set[str]:
+        """The node names the cluster says are running."""
+        status = json.loads(self.ctl("cluster_status", "--formatter", "json"))
+        return set(status.get("running_nodes", []))
+
+    def wait_formed(self, timeout_s: float = 180) -> None:
+        """Until every live node of ours runs in the cluster."""
+
+        def check() -> str | None:
+            want = {n.node for i, n in enumerate(self.nodes) if self.alive(i)}
+            try:
+                got = self.running()
+            except (RuntimeError, ValueError, subprocess.TimeoutExpired) as e:
+                return str(e)
+            return None if want <= got else f"running {sorted(got)}, want {sorted(want)}"
+
+        _wait(check, timeout_s, "rabbitmq cluster")
+
+    def index(self, node_name: str) -> int:
+        return next(i for i, n in enumerate(self.nodes) if n.node == node_name)
+
+    def holders(self, marker: str) -> dict[str, int]:
+        """Connection name -> the node (index) it is connected to, for every connection whose
+        name contains ``marker`` (found by the node's listening port)."""
+        by_port = {n.port: i for i, n in enumerate(self.nodes)}
+        out = {}
+        for line in self.ctl(
+            "list_connections", "--no-table-headers", "port", "client_properties"
+        ).splitlines():
+            port, _, props = line.partition("\t")
+            m = re.search(r'\{"connection_name","([^"]*)"\}', props)
+            if m and marker in m.group(1) and port.strip().isdigit():
+                out[m.group(1)] = by_port.get(int(port), -1)
+        return out
+
+    def leader(self, queue: str) -> int | None:
+        """The node (index) leading quorum queue ``queue`` now, None if none is known."""
+        for line in self.ctl("list_queues", "--no-table-headers", "name", "leader").splitlines():
+            name, _, leader = line.partition("\t")
+            if name == queue and leader.strip():
+                try:
+                    return self.index(leader.strip())
+                except StopIteration:
+                    return None
+        return None
+
+    def wait_leader(self, queue: str, timeout_s: float = 60) -> int:
+        """Until ``queue`` has a leader on a live node; that node."""
+
+        def check() -> str | None:
+            i = self.leader(queue)
+            return None if i is not None and self.alive(i) else f"{queue}: leader {i}"
+
+        _wait(check, timeout_s, f"a leader for {queue}")
+        leader = self.leader(queue)
+        assert leader is not None
+        return leader
+
+    def kill(self, i: int) -> None:
+        """SIGKILL node ``i``'s Erlang VM."""
+        self.nodes[i].kill()
+
+    def restart(self, i: int) -> None:
+        """Start node ``i`` again (after `kill`); until it runs in the cluster again."""
+        self.nodes[i].kill()
+        self._start_all([self.nodes[i]])
+        self.wait_formed()
+
+    def settle(self) -> None:
+        """Stop every node cleanly and start them again, once, after the topology is declared
+        (`OwnRabbit.settle` says why). In parallel: a cluster stopped at once restarts at once."""
+        threads = [threading.Thread(target=n.ctl, args=("stop",)) for n in self.nodes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for n in self.nodes:
+            if n.proc is not None:
+                n.proc.wait(timeout=60)
+        self._start_all(self.nodes)
+        self.wait_formed()
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.kill()
+            shutil.rmtree(node.dir, ignore_errors=True)
 
 
 class OwnRedisCluster:
@@ -323,10 +497,13 @@ class OwnRedisCluster:
             )
         return out  # type: ignore[return-value]
 
+    def slot_of(self, key: str) -> int:
+        live = next(p for p in self.ports if self.procs[p].poll() is None)
+        return int(self.cli(live, "cluster", "keyslot", key).strip())
+
     def master_of(self, key: str) -> int:
         """The port of the master serving ``key``'s slot now."""
-        live = next(p for p in self.ports if self.procs[p].poll() is None)
-        slot = int(self.cli(live, "cluster", "keyslot", key).strip())
+        slot = self.slot_of(key)
         for n in self.nodes():
             if n["role"] != "master" or n["failed"]:
                 continue
@@ -337,10 +514,6 @@ class OwnRedisCluster:
                 if int(lo) <= slot <= int(hi or lo):
                     return int(n["port"])
         raise RuntimeError(f"no master serves slot {slot}")
-
-    def slot_of(self, key: str) -> int:
-        live = next(p for p in self.ports if self.procs[p].poll() is None)
-        return int(self.cli(live, "cluster", "keyslot", key).strip())
 
     def node_id(self, port: int) -> str:
         return self.cli(port, "cluster", "myid").strip()
@@ -384,6 +557,30 @@ class OwnRedisCluster:
             if int(lo) <= slot <= int(hi or lo):
                 return True
         return False
+
+    def migrate_slot(self, key: str, to_port: int | None = None) -> tuple[int, int]:
+        """Move ``key``'s slot, with its keys, to another master (``to_port``, or the next live
+        one) while clients use it, as ``redis-cli --cluster reshard`` does slot by slot:
+        IMPORTING / MIGRATING, MIGRATE of its keys in batches (clients meanwhile get ASK and
+        TRYAGAIN), then SETSLOT NODE on every master. Returns (from port, to port)."""
+        slot, src = self.slot_of(key), self.master_of(key)
+        masters = {int(n["port"]): n["id"] for n in self.nodes() if n["role"] == "master" and not n["failed"]}
+        live = [p for p in masters if p != src and self.procs[p].poll() is None]
+        dst = to_port if to_port is not None else live[0]
+
+        def ok(port: int, *args: str) -> str:
+            out = self.cli(port, *args).strip()
+            if out.startswith(("ERR", "IOERR", "(error)")):
+                raise RuntimeError(f"redis {port} {' '.join(args)}: {out}")
+            return out
+
+        ok(dst, "cluster", "setslot", str(slot), "importing", masters[src])
+        ok(src, "cluster", "setslot", str(slot), "migrating", masters[dst])
+        while keys := ok(src, "cluster", "getkeysinslot", str(slot), "100").split():
+            ok(src, "migrate", "127.0.0.1", str(dst), "", "0", "5000", "keys", *keys)
+        for port in (dst, src, *(p for p in masters if p not in (src, dst))):
+            ok(port, "cluster", "setslot", str(slot), "node", masters[dst])
+        return src, dst
 
     def kill(self, port: int) -> None:
         proc = self.procs[port]

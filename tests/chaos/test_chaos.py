@@ -16,7 +16,6 @@ import subprocess
 import threading
 import time
 import uuid
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +26,14 @@ from runner.broker.kombu import KombuBroker
 from runner.client import Client
 from runner.config import Config
 from runner.errors import AckflowError
-from runner.local import LocalRuntime
 from runner.store.redis import RedisStore
 from tests import services as svc
 from tests.chaos import chaos_flows
 from tests.chaos.services import OwnRabbit, OwnRedis
 from tests.conftest import ROOT, Processes
-from tests.helpers import checks
-from tests.helpers.checks import Transition, pct, transitions
+from tests.helpers import audit, checks
+from tests.helpers.audit import retry
+from tests.helpers.checks import pct
 from tests.services import close_connections
 
 pytestmark = pytest.mark.services
@@ -64,18 +63,6 @@ CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 def close_connection_of(pid: int, node: list[str], env: dict[str, str] | None) -> bool:
     """Close (from the broker's side) the connection our process named ``...:<pid>``."""
     return close_connections(f':{pid}"', tuple(node), env, "chaos: dropped on purpose") > 0
-
-
-def retry(fn: Any, what: str, timeout_s: float = 120) -> Any:
-    """Call through a broker or Redis restart (the client side of chaos)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return fn()
-        except AckflowError as e:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{what}: still failing after {timeout_s} s: {e}") from e
-            time.sleep(0.2)
 
 
 class Chaos:
@@ -296,65 +283,19 @@ def run_chaos(chaos: Chaos) -> dict[str, Any]:
 def check(
     chaos: Chaos, runs: dict[str, tuple[str, int]], infos: dict[str, Any], elapsed: float
 ) -> dict[str, Any]:
-    client = chaos.client
-    refs: dict[str, Counter[Transition]] = {}
-    with LocalRuntime() as rt:
-        for kind, (flow, inputs, _, _) in chaos_flows.MIX.items():
-            info = rt.run(flow, inputs(1), timeout_s=60)
-            refs[kind] = transitions(rt.client.history(info.run_id))
-    histories = {rid: retry(lambda r=rid: client.history(r), "history") for rid in runs}
-    lost = dup = unexpected = 0
-    wrong = []
-    reapplied: list[tuple[str, str, int]] = []
-    redeliveries = 0
-    scheduled: dict[str, int] = {}
-    for rid, (kind, i) in runs.items():
-        _, _, status, result = chaos_flows.MIX[kind]
-        info = infos[rid]
-        if info.status != status or info.result != result(i):
-            wrong.append((rid, info.status, info.result))
-        got = transitions(histories[rid])
-        lost += sum((refs[kind] - got).values())
-        unexpected += sum((Counter(set(got)) - refs[kind]).values())
-        dup += sum(c - 1 for c in got.values() if c > 1)
-        reapplied += [(rid, e, n) for e, n in checks.reapplied_events(histories[rid]).items()]
-        redeliveries += sum(
-            1 for h in histories[rid] if "redelivery" in h.extra or h.extra.get("redelivered")
-        )
-        scheduled.update(checks.scheduled_times(rid, histories[rid]))
-    # G2: executions, by idempotency key (":revert" for revert handlers)
     raw = retry(lambda: RedisStore(chaos.cfg).client.hvals("chaos:executions"), "executions")
-    execs = checks.parse_executions(raw)
-    never = never_reverted = 0
-    for rid in runs:
-        for name, t in infos[rid].tasks.items():
-            if t.status in ("SUCCESS", "FAILED", "REVERTED") and not execs.get(f"{rid}:{name}:{t.attempt}"):
-                never += 1
-            if t.status == "REVERTED" and not execs.get(f"{rid}:{name}:{t.attempt}:revert"):
-                never_reverted += 1
-    unexplained = checks.unexplained_duplicates(execs, chaos.faults, scheduled)
-    # G3: queues drained, outbox empty, no dead letters
-    broker = KombuBroker(chaos.cfg)
-    queues_left: dict[str, int] = {}
-    for q in ("engine", "task.default"):
-        deadline = time.monotonic() + 60  # late duplicates (stale started events) drain quickly
-        while (depth := retry(lambda q=q: broker.depth(q), "depth")) and time.monotonic() < deadline:
-            broker.keepalive(0.2)
-        if depth:
-            queues_left[q] = depth
-    dead = retry(lambda: broker.depth("dead"), "dead depth")
-    broker.close()
-    unsent = sum(len(client.store.read_all(rid, "outbox")) for rid in runs)
+    refs = audit.references(chaos_flows.MIX)
+    report = audit.audit(chaos.client, chaos_flows.MIX, refs, runs, infos, raw, chaos.faults)
+    histories = report.pop("histories")
     # G4: recovery after each kill whose victim held work
     recovery = checks.recovery_times(chaos.faults, histories)
     kills = [f for f in chaos.faults if f["kind"].endswith("_kill")]
     return {
+        **report,
         "seed": chaos.seed,
         "delivery_limit": chaos.cfg.delivery_limit,
         "plan": PLAN,
         "elapsed_s": round(elapsed, 1),
-        "runs": len(runs),
-        "runs_by_kind": dict(Counter(k for k, _ in runs.values())),
         "kills": len(kills),
         "engine_kills": sum(f["kind"] == "engine_kill" for f in kills),
         "worker_kills": sum(f["kind"] == "worker_kill" for f in kills),
@@ -363,23 +304,7 @@ def check(
         "redis_restarts": sum(f["kind"] == "redis_restart" for f in chaos.faults),
         "broker_restarts": sum(f["kind"] == "broker_restart" for f in chaos.faults),
         "broker_restart_skipped_because": chaos.no_broker_restart,
-        "redeliveries_seen": redeliveries,
         "missed_faults": checks.missed_faults(PLAN, chaos.faults, chaos.no_broker_restart),
-        "executions": sum(len(t) for t in execs.values()),
-        "duplicate_executions": checks.duplicate_executions(execs),
-        "unexplained_duplicate_executions": len(unexplained),
-        "unexplained_examples": [(e.key, e.pid, e.ms) for e in unexplained[:5]],
-        "tasks_never_executed": never,
-        "reverts_never_executed": never_reverted,
-        "lost_transitions": lost,
-        "duplicate_transitions": dup,
-        "duplicate_applications": sum(n - 1 for _, _, n in reapplied),
-        "reapplied_events": reapplied,
-        "unexpected_transitions": unexpected,
-        "wrong_outcomes": wrong,
-        "queues_left": queues_left,
-        "dead_letters": dead,
-        "unsent_outbox_entries": unsent,
         "recovery_ms": {
             role: {
                 "kills": sum(f["kind"] == f"{role}_kill" for f in kills),
@@ -396,21 +321,7 @@ def check(
 
 
 def diagnose(chaos: Chaos, ids: list[str]) -> str:
-    """What an operator would look at: unfinished runs, their last transitions, the queues."""
-    lines = []
-    for rid in ids:
-        info = chaos.client.status(rid)
-        if info.done:
-            continue
-        tasks = {n: (t.status, t.attempt) for n, t in info.tasks.items() if t.status != "SUCCESS"}
-        lines.append(f"{rid} {info.status} unfinished tasks {tasks}")
-        lines += [f"    {h.describe()} {h.extra}" for h in chaos.client.history(rid)[-6:]]
-        lines.append(f"    outbox {list(chaos.client.store.read_all(rid, 'outbox'))}")
-    broker = KombuBroker(chaos.cfg)
-    lines.append("queues: " + ", ".join(f"{q}={broker.depth(q)}" for q in ("engine", "task.default", "dead")))
-    lines += [f"dead: {d.id} from {d.queue} x{d.delivery_count}: {d.reason}" for d in broker.list_dead(8)]
-    lines.append(chaos.procs.logs()[-6000:])
-    return "\n".join(lines)
+    return audit.diagnose(chaos.client, ids, chaos.procs.logs())
 
 
 def print_table(r: dict[str, Any]) -> None:

@@ -28,8 +28,11 @@ HOLD_MS = 15_000
 """How long before its first execution a worker may have held a delivery (prefetched)."""
 RECOVERY_WINDOW_MS = 120_000
 """How long after a kill an engine's redelivered event is looked for (longer than any bound)."""
-ENGINE_REDELIVERING = ("engine_kill", "freeze", "drop", "broker_restart")
+ENGINE_REDELIVERING = ("engine_kill", "freeze", "drop", "broker_restart", "broker_node_kill")
 """Faults after which an engine's unacknowledged events are redelivered."""
+OUTAGES = ("redis_restart", "broker_restart", "broker_node_kill", "redis_master_kill", "slot_migration")
+"""Faults of a service, from ``t_ms`` to ``done_ms`` (a RabbitMQ or Redis node down, a slot
+moving): any process's delivery may be handed back and run again meanwhile."""
 
 
 def transitions(history: Iterable[HistoryEntry]) -> Counter[Transition]:
@@ -100,13 +103,14 @@ def explains(fault: Mapping[str, Any], before: Sequence[Execution], later: Execu
       ran it after another worker had);
     - a kill, freeze or drop of an engine after it sent the request (at ``sched``) and before
       ``later``: the event that sent it is redelivered and its unconfirmed request sent again;
-    - a broker or Redis restart overlapping the time from the first execution to ``later``.
+    - a broker or Redis restart, or another outage of a service (`OUTAGES`), overlapping the
+      time from the first execution to ``later``.
     """
     t = int(fault["t_ms"])
     if t > later.ms:
         return False
     kind = fault["kind"]
-    if kind in ("redis_restart", "broker_restart"):
+    if kind in OUTAGES:
         return int(fault.get("done_ms", t)) >= before[0].ms
     if fault.get("role") == "worker":
         pids = {e.pid for e in before} | {later.pid}
