@@ -14,6 +14,7 @@ schedule as it was.
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -203,13 +204,22 @@ def plan(seed: int, steps: int, procs: list[str], runs: int) -> list[Fault]:
     return sorted(out, key=lambda f: (f.step, f.kind, f.target, f.arg))
 
 
+def _store(seed: int) -> Any:
+    """None (the memory store) unless SIM_STORE=redis: then the real RedisStore, own prefix."""
+    if os.environ.get("SIM_STORE", "memory") != "redis":
+        return None
+    from tests.sim.redis_store import SimRedisStore
+
+    return SimRedisStore(CONFIG, str(seed))
+
+
 class Sim:
     def __init__(self, seed: int, faults: list[Fault], max_steps: int = 200_000) -> None:
         self.seed = seed
         self.faults = faults
         self.max_steps = max_steps
         self.rng = random.Random(f"schedule:{seed}")
-        self.world = World(random.Random(f"effects:{seed}"))
+        self.world = World(random.Random(f"effects:{seed}"), _store(seed))
         self.workload = workloads.generate(random.Random(f"workload:{seed}"))
         self.engines = [_EngineProc(f"E{i}", self.world) for i in range(ENGINES)]
         self.workers = [_WorkerProc(f"W{i}", self.world) for i in range(WORKERS)]
