@@ -279,11 +279,12 @@ class Sim:
             w.struck("pause")
 
     def _resume_paused(self) -> None:
+        # A run stays here until it ends: a second pause (or a delayed one) can land after the
+        # resume of the first, and must be resumed too.
         for rid in sorted(self.to_resume):
             status = self._status(rid)
             if status == PAUSED:
                 self.client.resume(rid, "sim", wait_s=None)
-                self.to_resume.discard(rid)
             elif status in RUN_TERMINAL:
                 self.to_resume.discard(rid)
 
