@@ -14,6 +14,7 @@ schedule as it was.
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -203,13 +204,22 @@ def plan(seed: int, steps: int, procs: list[str], runs: int) -> list[Fault]:
     return sorted(out, key=lambda f: (f.step, f.kind, f.target, f.arg))
 
 
+def _store(seed: int) -> Any:
+    """None (the memory store) unless SIM_STORE=redis: then the real RedisStore, own prefix."""
+    if os.environ.get("SIM_STORE", "memory") != "redis":
+        return None
+    from tests.sim.redis_store import SimRedisStore
+
+    return SimRedisStore(CONFIG, str(seed))
+
+
 class Sim:
     def __init__(self, seed: int, faults: list[Fault], max_steps: int = 200_000) -> None:
         self.seed = seed
         self.faults = faults
         self.max_steps = max_steps
         self.rng = random.Random(f"schedule:{seed}")
-        self.world = World(random.Random(f"effects:{seed}"))
+        self.world = World(random.Random(f"effects:{seed}"), _store(seed))
         self.workload = workloads.generate(random.Random(f"workload:{seed}"))
         self.engines = [_EngineProc(f"E{i}", self.world) for i in range(ENGINES)]
         self.workers = [_WorkerProc(f"W{i}", self.world) for i in range(WORKERS)]
@@ -269,11 +279,12 @@ class Sim:
             w.struck("pause")
 
     def _resume_paused(self) -> None:
+        # A run stays here until it ends: a second pause (or a delayed one) can land after the
+        # resume of the first, and must be resumed too.
         for rid in sorted(self.to_resume):
             status = self._status(rid)
             if status == PAUSED:
                 self.client.resume(rid, "sim", wait_s=None)
-                self.to_resume.discard(rid)
             elif status in RUN_TERMINAL:
                 self.to_resume.discard(rid)
 

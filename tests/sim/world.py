@@ -76,10 +76,10 @@ class Proc:
 class World:
     """The shared simulated state: clock, queues, store, and the faults armed on them."""
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, store: Any = None) -> None:
         self.rng = rng
         self.clock = SimClock()
-        self.mem = MemoryStore()
+        self.mem = MemoryStore() if store is None else store  # or a SimRedisStore (SIM_STORE=redis)
         self.hub = SimHub(self)
         self.outage_calls = 0  # the next store calls that fail before reaching the store
         self.lost_replies = 0  # the next store calls that land but whose reply is lost
