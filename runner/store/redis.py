@@ -30,7 +30,7 @@ from runner.config import Config, redact_url
 from runner.errors import StoreError, StoreUnavailable
 from runner.protocol import pack, unpack
 from runner.store import APPLIED_RESULT, Beat, Commit, CommitResult, DueTimer, Watch, keys, lua
-from runner.store.redis_errors import translate
+from runner.store.redis_errors import REDIS_ERRORS, translate
 
 log = logging.getLogger("ackflow.store")
 
@@ -59,7 +59,7 @@ class _RedisWatch:
                     if timeout <= 0:
                         break
                 msg = self._pubsub.get_message(timeout=timeout)
-        except redis.exceptions.RedisError as e:
+        except REDIS_ERRORS as e:
             raise StoreUnavailable(f"redis watch failed: {e}") from e
         return changed
 
@@ -140,7 +140,7 @@ class RedisStore:
     def ping(self) -> None:
         try:
             self.client.ping()
-        except redis.exceptions.RedisError as e:
+        except REDIS_ERRORS as e:
             raise StoreUnavailable(
                 f"cannot reach redis at {redact_url(self._config.redis_url)}: {e}"
             ) from None
@@ -152,7 +152,7 @@ class RedisStore:
             for p in parts:
                 pipe.hmget(self._k(run_id, p), list(wants[p]))
             values = pipe.execute()
-        except redis.exceptions.RedisError as e:
+        except REDIS_ERRORS as e:
             raise translate(e) from e
         out: dict[str, list[bytes | None]] = {p: [] for p in wants}
         out.update(zip(parts, values, strict=True))
@@ -161,7 +161,7 @@ class RedisStore:
     def read_all(self, run_id: str, part: str) -> dict[str, bytes]:
         try:
             raw = self.client.hgetall(self._k(run_id, part))
-        except redis.exceptions.RedisError as e:
+        except REDIS_ERRORS as e:
             raise translate(e) from e
         return {_b(k).decode(): _b(v) for k, v in raw.items()}
 
@@ -276,7 +276,7 @@ class RedisStore:
                     self._short_of_replicas(acked, wanted)
                 return reply
             raise StoreUnavailable("redis lost the script just loaded (restarting?)")
-        except redis.exceptions.RedisError as e:
+        except REDIS_ERRORS as e:
             self._after_error(e, client)
             raise translate(e) from e
 
@@ -303,7 +303,7 @@ class RedisStore:
             if ttl_ms > 0:  # a finished run: the count must expire with it
                 self.client.pexpire(key, ttl_ms)
             return int(n)
-        except redis.exceptions.RedisError as e:
+        except REDIS_ERRORS as e:
             raise translate(e) from e
 
     def mark_sent(self, run_id: str, message_ids: Sequence[str]) -> None:
@@ -311,7 +311,7 @@ class RedisStore:
             return
         try:
             self.client.hdel(self._k(run_id, keys.OUTBOX), *message_ids)
-        except redis.exceptions.RedisError as e:
+        except REDIS_ERRORS as e:
             raise translate(e) from e
 
     def mark_sent_many(self, sent: Mapping[str, Sequence[str]]) -> None:
@@ -321,13 +321,13 @@ class RedisStore:
                 if message_ids:
                     pipe.hdel(self._k(run_id, keys.OUTBOX), *message_ids)
             pipe.execute()
-        except redis.exceptions.RedisError as e:
+        except REDIS_ERRORS as e:
             raise translate(e) from e
 
     def history(self, run_id: str, start: int = 0) -> list[bytes]:
         try:
             return [_b(x) for x in self.client.lrange(self._k(run_id, keys.HISTORY), start, -1)]
-        except redis.exceptions.RedisError as e:
+        except REDIS_ERRORS as e:
             raise translate(e) from e
 
     def claim_timers(self, now_ms: int, limit: int, hold_ms: int) -> tuple[list[DueTimer], int | None]:
@@ -338,7 +338,7 @@ class RedisStore:
                 args=[now_ms, limit, hold_ms, self._prefix],
                 client=client,
             )
-        except redis.exceptions.RedisError as e:
+        except REDIS_ERRORS as e:
             raise translate(e) from e
         nxt = int(float(reply[0])) if reply[0] else None
         out = []
@@ -359,7 +359,7 @@ class RedisStore:
             for t in timers:
                 pipe.hdel(self._k(t.run_id, keys.TIMERS), t.timer_id)
             pipe.execute()
-        except redis.exceptions.RedisError as e:
+        except REDIS_ERRORS as e:
             raise translate(e) from e
 
     def heartbeat(self, run_id: str, task: str, attempt: int, until_ms: int, progress: bytes | None) -> Beat:
@@ -378,7 +378,7 @@ class RedisStore:
                 ],
                 client=client,
             )
-        except redis.exceptions.RedisError as e:
+        except REDIS_ERRORS as e:
             raise translate(e) from e
         return Beat(bool(leased), _b(status).decode() if status else None)
 
@@ -389,7 +389,7 @@ class RedisStore:
             pipe.hsetnx(key, "digest", digest)
             pipe.hget(key, "digest")
             created, current = pipe.execute()
-        except redis.exceptions.RedisError as e:
+        except REDIS_ERRORS as e:
             raise translate(e) from e
         return None if created else current
 
@@ -403,7 +403,7 @@ class RedisStore:
             gone = [r for r, st in zip(ids, statuses, strict=True) if st is None]
             if gone:  # runs expired after their retention: drop them from the index
                 self.client.zrem(index, *gone)
-        except redis.exceptions.RedisError as e:
+        except REDIS_ERRORS as e:
             raise translate(e) from e
         return [r for r, st in zip(ids, statuses, strict=True) if st is not None and _matches(st, status)][
             :limit
@@ -461,7 +461,7 @@ class RedisStore:
                 top = f"({last}"
                 if len(got) < batch:
                     return out, None
-        except redis.exceptions.RedisError as e:
+        except REDIS_ERRORS as e:
             raise translate(e) from e
         return out, last  # the scan limit ran out: the next page goes on from here
 
@@ -469,13 +469,13 @@ class RedisStore:
         index = self._index(status, None)
         try:
             return int(self.client.zcard(index))
-        except redis.exceptions.RedisError as e:
+        except REDIS_ERRORS as e:
             raise translate(e) from e
 
     def watch(self, run_id: str) -> Watch:
         try:
             return _RedisWatch(self.client, keys.notify_channel(self._prefix, run_id))
-        except redis.exceptions.RedisError as e:
+        except REDIS_ERRORS as e:
             raise translate(e) from e
 
     def session(self) -> int:
@@ -490,7 +490,7 @@ class RedisStore:
                 out[name] = "" if value is None else _b(value).decode()
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
             raise translate(e) from e
-        except redis.exceptions.RedisError:
+        except REDIS_ERRORS:
             return None  # CONFIG disabled, renamed or not permitted (managed Redis)
         return out
 
@@ -501,7 +501,7 @@ class RedisStore:
             pipe.set(key, candidate, nx=True)
             pipe.get(key)
             _, current = pipe.execute()
-        except redis.exceptions.RedisError as e:
+        except REDIS_ERRORS as e:
             raise translate(e) from e
         return _b(current).decode()
 
@@ -512,14 +512,14 @@ class RedisStore:
             pipe.zadd(key, {run_id: now_ms}, nx=True)
             pipe.zremrangebyscore(key, "-inf", now_ms - keep_s * 1000)
             added, _ = pipe.execute()
-        except redis.exceptions.RedisError as e:
+        except REDIS_ERRORS as e:
             raise translate(e) from e
         return bool(added)
 
     def is_lost(self, run_id: str) -> bool:
         try:
             return self.client.zscore(keys.lost_index(self._prefix), run_id) is not None
-        except redis.exceptions.RedisError as e:
+        except REDIS_ERRORS as e:
             raise translate(e) from e
 
     def delete_prefix(self) -> int:
@@ -528,7 +528,7 @@ class RedisStore:
         try:
             for key in self.client.scan_iter(match=f"{self._prefix}:*", count=1000):
                 n += self.client.unlink(key)
-        except redis.exceptions.RedisError as e:
+        except REDIS_ERRORS as e:
             raise translate(e) from e
         return n
 

@@ -45,7 +45,7 @@ from runner.protocol import pack, unpack
 from runner.states import RUN_STATES
 from runner.store import Commit, CommitResult, DueTimer, Watch, keys, lua
 from runner.store.redis import RedisStore, _b, _commit_result
-from runner.store.redis_errors import translate
+from runner.store.redis_errors import REDIS_ERRORS, translate
 
 _REFRESH_AFTER = (
     redis.exceptions.MovedError,
@@ -94,7 +94,7 @@ class RedisClusterStore(RedisStore):
                 health_check_interval=30,
                 redis_connect_func=self._on_connect,
             )
-        except redis.exceptions.RedisError as e:
+        except REDIS_ERRORS as e:
             raise translate(e) from e
         except ValueError as e:
             raise StoreError(f"bad redis URL {redact_url(url)}: {e}") from None
@@ -114,7 +114,7 @@ class RedisClusterStore(RedisStore):
         if isinstance(e, _REFRESH_AFTER):
             try:  # the slot map or the masters changed: learn the new ones before the retry
                 client.nodes_manager.initialize()
-            except redis.exceptions.RedisError:
+            except REDIS_ERRORS:
                 pass  # the cluster is still failing over: the next attempt tries again
 
     # --- commits ----------------------------------------------------------------------------
@@ -137,7 +137,7 @@ class RedisClusterStore(RedisStore):
     def _flow_of(self, run_id: str) -> str:
         try:
             raw = self.client.hget(self._k(run_id, keys.META), "flow")
-        except redis.exceptions.RedisError as e:
+        except REDIS_ERRORS as e:
             raise translate(e) from e
         return _b(raw).decode() if raw else ""
 
@@ -173,7 +173,7 @@ class RedisClusterStore(RedisStore):
             pipe.hmget(self._k(run_id, keys.META), ["ix", "status", "created_ms", "flow"])
             pipe.hgetall(self._k(run_id, keys.TIMERS))
             (seq, status, created, flow), timers = pipe.execute()
-        except redis.exceptions.RedisError as e:
+        except REDIS_ERRORS as e:
             self._after_error(e, client)
             raise translate(e) from e
         if seq and status:
@@ -212,7 +212,7 @@ class RedisClusterStore(RedisStore):
                     run_id, timer_id = keys.split_timer_member(_b(reply[j]).decode())
                     _due, event = unpack(_b(reply[j + 1]))
                     out.append(DueTimer(run_id, timer_id, event))
-        except redis.exceptions.RedisError as e:
+        except REDIS_ERRORS as e:
             self._after_error(e, client)
             raise translate(e) from e
         return out, nxt
@@ -230,7 +230,7 @@ class RedisClusterStore(RedisStore):
                 pipe.hdel(payloads, member)
                 pipe.hdel(self._k(t.run_id, keys.TIMERS), t.timer_id)
             pipe.execute()
-        except redis.exceptions.RedisError as e:
+        except REDIS_ERRORS as e:
             self._after_error(e, client)
             raise translate(e) from e
 
@@ -239,7 +239,7 @@ class RedisClusterStore(RedisStore):
     def watch(self, run_id: str) -> Watch:
         try:
             return _ShardWatch(self.client, keys.notify_channel(self._prefix, run_id))
-        except redis.exceptions.RedisError as e:
+        except REDIS_ERRORS as e:
             raise translate(e) from e
 
     def durability_settings(self) -> dict[str, str] | None:
@@ -254,7 +254,7 @@ class RedisClusterStore(RedisStore):
                 out[name] = _weakest(name, values)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
             raise translate(e) from e
-        except redis.exceptions.RedisError:
+        except REDIS_ERRORS:
             return None
         return out
 
@@ -264,7 +264,7 @@ class RedisClusterStore(RedisStore):
             for pattern in (f"{self._prefix}:*", f"{self._ix_root}:*"):
                 for key in self.client.scan_iter(match=pattern, count=1000):
                     n += self.client.unlink(key)
-        except redis.exceptions.RedisError as e:
+        except REDIS_ERRORS as e:
             raise translate(e) from e
         return n
 
@@ -318,7 +318,7 @@ class _ShardWatch:
                 if _b(msg.get("type", b"")) != b"smessage":
                     continue
                 changed = changed or not status_only or _b(msg["data"]).startswith(b"!")
-        except redis.exceptions.RedisError as e:
+        except REDIS_ERRORS as e:
             raise StoreUnavailable(f"redis watch failed: {e}") from e
 
     def close(self) -> None:

@@ -30,10 +30,22 @@ TRANSIENT_ERRORS = (
 )
 
 
+# What a Redis call may raise: redis-py's errors, and its cluster client's own (no RedisError:
+# RedisClusterException, e.g. "cannot be connected" when no seed node answers).
+REDIS_ERRORS = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException)
+
+
 def translate(e: Exception) -> StoreError:
     """The store error a redis-py error means: `StoreUnavailable` (an outage, waited out) or
     `StoreError` (this request is wrong)."""
-    if isinstance(e, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+    if isinstance(
+        e,
+        (
+            redis.exceptions.ConnectionError,
+            redis.exceptions.TimeoutError,
+            redis.exceptions.RedisClusterException,
+        ),
+    ):
         return StoreUnavailable(f"redis unavailable: {e}")
     if isinstance(e, TRANSIENT_ERRORS) or (
         isinstance(e, redis.exceptions.ResponseError) and str(e).split(" ", 1)[0] in TRANSIENT_REPLIES

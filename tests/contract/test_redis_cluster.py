@@ -167,3 +167,16 @@ def test_commits_go_on_while_a_runs_slot_moves_to_another_master(
     assert store.history(r) == [b"h0", b"h1", b"h2"]  # each applied once
     assert store.read(r, {keys.DATA: ["x"]}) == {keys.DATA: [b"1"]}
     assert r in store.list_runs("SUCCESS", 100)
+
+
+def test_a_cluster_no_seed_node_answers_is_unavailable_not_an_error() -> None:
+    """redis-py's cluster client raises its own exception (not a RedisError) when no seed
+    node answers: an outage the engine waits out, like a single Redis that is down."""
+    from runner.connect import open_store
+    from tests.helpers.net import free_port
+
+    store = open_store(Config(redis_url=f"redis+cluster://127.0.0.1:{free_port()}", connect_timeout_s=0.5))
+    with pytest.raises(StoreUnavailable):
+        store.ping()
+    with pytest.raises(StoreUnavailable):
+        store.commit(Commit("r", "e"))

@@ -24,6 +24,7 @@ OUTAGES = [
     rx.BusyLoadingError("Redis is loading the dataset in memory"),
     rx.ResponseError("NOREPLICAS Not enough good replicas to write."),
     rx.ResponseError("MISCONF Errors writing to the AOF file"),
+    rx.RedisClusterUnreachableError("Redis Cluster cannot be connected"),  # no RedisError
 ]
 
 
