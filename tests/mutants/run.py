@@ -30,7 +30,7 @@ from tests.mutants.table import MUTANTS, Mutant
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ("tests/unit", "tests/contract", "tests/chaos/test_crash_points.py")
-COPIED = ("runner", "workers", "tests")
+COPIED = ("runner", "workers", "tests", "compose")  # compose: tests/unit/test_compose.py reads it
 RUN_TIMEOUT_S = 900  # one pytest run on one copy; a hang past this counts as a kill, shown
 TEST_TIMEOUT_S = 120  # per test (pytest-timeout): a mutant that hangs a test fails it
 # a line of pytest's short test summary (node ids may hold spaces; captured log lines that
