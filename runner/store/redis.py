@@ -17,9 +17,7 @@ Durability: a commit is as durable as the server's persistence. Run Redis with
 
 from __future__ import annotations
 
-import logging
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,40 +29,11 @@ from runner.errors import StoreError, StoreUnavailable
 from runner.protocol import pack, unpack
 from runner.store import APPLIED_RESULT, Beat, Commit, CommitResult, DueTimer, Watch, keys, lua
 from runner.store.redis_errors import REDIS_ERRORS, translate
-
-log = logging.getLogger("ackflow.store")
+from runner.store.redis_replicas import Replicas
+from runner.store.redis_watch import watch_channel
 
 _PART_INDEX = {part: str(i + 1) for i, part in enumerate(keys.RUN_PARTS)}
-_REPLICAS_RECHECK_S = 5.0  # auto mode: how long a server's replica count is trusted
-_SHORT_LOG_EVERY_S = 10.0
 _PAGE_SCAN_LIMIT = 5_000  # index entries a page view may look at when filtering by flow and status
-
-
-class _RedisWatch:
-    def __init__(self, client: redis.Redis, channel: str) -> None:
-        self._pubsub = client.pubsub(ignore_subscribe_messages=True)
-        self._pubsub.subscribe(channel)
-
-    def wait(self, timeout_s: float, status_only: bool = False) -> bool:
-        deadline = time.monotonic() + max(timeout_s, 0.0)
-        changed = False
-        try:
-            msg = self._pubsub.get_message(timeout=max(timeout_s, 0.0))
-            while msg is not None:
-                changed = changed or not status_only or _b(msg["data"]).startswith(b"!")
-                if changed:
-                    timeout = 0.0  # drain the burst
-                else:
-                    timeout = deadline - time.monotonic()
-                    if timeout <= 0:
-                        break
-                msg = self._pubsub.get_message(timeout=timeout)
-        except REDIS_ERRORS as e:
-            raise StoreUnavailable(f"redis watch failed: {e}") from e
-        return changed
-
-    def close(self) -> None:
-        self._pubsub.close()
 
 
 def _commit_result(reply: Any) -> CommitResult:
@@ -79,11 +48,6 @@ def _commit_result(reply: Any) -> CommitResult:
 
 def _matches(status: bytes, wanted: str | None) -> bool:
     return wanted is None or _b(status).decode() == wanted
-
-
-def _node_name(node: redis.Redis) -> str:
-    kw = node.connection_pool.connection_kwargs
-    return f"{kw.get('host')}:{kw.get('port')}:{kw.get('path', '')}"
 
 
 def _b(value: Any) -> bytes:
@@ -104,8 +68,7 @@ class RedisStore:
         self._beat: Any = None
         self._lock = threading.Lock()
         self._connections = 0  # connections made so far: a reconnect changes `session`
-        self._replicas_seen: dict[str, tuple[float, int]] = {}  # server -> (when, replicas wanted)
-        self._last_short_log = -_SHORT_LOG_EVERY_S
+        self._replicas = Replicas(config)
 
     def _on_connect(self, conn: Any) -> None:
         """redis-py's hook for each new connection (the first and every reconnect)."""
@@ -228,38 +191,17 @@ class RedisStore:
         """The client of the server that holds ``key`` (one server here; a cluster's master)."""
         return self.client
 
-    def _replicas_wanted(self, node: redis.Redis) -> int:
-        """How many replicas must hold a commit before it counts as done (config, or auto:
-        1 if the server has replicas, looked up at most every few seconds)."""
-        n = self._config.redis_wait_replicas
-        if n >= 0:
-            return n
-        name = _node_name(node)
-        seen = self._replicas_seen.get(name)
-        now = time.monotonic()
-        if seen is None or now - seen[0] > _REPLICAS_RECHECK_S:
-            try:
-                info: Mapping[str, Any] = node.info("replication")
-            except redis.exceptions.ResponseError:  # INFO not permitted (a managed Redis)
-                info = {}
-            seen = (now, 1 if int(info.get("connected_slaves", 0)) > 0 else 0)
-            self._replicas_seen[name] = seen
-        return seen[1]
-
     def _eval_durably(self, which: str, source: str, script_keys: list[str], args: list[Any]) -> Any:
         """Run a writing script on the server that holds its keys and, when replicas are
         wanted, WAIT for them in the same round trip and connection (WAIT covers the writes of
         its own connection; the commit script writes even when it answers a repeat, so a
         repeat waits for the first commit's replication too).
-
-        A shortfall (a replica down or lagging past the timeout) is logged, not an error:
-        the commit holds on the master; only a failover before the replica catches up could
-        lose it (README, "Running on clusters")."""
+        """
         client = self.client  # creates the script objects on first use
         script = getattr(self, which)
         try:
             node = self._node_client(script_keys[0])
-            wanted = self._replicas_wanted(node)
+            wanted = self._replicas.wanted(node)
             if wanted == 0:
                 return script(keys=script_keys, args=args, client=node)
             for _ in range(2):
@@ -272,8 +214,7 @@ class RedisStore:
                     continue
                 if isinstance(reply, Exception):
                     raise reply
-                if isinstance(acked, Exception) or int(acked) < wanted:
-                    self._short_of_replicas(acked, wanted)
+                self._replicas.check(acked, wanted)
                 return reply
             raise StoreUnavailable("redis lost the script just loaded (restarting?)")
         except REDIS_ERRORS as e:
@@ -282,16 +223,6 @@ class RedisStore:
 
     def _after_error(self, e: Exception, client: Any) -> None:
         """Hook: the cluster store refreshes its slot map after MOVED and connection errors."""
-
-    def _short_of_replicas(self, acked: Any, wanted: int) -> None:
-        now = time.monotonic()
-        if now - self._last_short_log >= _SHORT_LOG_EVERY_S:
-            self._last_short_log = now
-            log.warning(
-                "a commit reached %s of %d replicas within %d ms: it holds on the master, but a"
-                " failover before the replicas catch up would lose it",
-                acked, wanted, self._config.redis_wait_timeout_ms,
-            )  # fmt: skip
 
     def count_delivery(self, run_id: str, event_id: str, delta: int = 1) -> int:
         key = self._k(run_id, keys.DELIVERIES)
@@ -474,7 +405,7 @@ class RedisStore:
 
     def watch(self, run_id: str) -> Watch:
         try:
-            return _RedisWatch(self.client, keys.notify_channel(self._prefix, run_id))
+            return watch_channel(self.client, keys.notify_channel(self._prefix, run_id))
         except REDIS_ERRORS as e:
             raise translate(e) from e
 

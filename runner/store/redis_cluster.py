@@ -30,7 +30,6 @@ is what the epoch detects there (each master holds its own share of the runs).
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote
@@ -40,12 +39,13 @@ import redis.exceptions
 from redis.cluster import ClusterNode, RedisCluster
 
 from runner.config import Config, redact_url, redis_nodes
-from runner.errors import StoreError, StoreUnavailable
+from runner.errors import StoreError
 from runner.protocol import pack, unpack
 from runner.states import RUN_STATES
 from runner.store import Commit, CommitResult, DueTimer, Watch, keys, lua
 from runner.store.redis import RedisStore, _b, _commit_result
 from runner.store.redis_errors import REDIS_ERRORS, translate
+from runner.store.redis_watch import watch_shard_channel
 
 _REFRESH_AFTER = (
     redis.exceptions.MovedError,
@@ -238,7 +238,7 @@ class RedisClusterStore(RedisStore):
 
     def watch(self, run_id: str) -> Watch:
         try:
-            return _ShardWatch(self.client, keys.notify_channel(self._prefix, run_id))
+            return watch_shard_channel(self.client, keys.notify_channel(self._prefix, run_id))
         except REDIS_ERRORS as e:
             raise translate(e) from e
 
@@ -295,31 +295,3 @@ def _weakest(name: str, values: set[str]) -> str:
         others = sorted(values - {"noeviction"})
         return others[0] if others else "noeviction"
     return sorted(values)[0] if values else ""
-
-
-class _ShardWatch:
-    """`runner.store.Watch` over sharded pub/sub (the channel carries the run's hash tag)."""
-
-    def __init__(self, client: Any, channel: str) -> None:
-        self._pubsub = client.pubsub()
-        self._pubsub.ssubscribe(channel)
-
-    def wait(self, timeout_s: float, status_only: bool = False) -> bool:
-        deadline = time.monotonic() + max(timeout_s, 0.0)
-        changed = False
-        try:
-            while True:
-                left = 0.0 if changed else deadline - time.monotonic()
-                msg = self._pubsub.get_sharded_message(ignore_subscribe_messages=True, timeout=max(left, 0.0))
-                if msg is None:
-                    if changed or time.monotonic() >= deadline:
-                        return changed
-                    continue
-                if _b(msg.get("type", b"")) != b"smessage":
-                    continue
-                changed = changed or not status_only or _b(msg["data"]).startswith(b"!")
-        except REDIS_ERRORS as e:
-            raise StoreUnavailable(f"redis watch failed: {e}") from e
-
-    def close(self) -> None:
-        self._pubsub.close()

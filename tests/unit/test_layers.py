@@ -135,7 +135,13 @@ KOMBU_ADAPTER = {
         ({"kombu", "amqp"}, KOMBU_ADAPTER),
         (
             {"redis"},
-            {"runner/store/redis.py", "runner/store/redis_cluster.py", "runner/store/redis_errors.py"},
+            {
+                "runner/store/redis.py",
+                "runner/store/redis_cluster.py",
+                "runner/store/redis_errors.py",
+                "runner/store/redis_replicas.py",
+                "runner/store/redis_watch.py",
+            },
         ),
     ],
 )
