@@ -240,6 +240,9 @@ class RedisClusterStore(RedisStore):
         try:
             return watch_shard_channel(self.client, keys.notify_channel(self._prefix, run_id))
         except REDIS_ERRORS as e:
+            # the channel's node is dead or moved: a waiting client may send nothing else,
+            # so this is where its slot map must learn the new master
+            self._after_error(e, self.client)
             raise translate(e) from e
 
     def durability_settings(self) -> dict[str, str] | None:

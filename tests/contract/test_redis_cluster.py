@@ -180,3 +180,36 @@ def test_a_cluster_no_seed_node_answers_is_unavailable_not_an_error() -> None:
         store.ping()
     with pytest.raises(StoreUnavailable):
         store.commit(Commit("r", "e"))
+
+
+def test_a_watch_finds_the_replica_that_took_over_from_a_killed_master(
+    store: RedisClusterStore, cluster: OwnRedisCluster
+) -> None:
+    """`Client.wait` opens its watch before any other command: after the run's master is
+    killed, opening watches alone must learn the new master (found by make cluster: every
+    client waiting on a run of that slot got "connection refused" until the old master came
+    back, although the engines had long finished the runs)."""
+    r = rid()
+    assert store.commit(created(r, status="SUCCESS")).applied
+    waiter = RedisClusterStore(store._config)  # opened before the kill: its slot map is old
+    waiter.read(r, {keys.META: ["status"]})
+    port = cluster.master_of(keys.run_key(store._prefix, r, keys.META))
+    cluster.kill(port)
+    try:
+        cluster.wait_ok()  # the replica has taken over
+        for _ in range(20):
+            try:
+                watch = waiter.watch(r)
+                break
+            except StoreUnavailable:
+                continue
+        else:
+            raise AssertionError("20 watches in a row failed after the failover")
+        _commit_through(store, Commit(r, "later", history=[b"h"]))
+        assert watch.wait(30.0)  # the new master's publication reaches it
+        watch.close()
+    finally:
+        waiter.close()
+        cluster.restart(port)  # back, as the replica of the master that took over
+        cluster.wait_ok()
+        cluster.wait_replicas()
