@@ -29,6 +29,11 @@ FIXED = {
     # never took the next compensation step, so the run stayed REVERTING behind the map
     # (tests/unit/test_map_revert.py).
     5889: "long_task@77:W0=8000",
+    21005: "duplicate@57=5,delay@113=2",  # the same, from make sim's first seed 20000
+    # A revert handler ran long: its worker leased it and acknowledged the request, but the
+    # engine ignored a lease of a REVERTING task; the worker crashed, the revert was lost and
+    # the run stayed REVERTING (tests/unit/test_revert_lease.py).
+    21007: "long_task@28:W1=8000,long_task@53:W0=30000,crash@96:W0=19",
 }
 
 
