@@ -119,6 +119,13 @@ def leased_id(run_id: str, task: str, attempt: int) -> str:
     return f"leased:{run_id}:{task}:{attempt}"
 
 
+def revert_leased_id(request_id: str, delivery: int) -> str:
+    """The lease of a revert handler: never taken for a duplicate of its attempt's body's
+    lease, and new for each request sent (a revert whose lease expired is sent again, at the
+    same attempt) and each delivery of it."""
+    return f"revleased:{request_id}:{delivery}"
+
+
 def revert_request_id(run_id: str, task: str, attempt: int) -> str:
     return f"revreq:{run_id}:{task}:{attempt}"
 
@@ -230,6 +237,7 @@ _EVENT_OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "reason": str,
     "error": dict,
     "values": dict,
+    "mode": str,  # task.leased: MODE_REVERT when the lease is for a revert handler
 }
 # Fields whose maps are keyed by names (arguments, provided values): str keys only.
 _NAME_MAPS = frozenset({"args", "values", "inputs"})

@@ -67,16 +67,24 @@ def due_for_lease(running: Iterable[Running], ack_after_s: float, now: float) ->
 
 
 def leased_event(r: Running, worker: str) -> Outgoing:
-    """The ``task.leased`` event; one per delivery, so a redelivered request's lease is new."""
+    """The ``task.leased`` event; one per delivery, so a redelivered request's lease is new.
+    A revert handler's lease says so (``mode``): the engine leases the revert, not the body."""
     req = r.req
+    count = r.delivery.delivery_count
+    body: dict[str, object] = {"worker": worker, CREATED_FIELD: req.run_created}
+    if req.mode == protocol.MODE_REVERT:
+        eid = protocol.revert_leased_id(req.id, count)
+        body["mode"] = protocol.MODE_REVERT
+    else:
+        eid = protocol.leased_id(req.run_id, req.task, req.attempt) + f":{count}"
     event = Event(
         kind=protocol.TASK_LEASED,
-        id=protocol.leased_id(req.run_id, req.task, req.attempt) + f":{r.delivery.delivery_count}",
+        id=eid,
         run_id=req.run_id,
         task=req.task,
         attempt=req.attempt,
         at_ms=protocol.now_ms(),
-        body={"worker": worker, CREATED_FIELD: req.run_created},
+        body=body,
     )
     return Outgoing(ENGINE_QUEUE, event.id, protocol.encode(event))
 

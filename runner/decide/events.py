@@ -10,10 +10,9 @@ from typing import Any, NamedTuple
 from runner import protocol, states
 from runner.decide import progress, revert
 from runner.decide.draft import WAIT_TIMER, Draft, status_of
-from runner.decide.records import error_dict
 from runner.decide.view import Rules, View
 from runner.define.spec import FlowSpec
-from runner.protocol import Event, pack, unpack
+from runner.protocol import Event, pack
 from runner.store import keys
 from runner.store.base import Commit
 
@@ -137,10 +136,15 @@ def decide_started(d: Draft) -> None:
         )
 
 
+_REVERTING = frozenset({states.REVERTING})
+
+
 def decide_leased(d: Draft) -> None:
-    """A long task's worker gave its delivery back: from now on a lease in Redis covers it."""
+    """A long task's worker gave its delivery back: from now on a lease in Redis covers it.
+    The same for a long revert handler (``mode`` revert): its lease covers the REVERTING task."""
     e = d.event
-    if stale(d):
+    for_revert = e.body.get("mode") == protocol.MODE_REVERT
+    if stale(d, _REVERTING if for_revert else states.TASK_ACTIVE):
         return
     st = d.state(e.task)
     until = d.now + int(d.rules.lease_s * 1000)
@@ -149,7 +153,7 @@ def decide_leased(d: Draft) -> None:
         d.cancel.append(
             protocol.timer_id(protocol.TIMER_LEASE, d.run_id, e.task, e.attempt, str(st.lease_until_ms))
         )
-    timeout = d.view.spec(e.task).timeout_s
+    timeout = 0.0 if for_revert else d.view.spec(e.task).timeout_s
     if timeout:  # armed when started; again here, should the started event have been lost
         d.timer(protocol.TIMER_TIMEOUT, int(st.started_ms or d.at) + int(timeout * 1000), e.task, e.attempt)
     d.set_task(e.task, new)
@@ -162,7 +166,7 @@ def decide_leased(d: Draft) -> None:
         st.status,
         e.attempt,
         worker=worker,
-        note=f"leased by {worker}; delivery acknowledged",
+        note=f"{'revert ' if for_revert else ''}leased by {worker}; delivery acknowledged",
     )
 
 
@@ -234,30 +238,15 @@ def decide_reverted(d: Draft) -> None:
         return
     st = d.state(e.task)
     worker = e.body["worker"]
+    revert.end_revert_lease(d, e.task)
     if e.kind == protocol.TASK_REVERTED:
         states.check_task(st.status, states.REVERTED)
-        d.set_task(e.task, st.with_(status=states.REVERTED, revert_finished_ms=d.at))
+        d.set_task(e.task, d.state(e.task).with_(status=states.REVERTED, revert_finished_ms=d.at))
         d.hist(e.task, states.REVERTING, states.REVERTED, e.attempt, worker=worker)
         if d.run_status == states.REVERTING:
             revert.revert_step(d)
         return
-    err = error_dict(e.body["error"])
-    d.set_task(e.task, st.with_(status=states.FAILED, revert_finished_ms=d.at, revert_error=err))
-    d.hist(e.task, states.REVERTING, states.FAILED, e.attempt, error_type=err["type"], error=err["message"])
-    if d.run_status == states.REVERTING:
-        raw_err = d.view.meta.get("error")
-        cause = unpack(raw_err) if raw_err else {}
-        error = {
-            "type": "RevertFailed",
-            "message": f"revert of task {e.task!r} failed: {err['type']}: {err['message']}",
-            "traceback": err["traceback"],
-            "task": e.task,
-            "attempt": e.attempt,
-            "cause": cause,
-        }
-        d.write(keys.META, "error", pack(error))
-        revert.forget_plan(d)
-        d.set_run(states.FAILED, task=e.task, error_type="RevertFailed", error=error["message"])
+    revert.revert_failed(d, e.task, e.body["error"], worker)
 
 
 # --- timers ----------------------------------------------------------------------------
@@ -285,6 +274,13 @@ def decide_timer(d: Draft) -> None:
             d.hist(e.task, st.status, st.status, e.attempt, note=f"retry not started: run is {d.run_status}")
         else:
             progress.schedule(d, e.task, e.attempt)
+        return
+    if (
+        purpose == protocol.TIMER_LEASE
+        and d.view.has_spec(e.task)
+        and d.state(e.task).status == states.REVERTING
+    ):
+        revert_lease_timer(d)
         return
     if stale(d):
         return
@@ -319,3 +315,21 @@ def decide_timer(d: Draft) -> None:
         progress.fail_attempt(d, e.task, {"type": "LeaseExpired", "message": msg}, lease_lost=True)
         return
     d.hist(e.task, st.status, st.status, e.attempt, note=f"unknown timer {purpose!r}")
+
+
+def revert_lease_timer(d: Draft) -> None:
+    """A lease timer of a REVERTING task: its revert handler's lease, renewed or expired."""
+    e = d.event
+    if stale(d, _REVERTING):
+        return
+    st = d.state(e.task)
+    if st.lease_until_ms is None:  # the body's lease timer, late: the revert holds its delivery
+        d.hist(e.task, st.status, st.status, e.attempt, note="lease timer ignored: the revert is not leased")
+        return
+    raw = d.view.lease(e.task)
+    attempt, _, until = (raw or b"0:0").decode().partition(":")
+    if int(attempt) == e.attempt and int(until) > e.at_ms:  # renewed since: look again when it ends
+        d.set_task(e.task, st.with_(lease_until_ms=int(until)))
+        d.timer(protocol.TIMER_LEASE, int(until), e.task, e.attempt, until)
+        return
+    revert.revert_lease_expired(d, e.task)

@@ -376,6 +376,10 @@ def succeed(
     d.hist(name, old, states.SUCCESS, e.attempt, worker=worker, **({"note": note} if note else {}))
     if keys.item_of(name) is not None:
         map_item_done(d, name)
+        if d.run_status == states.REVERTING:
+            # Compensation waits for a map node's running elements (`revert.active`): the
+            # last of them ending is what lets the map's predecessors be reverted.
+            revert.revert_step(d)
         return
     if d.run_status == states.REVERTING:
         revert.revert_step(d)  # finished after the run failed: reverted too, before its inputs

@@ -56,6 +56,8 @@ class TaskState(NamedTuple):
     next_item: Annotated[int | None, "next"] = None
     items_done: Annotated[int | None, "done"] = None
     fresh: Annotated[bool | None, "fresh"] = None
+    # a revert handler sent again because its worker's lease expired: how many times
+    revert_sends: Annotated[int | None, "rs"] = None
     # keys this release does not know (written by a newer one): kept as they were; last
     other: Mapping[str, Any] = _NO_OTHER
 

@@ -1,11 +1,15 @@
-"""Compensation, as functions of the draft ``d``: which completed task to revert next, and
-when the run is done reverting.
+"""Compensation, as functions of the draft ``d``: which completed task to revert next, when
+the run is done reverting, and what a revert handler's end or lost lease means.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 from runner import protocol, states
 from runner.decide.draft import Draft
+from runner.decide.records import error_dict
 from runner.decide.view import Need
 from runner.define.spec import END
 from runner.store import keys
@@ -119,3 +123,67 @@ def forget_plan(d: Draft) -> None:
     """Runs that failed before compensation was decided step by step kept a revert plan."""
     if d.view.meta.get("plan"):
         d.set_meta_list("plan", [])
+
+
+# --- a revert's end, and its lease -------------------------------------------------------
+#
+# A revert handler that runs long is leased like a task body (G6): its worker acknowledges
+# the request early and renews a lease in Redis. If the lease expires (the worker died or
+# froze), the request is gone from the broker, so the engine sends it again (a new message,
+# the same attempt and idempotency key), at most ``delivery_limit`` times.
+
+
+def end_revert_lease(d: Draft, name: str) -> None:
+    """The revert ended: forget its lease and lease timer, if it had one."""
+    st = d.state(name)
+    if st.lease_until_ms is None:
+        return
+    d.cancel.append(
+        protocol.timer_id(protocol.TIMER_LEASE, d.run_id, name, st.attempt, str(st.lease_until_ms))
+    )
+    d.deletes.setdefault(keys.LEASES, []).append(name)
+    d.set_task(name, st.with_(lease_until_ms=None))
+
+
+def revert_lease_expired(d: Draft, name: str) -> None:
+    """No heartbeat renewed the lease of ``name``'s revert: send the revert again, or, once
+    it has been sent ``delivery_limit`` times, fail it (a handler that kills its workers)."""
+    st = d.state(name)
+    attempt = int(st.attempt)
+    sends = (st.revert_sends or 0) + 1
+    d.deletes.setdefault(keys.LEASES, []).append(name)
+    msg = f"the revert's lease expired (no heartbeat for {d.rules.lease_s:g} s)"
+    if sends >= d.rules.delivery_limit:
+        d.set_task(name, st.with_(lease_until_ms=None, revert_sends=sends))
+        err = {"type": "LeaseExpired", "message": f"{msg} {sends} time(s)", "types": ["LeaseExpired"]}
+        revert_failed(d, name, err, "")
+        return
+    d.set_task(name, st.with_(lease_until_ms=None, revert_sends=sends))
+    req = d.request(name, attempt, protocol.MODE_REVERT)
+    d.send(replace(req, id=f"{req.id}:{sends}"))  # a new message: the first one was acknowledged
+    d.hist(name, states.REVERTING, states.REVERTING, attempt, note=f"{msg}: revert sent again")
+
+
+def revert_failed(d: Draft, name: str, error: dict[str, Any], worker: str) -> None:
+    """The revert handler of ``name`` failed: the task FAILED, and the run FAILED with a
+    RevertFailed error naming it (compensation stops: what is left stays for an operator)."""
+    st = d.state(name)
+    err = error_dict(error)
+    attempt = int(st.attempt)
+    d.set_task(name, st.with_(status=states.FAILED, revert_finished_ms=d.at, revert_error=err))
+    d.hist(name, states.REVERTING, states.FAILED, attempt, error_type=err["type"], error=err["message"])
+    if d.run_status != states.REVERTING:
+        return
+    raw_err = d.view.meta.get("error")
+    cause = protocol.unpack(raw_err) if raw_err else {}
+    failure = {
+        "type": "RevertFailed",
+        "message": f"revert of task {name!r} failed: {err['type']}: {err['message']}",
+        "traceback": err["traceback"],
+        "task": name,
+        "attempt": attempt,
+        "cause": cause,
+    }
+    d.write(keys.META, "error", protocol.pack(failure))
+    forget_plan(d)
+    d.set_run(states.FAILED, task=name, error_type="RevertFailed", error=failure["message"])

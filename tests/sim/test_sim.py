@@ -21,12 +21,19 @@ from tests.sim.simulate import Fault, Sim, simulate
 SLICE = range(5_000, 6_200)
 # Violations the slice found that are not yet explained (simulator artefact or ackflow bug):
 # each stays a strict xfail, so it is seen, and fixing it turns this test red until moved out.
-OPEN = {
-    # Likely an ackflow liveness bug (timing, not the fault itself): the run starts reverting
-    # while a map with a limit is RUNNING; its running elements then succeed, the elements
-    # not yet started never start (the run is failing), so the map node stays RUNNING and
-    # compensation waits for it forever. Also seeds 21005 and 21007 (make sim, first seed 20000).
-    5889: "long_task@77:W0=8000 leaves run r5889-1 in REVERTING (fault-free: REVERTED)",
+OPEN: dict[int, str] = {}
+# Seeds that once broke a check, with the fault that did it, replayed by
+# test_a_seed_that_once_broke_a_check_finishes: each must now finish as it does fault-free.
+FIXED = {
+    # A map with a limit had elements running when the run started reverting; their success
+    # never took the next compensation step, so the run stayed REVERTING behind the map
+    # (tests/unit/test_map_revert.py).
+    5889: "long_task@77:W0=8000",
+    21005: "duplicate@57=5,delay@113=2",  # the same, from make sim's first seed 20000
+    # A revert handler ran long: its worker leased it and acknowledged the request, but the
+    # engine ignored a lease of a REVERTING task; the worker crashed, the revert was lost and
+    # the run stayed REVERTING (tests/unit/test_revert_lease.py).
+    21007: "long_task@28:W1=8000,long_task@53:W0=30000,crash@96:W0=19",
 }
 
 
@@ -60,6 +67,16 @@ def test_a_slice_of_seeds_breaks_no_check() -> None:
 @pytest.mark.xfail(strict=True, reason="open: see OPEN")
 def test_open_violations_still_fail(seed: int) -> None:
     base, out, _ = simulate(seed)
+    assert violations(base, out) == []
+
+
+@pytest.mark.parametrize("seed", sorted(FIXED))
+def test_a_seed_that_once_broke_a_check_finishes(seed: int) -> None:
+    base, out, _ = simulate(seed, parse_faults(FIXED[seed]))
+    assert not out.stuck, out.stuck
+    assert out.runs == base.runs
+    assert violations(base, out) == []
+    base, out, _ = simulate(seed)  # and under the seed's own whole fault schedule
     assert violations(base, out) == []
 
 

@@ -36,6 +36,7 @@ OLD_RECORD: dict[str, Any] = {
     "next": 2,
     "done": 1,
     "fresh": False,
+    "rs": 1,
 }
 
 
