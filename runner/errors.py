@@ -60,6 +60,35 @@ class MissingInputError(FlowDefinitionError):
         super().__init__(f"task {task!r} requires {name!r}, which no task provides and the run's inputs lack")
 
 
+class UnknownInputError(FlowDefinitionError):
+    """A run was given an input that none of its tasks takes (a typo, most often)."""
+
+    def __init__(self, name: str, close: list[str], known: list[str]) -> None:
+        self.name = name
+        if close:
+            hint = f"; did you mean {close[0]!r}?"
+        else:
+            hint = f"; the flow's inputs are: {', '.join(known)}" if known else "; the flow takes no inputs"
+        super().__init__(f"unknown input {name!r}: no task of the flow takes it{hint}")
+
+
+class InputTypeError(FlowDefinitionError):
+    """A run input's value does not fit the type hint of a task parameter it is passed to."""
+
+    def __init__(self, name: str, task: str, param: str, kind: str, value: object) -> None:
+        self.name = name
+        self.task = task
+        self.param = param
+        self.kind = kind
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        want = f"{kind[:-1]} or None" if kind.endswith("?") else kind
+        super().__init__(
+            f"input {name!r} must be {want} (task {task!r}, parameter {param!r}), "
+            f"not {type(value).__name__}: {shown}"
+        )
+
+
 class UnknownTaskError(FlowDefinitionError):
     """A flow names a task that is not registered."""
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from runner.define.conditions import When
 from runner.define.flows import Flow
+from runner.define.input_types import EACH, param_kinds
 from runner.define.spec import END, FlowSpec, TaskSpec
 from runner.define.tasks import REGISTRY, Registry, TaskDef, TaskNode, revert_name
 from runner.errors import CycleError, DuplicateTaskError, FlowDefinitionError
@@ -185,6 +186,7 @@ def compile_flow(flow: Flow, registry: Registry | None = None) -> FlowSpec:
     for a, b in edges:
         if a == b:
             raise CycleError([a, a])
+    input_kinds = _input_kinds(c, providers)
     names = list(c.nodes)
     succs: dict[str, list[str]] = {n: [] for n in names}
     preds: dict[str, list[str]] = {n: [] for n in names}
@@ -240,4 +242,18 @@ def compile_flow(flow: Flow, registry: Registry | None = None) -> FlowSpec:
         inputs=sorted(inputs),
         optional_inputs=sorted(optional_inputs - inputs),
         outputs=outputs,
+        input_kinds=input_kinds,
     )
+
+
+def _input_kinds(c: _Compiler, providers: dict[str, str]) -> dict[str, list[list[str]]]:
+    """Run input -> [(task, parameter, kind)] for the parameters with a simple type hint."""
+    out: dict[str, list[list[str]]] = {}
+    for name, n in c.nodes.items():
+        kinds = param_kinds(c.registry.get(n.task).fn)
+        for param, data_name in [*n.args.items(), *n.optional.items()]:
+            if data_name in providers or param not in kinds:
+                continue
+            kind = EACH + kinds[param] if param == n.map_param else kinds[param]
+            out.setdefault(data_name, []).append([name, param, kind])
+    return out

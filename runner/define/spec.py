@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from runner.define.input_types import EACH, KINDS, check_inputs
 from runner.errors import MissingInputError
 
 END = "$end"  # the virtual join over a flow's sinks: when it fires, the run is done
@@ -109,6 +110,9 @@ class FlowSpec:
     inputs: list[str]  # names the run must be given
     optional_inputs: list[str]  # names a task can take from the inputs but has a default for
     outputs: list[str]  # the names of the run's result
+    input_kinds: dict[str, list[list[str]]] = field(default_factory=dict)
+    """input name -> [(task, parameter, kind)]: the simple types its values must have
+    (`runner.define.input_types`; checked at submit, never by engines)"""
 
     @property
     def sinks(self) -> list[str]:
@@ -127,6 +131,7 @@ class FlowSpec:
             "inputs": self.inputs,
             "optional_inputs": self.optional_inputs,
             "outputs": self.outputs,
+            "input_kinds": self.input_kinds,
         }
 
     @classmethod
@@ -138,16 +143,30 @@ class FlowSpec:
             inputs=list(d["inputs"]),
             optional_inputs=list(d["optional_inputs"]),
             outputs=list(d["outputs"]),
+            input_kinds={
+                str(name): [[str(x) for x in entry] for entry in entries if _valid_kind(entry)]
+                for name, entries in dict(d.get("input_kinds") or {}).items()
+            },
         )
 
 
+def _valid_kind(entry: Any) -> bool:
+    if not isinstance(entry, list | tuple) or len(entry) != 3:
+        return False
+    kind = str(entry[2])
+    return kind.removeprefix(EACH) in KINDS
+
+
 def validate_inputs(spec: FlowSpec, inputs: Mapping[str, Any]) -> None:
-    """Raise `MissingInputError` naming the first task whose required input is missing."""
+    """Raise `UnknownInputError` for an input no task takes, `MissingInputError` naming the
+    first task whose required input is missing, `InputTypeError` for a value that does not
+    fit a task parameter's type hint."""
+    check_inputs(inputs, [*spec.inputs, *spec.optional_inputs], {})
     missing = [n for n in spec.inputs if n not in inputs]
-    if not missing:
-        return
     for tname, t in spec.tasks.items():
         for data_name in t.args.values():
             if data_name in missing:
                 raise MissingInputError(tname, data_name)
-    raise MissingInputError("?", missing[0])  # pragma: no cover - inputs come from tasks
+    if missing:
+        raise MissingInputError("?", missing[0])  # pragma: no cover - inputs come from tasks
+    check_inputs(inputs, [*spec.inputs, *spec.optional_inputs], spec.input_kinds)

@@ -125,3 +125,12 @@ def slow(seconds: float) -> float:
 
 
 slow_flow = flow.linear("slow_flow", slow)
+
+
+@task(provides="echoed")
+def echo_text(text: str) -> str:
+    """Gives back its text: a str input, as the command line must pass it (not as JSON)."""
+    return text
+
+
+echo_flow = flow.linear("echo_flow", echo_text)

@@ -112,12 +112,18 @@ def test_bad_input_is_refused_before_enqueue(cluster: Processes) -> None:
     assert missing.returncode == 2 and "requires 'v0'" in missing.stderr
     big = cluster.run(
         "submit",
-        "tests.e2e.flows:chain10",
+        "tests.e2e.flows:echo_flow",
         "-i",
-        "v0=" + "x" * 5000,
+        "text=" + "x" * 5000,
         env={"ACKFLOW_MAX_PAYLOAD_BYTES": "4096"},
     )
     assert big.returncode == 2 and "over the limit of 4096 bytes" in big.stderr
+    typo = cluster.run("submit", "tests.e2e.flows:chain10", "-i", "v=1")
+    assert typo.returncode == 2 and "unknown input 'v'" in typo.stderr and "did you mean 'v0'?" in typo.stderr
+    wrong = cluster.run("submit", "tests.e2e.flows:chain10", "-i", "v0=one")
+    assert (
+        wrong.returncode == 2 and "input 'v0' must be int (task 's1', parameter 'x'), not str" in wrong.stderr
+    )
     bad_ref = cluster.run("submit", "tests.e2e.flows")
     assert bad_ref.returncode == 2 and "MODULE:FLOW" in bad_ref.stderr
 

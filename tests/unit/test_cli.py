@@ -72,6 +72,17 @@ def test_run_in_local_mode_prints_progress_and_result() -> None:
     assert '"tracking": "TRK-000042"' in result.output
 
 
+def test_a_str_input_is_passed_as_typed_not_parsed_as_json() -> None:
+    assert parse_inputs(["zip=01234", "n=7", "t=true"], None, text={"zip", "t"}) == {
+        "zip": "01234",
+        "n": 7,
+        "t": "true",
+    }
+    result = CliRunner().invoke(main, ["run", "tests.e2e.flows:echo_flow", "-i", "text=42"], env=NOWHERE)
+    assert result.exit_code == 0, result.output
+    assert '"echoed": "42"' in result.output
+
+
 def test_run_of_a_failing_flow_exits_1() -> None:
     result = CliRunner().invoke(main, ["run", "tests.e2e.flows:failing_flow", "-i", "x=1"], env=NOWHERE)
     assert result.exit_code == 1
@@ -86,6 +97,8 @@ def test_run_of_a_failing_flow_exits_1() -> None:
         (["run", "tests.e2e.flows:inc"], "not a flow"),
         (["run", "tests.e2e.flows"], "MODULE:FLOW"),
         (["run", "tests.e2e.flows:chain10"], "requires 'v0'"),
+        (["run", "runner.examples.demo:checkout", "-i", "order_idd=42"], "did you mean 'order_id'?"),
+        (["run", "runner.examples.demo:checkout", "-i", "order_id=abc"], "input 'order_id' must be int"),
     ],
 )
 def test_bad_input_exits_2_with_a_clear_message(args: list[str], message: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from runner import flow, task
 from runner.errors import MissingInputError, PayloadTooLargeError
 from runner.local import LocalRuntime
 from tests.e2e import flows
@@ -65,11 +66,16 @@ def test_run_id_reused_with_other_inputs_is_refused(rt: LocalRuntime) -> None:
         rt.client.submit(flows.chain(2), {"v0": 2}, run_id="conflict-id")
 
 
+@task(provides="echoed")
+def local_echo(text: str) -> str:
+    return text
+
+
 def test_validation_before_enqueue(rt: LocalRuntime) -> None:
     with pytest.raises(MissingInputError):
         rt.client.submit(flows.chain10, {})
     with pytest.raises(PayloadTooLargeError, match="over the limit"):
-        rt.client.submit(flows.chain(1), {"v0": "x" * (rt.config.max_payload_bytes + 1)})
+        rt.client.submit(flow.linear("echo", local_echo), {"text": "x" * (rt.config.max_payload_bytes + 1)})
 
 
 def test_oversized_result_fails_the_task_clearly(rt: LocalRuntime) -> None:

@@ -14,7 +14,7 @@ import json
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from contextlib import contextmanager
 from functools import wraps
 from typing import Any, NoReturn
@@ -156,8 +156,10 @@ def exit_for(info: RunInfo) -> None:
 # --- inputs, configuration, clients ---------------------------------------------------------
 
 
-def parse_inputs(pairs: Iterable[str], inputs_json: str | None) -> dict[str, Any]:
-    """``k=v`` pairs (v parsed as JSON when it is valid JSON, else a string) over ``--inputs``."""
+def parse_inputs(pairs: Iterable[str], inputs_json: str | None, text: Container[str] = ()) -> dict[str, Any]:
+    """``k=v`` pairs (v parsed as JSON when it is valid JSON, else a string) over ``--inputs``;
+    an input named in ``text`` (its parameters are all type-hinted ``str``) keeps v as
+    typed: ``--input zip=01234`` is the string "01234", not an error or the number 1234."""
     out: dict[str, Any] = {}
     if inputs_json:
         try:
@@ -171,6 +173,9 @@ def parse_inputs(pairs: Iterable[str], inputs_json: str | None) -> dict[str, Any
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--input")
+        if key in text:
+            out[key] = value
+            continue
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:

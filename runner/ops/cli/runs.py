@@ -19,6 +19,7 @@ from runner.client.render import (
     timestamp,
 )
 from runner.config import Config
+from runner.define.input_types import text_inputs
 from runner.ops.cli.common import (
     check_run_id_option,
     client_from,
@@ -77,9 +78,8 @@ def run(
     from runner.local import LocalRuntime
     from runner.ops.http.app import serve_local
 
-    flow = load_flow(flow_ref)
-    inputs = parse_inputs(pairs, inputs_json)
-    spec = flow.compile()
+    spec = load_flow(flow_ref).compile()
+    inputs = parse_inputs(pairs, inputs_json, text_inputs(spec.input_kinds))
     logging.getLogger("ackflow").setLevel(logging.WARNING)
     secret = Config.from_env().secret
     with LocalRuntime(Config(secret=secret), concurrency=concurrency) as rt:
@@ -133,10 +133,10 @@ def submit(
     """Enqueue a run of MODULE:FLOW (validated first); print its id."""
     from runner.define.loading import load_flow
 
-    flow = load_flow(flow_ref)
-    inputs = parse_inputs(pairs, inputs_json)
+    spec = load_flow(flow_ref).compile()
+    inputs = parse_inputs(pairs, inputs_json, text_inputs(spec.input_kinds))
     with client_from(ctx) as client:
-        rid = client.submit(flow, inputs, run_id=run_id, timeout_s=deadline_s)
+        rid = client.submit(spec, inputs, run_id=run_id, timeout_s=deadline_s)
         echo(rid)
         if wait_:
             info = client.wait(rid, timeout_s, print_history_entry, print_progress)
