@@ -4,6 +4,8 @@
   tasks): accept, dispatch, publish results with confirms, then acknowledge.
 - `leases`: long tasks hold no delivery: when a task is due a lease, and the heartbeat thread
   that renews leases and carries progress and cancellation.
+- `skip`: which requests not to run (a cancelled or vanished run's, a superseded attempt's, a
+  failing run's not yet started), read from the run's stored state.
 - `execute`: running one task request's body and turning its outcome into an event.
 - `cli`: the ``ackflow worker`` command (found by runner's CLI through an entry point).
 

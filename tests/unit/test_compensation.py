@@ -1,7 +1,7 @@
 """Compensation order: a task is reverted only after every successor that ran has settled.
 
 Driven event by event on the in-memory store and transport, with the worker's own rule for
-which requests it skips (`workers.loop.skip_reason`), so every interleaving is exact.
+which requests it skips (`workers.skip.skip_reason`), so every interleaving is exact.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from runner.protocol import TaskRequest
 from runner.store import keys
 from tests.helpers.harness import Harness
 from workers.execute import not_started
-from workers.loop import skip_reason
+from workers.skip import skip_reason
 
 reg = Registry()
 
