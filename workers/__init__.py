@@ -11,7 +11,8 @@
 
 May import any of runner's contracts and leaves (never a concrete store or broker outside
 `cli`, never an operator surface; tests/unit/test_layers.py enforces it); runner never imports
-workers. ``workers.loop`` is the deprecated old path of `loop`.
+workers. ``workers.runtime``, the old path of `loop`, still imports with a DeprecationWarning
+(`runner.moved`).
 """
 
 from workers.loop import Worker

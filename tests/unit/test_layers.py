@@ -390,7 +390,7 @@ def test_adapters_are_built_only_in_connect() -> None:
     built = {
         p.relative_to(ROOT).as_posix()
         for p in sources("runner", "workers")
-        for name in ("KombuBroker(", "RedisStore(", "MemoryStore(", "LocalHub(")
+        for name in ("KombuBroker(", "RedisStore(", "RedisClusterStore(", "MemoryStore(", "LocalHub(")
         if name in p.read_text().replace(f"class {name}", "")
     }
     assert built == {"runner/connect.py"}
@@ -404,4 +404,18 @@ def test_the_client_room_imports_no_engine_adapter_or_operator_surface() -> None
                 CONCRETE_ADAPTERS
             ):
                 bad.append(where(i))
+    assert not bad, bad
+
+
+def test_the_examples_use_only_what_a_user_would() -> None:
+    """runner/examples/ is written as users write flows: the public API, local mode, lazy tasks,
+    logging and the client; never the engine, the decisions, an adapter or an operator surface."""
+    allowed = {"runner", "local", "lazy", "logs", "client", "examples"}
+    bad = [
+        where(i)
+        for p in sources("runner/examples")
+        for i in imports_of(p)
+        if (unit_of_module(i.target) or "runner") not in allowed
+        or i.target.split(".")[0] in {"kombu", "amqp", "redis", "workers"}
+    ]
     assert not bad, bad
