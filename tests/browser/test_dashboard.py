@@ -18,9 +18,9 @@ import pytest
 from runner.client import Client
 from runner.config import Config
 from runner.errors import RunNotFound
-from tests.conftest import Processes
 from tests.e2e import flows
 from tests.e2e import semantic_flows as sf
+from tests.helpers.processes import Processes
 
 pytestmark = pytest.mark.services
 

@@ -18,9 +18,9 @@ import pytest
 from runner.client import Client
 from runner.config import Config
 from runner.store import keys
-from tests.conftest import Processes
 from tests.e2e import semantic_flows as sf
 from tests.helpers.ci import can_check
+from tests.helpers.processes import Processes
 from tests.services import unacked
 
 pytestmark = pytest.mark.services

@@ -15,8 +15,8 @@ from runner.client import Client
 from runner.config import Config
 from runner.ops import cli
 from runner.ops.cli import common
-from tests.conftest import Processes, cli_env
 from tests.e2e import cli_flows
+from tests.helpers.processes import Processes, cli_env
 
 pytestmark = pytest.mark.services
 

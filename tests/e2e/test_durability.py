@@ -17,9 +17,8 @@ from runner.config import Config, is_cluster_url
 from runner.connect import open_store
 from runner.errors import RunNotFound
 from tests.chaos.services import OwnRedis
-from tests.conftest import ACKFLOW, ROOT, Processes, cli_env
 from tests.helpers.net import free_port
-from tests.helpers.processes import until_run
+from tests.helpers.processes import ACKFLOW, ROOT, Processes, cli_env, until_run
 
 EXIT_UNAVAILABLE, EXIT_NOT_FOUND, EXIT_LOST = 3, 5, 7
 REQUIRE = {"ACKFLOW_REQUIRE_DURABLE_STORE": "true"}

@@ -23,8 +23,8 @@ from runner.client import Client, RunInfo
 from runner.client.tokens import InvalidToken, make_token
 from runner.config import Config
 from runner.errors import AlreadyCompleted, CompletionRefused, RunNotFound
-from tests.conftest import ACKFLOW, ROOT, Processes, cli_env
 from tests.e2e import semantic_flows as sf
+from tests.helpers.processes import ACKFLOW, ROOT, Processes, cli_env
 
 pytestmark = pytest.mark.services
 

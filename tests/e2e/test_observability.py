@@ -21,9 +21,9 @@ from runner.config import Config, is_cluster_url
 from runner.connect import open_store
 from runner.ops.http.app import make_server
 from runner.store import keys
-from tests.conftest import Processes
 from tests.e2e import flows
 from tests.helpers.net import free_port
+from tests.helpers.processes import Processes
 
 pytestmark = pytest.mark.services
 

@@ -14,9 +14,8 @@ from runner.client import Client, HistoryEntry, RunInfo
 from runner.config import Config
 from runner.errors import RunStateError
 from runner.local import LocalRuntime
-from tests.conftest import Processes
 from tests.e2e import semantic_flows as sf
-from tests.helpers.processes import until_run
+from tests.helpers.processes import Processes, until_run
 
 pytestmark = pytest.mark.services
 
@@ -535,7 +534,7 @@ def test_control_commands_and_progress_through_the_cli(
 ) -> None:
     import subprocess
 
-    from tests.conftest import ACKFLOW, ROOT, cli_env
+    from tests.helpers.processes import ACKFLOW, ROOT, cli_env
 
     monkeypatch.setenv("ACKFLOW_REDIS_URL", config.redis_url)
     procs.engine(env=FAST_LEASES)

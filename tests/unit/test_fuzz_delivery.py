@@ -24,7 +24,7 @@ from runner.define.tasks import Registry
 from runner.protocol import Event, TaskRequest
 from tests.e2e import flows
 from tests.helpers.harness import Harness
-from tests.unit.test_fuzz_protocol import FIELDS, values
+from tests.helpers.wire import FIELDS, values
 from workers.loop import Worker
 
 pytestmark = pytest.mark.fuzz

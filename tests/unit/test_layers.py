@@ -3,7 +3,8 @@ function-level and TYPE_CHECKING ones included, and check the rules that hold to
 a new import breaking one fails here instead of in review.
 
 The units of the cycle check are runner's top-level modules and packages (``runner.store.redis``
-counts as ``store``).
+counts as ``store``). One rule is for the tests themselves: they share code through
+tests/helpers/ only.
 """
 
 from __future__ import annotations
@@ -417,5 +418,18 @@ def test_the_examples_use_only_what_a_user_would() -> None:
         for i in imports_of(p)
         if (unit_of_module(i.target) or "runner") not in allowed
         or i.target.split(".")[0] in {"kombu", "amqp", "redis", "workers"}
+    ]
+    assert not bad, bad
+
+
+def test_no_test_module_imports_another_or_the_conftest() -> None:
+    """What tests share lives in tests/helpers/ (the kit), not in a test module that others
+    import, nor in conftest.py, which pytest imports on its own terms."""
+    bad = [
+        where(i)
+        for p in sources("tests")
+        for i in imports_of(p)
+        if i.target.startswith("tests.conftest")
+        or any(part.startswith("test_") for part in i.target.split(".")[1:3])
     ]
     assert not bad, bad
