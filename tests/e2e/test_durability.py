@@ -112,7 +112,7 @@ def test_runs_whose_state_vanished_while_active_are_reported_lost(
         [
             *ACKFLOW,
             "submit",
-            "tests.e2e.flows:slow_flow",
+            "tests.helpers.flows:slow_flow",
             "-i",
             "seconds=6",
             "--run-id",
@@ -167,6 +167,6 @@ def test_runs_whose_state_vanished_while_active_are_reported_lost(
 
 
 def _slow_flow():  # type: ignore[no-untyped-def]
-    from tests.e2e import flows
+    from tests.helpers import flows
 
     return flows.slow_flow

@@ -8,7 +8,7 @@ import pytest
 from runner.broker.kombu import KombuBroker
 from runner.client import Client
 from runner.config import Config
-from tests.e2e import flows
+from tests.helpers import flows
 from tests.helpers.processes import Processes
 from tests.helpers.wire import KILLERS
 

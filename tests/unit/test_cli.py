@@ -73,7 +73,7 @@ def test_run_in_local_mode_prints_progress_and_result() -> None:
 
 
 def test_run_of_a_failing_flow_exits_1() -> None:
-    result = CliRunner().invoke(main, ["run", "tests.e2e.flows:failing_flow", "-i", "x=1"], env=NOWHERE)
+    result = CliRunner().invoke(main, ["run", "tests.helpers.flows:failing_flow", "-i", "x=1"], env=NOWHERE)
     assert result.exit_code == 1
     assert "ValueError: boom 2" in result.output
 
@@ -82,10 +82,10 @@ def test_run_of_a_failing_flow_exits_1() -> None:
     "args,message",
     [
         (["run", "no.such.module:flow"], "cannot import module"),
-        (["run", "tests.e2e.flows:nope"], "has no attribute 'nope'"),
-        (["run", "tests.e2e.flows:inc"], "not a flow"),
-        (["run", "tests.e2e.flows"], "MODULE:FLOW"),
-        (["run", "tests.e2e.flows:chain10"], "requires 'v0'"),
+        (["run", "tests.helpers.flows:nope"], "has no attribute 'nope'"),
+        (["run", "tests.helpers.flows:inc"], "not a flow"),
+        (["run", "tests.helpers.flows"], "MODULE:FLOW"),
+        (["run", "tests.helpers.flows:chain10"], "requires 'v0'"),
     ],
 )
 def test_bad_input_exits_2_with_a_clear_message(args: list[str], message: str) -> None:

@@ -15,7 +15,7 @@ from runner.client import RunInfo
 from runner.config import Config
 from runner.define.tasks import Registry
 from runner.errors import PublishError
-from tests.e2e import flows
+from tests.helpers import flows
 from tests.helpers.harness import Harness
 from tests.helpers.wire import KILLERS
 from workers.loop import Worker

@@ -22,7 +22,7 @@ from runner.broker.local import LocalBroker
 from runner.config import Config
 from runner.define.tasks import Registry
 from runner.protocol import Event, TaskRequest
-from tests.e2e import flows
+from tests.helpers import flows
 from tests.helpers.harness import Harness
 from tests.helpers.wire import FIELDS, values
 from workers.loop import Worker
