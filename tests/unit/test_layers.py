@@ -268,6 +268,20 @@ def test_no_import_cycles() -> None:
     assert not cycles, f"import cycles between runner's units: {cycles}"
 
 
+def test_no_import_cycles_between_modules() -> None:
+    """Nor between two modules of one unit (``client.client`` and ``client.completion`` were
+    one, ``define.flows`` and ``define.compile`` another); a package is its ``__init__``."""
+    graph: dict[str, set[str]] = {}
+    for i in all_imports():
+        src, dst = module_name(i.path), _module_of(i.target)
+        if not dst.startswith(("runner", "workers")) or dst == src:
+            continue
+        graph.setdefault(src, set()).add(dst)
+        graph.setdefault(dst, set())
+    cycles = [sorted(g) for g in strongly_connected(graph) if len(g) > 1]
+    assert not cycles, f"import cycles between modules: {cycles}"
+
+
 def test_the_cycle_check_sees_a_cycle() -> None:
     """The check above is only as good as Tarjan's algorithm here: a known cycle is found."""
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
