@@ -10,6 +10,13 @@ adder = flow.linear("adder", add)
 client = Client.from_env()
 run_id = client.submit(adder, {"a": 1, "b": 2})
 print(client.wait(run_id).result)   # {'total': 3}
+
+This module is the public API (the names in ``__all__``; ``runner.local`` and ``runner.lazy``
+too). The rest is grouped in rooms, one side of the system each, whose ``__init__`` says what
+lives there and what it may import: `define` (what users write), `decide` (the pure decision
+core), `engine`, `store` and `broker` (contracts and adapters), `client`, `ops` (CLI, HTTP,
+dashboard, bench), `examples`; beside them the shared leaves (errors, config, protocol, states,
+logs, metrics, faults, caps) and `connect`, the one place that builds a store or a broker.
 """
 
 from runner.client import Client, HistoryEntry, RunInfo, TaskInfo

@@ -14,10 +14,7 @@ from hypothesis import HealthCheck, settings
 
 from runner.config import Config
 from tests import services as svc
-from tests.helpers.processes import ACKFLOW, ROOT, Processes, cli_env
-
-__all__ = ["ACKFLOW", "ROOT", "Processes", "cli_env"]  # test modules import these from here
-
+from tests.helpers.processes import ROOT, Processes
 
 # Hypothesis: `make test` tries a bounded number of inputs per property (derandomized under CI, so a
 # landing is reproducible); `make fuzz` (HYPOTHESIS_PROFILE=fuzz) tries many more, from fresh seeds.

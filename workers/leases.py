@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from runner import protocol
 from runner.broker import ENGINE_QUEUE, Delivery, Outgoing
 from runner.config import Config
+from runner.decide.records import TaskProgress
 from runner.define.context import TaskContext
 from runner.errors import StoreError
 from runner.protocol import CREATED_FIELD, Event, TaskRequest
@@ -125,7 +126,7 @@ class Heartbeats:
             packed = None
             if version != r.sent_version and progress is not None:
                 frac, msg = progress
-                packed = protocol.pack({"a": r.req.attempt, "f": frac, "m": msg, "t": protocol.now_ms()})
+                packed = TaskProgress(r.req.attempt, frac, msg, protocol.now_ms()).encode()
             try:
                 beat = self.store.heartbeat(r.req.run_id, r.req.task, r.req.attempt, until, packed)
             except StoreError as e:

@@ -6,7 +6,7 @@ then acknowledges the request. Task code never touches the connection (py-amqp i
 thread-safe), so a task of any length cannot starve heartbeats.
 
 Here: `Worker` (taking deliveries, dispatching them to the pool, announcing long starts,
-publishing results and only then acknowledging) and `skip_reason` (which requests not to run).
+publishing results and only then acknowledging); which requests not to run is workers.skip's.
 Long work holds no delivery (G6): the loop leases a task still running after ``ack_after_s``
 and a heartbeat thread renews the lease; workers.leases has the rules and the thread. Short
 tasks keep their delivery, so a crash hands them back at once.
@@ -28,21 +28,19 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal
 
 from runner import faults, logs, metrics, protocol
 from runner.broker import ENGINE_QUEUE, Broker, Delivery, Outgoing, task_queue
 from runner.client.tokens import make_token
 from runner.config import Config
-from runner.decide.records import TaskState
 from runner.define.context import TaskContext
 from runner.define.tasks import REGISTRY, Registry
-from runner.errors import BrokerError, DecodeError, StoreError
+from runner.errors import BrokerError, DecodeError
 from runner.protocol import CREATED_FIELD, Event, TaskRequest
-from runner.states import CANCELLED, FAILED, REVERTED, REVERTING, RUNNING, SCHEDULED
-from runner.store import Store, keys
-from workers.execute import execute, not_started, poison_failure
+from runner.store import Store
+from workers.execute import execute, poison_failure
 from workers.leases import Heartbeats, Running, due_for_lease, leased_event, until_next_lease
+from workers.skip import superseded
 
 log = logging.getLogger("ackflow.worker")
 
@@ -50,8 +48,6 @@ log = logging.getLogger("ackflow.worker")
 # connection thread polls in short slices: a quarter of the time since the last activity,
 # from 0.2 ms (a quick task's result goes out at once) up to 2 ms (a long task costs little).
 _BUSY_POLL_MIN_S, _BUSY_POLL_MAX_S = 0.0002, 0.002
-SCHEDULED_OR_RUNNING = (SCHEDULED, RUNNING)
-FAILING = (REVERTING, FAILED, REVERTED)  # a failed run's queued requests must not start
 # A task still running after this long is announced with a task.started event; a quicker one
 # is not (its result implies it started), which saves the engine one event per step.
 _ANNOUNCE_AFTER_S = 0.05
@@ -62,39 +58,6 @@ class _Done:
     running: Running
     result: Event | None  # None: skipped, nothing to report (a failing run's skip reports)
     dead_reason: str = ""  # the worker failed handling it: dead-letter the request with this
-
-
-def skip_reason(
-    req: TaskRequest, delivery_count: int, status: bytes | None, raw_state: bytes | None
-) -> tuple[str, bool]:
-    """Why a worker taking ``req`` must not run it ("" to run it), and whether to tell the
-    engine (the run is failing: the engine waits for the task to settle before it reverts
-    the task's predecessors, so it must learn the task ended without effect).
-
-    Skipped: a request of a cancelled or vanished run, of an attempt no longer current, and
-    the first delivery of a request whose run is failing (REVERTING, FAILED, REVERTED) — a
-    body started then could read inputs already reverted. A redelivery of such a request
-    runs: an earlier delivery may have started the body, and its result is then reverted.
-    """
-    if status is None:
-        return "the run no longer exists", False
-    if status == CANCELLED.encode():
-        return "the run was cancelled", False
-    st = TaskState.decode(raw_state) if raw_state is not None else None
-    if st is not None:
-        want = (REVERTING,) if req.mode == protocol.MODE_REVERT else SCHEDULED_OR_RUNNING
-        if st.attempt != req.attempt or st.status not in want:
-            return f"the task is {st.status} at attempt {st.attempt}", False
-    run_status = status.decode()
-    if (
-        req.mode == protocol.MODE_RUN
-        and run_status in FAILING
-        and st is not None
-        and st.status == SCHEDULED
-        and not delivery_count
-    ):
-        return f"the run is {run_status}", True
-    return "", False
 
 
 class Worker:
@@ -332,7 +295,7 @@ class Worker:
 
     def _execute(self, r: Running) -> None:
         with logs.about(r.req.run_id, r.req.task, r.req.attempt):
-            skipped = self._superseded(r.req, r.delivery.delivery_count)
+            skipped = superseded(self.store, r.req, r.delivery.delivery_count, self.name)
             if skipped is not None:
                 self._done.put(_Done(r, skipped or None))
             else:
@@ -363,25 +326,6 @@ class Worker:
         self.broker.publish(messages)
         metrics.CONFIRM_SECONDS.labels("worker").observe(time.perf_counter() - started)
         metrics.PUBLISHED.labels("worker").inc(len(messages))
-
-    def _superseded(self, req: TaskRequest, delivery_count: int) -> Event | None | Literal[False]:
-        """Whether to skip the request (see `skip_reason`): None to run it, else what to
-        report — the not-started event of a failing run's request, or False for nothing.
-
-        Checked in the task's thread, one Redis read; if Redis cannot answer the task runs
-        (its result is fenced by the engine if it should not have).
-        """
-        if self.store is None:
-            return None
-        try:
-            got = self.store.read(req.run_id, {keys.META: ["status"], keys.TASKS: [req.task]})
-        except StoreError:
-            return None
-        reason, report = skip_reason(req, delivery_count, got[keys.META][0], got[keys.TASKS][0])
-        if not reason:
-            return None
-        log.info("skipping %s: %s", req.id, reason)
-        return not_started(req, self.name, reason) if report else False
 
     # --- long tasks: leases (workers.leases) ---------------------------------------------
 

@@ -14,7 +14,7 @@ from runner.client import completion
 from runner.client.info import HistoryEntry, RunInfo, TaskInfo, who
 from runner.client.tokens import make_token
 from runner.config import Config
-from runner.decide.records import TaskState, history_entry
+from runner.decide.records import TaskProgress, TaskState, history_entry
 from runner.define.flows import Flow
 from runner.define.spec import FlowSpec, TaskSpec, validate_inputs
 from runner.errors import (
@@ -217,9 +217,9 @@ class Client:
                 progress = (done / st.items, f"{done} of {st.items} items")
             praw = leases.get(keys.progress_field(name))
             if praw is not None and st.status == states.RUNNING:
-                p = unpack(praw)
-                if p.get("a") == st.attempt:
-                    progress = (float(p["f"]), str(p.get("m", "")))
+                p = TaskProgress.decode(praw)
+                if p.attempt == st.attempt:
+                    progress = (p.fraction, p.message)
             tasks[name] = TaskInfo(
                 name,
                 st.status,
@@ -338,8 +338,8 @@ class Client:
                         task, sep, kind = fld.partition(keys.JOIN_SEP)
                         if sep and kind == "p" and reported.get(task) != raw:
                             reported[task] = raw
-                            p = unpack(raw)
-                            on_progress(task, float(p["f"]), str(p.get("m", "")))
+                            p = TaskProgress.decode(raw)
+                            on_progress(task, p.fraction, p.message)
                 if info.done:
                     return self.status(run_id)
                 if deadline is not None and time.monotonic() >= deadline:

@@ -17,11 +17,12 @@ attempt) is completed: a retried request cannot complete (or fail) the next atte
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from runner import protocol, states
-from runner.client.info import who
+from runner.client.info import HistoryEntry, RunInfo, who
 from runner.client.tokens import InvalidToken, check_token, parse_token
+from runner.config import Config
 from runner.decide.events import COMPLETABLE
 from runner.decide.records import TaskState
 from runner.define.context import current_task
@@ -37,10 +38,7 @@ from runner.errors import (
     WaitTimeout,
 )
 from runner.protocol import Event, unpack
-from runner.store import keys
-
-if TYPE_CHECKING:
-    from runner.client.client import Client
+from runner.store import Store, keys
 
 LIVE = (states.RUNNING, states.PAUSED)
 ACTIVE = (states.SCHEDULED, states.RUNNING, states.WAITING)
@@ -48,6 +46,22 @@ INVALID = (
     "invalid completion token: its signature does not match "
     "(forged, altered, from another deployment, or for an earlier run with this id)"
 )
+
+
+class Sender(Protocol):
+    """What completing needs of a `runner.client.Client`: its config and store, sending an
+    event and waiting for what it caused, a run's status. Named here, so this module imports
+    nothing of the client's and the client is the only one of the two importing the other."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def store(self) -> Store: ...
+
+    def send_and_await(self, event: Event, wait_s: float | None) -> list[HistoryEntry] | None: ...
+
+    def status(self, run_id: str) -> RunInfo: ...
 
 
 class TokenForNoRun(InvalidToken, RunNotFound):
@@ -63,7 +77,7 @@ class TokenForNoRun(InvalidToken, RunNotFound):
 
 
 def complete(
-    client: Client, token: str, result: Any, error: dict[str, Any] | None, wait_s: float | None
+    client: Sender, token: str, result: Any, error: dict[str, Any] | None, wait_s: float | None
 ) -> str:
     """Send the completion (``error`` set: a failure); see `runner.client.Client.complete`."""
     cfg = client.config

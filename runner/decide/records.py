@@ -1,5 +1,6 @@
 """The stored records of a run that decisions write and others read: a task's state, a
-history entry, an error. The only module that knows their stored encoding.
+history entry, an error, a running task's progress. The only module that knows their stored
+encoding.
 
 Stored compact (short keys, msgpack arrays) because every task of every run has one: the
 encoding is the Redis footprint, and runs in flight must keep reading across a release.
@@ -169,3 +170,23 @@ def history_entry(raw: bytes, run_id: str) -> dict[str, Any]:
     if lag is not None:
         out["t"] = at + lag
     return out
+
+
+class TaskProgress(NamedTuple):
+    """A running task's last reported progress, as its heartbeat stores it (``leases`` part,
+    field `keys.progress_field`): which attempt reported it, how far (0..1), what it said,
+    and when. Written by the worker, read by the client; stored as a msgpack map with short
+    keys, like `TaskState`."""
+
+    attempt: int
+    fraction: float
+    message: str = ""
+    at_ms: int = 0
+
+    def encode(self) -> bytes:
+        return pack({"a": self.attempt, "f": self.fraction, "m": self.message, "t": self.at_ms})
+
+    @classmethod
+    def decode(cls, raw: bytes) -> TaskProgress:
+        p = unpack(raw)
+        return cls(int(p.get("a", 0)), float(p["f"]), str(p.get("m", "")), int(p.get("t", 0)))

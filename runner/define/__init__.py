@@ -2,6 +2,8 @@
 
 - `tasks`: the ``@task`` decorator and the registry workers look tasks up in.
 - `flows`: linear, unordered and graph flows, nestable, compiled to a plain-data `FlowSpec`.
+- `compile`: the `Flow` those patterns build, and its compilation into one checked DAG.
+- `spec`: the compiled `FlowSpec` / `TaskSpec` a run stores, and checking a run's inputs.
 - `conditions`: edge conditions (``when("amount", ">", 100)``), evaluated on a run's data.
 - `retry`: retry policies (attempts, backoff with cap and deterministic jitter, which errors).
 - `context`: what a running task knows about itself (``current_task()``): identity, progress,

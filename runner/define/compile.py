@@ -1,4 +1,6 @@
-"""Compile a (nested) flow into one checked DAG, a `FlowSpec`, before anything is enqueued.
+"""A `Flow` (what `runner.define.flows`' patterns build) and its compilation into one checked
+DAG, a `FlowSpec`, before anything is enqueued. Together, because each needs the other: a flow
+compiles itself (``flow.compile()``), the compiler walks nested flows.
 
 Flattens nested flows, resolves data dependencies (requires/provides) and explicit edges,
 and refuses what cannot run: cycles, duplicate names, unknown tasks, ambiguous providers,
@@ -7,14 +9,42 @@ outputs nobody provides. Raises `FlowDefinitionError` (or a subclass) naming wha
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from runner.define.conditions import When
-from runner.define.flows import Flow
 from runner.define.input_types import EACH, param_kinds
 from runner.define.spec import END, FlowSpec, TaskSpec
 from runner.define.tasks import REGISTRY, Registry, TaskDef, TaskNode, revert_name
 from runner.errors import CycleError, DuplicateTaskError, FlowDefinitionError
+
+
+@dataclass
+class Flow:
+    """A named, versioned pattern of tasks and nested flows."""
+
+    name: str
+    kind: str  # "linear" | "unordered" | "graph"
+    items: list[Any] = field(default_factory=list)
+    edges: list[tuple[Any, ...]] = field(default_factory=list)  # (before, after[, When])
+    outputs: tuple[str, ...] | None = None
+    version: str = "1"
+
+    def add(self, *items: Any) -> Flow:
+        self.items.extend(items)
+        return self
+
+    def link(self, before: str, after: str, when: When | None = None) -> Flow:
+        """Graph flows: run the item named ``after`` only once ``before`` has succeeded —
+        and, with ``when`` (see `runner.define.conditions.when`), only if the condition holds then."""
+        if self.kind != "graph":
+            raise FlowDefinitionError(f"flow {self.name!r} is {self.kind}; only graph flows take edges")
+        self.edges.append((before, after) if when is None else (before, after, when))
+        return self
+
+    def compile(self, registry: Registry | None = None) -> FlowSpec:
+        """This flow as a checked, plain-data spec (`compile_flow`)."""
+        return compile_flow(self, registry)
 
 
 class _Compiler:

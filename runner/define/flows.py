@@ -6,57 +6,27 @@ flow runs them in any order (in parallel), a *graph* flow orders them by data de
 checked when the flow is compiled, before anything is enqueued: cycles, duplicate names,
 unknown tasks, ambiguous providers; `validate_inputs` checks a run's inputs.
 
-The compiled spec (`runner.define.spec`, built by `runner.define.compile`) is what a run
-stores: engines never import user code.
+The `Flow` they build, and its compilation, are `runner.define.compile`'s (re-exported here);
+the compiled spec (`runner.define.spec`) is what a run stores: engines never import user code.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
-from runner.define.conditions import When
+from runner.define.compile import Flow as Flow  # re-exported: the class the patterns build
 from runner.define.conditions import when as when  # re-exported: flow.when(...)
 from runner.define.spec import END as END  # re-exported with the spec: what flow.X offered before
 from runner.define.spec import FlowSpec as FlowSpec
 from runner.define.spec import TaskSpec as TaskSpec
 from runner.define.spec import item_input as item_input
 from runner.define.spec import validate_inputs as validate_inputs
-from runner.define.tasks import Registry, TaskDef, TaskNode, check_name
+from runner.define.tasks import TaskDef, TaskNode, check_name
 from runner.errors import FlowDefinitionError
 
 Item = "Flow | TaskDef | TaskNode | str"
-
-
-@dataclass
-class Flow:
-    """A named, versioned pattern of tasks and nested flows."""
-
-    name: str
-    kind: str  # "linear" | "unordered" | "graph"
-    items: list[Any] = field(default_factory=list)
-    edges: list[tuple[Any, ...]] = field(default_factory=list)  # (before, after[, When])
-    outputs: tuple[str, ...] | None = None
-    version: str = "1"
-
-    def add(self, *items: Any) -> Flow:
-        self.items.extend(items)
-        return self
-
-    def link(self, before: str, after: str, when: When | None = None) -> Flow:
-        """Graph flows: run the item named ``after`` only once ``before`` has succeeded —
-        and, with ``when`` (see `runner.define.conditions.when`), only if the condition holds then."""
-        if self.kind != "graph":
-            raise FlowDefinitionError(f"flow {self.name!r} is {self.kind}; only graph flows take edges")
-        self.edges.append((before, after) if when is None else (before, after, when))
-        return self
-
-    def compile(self, registry: Registry | None = None) -> FlowSpec:
-        """This flow as a checked, plain-data spec (`runner.define.compile`)."""
-        from runner.define.compile import compile_flow  # compile needs Flow: imported when used
-
-        return compile_flow(self, registry)
 
 
 def linear(name: str, *items: Any, outputs: Iterable[str] | None = None, version: str = "1") -> Flow:

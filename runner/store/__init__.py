@@ -4,9 +4,11 @@ adapters.
 - `base`: the `Store` protocol and what crosses it (`Commit`, `Guard`, `DueTimer`, `Beat`, ...):
   one atomic primitive, a guarded commit, plus the reads and the timer, lease and watch calls.
 - `keys`: every key template and index name of the stored state, in one module.
-- `redis`: the Redis store (Lua for the atomic parts); with `redis_errors` (which redis-py
-  errors are an outage), the only modules in ackflow that import redis-py. Its name shadows
-  nothing: imports are absolute, so ``import redis`` inside it is redis-py.
+- `redis`: the Redis store (Lua for the atomic parts), with its parts: `redis_errors` (which
+  redis-py errors are an outage), `redis_listings` (lists, pages and counts of runs),
+  `redis_replicas` (the WAIT policy), `redis_watch` (pub/sub wake-ups) and `redis_cluster`
+  (the store on a Redis Cluster); the only modules in ackflow that import redis-py. The name
+  shadows nothing: imports are absolute, so ``import redis`` inside them is redis-py.
 - `lua`: the Redis store's scripts as ``.lua`` files (commit, claim, beat), loaded at import,
   with the key names they build rendered from `keys`.
 - `memory`: the in-memory store of local mode (one lock); both stores pass

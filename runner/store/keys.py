@@ -23,7 +23,7 @@ Per run (``<prefix>:{<run>}:<part>``):
   deliveries hash event id -> times an engine began processing a redelivered copy (poison count)
   timers   hash   timer id -> msgpack [due ms, encoded timer.fired event]
   leases   hash   "<task>" -> "<attempt>:<until ms>" (lease of a long task, renewed by its worker);
-                  "<task>\x1fp" -> msgpack progress {"a", "f", "m", "t"}
+                  "<task>\x1fp" -> msgpack progress {"a", "f", "m", "t"} (decide.records.TaskProgress)
 Global:
   <prefix>:runs             zset   run id by creation time (ms)
   <prefix>:status:<STATUS>  zset   run id by creation time, one zset per run status

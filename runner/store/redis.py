@@ -1,12 +1,14 @@
 """The Redis state store: each commit is one Lua script, atomic and idempotent by event id.
 
 The scripts are runner/store/lua/*.lua (commit, claim, beat), each with its KEYS/ARGV layout
-in its header; the methods here build those arguments.
+in its header; the methods here build those arguments. The listings of runs (by status and
+flow) are runner/store/redis_listings.py's.
 
-This is the only module that imports redis. redis-py 8 retries a command after a socket
-timeout, so a commit that did execute may be sent again; the script therefore checks the
-event id first and answers a repeat as a duplicate, never applying it twice. Every guard is
-checked before the first write, because a Lua script that fails half way is not rolled back.
+With its redis_*.py parts it is the Redis adapter, the only modules that import redis
+(tests/unit/test_layers.py). redis-py 8 retries a command after a socket timeout, so a commit
+that did execute may be sent again; the script therefore checks the event id first and answers
+a repeat as a duplicate, never applying it twice. Every guard is checked before the first
+write, because a Lua script that fails half way is not rolled back.
 
 Durability: a commit is as durable as the server's persistence. Run Redis with
 ``appendonly yes`` and ``appendfsync always`` to lose nothing acknowledged on power loss
@@ -29,11 +31,11 @@ from runner.errors import StoreError, StoreUnavailable
 from runner.protocol import pack, unpack
 from runner.store import APPLIED_RESULT, Beat, Commit, CommitResult, DueTimer, Watch, keys, lua
 from runner.store.redis_errors import REDIS_ERRORS, translate
+from runner.store.redis_listings import RunListings
 from runner.store.redis_replicas import Replicas
 from runner.store.redis_watch import watch_channel
 
 _PART_INDEX = {part: str(i + 1) for i, part in enumerate(keys.RUN_PARTS)}
-_PAGE_SCAN_LIMIT = 5_000  # index entries a page view may look at when filtering by flow and status
 
 
 def _commit_result(reply: Any) -> CommitResult:
@@ -44,10 +46,6 @@ def _commit_result(reply: Any) -> CommitResult:
         return CommitResult("conflict", conflict_guard=int(reply[1]))
     rest = reply[1:]
     return CommitResult("duplicate", {rest[i].decode(): rest[i + 1] for i in range(0, len(rest), 2)})
-
-
-def _matches(status: bytes, wanted: str | None) -> bool:
-    return wanted is None or _b(status).decode() == wanted
 
 
 def _b(value: Any) -> bytes:
@@ -69,6 +67,7 @@ class RedisStore:
         self._lock = threading.Lock()
         self._connections = 0  # connections made so far: a reconnect changes `session`
         self._replicas = Replicas(config)
+        self._listings = RunListings(lambda: self.client, config.prefix, self._ix_root)
 
     def _on_connect(self, conn: Any) -> None:
         """redis-py's hook for each new connection (the first and every reconnect)."""
@@ -324,39 +323,10 @@ class RedisStore:
             raise translate(e) from e
         return None if created else current
 
+    # --- listings (runner/store/redis_listings.py) -------------------------------------------
+
     def list_runs(self, status: str | None, limit: int) -> list[str]:
-        index = self._index(status, None)
-        try:
-            ids = [_b(r).decode() for r in self.client.zrevrange(index, 0, max(limit, 1) * 2 - 1)]
-            if not ids:
-                return []
-            statuses = self._statuses(ids)
-            gone = [r for r, st in zip(ids, statuses, strict=True) if st is None]
-            if gone:  # runs expired after their retention: drop them from the index
-                self.client.zrem(index, *gone)
-        except REDIS_ERRORS as e:
-            raise translate(e) from e
-        return [r for r, st in zip(ids, statuses, strict=True) if st is not None and _matches(st, status)][
-            :limit
-        ]
-
-    def _statuses(self, run_ids: list[str]) -> list[bytes | None]:
-        """The status of each run (None: expired), in one round trip."""
-        pipe = self.client.pipeline(transaction=False)
-        for r in run_ids:
-            pipe.hget(self._k(r, keys.META), "status")
-        return list(pipe.execute())
-
-    def _index(self, status: str | None, flow: str | None) -> str:
-        """The index a listing reads: by flow and status, by status, by flow, or all runs."""
-        root = self._ix_root
-        if status and flow:
-            return keys.flow_status_index(root, flow, status)
-        if status:
-            return keys.status_index(root, status)
-        if flow:
-            return keys.flow_index(root, flow)
-        return keys.runs_index(root)
+        return self._listings.list_runs(status, limit)
 
     def page_runs(
         self,
@@ -366,42 +336,10 @@ class RedisStore:
         before_ms: int | None = None,
         limit: int = 50,
     ) -> tuple[list[tuple[str, int]], int | None]:
-        index = self._index(status, flow)
-        top: Any = f"({before_ms}" if before_ms is not None else "+inf"
-        out: list[tuple[str, int]] = []
-        scanned, batch, last = 0, max(limit, 1) * 2, 0
-        try:
-            while len(out) < limit and scanned < _PAGE_SCAN_LIMIT:
-                got: Any = self.client.zrevrangebyscore(
-                    index, top, since_ms, start=0, num=batch, withscores=True
-                )
-                if not got:
-                    return out, None
-                scanned += len(got)
-                ids = [_b(r).decode() for r, _ in got]
-                metas = self._statuses(ids)
-                scores = [int(sc) for _, sc in got]
-                for r, score, st in zip(ids, scores, metas, strict=True):
-                    if st is None or not _matches(st, status):
-                        continue  # expired after its retention; or, on a cluster, its status
-                        # changed and the index does not show it yet
-                    out.append((r, score))
-                    if len(out) == limit:
-                        return out, score
-                last = int(got[-1][1])
-                top = f"({last}"
-                if len(got) < batch:
-                    return out, None
-        except REDIS_ERRORS as e:
-            raise translate(e) from e
-        return out, last  # the scan limit ran out: the next page goes on from here
+        return self._listings.page_runs(status, flow, since_ms, before_ms, limit)
 
     def count_runs(self, status: str | None) -> int:
-        index = self._index(status, None)
-        try:
-            return int(self.client.zcard(index))
-        except REDIS_ERRORS as e:
-            raise translate(e) from e
+        return self._listings.count_runs(status)
 
     def watch(self, run_id: str) -> Watch:
         try:

@@ -18,9 +18,9 @@ import pytest
 from runner.client import Client
 from runner.config import Config
 from runner.errors import RunNotFound
-from tests.conftest import Processes
-from tests.e2e import flows
-from tests.e2e import semantic_flows as sf
+from tests.helpers import flows
+from tests.helpers import semantic_flows as sf
+from tests.helpers.processes import Processes
 
 pytestmark = pytest.mark.services
 
@@ -105,7 +105,7 @@ def test_clicking_through_a_running_and_a_failed_run(
     monkeypatch.setenv("ACKFLOW_REDIS_URL", config.redis_url)
     env = {"ACKFLOW_OPERATOR_TOKEN": OPERATOR}
     procs.engine()
-    procs.start("worker", "tests.e2e.flows", "tests.e2e.semantic_flows", "-c", "4")
+    procs.start("worker", "tests.helpers.flows", "tests.helpers.semantic_flows", "-c", "4")
     base = start_serve(procs, env)
     failed = client.submit(flows.failing_flow, {"x": 1}, run_id="failed-" + uuid.uuid4().hex[:6])
     assert procs.wait(client, failed).status == "FAILED"

@@ -30,10 +30,10 @@ from runner.store.redis import RedisStore
 from tests import services as svc
 from tests.chaos import chaos_flows
 from tests.chaos.services import OwnRabbit, OwnRedis
-from tests.conftest import ROOT, Processes
 from tests.helpers import audit, checks
 from tests.helpers.audit import retry
 from tests.helpers.checks import pct
+from tests.helpers.processes import ROOT, Processes
 from tests.services import close_connections
 
 pytestmark = pytest.mark.services

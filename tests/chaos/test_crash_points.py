@@ -14,9 +14,9 @@ from runner.broker.kombu import KombuBroker
 from runner.client import Client, RunInfo
 from runner.config import Config
 from runner.local import LocalRuntime
-from tests.conftest import Processes
-from tests.e2e import flows
+from tests.helpers import flows
 from tests.helpers.checks import reapplied_events, transitions
+from tests.helpers.processes import Processes
 
 pytestmark = pytest.mark.services
 

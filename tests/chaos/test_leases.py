@@ -18,9 +18,9 @@ import pytest
 from runner.client import Client
 from runner.config import Config
 from runner.store import keys
-from tests.conftest import Processes
-from tests.e2e import semantic_flows as sf
+from tests.helpers import semantic_flows as sf
 from tests.helpers.ci import can_check
+from tests.helpers.processes import Processes
 from tests.services import unacked
 
 pytestmark = pytest.mark.services
@@ -59,7 +59,7 @@ def test_a_task_far_longer_than_its_lease_completes_once_holding_no_delivery(
     procs: Processes, client: Client
 ) -> None:
     procs.engine(env=LEASE)
-    procs.start("worker", "tests.e2e.semantic_flows", "-c", "2", env=LEASE)
+    procs.start("worker", "tests.helpers.semantic_flows", "-c", "2", env=LEASE)
     gate, log = key("gate"), key("log")
     rid = client.submit(sf.long_flow, {"gate_key": gate, "log": log})
 
@@ -87,7 +87,7 @@ def test_a_worker_gone_past_its_lease_loses_the_task_to_a_new_attempt(
     procs: Processes, client: Client, how: str
 ) -> None:
     procs.engine(env=LEASE)
-    w1 = procs.start("worker", "tests.e2e.semantic_flows", "-c", "1", "--name", "w1", env=LEASE)
+    w1 = procs.start("worker", "tests.helpers.semantic_flows", "-c", "1", "--name", "w1", env=LEASE)
     gate, log = key("gate"), key("log")
     rid = client.submit(sf.long_flow, {"gate_key": gate, "log": log})
 
@@ -96,7 +96,7 @@ def test_a_worker_gone_past_its_lease_loses_the_task_to_a_new_attempt(
 
     until(client, procs, rid, leased, "w1 to lease the task")
     until(client, procs, rid, lambda: sf.recorded(log) == ["long:1"], "attempt 1's body to start")
-    procs.start("worker", "tests.e2e.semantic_flows", "-c", "1", "--name", "w2", env=LEASE)
+    procs.start("worker", "tests.helpers.semantic_flows", "-c", "1", "--name", "w2", env=LEASE)
     procs.retire(w1)
     os.kill(w1.pid, signal.SIGSTOP if how == "freeze" else signal.SIGKILL)
     try:

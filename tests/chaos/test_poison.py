@@ -12,8 +12,8 @@ import pytest
 from runner.broker.kombu import KombuBroker
 from runner.client import Client
 from runner.config import Config
-from tests.conftest import Processes
-from tests.e2e import flows
+from tests.helpers import flows
+from tests.helpers.processes import Processes
 
 pytestmark = pytest.mark.services
 

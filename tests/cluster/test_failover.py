@@ -18,9 +18,9 @@ import pytest
 from runner.client import Client
 from runner.config import Config, redact_url
 from tests.chaos.services import OwnRabbit
-from tests.conftest import Processes
-from tests.e2e import flows
+from tests.helpers import flows
 from tests.helpers.net import free_port
+from tests.helpers.processes import Processes
 
 pytestmark = pytest.mark.services
 

@@ -21,7 +21,7 @@ from runner.config import Config
 from runner.connect import open_broker, open_store
 from runner.engine import Engine
 from tests.cluster.rig import Rig, other
-from tests.e2e import flows
+from tests.helpers import flows
 from workers.loop import Worker
 
 pytestmark = pytest.mark.services

@@ -15,8 +15,8 @@ from runner.client import Client
 from runner.config import Config
 from runner.ops import cli
 from runner.ops.cli import common
-from tests.conftest import Processes, cli_env
-from tests.e2e import cli_flows
+from tests.helpers import cli_flows
+from tests.helpers.processes import Processes, cli_env
 
 pytestmark = pytest.mark.services
 
@@ -31,7 +31,7 @@ def invoke(config: Config, *args: str) -> Result:
 @pytest.fixture
 def running(procs: Processes) -> Processes:
     procs.engine()
-    procs.start("worker", "tests.e2e.cli_flows")
+    procs.start("worker", "tests.helpers.cli_flows")
     return procs
 
 
@@ -39,11 +39,18 @@ def test_no_cli_output_shows_a_token_or_a_password(
     running: Processes, config: Config, client: Client
 ) -> None:
     submitted = invoke(
-        config, "submit", "tests.e2e.cli_flows:leak_flow", "-i", "x=1", "--run-id", "leak-1", "--wait"
+        config, "submit", "tests.helpers.cli_flows:leak_flow", "-i", "x=1", "--run-id", "leak-1", "--wait"
     )
     assert submitted.exit_code == 0, submitted.output + running.logs()
     failed = invoke(
-        config, "submit", "tests.e2e.cli_flows:leak_error_flow", "-i", "x=1", "--run-id", "fail-1", "--wait"
+        config,
+        "submit",
+        "tests.helpers.cli_flows:leak_error_flow",
+        "-i",
+        "x=1",
+        "--run-id",
+        "fail-1",
+        "--wait",
     )
     assert failed.exit_code == common.EXIT_FAILED, failed.output + running.logs()
 

@@ -13,8 +13,8 @@ from runner.broker.kombu import KombuBroker
 from runner.client import Client, RunInfo
 from runner.config import Config
 from runner.local import LocalRuntime
-from tests.conftest import Processes
-from tests.e2e import flows
+from tests.helpers import flows
+from tests.helpers.processes import Processes
 
 pytestmark = pytest.mark.services
 
@@ -68,7 +68,7 @@ def test_fifty_concurrent_runs(cluster: Processes, client: Client) -> None:
 def test_failing_task_through_the_cli(cluster: Processes) -> None:
     out = cluster.run(
         "submit",
-        "tests.e2e.flows:failing_flow",
+        "tests.helpers.flows:failing_flow",
         "--input",
         "x=1",
         "--wait",
@@ -92,13 +92,15 @@ def test_failing_task_through_the_cli(cluster: Processes) -> None:
 
 
 def test_submit_wait_status_list_history_through_the_cli(cluster: Processes) -> None:
-    out = cluster.run("submit", "tests.e2e.flows:diamond_flow", "-i", "x=2", "--run-id", "cli-1", "--wait")
+    out = cluster.run(
+        "submit", "tests.helpers.flows:diamond_flow", "-i", "x=2", "--run-id", "cli-1", "--wait"
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.splitlines()[0] == "cli-1"
     assert 'result: {"d": [7, 20, 27]}' in out.stdout
-    again = cluster.run("submit", "tests.e2e.flows:diamond_flow", "-i", "x=2", "--run-id", "cli-1")
+    again = cluster.run("submit", "tests.helpers.flows:diamond_flow", "-i", "x=2", "--run-id", "cli-1")
     assert again.returncode == 0  # idempotent by run id
-    clash = cluster.run("submit", "tests.e2e.flows:diamond_flow", "-i", "x=3", "--run-id", "cli-1")
+    clash = cluster.run("submit", "tests.helpers.flows:diamond_flow", "-i", "x=3", "--run-id", "cli-1")
     assert clash.returncode == 2 and "already exists" in clash.stderr
     status = cluster.run("status", "cli-1", "--json")
     assert '"status": "SUCCESS"' in status.stdout
@@ -108,23 +110,23 @@ def test_submit_wait_status_list_history_through_the_cli(cluster: Processes) -> 
 
 
 def test_bad_input_is_refused_before_enqueue(cluster: Processes) -> None:
-    missing = cluster.run("submit", "tests.e2e.flows:chain10")
+    missing = cluster.run("submit", "tests.helpers.flows:chain10")
     assert missing.returncode == 2 and "requires 'v0'" in missing.stderr
     big = cluster.run(
         "submit",
-        "tests.e2e.flows:echo_flow",
+        "tests.helpers.flows:echo_flow",
         "-i",
         "text=" + "x" * 5000,
         env={"ACKFLOW_MAX_PAYLOAD_BYTES": "4096"},
     )
     assert big.returncode == 2 and "over the limit of 4096 bytes" in big.stderr
-    typo = cluster.run("submit", "tests.e2e.flows:chain10", "-i", "v=1")
+    typo = cluster.run("submit", "tests.helpers.flows:chain10", "-i", "v=1")
     assert typo.returncode == 2 and "unknown input 'v'" in typo.stderr and "did you mean 'v0'?" in typo.stderr
-    wrong = cluster.run("submit", "tests.e2e.flows:chain10", "-i", "v0=one")
+    wrong = cluster.run("submit", "tests.helpers.flows:chain10", "-i", "v0=one")
     assert (
         wrong.returncode == 2 and "input 'v0' must be int (task 's1', parameter 'x'), not str" in wrong.stderr
     )
-    bad_ref = cluster.run("submit", "tests.e2e.flows")
+    bad_ref = cluster.run("submit", "tests.helpers.flows")
     assert bad_ref.returncode == 2 and "MODULE:FLOW" in bad_ref.stderr
 
 

@@ -17,9 +17,8 @@ from runner.config import Config, is_cluster_url
 from runner.connect import open_store
 from runner.errors import RunNotFound
 from tests.chaos.services import OwnRedis
-from tests.conftest import ACKFLOW, ROOT, Processes, cli_env
 from tests.helpers.net import free_port
-from tests.helpers.processes import until_run
+from tests.helpers.processes import ACKFLOW, ROOT, Processes, cli_env, until_run
 
 EXIT_UNAVAILABLE, EXIT_NOT_FOUND, EXIT_LOST = 3, 5, 7
 REQUIRE = {"ACKFLOW_REQUIRE_DURABLE_STORE": "true"}
@@ -113,7 +112,7 @@ def test_runs_whose_state_vanished_while_active_are_reported_lost(
         [
             *ACKFLOW,
             "submit",
-            "tests.e2e.flows:slow_flow",
+            "tests.helpers.flows:slow_flow",
             "-i",
             "seconds=6",
             "--run-id",
@@ -168,6 +167,6 @@ def test_runs_whose_state_vanished_while_active_are_reported_lost(
 
 
 def _slow_flow():  # type: ignore[no-untyped-def]
-    from tests.e2e import flows
+    from tests.helpers import flows
 
     return flows.slow_flow

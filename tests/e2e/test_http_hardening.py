@@ -15,7 +15,7 @@ import pytest
 from runner.config import Config
 from runner.local import LocalRuntime
 from runner.ops.http.app import serve_local
-from tests.e2e import semantic_flows as sf
+from tests.helpers import semantic_flows as sf
 
 pytestmark = pytest.mark.services
 OPERATOR = "op-" + uuid.uuid4().hex

@@ -23,8 +23,8 @@ from runner.client import Client, RunInfo
 from runner.client.tokens import InvalidToken, make_token
 from runner.config import Config
 from runner.errors import AlreadyCompleted, CompletionRefused, RunNotFound
-from tests.conftest import ACKFLOW, ROOT, Processes, cli_env
-from tests.e2e import semantic_flows as sf
+from tests.helpers import semantic_flows as sf
+from tests.helpers.processes import ACKFLOW, ROOT, Processes, cli_env
 
 pytestmark = pytest.mark.services
 
@@ -96,7 +96,7 @@ def test_python_completion_after_engines_and_workers_die_while_waiting(
     procs: Processes, client: Client
 ) -> None:
     e1 = procs.engine()
-    w1 = procs.start("worker", "tests.e2e.semantic_flows")
+    w1 = procs.start("worker", "tests.helpers.semantic_flows")
     rid, token = start_waiting_run(procs, client)
     # Nothing holds the waiting task: kill everything, twice over, and bring it back.
     for victim in (e1, w1):
@@ -109,7 +109,7 @@ def test_python_completion_after_engines_and_workers_die_while_waiting(
     for victim in (e1, w1, e2):
         assert victim.wait(timeout=30) == -signal.SIGKILL, procs.logs()
     procs.engine()
-    procs.start("worker", "tests.e2e.semantic_flows")
+    procs.start("worker", "tests.helpers.semantic_flows")
     assert waiting(client, rid)
     assert client.complete(token, RESULT, wait_s=30) == "completed"
     finished(procs, client, rid)
@@ -120,7 +120,7 @@ def test_python_completion_after_engines_and_workers_die_while_waiting(
 
 def test_cli_completion_and_refusals(procs: Processes, client: Client, config: Config) -> None:
     procs.engine()
-    procs.start("worker", "tests.e2e.semantic_flows")
+    procs.start("worker", "tests.helpers.semantic_flows")
     rid, token = start_waiting_run(procs, client)
     history_before = len(client.history(rid))
     bad = procs.run("complete", token, "--result", '{"approved": true}')
@@ -160,7 +160,7 @@ def post(url: str, token: str | None, body: dict[str, Any]) -> tuple[int, dict[s
 def test_http_completion_through_a_serve_process(procs: Processes, client: Client) -> None:
     base = procs.serve()
     procs.engine()
-    procs.start("worker", "tests.e2e.semantic_flows")
+    procs.start("worker", "tests.helpers.semantic_flows")
     rid, token = start_waiting_run(procs, client)
     assert post(f"{base}/v1/complete", None, {"result": RESULT})[0] == 401
     code, body = post(f"{base}/v1/complete", token.replace("af1.", "af1.x"), {"result": RESULT})
@@ -179,7 +179,7 @@ def test_http_completion_through_a_serve_process(procs: Processes, client: Clien
 
 def test_failing_from_outside_fails_the_run(procs: Processes, client: Client) -> None:
     procs.engine()
-    procs.start("worker", "tests.e2e.semantic_flows")
+    procs.start("worker", "tests.helpers.semantic_flows")
     rid, token = start_waiting_run(procs, client)
     # The task retries once (a new attempt defers again, with the same token), then fails.
     assert client.fail(token, "approver is on holiday", error_type="Unavailable") == "failed"
@@ -199,7 +199,7 @@ def test_failing_from_outside_fails_the_run(procs: Processes, client: Client) ->
 
 def test_cancelled_run_refuses_completion(procs: Processes, client: Client) -> None:
     procs.engine()
-    procs.start("worker", "tests.e2e.semantic_flows")
+    procs.start("worker", "tests.helpers.semantic_flows")
     rid, token = start_waiting_run(procs, client)
     assert client.cancel(rid) == "CANCELLED"
     with pytest.raises(CompletionRefused, match="is CANCELLED"):
@@ -224,7 +224,7 @@ def test_waiting_timeout_fails_the_attempt_and_the_retry_waits_again(
     procs: Processes, client: Client
 ) -> None:
     procs.engine()
-    procs.start("worker", "tests.e2e.semantic_flows")
+    procs.start("worker", "tests.helpers.semantic_flows")
     log = key("log")
     rid = client.submit(sf.lazy_flow, {"user": "ann", "log": log, "wait_s": 0.5})
 
@@ -254,7 +254,7 @@ def test_local_mode_prints_the_token_and_is_completed_from_another_process(confi
     env.pop("ACKFLOW_SECRET")  # local mode makes its own
     log = key("log")
     run = subprocess.Popen(
-        [*ACKFLOW, "run", "tests.e2e.semantic_flows:lazy_flow", "-i", "user=ann", "-i", f"log={log}"],
+        [*ACKFLOW, "run", "tests.helpers.semantic_flows:lazy_flow", "-i", "user=ann", "-i", f"log={log}"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -306,7 +306,7 @@ def test_a_task_that_completes_itself_before_deferring_succeeds(procs: Processes
     """The token exists while the body runs: a completion sent before the task's defer() is
     recorded is accepted (not refused with "not WAITING") and is the attempt's result."""
     procs.engine()
-    procs.start("worker", "tests.e2e.semantic_flows")
+    procs.start("worker", "tests.helpers.semantic_flows")
     log = key("log")
     rid = client.submit(sf.early_flow, {"user": "ann", "log": log, "self_complete": True})
     info = procs.wait(client, rid, 60)
@@ -356,7 +356,7 @@ def test_local_mode_accepts_a_completion_sent_while_the_task_runs(config: Config
 
 def test_a_completion_no_engine_applies_in_time_is_accepted(procs: Processes, client: Client) -> None:
     engine = procs.engine()
-    procs.start("worker", "tests.e2e.semantic_flows")
+    procs.start("worker", "tests.helpers.semantic_flows")
     rid, token = start_waiting_run(procs, client)
     engine.terminate()  # from now on a completion is published, but no engine applies it (yet)
     engine.wait(30)

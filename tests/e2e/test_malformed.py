@@ -8,9 +8,9 @@ import pytest
 from runner.broker.kombu import KombuBroker
 from runner.client import Client
 from runner.config import Config
-from tests.conftest import Processes
-from tests.e2e import flows
-from tests.unit.test_delivery_errors import KILLERS
+from tests.helpers import flows
+from tests.helpers.processes import Processes
+from tests.helpers.wire import KILLERS
 
 pytestmark = pytest.mark.services
 

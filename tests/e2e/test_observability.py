@@ -21,9 +21,9 @@ from runner.config import Config, is_cluster_url
 from runner.connect import open_store
 from runner.ops.http.app import make_server
 from runner.store import keys
-from tests.conftest import Processes
-from tests.e2e import flows
+from tests.helpers import flows
 from tests.helpers.net import free_port
+from tests.helpers.processes import Processes
 
 pytestmark = pytest.mark.services
 
@@ -170,7 +170,7 @@ def test_json_logs_say_which_run_task_and_attempt_and_hide_passwords(
 ) -> None:
     env = {"ACKFLOW_LOG_LEVEL": "debug"}
     procs.start("--log-format", "json", "engine", env=env, name="engine")
-    procs.start("--log-format", "json", "worker", "tests.e2e.flows", env=env, name="worker")
+    procs.start("--log-format", "json", "worker", "tests.helpers.flows", env=env, name="worker")
     rid = client.submit(flows.failing_flow, {"x": 1}, run_id="logs-" + uuid.uuid4().hex[:8])
     assert procs.wait(client, rid).status == "FAILED"
     for p in procs.procs:  # graceful stop: each finishes (and logs) what it was doing

@@ -14,9 +14,8 @@ from runner.client import Client, HistoryEntry, RunInfo
 from runner.config import Config
 from runner.errors import RunStateError
 from runner.local import LocalRuntime
-from tests.conftest import Processes
-from tests.e2e import semantic_flows as sf
-from tests.helpers.processes import until_run
+from tests.helpers import semantic_flows as sf
+from tests.helpers.processes import Processes, until_run
 
 pytestmark = pytest.mark.services
 
@@ -67,7 +66,7 @@ def env(request: pytest.FixtureRequest, config: Config, monkeypatch: pytest.Monk
     procs: Processes = request.getfixturevalue("procs")
     client: Client = request.getfixturevalue("client")
     procs.engine(env=FAST_LEASES)
-    procs.start("worker", "tests.e2e.semantic_flows", "-c", "4", env=FAST_LEASES)
+    procs.start("worker", "tests.helpers.semantic_flows", "-c", "4", env=FAST_LEASES)
     yield Env("distributed", client, procs)
 
 
@@ -244,14 +243,14 @@ def test_a_queued_successor_of_a_failing_run_never_starts(
     monkeypatch.setenv("ACKFLOW_REDIS_URL", config.redis_url)
     log, gate = key("log"), key("gate")
     procs.engine()
-    procs.start("worker", "tests.e2e.semantic_flows", "-c", "1", "--max-long", "0")
+    procs.start("worker", "tests.helpers.semantic_flows", "-c", "1", "--max-long", "0")
     env = Env("distributed", client, procs)
     rid = client.submit(sf.queued_flow, {"log": log, "gate_key": gate})
 
     # Only now the worker of "other": q_src, then q_bad, must not run before hog holds the slot
     # (started together, the second worker could fail the run before the first took hog).
     env.until(rid, lambda: env.task_is(rid, "hog", "RUNNING"), "hog to hold the one-slot worker")
-    procs.start("worker", "tests.e2e.semantic_flows", "-Q", "other")
+    procs.start("worker", "tests.helpers.semantic_flows", "-Q", "other")
 
     def reverting() -> bool:
         info = client.status(rid) if env.task(rid, "q_bad") else None
@@ -392,7 +391,7 @@ def test_cancel_with_no_worker_online_skips_the_queued_tasks(
     assert client.pause(rid) == "PAUSED"
     assert client.resume(rid) == "RUNNING"
     assert client.cancel(rid, "changed my mind") == "CANCELLED"
-    procs.start("worker", "tests.e2e.semantic_flows", "-c", "2")  # finds step1's request queued
+    procs.start("worker", "tests.helpers.semantic_flows", "-c", "2")  # finds step1's request queued
 
     def skipped() -> bool:  # the worker took the request and found the run cancelled
         return f"skipping req:{rid}:step1:1: the run was cancelled" in procs.logs()
@@ -420,7 +419,7 @@ def test_finished_runs_expire_after_the_retention_active_runs_never(
 ) -> None:
     monkeypatch.setenv("ACKFLOW_REDIS_URL", config.redis_url)
     procs.engine(env={"ACKFLOW_RETENTION_S": "120"})
-    procs.start("worker", "tests.e2e.semantic_flows", "-c", "2")
+    procs.start("worker", "tests.helpers.semantic_flows", "-c", "2")
     gate = key("gate")
     done = client.submit(sf.retry_flow, {"fail_times": 0, "log": key("log")})
     active = client.submit(sf.deadline_flow, {"gate_key": gate})
@@ -535,17 +534,17 @@ def test_control_commands_and_progress_through_the_cli(
 ) -> None:
     import subprocess
 
-    from tests.conftest import ACKFLOW, ROOT, cli_env
+    from tests.helpers.processes import ACKFLOW, ROOT, cli_env
 
     monkeypatch.setenv("ACKFLOW_REDIS_URL", config.redis_url)
     procs.engine(env=FAST_LEASES)
-    procs.start("worker", "tests.e2e.semantic_flows", "-c", "2", env=FAST_LEASES)
+    procs.start("worker", "tests.helpers.semantic_flows", "-c", "2", env=FAST_LEASES)
     gate, log = key("gate"), key("log")
     waiting = subprocess.Popen(
         [
             *ACKFLOW,
             "submit",
-            "tests.e2e.semantic_flows:long_flow",
+            "tests.helpers.semantic_flows:long_flow",
             "-i",
             f"gate_key={gate}",
             "-i",

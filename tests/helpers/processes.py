@@ -111,7 +111,7 @@ class Processes:
         return self.start("engine", *args, env=env)
 
     def worker(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        return self.start("worker", "tests.e2e.flows", *args, env=env)
+        return self.start("worker", "tests.helpers.flows", *args, env=env)
 
     def run(
         self, *args: str, timeout_s: float = 120, env: dict[str, str] | None = None

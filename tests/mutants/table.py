@@ -332,7 +332,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "M30",
-        "workers/loop.py",
+        "workers/skip.py",
         "    if status == CANCELLED.encode():",
         "    if False:",
         "worker runs a request of a cancelled run",

@@ -78,13 +78,13 @@ def test_a_str_input_is_passed_as_typed_not_parsed_as_json() -> None:
         "n": 7,
         "t": "true",
     }
-    result = CliRunner().invoke(main, ["run", "tests.e2e.flows:echo_flow", "-i", "text=42"], env=NOWHERE)
+    result = CliRunner().invoke(main, ["run", "tests.helpers.flows:echo_flow", "-i", "text=42"], env=NOWHERE)
     assert result.exit_code == 0, result.output
     assert '"echoed": "42"' in result.output
 
 
 def test_run_of_a_failing_flow_exits_1() -> None:
-    result = CliRunner().invoke(main, ["run", "tests.e2e.flows:failing_flow", "-i", "x=1"], env=NOWHERE)
+    result = CliRunner().invoke(main, ["run", "tests.helpers.flows:failing_flow", "-i", "x=1"], env=NOWHERE)
     assert result.exit_code == 1
     assert "ValueError: boom 2" in result.output
 
@@ -93,10 +93,10 @@ def test_run_of_a_failing_flow_exits_1() -> None:
     "args,message",
     [
         (["run", "no.such.module:flow"], "cannot import module"),
-        (["run", "tests.e2e.flows:nope"], "has no attribute 'nope'"),
-        (["run", "tests.e2e.flows:inc"], "not a flow"),
-        (["run", "tests.e2e.flows"], "MODULE:FLOW"),
-        (["run", "tests.e2e.flows:chain10"], "requires 'v0'"),
+        (["run", "tests.helpers.flows:nope"], "has no attribute 'nope'"),
+        (["run", "tests.helpers.flows:inc"], "not a flow"),
+        (["run", "tests.helpers.flows"], "MODULE:FLOW"),
+        (["run", "tests.helpers.flows:chain10"], "requires 'v0'"),
         (["run", "runner.examples.demo:checkout", "-i", "order_idd=42"], "did you mean 'order_id'?"),
         (["run", "runner.examples.demo:checkout", "-i", "order_id=abc"], "input 'order_id' must be int"),
     ],

@@ -63,17 +63,17 @@ class Row:
 
 
 ROWS = {
-    "0 success": Row(["run", "tests.e2e.flows:chain10", "-q", "-i", "v0=1"], 0, "SUCCESS"),
-    "1 run failed": Row(["run", "tests.e2e.flows:failing_flow", "-q", "-i", "x=1"], 1, "boom 2"),
-    "2 invalid flow": Row(["run", "tests.e2e.flows:nope"], 2, "has no attribute 'nope'"),
+    "0 success": Row(["run", "tests.helpers.flows:chain10", "-q", "-i", "v0=1"], 0, "SUCCESS"),
+    "1 run failed": Row(["run", "tests.helpers.flows:failing_flow", "-q", "-i", "x=1"], 1, "boom 2"),
+    "2 invalid flow": Row(["run", "tests.helpers.flows:nope"], 2, "has no attribute 'nope'"),
     "2 input too big to encode": Row(
-        ["run", "tests.e2e.flows:chain10", "-q", "-i", f"v0={2**64 + 1}"], 2, "cannot encode"
+        ["run", "tests.helpers.flows:chain10", "-q", "-i", f"v0={2**64 + 1}"], 2, "cannot encode"
     ),
     "2 empty run id": Row(
-        ["submit", "tests.e2e.flows:chain10", "-i", "v0=1", "--run-id", ""], 2, "run id ''"
+        ["submit", "tests.helpers.flows:chain10", "-i", "v0=1", "--run-id", ""], 2, "run id ''"
     ),
     "2 bad run id": Row(
-        ["run", "tests.e2e.flows:chain10", "-i", "v0=1", "--run-id", "a b"], 2, "run id 'a b'"
+        ["run", "tests.helpers.flows:chain10", "-i", "v0=1", "--run-id", "a b"], 2, "run id 'a b'"
     ),
     "2 invalid run id from the client": Row(["status", "x"], 2, "must be 1-128", raises=InvalidRunId("a b")),
     "2 complete without ACKFLOW_SECRET": Row(
@@ -82,7 +82,7 @@ ROWS = {
     "2 fail without ACKFLOW_SECRET": Row(["fail", TOKEN, "--error", "no"], 2, "ACKFLOW_SECRET is not set"),
     "3 services unavailable": Row(["status", "some-run"], 3, "error:"),
     "4 wait timed out": Row(
-        ["submit", "tests.e2e.flows:chain10", "-i", "v0=1", "--wait", "--timeout", "1"],
+        ["submit", "tests.helpers.flows:chain10", "-i", "v0=1", "--wait", "--timeout", "1"],
         4,
         "still RUNNING",
         raises=WaitTimeout("run-1", 1, "RUNNING"),

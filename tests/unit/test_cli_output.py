@@ -17,7 +17,7 @@ from runner.broker import DeadLetter
 from runner.client import Client
 from runner.ops import cli
 from runner.ops.cli import common, dlq
-from tests.e2e.cli_flows import URL
+from tests.helpers.cli_flows import URL
 
 NOWHERE = {
     "ACKFLOW_BROKER_URL": "amqp://guest:guest@127.0.0.1:1//",
@@ -40,11 +40,11 @@ def assert_no_secret(result: Result) -> None:
 
 
 def test_a_local_run_shows_its_result_and_error_without_secrets() -> None:
-    ok = invoke("run", "tests.e2e.cli_flows:leak_flow", "-i", "x=1")
+    ok = invoke("run", "tests.helpers.cli_flows:leak_flow", "-i", "x=1")
     assert ok.exit_code == 0, ok.output
     assert '"tok": "af1.<token>"' in ok.output and '"url": "redis://:***@db:6379/0"' in ok.output
     assert_no_secret(ok)
-    failed = invoke("run", "tests.e2e.cli_flows:leak_error_flow", "-i", "x=1")
+    failed = invoke("run", "tests.helpers.cli_flows:leak_error_flow", "-i", "x=1")
     assert failed.exit_code == 1, failed.output
     assert "ValueError: cannot use af1.<token> on redis://:***@db:6379/0" in failed.output
     assert_no_secret(failed)
@@ -100,8 +100,8 @@ def test_an_unexpected_error_prints_a_scrubbed_traceback(monkeypatch: pytest.Mon
     "args",
     [
         ["--log-level", URL, "list"],  # an error of the group's own options
-        ["submit", "tests.e2e.flows:chain10", "--timeout", URL],  # of a command's
-        ["run", "tests.e2e.flows:chain10", "-i", URL],  # raised by the command itself
+        ["submit", "tests.helpers.flows:chain10", "--timeout", URL],  # of a command's
+        ["run", "tests.helpers.flows:chain10", "-i", URL],  # raised by the command itself
         ["status", URL, TOKEN],  # too many arguments
     ],
 )

@@ -1,7 +1,7 @@
 """Compensation order: a task is reverted only after every successor that ran has settled.
 
 Driven event by event on the in-memory store and transport, with the worker's own rule for
-which requests it skips (`workers.loop.skip_reason`), so every interleaving is exact.
+which requests it skips (`workers.skip.skip_reason`), so every interleaving is exact.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from runner.protocol import TaskRequest
 from runner.store import keys
 from tests.helpers.harness import Harness
 from workers.execute import not_started
-from workers.loop import skip_reason
+from workers.skip import skip_reason
 
 reg = Registry()
 
@@ -85,6 +85,21 @@ def q_bad() -> int:
 
 
 DIAMOND = flow.graph("diamond", src, left, right, join).compile(reg)
+
+
+@task(provides="ids", registry=reg)
+def mk() -> list[int]:
+    return [1, 2, 3]
+
+
+@task(provides="sq", registry=reg)
+def sq(n: int) -> int:
+    return n * n
+
+
+@task(provides="zc", registry=reg)
+def other() -> int:
+    return 2
 
 
 def reverted_order(h: Harness, run_id: str) -> list[str]:
@@ -247,11 +262,8 @@ def test_compensation_never_reverts_a_task_before_a_successor_that_ran(
 
 
 def test_a_map_element_skipped_while_its_run_failed_runs_again_on_retry() -> None:
-    from tests.unit.test_engine_cases import mk, other, sq
-    from tests.unit.test_engine_cases import reg as cases
-
     h = Harness()
-    fl = flow.graph("mapskip", mk, flow.map(sq, over="ids", provides="sqs", limit=1), other).compile(cases)
+    fl = flow.graph("mapskip", mk, flow.map(sq, over="ids", provides="sqs", limit=1), other).compile(reg)
     rid = h.client.submit(fl, {})
     h.pump()
     reqs = h.by_task()

@@ -10,7 +10,7 @@ from typing import Any
 from runner import protocol
 from runner.broker import DEAD_WATCH_QUEUE, H_COUNT, H_QUEUE, H_REASON, Outgoing, task_queue
 from runner.protocol import TaskRequest
-from tests.e2e import flows
+from tests.helpers import flows
 from tests.helpers.harness import CFG, Harness
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from runner.protocol import TaskRequest
 from runner.store import keys
-from tests.e2e import flows
+from tests.helpers import flows
 from tests.helpers.harness import Harness
 
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runner.decide.records import TaskState, history_entry, history_record
+from runner.decide.records import TaskProgress, TaskState, history_entry, history_record
 from runner.protocol import pack, unpack
 
 # Every key the engine has written, with a value of its stored type (a release's record).
@@ -104,3 +104,13 @@ def test_a_history_entry_round_trips_with_the_run_id_restored() -> None:
         "attempt": 1,
         "worker": "w",
     }
+
+
+def test_a_progress_record_is_the_map_earlier_workers_wrote() -> None:
+    """A worker of this release and a client of the last one (or the reverse) read each
+    other's progress: the stored map keeps the keys a, f, m, t."""
+    raw = TaskProgress(3, 0.4, "copied 400 of 1000 files", 1_700_000_000_000).encode()
+    assert unpack(raw) == {"a": 3, "f": 0.4, "m": "copied 400 of 1000 files", "t": 1_700_000_000_000}
+    old = pack({"a": 2, "f": 1, "m": "done", "t": 5})
+    assert TaskProgress.decode(old) == TaskProgress(2, 1.0, "done", 5)
+    assert TaskProgress.decode(pack({"a": 1, "f": 0.5})) == TaskProgress(1, 0.5, "", 0)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import msgpack
 import pytest
 
 from runner import flow, protocol, task
@@ -16,29 +15,10 @@ from runner.client import RunInfo
 from runner.config import Config
 from runner.define.tasks import Registry
 from runner.errors import PublishError
-from tests.e2e import flows
+from tests.helpers import flows
 from tests.helpers.harness import Harness
+from tests.helpers.wire import KILLERS
 from workers.loop import Worker
-
-REQUEST = {
-    "v": 1,
-    "kind": "task.request",
-    "id": "i",
-    "run": "r",
-    "task": "t",
-    "fn": "echo",
-    "attempt": 1,
-    "args": {},
-    "provides": [],
-    "at": 0,
-}
-# The bodies of the finding: each once killed every engine (and worker) that received it.
-KILLERS = [
-    (msgpack.packb({"v": 1, "kind": [1, 2]}), "field 'kind' has type list"),
-    (msgpack.packb({"v": 1, "kind": {"a": 1}}), "field 'kind' has type dict"),
-    (msgpack.packb({**REQUEST, "created": "abc"}), "field 'created' has type str"),
-    (msgpack.packb({**REQUEST, "created": [1]}), "field 'created' has type list"),
-]
 
 reg = Registry()
 

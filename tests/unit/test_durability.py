@@ -18,7 +18,7 @@ from runner.engine.durability import StoreGuard, judge, vanished_while_active
 from runner.errors import ConfigError, RunLost, RunNotFound, StoreNotDurable
 from runner.protocol import Event, TaskRequest
 from runner.store.memory import MemoryStore
-from tests.e2e import flows
+from tests.helpers import flows
 
 DURABLE = {"appendonly": "yes", "appendfsync": "always", "maxmemory-policy": "noeviction", "save": ""}
 THIS_MACHINE = {"appendonly": "no", "appendfsync": "everysec", "maxmemory-policy": "noeviction", "save": ""}

@@ -15,7 +15,7 @@ from runner.engine import Engine
 from runner.protocol import Event, TaskRequest
 from runner.store import Commit
 from runner.store.memory import MemoryStore
-from tests.e2e import flows
+from tests.helpers import flows
 from tests.helpers.harness import CFG, Harness
 
 

@@ -22,9 +22,9 @@ from runner.broker.local import LocalBroker
 from runner.config import Config
 from runner.define.tasks import Registry
 from runner.protocol import Event, TaskRequest
-from tests.e2e import flows
+from tests.helpers import flows
 from tests.helpers.harness import Harness
-from tests.unit.test_fuzz_protocol import FIELDS, values
+from tests.helpers.wire import FIELDS, values
 from workers.loop import Worker
 
 pytestmark = pytest.mark.fuzz

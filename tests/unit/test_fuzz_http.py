@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from runner.config import Config
 from runner.local import LocalRuntime
 from runner.ops.http.app import serve_local
-from tests.e2e import http_flows as hf
+from tests.helpers import http_flows as hf
 
 pytestmark = pytest.mark.fuzz
 OPERATOR = "op-" + uuid.uuid4().hex

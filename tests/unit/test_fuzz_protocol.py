@@ -18,28 +18,12 @@ from hypothesis import strategies as st
 from runner import protocol
 from runner.errors import DecodeError
 from runner.protocol import Event, Message, TaskRequest
+from tests.helpers.wire import FIELDS, keys, scalars, values
 
 pytestmark = pytest.mark.fuzz
 
-# --- arbitrary msgpack values --------------------------------------------------------------
+# --- maps shaped like messages (arbitrary values come from tests.helpers.wire) ----------------
 
-ints = st.integers(min_value=-(2**63), max_value=2**64 - 1)  # all msgpack can carry, both ends
-scalars = st.none() | st.booleans() | ints | st.floats() | st.text(max_size=20) | st.binary(max_size=20)
-keys = (
-    st.none()
-    | st.booleans()
-    | ints
-    | st.floats(allow_nan=False)
-    | st.text(max_size=10)
-    | st.binary(max_size=10)
-)
-values = st.recursive(
-    scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=4),
-    max_leaves=20,
-)
-FIELDS = ["v", "kind", "id", "run", "task", "fn", "attempt", "args", "provides", "unpack", "at", "mode"]
-FIELDS += ["result", "created", "body"]
 BODY_FIELDS = sorted(
     {n for kind in protocol._EVENT_BODY.values() for n in kind} | set(protocol._EVENT_OPTIONAL)
 )

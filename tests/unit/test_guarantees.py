@@ -18,7 +18,8 @@ from runner.engine import Engine
 from runner.protocol import Event, TaskRequest
 from runner.store import keys
 from tests.helpers.harness import CFG, Harness
-from workers.loop import Worker, skip_reason
+from workers.loop import Worker
+from workers.skip import skip_reason
 
 reg = Registry()
 

@@ -23,7 +23,7 @@ from runner.errors import AckflowError
 from runner.local import LocalRuntime
 from runner.ops.http import app as http_app
 from runner.protocol import Event
-from tests.e2e import http_flows as hf
+from tests.helpers import http_flows as hf
 
 OPERATOR = "op-" + uuid.uuid4().hex
 

@@ -3,7 +3,8 @@ function-level and TYPE_CHECKING ones included, and check the rules that hold to
 a new import breaking one fails here instead of in review.
 
 The units of the cycle check are runner's top-level modules and packages (``runner.store.redis``
-counts as ``store``).
+counts as ``store``). One rule is for the tests themselves: they share code through
+tests/helpers/ only.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ ROOM_MAY_IMPORT = {
 # The worker's own modules (not its CLI, which builds the adapters the command runs with):
 # the runner units they may import. Contracts, never a concrete store or broker, and nothing
 # of the operator surfaces.
-WORKER_MODULES = ("workers/loop.py", "workers/leases.py", "workers/execute.py")
+WORKER_MODULES = ("workers/loop.py", "workers/leases.py", "workers/execute.py", "workers/skip.py")
 ADAPTERS = [
     ["store", "redis"],
     ["store", "redis_cluster"],
@@ -139,6 +140,7 @@ KOMBU_ADAPTER = {
                 "runner/store/redis.py",
                 "runner/store/redis_cluster.py",
                 "runner/store/redis_errors.py",
+                "runner/store/redis_listings.py",
                 "runner/store/redis_replicas.py",
                 "runner/store/redis_watch.py",
             },
@@ -266,6 +268,20 @@ def test_no_import_cycles() -> None:
     assert not cycles, f"import cycles between runner's units: {cycles}"
 
 
+def test_no_import_cycles_between_modules() -> None:
+    """Nor between two modules of one unit (``client.client`` and ``client.completion`` were
+    one, ``define.flows`` and ``define.compile`` another); a package is its ``__init__``."""
+    graph: dict[str, set[str]] = {}
+    for i in all_imports():
+        src, dst = module_name(i.path), _module_of(i.target)
+        if not dst.startswith(("runner", "workers")) or dst == src:
+            continue
+        graph.setdefault(src, set()).add(dst)
+        graph.setdefault(dst, set())
+    cycles = [sorted(g) for g in strongly_connected(graph) if len(g) > 1]
+    assert not cycles, f"import cycles between modules: {cycles}"
+
+
 def test_the_cycle_check_sees_a_cycle() -> None:
     """The check above is only as good as Tarjan's algorithm here: a known cycle is found."""
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
@@ -389,7 +405,7 @@ def test_adapters_are_built_only_in_connect() -> None:
     built = {
         p.relative_to(ROOT).as_posix()
         for p in sources("runner", "workers")
-        for name in ("KombuBroker(", "RedisStore(", "MemoryStore(", "LocalHub(")
+        for name in ("KombuBroker(", "RedisStore(", "RedisClusterStore(", "MemoryStore(", "LocalHub(")
         if name in p.read_text().replace(f"class {name}", "")
     }
     assert built == {"runner/connect.py"}
@@ -403,4 +419,31 @@ def test_the_client_room_imports_no_engine_adapter_or_operator_surface() -> None
                 CONCRETE_ADAPTERS
             ):
                 bad.append(where(i))
+    assert not bad, bad
+
+
+def test_the_examples_use_only_what_a_user_would() -> None:
+    """runner/examples/ is written as users write flows: the public API, local mode, lazy tasks,
+    logging and the client; never the engine, the decisions, an adapter or an operator surface."""
+    allowed = {"runner", "local", "lazy", "logs", "client", "examples"}
+    bad = [
+        where(i)
+        for p in sources("runner/examples")
+        for i in imports_of(p)
+        if (unit_of_module(i.target) or "runner") not in allowed
+        or i.target.split(".")[0] in {"kombu", "amqp", "redis", "workers"}
+    ]
+    assert not bad, bad
+
+
+def test_no_test_module_imports_another_or_the_conftest() -> None:
+    """What tests share lives in tests/helpers/ (the kit), not in a test module that others
+    import, nor in conftest.py, which pytest imports on its own terms."""
+    bad = [
+        where(i)
+        for p in sources("tests")
+        for i in imports_of(p)
+        if i.target.startswith("tests.conftest")
+        or any(part.startswith("test_") for part in i.target.split(".")[1:3])
+    ]
     assert not bad, bad

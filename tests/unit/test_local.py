@@ -7,7 +7,7 @@ import pytest
 from runner import flow, task
 from runner.errors import MissingInputError, PayloadTooLargeError
 from runner.local import LocalRuntime
-from tests.e2e import flows
+from tests.helpers import flows
 
 CASES = [
     (flows.chain10, {"v0": 0}, {"v10": 10}),

@@ -11,7 +11,7 @@ from runner.client import Client
 from runner.engine import Engine
 from runner.errors import BrokerUnavailable
 from runner.store.memory import MemoryStore
-from tests.e2e import flows
+from tests.helpers import flows
 from tests.helpers.harness import CFG
 
 

@@ -7,7 +7,13 @@
 - `services`: engine, serve (alias dashboard), topology, bench.
 - `dlq`: the dead-letter queue.
 
-Nothing connects to a service before a subcommand runs, so ``--help`` always works.
+Nothing connects to a service before a subcommand runs, so ``--help`` always works: the
+commands import what they run (the engine, local mode, the HTTP app) inside themselves.
+
+May import what any operator surface may (see `runner.ops`): the client room, `runner.connect`
+for the store and broker a service command runs with, the engine and local mode (to run them),
+the define room (to load flows) and the shared leaves; never a concrete adapter
+(tests/unit/test_layers.py enforces it).
 
 Exit codes: 0 success (a waited-for run succeeded); 1 the run failed, was cancelled or
 reverted; 2 bad usage or an invalid flow/input; 3 a service (RabbitMQ, Redis) is

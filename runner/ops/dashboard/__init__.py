@@ -1,3 +1,11 @@
 """The web dashboard served by ``ackflow serve`` (and ``ackflow dashboard``): runs, each run's
 DAG and history, dead letters, and run control for operators. Server-rendered HTML and one
-stylesheet, shipped inside the package: no CDN, no build step."""
+stylesheet, shipped inside the package: no CDN, no build step.
+
+- `pages`: the HTML pages (runs, a run, dead letters) from what `Client` returns.
+- `svg`: a run's DAG as an inline SVG picture.
+
+May import the client room (and its `render`), the compiled specs (`runner.define.spec`), the
+shared leaves and the broker's contracts (`DeadLetters`); never a concrete store or broker,
+never the HTTP side that serves it (tests/unit/test_layers.py enforces the first).
+"""

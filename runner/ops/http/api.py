@@ -63,6 +63,7 @@ from runner.errors import (
     StoreUnavailable,
     WaitTimeout,
 )
+from runner.ops.dashboard import pages as dashboard
 from runner.ops.http.auth import SESSION_S, LoginLimiter, Sessions, check_operator_token
 from runner.ops.http.pool import POOL_SIZE, ClientPool
 
@@ -136,10 +137,10 @@ class Api:
     def _page(
         self, request: Request, code: int, body: str, title: str, refresh: bool = False
     ) -> HTMLResponse:
-        from runner.ops.dashboard.pages import layout
-
         flash = request.query_params.get("msg", "")
-        page = layout(title, body, self._operator(request), bool(self.operator_token), flash, refresh)
+        page = dashboard.layout(
+            title, body, self._operator(request), bool(self.operator_token), flash, refresh
+        )
         return HTMLResponse(
             page, code, headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
         )
@@ -191,13 +192,11 @@ class Api:
         )
 
     async def runs(self, request: Request) -> Response:
-        from runner.ops.dashboard import pages
-
         query = dict(request.query_params)
 
         def render(client: Client) -> Response:
             try:
-                body = pages.runs_page(client, query)
+                body = dashboard.runs_page(client, query)
             except (ValueError, OverflowError) as e:
                 return self._page(request, 400, f"<h1>Bad filter</h1><p>{escape(str(e))}</p>", "Bad filter")
             return self._page(request, 200, body, "Runs")
@@ -205,26 +204,22 @@ class Api:
         return await self._dashboard(request, render)
 
     async def run(self, request: Request) -> Response:
-        from runner.ops.dashboard import pages
-
         run_id = request.path_params["run_id"]  # percent-decoded
         operator = self._operator(request)
 
         def render(client: Client) -> Response:
             try:
-                body, info = pages.run_page(client, run_id, operator)
+                body, info = dashboard.run_page(client, run_id, operator)
             except RunNotFound:
-                return self._page(request, 404, pages.not_found(run_id), "No such run")
+                return self._page(request, 404, dashboard.not_found(run_id), "No such run")
             return self._page(request, 200, body, f"Run {run_id}", refresh=not info.done)
 
         return await self._dashboard(request, render)
 
     async def dlq(self, request: Request) -> Response:
-        from runner.ops.dashboard import pages
-
         operator = self._operator(request)
         return await self._dashboard(
-            request, lambda c: self._page(request, 200, pages.dlq_page(c, operator), "Dead letters")
+            request, lambda c: self._page(request, 200, dashboard.dlq_page(c, operator), "Dead letters")
         )
 
     async def not_found(self, request: Request, exc: Exception) -> Response:

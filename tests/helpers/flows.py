@@ -1,4 +1,4 @@
-"""Tasks and flows the end-to-end and chaos tests run (imported by workers as tests.e2e.flows)."""
+"""Tasks and flows the end-to-end and chaos tests run (imported by workers as tests.helpers.flows)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Tasks and flows for retries, timeouts, leases, compensation, joins and control.
 
-Workers import this module (``ackflow worker tests.e2e.semantic_flows``). Tasks that must wait
+Workers import this module (``ackflow worker tests.helpers.semantic_flows``). Tasks that must wait
 for the test block on a Redis *gate* (a list the test pushes to), so tests synchronise on
 events, never on sleeps; every wait is bounded.
 """

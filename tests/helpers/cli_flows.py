@@ -1,5 +1,5 @@
 """Flows whose results and errors hold secrets, for the CLI output tests (a worker imports this
-module as tests.e2e.cli_flows; local mode runs it in-process)."""
+module as tests.helpers.cli_flows; local mode runs it in-process)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,78 @@
+"""Which task requests a worker must not run: those of a cancelled or vanished run, of an
+attempt no longer current, and a failing run's requests not yet started. Checked in the task's
+thread just before the body would run, from the run's stored state (`skip_reason` decides,
+`superseded` reads the store and says what to report).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from runner import protocol
+from runner.decide.records import TaskState
+from runner.errors import StoreError
+from runner.protocol import Event, TaskRequest
+from runner.states import CANCELLED, FAILED, REVERTED, REVERTING, RUNNING, SCHEDULED
+from runner.store import Store, keys
+from workers.execute import not_started
+
+log = logging.getLogger("ackflow.worker")
+
+SCHEDULED_OR_RUNNING = (SCHEDULED, RUNNING)
+FAILING = (REVERTING, FAILED, REVERTED)  # a failed run's queued requests must not start
+
+
+def skip_reason(
+    req: TaskRequest, delivery_count: int, status: bytes | None, raw_state: bytes | None
+) -> tuple[str, bool]:
+    """Why a worker taking ``req`` must not run it ("" to run it), and whether to tell the
+    engine (the run is failing: the engine waits for the task to settle before it reverts
+    the task's predecessors, so it must learn the task ended without effect).
+
+    Skipped: a request of a cancelled or vanished run, of an attempt no longer current, and
+    the first delivery of a request whose run is failing (REVERTING, FAILED, REVERTED) — a
+    body started then could read inputs already reverted. A redelivery of such a request
+    runs: an earlier delivery may have started the body, and its result is then reverted.
+    """
+    if status is None:
+        return "the run no longer exists", False
+    if status == CANCELLED.encode():
+        return "the run was cancelled", False
+    st = TaskState.decode(raw_state) if raw_state is not None else None
+    if st is not None:
+        want = (REVERTING,) if req.mode == protocol.MODE_REVERT else SCHEDULED_OR_RUNNING
+        if st.attempt != req.attempt or st.status not in want:
+            return f"the task is {st.status} at attempt {st.attempt}", False
+    run_status = status.decode()
+    if (
+        req.mode == protocol.MODE_RUN
+        and run_status in FAILING
+        and st is not None
+        and st.status == SCHEDULED
+        and not delivery_count
+    ):
+        return f"the run is {run_status}", True
+    return "", False
+
+
+def superseded(
+    store: Store | None, req: TaskRequest, delivery_count: int, worker: str
+) -> Event | None | Literal[False]:
+    """Whether to skip the request (see `skip_reason`): None to run it, else what to
+    report — the not-started event of a failing run's request, or False for nothing.
+
+    One store read; without a store, or if it cannot answer, the task runs (its result is
+    fenced by the engine if it should not have).
+    """
+    if store is None:
+        return None
+    try:
+        got = store.read(req.run_id, {keys.META: ["status"], keys.TASKS: [req.task]})
+    except StoreError:
+        return None
+    reason, report = skip_reason(req, delivery_count, got[keys.META][0], got[keys.TASKS][0])
+    if not reason:
+        return None
+    log.info("skipping %s: %s", req.id, reason)
+    return not_started(req, worker, reason) if report else False
