@@ -43,7 +43,9 @@ TASK_TRANSITIONS: dict[str, frozenset[str]] = {
     PENDING: frozenset({SCHEDULED, SKIPPED}),
     # A result may overtake the worker's best-effort "started" event, so a scheduled task
     # can finish without ever being seen RUNNING.
-    SCHEDULED: frozenset({RUNNING, SUCCESS, FAILED, SKIPPED, WAITING}),
+    # A request that a worker took while its run was paused goes back, unstarted, to wait
+    # for the resume (PENDING).
+    SCHEDULED: frozenset({RUNNING, SUCCESS, FAILED, SKIPPED, WAITING, PENDING}),
     RUNNING: frozenset({SUCCESS, FAILED, WAITING}),
     WAITING: frozenset({SUCCESS, FAILED}),
     FAILED: frozenset({SCHEDULED}),  # retry: a new attempt

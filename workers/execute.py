@@ -62,12 +62,14 @@ def poison_failure(req: TaskRequest, worker: str, reason: str) -> Event:
     return _failed(req, worker, "PoisonMessage", reason)
 
 
-def not_started(req: TaskRequest, worker: str, reason: str) -> Event:
-    """The report of a request skipped because its run is failing: the attempt ends without
-    effect. It has the attempt's result id, so a result of the same attempt from another
-    delivery and this report can never both apply."""
+def not_started(req: TaskRequest, worker: str, reason: str, paused: bool = False) -> Event:
+    """The report of a request skipped because its run is failing or paused (``paused``):
+    the attempt ends without effect. It has the attempt's result id, so a result of the same
+    attempt from another delivery and this report can never both apply."""
     error = caps.cap_error({"type": NOT_STARTED, "message": f"not started: {reason}"})
-    body = {"worker": worker, "error": error, "not_started": True}
+    body: dict[str, object] = {"worker": worker, "error": error, "not_started": True}
+    if paused:
+        body["paused"] = True
     return _outcome(req, protocol.TASK_FAILED, protocol.result_id, body)
 
 

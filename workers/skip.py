@@ -13,7 +13,7 @@ from runner import protocol
 from runner.decide.records import TaskState
 from runner.errors import StoreError
 from runner.protocol import Event, TaskRequest
-from runner.states import CANCELLED, FAILED, REVERTED, REVERTING, RUNNING, SCHEDULED
+from runner.states import CANCELLED, FAILED, PAUSED, REVERTED, REVERTING, RUNNING, SCHEDULED
 from runner.store import Store, keys
 from workers.execute import not_started
 
@@ -21,19 +21,22 @@ log = logging.getLogger("ackflow.worker")
 
 SCHEDULED_OR_RUNNING = (SCHEDULED, RUNNING)
 FAILING = (REVERTING, FAILED, REVERTED)  # a failed run's queued requests must not start
+PAUSED_REASON = "the run is paused"
 
 
 def skip_reason(
     req: TaskRequest, delivery_count: int, status: bytes | None, raw_state: bytes | None
 ) -> tuple[str, bool]:
     """Why a worker taking ``req`` must not run it ("" to run it), and whether to tell the
-    engine (the run is failing: the engine waits for the task to settle before it reverts
-    the task's predecessors, so it must learn the task ended without effect).
+    engine (the run is paused: the engine holds the task until the resume; the run is
+    failing: the engine waits for the task to settle before it reverts the task's
+    predecessors, so it must learn the task ended without effect).
 
     Skipped: a request of a cancelled or vanished run, of an attempt no longer current, and
-    the first delivery of a request whose run is failing (REVERTING, FAILED, REVERTED) — a
-    body started then could read inputs already reverted. A redelivery of such a request
-    runs: an earlier delivery may have started the body, and its result is then reverted.
+    the first delivery of a request whose run is paused or failing (REVERTING, FAILED,
+    REVERTED) — a body started then could read inputs already reverted. A redelivery of such
+    a request runs: an earlier delivery may have started the body (its result is then
+    recorded, or reverted).
     """
     if status is None:
         return "the run no longer exists", False
@@ -45,6 +48,14 @@ def skip_reason(
         if st.attempt != req.attempt or st.status not in want:
             return f"the task is {st.status} at attempt {st.attempt}", False
     run_status = status.decode()
+    if (
+        req.mode == protocol.MODE_RUN
+        and run_status == PAUSED
+        and st is not None
+        and st.status == SCHEDULED
+        and not delivery_count
+    ):  # queued before the pause: the engine holds it until the resume
+        return PAUSED_REASON, True
     if (
         req.mode == protocol.MODE_RUN
         and run_status in FAILING
@@ -75,4 +86,4 @@ def superseded(
     if not reason:
         return None
     log.info("skipping %s: %s", req.id, reason)
-    return not_started(req, worker, reason) if report else False
+    return not_started(req, worker, reason, paused=reason == PAUSED_REASON) if report else False

@@ -94,8 +94,10 @@ def decide_retry(d: Draft) -> None:
         if st.status == states.FAILED:
             d.set_task(name, st.with_(retry_at_ms=None, free_attempts=st.attempt))
             progress.schedule(d, name, int(st.attempt) + 1, note="retry of the run")
-        elif st.status == states.PENDING and d.view.spec(name).preds and progress.join_ready(d, name):
-            progress.schedule(d, name, 1, note="retry of the run")
+        elif st.status == states.PENDING and (
+            st.attempt or (d.view.spec(name).preds and progress.join_ready(d, name))
+        ):  # ready (or returned unstarted by a pause) when the run failed: never run
+            progress.schedule(d, name, int(st.attempt) + 1, note="retry of the run")
         elif st.status == states.RUNNING and d.view.spec(name).map is not None:
             resume_map(d, name, st)
 
@@ -110,8 +112,8 @@ def resume_map(d: Draft, node: str, st: TaskState) -> None:
     active = sum(1 for x in names if d.state(x).status in states.TASK_ACTIVE)
     for x in names[:nxt]:
         xs = d.state(x)
-        if xs.status == states.PENDING:  # held when the run failed: never sent
-            progress.schedule(d, x, 1, note="retry of the run")
+        if xs.status == states.PENDING:  # held (or returned by a pause) when the run failed
+            progress.schedule(d, x, int(xs.attempt) + 1, note="retry of the run")
             active += 1
         elif xs.status == states.FAILED and (xs.retry_at_ms is not None or _not_started(xs)):
             # its retry timer found the run failed, or a worker skipped it: the run had failed

@@ -226,7 +226,8 @@ def decide_failed(d: Draft) -> None:
     if stale(d):
         return
     if d.event.body.get("not_started"):
-        progress.not_started(d, d.event.task, d.event.body["error"], d.event.body["worker"])
+        body = d.event.body
+        progress.not_started(d, d.event.task, body["error"], body["worker"], paused=bool(body.get("paused")))
         return
     progress.fail_attempt(d, d.event.task, d.event.body["error"], d.event.body["worker"])
 

@@ -345,6 +345,51 @@ def test_pause_holds_new_tasks_and_resume_releases_them(env: Env) -> None:
     assert [r[1] for r in runs] == ["RUNNING", "PAUSED", "RUNNING", "SUCCESS"]
 
 
+@pytest.fixture(params=["distributed", "local"])
+def one_slot(
+    request: pytest.FixtureRequest, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Env]:
+    """An `Env` whose worker runs one task at a time and takes no lease early: a second
+    request waits in the queue (the broker's, or local mode's) until the first ends."""
+    monkeypatch.setenv("ACKFLOW_REDIS_URL", config.redis_url)
+    if request.param == "local":
+        with LocalRuntime(config, concurrency=1) as rt:
+            yield Env("local", rt.client)
+        return
+    procs: Processes = request.getfixturevalue("procs")
+    procs.engine()
+    procs.start("worker", "tests.helpers.semantic_flows", "-c", "1", "--max-long", "0")
+    yield Env("distributed", request.getfixturevalue("client"), procs)
+
+
+def test_pause_holds_a_request_already_queued_and_resume_releases_it(one_slot: Env) -> None:
+    env, gate, log = one_slot, key("gate"), key("log")
+    rid = env.client.submit(sf.held_flow, {"items": [1, 2], "gate_key": gate, "log": log})
+
+    def states() -> list[str]:  # of the map's elements, from the history (status hides them)
+        last = {e.scope: e.new for e in env.history(rid) if e.scope.startswith("gated_record[")}
+        return sorted(last.values())
+
+    env.until(rid, lambda: states() == ["RUNNING", "SCHEDULED"], "one element to run, one queued")
+    assert env.client.pause(rid, "maintenance") == "PAUSED"
+    sf.open_gate(gate, times=2)
+
+    def returned() -> bool:
+        return any("returned unstarted" in e.extra.get("note", "") for e in env.history(rid))
+
+    env.until(rid, lambda: returned() and "SUCCESS" in states(), "the queued request to come back")
+    assert len(sf.recorded(log)) == 1  # the queued one did not run while paused
+    assert env.client.status(rid).status == "PAUSED"
+    assert states() == ["PENDING", "SUCCESS"]
+    assert env.client.resume(rid) == "RUNNING"
+    info = env.wait(rid)
+    assert info.status == "SUCCESS" and info.result == {"passed": [1, 2]}
+    assert sorted(sf.recorded(log)) == ["1", "2"]  # each body once
+    back = next(e for e in env.history(rid) if "returned unstarted" in e.extra.get("note", ""))
+    sent = [e.attempt for e in env.history(rid) if e.scope == back.scope and e.new == "SCHEDULED"]
+    assert sent == [back.attempt, back.attempt + 1]  # the report took the first attempt's id
+
+
 def test_cancel_reaches_a_running_task_through_its_heartbeats(env: Env) -> None:
     log = key("log")
     rid = env.client.submit(sf.cancel_flow, {"log": log})

@@ -358,6 +358,18 @@ def after_gate(g1: int) -> int:
 pause_flow = flow.linear("pause_flow", gated_step, after_gate)
 
 
+@task(provides="passed")
+def gated_record(item: int, gate_key: str, log: str) -> int:
+    """Waits for the gate, then records that it ran: a body that runs is seen."""
+    gate(gate_key)
+    record(log, str(item))
+    return item
+
+
+# Two elements on a worker of one slot: the second request waits in the queue.
+held_flow = flow.linear("held_flow", flow.map(gated_record, over="items", into="item", limit=0))
+
+
 # --- conditional edges -------------------------------------------------------------------
 
 

@@ -146,15 +146,22 @@ def _paused_and_limits(rid: str, history: list[Any], specs: dict[str, Any]) -> l
 
 def _attempts(rid: str, history: list[Any]) -> list[str]:
     """A result changes its task only at the attempt it reports (a stale attempt's result is
-    fenced: a note at most), and a task's attempt never goes back."""
+    fenced: a note at most) — or, having ended that attempt in the same commit, sends the
+    next one (a request handed back unstarted, its run resumed or retried meanwhile) — and
+    a task's attempt never goes back."""
     found = []
     last: dict[str, int] = {}
+    ended: set[tuple[str, str]] = set()  # (event, scope): the event ended the attempt it reports
     for h in history:
         if h.scope == "run" or h.old == h.new:
             continue
         parts = h.event.split(":")
         own = len(parts) == 4 and parts[0] in ("result", "reverted") and parts[2] == h.scope
-        if own and parts[3] != str(h.attempt):
+        if own and parts[3] == str(h.attempt):
+            ended.add((h.event, h.scope))
+        elif own and not (
+            (h.event, h.scope) in ended and h.new == "SCHEDULED" and h.attempt == int(parts[3]) + 1
+        ):
             found.append(f"{rid}: {h.scope} changed at attempt {h.attempt} by the result {h.event}")
         if h.attempt < last.get(h.scope, 0):
             found.append(f"{rid}: {h.scope} went back from attempt {last[h.scope]} to {h.attempt}")

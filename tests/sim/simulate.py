@@ -368,6 +368,7 @@ class Sim:
 
     def run(self) -> Outcome:
         workloads.EXECUTIONS.clear()
+        workloads.TRIES.clear()
         previous = protocol.set_wall_clock(self.world.clock.wall)
         try:
             return self._run()

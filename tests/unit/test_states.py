@@ -35,6 +35,7 @@ TASK_EDGES = {
     ("SCHEDULED", "FAILED"),
     ("SCHEDULED", "SKIPPED"),
     ("SCHEDULED", "WAITING"),
+    ("SCHEDULED", "PENDING"),  # its request came back unstarted: the run was paused
     ("RUNNING", "SUCCESS"),
     ("RUNNING", "FAILED"),
     ("RUNNING", "WAITING"),
