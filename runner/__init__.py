@@ -22,6 +22,7 @@ logs, metrics, faults, caps) and `connect`, the one place that builds a store or
 from runner.client import Client, HistoryEntry, RunInfo, TaskInfo
 from runner.config import Config
 from runner.define import flows as flow
+from runner.define.child import ChildRun, start_child
 from runner.define.context import TaskContext, current_task
 from runner.define.flows import Flow, FlowSpec
 from runner.define.retry import Retry
@@ -33,6 +34,7 @@ _install_moved_paths()  # the pre-1.0 module paths, deprecated (runner/moved.py)
 
 __all__ = [
     "AckflowError",
+    "ChildRun",
     "Client",
     "Config",
     "Flow",
@@ -45,5 +47,6 @@ __all__ = [
     "TaskInfo",
     "current_task",
     "flow",
+    "start_child",
     "task",
 ]

@@ -16,10 +16,13 @@ from typing import Any
 
 from runner import caps, protocol
 from runner.decide.records import NOT_STARTED
+from runner.define.child import ChildRun
+from runner.define.compile import compile_flow
 from runner.define.context import TaskContext, reset_current, set_current
 from runner.define.lazy import Deferred
+from runner.define.spec import FlowSpec, validate_inputs
 from runner.define.tasks import Registry
-from runner.errors import EncodeError, UnknownTaskError
+from runner.errors import EncodeError, PayloadTooLargeError, UnknownTaskError
 from runner.protocol import CREATED_FIELD, Event, TaskRequest
 
 
@@ -73,6 +76,19 @@ def not_started(req: TaskRequest, worker: str, reason: str, paused: bool = False
     return _outcome(req, protocol.TASK_FAILED, protocol.result_id, body)
 
 
+def child_body(child: ChildRun, registry: Registry, max_payload_bytes: int) -> dict[str, Any]:
+    """What the engine needs to start a child run: its compiled spec and checked inputs
+    (raises, failing the attempt, if the flow or its inputs are wrong or too large)."""
+    spec = child.flow if isinstance(child.flow, FlowSpec) else compile_flow(child.flow, registry)
+    inputs = dict(child.inputs)
+    validate_inputs(spec, inputs)
+    body = {"flow": spec.name, "spec": spec.to_data(), "inputs": inputs}
+    size = len(protocol.pack(body))
+    if size > max_payload_bytes:
+        raise PayloadTooLargeError(f"the child run of flow {spec.name!r}", size, max_payload_bytes)
+    return body
+
+
 def bind_outputs(req: TaskRequest, value: Any) -> dict[str, Any]:
     """Map a task's return value to its provided names."""
     if not req.provides:
@@ -112,6 +128,7 @@ def execute(
     token = set_current(ctx or TaskContext(req.run_id, req.task, req.attempt))
     try:
         deferred: Deferred | None = None
+        child: dict[str, Any] | None = None
         if req.mode == protocol.MODE_REVERT:
             task_def.fn(**_revert_kwargs(task_def.fn, req))
             values: dict[str, Any] = {}
@@ -119,6 +136,8 @@ def execute(
             value = task_def.fn(**req.args)
             if isinstance(value, Deferred):
                 deferred, values = value, {}
+            elif isinstance(value, ChildRun):
+                child, values = child_body(value, registry, max_payload_bytes), {}
             else:
                 values = bind_outputs(req, value)
     except Exception as e:  # noqa: BLE001 - the task's own failure: report it, keep serving
@@ -126,6 +145,9 @@ def execute(
     finally:
         reset_current(token)
     elapsed_ms = int((time.monotonic() - start) * 1000)
+    if child is not None:
+        waiting = {"worker": worker, "ms": elapsed_ms, "child": child}
+        return _outcome(req, protocol.TASK_WAITING, protocol.waiting_id, waiting)
     if deferred is not None:
         body: dict[str, Any] = {"worker": worker, "ms": elapsed_ms, "note": deferred.note}
         if deferred.timeout_s:

@@ -230,6 +230,7 @@ class Client:
                 progress,
                 st.retry_at_ms,
                 st.revert_error,
+                st.child,
             )
         for name in self.store.read_all(run_id, keys.SPEC):
             tasks.setdefault(name, TaskInfo(name, states.PENDING, 0))
@@ -242,6 +243,7 @@ class Client:
             result=unpack(meta["result"]) if "result" in meta else None,
             error=unpack(meta["error"]) if "error" in meta else None,
             tasks=dict(sorted(tasks.items())),
+            parent=_parent(meta.get("parent")),
         )
 
     def history(self, run_id: str, start: int = 0) -> list[HistoryEntry]:
@@ -369,3 +371,10 @@ class Client:
             self._broker.close()
             self._broker = None
         self.store.close()
+
+
+def _parent(raw: bytes | None) -> tuple[str, str, int] | None:
+    if not raw:
+        return None
+    run, task, attempt = unpack(raw)
+    return str(run), str(task), int(attempt)

@@ -25,6 +25,7 @@ class TaskInfo:
     progress: tuple[float, str] | None = None  # the running attempt's last report
     retry_at_ms: int | None = None  # FAILED, with another attempt due at this time
     revert_error: dict[str, Any] | None = None  # its revert handler failed
+    child: str | None = None  # the child run its last attempt started (`start_child`)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class RunInfo:
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     tasks: dict[str, TaskInfo] = field(default_factory=dict)
+    parent: tuple[str, str, int] | None = None  # a child run's (parent run, task, attempt)
 
     @property
     def done(self) -> bool:

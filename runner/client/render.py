@@ -112,6 +112,8 @@ def status_lines(info: RunInfo) -> list[str]:
         f"run {info.run_id}  flow {info.flow}  {info.status}",
         f"created {timestamp(info.created_ms)}  finished {timestamp(info.finished_ms)}",
     ]
+    if info.parent is not None:
+        lines.append(f"child of run {info.parent[0]} (task {info.parent[1]}, attempt {info.parent[2]})")
     for t in info.tasks.values():
         dur = f"{t.duration_ms} ms" if t.duration_ms is not None else ""
         if t.progress is not None:
@@ -123,6 +125,8 @@ def status_lines(info: RunInfo) -> list[str]:
             lines.append(f"      next attempt at {timestamp(t.retry_at_ms)}")
         if t.revert_error:
             lines.append(f"      revert failed: {t.revert_error['type']}: {t.revert_error['message']}")
+        if t.child:
+            lines.append(f"      child run {t.child}")
     return lines + _ending(info, traceback=True)
 
 
@@ -149,10 +153,18 @@ def run_dict(info: RunInfo) -> dict[str, Any]:
             "progress": list(t.progress) if t.progress else None,
             "retry_at_ms": t.retry_at_ms,
             "revert_error": t.revert_error,
+            "child": t.child,
         }
         for n, t in info.tasks.items()
     }
-    return {**summary_dict(info), "result": info.result, "error": info.error, "tasks": tasks}
+    parent = dict(zip(("run", "task", "attempt"), info.parent, strict=True)) if info.parent else None
+    return {
+        **summary_dict(info),
+        "result": info.result,
+        "error": info.error,
+        "parent": parent,
+        "tasks": tasks,
+    }
 
 
 def history_dict(entry: HistoryEntry) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from runner import protocol
-from runner.decide import control, events
+from runner.decide import children, control, events
 from runner.decide.draft import Draft
 from runner.decide.events import COMPLETABLE
 from runner.decide.records import NOT_STARTED, error_dict, history_entry
@@ -55,6 +55,7 @@ def decide(event: Event, view: View, rules: Rules) -> Commit:
         return events.decide_submit(event, view, rules)
     d = Draft(event, view, rules)
     HANDLERS[event.kind](d)
+    children.tell_parent(d)
     return d.commit()
 
 

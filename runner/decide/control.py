@@ -10,7 +10,7 @@ are recorded and schedule nothing, and the heartbeats of its long tasks report i
 from __future__ import annotations
 
 from runner import protocol, states
-from runner.decide import progress
+from runner.decide import children, progress
 from runner.decide.draft import Draft
 from runner.decide.records import NOT_STARTED, TaskState
 from runner.decide.view import Need
@@ -40,6 +40,8 @@ def decide_cancel(d: Draft) -> None:
         if st.status in (states.PENDING, states.SCHEDULED):
             d.set_task(name, st.with_(status=states.SKIPPED, finished_ms=d.at))
             d.hist(name, st.status, states.SKIPPED, int(st.attempt), note="run cancelled")
+        elif st.status == states.WAITING and st.child:
+            children.cancel_event(d, st.child, "its parent run was cancelled")
     d.set_meta_list("held", [])
     d.set_run(states.CANCELLED, **_who(d))
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from runner import protocol, states
-from runner.broker.base import task_queue
+from runner.broker.base import ENGINE_QUEUE, task_queue
 from runner.decide.records import RUN_MARK, TaskState, history_record
 from runner.decide.view import Rules, View
 from runner.protocol import Event, TaskRequest, pack, unpack
@@ -200,3 +200,8 @@ class Draft:
     def send(self, req: TaskRequest) -> None:
         """Put a task request in the outbox, to the task's queue."""
         self.outbox[req.id] = outbox_entry(task_queue(self.view.spec(req.task).queue), req)
+
+    def send_event(self, event: Event) -> None:
+        """Put an event for an engine (another run's: a child's submit, a parent's
+        completion, a cancel) in the outbox, to the engine queue."""
+        self.outbox[event.id] = outbox_entry(ENGINE_QUEUE, event)

@@ -5,12 +5,14 @@ means for the run, as functions of the draft ``d``. Run control is in `control`.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from runner import protocol, states
-from runner.decide import progress, revert
+from runner.decide import children, progress, revert
 from runner.decide.draft import WAIT_TIMER, Draft, status_of
 from runner.decide.view import Rules, View
+from runner.define.lazy import result_values
 from runner.define.spec import FlowSpec
 from runner.protocol import Event, pack
 from runner.store import keys
@@ -68,6 +70,9 @@ def decide_submit(event: Event, view: View, rules: Rules) -> Commit:
         "reverts": str(spec.reverts).encode(),
         "spec_id": flow.spec_id,
     }
+    parent = children.parent_of(event.body)
+    if parent is not None:
+        meta["parent"] = parent
     deadline = float(event.body.get("timeout_s") or 0)
     if deadline > 0:
         meta["deadline_s"] = repr(deadline).encode()
@@ -80,11 +85,12 @@ def decide_submit(event: Event, view: View, rules: Rules) -> Commit:
     for n, raw in flow.tasks.items():
         d.write(keys.SPEC, n, raw)
     d.set_data({k: pack(v) for k, v in inputs.items()})
-    d.set_run(states.RUNNING, flow=spec.name)
+    d.set_run(states.RUNNING, flow=spec.name, **({"note": _child_note(event.body)} if parent else {}))
     for name, t in spec.tasks.items():
         if not t.preds:
             progress.schedule(d, name, 1)
     d.flow = spec.name
+    children.tell_parent(d)  # a run can finish in its submit (a map over an empty list)
     return d.commit()
 
 
@@ -187,13 +193,29 @@ def decide_waiting(d: Draft) -> None:
     worker = e.body["worker"]
     old = progress.implied_start(d, e.task, st, worker)
     states.check_task(old, states.WAITING)
-    new = progress.end_attempt(d, e.task, st, status=states.WAITING, waiting_ms=d.at, worker=worker)
+    child = None
+    if "child" in e.body:
+        try:
+            child = children.submit_event(d, e.body["child"])
+        except (KeyError, TypeError, ValueError, AttributeError) as err:  # a worker's malformed child
+            progress.fail_attempt(
+                d,
+                e.task,
+                {"type": "InvalidChildRun", "message": f"the child run cannot start: {err!r}"},
+                worker,
+            )
+            return
+    new = progress.end_attempt(
+        d, e.task, st, status=states.WAITING, waiting_ms=d.at, worker=worker, child=child
+    )
     limit = float(e.body.get("timeout_s") or d.view.spec(e.task).timeout_s or 0)
     if limit:
         new = new.with_(wait_limit_s=limit)
         d.timer(protocol.TIMER_TIMEOUT, d.now + int(limit * 1000), e.task, e.attempt, WAIT_TIMER)
     d.set_task(e.task, new)
     note = "waiting for an outside completion" + (f": {e.body['note']}" if e.body.get("note") else "")
+    if child is not None:
+        note = f"waiting for its child run {child}"
     d.hist(e.task, old, states.WAITING, e.attempt, worker=worker, note=note)
 
 
@@ -215,6 +237,18 @@ def decide_complete(d: Draft) -> None:
     if stale(d):
         return
     by = f"outside:{e.body['by']}"
+    if "child" in e.body:
+        by = str(e.body["by"])
+        if "child_result" in e.body:
+            spec = d.view.spec(e.task)
+            try:
+                values = result_values(spec.provides, spec.unpack, e.body["child_result"])
+            except ValueError as err:
+                error = {"type": children.CHILD_ERROR, "message": f"child run {e.body['child']}: {err}"}
+                progress.fail_attempt(d, e.task, error, by)
+                return
+            progress.succeed(d, e.task, values, by, note=f"child run {e.body['child']} succeeded")
+            return
     if "error" in e.body:
         progress.fail_attempt(d, e.task, dict(e.body["error"]), by)
     else:
@@ -298,6 +332,8 @@ def decide_timer(d: Draft) -> None:
             return
         if st.status == states.WAITING:
             msg = f"attempt {e.attempt} was not completed within {float(st.wait_limit_s or 0):g} s"
+            if st.child:
+                children.cancel_event(d, st.child, f"its parent's task {e.task} stopped waiting: {msg}")
         else:
             msg = f"attempt {e.attempt} did not finish within {d.view.spec(e.task).timeout_s:g} s"
         progress.fail_attempt(d, e.task, {"type": "TaskTimeout", "message": msg, "types": ["TaskTimeout"]})
@@ -334,3 +370,8 @@ def revert_lease_timer(d: Draft) -> None:
         d.timer(protocol.TIMER_LEASE, int(until), e.task, e.attempt, until)
         return
     revert.revert_lease_expired(d, e.task)
+
+
+def _child_note(body: Mapping[str, Any]) -> str:
+    p = body["parent"]
+    return f"child of run {p['run']} (task {p['task']}, attempt {p['attempt']})"

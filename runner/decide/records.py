@@ -59,6 +59,7 @@ class TaskState(NamedTuple):
     fresh: Annotated[bool | None, "fresh"] = None
     # a revert handler sent again because its worker's lease expired: how many times
     revert_sends: Annotated[int | None, "rs"] = None
+    child: Annotated[str | None, "ch"] = None  # the child run its last attempt started
     # keys this release does not know (written by a newer one): kept as they were; last
     other: Mapping[str, Any] = _NO_OTHER
 

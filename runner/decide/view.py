@@ -30,6 +30,7 @@ META_FIELDS = (
     "deadline_s",
     "deadline_timer",
     "spec_id",
+    "parent",
 )
 NOT_TAKEN = "\x1eno"  # joins field suffix: how many incoming edges were not taken
 

@@ -390,6 +390,33 @@ def test_pause_holds_a_request_already_queued_and_resume_releases_it(one_slot: E
     assert sent == [back.attempt, back.attempt + 1]  # the report took the first attempt's id
 
 
+def test_a_child_runs_result_is_its_parent_tasks_result(env: Env) -> None:
+    rid = env.client.submit(sf.parent_flow, {"numbers": [1, 2, 3]})
+    info = env.wait(rid)
+    assert info.status == "SUCCESS" and info.result == {"report": "total 6"}, info
+    child = info.tasks["start_summing"].child
+    assert child is not None
+    kid = env.client.status(child)
+    assert kid.status == "SUCCESS" and kid.result == {"child_total": 6}
+    assert kid.parent == (rid, "start_summing", 1)
+    notes = [e.extra.get("note", "") for e in env.history(rid) if e.scope == "start_summing"]
+    assert f"waiting for its child run {child}" in notes
+
+
+def test_cancelling_a_parent_cancels_its_child(env: Env) -> None:
+    gate = key("gate")
+    rid = env.client.submit(sf.parent_flow, {"numbers": [1], "gate_key": gate})
+    env.until(rid, lambda: env.task_is(rid, "start_summing", "WAITING"), "the child run to start")
+    child = env.client.status(rid).tasks["start_summing"].child
+    assert child is not None
+    env.until(child, lambda: env.task_is(child, "child_sum", "RUNNING"), "the child's task to run")
+    assert env.client.cancel(rid, "not needed") == "CANCELLED"
+    kid = env.wait(child)
+    assert kid.status == "CANCELLED"
+    sf.open_gate(gate)  # the child's task ends; its result changes nothing
+    assert env.client.status(rid).status == "CANCELLED"
+
+
 def test_cancel_reaches_a_running_task_through_its_heartbeats(env: Env) -> None:
     log = key("log")
     rid = env.client.submit(sf.cancel_flow, {"log": log})

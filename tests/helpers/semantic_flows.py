@@ -493,3 +493,33 @@ def answers_early(req: dict[str, str], log: str, gate_key: str = "", self_comple
 
 
 early_flow = flow.linear("early_flow", open_request, answers_early, act_on)
+
+
+# --- child runs ----------------------------------------------------------------------------
+
+
+@task(provides="child_total")
+def child_sum(numbers: list[int], gate_key: str = "") -> int:
+    """A child flow's task; waits for the test's gate when given one."""
+    if gate_key:
+        gate(gate_key)
+    return sum(numbers)
+
+
+child_flow = flow.linear("child_flow", child_sum)
+
+
+@task(provides="summed")
+def start_summing(numbers: list[int], gate_key: str = "") -> Any:
+    """Starts the child run and returns at once: the task waits holding no thread."""
+    from runner import start_child
+
+    return start_child(child_flow, {"numbers": numbers, **({"gate_key": gate_key} if gate_key else {})})
+
+
+@task(provides="report")
+def report_sum(summed: dict[str, int]) -> str:
+    return f"total {summed['child_total']}"
+
+
+parent_flow = flow.linear("parent_flow", start_summing, report_sum)
