@@ -145,6 +145,19 @@ def test_a_deeply_nested_result_renders_a_small_page(rt: LocalRuntime) -> None:
     assert "bytes more" in page.decode() or "…" in page.decode()
 
 
+def test_nesting_past_the_depth_cap_is_shown_as_an_ellipsis() -> None:
+    """The size cap alone would still build (and recurse through) the whole nested value: the
+    rendering stops at `MAX_DEPTH` levels, whatever the depth of the value."""
+    from runner.client import render
+
+    x: object = "leaf"
+    for _ in range(render.MAX_DEPTH + 60):
+        x = {"k": [x]}
+    shown = render.show(x)
+    assert "leaf" not in shown and '"…"' in shown
+    assert shown.count("[") + shown.count("{") == render.MAX_DEPTH
+
+
 def test_a_large_result_is_cut_with_what_was_left_out(rt: LocalRuntime) -> None:
     rt.run(hf.echo_flow, {"x": "a" * 500_000}, run_id="long-result", timeout_s=60)
     code, _, page = request(rt, "GET", "/runs/long-result")
