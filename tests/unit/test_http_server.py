@@ -131,6 +131,39 @@ def test_clients_that_never_read_a_large_page_do_not_stall_the_dashboard(rt: Loc
             s.close()
 
 
+def test_a_client_that_stops_reading_is_dropped_after_the_write_timeout(
+    rt: LocalRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uvicorn holds no thread for a client that does not read, but it holds the answers it
+    could not send: the write deadline drops such a client (M1, L12)."""
+    from runner.ops.http import server as http_server
+
+    rt.run(hf.echo_flow, {"x": '"' * 900_000}, run_id="big-w", timeout_s=60)
+    monkeypatch.setattr(http_app, "WRITE_TIMEOUT_S", 1.0)
+    server = http_app.make_server("127.0.0.1", 0, rt.client_factory, rt.config.max_payload_bytes)
+    server.start()
+    dropped: dict[object, threading.Event] = {}
+    lost = http_server._Protocol.connection_lost
+
+    def watched(self: http_server._Protocol, exc: Exception | None) -> None:
+        dropped.setdefault(tuple(self.client or ()), threading.Event()).set()
+        lost(self, exc)
+
+    monkeypatch.setattr(http_server._Protocol, "connection_lost", watched)
+    url = urlsplit(server.url)
+    s = socket.socket()
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect((url.hostname, url.port))
+        me = s.getsockname()[:2]
+        page = b"GET /runs/big-w HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        s.sendall(page * 400)  # pipelined: far more than the kernel's buffers take (tens of MB)
+        assert dropped.setdefault(me, threading.Event()).wait(20), "a client that reads nothing is kept"
+    finally:
+        s.close()
+        server.shutdown()
+
+
 # --- M2: result rendering ----------------------------------------------------------------------
 
 
