@@ -327,6 +327,26 @@ def test_dead_letter_ids_are_quoted_in_their_replay_forms() -> None:
     assert 'action="/dlq/..%2Fruns%2Fvictim-1%2Fcancel%3F%23/replay"' in html
 
 
+def test_a_dead_letter_whose_id_holds_url_syntax_is_replayed_from_the_dashboard(rt: LocalRuntime) -> None:
+    """The id travels percent-encoded whole and is read from the raw path, decoded once: an id
+    with '/', '?', '#' or '%' replays that dead letter, no other action (L5)."""
+    from urllib.parse import parse_qs, quote
+
+    from runner.ops.dashboard import pages
+
+    bad_id = "../runs/victim-1/cancel?#%41/replay"
+    rt.client.broker.publish([Outgoing(ENGINE_QUEUE, bad_id, b"\xc1")])
+    rt.run(hf.echo_flow, {"x": 1}, timeout_s=30)  # the one engine took the bad message first
+    [dl] = [d for d in rt.client.broker.list_dead() if d.id == bad_id]
+    [action] = re.findall(r'action="([^"]+/replay)"', pages.dlq_rows([dl], operator=True))
+    assert action == f"/dlq/{quote(bad_id, safe='')}/replay"
+    cookie = login(rt)[1]["Set-Cookie"].split(";")[0]
+    code, headers, _ = request(rt, "POST", action, b"", {"Cookie": cookie})
+    assert code == 303, headers
+    [msg] = parse_qs(urlsplit(headers["Location"]).query)["msg"]
+    assert msg == f"replayed {bad_id} to {ENGINE_QUEUE}"
+
+
 # --- L6: completion tokens ---------------------------------------------------------------------
 
 
