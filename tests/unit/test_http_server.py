@@ -283,6 +283,18 @@ def test_wrong_logins_back_off_and_the_right_token_waits_too(rt: LocalRuntime) -
     assert code == 429 and int(headers["Retry-After"]) >= 1 and "Set-Cookie" not in headers
 
 
+def test_wrong_logins_from_many_clients_make_every_login_wait() -> None:
+    """A guesser spread over many addresses meets the overall limit (L2: per client and overall)."""
+    from runner.ops.http.auth import LoginLimiter
+
+    limiter = LoginLimiter()
+    for i in range(LoginLimiter.GLOBAL_FAILURES - 1):
+        limiter.failed(f"10.0.{i // 250}.{i % 250}")
+    assert limiter.wait_s("192.0.2.1") == 0  # each client alone is under its own limit
+    limiter.failed("10.9.9.9")
+    assert limiter.wait_s("192.0.2.1") > 0
+
+
 def test_a_short_operator_token_is_refused_at_start() -> None:
     with LocalRuntime(Config(operator_token="short-token")) as runtime:
         with pytest.raises(AckflowError, match="at least 16"):
