@@ -47,3 +47,39 @@ def test_messages_that_killed_consumers_are_dead_lettered_and_both_keep_serving(
         procs.assert_alive()
     finally:
         raw.close()
+
+
+def test_dead_letters_with_forged_broker_headers_cost_no_engine(
+    procs: Processes, client: Client, config: Config
+) -> None:
+    """Every message on the dead queue's routing key is copied to dead.watch, which engines
+    read: headers forged by a publisher (x-death that is no list of maps, a count that is
+    text) once raised out of the engine, and each engine the copy went to next died too."""
+    import msgpack
+
+    from runner.broker import Outgoing
+    from tests.unit.test_delivery_errors import REQUEST
+
+    engine = procs.engine()
+    procs.worker("-c", "1")
+    raw = KombuBroker(config)
+    physical = f"{config.prefix}.task.default"
+    try:
+        first = client.submit(flows.chain(2), {"v0": 0})
+        assert procs.wait(client, first).result == {"v2": 2}  # the engine consumes (dead.watch too)
+        body = msgpack.packb(REQUEST)
+        raw.publish(
+            [
+                Outgoing("dead", "forged-garbage", body, {"x-death": "garbage"}),
+                Outgoing("dead", "forged-count", body, {"x-death": [{"queue": physical, "count": "many"}]}),
+            ]
+        )
+        # dead.watch is first in, first out: once the second copy is read, so was the first
+        procs.until_logged(engine, "task request forged-count was dead-lettered by the broker")
+        rid = client.submit(flows.chain(2), {"v0": 5})
+        assert procs.wait(client, rid).result == {"v2": 7}
+        assert engine.poll() is None, procs.logs()
+        listed = procs.run("dlq", "list")
+        assert listed.returncode == 0 and "forged-garbage" in listed.stdout, listed
+    finally:
+        raw.close()
