@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner.broker.base import H_COUNT, H_QUEUE, H_REASON, DeadLetter, Outgoing
+from runner.broker.base import H_COUNT, H_QUEUE, H_REASON, DeadLetter, Outgoing, header_count
 
 
 def from_headers(
@@ -22,20 +22,15 @@ def from_headers(
     physical queue names RabbitMQ records (``<prefix>.engine`` -> ``engine``)."""
     h = headers
     if H_REASON in h:
-        reason, queue, count = str(h[H_REASON]), str(h.get(H_QUEUE, "?")), _count(h.get(H_COUNT))
+        reason, queue, count = str(h[H_REASON]), str(h.get(H_QUEUE, "?")), header_count(h.get(H_COUNT))
     else:  # dead-lettered by RabbitMQ itself (delivery limit): read x-death
         deaths = h.get("x-death")
         first = deaths[0] if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict) else {}
         reason = f"broker: {first.get('reason', 'unknown')}"
         physical = str(h.get("x-first-death-queue") or first.get("queue", "?"))
         queue = physical[len(prefix) :] if prefix and physical.startswith(prefix) else physical
-        count = _count(h.get("x-delivery-count")) or _count(first.get("count"))
+        count = header_count(h.get("x-delivery-count")) or header_count(first.get("count"))
     return DeadLetter(message_id or "?", reason, queue, count, body, dict(h))
-
-
-def _count(value: Any) -> int:
-    """A delivery count from a header: a non-negative int, else 0 (unknown)."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def replay_message(dl: DeadLetter) -> Outgoing:

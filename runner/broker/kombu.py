@@ -48,6 +48,7 @@ from runner.broker.base import (
     H_REASON,
     Delivery,
     Outgoing,
+    header_count,
 )
 from runner.broker.kombu_admin import KombuAdmin
 from runner.broker.kombu_errors import CONN_ERRORS as _CONN_ERRORS
@@ -322,7 +323,7 @@ class KombuBroker(KombuAdmin):
             content_type=props.get("content_type") or "",
             message_id=props.get("message_id"),
             redelivered=bool(info.get("redelivered")),
-            delivery_count=int(headers.get("x-delivery-count") or 0),
+            delivery_count=header_count(headers.get("x-delivery-count")),
             headers=headers,
             handle=(self._epoch, info["delivery_tag"]),
         )

@@ -83,3 +83,42 @@ def test_dead_letters_with_forged_broker_headers_cost_no_engine(
         assert listed.returncode == 0 and "forged-garbage" in listed.stdout, listed
     finally:
         raw.close()
+
+
+@pytest.mark.parametrize("queue_type", ["quorum", "classic"])
+def test_a_forged_delivery_count_header_costs_no_consumer(
+    procs: Processes, client: Client, config: Config, queue_type: str
+) -> None:
+    """``x-delivery-count`` is RabbitMQ's on a redelivery from a quorum queue, but a publisher
+    can set it on the first delivery (and on a classic queue, always): any value, not only an
+    int, reaches the consumer, which must settle the message and keep serving."""
+    env = {"ACKFLOW_QUEUE_TYPE": queue_type}
+    cfg = config.with_(queue_type=queue_type)
+    engine = procs.engine(env=env)
+    worker = procs.worker("-c", "1", env=env)
+    raw = KombuBroker(cfg)
+    try:
+        raw.declare(["task.default"])
+        from runner.broker import Outgoing
+
+        for queue in ("engine", "task.default"):
+            raw.publish(
+                [
+                    Outgoing(queue, f"forged-{queue}-{i}", b"\xc1", {"x-delivery-count": v})
+                    for i, v in enumerate(["abc", [1], -5, 2**40])
+                ]
+            )
+        c = Client.from_config(cfg)
+        try:
+            rid = c.submit(flows.chain(2), {"v0": 0})
+            assert procs.wait(c, rid).result == {"v2": 2}, procs.logs()
+        finally:
+            c.close()
+        assert engine.poll() is None and worker.poll() is None, procs.logs()
+        dead = []
+        while (d := raw.get("dead")) is not None:
+            dead.append(str(d.message_id))
+            raw.ack(d)
+        assert sorted(dead) == sorted(f"forged-{q}-{i}" for q in ("engine", "task.default") for i in range(4))
+    finally:
+        raw.close()
