@@ -198,6 +198,21 @@ def test_a_large_result_is_cut_with_what_was_left_out(rt: LocalRuntime) -> None:
     assert re.search(r"… [\d,]+ bytes more", page.decode())
 
 
+def test_a_long_history_shows_its_newest_rows_and_says_how_many_are_left_out(rt: LocalRuntime) -> None:
+    """A run page renders at most `MAX_HISTORY` history rows (M1: cap what a page renders)."""
+    from runner.ops.dashboard import pages
+    from tests.e2e import flows
+
+    rid = rt.client.submit(flows.chain(400), {"v0": 0})
+    assert rt.client.wait(rid, 120).status == "SUCCESS"
+    total = len(rt.client.history(rid))
+    assert total > pages.MAX_HISTORY
+    code, _, page = request(rt, "GET", f"/runs/{rid}")
+    assert code == 200
+    assert f"{total - pages.MAX_HISTORY} earlier entries not shown" in page.decode()
+    assert page.decode().count("<tr") < pages.MAX_HISTORY + 450  # the history's rows, the tasks'
+
+
 # --- M3: 202 accepted ------------------------------------------------------------------------
 
 
