@@ -192,6 +192,7 @@ class StoreGuard:
         current = self._store.epoch(_new_epoch())
         if current == self._epoch:
             return False
+        metrics.STORE_DATA_LOSSES.inc()  # before the log line: whoever reads the line sees the count
         log.error(
             "Redis lost its data: the deployment epoch %s is gone (now %s) — a FLUSHDB/FLUSHALL, "
             "a restart without persistence, or a failover to an empty replica. Every run that "
@@ -200,7 +201,6 @@ class StoreGuard:
             current,
             (self.verdict.describe() if self.verdict is not None else ""),
         )
-        metrics.STORE_DATA_LOSSES.inc()
         self._epoch = current
         return True
 

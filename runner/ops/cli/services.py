@@ -62,9 +62,14 @@ def engine(ctx: click.Context, prefetch: int | None, burst: bool, metrics_port: 
     help="A host name browsers may reach the dashboard by (repeatable; also ACKFLOW_ALLOWED_HOSTS, "
     "comma-separated); 127.0.0.1, localhost, [::1] and --host always are.",
 )
+@click.option(
+    "--metrics-port", type=int, help="Expose Prometheus metrics on this port (/metrics): Redis's durability."
+)
 @click.pass_context
 @handle_errors
-def serve(ctx: click.Context, host: str, port: int, allow_hosts: tuple[str, ...]) -> None:
+def serve(
+    ctx: click.Context, host: str, port: int, allow_hosts: tuple[str, ...], metrics_port: int | None
+) -> None:
     """Serve the dashboard and the lazy-task completion endpoint (see README).
 
     Dashboard at /runs (read-only unless ACKFLOW_OPERATOR_TOKEN is set); POST /v1/complete
@@ -80,6 +85,10 @@ def serve(ctx: click.Context, host: str, port: int, allow_hosts: tuple[str, ...]
     except BaseException:
         store.close()
         raise
+    if metrics_port:
+        from runner import metrics
+
+        metrics.serve(metrics_port)
     env_hosts = [h for h in os.environ.get("ACKFLOW_ALLOWED_HOSTS", "").split(",") if h.strip()]
     server = make_server(
         host,
