@@ -150,6 +150,9 @@ class KombuBroker(KombuAdmin):
         try:
             conn.ensure_connection(max_retries=0)  # one try: the caller goes on to the next host
             self._chan = conn.channel()
+            # Bodies as sent: py-amqp would decode them to text by their content_encoding, a
+            # property any publisher sets (a codec yielding lone surrogates broke the consumer)
+            self._chan.auto_decode = False
             self._publisher.open(conn)
             self._epoch += 1
             self._tags.clear()
@@ -318,7 +321,7 @@ class KombuBroker(KombuAdmin):
         info, props = msg.delivery_info, msg.properties
         headers = dict(props.get("application_headers") or {})
         return Delivery(
-            body=msg.body if isinstance(msg.body, bytes) else bytes(msg.body, "utf-8"),
+            body=msg.body if isinstance(msg.body, bytes) else str(msg.body).encode("utf-8", "surrogatepass"),
             queue=queue,
             content_type=props.get("content_type") or "",
             message_id=props.get("message_id"),

@@ -122,3 +122,49 @@ def test_a_forged_delivery_count_header_costs_no_consumer(
         assert sorted(dead) == sorted(f"forged-{q}-{i}" for q in ("engine", "task.default") for i in range(4))
     finally:
         raw.close()
+
+
+ENCODINGS, SENT = ("unicode_escape", "utf-16", "latin-1"), (b"\\ud800", b"\x00\xd8", b"\xc1\xe9")
+
+
+def test_a_body_with_an_odd_content_encoding_costs_no_consumer(
+    procs: Processes, client: Client, config: Config
+) -> None:
+    """py-amqp decodes a body to text by its ``content_encoding`` property, which a publisher
+    sets: a codec that yields lone surrogates (unicode_escape of ``\\ud800``) once made the
+    adapter's conversion back to bytes raise in the consumer."""
+    import amqp
+
+    engine = procs.engine()
+    worker = procs.worker("-c", "1")
+    raw = KombuBroker(config)
+    try:
+        raw.declare(["task.default"])
+    finally:
+        raw.close()
+    conn = amqp.Connection(host="127.0.0.1:5672", userid="guest", password="guest")
+    conn.connect()
+    try:
+        ch = conn.channel()
+        ch.confirm_select()
+        for rk in ("engine", "task.default"):
+            for i, (encoding, body) in enumerate(zip(ENCODINGS, SENT, strict=True)):
+                message = amqp.basic_message.Message(
+                    body, content_type="application/x-msgpack", content_encoding=encoding,
+                    message_id=f"odd-{rk}-{i}", delivery_mode=2,
+                )  # fmt: skip
+                ch.basic_publish(message, exchange=config.prefix, routing_key=rk, mandatory=True)
+    finally:
+        conn.close()
+    rid = client.submit(flows.chain(2), {"v0": 0})
+    assert procs.wait(client, rid).result == {"v2": 2}, procs.logs()
+    assert engine.poll() is None and worker.poll() is None, procs.logs()
+    # dead-lettered as sent: the bytes published, not a text decoded and encoded again
+    reader = KombuBroker(config)
+    try:
+        listed = {dl.id: dl.body for dl in reader.list_dead()}
+    finally:
+        reader.close()
+    assert listed == {
+        f"odd-{rk}-{i}": body for rk in ("engine", "task.default") for i, body in enumerate(SENT)
+    }, listed
