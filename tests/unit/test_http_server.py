@@ -345,6 +345,33 @@ def test_a_forged_duration_is_not_rendered_as_markup(rt: LocalRuntime) -> None:
     assert "<img" not in pages.millis(evil) and pages.millis(1200) != ""
 
 
+def test_a_forged_event_time_still_renders(rt: LocalRuntime) -> None:
+    """An event's time is the sender's (``at``: any int msgpack carries) and the history records it:
+    a time past year 9999 once made the run page, ``ackflow status`` and ``ackflow history``
+    raise (datetime's range), as a forged duration once injected markup (L4)."""
+    from runner.client import render
+
+    rid, gate = held_run(rt)
+    event = Event(
+        protocol.TASK_SUCCEEDED,
+        f"result:{rid}:hold:1",
+        rid,
+        "hold",
+        1,
+        {"values": {"held": 1}, "worker": "w"},
+        10**15,  # year 33658
+    )
+    rt.client.broker.publish([Outgoing(ENGINE_QUEUE, event.id, protocol.encode(event))])
+    info = rt.client.wait(rid, 30)
+    hf.GATES[gate].set()
+    assert info.status == "SUCCESS" and info.finished_ms == 10**15
+    for path in (f"/runs/{rid}", "/runs"):
+        assert request(rt, "GET", path)[0] == 200, path
+    lines = [*render.status_lines(info), *map(render.history_line, rt.client.history(rid))]
+    assert any(str(10**15) in line for line in lines), lines
+    assert render.timestamp(1_700_000_000_123) == "2023-11-14 22:13:20.123"
+
+
 def test_dead_letter_ids_are_quoted_in_their_replay_forms() -> None:
     from runner.broker import DeadLetter
     from runner.ops.dashboard import pages
