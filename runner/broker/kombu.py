@@ -56,6 +56,7 @@ from runner.broker.kombu_errors import ConnectionLost as _ConnectionLost
 from runner.broker.kombu_publish import REOPENINGS as REOPENINGS  # re-exported: its bound
 from runner.broker.kombu_publish import Publisher
 from runner.broker.kombu_topology import declare
+from runner.broker.kombu_wire import text_of as _text_of  # noqa: F401 (made total on import)
 from runner.config import Config, redact_url
 from runner.errors import BrokerError, BrokerUnavailable
 from runner.protocol import CONTENT_TYPE

@@ -168,3 +168,34 @@ def test_a_body_with_an_odd_content_encoding_costs_no_consumer(
     assert listed == {
         f"odd-{rk}-{i}": body for rk in ("engine", "task.default") for i, body in enumerate(SENT)
     }, listed
+
+
+def test_a_property_that_is_not_utf8_costs_no_consumer(
+    procs: Processes, client: Client, config: Config
+) -> None:
+    """AMQP short strings (message id, content type) reach the consumer as the publisher wrote
+    them; py-amqp decodes them as UTF-8 while it reads the frame, so bytes that are not UTF-8
+    raise inside the client library, in the middle of a delivery."""
+    import amqp
+
+    engine = procs.engine()
+    worker = procs.worker("-c", "1")
+    raw = KombuBroker(config)
+    try:
+        raw.declare(["task.default"])
+    finally:
+        raw.close()
+    conn = amqp.Connection(host="127.0.0.1:5672", userid="guest", password="guest")
+    conn.connect()
+    try:
+        ch = conn.channel()
+        ch.confirm_select()
+        for rk in ("engine", "task.default"):
+            for props in ({"message_id": b"\xff\xfe"}, {"content_type": b"\xff"}):
+                message = amqp.basic_message.Message(b"\xc1", delivery_mode=2, **props)
+                ch.basic_publish(message, exchange=config.prefix, routing_key=rk, mandatory=True)
+    finally:
+        conn.close()
+    rid = client.submit(flows.chain(2), {"v0": 0})
+    assert procs.wait(client, rid, timeout_s=60).result == {"v2": 2}, procs.logs()
+    assert engine.poll() is None and worker.poll() is None, procs.logs()

@@ -66,3 +66,31 @@ def test_any_dead_letter_headers_are_read_or_ignored(headers: dict[str, Any], bo
     copy = Delivery(body, DEAD_WATCH_QUEUE, protocol.CONTENT_TYPE, "m", False, 0, headers)
     ev = dead_requests.failure_of(copy, "ackflow")
     assert ev is None or ev.kind in (protocol.TASK_FAILED, protocol.TASK_REVERT_FAILED)
+
+
+SHORT = st.binary(max_size=20) | st.text(max_size=10)
+
+
+@given(
+    message_id=SHORT,
+    content_type=SHORT,
+    headers=st.dictionaries(st.text(max_size=6), st.binary(max_size=8) | st.text(max_size=8), max_size=3),
+)
+def test_any_bytes_in_properties_and_headers_are_read_off_the_wire(
+    message_id: bytes | str, content_type: bytes | str, headers: dict[str, Any]
+) -> None:
+    """py-amqp decodes short strings and header texts as UTF-8 while it parses a frame: bytes
+    that are not UTF-8 once raised inside the client library (the consumer died);
+    `runner.broker.kombu_wire` keeps them as lone surrogates instead."""
+    import amqp.basic_message
+    import amqp.serialization
+
+    sent = amqp.basic_message.Message(
+        b"", message_id=message_id, content_type=content_type, application_headers=headers
+    )
+    props, _ = amqp.serialization.decode_properties_basic(sent._serialize_properties(), 0)
+    raw = message_id.encode("utf-8", "surrogatepass") if isinstance(message_id, str) else message_id
+    if raw:
+        assert (
+            props["message_id"].encode("utf-8", "surrogateescape") == raw or props["message_id"] == message_id
+        )
