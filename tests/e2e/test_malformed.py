@@ -3,14 +3,20 @@ raw to real queues, are dead-lettered with a decode reason; the processes keep s
 
 from __future__ import annotations
 
+import datetime
+from typing import Any
+
+import amqp
 import pytest
 
 from runner.broker.kombu import KombuBroker
 from runner.client import Client
 from runner.config import Config
+from runner.protocol import CONTENT_TYPE
 from tests.conftest import Processes
 from tests.e2e import flows
 from tests.unit.test_delivery_errors import KILLERS
+from tests.unit.test_fuzz_headers import with_header_timestamp
 
 pytestmark = pytest.mark.services
 
@@ -170,13 +176,22 @@ def test_a_body_with_an_odd_content_encoding_costs_no_consumer(
     }, listed
 
 
+class _Stamped(amqp.basic_message.Message):  # type: ignore[misc]
+    """A message whose header holds a timestamp past year 9999 (py-amqp writes only datetimes)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, application_headers={"t": datetime.datetime(2000, 1, 1)}, **kwargs)
+
+    def _serialize_properties(self) -> bytes:
+        return with_header_timestamp(2**64 - 1, super()._serialize_properties())
+
+
 def test_a_property_that_is_not_utf8_costs_no_consumer(
     procs: Processes, client: Client, config: Config
 ) -> None:
-    """AMQP short strings (message id, content type) reach the consumer as the publisher wrote
-    them; py-amqp decodes them as UTF-8 while it reads the frame, so bytes that are not UTF-8
-    raise inside the client library, in the middle of a delivery."""
-    import amqp
+    """AMQP short strings (message id, content type) and header timestamps reach the consumer as
+    the publisher wrote them; py-amqp decodes them while it reads the frame, so bytes that are
+    not UTF-8, or a timestamp past datetime's range, raised inside the client library."""
 
     engine = procs.engine()
     worker = procs.worker("-c", "1")
@@ -194,8 +209,17 @@ def test_a_property_that_is_not_utf8_costs_no_consumer(
             for props in ({"message_id": b"\xff\xfe"}, {"content_type": b"\xff"}):
                 message = amqp.basic_message.Message(b"\xc1", delivery_mode=2, **props)
                 ch.basic_publish(message, exchange=config.prefix, routing_key=rk, mandatory=True)
+            stamped = _Stamped(b"\xc1", delivery_mode=2, content_type=CONTENT_TYPE, message_id=f"t-{rk}")
+            ch.basic_publish(stamped, exchange=config.prefix, routing_key=rk, mandatory=True)
     finally:
         conn.close()
     rid = client.submit(flows.chain(2), {"v0": 0})
     assert procs.wait(client, rid, timeout_s=60).result == {"v2": 2}, procs.logs()
     assert engine.poll() is None and worker.poll() is None, procs.logs()
+    reader = KombuBroker(config)
+    try:  # each settled: dead-lettered with its reason, none left unacknowledged
+        dead = reader.list_dead()
+    finally:
+        reader.close()
+    assert sorted(dl.queue for dl in dead) == ["engine"] * 3 + ["task.default"] * 3, dead
+    assert all("content type" in dl.reason or "msgpack" in dl.reason for dl in dead), dead

@@ -94,3 +94,28 @@ def test_any_bytes_in_properties_and_headers_are_read_off_the_wire(
         assert (
             props["message_id"].encode("utf-8", "surrogateescape") == raw or props["message_id"] == message_id
         )
+
+
+def with_header_timestamp(seconds: int, props: bytes | None = None) -> bytes:
+    """Serialized message properties (``props``, holding a header timestamp of 2000-01-01)
+    with that timestamp ('T') set to ``seconds``: py-amqp only writes datetimes (years
+    1-9999), other clients any 64-bit value, which RabbitMQ passes on."""
+    import datetime
+    import struct
+
+    import amqp.basic_message
+
+    if props is None:
+        raw = amqp.basic_message.Message(b"", application_headers={"t": datetime.datetime(2000, 1, 1)})
+        props = raw._serialize_properties()
+    at = props.index(b"T" + struct.pack(">Q", 946_684_800)) + 1
+    return props[:at] + struct.pack(">Q", seconds) + props[at + 8 :]
+
+
+@given(seconds=st.integers(0, 2**64 - 1))
+def test_any_header_timestamp_is_read_off_the_wire(seconds: int) -> None:
+    """A timestamp past datetime's range once raised inside py-amqp's frame parsing."""
+    import amqp.serialization
+
+    props, _ = amqp.serialization.decode_properties_basic(with_header_timestamp(seconds), 0)
+    assert "t" in props["application_headers"]
