@@ -11,7 +11,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-CHROMIUM=/usr/bin/chromium
+CHROMIUM="${ACKFLOW_CHROMIUM:-/usr/bin/chromium}"  # tests of this script point it elsewhere (the browser tests use /usr/bin/chromium)
 PY="${PY:-.venv/bin/python}"
 
 say() { echo "setup: $*" >&2; }

@@ -51,6 +51,9 @@ class Config:
     operator_token: str = ""  # lets the dashboard's users control runs; unset: read-only
     # Engines and serve refuse to start (exit 3) unless Redis is known durable (runner.engine.durability)
     require_durable_store: bool = False
+    # How often `ackflow serve` looks at Redis for a loss of its data or, after a reconnect, a
+    # change of its settings (engines do both after each reconnect of their own)
+    store_check_s: float = 30.0
 
     def __post_init__(self) -> None:
         if not _PREFIX_RE.match(self.prefix):
@@ -78,8 +81,8 @@ class Config:
             raise ConfigError("ack_after_s must be >= 0")
         if self.startup_wait_s < 0:
             raise ConfigError("startup_wait_s must be >= 0")
-        if self.lease_s <= 0 or self.timer_poll_s <= 0:
-            raise ConfigError("lease_s and timer_poll_s must be > 0")
+        if self.lease_s <= 0 or self.timer_poll_s <= 0 or self.store_check_s <= 0:
+            raise ConfigError("lease_s, timer_poll_s and store_check_s must be > 0")
         if not isinstance(self.require_durable_store, bool):
             raise ConfigError(
                 f"require_durable_store must be true or false, not {self.require_durable_store!r}"

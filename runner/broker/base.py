@@ -43,6 +43,17 @@ def task_queue(name: str) -> str:
     return f"task.{name}"
 
 
+def header_count(value: Any) -> int:
+    """A delivery count read from a message header: a non-negative int, else 0 (unknown).
+
+    Headers are the publisher's to write — RabbitMQ sets ``x-delivery-count`` only on a
+    quorum queue's redeliveries, and dead-letter headers are whatever reached the dead queue —
+    so reading one never raises: a consumer that did would die on the message, and so would
+    every one the broker hands it to next (H1).
+    """
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
 @dataclass(frozen=True)
 class Outgoing:
     """A message to publish: routed by its logical queue name, deduplicated by its id."""

@@ -3,14 +3,16 @@
 A message reaches the dead queue in one of two ways, and both are shown with a reason, the
 logical queue it came from and its delivery count: an engine or worker rejected it
 (`Broker.dead_letter` writes our ``x-ackflow-*`` headers), or RabbitMQ's delivery limit moved
-it there (RabbitMQ writes ``x-death``).
+it there (RabbitMQ writes ``x-death``). Whoever can publish to the dead queue's routing key
+writes these headers as they like, so reading them never raises: what is not of the expected
+shape reads as unknown ("?", 0).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from runner.broker.base import H_COUNT, H_QUEUE, H_REASON, DeadLetter, Outgoing
+from runner.broker.base import H_COUNT, H_QUEUE, H_REASON, DeadLetter, Outgoing, header_count
 
 
 def from_headers(
@@ -20,14 +22,14 @@ def from_headers(
     physical queue names RabbitMQ records (``<prefix>.engine`` -> ``engine``)."""
     h = headers
     if H_REASON in h:
-        reason, queue, count = str(h[H_REASON]), str(h[H_QUEUE]), int(h.get(H_COUNT) or 0)
+        reason, queue, count = str(h[H_REASON]), str(h.get(H_QUEUE, "?")), header_count(h.get(H_COUNT))
     else:  # dead-lettered by RabbitMQ itself (delivery limit): read x-death
-        deaths = h.get("x-death") or [{}]
-        first = deaths[0]
+        deaths = h.get("x-death")
+        first = deaths[0] if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict) else {}
         reason = f"broker: {first.get('reason', 'unknown')}"
         physical = str(h.get("x-first-death-queue") or first.get("queue", "?"))
         queue = physical[len(prefix) :] if prefix and physical.startswith(prefix) else physical
-        count = int(h.get("x-delivery-count") or first.get("count") or 0)
+        count = header_count(h.get("x-delivery-count")) or header_count(first.get("count"))
     return DeadLetter(message_id or "?", reason, queue, count, body, dict(h))
 
 

@@ -48,6 +48,7 @@ from runner.broker.base import (
     H_REASON,
     Delivery,
     Outgoing,
+    header_count,
 )
 from runner.broker.kombu_admin import KombuAdmin
 from runner.broker.kombu_errors import CONN_ERRORS as _CONN_ERRORS
@@ -55,6 +56,7 @@ from runner.broker.kombu_errors import ConnectionLost as _ConnectionLost
 from runner.broker.kombu_publish import REOPENINGS as REOPENINGS  # re-exported: its bound
 from runner.broker.kombu_publish import Publisher
 from runner.broker.kombu_topology import declare
+from runner.broker.kombu_wire import text_of as _text_of  # noqa: F401 (made total on import)
 from runner.config import Config, redact_url
 from runner.errors import BrokerError, BrokerUnavailable
 from runner.protocol import CONTENT_TYPE
@@ -149,6 +151,9 @@ class KombuBroker(KombuAdmin):
         try:
             conn.ensure_connection(max_retries=0)  # one try: the caller goes on to the next host
             self._chan = conn.channel()
+            # Bodies as sent: py-amqp would decode them to text by their content_encoding, a
+            # property any publisher sets (a codec yielding lone surrogates broke the consumer)
+            self._chan.auto_decode = False
             self._publisher.open(conn)
             self._epoch += 1
             self._tags.clear()
@@ -317,12 +322,12 @@ class KombuBroker(KombuAdmin):
         info, props = msg.delivery_info, msg.properties
         headers = dict(props.get("application_headers") or {})
         return Delivery(
-            body=msg.body if isinstance(msg.body, bytes) else bytes(msg.body, "utf-8"),
+            body=msg.body if isinstance(msg.body, bytes) else str(msg.body).encode("utf-8", "surrogatepass"),
             queue=queue,
             content_type=props.get("content_type") or "",
             message_id=props.get("message_id"),
             redelivered=bool(info.get("redelivered")),
-            delivery_count=int(headers.get("x-delivery-count") or 0),
+            delivery_count=header_count(headers.get("x-delivery-count")),
             headers=headers,
             handle=(self._epoch, info["delivery_tag"]),
         )

@@ -101,6 +101,7 @@ class KombuAdmin:
         self._ensure()
         try:
             chan = self._conn.channel()
+            chan.auto_decode = False  # dead letters are shown and replayed as sent (see kombu.py)
         except CONN_ERRORS as e:
             self._lost(e)
             raise BrokerUnavailable(str(e)) from None

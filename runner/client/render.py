@@ -67,11 +67,19 @@ def cut(text: str, max_chars: int) -> str:
 # --- runs and their history, as lines of text ---------------------------------------------
 
 
-def timestamp(ms: int | None) -> str:
-    """``2026-12-01 23:45:40.123`` (UTC), or "-" for no time."""
+def timestamp(ms: int | None, precise: bool = True) -> str:
+    """``2026-12-01 23:45:40.123`` (UTC; to the second unless ``precise``), or "-" for no time.
+
+    A time datetime cannot show is given as its number: times come from events, whose senders
+    set them (a forged one past year 9999 once made run pages and ``status`` raise).
+    """
     if not ms:
         return "-"
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    try:
+        text = datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    except (ValueError, OverflowError, OSError):
+        return f"{ms} (ms since 1970)"
+    return text[:-3] if precise else text[:-7]
 
 
 def history_line(entry: HistoryEntry) -> str:

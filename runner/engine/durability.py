@@ -23,13 +23,14 @@ says so, loudly and once, and recognises the runs such a loss erased:
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from runner import metrics, protocol
 from runner.config import Config
-from runner.errors import StoreNotDurable
+from runner.errors import StoreNotDurable, StoreUnavailable
 from runner.store import Store
 
 log = logging.getLogger("ackflow.durability")
@@ -191,6 +192,7 @@ class StoreGuard:
         current = self._store.epoch(_new_epoch())
         if current == self._epoch:
             return False
+        metrics.STORE_DATA_LOSSES.inc()  # before the log line: whoever reads the line sees the count
         log.error(
             "Redis lost its data: the deployment epoch %s is gone (now %s) — a FLUSHDB/FLUSHALL, "
             "a restart without persistence, or a failover to an empty replica. Every run that "
@@ -199,7 +201,6 @@ class StoreGuard:
             current,
             (self.verdict.describe() if self.verdict is not None else ""),
         )
-        metrics.STORE_DATA_LOSSES.inc()
         self._epoch = current
         return True
 
@@ -227,6 +228,27 @@ class StoreGuard:
                 f"{verdict.describe()} — refusing to run because ACKFLOW_REQUIRE_DURABLE_STORE is set"
             )
         return verdict
+
+
+def keep_checking(guard: StoreGuard, stop: threading.Event, every_s: float) -> StoreNotDurable | None:
+    """For a process with no loop of its own that touches the store (``ackflow serve``): every
+    ``every_s`` seconds until ``stop``, look for a loss of the data (the epoch: one round trip,
+    which also reconnects to a restarted Redis) and, after a reconnect, check the settings
+    again — what an engine does after each reconnect. Returns the refusal that ended it
+    (`StoreNotDurable`, under required durability), or None once stopped."""
+    unreachable = False
+    while not stop.wait(every_s):
+        try:
+            guard.data_lost()
+            guard.recheck_if_reconnected()
+            unreachable = False
+        except StoreUnavailable as e:
+            if not unreachable:  # once per outage
+                log.warning("could not check the state store (%s); trying again every %g s", e, every_s)
+            unreachable = True
+        except StoreNotDurable as e:
+            return e
+    return None
 
 
 def _new_epoch() -> str:

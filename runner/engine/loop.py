@@ -200,7 +200,11 @@ class Engine:
         failure events are published (confirmed) before the copies are acknowledged."""
         failures = {}
         for d in copies:
-            ev = dead_requests.failure_of(d, self.config.prefix)
+            try:
+                ev = dead_requests.failure_of(d, self.config.prefix)
+            except Exception:  # a copy nobody can read costs a log line, not the engine (H1)
+                log.exception("ignoring dead-letter copy %s: it could not be read", d.message_id)
+                continue
             if ev is not None:
                 with logs.about(ev.run_id, ev.task, ev.attempt):
                     log.error(

@@ -170,3 +170,34 @@ def _slow_flow():  # type: ignore[no-untyped-def]
     from tests.helpers import flows
 
     return flows.slow_flow
+
+
+def test_serve_checks_redis_again_and_stops_when_a_reconnect_finds_it_not_durable(
+    procs: Processes, tmp_path: Path
+) -> None:
+    """`ackflow serve` checks Redis at start and again on reconnect, as engines do, and says so
+    on its own /metrics: a loss of its data is logged and counted, and under ACKFLOW_REQUIRE_DURABLE_STORE a Redis found no longer durable
+    after a reconnect stops it (exit 3)."""
+    own = OwnRedis(tmp_path)  # appendonly yes, appendfsync always, noeviction
+    own.start()
+    c = redis.Redis.from_url(own.url)
+    port = free_port()
+    try:
+        env = {"ACKFLOW_REDIS_URL": own.url, "ACKFLOW_STORE_CHECK_S": "0.2", **REQUIRE}
+        procs.serve("--metrics-port", str(port), env=env)
+        serve = procs.procs[-1]
+        procs.until_logged(serve, "Redis is durable")
+        assert "ackflow_store_durable 1.0" in scrape(port, serve, procs)
+        c.flushall()  # what a restart without persistence leaves
+        procs.until_logged(serve, "Redis lost its data")
+        assert "ackflow_store_data_losses_total 1.0" in scrape(port, serve, procs)
+        c.config_set("appendonly", "no")
+        c.client_kill_filter(_type="normal", skipme=True)  # serve's connections: it reconnects
+        assert serve.wait(timeout=60) == EXIT_UNAVAILABLE, procs.logs()
+        procs.retire(serve)
+        log = procs.logs()
+        assert "Redis is NOT durable" in log
+        assert "refusing to run because ACKFLOW_REQUIRE_DURABLE_STORE is set" in log
+    finally:
+        c.close()
+        own.stop()

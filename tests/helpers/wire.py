@@ -48,3 +48,19 @@ KILLERS = [
     (msgpack.packb({**REQUEST, "created": "abc"}), "field 'created' has type str"),
     (msgpack.packb({**REQUEST, "created": [1]}), "field 'created' has type list"),
 ]
+
+
+def with_header_timestamp(seconds: int, props: bytes | None = None) -> bytes:
+    """Serialized message properties (``props``, holding a header timestamp of 2000-01-01)
+    with that timestamp ('T') set to ``seconds``: py-amqp only writes datetimes (years
+    1-9999), other clients any 64-bit value, which RabbitMQ passes on."""
+    import datetime
+    import struct
+
+    import amqp.basic_message
+
+    if props is None:
+        raw = amqp.basic_message.Message(b"", application_headers={"t": datetime.datetime(2000, 1, 1)})
+        props = raw._serialize_properties()
+    at = props.index(b"T" + struct.pack(">Q", 946_684_800)) + 1
+    return props[:at] + struct.pack(">Q", seconds) + props[at + 8 :]

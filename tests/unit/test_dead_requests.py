@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from runner import protocol
 from runner.broker import DEAD_WATCH_QUEUE, H_COUNT, H_QUEUE, H_REASON, Outgoing, task_queue
 from runner.protocol import TaskRequest
@@ -98,3 +100,75 @@ def test_a_copy_whose_failure_could_not_be_published_comes_back_and_events_go_on
     broker.publish = publish  # type: ignore[method-assign]
     h.pump()
     assert h.client.status(rid).status == "FAILED"
+
+
+def test_copies_with_malformed_broker_headers_cost_no_engine() -> None:
+    """Anyone who can publish to the dead queue's routing key puts a message on dead.watch with
+    the headers they like: an x-death that is no list of maps, a count that is no number. Such a
+    copy is acknowledged and logged; it must not raise out of the engine (H1: every engine it
+    is handed to next would die too), and the events beside it are applied."""
+    h = Harness()
+    rid = h.client.submit(flows.chain(2), {"v0": 0})
+    h.pump()
+    [req] = h.requests()
+    physical = f"{CFG.prefix}.{task_queue('default')}"
+    forged = [
+        {"x-death": "garbage"},
+        {"x-death": [1, 2]},
+        {"x-death": [{"queue": physical, "count": "many"}]},
+        {"x-death": [{"queue": physical}], "x-delivery-count": "abc"},
+        {"x-death": [{"queue": 7, "reason": ["x"]}], "x-first-death-queue": {"a": 1}},
+    ]
+    h.hub.connect().publish(
+        [Outgoing(DEAD_WATCH_QUEUE, f"forged-{i}", protocol.encode(req), x) for i, x in enumerate(forged)]
+    )
+    h.send(h.result(req, v1=1))
+    h.pump()
+    assert h.hub.depth(DEAD_WATCH_QUEUE) == 0  # taken and acknowledged
+    [nxt] = h.requests()
+    assert nxt.task == "s2" and h.client.status(rid).status == "RUNNING"
+
+
+def test_a_copy_the_engine_fails_to_read_is_acknowledged_and_events_go_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Whatever reading one copy raises (here, a bug) is that copy's alone: it is logged and
+    acknowledged (the dead letter itself stays in the dead queue), the engine keeps serving."""
+    from runner.engine import dead_requests
+
+    real = dead_requests.failure_of
+
+    def buggy(copy: Any, prefix: str) -> Any:
+        if copy.message_id == "bug":
+            raise RuntimeError("reader bug")
+        return real(copy, prefix)
+
+    monkeypatch.setattr(dead_requests, "failure_of", buggy)
+    h = Harness()
+    rid = h.client.submit(flows.chain(2), {"v0": 0})
+    h.pump()
+    [req] = h.requests()
+    copy = broker_dead_copy(req)
+    h.hub.connect().publish([Outgoing(DEAD_WATCH_QUEUE, "bug", copy.body, copy.headers)])
+    h.send(h.result(req, v1=1))
+    h.pump()
+    assert h.hub.depth(DEAD_WATCH_QUEUE) == 0
+    [nxt] = h.requests()
+    assert nxt.task == "s2" and h.client.status(rid).status == "RUNNING"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"x-death": "garbage"},
+        {"x-death": [1, 2], "x-delivery-count": "abc"},
+        {"x-death": [{"queue": 7, "count": "many", "reason": ["x"]}], "x-first-death-queue": {"a": 1}},
+        {H_REASON: "forged", H_COUNT: "abc"},  # ours in name only: no queue, a count that is text
+    ],
+)
+def test_dead_letter_headers_of_any_shape_read_as_unknown(headers: dict[str, Any]) -> None:
+    """`ackflow dlq list`, the dashboard's /dlq and the engines read these headers: never a crash."""
+    from runner.broker import from_headers
+
+    dl = from_headers("m", b"", headers, f"{CFG.prefix}.")
+    assert dl.delivery_count == 0 and isinstance(dl.queue, str) and isinstance(dl.reason, str)

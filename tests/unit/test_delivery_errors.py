@@ -181,3 +181,28 @@ def test_a_failure_outside_the_task_code_dead_letters_the_request_and_frees_its_
     assert d.headers["x-ackflow-reason"] == "worker error: RuntimeError: worker bug"
     assert h.client.status(bad).status == "RUNNING"  # its attempt awaits its timeout or a retry
     wh.close()
+
+
+def test_any_failure_taking_one_request_dead_letters_it_and_the_worker_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not only decode errors: a bug that escapes decoding a request parks that request with
+    the reason; the worker keeps taking the others (H1, the worker's side)."""
+    real = protocol.decode
+
+    def buggy(data: bytes) -> protocol.Message:
+        if data == b"\x90":  # an (invalid) empty array: the one body the bug trips on
+            raise RuntimeError("decoder bug")
+        return real(data)
+
+    monkeypatch.setattr(protocol, "decode", buggy)
+    wh = WorkerHarness()
+    h = wh.h
+    publish_raw(h, task_queue("default"), [b"\x90"])
+    rid = h.client.submit(flow.linear("q", quick).compile(reg), {"x": 1})
+    info = wh.finish(rid)
+    assert (info.status, info.result) == ("SUCCESS", {"o": 2})
+    [d] = h.dead_letters()
+    assert d.body == b"\x90"
+    assert d.headers["x-ackflow-reason"] == "worker error: RuntimeError: decoder bug"
+    wh.close()

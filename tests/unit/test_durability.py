@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import pytest
 from hypothesis import given
@@ -15,7 +16,7 @@ from runner.client import Client
 from runner.config import Config
 from runner.engine import Engine, durability
 from runner.engine.durability import StoreGuard, judge, vanished_while_active
-from runner.errors import ConfigError, RunLost, RunNotFound, StoreNotDurable
+from runner.errors import ConfigError, RunLost, RunNotFound, StoreNotDurable, StoreUnavailable
 from runner.protocol import Event, TaskRequest
 from runner.store.memory import MemoryStore
 from tests.helpers import flows
@@ -210,9 +211,58 @@ def test_guard_notices_once_that_redis_lost_its_data(caplog: pytest.LogCaptureFi
     with caplog.at_level(logging.ERROR, logger="ackflow.durability"):
         assert guard.recheck_if_reconnected() is True
         assert guard.data_lost() is False  # the new epoch is adopted: reported once
-    [err] = caplog.records
+    # guard.startup() logged its verdict at INFO, captured too once an earlier test set the
+    # root logger to INFO (logs.setup): only the ERROR line is this test's
+    [err] = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert "Redis lost its data" in err.getMessage()
     assert metrics.REGISTRY.get_sample_value("ackflow_store_data_losses_total") == before + 1
+
+
+def test_keep_checking_reports_a_loss_and_stops_on_a_reconnect_found_not_durable(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`ackflow serve` has no loop of its own that touches Redis: `keep_checking` looks at it
+    every so often, as an engine does after each reconnect (finding M4: start and reconnect)."""
+    store = FakeRedis(DURABLE)
+    guard = StoreGuard(Config(require_durable_store=True), store)
+    guard.startup()
+    store.flush()  # Redis restarted empty, without persistence, on another configuration
+    store.settings = THIS_MACHINE
+    store.connections += 1
+    before = metrics.REGISTRY.get_sample_value("ackflow_store_data_losses_total") or 0
+    with caplog.at_level(logging.WARNING, logger="ackflow.durability"):
+        refused = durability.keep_checking(guard, threading.Event(), every_s=0)
+    assert isinstance(refused, StoreNotDurable)
+    assert "refusing to run because ACKFLOW_REQUIRE_DURABLE_STORE is set" in str(refused)
+    text = [r.getMessage() for r in caplog.records]
+    assert any("Redis lost its data" in t for t in text), text
+    assert any("Redis is NOT durable" in t for t in text), text
+    assert metrics.REGISTRY.get_sample_value("ackflow_store_data_losses_total") == before + 1
+    assert gauge() == 0
+
+
+def test_keep_checking_rides_out_an_outage_until_stopped(caplog: pytest.LogCaptureFixture) -> None:
+    stop = threading.Event()
+
+    class Flaky(FakeRedis):
+        calls = 0
+
+        def epoch(self, candidate: str) -> str:
+            self.calls += 1
+            if self.calls == 2:  # the first check after start-up
+                raise StoreUnavailable("redis down")
+            if self.calls == 4:
+                stop.set()  # the test's end: checked twice more after the outage
+            return super().epoch(candidate)
+
+    store = Flaky(DURABLE)
+    guard = StoreGuard(Config(require_durable_store=True), store)
+    guard.startup()
+    with caplog.at_level(logging.WARNING, logger="ackflow.durability"):
+        assert durability.keep_checking(guard, stop, every_s=0) is None
+    assert store.calls == 4
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "could not check the state store" in warning and "redis down" in warning
 
 
 # --- the engine and the client -----------------------------------------------------------

@@ -131,6 +131,39 @@ def test_clients_that_never_read_a_large_page_do_not_stall_the_dashboard(rt: Loc
             s.close()
 
 
+def test_a_client_that_stops_reading_is_dropped_after_the_write_timeout(
+    rt: LocalRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uvicorn holds no thread for a client that does not read, but it holds the answers it
+    could not send: the write deadline drops such a client (M1, L12)."""
+    from runner.ops.http import server as http_server
+
+    rt.run(hf.echo_flow, {"x": '"' * 900_000}, run_id="big-w", timeout_s=60)
+    monkeypatch.setattr(http_app, "WRITE_TIMEOUT_S", 1.0)
+    server = http_app.make_server("127.0.0.1", 0, rt.client_factory, rt.config.max_payload_bytes)
+    server.start()
+    dropped: dict[object, threading.Event] = {}
+    lost = http_server._Protocol.connection_lost
+
+    def watched(self: http_server._Protocol, exc: Exception | None) -> None:
+        dropped.setdefault(tuple(self.client or ()), threading.Event()).set()
+        lost(self, exc)
+
+    monkeypatch.setattr(http_server._Protocol, "connection_lost", watched)
+    url = urlsplit(server.url)
+    s = socket.socket()
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect((url.hostname, url.port))
+        me = s.getsockname()[:2]
+        page = b"GET /runs/big-w HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        s.sendall(page * 400)  # pipelined: far more than the kernel's buffers take (tens of MB)
+        assert dropped.setdefault(me, threading.Event()).wait(20), "a client that reads nothing is kept"
+    finally:
+        s.close()
+        server.shutdown()
+
+
 # --- M2: result rendering ----------------------------------------------------------------------
 
 
@@ -145,11 +178,39 @@ def test_a_deeply_nested_result_renders_a_small_page(rt: LocalRuntime) -> None:
     assert "bytes more" in page.decode() or "…" in page.decode()
 
 
+def test_nesting_past_the_depth_cap_is_shown_as_an_ellipsis() -> None:
+    """The size cap alone would still build (and recurse through) the whole nested value: the
+    rendering stops at `MAX_DEPTH` levels, whatever the depth of the value."""
+    from runner.client import render
+
+    x: object = "leaf"
+    for _ in range(render.MAX_DEPTH + 60):
+        x = {"k": [x]}
+    shown = render.show(x)
+    assert "leaf" not in shown and '"…"' in shown
+    assert shown.count("[") + shown.count("{") == render.MAX_DEPTH
+
+
 def test_a_large_result_is_cut_with_what_was_left_out(rt: LocalRuntime) -> None:
     rt.run(hf.echo_flow, {"x": "a" * 500_000}, run_id="long-result", timeout_s=60)
     code, _, page = request(rt, "GET", "/runs/long-result")
     assert code == 200 and len(page) < 200_000
     assert re.search(r"… [\d,]+ bytes more", page.decode())
+
+
+def test_a_long_history_shows_its_newest_rows_and_says_how_many_are_left_out(rt: LocalRuntime) -> None:
+    """A run page renders at most `MAX_HISTORY` history rows (M1: cap what a page renders)."""
+    from runner.ops.dashboard import pages
+    from tests.helpers import flows
+
+    rid = rt.client.submit(flows.chain(400), {"v0": 0})
+    assert rt.client.wait(rid, 120).status == "SUCCESS"
+    total = len(rt.client.history(rid))
+    assert total > pages.MAX_HISTORY
+    code, _, page = request(rt, "GET", f"/runs/{rid}")
+    assert code == 200
+    assert f"{total - pages.MAX_HISTORY} earlier entries not shown" in page.decode()
+    assert page.decode().count("<tr") < pages.MAX_HISTORY + 450  # the history's rows, the tasks'
 
 
 # --- M3: 202 accepted ------------------------------------------------------------------------
@@ -237,6 +298,18 @@ def test_wrong_logins_back_off_and_the_right_token_waits_too(rt: LocalRuntime) -
     assert code == 429 and int(headers["Retry-After"]) >= 1 and "Set-Cookie" not in headers
 
 
+def test_wrong_logins_from_many_clients_make_every_login_wait() -> None:
+    """A guesser spread over many addresses meets the overall limit (L2: per client and overall)."""
+    from runner.ops.http.auth import LoginLimiter
+
+    limiter = LoginLimiter()
+    for i in range(LoginLimiter.GLOBAL_FAILURES - 1):
+        limiter.failed(f"10.0.{i // 250}.{i % 250}")
+    assert limiter.wait_s("192.0.2.1") == 0  # each client alone is under its own limit
+    limiter.failed("10.9.9.9")
+    assert limiter.wait_s("192.0.2.1") > 0
+
+
 def test_a_short_operator_token_is_refused_at_start() -> None:
     with LocalRuntime(Config(operator_token="short-token")) as runtime:
         with pytest.raises(AckflowError, match="at least 16"):
@@ -272,6 +345,33 @@ def test_a_forged_duration_is_not_rendered_as_markup(rt: LocalRuntime) -> None:
     assert "<img" not in pages.millis(evil) and pages.millis(1200) != ""
 
 
+def test_a_forged_event_time_still_renders(rt: LocalRuntime) -> None:
+    """An event's time is the sender's (``at``: any int msgpack carries) and the history records it:
+    a time past year 9999 once made the run page, ``ackflow status`` and ``ackflow history``
+    raise (datetime's range), as a forged duration once injected markup (L4)."""
+    from runner.client import render
+
+    rid, gate = held_run(rt)
+    event = Event(
+        protocol.TASK_SUCCEEDED,
+        f"result:{rid}:hold:1",
+        rid,
+        "hold",
+        1,
+        {"values": {"held": 1}, "worker": "w"},
+        10**15,  # year 33658
+    )
+    rt.client.broker.publish([Outgoing(ENGINE_QUEUE, event.id, protocol.encode(event))])
+    info = rt.client.wait(rid, 30)
+    hf.GATES[gate].set()
+    assert info.status == "SUCCESS" and info.finished_ms == 10**15
+    for path in (f"/runs/{rid}", "/runs"):
+        assert request(rt, "GET", path)[0] == 200, path
+    lines = [*render.status_lines(info), *map(render.history_line, rt.client.history(rid))]
+    assert any(str(10**15) in line for line in lines), lines
+    assert render.timestamp(1_700_000_000_123) == "2023-11-14 22:13:20.123"
+
+
 def test_dead_letter_ids_are_quoted_in_their_replay_forms() -> None:
     from runner.broker import DeadLetter
     from runner.ops.dashboard import pages
@@ -279,6 +379,26 @@ def test_dead_letter_ids_are_quoted_in_their_replay_forms() -> None:
     dl = DeadLetter("../runs/victim-1/cancel?#", "bad", "engine", 1, b"\xc1", {})
     html = pages.dlq_rows([dl], operator=True)
     assert 'action="/dlq/..%2Fruns%2Fvictim-1%2Fcancel%3F%23/replay"' in html
+
+
+def test_a_dead_letter_whose_id_holds_url_syntax_is_replayed_from_the_dashboard(rt: LocalRuntime) -> None:
+    """The id travels percent-encoded whole and is read from the raw path, decoded once: an id
+    with '/', '?', '#' or '%' replays that dead letter, no other action (L5)."""
+    from urllib.parse import parse_qs, quote
+
+    from runner.ops.dashboard import pages
+
+    bad_id = "../runs/victim-1/cancel?#%41/replay"
+    rt.client.broker.publish([Outgoing(ENGINE_QUEUE, bad_id, b"\xc1")])
+    rt.run(hf.echo_flow, {"x": 1}, timeout_s=30)  # the one engine took the bad message first
+    [dl] = [d for d in rt.client.broker.list_dead() if d.id == bad_id]
+    [action] = re.findall(r'action="([^"]+/replay)"', pages.dlq_rows([dl], operator=True))
+    assert action == f"/dlq/{quote(bad_id, safe='')}/replay"
+    cookie = login(rt)[1]["Set-Cookie"].split(";")[0]
+    code, headers, _ = request(rt, "POST", action, b"", {"Cookie": cookie})
+    assert code == 303, headers
+    [msg] = parse_qs(urlsplit(headers["Location"]).query)["msg"]
+    assert msg == f"replayed {bad_id} to {ENGINE_QUEUE}"
 
 
 # --- L6: completion tokens ---------------------------------------------------------------------
@@ -421,11 +541,18 @@ def test_control_characters_in_request_lines_are_not_logged_raw(
         b"GET /\x1b[31mFAKE\x1b[0m HTTP/1.1",
         b"GET /x\rINFO fake HTTP/1.1",
         b"GET /%1b%0d%0a HTTP/1.1",
+        b"GET /\x9b31mC1 HTTP/1.1",  # C1 controls (8-bit CSI, NEL) too
+        b"GET /runs?x=\x85INFO HTTP/1.1",
     ):
         data, _ = exchange(rt, line + b"\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", wait_s=5)
         assert data.startswith(b"HTTP/1.1 4")
     text = "".join(r.getMessage() for r in caplog.records)
-    assert "\x1b" not in text and "\r" not in text and "\n" not in text
+    assert not re.search("[\x00-\x1f\x7f-\x9f]", text), text
+    # h11 refuses these request lines before the app; the guard's own escaping of the line it
+    # logs stays the second defence
+    from runner.ops.http import guard
+
+    assert guard._printable("/a\x1b[31m\r\n\x9bb\x85") == "/a\\x1b[31m\\x0d\\x0a\\x9bb\\x85"
 
 
 # --- what held before the move to uvicorn keeps holding ----------------------------------------

@@ -127,6 +127,7 @@ KOMBU_ADAPTER = {
     "runner/broker/kombu_errors.py",
     "runner/broker/kombu_publish.py",
     "runner/broker/kombu_topology.py",
+    "runner/broker/kombu_wire.py",
 }
 
 

@@ -62,22 +62,33 @@ def engine(ctx: click.Context, prefetch: int | None, burst: bool, metrics_port: 
     help="A host name browsers may reach the dashboard by (repeatable; also ACKFLOW_ALLOWED_HOSTS, "
     "comma-separated); 127.0.0.1, localhost, [::1] and --host always are.",
 )
+@click.option(
+    "--metrics-port", type=int, help="Expose Prometheus metrics on this port (/metrics): Redis's durability."
+)
 @click.pass_context
 @handle_errors
-def serve(ctx: click.Context, host: str, port: int, allow_hosts: tuple[str, ...]) -> None:
+def serve(
+    ctx: click.Context, host: str, port: int, allow_hosts: tuple[str, ...], metrics_port: int | None
+) -> None:
     """Serve the dashboard and the lazy-task completion endpoint (see README).
 
     Dashboard at /runs (read-only unless ACKFLOW_OPERATOR_TOKEN is set); POST /v1/complete
     and /v1/fail with "Authorization: Bearer <token>" (needs ACKFLOW_SECRET); GET /healthz."""
-    from runner.engine.durability import StoreGuard
+    from runner.engine.durability import StoreGuard, keep_checking
     from runner.ops.http.app import make_server
 
     cfg = config_from(ctx)
     store = connect.open_store(cfg)
+    guard = StoreGuard(cfg, store)
     try:  # logs a WARNING if Redis may lose runs; StoreNotDurable if required
-        StoreGuard(cfg, store).startup()
-    finally:
+        guard.startup()
+    except BaseException:
         store.close()
+        raise
+    if metrics_port:
+        from runner import metrics
+
+        metrics.serve(metrics_port)
     env_hosts = [h for h in os.environ.get("ACKFLOW_ALLOWED_HOSTS", "").split(",") if h.strip()]
     server = make_server(
         host,
@@ -95,11 +106,24 @@ def serve(ctx: click.Context, host: str, port: int, allow_hosts: tuple[str, ...]
     )
     if not cfg.secret:
         log.warning("ACKFLOW_SECRET is not set: the lazy-task completion endpoint answers 503")
+    stop, refused = threading.Event(), []
+
+    def check_store() -> None:  # a data loss is logged; a Redis no longer durable stops a required serve
+        e = keep_checking(guard, stop, cfg.store_check_s)
+        if e is not None:
+            refused.append(e)
+            server.shutdown()
+
+    threading.Thread(target=check_store, name="ackflow-store-check", daemon=True).start()
     try:
         server.serve_forever()
     finally:
+        stop.set()
         server.server_close()
         server.close_clients()
+        store.close()
+    if refused:
+        raise refused[0]
 
 
 @click.command()

@@ -15,7 +15,7 @@ from urllib.parse import quote, urlencode
 from runner import states
 from runner.broker import DeadLetter, DeadLetters
 from runner.client import Client, RunInfo
-from runner.client.render import cut, show
+from runner.client.render import cut, show, timestamp
 from runner.logs import scrub
 from runner.ops.dashboard import svg
 
@@ -25,10 +25,7 @@ MAX_TEXT = 16_000  # characters of one error message or traceback shown
 
 
 def _ts(ms: int | None, precise: bool = False) -> str:
-    if not ms:
-        return "-"
-    text = datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-    return text[:-3] if precise else text[:-7]
+    return escape(timestamp(ms, precise))
 
 
 def _dur(start: int | None, end: int | None) -> str:
