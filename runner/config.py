@@ -1,4 +1,5 @@
-"""Settings: one frozen, validated dataclass, read from ``ACKFLOW_*`` environment variables."""
+"""Settings: one frozen, validated dataclass, read from ``ACKFLOW_*`` environment variables
+(over an optional TOML file of the same keys, `runner.config_file`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from runner import config_file as config_file_module
 from runner.errors import ConfigError
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -89,12 +91,30 @@ class Config:
             )
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Config:
-        """Read ``ACKFLOW_<FIELD>`` variables; keyword overrides win over the environment."""
+    def from_env(
+        cls, env: dict[str, str] | None = None, *, config_file: str | None = None, **overrides: Any
+    ) -> Config:
+        """Read ``ACKFLOW_<FIELD>`` variables over the TOML file named by ``config_file`` or
+        ``ACKFLOW_CONFIG`` (if any, `runner.config_file`); keyword overrides win over both."""
+        return cls.load(env, config_file=config_file, **overrides)[0]
+
+    @classmethod
+    def load(
+        cls, env: dict[str, str] | None = None, *, config_file: str | None = None, **overrides: Any
+    ) -> tuple[Config, dict[str, str]]:
+        """`from_env`, and where each setting came from: "default", "file <path>",
+        "env ACKFLOW_<FIELD>" or "option"."""
         env = dict(os.environ if env is None else env)
         values: dict[str, Any] = {}
+        sources = {f.name: "default" for f in fields(cls)}
+        path = config_file or env.get(config_file_module.ENV_VAR) or None
+        if path:
+            types = {f.name: type(f.default) for f in fields(cls)}
+            for name, value in config_file_module.read(path, types).items():
+                values[name], sources[name] = value, f"file {path}"
         for f in fields(cls):
-            raw = env.get("ACKFLOW_" + f.name.upper())
+            var = "ACKFLOW_" + f.name.upper()
+            raw = env.get(var)
             if raw is None or raw == "":
                 continue
             kind: Any = type(f.default)
@@ -104,17 +124,24 @@ class Config:
                 values[f.name] = kind(raw)
             except ValueError as e:
                 what = "boolean (true/false)" if kind is _parse_bool else kind.__name__
-                raise ConfigError(f"ACKFLOW_{f.name.upper()}={raw!r} is not a valid {what}") from e
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+                raise ConfigError(f"{var}={raw!r} is not a valid {what}") from e
+            sources[f.name] = f"env {var}"
+        for k, v in overrides.items():
+            if v is not None:
+                values[k], sources[k] = v, "option"
+        return cls(**values), sources
+
+    def shown(self) -> dict[str, Any]:
+        """Every setting, with passwords in URLs and the secrets redacted."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["broker_url"] = redact_url(self.broker_url)
+        out["redis_url"] = redact_url(self.redis_url)
+        out["secret"] = "***" if self.secret else ""
+        out["operator_token"] = "***" if self.operator_token else ""
+        return out
 
     def __repr__(self) -> str:  # never print the secret
-        shown = {f.name: getattr(self, f.name) for f in fields(self)}
-        shown["broker_url"] = redact_url(self.broker_url)
-        shown["redis_url"] = redact_url(self.redis_url)
-        shown["secret"] = "***" if self.secret else ""
-        shown["operator_token"] = "***" if self.operator_token else ""
-        return "Config(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+        return "Config(" + ", ".join(f"{k}={v!r}" for k, v in self.shown().items()) + ")"
 
     @property
     def broker_urls(self) -> tuple[str, ...]:

@@ -237,3 +237,17 @@ def test_a_publish_after_the_broker_closed_an_idle_connection_reconnects(config:
     finally:
         broker.purge(ENGINE_QUEUE)
         broker.close()
+
+
+def test_engine_and_worker_read_a_config_file(
+    procs: Processes, client: Client, config: Config, tmp_path: Any
+) -> None:
+    """Only the file names the prefix: processes that ignored it would use "ackflow" and the
+    run, submitted under the test's prefix, would never finish."""
+    path = tmp_path / "ackflow.toml"
+    path.write_text(f'prefix = "{config.prefix}"\n[ackflow]\nACKFLOW_REDIS_URL = "{config.redis_url}"\n')
+    env = {"ACKFLOW_PREFIX": "", "ACKFLOW_REDIS_URL": "", "ACKFLOW_CONFIG": str(path)}
+    procs.engine(env=env)
+    procs.worker(env=env)
+    rid = client.submit(flows.chain(3), {"v0": 1})
+    assert procs.wait(client, rid).result == {"v3": 4}

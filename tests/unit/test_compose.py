@@ -84,3 +84,74 @@ def test_the_redis_cluster_is_three_masters_with_a_replica_each_created_once() -
     for seed in url.removeprefix("redis+cluster://").split(","):
         host, _, port = seed.partition(":")
         assert nodes[host]["environment"]["REDIS_PORT"] == port
+
+
+# --- deployment files (issue 19, item 9) ------------------------------------------------
+
+
+def _commands() -> set[str]:
+    from runner.ops.cli import load_plugins
+
+    return set(load_plugins().commands)
+
+
+def test_the_production_compose_file_keeps_state_durable_and_secrets_out() -> None:
+    text = (COMPOSE / "docker-compose.production.yml").read_text()
+    services = load("docker-compose.production.yml")["services"]
+    assert {"rabbitmq", "redis", "engine", "worker", "serve"} <= set(services)
+    redis = " ".join(services["redis"]["command"])
+    assert "--appendonly yes" in redis and "--appendfsync always" in redis and "noeviction" in redis
+    assert any(v.endswith(":/data") for v in services["redis"]["volumes"])
+    assert any(v.endswith(":/var/lib/rabbitmq") for v in services["rabbitmq"]["volumes"])
+    env = services["engine"]["environment"]
+    assert env["ACKFLOW_QUEUE_TYPE"] == "quorum" and env["ACKFLOW_REQUIRE_DURABLE_STORE"] == "true"
+    # every password and secret is required from the environment, none written here
+    for value in [
+        env["ACKFLOW_BROKER_URL"],
+        env["ACKFLOW_SECRET"],
+        services["serve"]["environment"]["ACKFLOW_OPERATOR_TOKEN"],
+    ]:
+        assert re.search(r"\$\{[A-Z_]+:\?", value), value
+    assert "guest" not in text
+    for name in ("engine", "worker", "serve"):
+        assert services[name]["command"][0] in _commands()
+
+
+def test_the_dockerfile_runs_the_cli_as_a_user_from_files_that_exist() -> None:
+    text = (COMPOSE / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["ackflow"]' in text
+    [cmd] = re.findall(r'^CMD \["(\w+)"', text, re.M)
+    assert cmd in _commands()
+    assert re.search(r"^USER (?!root)\w+", text, re.M)
+    root = COMPOSE.parent
+    for src in re.findall(r"^COPY (?!--)(.+) \S+$", text, re.M):
+        for part in src.split():
+            assert (root / part).exists(), part
+
+
+@pytest.mark.parametrize("unit", sorted(p.name for p in (COMPOSE / "systemd").glob("*.service")))
+def test_each_systemd_unit_runs_an_ackflow_command_and_stops_it_gracefully(unit: str) -> None:
+    import configparser
+
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read(COMPOSE / "systemd" / unit)
+    service = parser["Service"]
+    exe, command = service["ExecStart"].split()[:2]
+    assert exe.endswith("/ackflow") and command in _commands()
+    assert service["KillSignal"] == "SIGTERM" and service["Restart"] == "always"
+    assert service["EnvironmentFile"] == "/etc/ackflow/ackflow.env"
+    assert service["User"] != "root"
+
+
+def test_the_example_settings_are_settings_ackflow_knows() -> None:
+    from dataclasses import fields
+
+    from runner.config import Config
+
+    names = {"ACKFLOW_" + f.name.upper() for f in fields(Config)} | {"ACKFLOW_CONFIG"}
+    env_file = (COMPOSE / "systemd" / "ackflow.env.example").read_text()
+    keys = re.findall(r"^#? ?(ACKFLOW_[A-Z_]+)=", env_file, re.M)
+    assert keys and set(keys) <= names
+    cfg = Config.from_env({}, config_file=str(COMPOSE / "ackflow.example.toml"))
+    assert cfg.require_durable_store and cfg.queue_type == "quorum"

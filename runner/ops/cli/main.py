@@ -7,17 +7,24 @@ from importlib.metadata import entry_points
 import click
 
 from runner import logs
-from runner.ops.cli import completions, runs, services
+from runner.ops.cli import completions, runs, services, settings
 from runner.ops.cli.common import Main
 from runner.ops.cli.dlq import dlq
 
 
 @click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--broker-url", envvar="ACKFLOW_BROKER_URL", help="RabbitMQ URL [env ACKFLOW_BROKER_URL].")
-@click.option("--redis-url", envvar="ACKFLOW_REDIS_URL", help="Redis URL [env ACKFLOW_REDIS_URL].")
+@click.option(
+    "--config",
+    "config_file",
+    envvar="ACKFLOW_CONFIG",
+    metavar="FILE",
+    help="A TOML file of settings, keys as the ACKFLOW_* variables; the environment wins "
+    "[env ACKFLOW_CONFIG].",
+)
+@click.option("--broker-url", help="RabbitMQ URL [env ACKFLOW_BROKER_URL].")
+@click.option("--redis-url", help="Redis URL [env ACKFLOW_REDIS_URL].")
 @click.option(
     "--prefix",
-    envvar="ACKFLOW_PREFIX",
     help="Deployment prefix for exchange, queues and keys [env ACKFLOW_PREFIX; default ackflow].",
 )
 @click.option(
@@ -40,6 +47,7 @@ from runner.ops.cli.dlq import dlq
 @click.pass_context
 def main(
     ctx: click.Context,
+    config_file: str | None,
     broker_url: str | None,
     redis_url: str | None,
     prefix: str | None,
@@ -52,11 +60,11 @@ def main(
     failed, 2 bad input, 3 service unavailable, 4 timed out, 5 no such run, 6 already completed,
     7 run lost.
     """
-    ctx.obj = {"broker_url": broker_url, "redis_url": redis_url, "prefix": prefix}
+    ctx.obj = {"config_file": config_file, "broker_url": broker_url, "redis_url": redis_url, "prefix": prefix}
     logs.setup(log_level, log_format)
 
 
-for _command in (*runs.COMMANDS, *completions.COMMANDS, *services.COMMANDS, dlq):
+for _command in (*runs.COMMANDS, *completions.COMMANDS, *services.COMMANDS, *settings.COMMANDS, dlq):
     main.add_command(_command)
 main.add_command(services.serve, name="dashboard")
 

@@ -58,8 +58,10 @@ def print_progress(task: str, fraction: float, message: str) -> None:
 @click.option(
     "--dashboard", is_flag=True, help="Serve the dashboard for this run (prints its URL) while it runs."
 )
+@click.pass_context
 @handle_errors
 def run(
+    ctx: click.Context,
     flow_ref: str,
     pairs: tuple[str, ...],
     inputs_json: str | None,
@@ -81,7 +83,7 @@ def run(
     spec = load_flow(flow_ref).compile()
     inputs = parse_inputs(pairs, inputs_json, text_inputs(spec.input_kinds))
     logging.getLogger("ackflow").setLevel(logging.WARNING)
-    secret = Config.from_env().secret
+    secret = Config.from_env(config_file=(ctx.obj or {}).get("config_file")).secret
     with LocalRuntime(Config(secret=secret), concurrency=concurrency) as rt:
         rid = rt.client.submit(spec, inputs, run_id=run_id)
         if dashboard:
