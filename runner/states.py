@@ -47,7 +47,7 @@ TASK_TRANSITIONS: dict[str, frozenset[str]] = {
     # for the resume (PENDING).
     SCHEDULED: frozenset({RUNNING, SUCCESS, FAILED, SKIPPED, WAITING, PENDING}),
     RUNNING: frozenset({SUCCESS, FAILED, WAITING}),
-    WAITING: frozenset({SUCCESS, FAILED}),
+    WAITING: frozenset({SUCCESS, FAILED, SKIPPED}),  # SKIPPED: its run was cancelled
     FAILED: frozenset({SCHEDULED}),  # retry: a new attempt
     SUCCESS: frozenset({REVERTING}),
     REVERTING: frozenset({REVERTED, FAILED}),

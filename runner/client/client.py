@@ -16,7 +16,7 @@ from runner.client.tokens import make_token
 from runner.config import Config
 from runner.decide.records import TaskProgress, TaskState, history_entry
 from runner.define.flows import Flow
-from runner.define.spec import FlowSpec, TaskSpec, validate_inputs
+from runner.define.spec import FlowSpec, TaskSpec, dependency_order, input_names, validate_inputs
 from runner.errors import (
     EncodeError,
     PayloadTooLargeError,
@@ -206,6 +206,9 @@ class Client:
         if not meta:
             raise self._missing(run_id)
         leases = self.store.read_all(run_id, keys.LEASES)
+        specs = {
+            n: TaskSpec.from_data(unpack(raw)) for n, raw in self.store.read_all(run_id, keys.SPEC).items()
+        }
         tasks = {}
         for name, raw in sorted(self.store.read_all(run_id, keys.TASKS).items()):
             if keys.item_of(name) is not None:
@@ -231,9 +234,17 @@ class Client:
                 st.retry_at_ms,
                 st.revert_error,
                 st.child,
+                st.started_ms,
+                st.finished_ms,
+                st.waiting_ms,
             )
-        for name in self.store.read_all(run_id, keys.SPEC):
+        for name in specs:
             tasks.setdefault(name, TaskInfo(name, states.PENDING, 0))
+        order = dependency_order(specs)
+        tasks = {n: tasks[n] for n in [*order, *sorted(set(tasks) - set(order))]}
+        names = input_names(specs)
+        values = self.store.read(run_id, {keys.DATA: names})[keys.DATA] if names else []
+        inputs = {n: unpack(v) for n, v in zip(names, values, strict=True) if v is not None}
         return RunInfo(
             run_id=run_id,
             status=meta.get("status", states.PENDING.encode()).decode(),
@@ -242,8 +253,10 @@ class Client:
             finished_ms=_int(meta.get("finished_ms")),
             result=unpack(meta["result"]) if "result" in meta else None,
             error=unpack(meta["error"]) if "error" in meta else None,
-            tasks=dict(sorted(tasks.items())),
+            tasks=tasks,
             parent=_parent(meta.get("parent")),
+            inputs=inputs,
+            control=unpack(meta["control"]) if "control" in meta else None,
         )
 
     def history(self, run_id: str, start: int = 0) -> list[HistoryEntry]:

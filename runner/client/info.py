@@ -26,6 +26,9 @@ class TaskInfo:
     retry_at_ms: int | None = None  # FAILED, with another attempt due at this time
     revert_error: dict[str, Any] | None = None  # its revert handler failed
     child: str | None = None  # the child run its last attempt started (`start_child`)
+    started_ms: int | None = None
+    finished_ms: int | None = None
+    waiting_ms: int | None = None  # when it began waiting (a lazy task, a child run)
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ class RunInfo:
     error: dict[str, Any] | None = None
     tasks: dict[str, TaskInfo] = field(default_factory=dict)
     parent: tuple[str, str, int] | None = None  # a child run's (parent run, task, attempt)
+    inputs: dict[str, Any] = field(default_factory=dict)
+    control: dict[str, Any] | None = None  # the last cancel/pause/resume/retry: action, by, reason, at
 
     @property
     def done(self) -> bool:

@@ -122,8 +122,14 @@ def status_lines(info: RunInfo) -> list[str]:
     ]
     if info.parent is not None:
         lines.append(f"child of run {info.parent[0]} (task {info.parent[1]}, attempt {info.parent[2]})")
+    c = info.control
+    if c and c.get("action") in ("pause", "cancel") and info.status in ("PAUSED", "CANCELLED"):
+        why = f": {c['reason']}" if c.get("reason") else ""
+        lines.append(f"{info.status.lower()} by {c.get('by') or '?'} at {timestamp(c.get('at'))}{why}")
+    if info.inputs:
+        lines.append(f"inputs {show(info.inputs, 2000)}")
     for t in info.tasks.values():
-        dur = f"{t.duration_ms} ms" if t.duration_ms is not None else ""
+        dur = took(t.duration_ms, t.waiting_ms, t.finished_ms)
         if t.progress is not None:
             dur = f"{t.progress[0]:.0%} {t.progress[1]}".rstrip()
         lines.append(f"  {t.name:<30} {t.status:<10} attempt {t.attempt:<3} {dur}")
@@ -136,6 +142,31 @@ def status_lines(info: RunInfo) -> list[str]:
         if t.child:
             lines.append(f"      child run {t.child}")
     return lines + _ending(info, traceback=True)
+
+
+def seconds(ms: int) -> str:
+    """A duration for people: ``850 ms``, ``<1 ms``, ``12.4 s``, ``3 min 20 s``, ``2 h 5 min``."""
+    if ms < 1:
+        return "<1 ms"
+    if ms < 1000:
+        return f"{ms} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f} s"
+    if ms < 3_600_000:
+        return f"{ms // 60_000} min {ms % 60_000 // 1000} s"
+    return f"{ms // 3_600_000} h {ms % 3_600_000 // 60_000} min"
+
+
+def took(body_ms: int | None, waiting_ms: int | None, finished_ms: int | None) -> str:
+    """How long a finished attempt took: its body's run time (a task that returned within
+    the millisecond shows ``<1 ms``, not ``0 ms``), and how long it then waited for an outside
+    completion or a child run."""
+    if body_ms is None:
+        return ""
+    text = seconds(body_ms)
+    if waiting_ms and finished_ms and finished_ms >= waiting_ms:
+        text += f", waited {seconds(finished_ms - waiting_ms)}"
+    return text
 
 
 def summary_dict(info: RunInfo) -> dict[str, Any]:
@@ -162,15 +193,20 @@ def run_dict(info: RunInfo) -> dict[str, Any]:
             "retry_at_ms": t.retry_at_ms,
             "revert_error": t.revert_error,
             "child": t.child,
+            "started_ms": t.started_ms,
+            "finished_ms": t.finished_ms,
+            "waiting_ms": t.waiting_ms,
         }
         for n, t in info.tasks.items()
     }
     parent = dict(zip(("run", "task", "attempt"), info.parent, strict=True)) if info.parent else None
     return {
         **summary_dict(info),
+        "inputs": info.inputs,
         "result": info.result,
         "error": info.error,
         "parent": parent,
+        "control": info.control,
         "tasks": tasks,
     }
 

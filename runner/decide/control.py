@@ -15,13 +15,16 @@ from runner.decide.draft import Draft
 from runner.decide.records import NOT_STARTED, TaskState
 from runner.decide.view import Need
 from runner.define.spec import END
+from runner.protocol import pack
 from runner.store import keys
 
 
 def _who(d: Draft) -> dict[str, str]:
+    """Who asked, and why (shown by status as the run's last control); recorded in meta."""
     out = {"by": str(d.event.body.get("by", ""))}
     if d.event.body.get("reason"):
-        out["reason"] = str(d.event.body["reason"])
+        out["reason"] = str(d.event.body["reason"])[:500]
+    d.write(keys.META, "control", pack({"action": d.event.kind.rpartition(".")[2], **out, "at": d.at}))
     return out
 
 
@@ -40,8 +43,12 @@ def decide_cancel(d: Draft) -> None:
         if st.status in (states.PENDING, states.SCHEDULED):
             d.set_task(name, st.with_(status=states.SKIPPED, finished_ms=d.at))
             d.hist(name, st.status, states.SKIPPED, int(st.attempt), note="run cancelled")
-        elif st.status == states.WAITING and st.child:
-            children.cancel_event(d, st.child, "its parent run was cancelled")
+        elif st.status == states.WAITING:  # nothing holds it: no completion will be taken
+            if st.child:
+                children.cancel_event(d, st.child, "its parent run was cancelled")
+            ended = progress.end_attempt(d, name, st, status=states.SKIPPED, finished_ms=d.at)
+            d.set_task(name, ended)
+            d.hist(name, st.status, states.SKIPPED, int(st.attempt), note="run cancelled while it waited")
     d.set_meta_list("held", [])
     d.set_run(states.CANCELLED, **_who(d))
 

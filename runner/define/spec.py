@@ -150,6 +150,29 @@ class FlowSpec:
         )
 
 
+def dependency_order(tasks: Mapping[str, TaskSpec]) -> list[str]:
+    """The tasks' names, each after all its predecessors (ties: flow order, then name)."""
+    indeg = {n: sum(1 for p in t.preds if p in tasks) for n, t in tasks.items()}
+    ready = sorted(n for n, k in indeg.items() if k == 0)
+    out: list[str] = []
+    while ready:
+        n = ready.pop(0)
+        out.append(n)
+        for s in tasks[n].succs:
+            if s in indeg:
+                indeg[s] -= 1
+                if indeg[s] == 0:
+                    ready.append(s)
+    return out + sorted(set(tasks) - set(out))  # a cycle (never compiled) keeps its tasks
+
+
+def input_names(tasks: Mapping[str, TaskSpec]) -> list[str]:
+    """The data names the tasks read that none of them provides: the run's inputs."""
+    provided = {p for t in tasks.values() for p in t.provides}
+    wanted = {d for t in tasks.values() for d in [*t.args.values(), *t.optional.values()]}
+    return sorted(wanted - provided)
+
+
 def _valid_kind(entry: Any) -> bool:
     if not isinstance(entry, list | tuple) or len(entry) != 3:
         return False

@@ -40,6 +40,7 @@ TASK_EDGES = {
     ("RUNNING", "FAILED"),
     ("RUNNING", "WAITING"),
     ("WAITING", "SUCCESS"),
+    ("WAITING", "SKIPPED"),  # its run was cancelled while it waited
     ("WAITING", "FAILED"),
     ("FAILED", "SCHEDULED"),  # retry: a new attempt
     ("SUCCESS", "REVERTING"),
