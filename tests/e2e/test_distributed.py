@@ -107,6 +107,13 @@ def test_submit_wait_status_list_history_through_the_cli(cluster: Processes) -> 
     assert cluster.run("status", "no-such-run").returncode == 5
     history = cluster.run("history", "cli-1").stdout
     assert history.count("run: PENDING -> RUNNING") == 1 and history.count("run: RUNNING -> SUCCESS") == 1
+    waited = cluster.run("wait", "cli-1")  # a finished run: its history, then its outcome
+    assert waited.returncode == 0 and "run: RUNNING -> SUCCESS" in waited.stdout
+    assert waited.stdout.splitlines()[-2:] == ["run cli-1: SUCCESS", 'result: {"d": [7, 20, 27]}']
+    assert cluster.run("wait", "no-such-run").returncode == 5
+    listed = cluster.run("list", "--status", "success").stdout.splitlines()  # any case
+    assert listed[0].split() == ["RUN", "STATUS", "FLOW", "CREATED", "(UTC)"]
+    assert any(line.startswith("cli-1 ") for line in listed[1:])
 
 
 def test_bad_input_is_refused_before_enqueue(cluster: Processes) -> None:

@@ -24,6 +24,7 @@ def test_every_documented_command_exists() -> None:
         "engine",
         "worker",
         "submit",
+        "wait",
         "status",
         "list",
         "history",

@@ -161,8 +161,30 @@ def status(ctx: click.Context, run_id: str, as_json: bool) -> None:
         echo_lines(status_lines(info))
 
 
+@click.command()
+@click.argument("run_id")
+@click.option("--timeout", "timeout_s", type=float, help="Give up after this many seconds (exit 4).")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the outcome.")
+@click.pass_context
+@handle_errors
+def wait(ctx: click.Context, run_id: str, timeout_s: float | None, quiet: bool) -> None:
+    """Wait for RUN_ID to finish, printing its transitions from the start (unless --quiet);
+    exit with the run's outcome (0 success, 1 failed or cancelled)."""
+    with client_from(ctx) as client:
+        info = client.wait(
+            run_id, timeout_s, None if quiet else print_history_entry, None if quiet else print_progress
+        )
+    echo_lines(outcome_lines(info))
+    exit_for(info)
+
+
 @click.command(name="list")
-@click.option("--status", "status_", type=click.Choice(states.RUN_STATES), help="Only runs in this state.")
+@click.option(
+    "--status",
+    "status_",
+    type=click.Choice(states.RUN_STATES, case_sensitive=False),
+    help="Only runs in this state.",
+)
 @click.option("--limit", default=50, show_default=True, help="At most this many, newest first.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
@@ -170,7 +192,9 @@ def status(ctx: click.Context, run_id: str, as_json: bool) -> None:
 def list_(ctx: click.Context, status_: str | None, limit: int, as_json: bool) -> None:
     """List runs, newest first."""
     with client_from(ctx) as client:
-        runs = client.list(status_, limit)
+        runs = client.list(status_.upper() if status_ else None, limit)
+    if runs and not as_json:
+        echo(f"{'RUN':<34} {'STATUS':<10} {'FLOW':<24} CREATED (UTC)")
     for r in runs:
         if as_json:
             echo_json(summary_dict(r), sort_keys=False)
@@ -218,4 +242,12 @@ CONTROL = {
     "retry": "Retry a FAILED RUN_ID from its failed tasks, keeping completed results.",
 }
 
-COMMANDS = (run, submit, status, list_, history, *(_control_command(a, doc) for a, doc in CONTROL.items()))
+COMMANDS = (
+    run,
+    submit,
+    wait,
+    status,
+    list_,
+    history,
+    *(_control_command(a, doc) for a, doc in CONTROL.items()),
+)
