@@ -89,6 +89,30 @@ class InputTypeError(FlowDefinitionError):
         )
 
 
+class UnknownFlowError(FlowDefinitionError):
+    """A flow submitted by name is not in the flow registry (or not at that version)."""
+
+    def __init__(self, name: str, known: list[str], version: str | None = None) -> None:
+        self.name = name
+        if version is not None:
+            super().__init__(
+                f"flow {name!r} has no registered version {version!r}; versions: {', '.join(known) or 'none'}"
+            )
+            return
+        import difflib
+
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = (
+            f"; did you mean {close[0]!r}?"
+            if close
+            else f"; registered flows: {', '.join(sorted(known)[:10]) or 'none'}"
+        )
+        super().__init__(
+            f"no flow named {name!r} is registered (workers register their modules' flows; so does "
+            f"`ackflow flows register MODULE`){hint}"
+        )
+
+
 class UnknownTaskError(FlowDefinitionError):
     """A flow names a task that is not registered."""
 

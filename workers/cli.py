@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import click
 
 from runner.config import Config
 from runner.define.loading import import_module
 from runner.define.tasks import REGISTRY, check_name
-from runner.errors import FlowDefinitionError
+from runner.errors import AckflowError, FlowDefinitionError
 from runner.ops.cli.common import handle_errors, on_sigterm
 
 
@@ -75,10 +76,10 @@ def worker(
     from runner import connect
     from workers.loop import Worker
 
-    for m in modules:
-        import_module(m)
+    loaded = [import_module(m) for m in modules]
     cfg = Config.from_env(**(ctx.obj or {}))
     broker = connect.open_broker(cfg, role="worker", attempts=5, wait_s=cfg.startup_wait_s)
+    store = connect.open_store(cfg)
     w = Worker(
         cfg,
         broker,
@@ -86,9 +87,10 @@ def worker(
         queues=list(queues) or None,
         concurrency=concurrency,
         name=name,
-        store=connect.open_store(cfg),
+        store=store,
         max_long=max_long,
     )
+    register_flows(store, loaded, f"worker {w.name}")
     on_sigterm(w.stop)
     if metrics_port:
         from runner import metrics
@@ -102,3 +104,21 @@ def worker(
         ", ".join(REGISTRY.names()),
     )
     w.run(burst=burst)
+
+
+def register_flows(store: Any, modules: list[Any], by: str) -> None:
+    """Record the flows the worker's modules define in the flow registry, so producers can
+    submit them by name; a flow that does not compile here (its tasks elsewhere) or a store
+    that does not answer is logged, never fatal: the worker's job is its tasks."""
+    from runner.client import flows as registry
+    from runner.define.loading import flows_in
+
+    log = logging.getLogger("ackflow.worker")
+    for module in modules:
+        for f in flows_in(module):
+            try:
+                info = registry.register(store, f.compile(REGISTRY), by=by)
+            except AckflowError as e:
+                log.warning("flow %s of %s not registered: %s", f.name, module.__name__, e)
+                continue
+            log.info("flow %s registered (version %s)", info.name, info.digest[:12])

@@ -10,7 +10,7 @@ from typing import Any
 
 from runner import caps, connect, protocol, states
 from runner.broker import ENGINE_QUEUE, Broker, Outgoing
-from runner.client import completion
+from runner.client import completion, flows
 from runner.client.info import HistoryEntry, RunInfo, TaskInfo, who
 from runner.client.tokens import make_token
 from runner.config import Config
@@ -63,22 +63,30 @@ class Client:
 
     def submit(
         self,
-        flow: Flow | FlowSpec,
+        flow: Flow | FlowSpec | str,
         inputs: Mapping[str, Any] | None = None,
         *,
         run_id: str | None = None,
         timeout_s: float | None = None,
+        version: str | None = None,
     ) -> str:
         """Validate, then enqueue a run; idempotent by ``run_id``. Returns the run id.
 
         ``timeout_s`` is the run's deadline: if it has not finished by then it fails with
         ``RunTimeout`` (and its completed tasks are reverted, if they have revert handlers).
 
-        Raises `FlowDefinitionError` (bad flow or missing input), `PayloadTooLargeError`,
+        ``flow`` is a flow, its compiled spec, or the name of a registered flow (see
+        `runner.client.flows`; its latest version, or the one ``version`` names by digest).
+
+        Raises `FlowDefinitionError` (bad flow, unknown flow name, missing, unknown or mistyped
+        input), `PayloadTooLargeError`,
         `EncodeError` (inputs msgpack cannot carry) or `RunConflictError` (the id was used for a
         different flow or inputs) before anything is enqueued.
         """
-        spec = flow if isinstance(flow, FlowSpec) else flow.compile()
+        if isinstance(flow, str):  # by name, from the flow registry (its latest, or ``version``)
+            spec = flows.get(self.store, flow, version)
+        else:
+            spec = flow if isinstance(flow, FlowSpec) else flow.compile()
         inputs = dict(inputs or {})
         validate_inputs(spec, inputs)
         run_id = keys.check_run_id(run_id or uuid.uuid4().hex)

@@ -56,3 +56,12 @@ def load_flow(ref: str) -> Flow:
     if not isinstance(obj, Flow):
         raise FlowDefinitionError(f"{ref} is a {type(obj).__name__}, not a flow")
     return obj
+
+
+def flows_in(module: Any) -> list[Flow]:
+    """The flows a module defines at its top level (by attribute, each once), in name order."""
+    seen: dict[int, Flow] = {}
+    for _, obj in sorted(vars(module).items()):
+        if isinstance(obj, Flow) and id(obj) not in seen:
+            seen[id(obj)] = obj
+    return list(seen.values())

@@ -148,6 +148,25 @@ class Store(Protocol):
 
     def watch(self, run_id: str) -> Watch: ...
 
+    # --- the flow registry (runner.client.flows) -------------------------------------------
+
+    def put_flow(self, name: str, digest: str, spec: bytes, info: bytes) -> None:
+        """Keep version ``digest`` of flow ``name`` (its packed spec) and make it the latest,
+        described by ``info`` (packed), in one step."""
+        ...
+
+    def get_flow(self, name: str, digest: str) -> bytes | None:
+        """The packed spec of that version of the flow, or None."""
+        ...
+
+    def list_flows(self) -> dict[str, bytes]:
+        """Each registered flow's name -> the info of its latest version."""
+        ...
+
+    def flow_digests(self, name: str) -> list[str]:
+        """The versions (digests) kept of a flow."""
+        ...
+
     # --- durability (runner.engine.durability) -------------------------------------------------
 
     def session(self) -> int:

@@ -132,6 +132,17 @@ def index_root(prefix: str, cluster: bool) -> str:
     return f"{{{prefix}}}" if cluster else prefix
 
 
+def flows_index(root: str) -> str:
+    """The registered flows (`runner.client.flows`): name -> its latest version's info."""
+    return f"{root}:registry"
+
+
+def flow_versions(root: str, name: str) -> str:
+    """One registered flow's versions: digest -> packed spec (not ``flow:<name>``: that is
+    the flow's run index)."""
+    return f"{root}:registry:{name}"
+
+
 def index_numbers(root: str) -> str:
     return f"{root}:ix"
 

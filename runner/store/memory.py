@@ -50,6 +50,8 @@ class MemoryStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._runs: dict[str, dict[str, dict[str, bytes]]] = {}
+        self._flows: dict[str, bytes] = {}  # name -> info of its latest version
+        self._flow_specs: dict[str, dict[str, bytes]] = {}  # name -> digest -> spec
         self._history: dict[str, list[bytes]] = {}
         self._expires: dict[str, float] = {}
         self._index: dict[str, dict[str, int]] = {}  # status ("" = all) -> run -> created ms
@@ -177,6 +179,23 @@ class MemoryStore:
                 for w in self._watchers.get(run_id, ()):
                     w.notify(False)
             return Beat(leased, status.decode() if status else None)
+
+    def put_flow(self, name: str, digest: str, spec: bytes, info: bytes) -> None:
+        with self._lock:
+            self._flow_specs.setdefault(name, {})[digest] = spec
+            self._flows[name] = info
+
+    def get_flow(self, name: str, digest: str) -> bytes | None:
+        with self._lock:
+            return self._flow_specs.get(name, {}).get(digest)
+
+    def list_flows(self) -> dict[str, bytes]:
+        with self._lock:
+            return dict(self._flows)
+
+    def flow_digests(self, name: str) -> list[str]:
+        with self._lock:
+            return sorted(self._flow_specs.get(name, {}))
 
     def reserve(self, run_id: str, digest: bytes) -> bytes | None:
         with self._lock:

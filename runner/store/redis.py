@@ -31,6 +31,7 @@ from runner.errors import StoreError, StoreUnavailable
 from runner.protocol import pack, unpack
 from runner.store import APPLIED_RESULT, Beat, Commit, CommitResult, DueTimer, Watch, keys, lua
 from runner.store.redis_errors import REDIS_ERRORS, translate
+from runner.store.redis_flows import FlowRegistry
 from runner.store.redis_listings import RunListings
 from runner.store.redis_replicas import Replicas
 from runner.store.redis_watch import watch_channel
@@ -68,6 +69,7 @@ class RedisStore:
         self._connections = 0  # connections made so far: a reconnect changes `session`
         self._replicas = Replicas(config)
         self._listings = RunListings(lambda: self.client, config.prefix, self._ix_root)
+        self._flows = FlowRegistry(lambda: self.client, self._ix_root)
 
     def _on_connect(self, conn: Any) -> None:
         """redis-py's hook for each new connection (the first and every reconnect)."""
@@ -322,6 +324,20 @@ class RedisStore:
         except REDIS_ERRORS as e:
             raise translate(e) from e
         return None if created else current
+
+    # --- the flow registry (runner/store/redis_flows.py) -------------------------------------
+
+    def put_flow(self, name: str, digest: str, spec: bytes, info: bytes) -> None:
+        self._flows.put(name, digest, spec, info)
+
+    def get_flow(self, name: str, digest: str) -> bytes | None:
+        return self._flows.get(name, digest)
+
+    def list_flows(self) -> dict[str, bytes]:
+        return self._flows.latest()
+
+    def flow_digests(self, name: str) -> list[str]:
+        return self._flows.digests(name)
 
     # --- listings (runner/store/redis_listings.py) -------------------------------------------
 

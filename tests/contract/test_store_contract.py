@@ -347,3 +347,22 @@ def test_a_lost_run_is_recorded_once_and_remembered(store: Store) -> None:
     assert store.record_lost(other, 1_000_000 + 61_000, 60) is True  # drops entries past keep_s
     assert not store.is_lost(r)
     assert store.is_lost(other)
+
+
+def test_the_flow_registry_keeps_every_version_and_the_latest(store: Store) -> None:
+    name = f"f-{rid()}"
+    assert store.get_flow(name, "d1") is None and store.flow_digests(name) == []
+    store.put_flow(name, "d1", b"spec-1", b"info-1")
+    store.put_flow(name, "d2", b"spec-2", b"info-2")
+    assert store.list_flows()[name] == b"info-2"  # the latest
+    assert (store.get_flow(name, "d1"), store.get_flow(name, "d2")) == (b"spec-1", b"spec-2")
+    assert store.flow_digests(name) == ["d1", "d2"]
+    store.put_flow(name, "d1", b"spec-1", b"info-1-again")  # an older version registered again
+    assert store.list_flows()[name] == b"info-1-again"
+    # runs of the flow are indexed by its name too: neither may take the other's keys
+    r = rid()
+    meta = {"status": b"RUNNING", "flow": name.encode()}
+    run = Commit(r, "e1", writes={keys.META: meta}, status_change=("", "RUNNING"), flow=name, created_ms=5)
+    assert store.commit(run).applied
+    assert store.page_runs(None, name)[0][0][0] == r
+    assert store.get_flow(name, "d2") == b"spec-2"

@@ -258,3 +258,28 @@ def test_engine_and_worker_read_a_config_file(
     procs.worker(env=env)
     rid = client.submit(flows.chain(3), {"v0": 1})
     assert procs.wait(client, rid).result == {"v3": 4}
+
+
+def test_a_flow_registered_by_a_worker_is_submitted_by_name_where_it_cannot_be_imported(
+    procs: Processes, config: Config, tmp_path: Any
+) -> None:
+    import subprocess
+
+    from tests.helpers.processes import ACKFLOW, cli_env
+
+    procs.engine()
+    worker = procs.worker()
+    procs.until_logged(worker, "flow chain10 registered")
+    env = cli_env(config, PYTHONPATH="")
+    elsewhere = {"cwd": tmp_path, "env": env, "capture_output": True, "text": True, "timeout": 120}
+    cannot = subprocess.run([*ACKFLOW[:-2], "-c", "import tests.helpers.flows"], **elsewhere)  # type: ignore[call-overload]
+    assert cannot.returncode != 0 and "No module named 'tests" in cannot.stderr
+    out = subprocess.run([*ACKFLOW, "submit", "chain10", "-i", "v0=5", "--wait"], **elsewhere)  # type: ignore[call-overload]
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert 'result: {"v10": 15}' in out.stdout
+    listed = subprocess.run([*ACKFLOW, "flows", "list"], **elsewhere).stdout  # type: ignore[call-overload]
+    assert any(line.split()[0] == "chain10" and line.split()[-1] == "v0" for line in listed.splitlines())
+    shown = subprocess.run([*ACKFLOW, "flows", "show", "chain10"], **elsewhere).stdout  # type: ignore[call-overload]
+    assert "(latest)" in shown and "s10" in shown
+    typo = subprocess.run([*ACKFLOW, "submit", "chain1O", "-i", "v0=5"], **elsewhere)  # type: ignore[call-overload]
+    assert typo.returncode == 2 and "did you mean 'chain10'" in typo.stderr

@@ -141,6 +141,7 @@ KOMBU_ADAPTER = {
                 "runner/store/redis.py",
                 "runner/store/redis_cluster.py",
                 "runner/store/redis_errors.py",
+                "runner/store/redis_flows.py",
                 "runner/store/redis_listings.py",
                 "runner/store/redis_replicas.py",
                 "runner/store/redis_watch.py",

@@ -7,7 +7,7 @@ from importlib.metadata import entry_points
 import click
 
 from runner import logs
-from runner.ops.cli import completions, runs, services, settings
+from runner.ops.cli import completions, flows_cmd, runs, services, settings
 from runner.ops.cli.common import Main
 from runner.ops.cli.dlq import dlq
 
@@ -64,7 +64,14 @@ def main(
     logs.setup(log_level, log_format)
 
 
-for _command in (*runs.COMMANDS, *completions.COMMANDS, *services.COMMANDS, *settings.COMMANDS, dlq):
+for _command in (
+    *runs.COMMANDS,
+    *completions.COMMANDS,
+    *services.COMMANDS,
+    *settings.COMMANDS,
+    *flows_cmd.COMMANDS,
+    dlq,
+):
     main.add_command(_command)
 main.add_command(services.serve, name="dashboard")
 

@@ -7,7 +7,7 @@ import logging
 import click
 
 from runner import states
-from runner.client import HistoryEntry
+from runner.client import HistoryEntry, flows
 from runner.client.render import (
     history_dict,
     history_line,
@@ -20,6 +20,7 @@ from runner.client.render import (
 )
 from runner.config import Config
 from runner.define.input_types import text_inputs
+from runner.errors import FlowDefinitionError, UnknownFlowError
 from runner.ops.cli.common import (
     check_run_id_option,
     client_from,
@@ -105,13 +106,14 @@ def run(
 
 
 @click.command()
-@click.argument("flow_ref", metavar="MODULE:FLOW")
+@click.argument("flow_ref", metavar="MODULE:FLOW|NAME")
 @with_inputs
 @click.option(
     "--run-id",
     callback=check_run_id_option,
     help="Run id; submitting the same id again is a no-op (default: random).",
 )
+@click.option("--version", help="With a flow NAME: the registered version (digest, or its start) to run.")
 @click.option("--wait", "wait_", is_flag=True, help="Wait for the run, printing its progress.")
 @click.option("--timeout", "timeout_s", type=float, help="With --wait: give up after this many seconds.")
 @click.option(
@@ -128,16 +130,28 @@ def submit(
     pairs: tuple[str, ...],
     inputs_json: str | None,
     run_id: str | None,
+    version: str | None,
     wait_: bool,
     timeout_s: float | None,
     deadline_s: float | None,
 ) -> None:
-    """Enqueue a run of MODULE:FLOW (validated first); print its id."""
+    """Enqueue a run of MODULE:FLOW, or of a registered flow by NAME (`ackflow flows`),
+    validated first; print its id."""
     from runner.define.loading import load_flow
 
-    spec = load_flow(flow_ref).compile()
-    inputs = parse_inputs(pairs, inputs_json, text_inputs(spec.input_kinds))
     with client_from(ctx) as client:
+        if ":" in flow_ref:
+            if version:
+                raise click.BadParameter(
+                    "--version applies to a flow submitted by name", param_hint="--version"
+                )
+            spec = load_flow(flow_ref).compile()
+        else:
+            try:
+                spec = flows.get(client.store, flow_ref, version)
+            except UnknownFlowError as e:
+                raise FlowDefinitionError(f"{e} (or write MODULE:FLOW to import the flow)") from None
+        inputs = parse_inputs(pairs, inputs_json, text_inputs(spec.input_kinds))
         rid = client.submit(spec, inputs, run_id=run_id, timeout_s=deadline_s)
         echo(rid)
         if wait_:
