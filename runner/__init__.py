@@ -23,6 +23,7 @@ from runner.client import Client, HistoryEntry, RunInfo, TaskInfo
 from runner.config import Config
 from runner.define import flows as flow
 from runner.define.context import TaskContext, current_task
+from runner.define.failure import Failure
 from runner.define.flows import Flow, FlowSpec
 from runner.define.retry import Retry
 from runner.define.tasks import TaskDef, task
@@ -35,6 +36,7 @@ __all__ = [
     "AckflowError",
     "Client",
     "Config",
+    "Failure",
     "Flow",
     "FlowSpec",
     "HistoryEntry",

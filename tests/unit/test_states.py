@@ -39,9 +39,11 @@ TASK_EDGES = {
     ("RUNNING", "SUCCESS"),
     ("RUNNING", "FAILED"),
     ("RUNNING", "WAITING"),
+    ("RUNNING", "REVERTING"),  # a map node stopped by its run's failure: its elements' handler
     ("WAITING", "SUCCESS"),
     ("WAITING", "FAILED"),
     ("FAILED", "SCHEDULED"),  # retry: a new attempt
+    ("FAILED", "REVERTING"),  # its handler takes the failure of its body
     ("SUCCESS", "REVERTING"),
     ("REVERTING", "REVERTED"),
     ("REVERTING", "FAILED"),
