@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from runner import Failure, flow, protocol, states, task
+from runner import Failure, Retry, flow, protocol, states, task
 from runner.define.spec import FlowSpec, TaskSpec
 from runner.define.tasks import Registry
 from runner.protocol import TaskRequest
@@ -140,6 +140,23 @@ def test_the_failed_task_is_reverted_with_its_failure_then_its_predecessor() -> 
     info = h.client.status(rid)
     assert info.tasks["breaks"].error is not None  # what failed stays visible
     assert info.error is not None and info.error["task"] == "breaks"
+
+
+def test_a_failure_is_reverted_once_when_the_retries_are_exhausted_not_between_attempts() -> None:
+    h = Harness()
+    rid = h.client.submit(
+        flow.linear("tries", src, breaks.bind(retry=Retry(attempts=2, delay=0))).compile(reg), {}
+    )
+    h.pump()
+    h.ok(h.one(), s=1)
+    h.fail(h.one())
+    again = h.one()  # the retry, and no revert request: the task has not failed for good
+    assert (again.task, again.mode, again.attempt) == ("breaks", protocol.MODE_RUN, 2)
+    assert h.status(rid)[0] == states.RUNNING
+    h.fail(again)
+    [undo] = h.requests()
+    assert (undo.task, undo.mode, undo.attempt) == ("breaks", protocol.MODE_REVERT, 2)
+    assert undo.failure is not None and undo.failure["attempt"] == 2
 
 
 def test_a_handler_without_a_failure_parameter_is_not_called_for_its_own_failure() -> None:
