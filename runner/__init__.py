@@ -24,6 +24,7 @@ from runner.config import Config
 from runner.define import flows as flow
 from runner.define.child import ChildRun, start_child
 from runner.define.context import TaskContext, current_task
+from runner.define.failure import Failure
 from runner.define.flows import Flow, FlowSpec
 from runner.define.retry import Retry
 from runner.define.tasks import TaskDef, task
@@ -37,6 +38,7 @@ __all__ = [
     "ChildRun",
     "Client",
     "Config",
+    "Failure",
     "Flow",
     "FlowSpec",
     "HistoryEntry",

@@ -169,6 +169,7 @@ class TaskRequest:
     mode: str = MODE_RUN  # MODE_REVERT: call the task's revert handler with ``result``
     result: Any = None  # revert mode: what the task returned
     run_created: int = 0  # the run's creation time (ms): lazy tasks' tokens are bound to it
+    failure: dict[str, Any] | None = None  # revert mode, of a task that failed: its error
 
     @property
     def idempotency_key(self) -> tuple[str, str, int]:
@@ -210,6 +211,7 @@ def encode(msg: Message) -> bytes:
                 "mode": msg.mode,
                 "result": msg.result,
                 "created": msg.run_created,
+                **({"failure": msg.failure} if msg.failure is not None else {}),
             }
         )
     return pack(
@@ -309,6 +311,7 @@ def _request(raw: dict[Any, Any]) -> TaskRequest:
         mode=mode,
         result=raw.get("result"),
         run_created=_field(raw, "created", int, default=0),
+        failure=_field(raw, "failure", dict, default=None),
     )
 
 

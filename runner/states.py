@@ -46,9 +46,12 @@ TASK_TRANSITIONS: dict[str, frozenset[str]] = {
     # A request that a worker took while its run was paused goes back, unstarted, to wait
     # for the resume (PENDING).
     SCHEDULED: frozenset({RUNNING, SUCCESS, FAILED, SKIPPED, WAITING, PENDING}),
-    RUNNING: frozenset({SUCCESS, FAILED, WAITING}),
+    # A map node stopped by its run's failure (RUNNING, elements left unstarted) is reverted
+    # too: its handler runs for the elements that succeeded.
+    RUNNING: frozenset({SUCCESS, FAILED, WAITING, REVERTING}),
     WAITING: frozenset({SUCCESS, FAILED, SKIPPED}),  # SKIPPED: its run was cancelled
-    FAILED: frozenset({SCHEDULED}),  # retry: a new attempt
+    # retry: a new attempt; or compensation of a failed body (a handler taking ``failure``)
+    FAILED: frozenset({SCHEDULED, REVERTING}),
     SUCCESS: frozenset({REVERTING}),
     REVERTING: frozenset({REVERTED, FAILED}),
     REVERTED: frozenset(),

@@ -19,9 +19,10 @@ from runner.decide.records import NOT_STARTED
 from runner.define.child import ChildRun
 from runner.define.compile import compile_flow
 from runner.define.context import TaskContext, reset_current, set_current
+from runner.define.failure import Failure
 from runner.define.lazy import Deferred
 from runner.define.spec import FlowSpec, validate_inputs
-from runner.define.tasks import Registry
+from runner.define.tasks import FAILURE_PARAM, Registry
 from runner.errors import EncodeError, PayloadTooLargeError, UnknownTaskError
 from runner.protocol import CREATED_FIELD, Event, TaskRequest
 
@@ -108,9 +109,13 @@ def bind_outputs(req: TaskRequest, value: Any) -> dict[str, Any]:
 
 
 def _revert_kwargs(fn: Any, req: TaskRequest) -> dict[str, Any]:
-    """The task's inputs and ``result``, limited to what the revert handler accepts."""
+    """The task's inputs, ``result`` and ``failure`` (a `Failure` when the task itself failed,
+    else None), limited to what the revert handler accepts. ``failure`` is offered only to a
+    handler that names it: one with ``**kwargs`` written before gets what it always got."""
     offered = {**req.args, "result": req.result}
     params = inspect.signature(fn).parameters
+    if FAILURE_PARAM in params and FAILURE_PARAM not in req.args:
+        offered[FAILURE_PARAM] = None if req.failure is None else Failure.from_data(req.failure)
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return offered
     return {k: v for k, v in offered.items() if k in params}

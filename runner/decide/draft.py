@@ -66,6 +66,7 @@ class Draft:
         names = list(names)
         out = self.view.values([n for n in names if n not in self.new_data])
         out.update({n: self.new_data[n] for n in names if n in self.new_data})
+        out.update({n: None for n in self.deletes.get(keys.DATA, ()) if n in out})
         return out
 
     def join(self, name: str) -> int:
@@ -105,6 +106,15 @@ class Draft:
     def set_data(self, values: Mapping[str, bytes]) -> None:
         self.new_data.update(values)
         self.writes.setdefault(keys.DATA, {}).update(values)
+
+    def clear_data(self, names: Iterable[str]) -> None:
+        """Delete these values from the run's data (a reverted task's results)."""
+        gone = self.deletes.setdefault(keys.DATA, [])
+        for n in names:
+            self.new_data.pop(n, None)
+            self.writes.get(keys.DATA, {}).pop(n, None)
+            if n not in gone:
+                gone.append(n)
 
     def hist(self, scope: str, old: str, new: str, attempt: int = 0, **extra: Any) -> None:
         """One history entry (see `history_entry`): when the event was made, how much later it
@@ -176,9 +186,13 @@ class Draft:
             if raw is not None:
                 args[param] = unpack(raw)
         result: Any = None
+        failure: dict[str, Any] | None = None
         if mode == protocol.MODE_REVERT:
             outs = {p: unpack(r) for p in spec.provides if (r := data.get(p)) is not None}
             result = outs if spec.unpack else outs.get(spec.provides[0]) if spec.provides else None
+            err = self.state(name).error  # set only if its last attempt failed (a success clears it)
+            if err is not None:
+                failure, result = {**err, "attempt": attempt}, None
         rid = (protocol.revert_request_id if mode == protocol.MODE_REVERT else protocol.request_id)(
             self.run_id, name, attempt
         )
@@ -194,6 +208,7 @@ class Draft:
             at_ms=self.now,
             mode=mode,
             result=result,
+            failure=failure,
             run_created=int(self.view.meta.get("created_ms") or 0),
         )
 

@@ -278,8 +278,7 @@ def decide_reverted(d: Draft) -> None:
         states.check_task(st.status, states.REVERTED)
         d.set_task(e.task, d.state(e.task).with_(status=states.REVERTED, revert_finished_ms=d.at))
         d.hist(e.task, states.REVERTING, states.REVERTED, e.attempt, worker=worker)
-        if d.run_status == states.REVERTING:
-            revert.revert_step(d)
+        revert.reverted(d, e.task)
         return
     revert.revert_failed(d, e.task, e.body["error"], worker)
 

@@ -225,6 +225,8 @@ def fail_attempt(
         nst = d.state(node)
         node_attempt = int(nst.attempt)
         if nst.status != states.RUNNING:
+            if d.run_status == states.REVERTING:
+                revert.revert_step(d)  # compensation may have waited for this element
             return
         nerr = dict(err, message=f"item {index}: {err['message']}")
         d.set_task(node, end_attempt(d, node, nst, status=states.FAILED, finished_ms=d.at, error=nerr))

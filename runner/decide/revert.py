@@ -9,9 +9,9 @@ from typing import Any
 
 from runner import protocol, states
 from runner.decide.draft import Draft
-from runner.decide.records import error_dict
+from runner.decide.records import NOT_STARTED, TaskState, error_dict
 from runner.decide.view import Need
-from runner.define.spec import END
+from runner.define.spec import END, TaskSpec
 from runner.store import keys
 
 # --- compensation ------------------------------------------------------------------
@@ -23,6 +23,11 @@ from runner.store import keys
 # run's requests that have not started, and reports them, so the wait is short). The
 # order is decided afresh at each step from the tasks' states, not from a plan made when
 # the run failed: a plan would not know which successors finish after it was made.
+#
+# As in TaskFlow, a task whose body failed is owed its handler's call too, with the failure
+# instead of a result — if the handler takes ``failure`` (`TaskSpec.revert_failure`). A map
+# node's handler is called per element (the last first), once the node stopped and none of
+# its elements is active; a reverted task's results leave the run's data (`reverted`).
 
 
 def successors_first(d: Draft) -> list[str]:
@@ -44,26 +49,59 @@ def successors_first(d: Draft) -> list[str]:
     return order[::-1]
 
 
+def body_failed(st: TaskState) -> bool:
+    """FAILED by its body (an exception, a timeout, a lost lease, an outside failure): not by
+    a worker skipping the request of a failing run, nor by its own revert handler."""
+    return (
+        st.status == states.FAILED and st.revert_error is None and (st.error or {}).get("type") != NOT_STARTED
+    )
+
+
+def _undoable(spec: TaskSpec, st: TaskState) -> bool:
+    """A task (or map element) whose handler is owed a call: it succeeded, or its body failed
+    and the handler takes ``failure``."""
+    return st.status == states.SUCCESS or (spec.revert_failure and body_failed(st))
+
+
+def is_map_node(d: Draft, name: str) -> bool:
+    return d.view.spec(name).map is not None and keys.item_of(name) is None
+
+
+def elements_to_revert(d: Draft, node: str) -> list[str]:
+    """A map node's elements whose handler is owed a call, the last element first."""
+    spec = d.view.spec(node)
+    n = int(d.state(node).items or 0)
+    names = [keys.item_name(node, i) for i in reversed(range(n))]
+    return [x for x in names if _undoable(spec, d.state(x))]
+
+
 def revertable(d: Draft, name: str) -> bool:
-    """Completed, with a revert handler that has not run yet."""
-    return bool(d.view.spec(name).revert) and d.state(name).status == states.SUCCESS
+    """Its revert handler is owed a call: a completed task (or one whose body failed, for a
+    handler that takes ``failure``); a map node with such elements, once it stopped."""
+    spec = d.view.spec(name)
+    if not spec.revert:
+        return False
+    st = d.state(name)
+    if is_map_node(d, name):
+        stopped = st.status in (states.SUCCESS, states.FAILED, states.RUNNING)
+        return stopped and st.revert_error is None and bool(elements_to_revert(d, name))
+    return _undoable(spec, st)
 
 
 def active(d: Draft, name: str) -> bool:
     """Still able to act: scheduled, running, waiting, or its revert in flight.
 
-    A map node left RUNNING by a failed run starts no more elements: it is active only
-    while one of the elements it started is.
+    A map node stopped by a failure (RUNNING in a failed run, or FAILED by an element that
+    gave up) starts no more elements: it is active only while one of those it started is.
     """
     st = d.state(name)
     if st.status == states.REVERTING:
         return True
-    if st.status not in states.TASK_ACTIVE:
-        return False
-    if d.view.spec(name).map is None or st.status != states.RUNNING or st.next_item is None:
-        return True
-    started = [keys.item_name(name, i) for i in range(int(st.next_item))]
-    return any(d.state(x).status in states.TASK_ACTIVE for x in started)
+    node = is_map_node(d, name) and st.next_item is not None
+    if node and st.status in (states.RUNNING, states.FAILED):
+        started = [keys.item_name(name, i) for i in range(int(st.next_item or 0))]
+        return any(d.state(x).status in states.TASK_ACTIVE for x in started)
+    return st.status in states.TASK_ACTIVE
 
 
 def to_revert(d: Draft) -> list[str]:
@@ -77,9 +115,10 @@ def next_revert(d: Draft) -> str | None:
     specs = d.view.specs
     for n in successors_first(d):  # successors are decided before their predecessors
         after = any(s in unsettled for s in specs[n].succs if s != END)
-        if revertable(d, n) and not after:
+        busy = active(d, n)  # a map node with elements still running is both
+        if revertable(d, n) and not after and not busy:
             return n
-        if after or active(d, n) or revertable(d, n):
+        if after or busy or revertable(d, n):
             unsettled.add(n)
     return None
 
@@ -110,13 +149,43 @@ def revert_step(d: Draft) -> None:
 
 
 def start_revert(d: Draft, name: str) -> None:
-    """Send the revert request of a completed task."""
+    """Send the revert request of a completed (or failed) task; for a map node, of its last
+    element owed one (the others follow one by one, `reverted`)."""
     st = d.state(name)
     states.check_task(st.status, states.REVERTING)
-    req = d.request(name, int(st.attempt), protocol.MODE_REVERT)
+    attempt = int(st.attempt)
+    node = is_map_node(d, name)
+    req = None if node else d.request(name, attempt, protocol.MODE_REVERT)
     d.set_task(name, st.with_(status=states.REVERTING, revert_started_ms=d.at))
-    d.send(req)
-    d.hist(name, states.SUCCESS, states.REVERTING, int(st.attempt))
+    failed = st.status == states.FAILED and not node
+    d.hist(
+        name, st.status, states.REVERTING, attempt, **({"note": "reverting its failure"} if failed else {})
+    )
+    if req is None:
+        start_revert(d, elements_to_revert(d, name)[0])
+    else:
+        d.send(req)
+
+
+def reverted(d: Draft, name: str) -> None:
+    """The revert handler of ``name`` ran: its results leave the run's data; a map node's next
+    element is reverted, or after the last one the node is REVERTED; then the next step."""
+    if not d.view.full:
+        raise Need()
+    d.clear_data(d.view.spec(name).provides)
+    item = keys.item_of(name)
+    if item is not None and d.state(item[0]).status == states.REVERTING:
+        node = item[0]
+        rest = elements_to_revert(d, node)
+        if rest:
+            start_revert(d, rest[0])
+            return
+        nst = d.state(node)
+        d.set_task(node, nst.with_(status=states.REVERTED, revert_finished_ms=d.at))
+        d.hist(node, states.REVERTING, states.REVERTED, int(nst.attempt), note="its elements were reverted")
+        d.clear_data(d.view.spec(node).provides)
+    if d.run_status == states.REVERTING:
+        revert_step(d)
 
 
 def forget_plan(d: Draft) -> None:
@@ -172,6 +241,11 @@ def revert_failed(d: Draft, name: str, error: dict[str, Any], worker: str) -> No
     attempt = int(st.attempt)
     d.set_task(name, st.with_(status=states.FAILED, revert_finished_ms=d.at, revert_error=err))
     d.hist(name, states.REVERTING, states.FAILED, attempt, error_type=err["type"], error=err["message"])
+    item = keys.item_of(name)
+    if item is not None and d.state(item[0]).status == states.REVERTING:  # its map node too
+        nst = d.state(item[0])
+        d.set_task(item[0], nst.with_(status=states.FAILED, revert_finished_ms=d.at, revert_error=err))
+        d.hist(item[0], states.REVERTING, states.FAILED, int(nst.attempt), note=f"revert of {name} failed")
     if d.run_status != states.REVERTING:
         return
     raw_err = d.view.meta.get("error")

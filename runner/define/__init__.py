@@ -8,6 +8,7 @@
 - `retry`: retry policies (attempts, backoff with cap and deterministic jitter, which errors).
 - `context`: what a running task knows about itself (``current_task()``): identity, progress,
   cancellation.
+- `failure`: `Failure`, what a revert handler taking ``failure`` gets when its task failed.
 - `lazy`: lazy tasks, ``return defer()`` and let whoever finishes the work complete it.
 - `loading`: import user modules and find the flows in them, with errors that say what to fix.
 

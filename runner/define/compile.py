@@ -15,7 +15,7 @@ from typing import Any
 from runner.define.conditions import When
 from runner.define.input_types import EACH, param_kinds
 from runner.define.spec import END, FlowSpec, TaskSpec
-from runner.define.tasks import REGISTRY, Registry, TaskDef, TaskNode, revert_name
+from runner.define.tasks import REGISTRY, Registry, TaskDef, TaskNode, revert_name, takes_failure
 from runner.errors import CycleError, DuplicateTaskError, FlowDefinitionError
 
 
@@ -252,7 +252,8 @@ def compile_flow(flow: Flow, registry: Registry | None = None) -> FlowSpec:
             succs=succs[name] or [END],
             retry=n.retry.to_data() if n.retry else None,
             timeout_s=n.timeout_s,
-            revert=revert_name(n.task) if revert_name(n.task) in c.registry and not n.map_param else "",
+            revert=revert_name(n.task) if revert_name(n.task) in c.registry else "",
+            revert_failure=takes_failure(c.registry, n.task),
             join=n.join,
             when={b: cond.to_data() for (a, b), cond in sorted(c.conds.items()) if a == name},
             map={"param": n.map_param, "limit": n.map_limit} if n.map_param else None,

@@ -37,6 +37,8 @@ class TaskSpec:
     retry: dict[str, Any] | None = None  # runner.define.retry.Retry as data
     timeout_s: float = 0.0
     revert: str = ""  # the registry name of its revert handler, if it has one
+    # its revert handler takes ``failure``: it is also called when the task itself failed
+    revert_failure: bool = False
     join: int = 0  # predecessors that must succeed first: 0 = all
     when: dict[str, dict[str, Any]] = field(default_factory=dict)  # successor -> condition
     map: dict[str, Any] | None = None  # a map node: {"param", "limit"}; its elements get args[param][i]
@@ -59,6 +61,7 @@ class TaskSpec:
             "retry": self.retry,
             "timeout_s": self.timeout_s,
             "revert": self.revert,
+            **({"revert_failure": True} if self.revert_failure else {}),  # older specs: absent
             "join": self.join,
             "when": self.when,
             "map": self.map,
@@ -78,6 +81,7 @@ class TaskSpec:
             retry=d.get("retry"),
             timeout_s=float(d.get("timeout_s", 0.0)),
             revert=d.get("revert", ""),
+            revert_failure=bool(d.get("revert_failure", False)),
             join=int(d.get("join", 0)),
             when=dict(d.get("when") or {}),
             map=d.get("map"),
@@ -97,6 +101,8 @@ class TaskSpec:
             succs=[],
             retry=self.retry,
             timeout_s=self.timeout_s,
+            revert=self.revert,  # the map's handler, called per element
+            revert_failure=self.revert_failure,
         )
 
 
@@ -120,7 +126,7 @@ class FlowSpec:
 
     @property
     def reverts(self) -> int:
-        """How many tasks have a revert handler."""
+        """How many tasks (map nodes included) have a revert handler."""
         return sum(1 for t in self.tasks.values() if t.revert)
 
     def to_data(self) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from runner.errors import DuplicateRegistrationError, FlowDefinitionError, Unkno
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
 DEFAULT_QUEUE = "default"
 REVERT_SUFFIX = ".revert"
+FAILURE_PARAM = "failure"  # a revert handler with this parameter is also called for a failure
 
 
 def revert_name(task_name: str) -> str:
@@ -74,7 +75,11 @@ class TaskDef:
 
         When a run fails, the revert handlers of its completed tasks run in reverse dependency
         order; each receives the task's inputs (by parameter name) and ``result``, what the
-        task returned. Returns ``fn`` unchanged.
+        task returned. A handler with a ``failure`` parameter is also called when its own task
+        failed for good (TaskFlow's revert of the failed atom): ``result`` is then None and
+        ``failure`` a `runner.Failure`; otherwise ``failure`` is None. For a map node the
+        handler is called once per element, with that element's input and result. Returns
+        ``fn`` unchanged.
         """
         _register_revert(self.registry or REGISTRY, self.name, fn)
         return fn
@@ -254,6 +259,18 @@ def _register_revert(registry: Registry, task_name: str, fn: Callable[..., Any])
             unpack=False,
         )
     )
+
+
+def takes_failure(registry: Registry, task_name: str) -> bool:
+    """Whether the revert handler of ``task_name`` (if it has one) takes ``failure`` (not when
+    the task has an input of that name: its handler gets that input, as it always did)."""
+    name = revert_name(task_name)
+    if name not in registry or task_name not in registry:
+        return False
+    td = registry.get(task_name)
+    if FAILURE_PARAM in (*td.requires, *td.optional, *td.extra_requires):
+        return False
+    return FAILURE_PARAM in inspect.signature(registry.get(name).fn).parameters
 
 
 def _site(fn: Callable[..., Any]) -> tuple[str, str, int] | int:

@@ -14,6 +14,7 @@ from runner.client import Client, HistoryEntry, RunInfo
 from runner.config import Config
 from runner.errors import RunStateError
 from runner.local import LocalRuntime
+from runner.store import keys
 from tests.helpers import semantic_flows as sf
 from tests.helpers.processes import Processes, until_run
 
@@ -194,6 +195,67 @@ def test_failed_revert_fails_the_run_with_the_revert_error(env: Env) -> None:
     assert sf.describe(info) == {"reserve": "SUCCESS", "charge": "FAILED", "ship": "FAILED"}
     assert info.tasks["charge"].revert_error is not None
     assert "unreserve:res-B" not in sf.recorded(log)  # compensation stops at the failure
+
+
+# --- compensation as TaskFlow defines it (issue 16, item 2) --------------------------------
+
+
+def data_names(env: Env, rid: str) -> set[str]:
+    return set(env.client.store.read_all(rid, keys.DATA))
+
+
+def test_the_failed_task_is_reverted_with_its_failure_before_its_predecessors(env: Env) -> None:
+    log = key("log")
+    rid = env.client.submit(sf.failed_ship_flow, {"item": "A", "log": log})
+    info = env.wait(rid)
+    assert info.status == "REVERTED", info
+    assert sf.describe(info) == {"reserve": "REVERTED", "charge": "REVERTED", "ship_partly": "REVERTED"}
+    assert sf.recorded(log) == [
+        "reserve",
+        "charge",
+        "ship-partly",
+        "unship:None:RuntimeError:courier lost the parcel:1",  # no result; the failure
+        "refund:ch-res-A",
+        "unreserve:res-A",
+    ]
+    h = env.history(rid)
+    assert [e.scope for e in h if e.new == "REVERTED" and e.scope != "run"] == [
+        "ship_partly",
+        "charge",
+        "reserve",
+    ]
+    assert info.error is not None and info.error["task"] == "ship_partly"
+    assert info.tasks["ship_partly"].error is not None  # what failed stays shown
+    # (b) the reverted results are gone from the run's data; the inputs stay
+    assert data_names(env, rid) == {"item", "log"}
+
+
+def test_a_map_handler_runs_per_element_that_succeeded_last_first(env: Env) -> None:
+    log = key("log")
+    rid = env.client.submit(sf.seats_flow, {"item": "S", "seats": [7, 8, 9], "log": log})
+    info = env.wait(rid)
+    assert info.status == "REVERTED", info
+    assert sf.describe(info) == {"reserve": "REVERTED", "book": "REVERTED", "pay_seats": "FAILED"}
+    assert sf.recorded(log) == [
+        "reserve",
+        "book:7",
+        "book:8",
+        "book:9",
+        "unbook:9:seat-9",
+        "unbook:8:seat-8",
+        "unbook:7:seat-7",
+        "unreserve:res-S",
+    ]
+    h = env.history(rid)
+    assert [e.scope for e in h if e.new == "REVERTED" and e.scope != "run"] == [
+        "book[2]",
+        "book[1]",
+        "book[0]",
+        "book",
+        "reserve",
+    ]
+    left = data_names(env, rid)
+    assert not {"reserved", "bookings", "book[0]", "book[1]", "book[2]"} & left, left
 
 
 def test_successful_run_reverts_nothing(env: Env) -> None:

@@ -11,7 +11,7 @@ import os
 import threading
 from typing import Any
 
-from runner import current_task, flow, task
+from runner import Failure, current_task, flow, task
 from runner.define.retry import Retry
 from tests.helpers.raw_redis import raw_redis
 
@@ -144,6 +144,46 @@ def ship(charged: str, log: str, fail_ship: bool) -> str:
 
 
 order_flow = flow.linear("order_flow", reserve, charge, ship)
+
+
+# --- compensation as TaskFlow defines it: the failed task's own handler, map handlers -----
+
+
+@task(provides="shipped")
+def ship_partly(charged: str, log: str) -> str:
+    record(log, "ship-partly")
+    raise RuntimeError("courier lost the parcel")
+
+
+@ship_partly.revert
+def unship(charged: str, log: str, result: Any, failure: Failure | None) -> None:
+    """Takes ``failure``: called for its own task's failure too (TaskFlow reverts it)."""
+    what = "none" if failure is None else f"{failure.type}:{failure.message}:{failure.attempt}"
+    record(log, f"unship:{result}:{what}")
+
+
+failed_ship_flow = flow.linear("failed_ship_flow", reserve, charge, ship_partly)
+
+
+@task(provides="booked")
+def book(seat: int, log: str) -> str:
+    record(log, f"book:{seat}")
+    return f"seat-{seat}"
+
+
+@book.revert
+def unbook(seat: int, log: str, result: str) -> None:
+    record(log, f"unbook:{seat}:{result}")
+
+
+@task(provides="paid")
+def pay_seats(bookings: list[str], log: str) -> str:
+    raise RuntimeError(f"card declined for {len(bookings)} seats")
+
+
+seats_flow = flow.linear(
+    "seats_flow", reserve, flow.map(book, over="seats", into="seat", provides="bookings", limit=1), pay_seats
+)
 
 
 # --- compensation order: successors before predecessors, even when still running ---------

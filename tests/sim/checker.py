@@ -8,6 +8,8 @@ faults and the same workload without them). Each returns the violations it finds
 - every attempt that succeeded ran its body (G2), and every reverted task with a handler ran it;
 - compensation in reverse dependency order: a task starts reverting only after each of its
   successors that is reverted has finished reverting;
+- a REVERTED run left no handler owed a call: no task or map element with a handler still
+  SUCCESS, none whose body failed still FAILED when its handler takes ``failure``;
 - without faults no body ran twice;
 - no unsent outbox entry, no leftover timer, nothing undelivered, no dead letter (the sim has
   no poison and no malformed input).
@@ -19,6 +21,7 @@ from collections import Counter
 from typing import Any
 
 from runner import protocol
+from runner.decide.records import NOT_STARTED
 from runner.states import FAILED, PAUSED, PENDING, REVERTED, REVERTING, SCHEDULED, SUCCESS, TASK_ACTIVE
 from tests.helpers.checks import reapplied_events
 from tests.sim.simulate import Outcome
@@ -98,6 +101,7 @@ def _history(
         ):
             found.append(f"{rid}: {h.scope} reverted without its handler running")
     found += _paused_and_limits(rid, history, specs)
+    found += _owed(rid, history, specs)
     # reverse dependency order: a successor's REVERTED comes before its predecessor's REVERTING
     first: dict[tuple[str, str], int] = {}
     for i, h in enumerate(history):
@@ -112,6 +116,27 @@ def _history(
             ended = first.get((succ, REVERTED))
             if began is not None and (ended is None or ended > started):
                 found.append(f"{rid}: {name} began reverting before its successor {succ} was reverted")
+    return found
+
+
+def _owed(rid: str, history: list[Any], specs: dict[str, Any]) -> list[str]:
+    """In a run that ended REVERTED, every handler owed a call was called: each task (or map
+    element: its node's handler) with a handler ends REVERTED if it succeeded, and if its body
+    failed and the handler takes ``failure``."""
+    last: dict[str, Any] = {}
+    for h in history:
+        if h.old != h.new:
+            last[h.scope] = h
+    if "run" not in last or last["run"].new != REVERTED:
+        return []
+    found = []
+    for scope, h in last.items():
+        spec = specs.get(scope.partition("[")[0]) if scope != "run" else None
+        if spec is None or not spec.revert or (spec.map is not None and scope in specs):
+            continue  # no handler; a map node is judged by its elements
+        body_failed = h.new == FAILED and h.extra.get("error_type") != NOT_STARTED
+        if h.new == SUCCESS or (body_failed and spec.revert_failure):
+            found.append(f"{rid}: {scope} ended {h.new} in a REVERTED run: its handler was never called")
     return found
 
 

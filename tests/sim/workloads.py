@@ -8,7 +8,8 @@ or a revert handler is recorded with the process that ran it (`EXECUTIONS`), for
 Shapes: chains (linear), fan-out/fan-in (unordered, joined by the next task), nesting,
 map over a list (with a limit), graphs with a conditional edge and an ``any`` join, retries
 with backoff (tasks failing on their first attempts), timeouts armed but never reached, and
-tasks that always fail (the run then compensates its completed tasks with revert handlers).
+tasks that always fail (the run then compensates its completed tasks with revert handlers,
+the failed task's own handler, which takes ``failure``, and a map's handler per element).
 """
 
 from __future__ import annotations
@@ -92,6 +93,13 @@ def s_boom(**kw: Any) -> int:
     raise RuntimeError(f"planned failure of {current_task().task}")
 
 
+@s_boom.revert
+def s_boom_undo(failure: Any = None, **kw: Any) -> None:
+    """Takes ``failure``: called for its own task's failure, as TaskFlow reverts a failed atom."""
+    assert failure is not None and failure.type == "RuntimeError", failure
+    _record(":revert")
+
+
 @task(name="s_list", provides="items", registry=REGISTRY)
 def s_list(**kw: Any) -> list[int]:
     _record()
@@ -103,6 +111,13 @@ def s_list(**kw: Any) -> list[int]:
 def s_each(item: int) -> int:
     _record()
     return item * 3 + 1
+
+
+@s_each.revert
+def s_each_undo(item: int, result: int | None) -> None:
+    """A map node's handler: called per element that succeeded."""
+    assert result == item * 3 + 1, (item, result)
+    _record(":revert")
 
 
 @dataclass

@@ -34,6 +34,16 @@ def node_undo(**kw: Any) -> None:
     return None
 
 
+@task(name="fnode", registry=reg)
+def fnode(**kw: Any) -> None:
+    return None
+
+
+@fnode.revert
+def fnode_undo(failure: Any = None, **kw: Any) -> None:  # also called for its own failure
+    return None
+
+
 @task(provides="s", registry=reg)
 def src() -> int:
     return 1
@@ -193,18 +203,21 @@ def dags(draw: Any) -> tuple[int, list[tuple[int, int]], int]:
 
 
 @pytest.mark.fuzz
-@given(dag=dags(), data=st.data())
+@given(dag=dags(), data=st.data(), own_failure=st.booleans())
 def test_compensation_never_reverts_a_task_before_a_successor_that_ran(
-    dag: tuple[int, list[tuple[int, int]], int], data: st.DataObject
+    dag: tuple[int, list[tuple[int, int]], int], data: st.DataObject, own_failure: bool
 ) -> None:
     """Any small DAG, every task revertable, one task fails, workers take requests and finish
     bodies in any order: no body starts once the run is failing, every success is reverted
     exactly once, each only after all of its (transitive) successors that ran have settled
-    (and were reverted, if they succeeded), and the run ends REVERTED."""
+    (and were reverted, if they succeeded), and the run ends REVERTED. With handlers that take
+    ``failure`` (``own_failure``), the failed task is reverted too, once, under the same order."""
     n, edges, failing = dag
     names = [f"t{i}" for i in range(n)]
     fl = flow.graph(
-        "dag", *(node.bind(x) for x in names), edges=[(names[a], names[b]) for a, b in edges]
+        "dag",
+        *((fnode if own_failure else node).bind(x) for x in names),
+        edges=[(names[a], names[b]) for a, b in edges],
     ).compile(reg)
     h = Harness()
     rid = h.client.submit(fl, {})
@@ -213,6 +226,7 @@ def test_compensation_never_reverts_a_task_before_a_successor_that_ran(
     running: list[TaskRequest] = []
     ran: set[str] = set()
     succeeded: set[str] = set()
+    failed: set[str] = set()
     undone: Counter[str] = Counter()
     while True:
         queued += h.requests()
@@ -223,6 +237,7 @@ def test_compensation_never_reverts_a_task_before_a_successor_that_ran(
             req = running.pop(i - len(queued))
             if req.task == names[failing]:
                 h.fail(req)
+                failed.add(req.task)
             else:
                 h.ok(req)
                 succeeded.add(req.task)
@@ -242,8 +257,9 @@ def test_compensation_never_reverts_a_task_before_a_successor_that_ran(
             ran.add(req.task)
             running.append(req)
     info = h.client.status(rid)
-    assert info.status == ("REVERTED" if succeeded else "FAILED"), info
-    assert undone == Counter(succeeded)  # each success reverted exactly once
+    owed = succeeded | (failed if own_failure else set())
+    assert info.status == ("REVERTED" if owed else "FAILED"), info
+    assert undone == Counter(owed)  # each success (and own failure) reverted exactly once
     assert not any(t.status in states.TASK_ACTIVE for t in info.tasks.values()), info
     h_list = h.client.history(rid)
     settled = {

@@ -39,10 +39,12 @@ TASK_EDGES = {
     ("RUNNING", "SUCCESS"),
     ("RUNNING", "FAILED"),
     ("RUNNING", "WAITING"),
+    ("RUNNING", "REVERTING"),  # a map node stopped by its run's failure: its elements' handler
     ("WAITING", "SUCCESS"),
     ("WAITING", "SKIPPED"),  # its run was cancelled while it waited
     ("WAITING", "FAILED"),
     ("FAILED", "SCHEDULED"),  # retry: a new attempt
+    ("FAILED", "REVERTING"),  # its handler takes the failure of its body
     ("SUCCESS", "REVERTING"),
     ("REVERTING", "REVERTED"),
     ("REVERTING", "FAILED"),
