@@ -169,6 +169,9 @@ class TaskRequest:
     mode: str = MODE_RUN  # MODE_REVERT: call the task's revert handler with ``result``
     result: Any = None  # revert mode: what the task returned
     run_created: int = 0  # the run's creation time (ms): lazy tasks' tokens are bound to it
+    # The attempt's time limit (0: none). The engine's timer enforces it for every task; a
+    # worker also cancels an async task at its limit, which a thread cannot be.
+    timeout_s: float = 0.0
 
     @property
     def idempotency_key(self) -> tuple[str, str, int]:
@@ -210,6 +213,7 @@ def encode(msg: Message) -> bytes:
                 "mode": msg.mode,
                 "result": msg.result,
                 "created": msg.run_created,
+                "timeout": msg.timeout_s,
             }
         )
     return pack(
@@ -309,6 +313,7 @@ def _request(raw: dict[Any, Any]) -> TaskRequest:
         mode=mode,
         result=raw.get("result"),
         run_created=_field(raw, "created", int, default=0),
+        timeout_s=float(_field(raw, "timeout", _NUMBER, default=0.0)),
     )
 
 
