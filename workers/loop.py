@@ -333,12 +333,10 @@ class Worker:
             task_def = self.registry.get(r.req.fn)
             result = await run_attempt(r, task_def, self.store, self.name, self.config.max_payload_bytes)
             self._done.put(_Done(r, result))
-        except BaseException as e:  # the worker failed (or its loop is closing): not the task
+        except Exception as e:  # the worker failed, not the task (`execute_async` reports that)
             with logs.about(r.req.run_id, r.req.task, r.req.attempt):
                 log.exception("dead-lettering request %s: the worker failed handling it", r.req.id)
             self._done.put(_Done(r, None, _worker_error(e)))
-            if not isinstance(e, Exception):
-                raise
         finally:
             self.broker.wakeup()
 
@@ -426,7 +424,7 @@ class Worker:
                 self.broker.ack(r.running.delivery)
 
 
-def _worker_error(e: BaseException) -> str:
+def _worker_error(e: Exception) -> str:
     """A dead letter's reason for a failure of the worker itself (kept short: it is a header)."""
     reason = f"worker error: {type(e).__name__}: {e}"
     return reason if len(reason) <= 500 else reason[:500] + "..."
