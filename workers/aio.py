@@ -77,6 +77,13 @@ class EventLoop:
         try:
             loop.run_forever()
         finally:
+            # Stopped with coroutines still pending (the worker gave up waiting for them):
+            # cancel them here, where their context is, rather than leave them to the
+            # garbage collector, which would close them outside it.
+            pending = asyncio.all_tasks(loop)
+            for t in pending:
+                t.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.run_until_complete(loop.shutdown_default_executor())
             loop.close()

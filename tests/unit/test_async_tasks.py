@@ -341,3 +341,18 @@ def test_a_plain_function_returning_a_coroutine_fails_saying_to_use_async_def() 
     result = execute(req, own, "w", 1 << 20)
     assert result.kind == protocol.TASK_FAILED
     assert "define it with async def" in result.body["error"]["message"]
+
+
+def test_stopping_the_event_loop_cancels_what_still_runs_in_its_context(gate: Gate) -> None:
+    """A worker that gives up waiting hands the request back (it stays unacknowledged); the
+    coroutine is cancelled on its loop, not closed later by the garbage collector outside
+    its context (which raised there)."""
+    h, w, broker = rig()
+    h.client.submit(flow.linear("held_alone", held).compile(reg), {"name": "x"})
+    h.pump()
+    w.run_once(0)
+    gate.entered()
+    w._aio.stop()
+    assert gate.cancelled.is_set() and not w._aio.started
+    assert broker.results() == [] and len(broker._unacked) == 1
+    w._pool.shutdown()
