@@ -17,10 +17,12 @@ from runner import current_task, flow, protocol, task
 from runner.broker import Outgoing
 from runner.broker.local import LocalBroker
 from runner.config import Config
+from runner.define.context import TaskContext
+from runner.define.lazy import defer
 from runner.define.tasks import Registry
 from runner.protocol import Event, TaskRequest
 from tests.helpers.harness import Harness
-from workers.execute import execute
+from workers.execute import execute, execute_async
 from workers.loop import Worker
 
 reg = Registry()
@@ -356,3 +358,32 @@ def test_stopping_the_event_loop_cancels_what_still_runs_in_its_context(gate: Ga
     assert gate.cancelled.is_set() and not w._aio.started
     assert broker.results() == [] and len(broker._unacked) == 1
     w._pool.shutdown()
+
+
+def _attempt(fn_name: str, registry: Registry, timeout_s: float = 0.0) -> Event:
+    req = TaskRequest("r", "run", fn_name, fn_name, 1, {}, [], timeout_s=timeout_s)
+    ctx = TaskContext("run", fn_name, 1, token_maker=lambda: "af1.a.b.c")
+    return asyncio.run(execute_async(req, registry.get(fn_name), "w", 1 << 20, ctx))
+
+
+def test_a_timeout_error_the_task_raises_itself_is_not_its_time_limit() -> None:
+    own = Registry()
+
+    @task(registry=own, timeout=30)
+    async def asks_upstream() -> None:
+        await asyncio.wait_for(asyncio.get_running_loop().create_future(), 0.01)
+
+    error = _attempt("asks_upstream", own, timeout_s=30).body["error"]
+    assert error["type"] == "TimeoutError" and "TaskTimeout" not in error["types"]
+
+
+def test_an_async_task_can_defer_to_an_outside_system() -> None:
+    own = Registry()
+
+    @task(registry=own, provides="answer")
+    async def asks_a_human() -> Any:
+        await asyncio.sleep(0)
+        return defer(note="asked")
+
+    result = _attempt("asks_a_human", own)
+    assert result.kind == protocol.TASK_WAITING and result.body["note"] == "asked"
