@@ -387,3 +387,20 @@ def test_an_async_task_can_defer_to_an_outside_system() -> None:
 
     result = _attempt("asks_a_human", own)
     assert result.kind == protocol.TASK_WAITING and result.body["note"] == "asked"
+
+
+def test_a_request_carries_its_attempts_timeout_and_a_revert_request_none() -> None:
+    """The worker cancels an async task at the limit of its flow node (a bind may override
+    the task's own); a revert handler has no time limit."""
+    h = Harness()
+    rid = h.client.submit(flow.linear("timed_booking", book.bind(timeout=7), pay).compile(reg), {})
+    h.pump()
+    booking = h.one()
+    assert booking.timeout_s == 7.0
+    h.ok(booking, booking="B-1")
+    paying = h.one()
+    assert paying.timeout_s == 0.0
+    h.fail(paying, "RuntimeError")
+    undo = h.one()
+    assert (undo.task, undo.mode, undo.timeout_s) == ("book", protocol.MODE_REVERT, 0.0)
+    assert h.client.status(rid).status == "REVERTING"
