@@ -55,7 +55,10 @@ def env(request: pytest.FixtureRequest, config: Config, monkeypatch: pytest.Monk
         return
     procs: Processes = request.getfixturevalue("procs")
     procs.engine(env=FAST_LEASES)
-    procs.start("worker", "tests.helpers.async_flows", "-c", "1", "--async-concurrency", "4", env=FAST_LEASES)
+    worker = procs.start(
+        "worker", "tests.helpers.async_flows", "-c", "1", "--async-concurrency", "4", env=FAST_LEASES
+    )
+    procs.until_logged(worker, "concurrency 1 (+4 async)")  # the option reached the worker
     yield Env("distributed", request.getfixturevalue("client"), procs)
 
 
