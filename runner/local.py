@@ -1,7 +1,7 @@
 """Local (embedded) mode: the same engine and worker over an in-process transport and store.
 
 No broker, no Redis: one process runs an engine thread and a worker thread (with its task
-pool) around a `LocalHub` and a `MemoryStore`. This is what ``ackflow run`` and ``make demo``
+pool, and an event loop thread once an ``async def`` task runs) around a `LocalHub` and a `MemoryStore`. This is what ``ackflow run`` and ``make demo``
 use. Nothing is durable: a crash loses the runs, which is the point of the distributed mode.
 
 The worker runtime lives in the ``workers`` package, which depends on ``runner`` and not the
@@ -46,6 +46,7 @@ class LocalRuntime:
         config: Config | None = None,
         registry: Registry | None = None,
         concurrency: int = 4,
+        async_concurrency: int = 16,  # the worker's default (runner cannot import workers)
     ) -> None:
         config = config or Config()
         if not config.secret:  # lazy tasks' tokens: valid for this process only
@@ -59,6 +60,7 @@ class LocalRuntime:
             registry,
             queues=["*"],
             concurrency=concurrency,
+            async_concurrency=async_concurrency,
             name="local",
             store=self.store,
         )

@@ -170,6 +170,9 @@ class TaskRequest:
     result: Any = None  # revert mode: what the task returned
     run_created: int = 0  # the run's creation time (ms): lazy tasks' tokens are bound to it
     failure: dict[str, Any] | None = None  # revert mode, of a task that failed: its error
+    # The attempt's time limit (0: none). The engine's timer enforces it for every task; a
+    # worker also cancels an async task at its limit, which a thread cannot be.
+    timeout_s: float = 0.0
 
     @property
     def idempotency_key(self) -> tuple[str, str, int]:
@@ -212,6 +215,7 @@ def encode(msg: Message) -> bytes:
                 "result": msg.result,
                 "created": msg.run_created,
                 **({"failure": msg.failure} if msg.failure is not None else {}),
+                "timeout": msg.timeout_s,
             }
         )
     return pack(
@@ -312,6 +316,7 @@ def _request(raw: dict[Any, Any]) -> TaskRequest:
         result=raw.get("result"),
         run_created=_field(raw, "created", int, default=0),
         failure=_field(raw, "failure", dict, default=None),
+        timeout_s=float(_field(raw, "timeout", _NUMBER, default=0.0)),
     )
 
 

@@ -12,6 +12,7 @@ from runner.define.loading import import_module
 from runner.define.tasks import REGISTRY, check_name
 from runner.errors import AckflowError, FlowDefinitionError
 from runner.ops.cli.common import handle_errors, on_sigterm
+from workers.aio import DEFAULT_ASYNC_CONCURRENCY
 
 
 def queue_list(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
@@ -57,6 +58,14 @@ def queue_list(ctx: click.Context, param: click.Parameter, values: tuple[str, ..
     help="Long tasks (past ACKFLOW_ACK_AFTER_S, running under a lease) that may give their slot "
     "back to new requests [default: 4 x concurrency].",
 )
+@click.option(
+    "--async-concurrency",
+    default=DEFAULT_ASYNC_CONCURRENCY,
+    show_default=True,
+    type=click.IntRange(1, 65536),
+    help="async def tasks run at once, on one event loop thread (apart from the threads of "
+    "--concurrency). A worker with async tasks holds this many more deliveries.",
+)
 @click.option("--name", help="Worker name shown in run histories (default: host:pid).")
 @click.option("--burst", is_flag=True, help="Exit once the queues are empty and nothing runs.")
 @click.option("--metrics-port", type=int, help="Expose Prometheus metrics on this port (/metrics).")
@@ -68,6 +77,7 @@ def worker(
     queues: tuple[str, ...],
     concurrency: int,
     max_long: int | None,
+    async_concurrency: int,
     name: str | None,
     burst: bool,
     metrics_port: int | None,
@@ -89,6 +99,7 @@ def worker(
         name=name,
         store=store,
         max_long=max_long,
+        async_concurrency=async_concurrency,
     )
     register_flows(store, loaded, f"worker {w.name}")
     on_sigterm(w.stop)
@@ -97,10 +108,11 @@ def worker(
 
         metrics.serve(metrics_port)
     logging.getLogger("ackflow.worker").info(
-        "worker %s started: queues %s, concurrency %d, tasks %s",
+        "worker %s started: queues %s, concurrency %d%s, tasks %s",
         w.name,
         ", ".join(w.queues),
         concurrency,
+        f" (+{async_concurrency} async)" if REGISTRY.has_async() else "",
         ", ".join(REGISTRY.names()),
     )
     w.run(burst=burst)

@@ -8,6 +8,7 @@ attempt, so only the first result of an attempt is ever applied.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
 import traceback
@@ -22,7 +23,7 @@ from runner.define.context import TaskContext, reset_current, set_current
 from runner.define.failure import Failure
 from runner.define.lazy import Deferred
 from runner.define.spec import FlowSpec, validate_inputs
-from runner.define.tasks import FAILURE_PARAM, Registry
+from runner.define.tasks import FAILURE_PARAM, REGISTRY, Registry, TaskDef
 from runner.errors import EncodeError, PayloadTooLargeError, UnknownTaskError
 from runner.protocol import CREATED_FIELD, Event, TaskRequest
 
@@ -121,6 +122,10 @@ def _revert_kwargs(fn: Any, req: TaskRequest) -> dict[str, Any]:
     return {k: v for k, v in offered.items() if k in params}
 
 
+def _call_kwargs(fn: Any, req: TaskRequest) -> dict[str, Any]:
+    return _revert_kwargs(fn, req) if req.mode == protocol.MODE_REVERT else req.args
+
+
 def execute(
     req: TaskRequest, registry: Registry, worker: str, max_payload_bytes: int, ctx: TaskContext | None = None
 ) -> Event:
@@ -132,25 +137,83 @@ def execute(
     start = time.monotonic()
     token = set_current(ctx or TaskContext(req.run_id, req.task, req.attempt))
     try:
-        deferred: Deferred | None = None
-        child: dict[str, Any] | None = None
-        if req.mode == protocol.MODE_REVERT:
-            task_def.fn(**_revert_kwargs(task_def.fn, req))
-            values: dict[str, Any] = {}
-        else:
-            value = task_def.fn(**req.args)
-            if isinstance(value, Deferred):
-                deferred, values = value, {}
-            elif isinstance(value, ChildRun):
-                child, values = child_body(value, registry, max_payload_bytes), {}
-            else:
-                values = bind_outputs(req, value)
+        value = task_def.fn(**_call_kwargs(task_def.fn, req))
+        if inspect.isawaitable(value):  # an async callable we did not recognise as one
+            getattr(value, "close", lambda: None)()
+            raise TypeError(f"task {req.fn!r} returned an awaitable: define it with async def")
     except Exception as e:  # noqa: BLE001 - the task's own failure: report it, keep serving
         return _failed(req, worker, type(e).__name__, str(e), traceback.format_exc(), _types(e))
     finally:
         reset_current(token)
+    return report(req, worker, max_payload_bytes, value, start, registry)
+
+
+async def execute_async(
+    req: TaskRequest, task_def: TaskDef, worker: str, max_payload_bytes: int, ctx: TaskContext
+) -> Event:
+    """Await the ``async def`` task (or revert handler) of ``req``; never raises but
+    `asyncio.CancelledError` when cancelled for another reason than the ones below.
+
+    Past ``req.timeout_s`` the coroutine is cancelled and the attempt fails with
+    ``TaskTimeout``, as the engine's timer fails a threaded one; cancelled because its run was
+    cancelled or its attempt superseded (``ctx.cancel_requested``), it fails with
+    ``TaskCancelled`` (the engine ignores or fences that report).
+    """
+    start = time.monotonic()
+    token = set_current(ctx)  # this asyncio task's own copy of the context: no other task sees it
+    try:
+        async with asyncio.timeout(req.timeout_s or None) as limit:
+            value = await task_def.fn(**_call_kwargs(task_def.fn, req))
+    except asyncio.CancelledError:
+        if not ctx.cancel_requested:
+            raise
+        return cancelled(req, worker, ctx)
+    except Exception as e:  # noqa: BLE001 - the task's own failure: report it, keep serving
+        if isinstance(e, TimeoutError) and limit.expired():
+            return timed_out(req, worker)
+        return _failed(req, worker, type(e).__name__, str(e), traceback.format_exc(), _types(e))
+    finally:
+        reset_current(token)
+    if limit.expired():  # the body swallowed the cancellation: too late all the same
+        return timed_out(req, worker)
+    return report(req, worker, max_payload_bytes, value, start)
+
+
+def cancelled(req: TaskRequest, worker: str, ctx: TaskContext) -> Event:
+    """The report of an async task cancelled because its run was cancelled or its attempt
+    superseded: the engine ignores it (the run is over) or fences it (a newer attempt runs)."""
+    why = (
+        "its attempt was superseded"
+        if ctx.live.fenced and not ctx.live.cancelled
+        else "its run was cancelled"
+    )
+    return _failed(req, worker, "TaskCancelled", f"attempt {req.attempt} cancelled: {why}")
+
+
+def timed_out(req: TaskRequest, worker: str) -> Event:
+    """The attempt's failure at its time limit, as the engine's timer reports it."""
+    message = f"attempt {req.attempt} did not finish within {req.timeout_s:g} s"
+    return _failed(req, worker, "TaskTimeout", message, types=["TaskTimeout"])
+
+
+def report(
+    req: TaskRequest,
+    worker: str,
+    max_payload_bytes: int,
+    value: Any,
+    start: float,
+    registry: Registry | None = None,
+) -> Event:
+    """The event for a body that returned ``value``: waiting (it deferred, or started a child
+    run: its flow compiled with ``registry``), reverted, succeeded, or failed because the
+    value cannot be carried."""
+    deferred = value if isinstance(value, Deferred) and req.mode != protocol.MODE_REVERT else None
     elapsed_ms = int((time.monotonic() - start) * 1000)
-    if child is not None:
+    if isinstance(value, ChildRun) and req.mode != protocol.MODE_REVERT:
+        try:
+            child = child_body(value, registry or REGISTRY, max_payload_bytes)
+        except Exception as e:  # noqa: BLE001 - a wrong child fails the attempt, as a raise would
+            return _failed(req, worker, type(e).__name__, str(e), traceback.format_exc(), _types(e))
         waiting = {"worker": worker, "ms": elapsed_ms, "child": child}
         return _outcome(req, protocol.TASK_WAITING, protocol.waiting_id, waiting)
     if deferred is not None:
@@ -162,6 +225,10 @@ def execute(
         return _outcome(
             req, protocol.TASK_REVERTED, protocol.revert_result_id, {"worker": worker, "ms": elapsed_ms}
         )
+    try:
+        values = bind_outputs(req, value)
+    except Exception as e:  # noqa: BLE001 - the value does not fit the provided names
+        return _failed(req, worker, type(e).__name__, str(e), traceback.format_exc(), _types(e))
     try:
         size = len(protocol.pack(values))
     except EncodeError as e:

@@ -8,8 +8,9 @@ is fenced. The same heartbeats carry every running task's progress and tell it w
 was cancelled or vanished.
 
 Here: `Running` (the worker's record of one dispatched request), which tasks are due a lease
-and when the next one is (`due_for_lease`, `until_next_lease`), the lease event
-(`leased_event`), and the heartbeat thread (`Heartbeats`). The loop (workers.loop) owns the
+and when the next one is (`due_for_lease`, `until_next_lease`), the events that announce a
+task's start and lease (`started_event`, `leased_event`), and the heartbeat thread
+(`Heartbeats`), which also cancels an async task's coroutine when its run is cancelled. The loop (workers.loop) owns the
 connection, so it publishes, acknowledges and counts slots; nothing here touches the broker.
 """
 
@@ -52,6 +53,16 @@ class Running:
     lease_seen: bool = False  # a heartbeat found the engine's lease for this attempt
     next_beat: float = 0.0
     sent_version: int = 0  # the progress version last sent
+    is_async: bool = False  # an async def task, run on the worker's event loop
+    # Cancels an async task's coroutine (set once it runs): the heartbeats call it when the
+    # run is cancelled or the attempt superseded. A thread cannot be cancelled: None.
+    cancel: Callable[[], None] | None = field(default=None, repr=False)
+
+    def tell_to_stop(self) -> None:
+        """The run was cancelled or the attempt superseded: cancel an async task's coroutine;
+        a threaded task learns it from ``cancel_requested``."""
+        if self.cancel is not None:
+            self.cancel()
 
 
 def until_next_lease(running: Iterable[Running], ack_after_s: float, now: float) -> float:
@@ -88,6 +99,24 @@ def leased_event(r: Running, worker: str) -> Outgoing:
         body=body,
     )
     return Outgoing(ENGINE_QUEUE, event.id, protocol.encode(event))
+
+
+def started_event(d: Delivery, req: TaskRequest, worker: str) -> Outgoing:
+    """The ``task.started`` event; each redelivery is a distinct event, so the run's history
+    shows it."""
+    event_id = protocol.started_id(req.run_id, req.task, req.attempt)
+    if d.delivery_count:
+        event_id += f":{d.delivery_count}"
+    event = Event(
+        kind=protocol.TASK_STARTED,
+        id=event_id,
+        run_id=req.run_id,
+        task=req.task,
+        attempt=req.attempt,
+        at_ms=protocol.now_ms(),
+        body={"worker": worker, "delivery": d.delivery_count, CREATED_FIELD: req.run_created},
+    )
+    return Outgoing(ENGINE_QUEUE, event_id, protocol.encode(event))
 
 
 class Heartbeats:
@@ -142,6 +171,7 @@ class Heartbeats:
                     log.warning(
                         "task %s attempt %d lost its lease to a newer attempt", r.req.task, r.req.attempt
                     )
+                    r.tell_to_stop()
             if beat.run_status in (CANCELLED, None) and not r.ctx.live.cancelled:
                 r.ctx.live.cancelled = True
                 if beat.run_status is None:
@@ -154,3 +184,4 @@ class Heartbeats:
                     )
                 else:
                     log.info("run %s was cancelled; told task %s", r.req.run_id, r.req.task)
+                r.tell_to_stop()

@@ -7,6 +7,8 @@ thread-safe), so a task of any length cannot starve heartbeats.
 
 Here: `Worker` (taking deliveries, dispatching them to the pool, announcing long starts,
 publishing results and only then acknowledging); which requests not to run is workers.skip's.
+``async def`` tasks go to an event loop thread instead of the pool (workers.aio), with slots
+of their own (``async_concurrency``) and the same leases, heartbeats and results.
 Long work holds no delivery (G6): the loop leases a task still running after ``ack_after_s``
 and a heartbeat thread renews the lease; workers.leases has the rules and the thread. Short
 tasks keep their delivery, so a crash hands them back at once.
@@ -36,11 +38,19 @@ from runner.config import Config
 from runner.define.context import TaskContext
 from runner.define.tasks import REGISTRY, Registry
 from runner.errors import BrokerError, DecodeError
-from runner.protocol import CREATED_FIELD, Event, TaskRequest
+from runner.protocol import Event, TaskRequest
 from runner.store import Store
-from workers.execute import execute, poison_failure
-from workers.leases import Heartbeats, Running, due_for_lease, leased_event, until_next_lease
-from workers.skip import superseded
+from workers.aio import DEFAULT_ASYNC_CONCURRENCY, EventLoop, run_attempt
+from workers.execute import execute
+from workers.leases import (
+    Heartbeats,
+    Running,
+    due_for_lease,
+    leased_event,
+    started_event,
+    until_next_lease,
+)
+from workers.skip import poisoned, superseded
 
 log = logging.getLogger("ackflow.worker")
 
@@ -76,18 +86,23 @@ class Worker:
         pool: Executor | None = None,
         clock: Callable[[], float] = time.monotonic,
         heartbeat_thread: bool = True,
+        async_concurrency: int = DEFAULT_ASYNC_CONCURRENCY,
     ) -> None:
         """``pool`` runs the tasks (default: a thread pool of ``concurrency + max_long``),
         ``clock`` is the monotonic clock of leases and announcements, and without
         ``heartbeat_thread`` the caller renews leases itself by calling `beat`: together they
-        let a caller drive the worker one step at a time (tests/sim)."""
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
+        let a caller drive the worker one step at a time (tests/sim). ``async def`` tasks run
+        on an event loop instead, ``async_concurrency`` at a time (workers.aio)."""
+        if concurrency < 1 or async_concurrency < 1:
+            raise ValueError("concurrency and async_concurrency must be at least 1")
         self.config = config
         self.broker = broker
         self.registry = registry or REGISTRY
         self.queues = [task_queue(q) for q in (queues or ["default"])]
         self.concurrency = concurrency
+        self.async_concurrency = async_concurrency
+        self._aio = EventLoop()  # started by the first async task
+        self._async_inflight = 0
         # Long (leased) tasks give their slot back, up to this many at once, so the requests
         # that arrive meanwhile start at once instead of waiting, unacknowledged, behind them.
         self.max_long = 4 * concurrency if max_long is None else max_long
@@ -113,11 +128,17 @@ class Worker:
     def start(self) -> None:
         # consume declares what it consumes, and rides out a connection lost meanwhile (the
         # next poll reconnects): a worker starting while the broker restarts waits for it
-        self.broker.consume(self.queues, self.concurrency)
+        self.broker.consume(self.queues, self.prefetch)
         if self.store is not None and self._beats is None:
             self._beats = Heartbeats(self.store, self.config, self._snapshot)
             if self._heartbeat_thread:
                 self._beats.start()
+
+    @property
+    def prefetch(self) -> int:
+        """Deliveries held at once: a slot each, async slots too if async tasks are registered
+        (a worker that registers none keeps the small window of its threads)."""
+        return self.concurrency + (self.async_concurrency if self.registry.has_async() else 0)
 
     def beat(self) -> None:
         """One heartbeat round (renew due leases, send progress), for a caller that runs
@@ -163,6 +184,7 @@ class Worker:
                 self.run_once(0.05)
         finally:
             self._pool.shutdown(wait=True)
+            self._aio.stop()
             if self._beats is not None:
                 self._beats.stop(timeout_s=5)
             self.broker.close()
@@ -195,7 +217,7 @@ class Worker:
         msg = protocol.decode_delivery(d.content_type, d.body, TaskRequest, "a task queue")
         if d.delivery_count:
             metrics.REDELIVERIES.labels("worker").inc()
-            if self._is_poison(d, msg):
+            if poisoned(self.broker, d, msg, self.config.delivery_limit, self.name):
                 metrics.DEAD_LETTERS.labels("worker", "poison").inc()
                 return
         self._backlog.append((d, msg))
@@ -207,10 +229,25 @@ class Worker:
         except BrokerError as be:
             log.error("could not dead-letter (%s); the broker will redeliver it", be)
 
+    def _is_async(self, req: TaskRequest) -> bool:
+        return req.fn in self.registry and self.registry.get(req.fn).is_async
+
+    def _has_slot(self, is_async: bool) -> bool:
+        if is_async:
+            return self._async_inflight < self.async_concurrency
+        return self._inflight - self._async_inflight - self._freed < self.concurrency
+
     def _dispatch(self) -> None:
+        """Start what the backlog holds, in order, while a slot of its kind is free: threaded
+        tasks have ``concurrency`` slots (less those of leased tasks, see ``max_long``), async
+        tasks ``async_concurrency``; one kind waiting does not hold up the other."""
         started = []
-        while self._backlog and self._inflight - self._freed < self.concurrency:
-            d, req = self._backlog.pop(0)
+        waiting: list[tuple[Delivery, TaskRequest]] = []
+        for d, req in self._backlog:
+            is_async = self._is_async(req)
+            if not self._has_slot(is_async):
+                waiting.append((d, req))
+                continue
             self._inflight += 1
             token = (
                 functools.partial(
@@ -220,13 +257,18 @@ class Worker:
                 else None
             )
             ctx = TaskContext(req.run_id, req.task, req.attempt, token_maker=token)
-            r = Running(d, req, ctx, since=self._clock())
+            r = Running(d, req, ctx, since=self._clock(), is_async=is_async)
             if d.delivery_count:  # a redelivery: announce it at once, so the history shows it
-                started.append(self._started(d, req))
+                started.append(started_event(d, req, self.name))
                 r.announced = True
             with self._running_lock:
                 self._running[id(r)] = r
-            self._pool.submit(self._execute_guarded, r)
+            if is_async:
+                self._async_inflight += 1
+                self._aio.submit(self._execute_async(r))
+            else:
+                self._pool.submit(self._execute_guarded, r)
+        self._backlog = waiting
         if started:
             try:
                 self._publish(started)
@@ -250,48 +292,12 @@ class Worker:
         if not due:
             return
         try:
-            self._publish([self._started(r.delivery, r.req) for r in due])
+            self._publish([started_event(r.delivery, r.req, self.name) for r in due])
         except BrokerError as e:  # informational only: the result carries the outcome
             log.warning("could not publish started events: %s", e)
             return
         for r in due:
             r.announced = True
-
-    def _started(self, d: Delivery, req: TaskRequest) -> Outgoing:
-        """The "started" event; each redelivery is a distinct event, so the run's history shows it."""
-        event_id = protocol.started_id(req.run_id, req.task, req.attempt)
-        if d.delivery_count:
-            event_id += f":{d.delivery_count}"
-        event = Event(
-            kind=protocol.TASK_STARTED,
-            id=event_id,
-            run_id=req.run_id,
-            task=req.task,
-            attempt=req.attempt,
-            at_ms=protocol.now_ms(),
-            body={"worker": self.name, "delivery": d.delivery_count, CREATED_FIELD: req.run_created},
-        )
-        return Outgoing(ENGINE_QUEUE, event_id, protocol.encode(event))
-
-    def _is_poison(self, d: Delivery, req: TaskRequest) -> bool:
-        """A request delivered `delivery_limit` times, each ending with its worker gone (G5).
-
-        It is not run again: its attempt fails with the reason and it goes to the dead queue.
-        """
-        if d.delivery_count < self.config.delivery_limit - 1:
-            return False
-        reason = (
-            f"poison: task request delivered {d.delivery_count + 1} times and its worker died "
-            f"each time (limit {self.config.delivery_limit})"
-        )
-        log.error("%s: %s", req.id, reason)
-        failed = poison_failure(req, self.name, reason)
-        try:
-            self.broker.publish([Outgoing(ENGINE_QUEUE, failed.id, protocol.encode(failed))])
-            self.broker.dead_letter(d, reason)
-        except BrokerError as e:
-            log.error("could not dead-letter poison request %s (%s)", req.id, e)
-        return True
 
     def _execute(self, r: Running) -> None:
         with logs.about(r.req.run_id, r.req.task, r.req.attempt):
@@ -319,6 +325,19 @@ class Worker:
             with logs.about(r.req.run_id, r.req.task, r.req.attempt):
                 log.exception("dead-lettering request %s: the worker failed handling it", r.req.id)
             self._done.put(_Done(r, None, _worker_error(e)))
+            self.broker.wakeup()
+
+    async def _execute_async(self, r: Running) -> None:
+        """An async task's `_execute_guarded`, on the event loop (workers.aio)."""
+        try:
+            task_def = self.registry.get(r.req.fn)
+            result = await run_attempt(r, task_def, self.store, self.name, self.config.max_payload_bytes)
+            self._done.put(_Done(r, result))
+        except Exception as e:  # the worker failed, not the task (`execute_async` reports that)
+            with logs.about(r.req.run_id, r.req.task, r.req.attempt):
+                log.exception("dead-lettering request %s: the worker failed handling it", r.req.id)
+            self._done.put(_Done(r, None, _worker_error(e)))
+        finally:
             self.broker.wakeup()
 
     def _publish(self, messages: list[Outgoing]) -> None:
@@ -355,7 +374,7 @@ class Worker:
         for r in due:
             self.broker.ack(r.delivery)
             r.leased = True
-            if self._freed < self.max_long:
+            if not r.is_async and self._freed < self.max_long:  # async slots stay bounded
                 r.freed = True
                 self._freed += 1
             log.info(
@@ -373,6 +392,8 @@ class Worker:
             done.running.finished = True
             self._active_at = self._clock()
             self._inflight -= 1
+            if done.running.is_async:
+                self._async_inflight -= 1
             if done.running.freed:
                 self._freed -= 1
             self.executed += 1

@@ -1,7 +1,8 @@
 """Which task requests a worker must not run: those of a cancelled or vanished run, of an
 attempt no longer current, and a failing run's requests not yet started. Checked in the task's
-thread just before the body would run, from the run's stored state (`skip_reason` decides,
-`superseded` reads the store and says what to report).
+thread (or on the event loop, for an async task) just before the body would run, from the
+run's stored state (`skip_reason` decides, `superseded` reads the store and says what to
+report). A poison request is refused as the worker takes it (`poisoned`).
 """
 
 from __future__ import annotations
@@ -10,18 +11,39 @@ import logging
 from typing import Literal
 
 from runner import protocol
+from runner.broker import ENGINE_QUEUE, Broker, Delivery, Outgoing
 from runner.decide.records import TaskState
-from runner.errors import StoreError
+from runner.errors import BrokerError, StoreError
 from runner.protocol import Event, TaskRequest
 from runner.states import CANCELLED, FAILED, PAUSED, REVERTED, REVERTING, RUNNING, SCHEDULED
 from runner.store import Store, keys
-from workers.execute import not_started
+from workers.execute import not_started, poison_failure
 
 log = logging.getLogger("ackflow.worker")
 
 SCHEDULED_OR_RUNNING = (SCHEDULED, RUNNING)
 FAILING = (REVERTING, FAILED, REVERTED)  # a failed run's queued requests must not start
 PAUSED_REASON = "the run is paused"
+
+
+def poisoned(broker: Broker, d: Delivery, req: TaskRequest, delivery_limit: int, worker: str) -> bool:
+    """Whether ``req`` is a request delivered ``delivery_limit`` times, each ending with its
+    worker gone (G5). Then it is not run again: its attempt fails with the reason and it goes
+    to the dead queue."""
+    if d.delivery_count < delivery_limit - 1:
+        return False
+    reason = (
+        f"poison: task request delivered {d.delivery_count + 1} times and its worker died "
+        f"each time (limit {delivery_limit})"
+    )
+    log.error("%s: %s", req.id, reason)
+    failed = poison_failure(req, worker, reason)
+    try:
+        broker.publish([Outgoing(ENGINE_QUEUE, failed.id, protocol.encode(failed))])
+        broker.dead_letter(d, reason)
+    except BrokerError as e:
+        log.error("could not dead-letter poison request %s (%s)", req.id, e)
+    return True
 
 
 def skip_reason(

@@ -210,6 +210,7 @@ class Draft:
             result=result,
             failure=failure,
             run_created=int(self.view.meta.get("created_ms") or 0),
+            timeout_s=0.0 if mode == protocol.MODE_REVERT else spec.timeout_s,
         )
 
     def send(self, req: TaskRequest) -> None:

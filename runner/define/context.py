@@ -12,7 +12,8 @@ from runner.errors import AckflowError
 
 @dataclass
 class LiveState:
-    """Shared between the task's thread and the worker's heartbeat thread."""
+    """Shared between the task (its thread, or the worker's event loop) and the worker's
+    heartbeat thread."""
 
     progress: tuple[float, str] | None = None
     version: int = 0  # bumped by each progress report
@@ -57,7 +58,8 @@ class TaskContext:
     def cancel_requested(self) -> bool:
         """True once the run is cancelled or this attempt was superseded: stop early if you can.
 
-        Learnt from the worker's heartbeats, so it can lag by a heartbeat interval.
+        Learnt from the worker's heartbeats, so it can lag by a heartbeat interval. An
+        ``async def`` task is also cancelled then (`asyncio.CancelledError` at its ``await``).
         """
         return self.live.cancelled or self.live.fenced
 
@@ -66,7 +68,9 @@ _current: contextvars.ContextVar[TaskContext] = contextvars.ContextVar("ackflow_
 
 
 def current_task() -> TaskContext:
-    """The context of the task running in this thread; raises outside a task."""
+    """The context of the task running in this thread or asyncio task (a context variable:
+    each async task has its own, and the asyncio tasks it starts inherit it); raises
+    outside a task."""
     try:
         return _current.get()
     except LookupError:

@@ -70,6 +70,11 @@ class TaskDef:
     timeout_s: float = 0.0  # 0 = no limit per attempt
     registry: Registry | None = field(default=None, repr=False, compare=False)
 
+    @property
+    def is_async(self) -> bool:
+        """An ``async def`` task: workers run it on their event loop, not in a thread."""
+        return is_async_function(self.fn)
+
     def revert(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Decorator: register ``fn`` as this task's compensation.
 
@@ -78,7 +83,8 @@ class TaskDef:
         task returned. A handler with a ``failure`` parameter is also called when its own task
         failed for good (TaskFlow's revert of the failed atom): ``result`` is then None and
         ``failure`` a `runner.Failure`; otherwise ``failure`` is None. For a map node the
-        handler is called once per element, with that element's input and result. Returns
+        handler is called once per element, with that element's input and result. It may be
+        ``async def`` (run on the worker's event loop). Returns
         ``fn`` unchanged.
         """
         _register_revert(self.registry or REGISTRY, self.name, fn)
@@ -229,22 +235,42 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self._tasks)
 
+    def has_async(self) -> bool:
+        """Whether any registered task or revert handler is ``async def``."""
+        return any(td.is_async for td in self._tasks.values())
 
-def _refuse_async(what: str, fn: Callable[..., Any]) -> None:
-    """Workers call task functions from threads and send back what they return: a coroutine
-    would never run, so ``async def`` is refused when the task is defined, not when it runs."""
+
+def _call_method(obj: object) -> object:
+    """The ``__call__`` an instance of a class with one is called through (None otherwise)."""
+    return (
+        None
+        if inspect.isroutine(obj) or isinstance(obj, type)
+        else inspect.getattr_static(type(obj), "__call__", None)
+    )
+
+
+def is_async_function(fn: Callable[..., Any]) -> bool:
+    """Whether calling ``fn`` makes a coroutine (``async def``, also behind decorators that
+    wrap it with functools.wraps, a partial, or an object whose ``__call__`` is async)."""
     f = inspect.unwrap(fn)
-    if inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f):
+    return inspect.iscoroutinefunction(f) or inspect.iscoroutinefunction(_call_method(f))
+
+
+def _refuse_async_generator(what: str, fn: Callable[..., Any]) -> None:
+    """A task returns one result: an async generator yields many and would never run, so it
+    is refused when the task is defined, not when it runs."""
+    f = inspect.unwrap(fn)
+    if inspect.isasyncgenfunction(f) or inspect.isasyncgenfunction(_call_method(f)):
         raise FlowDefinitionError(
-            f"{what} is an async def function: async tasks are not supported yet; define it "
-            "with a plain def (to call async code from it, use asyncio.run(...) inside)"
+            f"{what} is an async generator function (async def with yield): a task returns one "
+            "result; collect the items into a list and return it (async def tasks are supported)"
         )
 
 
 def _register_revert(registry: Registry, task_name: str, fn: Callable[..., Any]) -> None:
     if not callable(fn):
         raise FlowDefinitionError(f"the revert handler of {task_name!r} must be a function")
-    _refuse_async(f"the revert handler of {task_name!r}", fn)
+    _refuse_async_generator(f"the revert handler of {task_name!r}", fn)
     params = inspect.signature(fn).parameters.values()
     if any(p.kind in (p.VAR_POSITIONAL, p.POSITIONAL_ONLY) for p in params):
         raise FlowDefinitionError(f"the revert handler of {task_name!r} must take keyword arguments only")
@@ -329,12 +355,15 @@ def task(
     function. ``queue`` picks the task queue its requests go to. ``retry`` is a `Retry`
     policy (or a number of attempts); ``timeout`` limits each attempt, in seconds;
     ``revert`` is its compensation (see `TaskDef.revert`).
+
+    The function may be ``async def``: a worker then runs it on its event loop (bounded by
+    its ``--async-concurrency``) instead of a thread; a timeout or a cancelled run cancels it.
     """
 
     def decorate(f: Callable[..., Any]) -> TaskDef:
         if not callable(f):
             raise FlowDefinitionError(f"@task needs a function, not {type(f).__name__}")
-        _refuse_async(f"task {getattr(f, '__name__', f)!r}", f)
+        _refuse_async_generator(f"task {getattr(f, '__name__', f)!r}", f)
         required: list[str] = []
         optional: list[str] = []
         has_kwargs = False

@@ -324,8 +324,8 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "M29",
-        "workers/loop.py",
-        "        if d.delivery_count < self.config.delivery_limit - 1:",
+        "workers/skip.py",
+        "    if d.delivery_count < delivery_limit - 1:",
         "        if True:",
         "worker never dead-letters a request that keeps killing workers",
         (GUARANTEES,),

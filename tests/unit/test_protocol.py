@@ -160,6 +160,9 @@ WRONG_TYPES = [
     (_request(created=[1]), "field 'created' has type list"),
     (_request(created=1.5), "field 'created' has type float"),
     (_request(unpack="yes"), "field 'unpack' has type str"),
+    (_request(timeout="5"), "field 'timeout' has type str"),
+    (_request(timeout=-1.0), "field 'timeout' is negative"),
+    (_request(timeout=True), "field 'timeout' has type bool"),
     (_request(mode=[1]), "field 'mode' has type list"),
     (_request(mode="sideways"), "unknown request mode 'sideways'"),
     (_request(args={1: "a"}), "field 'args' must map strings"),
@@ -196,10 +199,31 @@ def test_an_unexpected_failure_inside_decode_is_still_a_decode_error(monkeypatch
 
 def test_optional_fields_round_trip() -> None:
     r = TaskRequest(
-        "req:r:t:2", "r", "t", "fn", 2, {"a": 1}, ["x", "y"], True, 5, protocol.MODE_REVERT, [1, 2], 77
+        "req:r:t:2",
+        "r",
+        "t",
+        "fn",
+        2,
+        {"a": 1},
+        ["x", "y"],
+        True,
+        5,
+        protocol.MODE_REVERT,
+        [1, 2],
+        77,
+        failure={"type": "E", "message": "m"},
+        timeout_s=2.5,
     )
     assert protocol.decode(protocol.encode(r)) == r
-    old = _request()  # written before 'unpack', 'mode', 'result' and 'created' were sent
+    old = _request()  # written before 'unpack', 'mode', 'result', 'created', 'timeout' were sent
     got = protocol.decode(old)
     assert isinstance(got, TaskRequest)
-    assert (got.unpack, got.mode, got.result, got.run_created) == (False, protocol.MODE_RUN, None, 0)
+    assert (got.unpack, got.mode, got.result, got.run_created, got.timeout_s) == (
+        False,
+        protocol.MODE_RUN,
+        None,
+        0,
+        0.0,
+    )
+    whole = protocol.decode(_request(timeout=3))  # an int is a number of seconds too
+    assert isinstance(whole, TaskRequest) and whole.timeout_s == 3.0 and type(whole.timeout_s) is float

@@ -101,33 +101,56 @@ def test_importing_a_task_module_again_registers_the_same_tasks(tmp_path: Path) 
     assert "reimported.revert" in reg
 
 
-def test_async_tasks_are_refused_saying_what_to_do() -> None:
-    with pytest.raises(FlowDefinitionError, match="async def") as err:
+def test_async_tasks_are_accepted_and_marked_async() -> None:
+    """Issue 16 item 4: the old refusal ("async tasks are not supported yet") is gone."""
 
-        @task(registry=reg)
-        async def fetch(url: str) -> str:
-            return url
+    @task(registry=reg, provides="page")
+    async def fetch(url: str) -> str:
+        return url
 
-    assert "not supported" in str(err.value)
-    assert "asyncio.run" in str(err.value)
-    assert "fetch" not in reg
+    assert reg.get("fetch").is_async and fetch.requires == ("url",)
+    assert reg.has_async()
 
 
-def test_async_revert_handlers_are_refused() -> None:
+def test_async_revert_handlers_are_accepted() -> None:
     @task(registry=reg)
     def book() -> int:
         return 1
 
-    with pytest.raises(FlowDefinitionError, match="async def"):
+    @book.revert
+    async def unbook(result: int) -> None:
+        return None
 
-        @book.revert
-        async def unbook(result: int) -> None:
-            return None
+    assert not reg.get("book").is_async and reg.get("book.revert").is_async
 
 
-def test_async_generator_tasks_are_refused() -> None:
-    with pytest.raises(FlowDefinitionError, match="async def"):
+def test_an_object_with_an_async_call_is_an_async_task() -> None:
+    class Fetcher:
+        async def __call__(self, url: str) -> str:
+            return url
+
+    td = task(Fetcher(), name="fetcher_obj", registry=Registry())  # type: ignore[arg-type]
+    assert td.is_async
+
+
+def test_async_generator_tasks_are_refused_saying_what_to_do() -> None:
+    with pytest.raises(FlowDefinitionError, match="async generator") as err:
 
         @task(registry=reg)
         async def stream(n: int):  # type: ignore[no-untyped-def]
             yield n
+
+    assert "return it" in str(err.value) and "stream" in str(err.value)
+    assert "stream" not in reg
+
+
+def test_async_generator_revert_handlers_are_refused() -> None:
+    @task(registry=reg)
+    def lease_car() -> int:
+        return 1
+
+    with pytest.raises(FlowDefinitionError, match="async generator"):
+
+        @lease_car.revert
+        async def unlease(result: int):  # type: ignore[no-untyped-def]
+            yield result

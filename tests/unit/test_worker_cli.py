@@ -44,3 +44,15 @@ def test_bad_queue_lists_exit_2_before_connecting(value: str, why: str) -> None:
     result = CliRunner().invoke(worker, ["-Q", "ok", "-Q", value, "some.module"])
     assert result.exit_code == 2, result.output
     assert "--queue" in result.output and why in result.output
+
+
+def test_async_concurrency_is_an_option_with_a_default_shown_in_help() -> None:
+    params = worker.make_context("worker", ["some.module"]).params
+    assert params["async_concurrency"] == 16
+    assert (
+        worker.make_context("worker", ["--async-concurrency", "200", "m"]).params["async_concurrency"] == 200
+    )
+    result = CliRunner().invoke(worker, ["--help"])
+    assert "--async-concurrency" in result.output and "async def" in result.output
+    bad = CliRunner().invoke(worker, ["--async-concurrency", "0", "some.module"])
+    assert bad.exit_code == 2 and "--async-concurrency" in bad.output
