@@ -62,6 +62,7 @@ class Presence:
         self._clock = clock
         self._next = 0.0  # monotonic time of the next write
         self._failing = False
+        self._recorded = False
 
     def beat(self, now: float) -> None:
         """Write the record if it is due."""
@@ -92,4 +93,7 @@ class Presence:
             return
         if self._failing:
             log.info("this worker's heartbeat is recorded in Redis again")
+        elif not self._recorded:
+            log.info("worker %s recorded in Redis (see ackflow workers)", record.id)
         self._failing = False
+        self._recorded = True

@@ -16,6 +16,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+import amqp
+
 from runner.broker.base import (
     DEAD_QUEUE,
     DEAD_WATCH_QUEUE,
@@ -23,6 +25,7 @@ from runner.broker.base import (
     DeadLetterNotFound,
     Delivery,
     Outgoing,
+    QueueStats,
 )
 from runner.broker.dead_letters import from_headers, replay_message
 from runner.broker.kombu_errors import CONN_ERRORS
@@ -60,6 +63,27 @@ class KombuAdmin:
         self._ensure()
         _, count, _ = self._chan.queue_declare(queue=self.physical(logical), passive=True)
         return int(count)
+
+    def queue_stats(self, logical: str) -> QueueStats | None:
+        """Ready messages and consumers, by a passive declare on a channel of its own (the
+        broker closes the channel of a passive declare of a missing queue)."""
+        self._ensure()
+        try:
+            chan = self._conn.channel()
+        except CONN_ERRORS as e:
+            self._lost(e)
+            raise BrokerUnavailable(str(e)) from None
+        try:
+            _, ready, consumers = chan.queue_declare(queue=self.physical(logical), passive=True)
+            return QueueStats(int(ready), int(consumers))
+        except amqp.exceptions.NotFound:
+            return None
+        except CONN_ERRORS as e:
+            self._lost(e)
+            raise BrokerUnavailable(str(e)) from None
+        finally:
+            if chan.is_open:
+                chan.close()
 
     def get(self, logical: str) -> Delivery | None:
         """Take one message from a queue without a consumer (acknowledge or dead-letter it)."""

@@ -103,6 +103,8 @@ class Client:
         existing = self.store.reserve(run_id, digest)
         if existing is not None and existing != digest:
             raise RunConflictError(run_id)
+        # the queues its tasks wait on, so that one nobody consumes shows (`ackflow queues`)
+        self.store.note_queues(sorted({t.queue for t in spec.tasks.values()}), protocol.now_ms())
         self.broker.publish([Outgoing(ENGINE_QUEUE, event.id, payload)])
         return run_id
 

@@ -7,7 +7,7 @@ from importlib.metadata import entry_points
 import click
 
 from runner import logs
-from runner.ops.cli import completions, runs, services
+from runner.ops.cli import completions, fleet, runs, services
 from runner.ops.cli.common import Main
 from runner.ops.cli.dlq import dlq
 
@@ -56,7 +56,7 @@ def main(
     logs.setup(log_level, log_format)
 
 
-for _command in (*runs.COMMANDS, *completions.COMMANDS, *services.COMMANDS, dlq):
+for _command in (*runs.COMMANDS, *completions.COMMANDS, *services.COMMANDS, *fleet.COMMANDS, dlq):
     main.add_command(_command)
 main.add_command(services.serve, name="dashboard")
 
