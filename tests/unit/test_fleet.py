@@ -3,15 +3,19 @@ on the in-process transport and store (local mode's)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from prometheus_client import CollectorRegistry, generate_latest
 
 from runner import flow, protocol, task
 from runner.broker import QueueStats, task_queue
-from runner.broker.local import LocalBroker
+from runner.broker.local import LocalBroker, LocalHub
+from runner.client import Client
 from runner.define.tasks import Registry
 from runner.errors import BrokerUnavailable
 from runner.ops import fleet
 from runner.presence import WorkerRecord
+from runner.store.memory import MemoryStore
 from tests.helpers.harness import CFG, Harness
 
 reg = Registry()
@@ -106,3 +110,22 @@ def test_the_collector_exposes_queue_and_worker_gauges_and_reads_nothing_when_re
     assert 'ackflow_workers{state="live"} 0.0' in text
     generate_latest(registry)
     assert opened == [1]  # one connection, kept between scrapes
+
+
+class CountingStore(MemoryStore):
+    notes: list[list[str]]
+
+    def note_queues(self, queues: Sequence[str], now_ms: int) -> None:
+        self.notes.append(list(queues))
+        super().note_queues(queues, now_ms)
+
+
+def test_a_client_notes_a_queue_once_not_on_every_submit() -> None:
+    store = CountingStore()
+    store.notes = []
+    client = Client(CFG, store, LocalHub().connect)
+    for _ in range(3):
+        client.submit(flow.linear("f", elsewhere).compile(reg), {})
+    client.submit(flow.linear("g", here, elsewhere).compile(reg), {})
+    assert store.notes == [["other"], ["default"]]
+    assert store.noted_queues(0) == ["default", "other"]
