@@ -55,29 +55,31 @@ def test_workers_are_listed_live_with_what_they_run_then_lost_or_stopped(
     procs: Processes, client: Client, config: Config
 ) -> None:
     procs.engine()
-    slow_leases = {**FAST_BEATS, "ACKFLOW_ACK_AFTER_S": "600"}  # its task keeps its delivery
-    a = procs.start("worker", "tests.helpers.semantic_flows", "--name", "w-a", "-c", "2", env=slow_leases)
+    # its task runs under a lease at once, and hears of its run's cancel on a lease heartbeat
+    leased = {**FAST_BEATS, "ACKFLOW_ACK_AFTER_S": "0", "ACKFLOW_LEASE_S": "1"}
+    a = procs.start("worker", "tests.helpers.semantic_flows", "--name", "w-a", "-c", "2", env=leased)
     b = procs.start("worker", "tests.helpers.flows", "--name", "w-b", "-Q", "other", env=FAST_BEATS)
     procs.until_logged(a, "worker w-a recorded in Redis")
     procs.until_logged(b, "worker w-b recorded in Redis")
-    gate = f"gate-{uuid.uuid4().hex}"
-    rid = client.submit(semantic_flows.deadline_flow, {"gate_key": gate})
+    # a task that runs until its run is cancelled (a gate's BLPOP would time out after 5 s)
+    rid = client.submit(semantic_flows.cancel_flow, {"log": f"log-{uuid.uuid4().hex}"})
 
-    def a_runs_it() -> bool:
-        return any(r["run_id"] == rid for r in by_id(cli_json(procs, "workers"), "id")["w-a"]["running"])
+    def a_runs_it() -> bool:  # and holds no delivery for it: leased
+        wa = by_id(cli_json(procs, "workers"), "id")["w-a"]
+        return any(r["run_id"] == rid for r in wa["running"]) and wa["unacked"] == {}
 
     # what a worker runs shows on its next beat (every 0.2 s here); checked on each change of the run
     until_run(client, rid, a_runs_it, "w-a to report the task it runs", procs)
     rows = by_id(cli_json(procs, "workers"), "id")
     wa, wb = rows["w-a"], rows["w-b"]
     assert (wa["state"], wa["queues"], wa["concurrency"], wa["pid"]) == ("live", ["default"], 2, a.pid)
-    assert "waits_for_gate" in wa["tasks"] and wa["version"] and wa["started_ms"] > 0
-    assert [r["task"] for r in wa["running"]] == ["waits_for_gate"]
-    assert wa["unacked"] == {"task.default": 1}  # a short task keeps its delivery (ACKFLOW_ACK_AFTER_S)
+    assert "until_cancelled" in wa["tasks"] and wa["version"] and wa["started_ms"] > 0
+    assert [r["task"] for r in wa["running"]] == ["until_cancelled"]
+    assert wa["unacked"] == {}  # its delivery was acknowledged: it runs under a lease
     assert (wb["state"], wb["queues"], wb["running"]) == ("live", ["other"], [])
     text = procs.run("workers")
     assert text.returncode == 0 and "2 live, 0 lost, 0 stopped" in text.stderr
-    assert f"running waits_for_gate (attempt 1) of run {rid}" in text.stdout
+    assert f"running until_cancelled (attempt 1) of run {rid}" in text.stdout
 
     base = procs.serve()
     page = get(f"{base}/workers")
@@ -86,8 +88,8 @@ def test_workers_are_listed_live_with_what_they_run_then_lost_or_stopped(
     api = {w["id"]: w for w in json.loads(get(f"{base}/v1/workers"))["workers"]}
     assert api["w-a"]["state"] == "live" and api["w-a"]["running"][0]["run_id"] == rid
 
-    semantic_flows.open_gate(gate)
-    assert procs.wait(client, rid).status == "SUCCESS"
+    client.cancel(rid)
+    assert procs.wait(client, rid).status == "CANCELLED"
     # w-b dies without a word; w-a stops cleanly
     b.send_signal(signal.SIGKILL)
     b.wait(30)

@@ -34,11 +34,13 @@ def workers_page(client: Client) -> str:
             for r in w.running
         )
         rows.append(
-            f"<tr><td>{_state(w.state(now))}</td><td>{escape(w.id)}</td><td>{escape(w.host)}</td>"
+            f'<tr data-worker="{escape(w.id)}"><td>{_state(w.state(now))}</td>'
+            f"<td>{escape(w.id)}</td><td>{escape(w.host)}</td>"
             f"<td>{w.pid}</td><td>{escape(', '.join(w.queues))}</td><td>{w.concurrency}</td>"
             f"<td>{running or '<span class=muted>-</span>'}</td><td>{escape(timestamp(w.started_ms, False))}</td>"
             f"<td>{_ago(now, w.heard_ms)}</td><td>{escape(w.version)}</td>"
-            f'<td class="muted">{escape(", ".join(w.tasks))}</td></tr>'
+            f'<td class="muted"><details><summary>{len(w.tasks)}</summary>{escape(", ".join(w.tasks))}'
+            "</details></td></tr>"
         )
     live = sum(1 for w in found if w.state(now) == LIVE)
     return (
@@ -67,7 +69,8 @@ def queues_page(client: Client) -> str:
         )
         cls = ' class="fenced"' if r.unconsumed else ""
         rows.append(
-            f"<tr{cls}><td>{escape(r.queue)}</td><td class=muted>{escape(r.name)}</td><td>{r.ready}</td>"
+            f'<tr data-queue="{escape(r.queue)}"{cls}><td>'
+            f"{escape(r.queue)}</td><td class=muted>{escape(r.name)}</td><td>{r.ready}</td>"
             f"<td>{'-' if r.unacked is None else r.unacked}</td><td>{r.consumers}</td>"
             f"<td>{escape(', '.join(r.workers))}</td><td>{escape(note)}</td></tr>"
         )
