@@ -71,12 +71,12 @@ def queue_rows(store: Store, broker: QueueInfo, config: Config, now_ms: int | No
     fleet = workers(store, config, now_ms)
     live = [w for w in fleet if w.state(now_ms) == LIVE]
     task_queues = set(store.noted_queues(now_ms - config.retention_s * 1000))
-    task_queues.update(q for w in fleet for q in w.queues)
+    task_queues.update(q for w in fleet for q in w.queues if not q.endswith("*"))  # "*": all (local mode)
     rows = []
     for logical in [ENGINE_QUEUE, DEAD_QUEUE, *(task_queue(q) for q in sorted(task_queues))]:
         stats = broker.queue_stats(logical)
         is_task = logical.startswith(task_queue(""))
-        serving = [w.id for w in live if logical in (task_queue(q) for q in w.queues)]
+        serving = [w.id for w in live if is_task and any(_serves(q, logical) for q in w.queues)]
         unacked = sum(w.unacked.get(logical, 0) for w in live) if is_task else None
         if stats is None:
             rows.append(QueueRow(logical, broker.physical(logical), False, unacked=unacked, workers=serving))
@@ -93,6 +93,12 @@ def queue_rows(store: Store, broker: QueueInfo, config: Config, now_ms: int | No
                 )
             )
     return rows
+
+
+def _serves(queue: str, logical: str) -> bool:
+    """Whether a worker's queue (as named on ``-Q``; ``x*`` is a prefix) is this task queue."""
+    name = logical.removeprefix(task_queue(""))
+    return queue == name or (queue.endswith("*") and name.startswith(queue[:-1]))
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@ on the in-process transport and store (local mode's)."""
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -13,7 +15,9 @@ from runner.broker.local import LocalBroker, LocalHub
 from runner.client import Client
 from runner.define.tasks import Registry
 from runner.errors import BrokerUnavailable
+from runner.local import LocalRuntime
 from runner.ops import fleet
+from runner.ops.http.app import serve_local
 from runner.presence import WorkerRecord
 from runner.store.memory import MemoryStore
 from tests.helpers.harness import CFG, Harness
@@ -129,3 +133,16 @@ def test_a_client_notes_a_queue_once_not_on_every_submit() -> None:
     client.submit(flow.linear("g", here, elsewhere).compile(reg), {})
     assert store.notes == [["other"], ["default"]]
     assert store.noted_queues(0) == ["default", "other"]
+
+
+def test_local_mode_serves_its_worker_and_queues_over_http() -> None:
+    with LocalRuntime() as rt:
+        rt.run(flow.linear("f", elsewhere).compile(reg))  # noted: task.other; the local worker runs all
+        url = serve_local(rt)
+        page = urllib.request.urlopen(f"{url}/workers", timeout=10).read().decode()
+        assert '<tr data-worker="local">' in page and "live" in page
+        doc = json.loads(urllib.request.urlopen(f"{url}/v1/queues", timeout=10).read())
+        rows = {q["queue"]: q for q in doc["queues"]}
+        assert list(rows) == ["engine", "dead", "task.other"]
+        assert rows["task.other"]["workers"] == ["local"] and not rows["task.other"]["unconsumed"]
+        assert rows["engine"]["consumers"] == 1
