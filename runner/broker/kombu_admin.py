@@ -30,7 +30,7 @@ from runner.broker.base import (
 from runner.broker.dead_letters import from_headers, replay_message
 from runner.broker.kombu_errors import CONN_ERRORS
 from runner.broker.kombu_topology import queue_arguments
-from runner.errors import BrokerUnavailable
+from runner.errors import BrokerError, BrokerUnavailable
 from runner.protocol import CONTENT_TYPE
 
 if TYPE_CHECKING:
@@ -81,6 +81,8 @@ class KombuAdmin:
         except CONN_ERRORS as e:
             self._lost(e)
             raise BrokerUnavailable(str(e)) from None
+        except amqp.exceptions.AMQPError as e:  # refused (permissions): the channel is closed
+            raise BrokerError(f"cannot inspect queue {self.physical(logical)}: {e}") from None
         finally:
             if chan.is_open:
                 chan.close()

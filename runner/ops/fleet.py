@@ -199,8 +199,8 @@ class FleetCollector(Collector):
             self._broker = self._open_broker()
         try:
             return queue_rows(self._store, self._broker, self._config)
-        except AckflowError:
-            broker, self._broker = self._broker, None
+        except Exception:
+            broker, self._broker = self._broker, None  # the next scrape starts afresh
             broker.close()
             raise
 
@@ -213,7 +213,7 @@ class FleetCollector(Collector):
         with self._lock:
             try:
                 rows = self._rows()
-            except AckflowError as e:  # a scrape during an outage shows what it can
+            except Exception as e:  # noqa: BLE001 - a scrape during an outage shows what it can
                 log.warning("queue metrics not read: %s", logs.scrub(str(e)))
                 rows = []
             try:

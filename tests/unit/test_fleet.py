@@ -146,3 +146,23 @@ def test_local_mode_serves_its_worker_and_queues_over_http() -> None:
         assert list(rows) == ["engine", "dead", "task.other"]
         assert rows["task.other"]["workers"] == ["local"] and not rows["task.other"]["unconsumed"]
         assert rows["engine"]["consumers"] == 1
+
+
+def test_a_scrape_while_the_broker_fails_shows_the_rest_and_the_next_one_reconnects() -> None:
+    h = Harness()
+    opened: list[LocalBroker] = []
+
+    class Failing(LocalBroker):
+        def queue_stats(self, logical: str) -> QueueStats | None:
+            raise RuntimeError("channel refused")
+
+    def open_broker() -> LocalBroker:
+        opened.append(Failing(h.hub) if not opened else h.hub.connect())
+        return opened[-1]
+
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(fleet.FleetCollector(CFG, h.store, open_broker))
+    text = generate_latest(registry).decode()
+    assert "ackflow_queue_consumers{" not in text and 'ackflow_workers{state="live"} 0.0' in text
+    text = generate_latest(registry).decode()
+    assert 'ackflow_queue_consumers{queue="engine"} 1.0' in text and len(opened) == 2
