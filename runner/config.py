@@ -56,6 +56,10 @@ class Config:
     # How often `ackflow serve` looks at Redis for a loss of its data or, after a reconnect, a
     # change of its settings (engines do both after each reconnect of their own)
     store_check_s: float = 30.0
+    # Each worker records itself in Redis this often (`ackflow workers`); one silent for three
+    # times as long is shown as lost, and forgotten after worker_keep_s
+    worker_beat_s: float = 5.0
+    worker_keep_s: int = 600
 
     def __post_init__(self) -> None:
         if not _PREFIX_RE.match(self.prefix):
@@ -83,8 +87,10 @@ class Config:
             raise ConfigError("ack_after_s must be >= 0")
         if self.startup_wait_s < 0:
             raise ConfigError("startup_wait_s must be >= 0")
-        if self.lease_s <= 0 or self.timer_poll_s <= 0 or self.store_check_s <= 0:
-            raise ConfigError("lease_s, timer_poll_s and store_check_s must be > 0")
+        if self.lease_s <= 0 or self.timer_poll_s <= 0 or self.store_check_s <= 0 or self.worker_beat_s <= 0:
+            raise ConfigError("lease_s, timer_poll_s, store_check_s and worker_beat_s must be > 0")
+        if self.worker_keep_s < 1:
+            raise ConfigError("worker_keep_s must be at least 1")
         if not isinstance(self.require_durable_store, bool):
             raise ConfigError(
                 f"require_durable_store must be true or false, not {self.require_durable_store!r}"

@@ -20,11 +20,15 @@ Names (all prefixed ``ackflow_``):
   ("unknown" where CONFIG could not be read)
 - ``runs_lost_total`` runs whose state vanished from Redis while active (each counted once)
 - ``store_data_losses_total`` times the deployment epoch vanished: Redis lost its data
+- on engines and ``serve`` (runner.ops.fleet, read at each scrape):
+  ``queue_messages{queue,state}`` ready | unacked (held by live workers) per ackflow queue,
+  ``queue_consumers{queue}``, ``queue_unconsumed{queue}`` 1 while messages wait in a queue
+  nobody consumes, ``workers{state}`` live | lost | stopped
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
@@ -144,8 +148,13 @@ class RunsByStatus(Collector):
         yield g
 
 
-def serve(port: int, host: str = "0.0.0.0", store: Store | None = None) -> None:
-    """Expose the registry on http://host:port/metrics (a daemon thread)."""
+def serve(
+    port: int, host: str = "0.0.0.0", store: Store | None = None, collectors: Iterable[Collector] = ()
+) -> None:
+    """Expose the registry on http://host:port/metrics (a daemon thread), with ``collectors``
+    read at each scrape (the queue gauges: runner.ops.fleet)."""
     if store is not None:
         REGISTRY.register(RunsByStatus(store))
+    for c in collectors:
+        REGISTRY.register(c)
     start_http_server(port, addr=host, registry=REGISTRY)

@@ -123,10 +123,17 @@ class Heartbeats:
     """The heartbeat thread: renews the leases of long tasks and sends progress, off the
     connection's thread (py-amqp is not thread-safe; Redis calls are)."""
 
-    def __init__(self, store: Store, config: Config, running: Callable[[], list[Running]]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        running: Callable[[], list[Running]],
+        presence: Callable[[float], None] | None = None,
+    ) -> None:
         self.store = store
         self.config = config
         self.running = running  # a snapshot of the worker's running tasks, taken under its lock
+        self.presence = presence  # writes the worker's own record when due (workers.presence)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="ackflow-heartbeat", daemon=True)
 
@@ -143,7 +150,10 @@ class Heartbeats:
             self.beat(time.monotonic())
 
     def beat(self, now: float) -> None:
-        """One round: a heartbeat for each task whose lease is due or whose progress changed."""
+        """One round: the worker's record if due, and a heartbeat for each task whose lease is
+        due or whose progress changed."""
+        if self.presence is not None:
+            self.presence(now)
         every = max(0.05, self.config.lease_s / 3)
         for r in self.running():
             with r.ctx.live.lock:

@@ -50,6 +50,7 @@ from workers.leases import (
     started_event,
     until_next_lease,
 )
+from workers.presence import Presence
 from workers.skip import poisoned, superseded
 
 log = logging.getLogger("ackflow.worker")
@@ -123,6 +124,7 @@ class Worker:
         self._running: dict[int, Running] = {}
         self._running_lock = threading.Lock()
         self._beats: Heartbeats | None = None
+        self._presence: Presence | None = None  # its record in Redis (`ackflow workers`)
         self._active_at = 0.0  # the last delivery or finished task (see the busy poll)
 
     def start(self) -> None:
@@ -130,7 +132,19 @@ class Worker:
         # next poll reconnects): a worker starting while the broker restarts waits for it
         self.broker.consume(self.queues, self.prefetch)
         if self.store is not None and self._beats is None:
-            self._beats = Heartbeats(self.store, self.config, self._snapshot)
+            self._presence = Presence(
+                self.store,
+                self.config,
+                self.name,
+                self.queues,
+                self.concurrency,
+                self.registry.names(),
+                self._snapshot,
+                lambda: [d.queue for d, _ in list(self._backlog)],
+                self._clock,
+            )
+            self._presence.write(self._clock())
+            self._beats = Heartbeats(self.store, self.config, self._snapshot, self._presence.beat)
             if self._heartbeat_thread:
                 self._beats.start()
 
@@ -187,6 +201,8 @@ class Worker:
             self._aio.stop()
             if self._beats is not None:
                 self._beats.stop(timeout_s=5)
+            if self._presence is not None:
+                self._presence.write(self._clock(), stopped=True)
             self.broker.close()
 
     def stop(self) -> None:

@@ -32,6 +32,7 @@ from runner.broker.base import (
     Delivery,
     Outgoing,
     QueueInfo,
+    QueueStats,
     task_queue,
 )
 from runner.broker.dead_letters import from_headers
@@ -50,6 +51,7 @@ __all__ = [
     "Delivery",
     "Outgoing",
     "QueueInfo",
+    "QueueStats",
     "from_headers",
     "task_queue",
 ]

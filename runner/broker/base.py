@@ -179,9 +179,22 @@ class DeadLetters(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class QueueStats:
+    """A queue as the broker counts it: messages ready for delivery, and consumers."""
+
+    ready: int
+    consumers: int
+
+
 @runtime_checkable
 class QueueInfo(Protocol):
-    """What ``ackflow topology`` shows of a broker's queues; a broker with real queues offers it."""
+    """What ``ackflow topology`` and ``ackflow queues`` show of a broker's queues; a broker with
+    real queues offers it."""
+
+    def queue_stats(self, logical: str) -> QueueStats | None:
+        """Ready messages and consumers of a queue; None if the queue does not exist."""
+        ...
 
     def physical(self, logical: str) -> str:
         """The queue's name on the broker (``engine`` -> ``<prefix>.engine``)."""

@@ -16,6 +16,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+import amqp
+
 from runner.broker.base import (
     DEAD_QUEUE,
     DEAD_WATCH_QUEUE,
@@ -23,11 +25,12 @@ from runner.broker.base import (
     DeadLetterNotFound,
     Delivery,
     Outgoing,
+    QueueStats,
 )
 from runner.broker.dead_letters import from_headers, replay_message
 from runner.broker.kombu_errors import CONN_ERRORS
 from runner.broker.kombu_topology import queue_arguments
-from runner.errors import BrokerUnavailable
+from runner.errors import BrokerError, BrokerUnavailable
 from runner.protocol import CONTENT_TYPE
 
 if TYPE_CHECKING:
@@ -60,6 +63,29 @@ class KombuAdmin:
         self._ensure()
         _, count, _ = self._chan.queue_declare(queue=self.physical(logical), passive=True)
         return int(count)
+
+    def queue_stats(self, logical: str) -> QueueStats | None:
+        """Ready messages and consumers, by a passive declare on a channel of its own (the
+        broker closes the channel of a passive declare of a missing queue)."""
+        self._ensure()
+        try:
+            chan = self._conn.channel()
+        except CONN_ERRORS as e:
+            self._lost(e)
+            raise BrokerUnavailable(str(e)) from None
+        try:
+            _, ready, consumers = chan.queue_declare(queue=self.physical(logical), passive=True)
+            return QueueStats(int(ready), int(consumers))
+        except amqp.exceptions.NotFound:
+            return None
+        except CONN_ERRORS as e:
+            self._lost(e)
+            raise BrokerUnavailable(str(e)) from None
+        except amqp.exceptions.AMQPError as e:  # refused (permissions): the channel is closed
+            raise BrokerError(f"cannot inspect queue {self.physical(logical)}: {e}") from None
+        finally:
+            if chan.is_open:
+                chan.close()
 
     def get(self, logical: str) -> Delivery | None:
         """Take one message from a queue without a consumer (acknowledge or dead-letter it)."""

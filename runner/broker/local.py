@@ -11,6 +11,7 @@ import itertools
 import threading
 from collections import deque
 from collections.abc import Sequence
+from typing import Any
 
 from runner.broker.base import (
     DEAD_QUEUE,
@@ -22,6 +23,7 @@ from runner.broker.base import (
     DeadLetterNotFound,
     Delivery,
     Outgoing,
+    QueueStats,
 )
 from runner.broker.dead_letters import from_headers, replay_message
 
@@ -64,6 +66,22 @@ class LocalBroker:
         self._consuming: list[str] = []
         self._prefetch = 1
         self._unacked: dict[int, tuple[str, Outgoing, int]] = {}
+
+    def physical(self, logical: str) -> str:
+        return logical  # an in-process queue has no other name
+
+    def queue_arguments(self, logical: str) -> dict[str, Any]:
+        return {}
+
+    def depth(self, logical: str) -> int:
+        return self._hub.depth(logical)
+
+    def queue_stats(self, logical: str) -> QueueStats | None:
+        with self._hub.lock:
+            if logical not in self._hub.queues:
+                return None
+            consumers = sum(1 for c in self._hub.consumers if c.consumes(logical))
+            return QueueStats(len(self._hub.queues[logical]), consumers)
 
     def declare(self, queues: Sequence[str] = ()) -> None:
         with self._hub.lock:

@@ -29,6 +29,8 @@ from runner.errors import (
 from runner.protocol import Event, unpack
 from runner.store import Store, keys
 
+NOTE_EVERY_MS = 600_000  # how often one client notes a queue again (runs use it still)
+
 
 def _int(raw: bytes | None) -> int | None:
     return None if raw is None else int(raw)
@@ -42,6 +44,7 @@ class Client:
         self.store = store
         self._broker_factory = broker_factory
         self._broker: Broker | None = None
+        self._noted: dict[str, int] = {}  # task queue -> when this client last noted it (ms)
 
     @classmethod
     def from_config(cls, config: Config) -> Client:
@@ -111,8 +114,18 @@ class Client:
         existing = self.store.reserve(run_id, digest)
         if existing is not None and existing != digest:
             raise RunConflictError(run_id)
+        self._note_queues({t.queue for t in spec.tasks.values()})
         self.broker.publish([Outgoing(ENGINE_QUEUE, event.id, payload)])
         return run_id
+
+    def _note_queues(self, queues: set[str]) -> None:
+        """Note the queues a run's tasks wait on, so that one nobody consumes shows in ``ackflow
+        queues``; each at most every NOTE_EVERY_MS from this client (not a write per submit)."""
+        now = protocol.now_ms()
+        due = sorted(q for q in queues if self._noted.get(q, -NOTE_EVERY_MS) <= now - NOTE_EVERY_MS)
+        if due:
+            self.store.note_queues(due, now)
+            self._noted.update(dict.fromkeys(due, now))
 
     # --- control (DESIGN G7) ------------------------------------------------------------
 

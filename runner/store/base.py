@@ -193,4 +193,24 @@ class Store(Protocol):
         """Whether `record_lost` remembers this run."""
         ...
 
+    # --- the fleet: workers and queues (runner.presence, `ackflow workers|queues`) ----------------
+
+    def beat_worker(self, worker_id: str, record: bytes, now_ms: int, keep_s: int) -> None:
+        """Keep a worker's latest record, heard at ``now_ms``; forget every worker not heard
+        from for ``keep_s``."""
+        ...
+
+    def workers(self, now_ms: int, keep_s: int) -> list[tuple[str, bytes, int]]:
+        """(worker id, latest record, ms last heard) of each worker heard from in the last
+        ``keep_s``, by id."""
+        ...
+
+    def note_queues(self, queues: Sequence[str], now_ms: int) -> None:
+        """Remember that runs use these task queues (so a queue nobody consumes is known)."""
+        ...
+
+    def noted_queues(self, since_ms: int) -> list[str]:
+        """The task queues noted at or after ``since_ms``, by name; older ones are forgotten."""
+        ...
+
     def close(self) -> None: ...

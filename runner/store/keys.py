@@ -34,6 +34,10 @@ Global:
                                    vanishes or changes, Redis lost its data (runner.engine.durability)
   <prefix>:lost             zset   run id by the time its loss was noticed: runs whose state
                                    vanished while active, kept for the retention time
+  <prefix>:workers          hash   worker id -> its latest heartbeat record (runner.presence)
+  <prefix>:workers:heard    zset   worker id by the time it was last heard (ms)
+  <prefix>:queues           zset   task queue by the time a submitted run last used it (ms)
+                                   (the three: runner/store/redis_fleet.py)
 Channel: ``<prefix>:{<run>}:notify`` announces each commit to waiters.
 
 On a Redis Cluster (runner/store/redis_cluster.py) a script may touch only keys of one slot,
@@ -41,6 +45,7 @@ so the global structures are laid out differently (`index_root`, `timer_bucket_k
   {<prefix>}:runs, {<prefix>}:status:<STATUS>, {<prefix>}:flow:<FLOW>[:<STATUS>]
                             the indexes above, all in one slot (the hash tag {<prefix>})
   {<prefix>}:ix             hash   run id -> number of its last status change indexed
+  {<prefix>}:workers, {<prefix>}:workers:heard, {<prefix>}:queues   the fleet's keys above
   <prefix>:timers:{<prefix>:t<k>}  zset  "<run>\x1f<timer id>" by due time, k = crc32(run) mod
                                          TIMER_BUCKETS: the timers, sharded over the cluster
   <prefix>:timerp:{<prefix>:t<k>}  hash  the same member -> msgpack [due ms, timer.fired event]

@@ -59,6 +59,8 @@ class MemoryStore:
         self._timers: dict[tuple[str, str], int] = {}  # (run, timer id) -> due ms
         self._epoch: str | None = None
         self._lost: dict[str, int] = {}  # run id -> when its loss was noticed (ms)
+        self._workers: dict[str, tuple[bytes, int]] = {}  # worker id -> (record, ms last heard)
+        self._queues: dict[str, int] = {}  # task queue -> ms last noted
 
     def _run(self, run_id: str) -> dict[str, dict[str, bytes]]:
         exp = self._expires.get(run_id)
@@ -264,6 +266,29 @@ class MemoryStore:
     def is_lost(self, run_id: str) -> bool:
         with self._lock:
             return run_id in self._lost
+
+    def beat_worker(self, worker_id: str, record: bytes, now_ms: int, keep_s: int) -> None:
+        with self._lock:
+            self._workers[worker_id] = (record, now_ms)
+            for w in [w for w, (_, at) in self._workers.items() if at < now_ms - keep_s * 1000]:
+                del self._workers[w]
+
+    def workers(self, now_ms: int, keep_s: int) -> list[tuple[str, bytes, int]]:
+        with self._lock:
+            return [
+                (w, rec, at) for w, (rec, at) in sorted(self._workers.items()) if at >= now_ms - keep_s * 1000
+            ]
+
+    def note_queues(self, queues: Sequence[str], now_ms: int) -> None:
+        with self._lock:
+            for q in queues:
+                self._queues[q] = max(now_ms, self._queues.get(q, 0))
+
+    def noted_queues(self, since_ms: int) -> list[str]:
+        with self._lock:
+            for q in [q for q, at in self._queues.items() if at < since_ms]:
+                del self._queues[q]
+            return sorted(self._queues)
 
     def close(self) -> None:
         pass

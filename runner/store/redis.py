@@ -31,6 +31,7 @@ from runner.errors import StoreError, StoreUnavailable
 from runner.protocol import pack, unpack
 from runner.store import APPLIED_RESULT, Beat, Commit, CommitResult, DueTimer, Watch, keys, lua
 from runner.store.redis_errors import REDIS_ERRORS, translate
+from runner.store.redis_fleet import Fleet
 from runner.store.redis_flows import FlowRegistry
 from runner.store.redis_listings import RunListings
 from runner.store.redis_replicas import Replicas
@@ -70,6 +71,7 @@ class RedisStore:
         self._replicas = Replicas(config)
         self._listings = RunListings(lambda: self.client, config.prefix, self._ix_root)
         self._flows = FlowRegistry(lambda: self.client, self._ix_root)
+        self._fleet = Fleet(lambda: self.client, self._ix_root)
 
     def _on_connect(self, conn: Any) -> None:
         """redis-py's hook for each new connection (the first and every reconnect)."""
@@ -406,6 +408,20 @@ class RedisStore:
             return self.client.zscore(keys.lost_index(self._prefix), run_id) is not None
         except REDIS_ERRORS as e:
             raise translate(e) from e
+
+    # --- the fleet (runner/store/redis_fleet.py) ------------------------------------------------
+
+    def beat_worker(self, worker_id: str, record: bytes, now_ms: int, keep_s: int) -> None:
+        self._fleet.beat_worker(worker_id, record, now_ms, keep_s)
+
+    def workers(self, now_ms: int, keep_s: int) -> list[tuple[str, bytes, int]]:
+        return self._fleet.workers(now_ms, keep_s)
+
+    def note_queues(self, queues: Sequence[str], now_ms: int) -> None:
+        self._fleet.note_queues(queues, now_ms)
+
+    def noted_queues(self, since_ms: int) -> list[str]:
+        return self._fleet.noted_queues(since_ms)
 
     def delete_prefix(self) -> int:
         """Delete every key under this store's prefix (tests and `ackflow` tooling only)."""

@@ -210,3 +210,43 @@ def test_dead_letters_are_listed_replayed_and_purged(
     page.click("text=purge all")
     assert "purged 1 dead letters" in page.locator(".flash").inner_text()
     assert page.locator("tr[data-dead]").count() == 0
+
+
+def test_workers_and_queues_pages_and_a_run_waiting_on_a_queue_nobody_consumes(
+    page: Any, shots: Path, procs: Processes, client: Client
+) -> None:
+    procs.engine()
+    worker = procs.start("worker", "tests.helpers.semantic_flows", "--name", "worker-1", "-c", "2")
+    procs.until_logged(worker, "worker worker-1 recorded in Redis")
+    base = start_serve(procs, {})
+    log = f"ackflow-test:log:{uuid.uuid4().hex}"
+    busy = client.submit(sf.cancel_flow, {"log": log}, run_id="busy-" + uuid.uuid4().hex[:6])
+    stuck = client.submit(flows.lonely_flow, {"x": 1}, run_id="stuck-" + uuid.uuid4().hex[:6])
+    until_status(client, stuck, "RUNNING")
+
+    # The header leads to the Workers page: the worker, live, with the task it runs (shown on
+    # its next heartbeat: the page refreshes itself every 2 s).
+    page.goto(f"{base}/runs")
+    page.click("header >> text=Workers")
+    row = page.locator('tr[data-worker="worker-1"]')
+    assert "live" in row.inner_text() and "default" in row.inner_text()
+    page.wait_for_function(
+        f"document.querySelector('tr[data-worker=\"worker-1\"]').innerText.includes('{busy}')",
+        timeout=30_000,
+    )
+    assert "until_cancelled" in row.inner_text()
+    page.screenshot(path=str(shots / "dashboard-workers.png"), full_page=True)
+    client.cancel(busy)  # its task stops when it hears of it
+    assert procs.wait(client, busy).status == "CANCELLED"
+
+    # The Queues page: the queue nobody consumes stands out.
+    page.click("header >> text=Queues")
+    other = page.locator('tr[data-queue="task.other"]')
+    assert "nobody consumes it" in other.inner_text() and other.get_attribute("class") == "fenced"
+    assert "worker-1" in page.locator('tr[data-queue="task.default"]').inner_text()
+    page.screenshot(path=str(shots / "dashboard-queues.png"), full_page=True)
+
+    # The stuck run's page says what it waits on.
+    page.goto(f"{base}/runs/{stuck}")
+    card = page.locator("#unconsumed").inner_text()
+    assert "task lonely waits on queue 'other'" in card and "no worker consumes" in card

@@ -28,6 +28,8 @@ from runner.broker import (
     DeadLetters,
     Delivery,
     Outgoing,
+    QueueInfo,
+    QueueStats,
     task_queue,
 )
 from runner.broker.kombu_topology import queue_arguments
@@ -455,3 +457,16 @@ def test_a_connection_that_fails_under_consume_is_replaced_and_its_consumers_sta
     finally:
         c.close()
         p.close()
+
+
+def test_queue_stats_count_ready_messages_and_consumers(brokers: Brokers) -> None:
+    admin = brokers.open()
+    assert isinstance(admin, QueueInfo)
+    assert admin.queue_stats(OTHER) is None  # never declared
+    admin.declare([OTHER])
+    admin.publish([msg(OTHER), msg(OTHER)])
+    assert admin.queue_stats(OTHER) == QueueStats(ready=2, consumers=0)
+    c = consumer(brokers, OTHER, prefetch=1)
+    [d] = take(c, 1)  # the other stays ready: one unacknowledged delivery at a time
+    assert admin.queue_stats(OTHER) == QueueStats(ready=1, consumers=1)
+    c.ack(d)

@@ -366,3 +366,28 @@ def test_the_flow_registry_keeps_every_version_and_the_latest(store: Store) -> N
     assert store.commit(run).applied
     assert store.page_runs(None, name)[0][0][0] == r
     assert store.get_flow(name, "d2") == b"spec-2"
+
+
+# --- the fleet: workers' heartbeats and the queues runs use -------------------------------
+
+
+def test_a_worker_beat_keeps_its_latest_record_until_it_is_silent_for_keep_s(store: Store) -> None:
+    a, b = f"a-{rid()}", f"b-{rid()}"
+    store.beat_worker(a, b"a1", now_ms=1_000, keep_s=60)
+    store.beat_worker(b, b"b1", now_ms=2_000, keep_s=60)
+    store.beat_worker(a, b"a2", now_ms=3_000, keep_s=60)
+    assert store.workers(now_ms=3_000, keep_s=60) == [(a, b"a2", 3_000), (b, b"b1", 2_000)]
+    # silent for longer than keep_s: not listed, and the next beat of another forgets it
+    assert store.workers(now_ms=62_500, keep_s=60) == [(a, b"a2", 3_000)]
+    store.beat_worker(a, b"a3", now_ms=62_500, keep_s=60)
+    assert store.workers(now_ms=62_500, keep_s=600) == [(a, b"a3", 62_500)]
+
+
+def test_noted_queues_are_listed_once_and_forgotten_when_older_than_asked(store: Store) -> None:
+    q1, q2 = f"q1-{rid()}", f"q2-{rid()}"
+    store.note_queues([q1, q2], now_ms=1_000)
+    store.note_queues([q1], now_ms=5_000)
+    store.note_queues([], now_ms=6_000)
+    assert store.noted_queues(since_ms=0) == sorted([q1, q2])
+    assert store.noted_queues(since_ms=2_000) == [q1]
+    assert store.noted_queues(since_ms=0) == [q1]  # q2 was forgotten

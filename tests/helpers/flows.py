@@ -134,3 +134,12 @@ def echo_text(text: str) -> str:
 
 
 echo_flow = flow.linear("echo_flow", echo_text)
+
+
+@task(provides="lonely_out", queue="other")
+def lonely(x: int) -> int:
+    """Runs on queue "other", which tests consume only when they want to."""
+    return x
+
+
+lonely_flow = flow.linear("lonely_flow", lonely)

@@ -38,6 +38,8 @@ def test_every_documented_command_exists() -> None:
         "complete",
         "fail",
         "serve",
+        "workers",
+        "queues",
     }
 
 
@@ -117,6 +119,11 @@ def test_unreachable_services_exit_3_without_leaking_the_password() -> None:
     result = CliRunner().invoke(main, ["topology"], env=env)
     assert result.exit_code == 3, result.output
     assert "hunter2" not in result.output
+    for command in (["workers"], ["queues"]):
+        env = dict(NOWHERE, ACKFLOW_REDIS_URL="redis://:hunter2@127.0.0.1:1/0")
+        result = CliRunner().invoke(main, command, env=env)
+        assert result.exit_code == 3, result.output
+        assert "hunter2" not in result.output
 
 
 def test_service_discovery_reports_what_is_missing() -> None:

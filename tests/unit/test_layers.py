@@ -32,7 +32,13 @@ ROOM_MAY_IMPORT = {
 # The worker's own modules (not its CLI, which builds the adapters the command runs with):
 # the runner units they may import. Contracts, never a concrete store or broker, and nothing
 # of the operator surfaces.
-WORKER_MODULES = ("workers/loop.py", "workers/leases.py", "workers/execute.py", "workers/skip.py")
+WORKER_MODULES = (
+    "workers/loop.py",
+    "workers/leases.py",
+    "workers/execute.py",
+    "workers/skip.py",
+    "workers/presence.py",
+)
 ADAPTERS = [
     ["store", "redis"],
     ["store", "redis_cluster"],
@@ -142,6 +148,7 @@ KOMBU_ADAPTER = {
                 "runner/store/redis_cluster.py",
                 "runner/store/redis_errors.py",
                 "runner/store/redis_flows.py",
+                "runner/store/redis_fleet.py",
                 "runner/store/redis_listings.py",
                 "runner/store/redis_replicas.py",
                 "runner/store/redis_watch.py",

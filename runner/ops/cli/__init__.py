@@ -6,6 +6,7 @@
 - `completions`: complete and fail a waiting (lazy) task by its token.
 - `services`: engine, serve (alias dashboard), topology, bench.
 - `dlq`: the dead-letter queue.
+- `fleet`: workers, queues.
 
 Nothing connects to a service before a subcommand runs, so ``--help`` always works: the
 commands import what they run (the engine, local mode, the HTTP app) inside themselves.

@@ -7,7 +7,7 @@ from importlib.metadata import entry_points
 import click
 
 from runner import logs
-from runner.ops.cli import completions, flows_cmd, runs, services, settings
+from runner.ops.cli import completions, fleet, flows_cmd, runs, services, settings
 from runner.ops.cli.common import Main
 from runner.ops.cli.dlq import dlq
 
@@ -70,6 +70,7 @@ for _command in (
     *services.COMMANDS,
     *settings.COMMANDS,
     *flows_cmd.COMMANDS,
+    *fleet.COMMANDS,
     dlq,
 ):
     main.add_command(_command)

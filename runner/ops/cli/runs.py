@@ -33,6 +33,7 @@ from runner.ops.cli.common import (
     reveal,
     with_inputs,
 )
+from runner.ops.fleet import waiting_unconsumed
 
 
 def print_history_entry(entry: HistoryEntry) -> None:
@@ -166,13 +167,17 @@ def submit(
 @click.pass_context
 @handle_errors
 def status(ctx: click.Context, run_id: str, as_json: bool) -> None:
-    """Show a run's state, its tasks, and its result or error."""
+    """Show a run's state, its tasks, and its result or error; and what of it waits on a queue
+    that nobody consumes."""
     with client_from(ctx) as client:
         info = client.status(run_id)
+        waits = waiting_unconsumed(client, info)
     if as_json:
-        echo_json(run_dict(info))
+        echo_json({**run_dict(info), "unconsumed": [w.as_json() for w in waits]})
     else:
         echo_lines(status_lines(info))
+        for w in waits:
+            echo(f"warning: {w.describe()}")
 
 
 @click.command()

@@ -42,8 +42,11 @@ def engine(ctx: click.Context, prefetch: int | None, burst: bool, metrics_port: 
     on_sigterm(eng.stop)
     if metrics_port:
         from runner import metrics
+        from runner.ops.fleet import FleetCollector
 
-        metrics.serve(metrics_port, store=connect.open_store(cfg))
+        mstore = connect.open_store(cfg)
+        queues = FleetCollector(cfg, mstore, lambda: connect.open_broker(cfg, role="metrics"))
+        metrics.serve(metrics_port, store=mstore, collectors=[queues])
     logging.getLogger("ackflow.engine").info("engine started (prefix %s)", cfg.prefix)
     try:
         eng.run(burst=burst)
@@ -87,8 +90,10 @@ def serve(
         raise
     if metrics_port:
         from runner import metrics
+        from runner.ops.fleet import FleetCollector
 
-        metrics.serve(metrics_port)
+        queues = FleetCollector(cfg, store, lambda: connect.open_broker(cfg, role="metrics"))
+        metrics.serve(metrics_port, collectors=[queues])
     env_hosts = [h for h in os.environ.get("ACKFLOW_ALLOWED_HOSTS", "").split(",") if h.strip()]
     server = make_server(
         host,

@@ -4,6 +4,7 @@ stylesheet, shipped inside the package: no CDN, no build step.
 
 - `pages`: the HTML pages (runs, a run, dead letters) from what `Client` returns.
 - `svg`: a run's DAG as an inline SVG picture.
+- `fleet`: the Workers and Queues pages (runner.ops.fleet).
 
 May import the client room (and its `render`), the compiled specs (`runner.define.spec`), the
 shared leaves and the broker's contracts (`DeadLetters`); never a concrete store or broker,

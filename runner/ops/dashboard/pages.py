@@ -18,6 +18,7 @@ from runner.client import Client, RunInfo
 from runner.client.render import cut, show, timestamp
 from runner.logs import scrub
 from runner.ops.dashboard import svg
+from runner.ops.fleet import waiting_unconsumed
 
 PAGE = 50
 MAX_HISTORY = 1_000  # history rows a run page shows (the newest)
@@ -77,7 +78,8 @@ def layout(
         f"<title>{escape(title)} · ackflow</title>"
         '<link rel="stylesheet" href="/static/style.css"></head><body>'
         '<header><a class="brand" href="/runs">ackflow</a><a href="/runs">Runs</a>'
-        f'<a href="/dlq">Dead letters</a><div class="op">{op}</div></header>'
+        '<a href="/dlq">Dead letters</a><a href="/workers">Workers</a><a href="/queues">Queues</a>'
+        f'<div class="op">{op}</div></header>'
         f"<main>{msg}{body}</main></body></html>"
     )
 
@@ -170,6 +172,10 @@ def run_page(client: Client, run_id: str, operator: bool) -> tuple[str, RunInfo]
         f"<p>flow <b>{escape(info.flow)}</b> · created {_ts(info.created_ms)} · finished {_ts(info.finished_ms)}"
         f" · took {_dur(info.created_ms, info.finished_ms)}</p>{' '.join(actions)}</div>"
     )
+    waits = waiting_unconsumed(client, info)
+    if waits:
+        items = "".join(f"<li>{escape(w.describe())}</li>" for w in waits)
+        head += f'<div class="card error" id="unconsumed"><h2>Waiting on a queue nobody consumes</h2><ul>{items}</ul></div>'
     outcome = ""
     if info.result is not None:
         outcome += f'<div class="card"><h2>Result</h2><pre>{escape(scrub(show(info.result)))}</pre></div>'

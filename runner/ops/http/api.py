@@ -2,7 +2,8 @@
 lazy tasks — the routes of a Starlette app, assembled and served by `runner.ops.http.app`.
 
 Dashboard (HTML): ``/runs`` (filters, counts, pages), ``/runs/<id>`` (DAG, tasks, history,
-control), ``/dlq`` (dead letters). Read-only unless an operator token is configured
+control), ``/dlq`` (dead letters), ``/workers`` and ``/queues`` (runner.ops.fleet; the same as
+JSON at ``GET /v1/workers`` and ``GET /v1/queues``). Read-only unless an operator token is configured
 (``ACKFLOW_OPERATOR_TOKEN``, at least 16 characters); an operator logs in with it (logins are
 rate limited; a SameSite=Strict, HttpOnly cookie then holds a random session id) to pause,
 resume, cancel, retry, replay and purge. Only the configured host names are served to a
@@ -49,8 +50,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from runner import states
-from runner.broker import DeadLetters
+from runner import protocol, states
+from runner.broker import DeadLetters, QueueInfo
 from runner.client import Client
 from runner.client.tokens import InvalidToken, parse_token
 from runner.errors import (
@@ -63,6 +64,8 @@ from runner.errors import (
     StoreUnavailable,
     WaitTimeout,
 )
+from runner.ops import fleet
+from runner.ops.dashboard import fleet as fleet_pages
 from runner.ops.dashboard import pages as dashboard
 from runner.ops.http.auth import SESSION_S, LoginLimiter, Sessions, check_operator_token
 from runner.ops.http.pool import POOL_SIZE, ClientPool
@@ -107,6 +110,10 @@ class Api:
             Route("/runs", self.runs, methods=["GET"]),
             Route("/runs/{run_id}", self.run, methods=["GET"]),
             Route("/dlq", self.dlq, methods=["GET"]),
+            Route("/workers", self.workers, methods=["GET"]),
+            Route("/queues", self.queues, methods=["GET"]),
+            Route("/v1/workers", self.workers_json, methods=["GET"]),
+            Route("/v1/queues", self.queues_json, methods=["GET"]),
             Route("/login", self.login, methods=["POST"]),
             Route("/logout", self.logout, methods=["POST"]),
             Route("/runs/{run_id}/{action}", self.control, methods=["POST"]),
@@ -221,6 +228,33 @@ class Api:
         return await self._dashboard(
             request, lambda c: self._page(request, 200, dashboard.dlq_page(c, operator), "Dead letters")
         )
+
+    async def workers(self, request: Request) -> Response:
+        return await self._dashboard(
+            request, lambda c: self._page(request, 200, fleet_pages.workers_page(c), "Workers", refresh=True)
+        )
+
+    async def queues(self, request: Request) -> Response:
+        return await self._dashboard(
+            request, lambda c: self._page(request, 200, fleet_pages.queues_page(c), "Queues", refresh=True)
+        )
+
+    async def workers_json(self, request: Request) -> Response:
+        def render(c: Client) -> Response:
+            now = protocol.now_ms()
+            return JSONResponse({"workers": [w.as_json(now) for w in fleet.workers(c.store, c.config, now)]})
+
+        return await self._dashboard(request, render)
+
+    async def queues_json(self, request: Request) -> Response:
+        def render(c: Client) -> Response:
+            if not isinstance(c.broker, QueueInfo):
+                return JSONResponse({"queues": []})
+            return JSONResponse(
+                {"queues": [r.as_json() for r in fleet.queue_rows(c.store, c.broker, c.config)]}
+            )
+
+        return await self._dashboard(request, render)
 
     async def not_found(self, request: Request, exc: Exception) -> Response:
         if request.url.path.startswith("/v1/") or request.url.path == "/healthz":
