@@ -43,6 +43,9 @@ from workers.leases import Heartbeats, Running, due_for_lease, leased_event, unt
 from workers.skip import superseded
 
 log = logging.getLogger("ackflow.worker")
+# A line per task received and finished (Celery's "received" / "succeeded in"), apart so that
+# `ackflow run`, which prints each task's progress itself, can leave them out.
+task_log = logging.getLogger("ackflow.worker.tasks")
 
 # While tasks run and the broker cannot be woken (py-amqp blocks in a socket read), the
 # connection thread polls in short slices: a quarter of the time since the last activity,
@@ -51,6 +54,9 @@ _BUSY_POLL_MIN_S, _BUSY_POLL_MAX_S = 0.0002, 0.002
 # A task still running after this long is announced with a task.started event; a quicker one
 # is not (its result implies it started), which saves the engine one event per step.
 _ANNOUNCE_AFTER_S = 0.05
+
+# How a task's log line says each outcome (the last word of its result event's kind).
+_SAID = {"waiting": "is waiting (lazy, or a child run) after", "revert_failed": "revert failed"}
 
 
 @dataclass
@@ -295,16 +301,29 @@ class Worker:
 
     def _execute(self, r: Running) -> None:
         with logs.about(r.req.run_id, r.req.task, r.req.attempt):
+            task_log.info("task %s received (%s of run %s)", r.req.task, _what(r.req), r.req.run_id)
             skipped = superseded(self.store, r.req, r.delivery.delivery_count, self.name)
             if skipped is not None:
+                task_log.info("task %s not started: its run or attempt moved on", r.req.task)
                 self._done.put(_Done(r, skipped or None))
             else:
                 started = time.perf_counter()
                 result = execute(r.req, self.registry, self.name, self.config.max_payload_bytes, r.ctx)
+                took_s = time.perf_counter() - started
                 outcome = result.kind.rpartition(".")[2]
-                metrics.TASK_SECONDS.labels(r.req.fn, outcome).observe(time.perf_counter() - started)
-                if outcome == "failed":
-                    log.info("task %s failed: %s", r.req.task, result.body["error"]["type"])
+                metrics.TASK_SECONDS.labels(r.req.fn, outcome).observe(took_s)
+                if "error" in result.body:  # failed, or its revert did: the engine logs a run's end
+                    error = result.body["error"]
+                    task_log.warning(
+                        "task %s %s in %.3f s: %s: %s",
+                        r.req.task,
+                        _SAID.get(outcome, outcome),
+                        took_s,
+                        error["type"],
+                        error["message"],
+                    )
+                else:
+                    task_log.info("task %s %s in %.3f s", r.req.task, _SAID.get(outcome, outcome), took_s)
                 faults.hit("worker.after_execute")
                 self._done.put(_Done(r, result))
         self.broker.wakeup()
@@ -401,6 +420,13 @@ class Worker:
                     self._reject(r.running.delivery, r.dead_reason, "error")
             elif not r.running.leased:
                 self.broker.ack(r.running.delivery)
+
+
+def _what(req: TaskRequest) -> str:
+    """``fn`` attempt 2, or the revert of ``fn``: how a log line names what runs."""
+    if req.mode == protocol.MODE_REVERT:
+        return f"revert of {req.fn}"
+    return f"{req.fn} attempt {req.attempt}"
 
 
 def _worker_error(e: Exception) -> str:
