@@ -144,8 +144,14 @@ class RunsByStatus(Collector):
         yield g
 
 
+def count_runs(store: Store) -> None:
+    """Show ``ackflow_runs{status}``, read from ``store`` at each scrape (once per process)."""
+    REGISTRY.register(RunsByStatus(store))
+
+
 def serve(port: int, host: str = "0.0.0.0", store: Store | None = None) -> None:
-    """Expose the registry on http://host:port/metrics (a daemon thread)."""
+    """Expose the registry on http://host:port/metrics (a daemon thread). Engines and
+    workers serve theirs with health probes (`runner.health`)."""
     if store is not None:
-        REGISTRY.register(RunsByStatus(store))
+        count_runs(store)
     start_http_server(port, addr=host, registry=REGISTRY)

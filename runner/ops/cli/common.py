@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import io
 import json
+import logging
 import signal
 import sys
 import traceback
@@ -270,6 +271,9 @@ def on_sigterm(stop: Callable[[], None]) -> None:
     """Stop gracefully on SIGTERM/SIGINT: finish in-flight work, hand back the rest."""
 
     def handler(signum: int, frame: Any) -> None:
+        logging.getLogger("ackflow").info(
+            "%s: stopping gracefully (finishing what runs)", signal.Signals(signum).name
+        )
         stop()
 
     signal.signal(signal.SIGTERM, handler)
