@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from runner.client import Client
+from runner.config import Config
 from tests.chaos.services import OwnRedis
 from tests.helpers import flows
-from tests.helpers.net import free_port
+from tests.helpers.net import Forwarder, free_port
 from tests.helpers.processes import Processes, http_json
 
 pytestmark = pytest.mark.services
@@ -51,6 +53,46 @@ def test_engine_and_worker_are_ready_only_while_redis_answers(procs: Processes, 
     for role, proc in started.items():
         procs.until_answers(proc, f"http://127.0.0.1:{ports[role]}/readyz", 200)
     procs.assert_alive()
+
+
+def test_engine_and_worker_are_not_ready_while_the_broker_is_unreachable(
+    procs: Processes, config: Config
+) -> None:
+    """The broker is reached through a relay that is closed (every connection dropped, new
+    ones refused) and opened again."""
+    url = urlsplit(config.broker_urls[0])
+    assert url.hostname and url.port
+    relay = Forwarder((url.hostname, url.port))
+    relay.start()
+    try:
+        env = {
+            "ACKFLOW_BROKER_URL": url._replace(
+                netloc=f"{url.netloc.rsplit('@', 1)[0]}@127.0.0.1:{relay.port}"
+            ).geturl()
+        }
+        ports = {"engine": free_port(), "worker": free_port()}
+        started = {
+            "engine": procs.engine("--metrics-port", str(ports["engine"]), env=env),
+            "worker": procs.worker("--metrics-port", str(ports["worker"]), env=env),
+        }
+        ready = {role: f"http://127.0.0.1:{ports[role]}/readyz" for role in ports}
+        for role, proc in started.items():
+            procs.until_answers(proc, ready[role], 200)
+
+        relay.close()
+        for role, proc in started.items():
+            body = procs.until_answers(proc, ready[role], 503)  # once it has seen its connection drop
+            assert body == {
+                "ready": False,
+                "checks": {"redis": "ok", "broker": "not consuming (broker unreachable)"},
+            }, role
+            assert http_json(f"http://127.0.0.1:{ports[role]}/healthz") == (200, {"ok": True})
+
+        relay.start()
+        for role, proc in started.items():
+            procs.until_answers(proc, ready[role], 200)  # reconnected, consuming again
+    finally:
+        relay.close()
 
 
 @pytest.mark.parametrize("role", ["engine", "worker"])
