@@ -69,3 +69,25 @@ def test_a_worker_takes_the_log_options_after_its_arguments_too() -> None:
     assert out.returncode == 3, out
     logged = [json.loads(line) for line in out.stderr.splitlines() if line.startswith("{")]
     assert any("retrying" in r["msg"] for r in logged), out.stderr
+
+
+def test_shell_completion_as_the_readme_shows_it() -> None:
+    script = Path(sys.executable).parent / "ackflow"
+    if not script.exists():
+        pytest.skip("the ackflow script is not installed next to this Python")
+    source = subprocess.run(
+        [script],
+        env={**os.environ, "_ACKFLOW_COMPLETE": "bash_source"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "_ackflow_completion()" in source.stdout, source
+    env = {
+        **os.environ,
+        "_ACKFLOW_COMPLETE": "bash_complete",
+        "COMP_WORDS": "ackflow engine --log-format ",
+        "COMP_CWORD": "3",
+    }
+    choices = subprocess.run([script], env=env, capture_output=True, text=True, timeout=60)
+    assert choices.stdout.split() == ["plain,text", "plain,json"], choices
