@@ -91,3 +91,30 @@ def test_shell_completion_as_the_readme_shows_it() -> None:
     }
     choices = subprocess.run([script], env=env, capture_output=True, text=True, timeout=60)
     assert choices.stdout.split() == ["plain,text", "plain,json"], choices
+
+
+def test_the_startup_banner_names_versions_and_services_without_passwords() -> None:
+    from runner.config import Config
+    from runner.ops.cli import banner
+
+    class Connected:
+        connected_host = "amqp://app:***@rabbit-2:5672/prod"
+        server_version = "3.13.7"
+
+    cfg = Config(
+        broker_url="amqp://app:s3cret@rabbit-1:5672/prod;amqp://app:s3cret@rabbit-2:5672/prod",
+        redis_url="redis://:hunter2@redis:6379/0",
+    )
+    line = f"{banner.versions()}; connected to {banner.services(cfg, Connected())}"
+    assert line.startswith("ackflow 0.1.0 (Python 3.") and ", kombu 5." in line and ", redis-py " in line
+    assert line.endswith(
+        "connected to broker amqp://app:***@rabbit-2:5672/prod (RabbitMQ 3.13.7), redis redis://:***@redis:6379/0"
+    )
+
+    class NotYet:
+        connected_host = None
+        server_version = None
+
+    assert banner.services(cfg, NotYet()).startswith(
+        "broker amqp://app:***@rabbit-1:5672/prod;amqp://app:***@"
+    )
