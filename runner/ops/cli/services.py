@@ -9,7 +9,7 @@ import threading
 
 import click
 
-from runner import connect, health, logs, metrics
+from runner import connect, logs
 from runner.broker import DEAD_QUEUE, ENGINE_QUEUE, QueueInfo, task_queue
 from runner.client import Client
 from runner.config import Config
@@ -34,6 +34,7 @@ from runner.ops.cli.common import EXIT_FAILED, config_from, echo, handle_errors,
 @handle_errors
 def engine(ctx: click.Context, prefetch: int | None, burst: bool, metrics_port: int | None) -> None:
     """Run a stateless engine: consume flow events, advance runs (any number may run)."""
+    from runner import health, metrics
     from runner.engine import Engine
     from runner.engine.durability import StoreGuard
 
