@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from runner.config import Config, is_cluster_url
@@ -77,6 +78,12 @@ def wait_for_store(store: RedisStore, wait_s: float) -> None:
             log.warning("%s; retrying (for up to %.0f s more)", e, left)
             time.sleep(min(delay * random.uniform(0.5, 1.0), left))
             delay = min(delay * 2, 5.0)
+
+
+def probe_config(config: Config) -> Config:
+    """``config`` for the side connections of scrapes and health probes: short timeouts, so a
+    probe of a Redis that does not answer says so before the prober gives up."""
+    return replace(config, connect_timeout_s=min(config.connect_timeout_s, 1.0))
 
 
 def open_local() -> tuple[MemoryStore, LocalHub]:

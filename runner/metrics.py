@@ -148,13 +148,23 @@ class RunsByStatus(Collector):
         yield g
 
 
+def count_runs(store: Store) -> None:
+    """Show ``ackflow_runs{status}``, read from ``store`` at each scrape (once per process)."""
+    REGISTRY.register(RunsByStatus(store))
+
+
+def collect(collectors: Iterable[Collector]) -> None:
+    """Show what ``collectors`` read at each scrape (the queue gauges: runner.ops.fleet)."""
+    for c in collectors:
+        REGISTRY.register(c)
+
+
 def serve(
     port: int, host: str = "0.0.0.0", store: Store | None = None, collectors: Iterable[Collector] = ()
 ) -> None:
-    """Expose the registry on http://host:port/metrics (a daemon thread), with ``collectors``
-    read at each scrape (the queue gauges: runner.ops.fleet)."""
+    """Expose the registry on http://host:port/metrics (a daemon thread). Engines and
+    workers serve theirs with health probes (`runner.health`)."""
     if store is not None:
-        REGISTRY.register(RunsByStatus(store))
-    for c in collectors:
-        REGISTRY.register(c)
+        count_runs(store)
+    collect(collectors)
     start_http_server(port, addr=host, registry=REGISTRY)

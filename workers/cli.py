@@ -11,6 +11,7 @@ from runner.config import Config
 from runner.define.loading import import_module
 from runner.define.tasks import REGISTRY, check_name
 from runner.errors import AckflowError, FlowDefinitionError
+from runner.ops.cli.banner import log_banner
 from runner.ops.cli.common import handle_errors, on_sigterm
 from workers.aio import DEFAULT_ASYNC_CONCURRENCY
 
@@ -68,7 +69,11 @@ def queue_list(ctx: click.Context, param: click.Parameter, values: tuple[str, ..
 )
 @click.option("--name", help="Worker name shown in run histories (default: host:pid).")
 @click.option("--burst", is_flag=True, help="Exit once the queues are empty and nothing runs.")
-@click.option("--metrics-port", type=int, help="Expose Prometheus metrics on this port (/metrics).")
+@click.option(
+    "--metrics-port",
+    type=int,
+    help="Serve Prometheus metrics (/metrics) and health probes (/healthz, /readyz) on this port.",
+)
 @click.pass_context
 @handle_errors
 def worker(
@@ -83,13 +88,21 @@ def worker(
     metrics_port: int | None,
 ) -> None:
     """Execute tasks registered in MODULE... (imported first) from the task queues."""
-    from runner import connect
+    from runner import connect, health
     from workers.loop import Worker
 
     loaded = [import_module(m) for m in modules]
     cfg = Config.from_env(**(ctx.obj or {}))
+    probes = health.serve(metrics_port) if metrics_port else health.Probes()
+    probes.starting("waiting for the broker")
     broker = connect.open_broker(cfg, role="worker", attempts=5, wait_s=cfg.startup_wait_s)
     store = connect.open_store(cfg)
+    probes.starting("waiting for redis")
+    try:
+        connect.wait_for_store(store, cfg.startup_wait_s)
+    except BaseException:
+        broker.close()
+        raise
     w = Worker(
         cfg,
         broker,
@@ -104,10 +117,12 @@ def worker(
     register_flows(store, loaded, f"worker {w.name}")
     on_sigterm(w.stop)
     if metrics_port:
-        from runner import metrics
-
-        metrics.serve(metrics_port)
-    logging.getLogger("ackflow.worker").info(
+        probes.add("redis", health.store_check(connect.open_store(connect.probe_config(cfg))))
+        probes.add(
+            "broker", health.flag_check(lambda: broker.consuming, "not consuming (broker unreachable)")
+        )
+    log = logging.getLogger("ackflow.worker")
+    log.info(
         "worker %s started: queues %s, concurrency %d%s, tasks %s",
         w.name,
         ", ".join(w.queues),
@@ -115,7 +130,9 @@ def worker(
         f" (+{async_concurrency} async)" if REGISTRY.has_async() else "",
         ", ".join(REGISTRY.names()),
     )
+    log_banner(log, cfg, broker)
     w.run(burst=burst)
+    log.info("worker %s stopped after %d tasks", w.name, w.executed)
 
 
 def register_flows(store: Any, modules: list[Any], by: str) -> None:

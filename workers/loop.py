@@ -40,6 +40,7 @@ from runner.define.tasks import REGISTRY, Registry
 from runner.errors import BrokerError, DecodeError
 from runner.protocol import Event, TaskRequest
 from runner.store import Store
+from workers import task_log
 from workers.aio import DEFAULT_ASYNC_CONCURRENCY, EventLoop, run_attempt
 from workers.execute import execute
 from workers.leases import (
@@ -317,16 +318,17 @@ class Worker:
 
     def _execute(self, r: Running) -> None:
         with logs.about(r.req.run_id, r.req.task, r.req.attempt):
+            task_log.received(r.req)
             skipped = superseded(self.store, r.req, r.delivery.delivery_count, self.name)
             if skipped is not None:
+                task_log.not_started(r.req)
                 self._done.put(_Done(r, skipped or None))
             else:
                 started = time.perf_counter()
                 result = execute(r.req, self.registry, self.name, self.config.max_payload_bytes, r.ctx)
-                outcome = result.kind.rpartition(".")[2]
-                metrics.TASK_SECONDS.labels(r.req.fn, outcome).observe(time.perf_counter() - started)
-                if outcome == "failed":
-                    log.info("task %s failed: %s", r.req.task, result.body["error"]["type"])
+                took_s = time.perf_counter() - started
+                metrics.TASK_SECONDS.labels(r.req.fn, result.kind.rpartition(".")[2]).observe(took_s)
+                task_log.finished(r.req, result, took_s)
                 faults.hit("worker.after_execute")
                 self._done.put(_Done(r, result))
         self.broker.wakeup()

@@ -172,6 +172,12 @@ class KombuBroker(KombuAdmin):
         """The URL (password redacted) of the node this broker is connected to, or None."""
         return redact_url(self._hosts[self._host]) if self._conn is not None else None
 
+    @property
+    def consuming(self) -> bool:
+        """Connected, with a consumer on each queue `consume` named (for readiness probes,
+        read from any thread)."""
+        return self._conn is not None and 0 < len(self._consuming) <= len(self._tags)
+
     def _declare_all(self, logical: set[str]) -> None:
         declare(self._conn, self._config, logical)
         self._declared |= logical

@@ -55,6 +55,16 @@ class KombuAdmin:
 
     # --- inspection (CLI and tests) ----------------------------------------------------
 
+    @property
+    def server_version(self) -> str | None:
+        """The RabbitMQ version the connected node announced, or None (not connected)."""
+        try:
+            props = self._conn.connection.server_properties
+        except AttributeError:  # not connected
+            return None
+        version = props.get("version")
+        return version.decode(errors="replace") if isinstance(version, bytes) else version
+
     def queue_arguments(self, logical: str) -> dict[str, Any]:
         return queue_arguments(self._config, logical)
 

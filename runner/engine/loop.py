@@ -36,7 +36,7 @@ from runner import faults, logs, metrics, protocol
 from runner.broker import DEAD_WATCH_QUEUE, ENGINE_QUEUE, Broker, Delivery, Outgoing
 from runner.config import Config
 from runner.decide import Rules
-from runner.engine import dead_requests, durability
+from runner.engine import dead_requests, durability, outcomes
 from runner.engine.reader import RunReader
 from runner.errors import BrokerError, DecodeError, StoreError, StoreUnavailable
 from runner.protocol import Event, unpack
@@ -355,6 +355,7 @@ class Engine:
                         self.reader.created(event.run_id, spec_id)
                 self._log(event, commit)
                 self._count(event, commit)
+                outcomes.log_run_end(self.store, event, commit)
                 if commit.timers:
                     self._next_timer_ms = min(
                         self._next_timer_ms, *(due for due, _ in commit.timers.values())

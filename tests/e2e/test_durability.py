@@ -27,7 +27,8 @@ FAST_LEASES = {"ACKFLOW_ACK_AFTER_S": "0", "ACKFLOW_LEASE_S": "3"}
 
 
 def scrape(port: int, proc: subprocess.Popen[bytes], procs: Processes) -> str:
-    """The engine's /metrics once it answers (failing at once if the engine died)."""
+    """/metrics once it answers (failing at once if the process died); an engine serves it
+    from the start: wait for its /readyz first to see what it found at start."""
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -45,7 +46,7 @@ def scrape(port: int, proc: subprocess.Popen[bytes], procs: Processes) -> str:
 def task_running(client: Client, run_id: str, task: str) -> bool:
     try:
         return bool(client.status(run_id).tasks[task].status == states.RUNNING)
-    except RunNotFound:  # its submit is not applied yet
+    except (RunNotFound, KeyError):  # its submit is not applied yet (only its id reserved: no tasks)
         return False
 
 
@@ -88,6 +89,7 @@ def test_a_durable_redis_gives_no_warning_and_the_gauge_says_durable(
         env = {"ACKFLOW_REDIS_URL": own.url, **REQUIRE}
         port = free_port()
         eng = procs.engine("--metrics-port", str(port), env=env)
+        procs.until_answers(eng, f"http://127.0.0.1:{port}/readyz", 200)  # its port answers from the start
         text = scrape(port, eng, procs)
         assert "ackflow_store_durable 1.0" in text
         assert (
@@ -107,7 +109,7 @@ def test_runs_whose_state_vanished_while_active_are_reported_lost(
     port = free_port()
     eng = procs.engine("--metrics-port", str(port), env=FAST_LEASES)
     procs.worker("-c", "4", env=FAST_LEASES)
-    scrape(port, eng, procs)  # the engine is up
+    procs.until_answers(eng, f"http://127.0.0.1:{port}/readyz", 200)  # the engine is up
     waiter = subprocess.Popen(
         [
             *ACKFLOW,

@@ -8,7 +8,6 @@ given and relays to the real service: the process sees a refused connection, the
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
@@ -18,57 +17,10 @@ import pytest
 from runner.client import Client
 from runner.config import Config, is_cluster_url
 from tests.helpers import flows
-from tests.helpers.net import free_port
+from tests.helpers.net import Forwarder
 from tests.helpers.processes import Processes
 
 pytestmark = pytest.mark.services
-
-
-class Forwarder:
-    """Relays connections on 127.0.0.1:``port`` to ``target``, once started."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.port = free_port()
-        self.target = target
-        self._server: socket.socket | None = None
-        self._socks: list[socket.socket] = []
-
-    def start(self) -> None:
-        server = socket.create_server(("127.0.0.1", self.port))
-        self._server = server
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        assert self._server is not None
-        while True:
-            try:
-                client, _ = self._server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            self._socks += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for s in self._socks:
-            s.close()
 
 
 def _addr(url: str) -> tuple[str, int]:

@@ -147,6 +147,26 @@ class Processes:
                     continue
                 raise AssertionError(f"ackflow serve exited with {proc.returncode}\n{self.logs()}") from None
 
+    def until_answers(
+        self, proc: subprocess.Popen[bytes], url: str, status: int, timeout_s: float = 60
+    ) -> Any:
+        """Wait until ``url`` answers ``status``; return its JSON body. Between tries it waits
+        on ``proc`` itself, so a process that dies fails the wait at once (with the logs)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                code, body = http_json(url)
+            except OSError:
+                code, body = 0, None  # not listening yet
+            if code == status:
+                return body
+            assert time.monotonic() < deadline, f"{url} answers {code} {body}, not {status}\n{self.logs()}"
+            try:
+                proc.wait(timeout=0.1)
+            except subprocess.TimeoutExpired:
+                continue
+            raise AssertionError(f"{proc.args} exited with {proc.returncode}\n{self.logs()}")
+
     def retire(self, proc: subprocess.Popen[bytes]) -> None:
         """This process was meant to die (a fault point, a kill): stop watching it."""
         self.retired.append(proc)
@@ -190,6 +210,19 @@ class Processes:
             p.wait(timeout=30)
         for out in self._outputs:
             out.join(30)
+
+
+def http_json(url: str) -> tuple[int, Any]:
+    """GET ``url``: its status and JSON body, whatever the status."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
 
 
 def until_run(

@@ -70,7 +70,7 @@ def _exchange(addr: tuple[str, int], raw: bytes) -> bytes:
 
 SEGMENTS = st.sampled_from(
     [
-        "runs", "fz-1", "dlq", "v1", "complete", "fail", "healthz", "static", "style.css", "login",
+        "runs", "fz-1", "dlq", "v1", "complete", "fail", "healthz", "readyz", "static", "style.css", "login",
         "logout", "pause", "resume", "cancel", "retry", "replay", "purge", "..", ".", "%2e%2e",
         "%2F", "%00", "%", "%zz", "%C3%A9", "%ff", "ops:1", "", "é", "\u2028", "<script>",
     ]

@@ -437,6 +437,16 @@ def test_a_foreign_host_name_is_refused(rt: LocalRuntime) -> None:
     hf.GATES[gate].set()
 
 
+def test_the_probes_answer_to_any_host_name(rt: LocalRuntime) -> None:
+    """A kubelet probes by the pod's IP, a name no --allow-host lists."""
+    foreign = {"Host": "10.1.2.3:8080"}
+    code, _, body = request(rt, "GET", "/healthz", headers=foreign)
+    assert (code, json.loads(body)) == (200, {"ok": True})
+    code, _, body = request(rt, "GET", "/readyz", headers=foreign)
+    assert (code, json.loads(body)) == (200, {"ready": True, "checks": {"redis": "ok"}})
+    assert request(rt, "GET", "/runs", headers=foreign)[0] == 400
+
+
 def test_configured_host_names_are_allowed(rt: LocalRuntime) -> None:
     server = http_app.make_server(
         "127.0.0.1",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import io
 import json
+import logging
 import signal
 import sys
 import traceback
@@ -86,9 +87,49 @@ def _show(e: click.ClickException) -> NoReturn:
     sys.exit(e.exit_code)
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+
+
+def _relog(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """``--log-level``/``--log-format`` given after the subcommand: log as they say from now."""
+    if value is None or param.name is None:
+        return
+    root = ctx.find_root()
+    root.params[param.name] = value
+    logs.setup(root.params.get("log_level") or "info", root.params.get("log_format") or "text")
+
+
+def accept_log_options(cmd: click.Command) -> None:
+    """Let ``cmd`` (and, for a group, each of its subcommands) take the group's
+    ``--log-level`` and ``--log-format`` too, after its name: ``ackflow worker m --log-format json``."""
+    names = {p.name for p in cmd.params}
+    for name, choices in (("log_level", LOG_LEVELS), ("log_format", LOG_FORMATS)):
+        if name not in names:
+            flag = "--" + name.replace("_", "-")
+            cmd.params.append(
+                click.Option(
+                    [flag, name], type=click.Choice(choices), expose_value=False, callback=_relog, hidden=True
+                )
+            )
+    if isinstance(cmd, click.Group):
+        for sub in cmd.commands.values():
+            accept_log_options(sub)
+
+
 class Main(click.Group):
     """The ``ackflow`` group: what click itself prints (a usage error quoting a value) and the
-    traceback of an unexpected error are scrubbed like everything `echo` prints."""
+    traceback of an unexpected error are scrubbed like everything `echo` prints; each
+    subcommand accepts the group's log options after its name too (`accept_log_options`)."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, cmd, rest = super().resolve_command(ctx, args)
+        if cmd is not None:
+            real = getattr(cmd, "real", None)  # a plugin's command (`LazyCommand`), loaded now
+            accept_log_options(real() if callable(real) else cmd)
+        return name, cmd, rest
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:
@@ -230,6 +271,9 @@ def on_sigterm(stop: Callable[[], None]) -> None:
     """Stop gracefully on SIGTERM/SIGINT: finish in-flight work, hand back the rest."""
 
     def handler(signum: int, frame: Any) -> None:
+        logging.getLogger("ackflow").info(
+            "%s: stopping gracefully (finishing what runs)", signal.Signals(signum).name
+        )
         stop()
 
     signal.signal(signal.SIGTERM, handler)

@@ -8,7 +8,7 @@ import click
 
 from runner import logs
 from runner.ops.cli import completions, fleet, flows_cmd, runs, services, settings
-from runner.ops.cli.common import Main
+from runner.ops.cli.common import LOG_FORMATS, LOG_LEVELS, Main
 from runner.ops.cli.dlq import dlq
 
 
@@ -32,7 +32,7 @@ from runner.ops.cli.dlq import dlq
     envvar="ACKFLOW_LOG_LEVEL",
     default="info",
     show_default=True,
-    type=click.Choice(["debug", "info", "warning", "error"]),
+    type=click.Choice(LOG_LEVELS),
     help="Log verbosity.",
 )
 @click.option(
@@ -40,7 +40,7 @@ from runner.ops.cli.dlq import dlq
     envvar="ACKFLOW_LOG_FORMAT",
     default="text",
     show_default=True,
-    type=click.Choice(["text", "json"]),
+    type=click.Choice(LOG_FORMATS),
     help="text for people, json (one object per line, with run_id/task/attempt) for machines.",
 )
 @click.version_option(package_name="ackflow")
@@ -56,9 +56,10 @@ def main(
 ) -> None:
     """ackflow: durable workflows on RabbitMQ + Redis, or embedded in one process.
 
-    Every option also reads an ACKFLOW_* environment variable. Exit codes: 0 ok, 1 run
-    failed, 2 bad input, 3 service unavailable, 4 timed out, 5 no such run, 6 already completed,
-    7 run lost.
+    Every option also reads an ACKFLOW_* environment variable; --log-level and --log-format
+    may also follow the subcommand. Exit codes: 0 ok, 1 run failed, 2 bad input, 3 service
+    unavailable, 4 timed out, 5 no such run, 6 already completed, 7 run lost. Shell
+    completion: eval "$(_ACKFLOW_COMPLETE=bash_source ackflow)" (zsh_source, fish_source).
     """
     ctx.obj = {"config_file": config_file, "broker_url": broker_url, "redis_url": redis_url, "prefix": prefix}
     logs.setup(log_level, log_format)

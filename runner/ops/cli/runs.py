@@ -85,6 +85,8 @@ def run(
     spec = load_flow(flow_ref).compile()
     inputs = parse_inputs(pairs, inputs_json, text_inputs(spec.input_kinds))
     logging.getLogger("ackflow").setLevel(logging.WARNING)
+    for shown_here in ("ackflow.worker.tasks", "ackflow.engine.runs"):  # the progress says it all
+        logging.getLogger(shown_here).setLevel(logging.CRITICAL)
     secret = Config.from_env(config_file=(ctx.obj or {}).get("config_file")).secret
     with LocalRuntime(Config(secret=secret), concurrency=concurrency) as rt:
         rid = rt.client.submit(spec, inputs, run_id=run_id)

@@ -13,6 +13,7 @@ from runner import connect, logs
 from runner.broker import DEAD_QUEUE, ENGINE_QUEUE, QueueInfo, task_queue
 from runner.client import Client
 from runner.config import Config
+from runner.ops.cli.banner import log_banner
 from runner.ops.cli.common import EXIT_FAILED, config_from, echo, handle_errors, on_sigterm
 
 
@@ -24,35 +25,49 @@ from runner.ops.cli.common import EXIT_FAILED, config_from, echo, handle_errors,
     help="Unacknowledged events held at once [env ACKFLOW_ENGINE_PREFETCH; default 32].",
 )
 @click.option("--burst", is_flag=True, help="Exit once the engine queue is empty.")
-@click.option("--metrics-port", type=int, help="Expose Prometheus metrics on this port (/metrics).")
+@click.option(
+    "--metrics-port",
+    type=int,
+    help="Serve Prometheus metrics (/metrics) and health probes (/healthz, /readyz) on this port.",
+)
 @click.pass_context
 @handle_errors
 def engine(ctx: click.Context, prefetch: int | None, burst: bool, metrics_port: int | None) -> None:
     """Run a stateless engine: consume flow events, advance runs (any number may run)."""
+    from runner import health, metrics
     from runner.engine import Engine
     from runner.engine.durability import StoreGuard
 
     cfg = Config.from_env(**ctx.obj, engine_prefetch=prefetch)
+    probes = health.serve(metrics_port) if metrics_port else health.Probes()
     store = connect.open_store(cfg)
+    probes.starting("waiting for redis")
     connect.wait_for_store(store, cfg.startup_wait_s)
     guard = StoreGuard(cfg, store)
     guard.startup()  # logs a WARNING if Redis may lose runs; StoreNotDurable if required
+    probes.starting("waiting for the broker")
     broker = connect.open_broker(cfg, role="engine", attempts=5, wait_s=cfg.startup_wait_s)
     eng = Engine(cfg, store, broker, guard=guard)
     on_sigterm(eng.stop)
     if metrics_port:
-        from runner import metrics
         from runner.ops.fleet import FleetCollector
 
-        mstore = connect.open_store(cfg)
-        queues = FleetCollector(cfg, mstore, lambda: connect.open_broker(cfg, role="metrics"))
-        metrics.serve(metrics_port, store=mstore, collectors=[queues])
-    logging.getLogger("ackflow.engine").info("engine started (prefix %s)", cfg.prefix)
+        side = connect.open_store(connect.probe_config(cfg))  # scrapes and probes: short timeouts
+        metrics.count_runs(side)
+        metrics.collect([FleetCollector(cfg, side, lambda: connect.open_broker(cfg, role="metrics"))])
+        probes.add("redis", health.store_check(side))
+        probes.add(
+            "broker", health.flag_check(lambda: broker.consuming, "not consuming (broker unreachable)")
+        )
+    log = logging.getLogger("ackflow.engine")
+    log.info("engine started (prefix %s)", cfg.prefix)
+    log_banner(log, cfg, broker)
     try:
         eng.run(burst=burst)
     finally:
         broker.close()
         store.close()
+    log.info("engine stopped after %d events", eng.processed)
 
 
 @click.command()

@@ -13,7 +13,8 @@ Completion API (JSON):
 
     POST /v1/complete   {"result": ...}                      complete the task the token names
     POST /v1/fail       {"error": "message", "type": "..."}  fail it (its retry policy applies)
-    GET  /healthz
+    GET  /healthz    the server is alive: 200 {"ok": true}
+    GET  /readyz     it can serve: 200 {"ready": true, ...}, or 503 while Redis does not answer
 
 The completion token is the credential: ``Authorization: Bearer <token>`` (or a ``"token"``
 field in the JSON body). ``?wait=S`` (default 10, at most 60) is how long to wait for an
@@ -50,7 +51,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from runner import protocol, states
+from runner import logs, protocol, states
 from runner.broker import DeadLetters, QueueInfo
 from runner.client import Client
 from runner.client.tokens import InvalidToken, parse_token
@@ -73,6 +74,7 @@ from runner.ops.http.pool import POOL_SIZE, ClientPool
 log = logging.getLogger("ackflow.http")
 T = TypeVar("T")
 
+PROBES = ("/healthz", "/readyz")  # for orchestrators: no Host check, JSON answers
 MAX_WAIT_S = 60.0
 MAX_FORM = 64_000
 COOKIE = "ackflow_op"
@@ -103,6 +105,7 @@ class Api:
     def routes(self) -> list[Route]:
         return [
             Route("/healthz", self.healthz, methods=["GET"]),
+            Route("/readyz", self.readyz, methods=["GET"]),
             Route("/v1/complete", self.complete, methods=["POST"]),
             Route("/v1/fail", self.complete, methods=["POST"]),
             Route("/static/{name}", self.static, methods=["GET"]),
@@ -186,6 +189,22 @@ class Api:
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"ok": True})
 
+    async def readyz(self, request: Request) -> Response:
+        """Ready while Redis answers (one cheap read through a pooled client); the broker is
+        reached only for a completion, so its outage shows there, as a 503, not here."""
+
+        def check() -> str | None:
+            with self.pages.client() as client:
+                try:
+                    client.store.count_runs(None)
+                except StoreUnavailable as e:
+                    return logs.scrub(str(e))
+            return None
+
+        why = await self._in_thread("pages", check)
+        checks = {"redis": why or "ok"}
+        return JSONResponse({"ready": why is None, "checks": checks}, 200 if why is None else 503)
+
     async def static(self, request: Request) -> Response:
         name = request.path_params["name"]
         files = {p.name: p for p in STATIC.iterdir() if p.is_file()}
@@ -257,7 +276,7 @@ class Api:
         return await self._dashboard(request, render)
 
     async def not_found(self, request: Request, exc: Exception) -> Response:
-        if request.url.path.startswith("/v1/") or request.url.path == "/healthz":
+        if request.url.path.startswith("/v1/") or request.url.path in PROBES:
             return JSONResponse({"error": "not found"}, 404)
         return self._page(request, 404, "<h1>Not found</h1>", "Not found")
 

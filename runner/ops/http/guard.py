@@ -52,7 +52,7 @@ class Guard:
     - only GET, HEAD and POST (501), a target of at most `MAX_TARGET` bytes (414), at most
       `MAX_HEADERS` headers of `MAX_HEAD` bytes in all (431), no Transfer-Encoding
       (411: a chunked body could hide a request from a proxy in front);
-    - the Host header must name this server (DNS rebinding), except for /healthz and the
+    - the Host header must name this server (DNS rebinding), except for the probes and the
       token-authenticated /v1/ API that other machines call;
     - an answer sent before the body was read whole closes the connection (the rest of the
       body must never be taken for the next request);
@@ -115,7 +115,7 @@ class Guard:
         if "transfer-encoding" in headers:
             return JSONResponse({"error": "send the body with a Content-Length, not chunked"}, 411)
         path = scope["path"]
-        if path != "/healthz" and not path.startswith("/v1/"):
+        if path not in ("/healthz", "/readyz") and not path.startswith("/v1/"):
             if _host_name(headers.get("host", "")) not in self.hosts:
                 return PlainTextResponse(
                     "unknown Host: this server answers only to its configured names (--allow-host)", 400
