@@ -10,7 +10,7 @@ from typing import Any
 
 import redis
 
-from runner import Retry, current_task, flow, task
+from runner import Retry, current_task, flow, start_child, task
 from tests.helpers.raw_redis import raw_redis
 
 _client: redis.Redis | None = None
@@ -147,6 +147,24 @@ def reverting() -> flow.Flow:
     )
 
 
+@task(name="c_spawn", provides="sub")
+def c_spawn(x1: int) -> Any:
+    """Starts a child run (a chain) and waits for it holding nothing: the child's end
+    completes this task, whatever dies between."""
+    record()
+    return start_child(chain(3), {"v0": x1})
+
+
+@task(name="c_unwrap", provides="total")
+def c_unwrap(sub: dict[str, int]) -> int:
+    record()
+    return sub["v3"] + 1
+
+
+def parent() -> flow.Flow:
+    return flow.linear("c_parent", c_inc.bind("p1", provides="x1"), c_spawn, c_unwrap)
+
+
 # name -> (flow, inputs for run i, expected status, expected result for run i)
 MIX = {
     "chain": (chain(5), lambda i: {"v0": i}, "SUCCESS", lambda i: {"v5": i + 5}),
@@ -155,5 +173,6 @@ MIX = {
     "failing": (failing(), lambda i: {"x": i}, "FAILED", lambda i: None),
     "retrying": (retrying(), lambda i: {"x": i}, "SUCCESS", lambda i: {"x2": i + 2}),
     "reverting": (reverting(), lambda i: {"x": i}, "REVERTED", lambda i: None),
+    "child": (parent(), lambda i: {"x": i}, "SUCCESS", lambda i: {"total": i + 5}),
 }
-WEIGHTS = {"chain": 4, "fanout": 2, "nested": 2, "failing": 1, "retrying": 2, "reverting": 1}
+WEIGHTS = {"chain": 4, "fanout": 2, "nested": 2, "failing": 1, "retrying": 2, "reverting": 1, "child": 1}
