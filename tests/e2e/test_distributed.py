@@ -283,3 +283,23 @@ def test_a_flow_registered_by_a_worker_is_submitted_by_name_where_it_cannot_be_i
     assert "(latest)" in shown and "s10" in shown
     typo = subprocess.run([*ACKFLOW, "submit", "chain1O", "-i", "v0=5"], **elsewhere)  # type: ignore[call-overload]
     assert typo.returncode == 2 and "did you mean 'chain10'" in typo.stderr
+
+
+def test_a_yaml_flow_is_applied_then_submitted_by_name(cluster: Processes, tmp_path: Any) -> None:
+    path = tmp_path / "two.yaml"
+    path.write_text(
+        "flow: yaml_two\n"
+        "modules: [tests.helpers.flows]\n"
+        "items:\n"
+        "  - {task: inc, name: s1, rebind: {x: v0}, provides: v1}\n"
+        "  - {task: inc, name: s2, rebind: {x: v1}, provides: v2}\n"
+    )
+    checked = cluster.run("flows", "apply", str(path), "--check")
+    assert checked.returncode == 0 and "flow yaml_two ok (2 tasks)" in checked.stdout, checked.stderr
+    applied = cluster.run("flows", "apply", str(path))
+    assert applied.returncode == 0, applied.stderr
+    out = cluster.run("submit", "yaml_two", "-i", "v0=40", "--wait")
+    assert out.returncode == 0 and 'result: {"v2": 42}' in out.stdout, out.stdout + out.stderr
+    path.write_text("flow: bad\nitems:\n  - {task: inc, retyr: 3}\n")
+    bad = cluster.run("flows", "apply", str(path))
+    assert bad.returncode == 2 and f"{path}:3: items[0].retyr: unknown key 'retyr'" in bad.stderr

@@ -33,6 +33,31 @@ def register(ctx: click.Context, modules: tuple[str, ...]) -> None:
             echo(f"{info.name:<24} {info.digest[:12]}  ({len(info.tasks)} tasks, from {module})")
 
 
+@flows.command()
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option("--module", "-m", "modules", multiple=True, help="Import first (its tasks). Repeatable.")
+@click.option("--check", is_flag=True, help="Only check the files; register nothing.")
+@click.pass_context
+@handle_errors
+def apply(ctx: click.Context, files: tuple[str, ...], modules: tuple[str, ...], check: bool) -> None:
+    """Register the flows FILE... define in YAML or JSON over registered tasks (the format:
+    README "Flows as data"), checked exactly like flows written in Python."""
+    from runner.define import data
+    from runner.define.loading import import_module
+
+    for m in modules:
+        import_module(m)
+    specs = [(f, data.load(f).compile()) for f in files]  # every file checked before any is applied
+    if check:
+        for f, spec in specs:
+            echo(f"{f}: flow {spec.name} ok ({len(spec.tasks)} tasks)")
+        return
+    with client_from(ctx) as client:
+        for f, spec in specs:
+            info = registry.register(client.store, spec, by=f"ackflow flows apply {f}")
+            echo(f"{info.name:<24} {info.digest[:12]}  ({len(info.tasks)} tasks, from {f})")
+
+
 @flows.command(name="list")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
