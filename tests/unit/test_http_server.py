@@ -604,3 +604,14 @@ def test_static_files_are_only_the_stylesheet(rt: LocalRuntime, path: str) -> No
     assert request(rt, "GET", path)[0] == 404
     code, headers, css = request(rt, "GET", "/static/style.css")
     assert code == 200 and headers["Content-Type"].startswith("text/css") and css
+
+
+def test_the_runs_page_searches_by_run_id_and_refreshes_its_newest_page(rt: LocalRuntime) -> None:
+    """Issue 19, item 7: a search box that goes straight to a run; the newest runs page
+    refreshes itself, an older page (a cursor) stays still."""
+    code, headers, _ = request(rt, "GET", "/runs?id=a%3Arun%20x")
+    assert code == 303 and {k.lower(): v for k, v in headers.items()}["location"] == "/runs/a:run%20x"
+    code, _, page = request(rt, "GET", "/runs")
+    assert code == 200 and b'name="id"' in page and b'http-equiv="refresh"' in page
+    code, _, page = request(rt, "GET", "/runs?before=5")
+    assert code == 200 and b'http-equiv="refresh"' not in page

@@ -121,6 +121,11 @@ def runs_page(client: Client, q: Mapping[str, str]) -> str:
         f'<option value="{s}"{" selected" if s == status else ""}>{s}</option>'
         for s in ("", *states.RUN_STATES)
     )
+    search = (
+        '<form class="filters" method="get" action="/runs" role="search">'
+        '<label>run id<input name="id" placeholder="go to a run" aria-label="run id"></label>'
+        '<button type="submit">go</button></form>'
+    )
     filters = (
         '<form class="filters" method="get" action="/runs">'
         f'<label>status<select name="status">{options}</select></label>'
@@ -147,7 +152,7 @@ def runs_page(client: Client, q: Mapping[str, str]) -> str:
         more = f'<p><a class="older" href="/runs?{urlencode(nxt)}">older runs →</a></p>'
     return (
         f'<h1>Runs</h1><div class="card counts">{"".join(links)}</div>'
-        f'<div class="card">{filters}</div><div class="card">{table}{more}</div>'
+        f'<div class="card">{search}{filters}</div><div class="card">{table}{more}</div>'
     )
 
 

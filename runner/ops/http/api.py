@@ -219,13 +219,17 @@ class Api:
 
     async def runs(self, request: Request) -> Response:
         query = dict(request.query_params)
+        wanted = query.get("id", "").strip()
+        if wanted:  # the search box: straight to the run's page (its own 404 if there is none)
+            return Response(status_code=303, headers={"Location": f"/runs/{quote(wanted, safe=':')}"})
 
         def render(client: Client) -> Response:
             try:
                 body = dashboard.runs_page(client, query)
             except (ValueError, OverflowError) as e:
                 return self._page(request, 400, f"<h1>Bad filter</h1><p>{escape(str(e))}</p>", "Bad filter")
-            return self._page(request, 200, body, "Runs")
+            # the newest runs follow what happens; an older page (a cursor) stays still
+            return self._page(request, 200, body, "Runs", refresh="before" not in query)
 
         return await self._dashboard(request, render)
 
