@@ -10,9 +10,12 @@ also those registered only on engines, workers or serve, as (name, type, label n
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 from collections.abc import Iterator
 
+import pytest
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
@@ -111,3 +114,17 @@ def series_names(name: str, kind: str) -> set[str]:
 
 def known_series() -> set[str]:
     return {s for name, kind, _ in exposed() for s in series_names(name, kind)}
+
+
+def prometheus_tool(name: str) -> str:
+    """The path of ``promtool`` or ``prometheus`` (Debian's prometheus package, which
+    .ci/setup.sh installs); skip without it, or fail under CI=true."""
+    path = shutil.which(name)
+    if path:
+        return path
+    message = (
+        f"{name} is missing: make test installs it when it can (.ci/setup.sh: apt-get install prometheus)"
+    )
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(message + " (CI=true: a failure)")
+    pytest.skip(message)

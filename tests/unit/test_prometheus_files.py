@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from tests.helpers import promql
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "compose" / "grafana" / "ackflow.json"
 RULES = ROOT / "compose" / "prometheus" / "ackflow-alerts.yml"
+RULES_TESTS = ROOT / "compose" / "prometheus" / "ackflow-alerts.test.yml"
 PROMETHEUS = ROOT / "compose" / "prometheus" / "prometheus.example.yml"
 GRAFANA_VARIABLES = {"__rate_interval", "__interval", "__range", "__interval_ms", "__range_s"}
 DURATION = re.compile(r"(\d+(ms|s|m|h|d|w|y))+")
@@ -136,6 +138,22 @@ def test_the_alert_rules_are_prometheus_rule_groups() -> None:
         "AckflowConfirmLatencyHigh",
     ):
         assert name in alerts
+
+
+def test_promtool_accepts_the_rules_and_the_config_and_the_rules_fire_as_their_tests_say() -> None:
+    promtool = promql.prometheus_tool("promtool")
+    for args in (
+        ["check", "rules", RULES.name],
+        ["check", "config", PROMETHEUS.name],
+        ["test", "rules", RULES_TESTS.name],
+    ):
+        done = subprocess.run([promtool, *args], cwd=RULES.parent, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, f"promtool {' '.join(args)}:\n{done.stdout}{done.stderr}"
+    # every alert is tested
+    tested = {
+        t["alertname"] for c in yaml.safe_load(RULES_TESTS.read_text())["tests"] for t in c["alert_rule_test"]
+    }
+    assert tested == {r["alert"] for g in rules()["groups"] for r in g["rules"]}
 
 
 def test_the_example_prometheus_config_loads_the_rules() -> None:
