@@ -134,6 +134,20 @@ def observe_run(flow: str, status: str, seconds: float) -> None:
     RUN_SECONDS.labels(flow_label(flow), status).observe(seconds)
 
 
+DEAD_LETTER_REASONS = ("malformed", "poison", "error")
+
+
+def show_role(role: str) -> None:
+    """Show the series of this process's role (engine | worker) at 0 before anything happens,
+    so that rates and alerts see them from the first scrape (Prometheus shows no series for a
+    label value never used)."""
+    REDELIVERIES.labels(role)
+    PUBLISHED.labels(role)
+    CONFIRM_SECONDS.labels(role)
+    for reason in DEAD_LETTER_REASONS:
+        DEAD_LETTERS.labels(role, reason)
+
+
 def _version(dist: str) -> str:
     try:
         return version(dist)

@@ -120,6 +120,7 @@ def worker(
         from runner import metrics
         from workers.presence import running_by_queue
 
+        metrics.show_role("worker")
         metrics.collect([metrics.TasksRunning(lambda: running_by_queue(w.queues, w.snapshot()), w.prefetch)])
         probes.add("redis", health.store_check(connect.open_store(connect.probe_config(cfg))))
         probes.add(

@@ -176,6 +176,9 @@ def test_engine_and_worker_expose_prometheus_metrics(
         assert build["kombu"] != "unknown" and build["redis"] != "unknown"
     assert w[("ackflow_tasks_running", (("queue", "task.default"),))] == 0  # nothing runs now
     assert w[("ackflow_worker_slots", ())] == 1
+    # a role's series show at 0 before anything happens: rates and increases see the first one
+    assert w[("ackflow_redeliveries_total", (("role", "worker"),))] == 0
+    assert e[("ackflow_dead_letters_total", (("reason", "poison"), ("role", "engine")))] == 0
 
 
 def test_json_logs_say_which_run_task_and_attempt_and_hide_passwords(
