@@ -39,7 +39,7 @@ demo: $(STAMP)
 	fi
 
 # A fresh machine needs nothing else: .ci/setup.sh installs Chromium for the browser tests and
-# starts RabbitMQ + Redis when missing (quick when all is there). `make unit` sets up nothing.
+# Prometheus (promtool) for the alert-rule and dashboard tests, and starts RabbitMQ + Redis when missing (quick when all is there). `make unit` sets up nothing.
 setup: $(STAMP)
 	@PY=$(PY) bash .ci/setup.sh
 

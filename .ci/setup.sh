@@ -5,6 +5,10 @@
 #     one): `apt-get install chromium chromium-driver` when /usr/bin/chromium is missing and
 #     apt is usable (root). When it cannot be installed this says why and carries on: the
 #     browser tests then skip with that reason, or fail under CI=true.
+#   - Debian's prometheus package for promtool and the Prometheus server, which check the
+#     shipped alert rules and run the Grafana dashboard's queries (tests/unit/
+#     test_prometheus_files.py, tests/e2e/test_prometheus.py): installed when promtool is
+#     missing and apt is usable; else those tests skip, or fail under CI=true.
 #   - RabbitMQ and Redis on 127.0.0.1 when they do not answer (.ci/services.sh), unless
 #     ACKFLOW_TEST_BROKER_URL / ACKFLOW_TEST_REDIS_URL name other ones. If they cannot be
 #     started this says so and carries on: the service tests skip, or fail under CI=true.
@@ -12,6 +16,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 CHROMIUM="${ACKFLOW_CHROMIUM:-/usr/bin/chromium}"  # tests of this script point it elsewhere (the browser tests use /usr/bin/chromium)
+PROMTOOL="${ACKFLOW_PROMTOOL:-promtool}"  # tests of this script point it elsewhere
 PY="${PY:-.venv/bin/python}"
 
 say() { echo "setup: $*" >&2; }
@@ -31,6 +36,18 @@ if [ ! -x "$CHROMIUM" ]; then
     else
       say "could not install chromium (apt-get failed, see above): the browser tests will skip (fail under CI=true)"
     fi
+  fi
+fi
+
+# --- Prometheus (promtool and the server) ------------------------------------------------
+if ! command -v "$PROMTOOL" >/dev/null; then
+  if ! command -v apt-get >/dev/null || [ "$(id -u)" != 0 ]; then
+    say "promtool is missing (apt-get install prometheus, as root): the Prometheus tests will skip (fail under CI=true)"
+  elif apt-get update -qq \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; then
+    say "prometheus installed: $(promtool --version 2>&1 | head -1)"
+  else
+    say "could not install prometheus (apt-get failed, see above): the Prometheus tests will skip (fail under CI=true)"
   fi
 fi
 

@@ -12,12 +12,20 @@ Names (all prefixed ``ackflow_``):
 - ``publish_confirm_seconds{role}`` time to publish a batch and receive every confirm
 - ``timers_fired_total`` timers an engine published as events
 - ``task_duration_seconds{task,outcome}`` task bodies, as the worker timed them
-- ``run_duration_seconds{status}`` creation to finish of runs, when an engine finishes them
+- ``run_duration_seconds{flow,status}`` creation to finish of runs, when an engine finishes
+  them; ``flow`` is the flow's name, so keep flow names static (not one per date or customer):
+  past ``MAX_FLOW_LABELS`` distinct names a process reports further flows as ``flow="other"``
 - ``runs{status}`` runs in Redis by status (read from the status indexes at each scrape)
 - ``store_durable`` 1 if Redis is known durable (AOF, appendfsync always, noeviction), else 0
   (not durable, or CONFIG could not be read); alert on ``ackflow_store_durable == 0``
 - ``store_settings_info{appendonly,appendfsync,maxmemory_policy}`` 1, with what was read
   ("unknown" where CONFIG could not be read)
+- ``build_info{version,python,kombu,redis}`` 1, with the versions this process runs
+- ``process_*`` (CPU, memory, open files, start time; on Linux), ``python_info`` and
+  ``python_gc_*``: prometheus_client's process, platform and GC collectors
+- on workers: ``tasks_running{queue}`` task bodies running now by task queue (the queue as in
+  ``queue_messages``), ``worker_slots`` tasks the worker runs at once (threads, and async
+  slots if it has async tasks): ``sum(tasks_running) / sum(worker_slots)`` is the fleet's use
 - ``runs_lost_total`` runs whose state vanished from Redis while active (each counted once)
 - ``store_data_losses_total`` times the deployment epoch vanished: Redis lost its data
 - on engines and ``serve`` (runner.ops.fleet, read at each scrape):
@@ -28,10 +36,19 @@ Names (all prefixed ``ackflow_``):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import platform
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Gauge, start_http_server
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Gauge,
+    start_http_server,
+)
 from prometheus_client import Counter as _Counter
 from prometheus_client import Histogram as _Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -43,6 +60,9 @@ if TYPE_CHECKING:
     from runner.store import Store
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+# The process, platform and GC collectors that prometheus_client puts on its default registry.
+for _c in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+    REGISTRY.register(_c)
 
 
 class _CachedLabels:
@@ -91,10 +111,57 @@ TASK_SECONDS = Histogram(
 RUN_SECONDS = Histogram(
     "ackflow_run_duration_seconds",
     "Runs from creation to finish",
-    ["status"],
+    ["flow", "status"],
     buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, 1800, 3600, 86400),
     registry=REGISTRY,
 )
+MAX_FLOW_LABELS = 200  # distinct flow label values per process; more are counted as "other"
+_flow_labels: set[str] = set()
+
+
+def flow_label(flow: str) -> str:
+    """The ``flow`` label for a run of this flow: its name, bounded in number per process."""
+    if flow in _flow_labels:
+        return flow
+    if not flow or len(_flow_labels) >= MAX_FLOW_LABELS:
+        return "other"
+    _flow_labels.add(flow)
+    return flow
+
+
+def observe_run(flow: str, status: str, seconds: float) -> None:
+    """A run finished with ``status`` after ``seconds`` since it was created."""
+    RUN_SECONDS.labels(flow_label(flow), status).observe(seconds)
+
+
+DEAD_LETTER_REASONS = ("malformed", "poison", "error")
+
+
+def show_role(role: str) -> None:
+    """Show the series of this process's role (engine | worker) at 0 before anything happens,
+    so that rates and alerts see them from the first scrape (Prometheus shows no series for a
+    label value never used)."""
+    REDELIVERIES.labels(role)
+    PUBLISHED.labels(role)
+    CONFIRM_SECONDS.labels(role)
+    for reason in DEAD_LETTER_REASONS:
+        DEAD_LETTERS.labels(role, reason)
+
+
+def _version(dist: str) -> str:
+    try:
+        return version(dist)
+    except PackageNotFoundError:  # pragma: no cover - run from a tree that is not installed
+        return "unknown"
+
+
+BUILD_INFO = Gauge(
+    "ackflow_build_info",
+    "1, with the versions of ackflow, Python and the client libraries this process runs",
+    ["version", "python", "kombu", "redis"],
+    registry=REGISTRY,
+)
+BUILD_INFO.labels(_version("ackflow"), platform.python_version(), _version("kombu"), _version("redis")).set(1)
 
 RUNS_LOST = Counter(
     "ackflow_runs_lost", "Runs whose state vanished from Redis while active", registry=REGISTRY
@@ -151,6 +218,26 @@ class RunsByStatus(Collector):
 def count_runs(store: Store) -> None:
     """Show ``ackflow_runs{status}``, read from ``store`` at each scrape (once per process)."""
     REGISTRY.register(RunsByStatus(store))
+
+
+class TasksRunning(Collector):
+    """A worker's ``ackflow_tasks_running{queue}`` and ``ackflow_worker_slots``, read at each
+    scrape: ``running()`` counts the task bodies running now by task queue."""
+
+    def __init__(self, running: Callable[[], Mapping[str, int]], slots: int) -> None:
+        self._running = running
+        self._slots = slots
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        g = GaugeMetricFamily(
+            "ackflow_tasks_running", "Task bodies running now in this worker", labels=["queue"]
+        )
+        for queue, n in sorted(self._running().items()):
+            g.add_metric([queue], n)
+        yield g
+        yield GaugeMetricFamily(
+            "ackflow_worker_slots", "Tasks this worker runs at once (threads and async)", value=self._slots
+        )
 
 
 def collect(collectors: Iterable[Collector]) -> None:

@@ -117,6 +117,11 @@ def worker(
     register_flows(store, loaded, f"worker {w.name}")
     on_sigterm(w.stop)
     if metrics_port:
+        from runner import metrics
+        from workers.presence import running_by_queue
+
+        metrics.show_role("worker")
+        metrics.collect([metrics.TasksRunning(lambda: running_by_queue(w.queues, w.snapshot()), w.prefetch)])
         probes.add("redis", health.store_check(connect.open_store(connect.probe_config(cfg))))
         probes.add(
             "broker", health.flag_check(lambda: broker.consuming, "not consuming (broker unreachable)")

@@ -140,12 +140,12 @@ class Worker:
                 self.queues,
                 self.concurrency,
                 self.registry.names(),
-                self._snapshot,
+                self.snapshot,
                 lambda: [d.queue for d, _ in list(self._backlog)],
                 self._clock,
             )
             self._presence.write(self._clock())
-            self._beats = Heartbeats(self.store, self.config, self._snapshot, self._presence.beat)
+            self._beats = Heartbeats(self.store, self.config, self.snapshot, self._presence.beat)
             if self._heartbeat_thread:
                 self._beats.start()
 
@@ -366,20 +366,21 @@ class Worker:
 
     # --- long tasks: leases (workers.leases) ---------------------------------------------
 
-    def _snapshot(self) -> list[Running]:
+    def snapshot(self) -> list[Running]:
+        """The tasks dispatched and not yet settled (their bodies may have returned)."""
         with self._running_lock:
             return list(self._running.values())
 
     def _until_next_lease(self) -> float:
         if self.store is None:
             return 3600.0
-        return until_next_lease(self._snapshot(), self.config.ack_after_s, self._clock())
+        return until_next_lease(self.snapshot(), self.config.ack_after_s, self._clock())
 
     def _lease_long_tasks(self) -> None:
         """Give back the deliveries of tasks running longer than ``ack_after_s`` (G6)."""
         if self.store is None:
             return
-        due = due_for_lease(self._snapshot(), self.config.ack_after_s, self._clock())
+        due = due_for_lease(self.snapshot(), self.config.ack_after_s, self._clock())
         if not due:
             return
         try:

@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from runner import protocol
@@ -97,3 +97,13 @@ class Presence:
             log.info("worker %s recorded in Redis (see ackflow workers)", record.id)
         self._failing = False
         self._recorded = True
+
+
+def running_by_queue(queues: Iterable[str], running: Iterable[Running]) -> dict[str, int]:
+    """Task bodies running now by task queue (logical, ``task.<name>``), 0 for each queue
+    consumed (``queues``; a ``*`` prefix pattern only once a task of it runs)."""
+    out = {q: 0 for q in queues if not q.endswith("*")}
+    for r in running:
+        if not r.finished:
+            out[r.delivery.queue] = out.get(r.delivery.queue, 0) + 1
+    return out

@@ -168,6 +168,7 @@ class Draft:
             status_change=self.status_change,
             created_ms=int(self.view.meta.get("created_ms") or 0),
             flow=self.flow,
+            run_flow=self.flow or (self.view.meta.get("flow") or b"").decode(errors="replace"),
             expire_s=self.rules.retention_s if done else (-1 if revived else 0),
         )
 

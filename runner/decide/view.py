@@ -31,6 +31,7 @@ META_FIELDS = (
     "deadline_timer",
     "spec_id",
     "parent",
+    "flow",  # the flow's name: the metrics label run durations with it
 )
 NOT_TAKEN = "\x1eno"  # joins field suffix: how many incoming edges were not taken
 

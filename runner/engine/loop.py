@@ -410,7 +410,7 @@ class Engine:
             metrics.FENCED.inc()
         if commit.status_change and commit.status_change[1] in RUN_TERMINAL and commit.created_ms:
             seconds = max(0.0, (protocol.now_ms() - commit.created_ms) / 1000)
-            metrics.RUN_SECONDS.labels(commit.status_change[1]).observe(seconds)
+            metrics.observe_run(commit.run_flow, commit.status_change[1], seconds)
 
     def _log(self, event: Event, commit: Commit) -> None:
         if log.isEnabledFor(logging.DEBUG):

@@ -34,6 +34,7 @@ class Commit:
     status_change: tuple[str, str] | None = None  # (old or "", new): keeps the status indexes
     created_ms: int = 0  # the run's creation time, the score in the indexes
     flow: str = ""  # set when the run is created: indexes it under its flow name
+    run_flow: str = ""  # the run's flow name, for the metrics (not written)
     expire_s: int = 0  # > 0 once the run is finished: all its keys expire after this; -1: never again
 
 

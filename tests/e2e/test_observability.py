@@ -5,6 +5,7 @@ and never a password."""
 from __future__ import annotations
 
 import json
+import platform
 import threading
 import urllib.request
 import uuid
@@ -21,9 +22,9 @@ from runner.config import Config, is_cluster_url
 from runner.connect import open_store
 from runner.ops.http.app import make_server
 from runner.store import keys
-from tests.helpers import flows
+from tests.helpers import flows, semantic_flows
 from tests.helpers.net import free_port
-from tests.helpers.processes import Processes
+from tests.helpers.processes import Processes, until_run
 
 pytestmark = pytest.mark.services
 
@@ -155,7 +156,9 @@ def test_engine_and_worker_expose_prometheus_metrics(
         e[("ackflow_runs", (("status", "SUCCESS"),))] >= 1
         and e[("ackflow_runs", (("status", "FAILED"),))] >= 1
     )
-    assert e[("ackflow_run_duration_seconds_count", (("status", "SUCCESS"),))] >= 1
+    # run durations by flow (issue 19, item 4)
+    assert e[("ackflow_run_duration_seconds_count", (("flow", "chain3"), ("status", "SUCCESS")))] == 1
+    assert e[("ackflow_run_duration_seconds_count", (("flow", "failing"), ("status", "FAILED")))] == 1
     assert e[("ackflow_dead_letters_total", (("reason", "malformed"), ("role", "engine")))] == 1
     assert e[("ackflow_publish_confirm_seconds_count", (("role", "engine"),))] >= 1
     assert (
@@ -163,6 +166,19 @@ def test_engine_and_worker_expose_prometheus_metrics(
     )  # 3 + "before"
     assert w[("ackflow_task_duration_seconds_count", (("outcome", "failed"), ("task", "explode")))] == 1
     assert w[("ackflow_published_total", (("role", "worker"),))] >= 5  # one result per task, at least
+    for scraped in (e, w):  # the process collectors and the build info, on both
+        assert scraped[("process_resident_memory_bytes", ())] > 0
+        assert scraped[("process_start_time_seconds", ())] > 0
+        assert any(name == "python_info" for name, _ in scraped)
+        assert any(name == "python_gc_collections_total" for name, _ in scraped)
+        (build,) = [dict(labels) for name, labels in scraped if name == "ackflow_build_info"]
+        assert build["version"] and build["python"] == platform.python_version()
+        assert build["kombu"] != "unknown" and build["redis"] != "unknown"
+    assert w[("ackflow_tasks_running", (("queue", "task.default"),))] == 0  # nothing runs now
+    assert w[("ackflow_worker_slots", ())] == 1
+    # a role's series show at 0 before anything happens: rates and increases see the first one
+    assert w[("ackflow_redeliveries_total", (("role", "worker"),))] == 0
+    assert e[("ackflow_dead_letters_total", (("reason", "poison"), ("role", "engine")))] == 0
 
 
 def test_json_logs_say_which_run_task_and_attempt_and_hide_passwords(
@@ -187,3 +203,18 @@ def test_json_logs_say_which_run_task_and_attempt_and_hide_passwords(
     assert any(r["logger"] == "ackflow.engine" and r.get("task") == "explode" for r in about)
     text = "\n".join(lines)
     assert "guest:guest@" not in text and "guest:***@" in text
+
+
+def test_a_worker_counts_the_tasks_it_runs_by_queue(procs: Processes, client: Client) -> None:
+    wp = free_port()
+    procs.engine()
+    worker = procs.start("worker", "tests.helpers.semantic_flows", "-c", "3", "--metrics-port", str(wp))
+    procs.until_logged(worker, "started: queues")
+    running = ("ackflow_tasks_running", (("queue", "task.default"),))
+    assert scrape(wp)[running] == 0 and scrape(wp)[("ackflow_worker_slots", ())] == 3
+    # a task that runs until its run is cancelled; it reports progress once it runs
+    rid = client.submit(semantic_flows.cancel_flow, {"log": f"log-{uuid.uuid4().hex}"})
+    until_run(client, rid, lambda: scrape(wp)[running] == 1, "the worker to count the task", procs)
+    client.cancel(rid)
+    assert procs.wait(client, rid).status == "CANCELLED"
+    until_run(client, rid, lambda: scrape(wp)[running] == 0, "the task to be counted out", procs)

@@ -165,7 +165,7 @@ class _WorkerProc:
 
     def wants_beat(self) -> bool:
         now = self.world.clock.monotonic()
-        return any(r.leased and not r.finished and now >= r.next_beat for r in self.worker._snapshot())
+        return any(r.leased and not r.finished and now >= r.next_beat for r in self.worker.snapshot())
 
 
 def plan(seed: int, steps: int, procs: list[str], runs: int) -> list[Fault]:
@@ -360,7 +360,7 @@ class Sim:
                 continue
             if w.worker._inflight:
                 cands.append(now + int((w.next_due() - mono) * 1000) + 1)
-            for r in w.worker._snapshot() if w.no_beats_until <= now else ():
+            for r in w.worker.snapshot() if w.no_beats_until <= now else ():
                 if r.leased and not r.finished:
                     cands.append(now + int(max(0.0, r.next_beat - mono) * 1000))
         found = [c for c in cands if c is not None]

@@ -53,6 +53,7 @@ def engine(ctx: click.Context, prefetch: int | None, burst: bool, metrics_port: 
         from runner.ops.fleet import FleetCollector
 
         side = connect.open_store(connect.probe_config(cfg))  # scrapes and probes: short timeouts
+        metrics.show_role("engine")
         metrics.count_runs(side)
         metrics.collect([FleetCollector(cfg, side, lambda: connect.open_broker(cfg, role="metrics"))])
         probes.add("redis", health.store_check(side))
