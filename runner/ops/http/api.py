@@ -276,11 +276,16 @@ class Api:
         return await self._dashboard(request, render)
 
     async def not_found(self, request: Request, exc: Exception) -> Response:
-        if request.url.path.startswith("/v1/") or request.url.path in PROBES:
+        if request.url.path.startswith("/v1/"):
+            return JSONResponse({"error": {"type": "not_found", "message": "no such endpoint"}}, 404)
+        if request.url.path in PROBES:
             return JSONResponse({"error": "not found"}, 404)
         return self._page(request, 404, "<h1>Not found</h1>", "Not found")
 
     async def wrong_method(self, request: Request, exc: Exception) -> Response:
+        if request.url.path.startswith("/v1/"):
+            message = f"{request.method} is not allowed here"
+            return JSONResponse({"error": {"type": "method_not_allowed", "message": message}}, 405)
         return PlainTextResponse("method not allowed here", 405)
 
     # --- operators ---------------------------------------------------------------------------
