@@ -468,3 +468,32 @@ def test_every_documented_answer_was_exercised() -> None:
         "GET /v1/flows 200",
     }
     assert wanted <= set(CHECKED)
+
+
+# --- the CLI by run and task, through the REST API ---------------------------------------------------
+
+
+def test_the_cli_completes_by_run_and_task_through_the_rest_api(rt: LocalRuntime) -> None:
+    from click.testing import CliRunner
+
+    from runner.ops import cli
+
+    main = cli.load_plugins()
+    env = {"ACKFLOW_REDIS_URL": "redis://127.0.0.1:1/0", "ACKFLOW_API_TOKEN": CONTROL}
+    rid = submit(rt, "http_lazy_flow", {"x": 1})
+    wait_task(rt, rid, "wait_approval", "WAITING")
+    url = rt.server.url
+    args = ["complete", "--run", rid, "--task", "wait_approval", "--result", "true", "--url", url]
+    no_token = CliRunner().invoke(main, args, env={**env, "ACKFLOW_API_TOKEN": ""})
+    assert no_token.exit_code == 2 and "ACKFLOW_API_TOKEN is not set" in no_token.output
+    both = CliRunner().invoke(main, ["complete", "tok", "--run", rid, "--task", "t", "--url", url], env=env)
+    assert both.exit_code == 2 and "not both" in both.output
+    read_only = CliRunner().invoke(main, args, env={**env, "ACKFLOW_API_TOKEN": READ})
+    assert read_only.exit_code == 2 and "lacks the 'control' scope" in read_only.output
+    gone = CliRunner().invoke(main, [*args[:2], "no-such-run", *args[3:]], env=env)
+    assert gone.exit_code == 5 and "no run with id 'no-such-run'" in gone.output
+    ok = CliRunner().invoke(main, [*args, "--wait", "30"], env=env)
+    assert ok.exit_code == 0 and ok.output.splitlines()[-1] == "completed", ok.output
+    again = CliRunner().invoke(main, args, env=env)
+    assert again.exit_code == 6 and "already completed" in again.output
+    assert rt.client.wait(rid, timeout_s=60).result == {"approved": True}
