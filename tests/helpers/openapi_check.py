@@ -65,13 +65,19 @@ def validate(schema: dict[str, Any], value: Any, doc: dict[str, Any], where: str
     return errors
 
 
-def operation(doc: dict[str, Any], method: str, path: str) -> dict[str, Any] | None:
-    """The operation of ``method path`` (the path without its query), or None if undocumented."""
+def template_of(doc: dict[str, Any], method: str, path: str) -> str | None:
+    """The documented path template ``method path`` (without its query) matches, if any."""
     for template, ops in doc["paths"].items():
         pattern = "^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)) + "$"
         if re.match(pattern, path) and method.lower() in ops:
-            return ops[method.lower()]  # type: ignore[no-any-return]
+            return str(template)
     return None
+
+
+def operation(doc: dict[str, Any], method: str, path: str) -> dict[str, Any] | None:
+    """The operation of ``method path`` (the path without its query), or None if undocumented."""
+    template = template_of(doc, method, path)
+    return None if template is None else doc["paths"][template][method.lower()]  # type: ignore[no-any-return]
 
 
 def check_response(

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -204,7 +204,10 @@ class Rest:
         length = int(request.headers.get("content-length") or 0)
         if length > limit:
             return error(413, "payload_too_large", f"body of {length} bytes is over the limit of {limit}")
-        raw = await request.body()
+        try:
+            raw = await request.body()
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody is there to read it
         if not raw.strip() and not required:
             return {}
         try:
