@@ -243,6 +243,22 @@ SCHEMAS: dict[str, Any] = {
     },
 }
 
+SCHEMAS["Completion"] = {
+    "type": "object",
+    "required": ["status"],
+    "additionalProperties": False,
+    "properties": {
+        "status": {"enum": ["completed", "failed", "accepted"]},
+        "run_id": {"type": "string"},
+        "task": {"type": "string"},
+    },
+}
+SCHEMAS["CompletionError"] = {  # the completion endpoints' own (older) shape
+    "type": "object",
+    "required": ["error"],
+    "additionalProperties": False,
+    "properties": {"error": {"type": "string"}, "status": {"type": "string"}},
+}
 _RUN_ID = _path_param("run_id")
 _LOCATION = {"Location": {"schema": {"type": "string"}, "description": "the run: /v1/runs/{run_id}"}}
 
@@ -279,7 +295,38 @@ def _finish(body: str, summary: str) -> dict[str, Any]:
     }
 
 
+def _token_completion(body: str, summary: str) -> dict[str, Any]:
+    """``/v1/complete`` and ``/v1/fail``: authenticated by the task's completion token."""
+    why = {
+        "400": "malformed JSON, or a result that does not fit the task",
+        "401": "no completion token",
+        "403": "an invalid token, or one naming no run",
+        "404": "the run is gone",
+        "409": "already completed, or the run is finished or cancelled",
+        "411": "a chunked body",
+        "413": "the body is too large",
+        "503": "services down, or ACKFLOW_SECRET not set",
+    }
+    return {
+        "post": {
+            "summary": summary,
+            "security": [{"completionToken": []}],
+            "parameters": [_WAIT],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(body)}}},
+            "responses": {
+                "200": _json(_ref("Completion"), "applied by an engine"),
+                "202": _json(_ref("Completion"), "sent; no engine applied it within ?wait"),
+                **{c: _json(_ref("CompletionError"), w) for c, w in why.items()},
+            },
+        }
+    }
+
+
 PATHS: dict[str, Any] = {
+    "/v1/complete": _token_completion(
+        "CompleteRequest", "Complete the waiting task a completion token names"
+    ),
+    "/v1/fail": _token_completion("FailRequest", "Fail the waiting task a completion token names"),
     "/v1/runs": {
         "post": _op(
             "Submit a run of a registered flow (idempotent by run_id)",
@@ -355,6 +402,13 @@ def document() -> dict[str, Any]:
         "paths": PATHS,
         "components": {
             "schemas": SCHEMAS,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "an API token"},
+                "completionToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "a lazy task's completion token (or a token field in the body)",
+                },
+            },
         },
     }

@@ -10,12 +10,14 @@ a file of scoped ones, a token and its comma-separated scopes a line::
     a71d...long-random...  read,submit,control
 
 Tokens are at least `MIN_TOKEN_CHARS` characters (a guessable one refuses the server's start)
-and compared in constant time with every configured token (`hmac.compare_digest`), so the
-time an answer takes tells nothing of how much of a guess was right, nor which token matched.
+and compared in constant time with every configured token (`hmac.compare_digest` of their
+SHA-256 digests, so not even a token's length shows), so the time an answer takes tells
+nothing of how much of a guess was right, nor which token matched.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +30,8 @@ MIN_TOKEN_CHARS = 16
 
 @dataclass(frozen=True)
 class ApiTokens:
-    """The configured tokens (as bytes) and the scopes of each; empty: none configured."""
+    """The configured tokens (their SHA-256 digests) and the scopes of each; empty: none
+    configured."""
 
     tokens: tuple[tuple[bytes, frozenset[str]], ...] = ()
 
@@ -39,12 +42,16 @@ class ApiTokens:
     def scopes(self, presented: str) -> frozenset[str] | None:
         """The scopes of ``presented``; None if it is no configured token. Every token is
         compared, whichever matches (constant time in the presented value)."""
-        given = presented.encode("utf-8", "replace")
+        given = _digest(presented)
         found: frozenset[str] | None = None
         for token, scopes in self.tokens:
             if hmac.compare_digest(given, token):
                 found = scopes
         return found
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "replace")).digest()
 
 
 def _check(token: str, where: str) -> None:
@@ -90,7 +97,7 @@ def load(api_token: str, tokens_file: str) -> ApiTokens:
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(f"ACKFLOW_API_TOKENS_FILE {tokens_file!r} cannot be read: {e}") from None
         tokens.extend(parse_tokens_file(text, f"ACKFLOW_API_TOKENS_FILE {tokens_file}"))
-    return ApiTokens(tuple((t.encode(), s) for t, s in tokens))
+    return ApiTokens(tuple((_digest(t), s) for t, s in tokens))
 
 
 NO_TOKENS = ApiTokens()
