@@ -235,6 +235,27 @@ def test_bad_submissions_get_a_400_that_says_what_is_wrong(rt: LocalRuntime) -> 
     assert rt.client.page()[0] == []  # nothing was submitted
 
 
+def test_a_deadline_an_engine_cannot_keep_is_refused_before_anything_is_sent(rt: LocalRuntime) -> None:
+    """Regression: an infinite or astronomically far deadline was accepted, and the engine
+    then dead-lettered the submit: the run stayed PENDING forever under its reserved id."""
+    for deadline in (float("inf"), float("nan"), 1e300):
+        with pytest.raises(ValueError, match="timeout_s must be"):
+            rt.client.submit(hf.echo_flow, {"x": 1}, timeout_s=deadline)
+    body = {"flow": "http_echo_flow", "inputs": {"x": 1}, "deadline_s": 1e300}
+    code, _, answer = call(rt, "POST", "/v1/runs", body)
+    assert code == 400 and "deadline_s" in answer["error"]["message"], answer
+    code, _, answer = call(rt, "POST", "/v1/runs", raw=b'{"flow": "http_echo_flow", "deadline_s": Infinity}')
+    assert code == 400 and "Infinity" in answer["error"]["message"], answer
+    assert rt.client.page()[0] == []
+    from click.testing import CliRunner
+
+    from runner.ops import cli
+
+    args = ["submit", "tests.helpers.http_flows:echo_flow", "-i", "x=1", "--deadline", "inf"]
+    out = CliRunner().invoke(cli.load_plugins(), args, env={"ACKFLOW_REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert out.exit_code == 2 and "--deadline" in out.output, out.output
+
+
 def test_bodies_over_the_payload_limit_are_refused(rt: LocalRuntime) -> None:
     limit = rt.config.max_payload_bytes
     big = {"flow": "http_echo_flow", "inputs": {"x": "a" * (limit + 10)}}

@@ -31,6 +31,7 @@ from starlette.routing import Route
 
 from runner import states
 from runner.client import Client, flows
+from runner.client.client import MAX_DEADLINE_S
 from runner.client.render import history_dict, json_safe, run_dict, summary_dict
 from runner.errors import (
     AckflowError,
@@ -105,6 +106,10 @@ def _int(params: dict[str, str], name: str, default: int | None, low: int, high:
     if not (raw.isascii() and raw.isdecimal()) or not low <= int(raw) <= high:
         raise ValueError(f"{name} must be a whole number from {low} to {high}, not {raw[:40]!r}")
     return int(raw)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (numbers must be finite)")
 
 
 def _wait_s(request: Request) -> float:
@@ -211,7 +216,7 @@ class Rest:
         if not raw.strip() and not required:
             return {}
         try:
-            body = json.loads(raw)
+            body = json.loads(raw, parse_constant=_no_constant)
         except (ValueError, RecursionError) as e:
             return error(400, "bad_request", f"malformed JSON: {type(e).__name__}: {str(e)[:200]}")
         if not isinstance(body, dict):
@@ -284,9 +289,15 @@ class Rest:
             if value is not None and not isinstance(value, str):
                 return error(400, "bad_request", f'"{name}" must be a string')
         if deadline is not None and (
-            isinstance(deadline, bool) or not isinstance(deadline, int | float) or not deadline > 0
+            isinstance(deadline, bool)
+            or not isinstance(deadline, int | float)
+            or not 0 < deadline <= MAX_DEADLINE_S
         ):
-            return error(400, "bad_request", '"deadline_s" must be a number of seconds > 0')
+            return error(
+                400,
+                "bad_request",
+                f'"deadline_s" must be a number of seconds > 0 and at most {MAX_DEADLINE_S}',
+            )
 
         def send(client: Client) -> Response:
             rid = client.submit(flow, inputs, run_id=run_id, timeout_s=deadline, version=version)
