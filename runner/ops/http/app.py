@@ -14,6 +14,7 @@ from runner.ops.http.api import Api
 from runner.ops.http.guard import Guard, allowed_host_names
 from runner.ops.http.rest import Rest
 from runner.ops.http.server import HttpServer
+from runner.ops.http.task_forms import TaskForms
 from runner.ops.http.tokens import NO_TOKENS, ApiTokens
 
 MAX_CONNECTIONS = 200  # open connections; beyond, 503
@@ -29,7 +30,7 @@ class CompletionServer(HttpServer):
     ) -> None:
         hosts = allowed_host_names(host, allowed_hosts)
         app = Starlette(
-            routes=[*api.routes(), *Rest(api, tokens, hosts).routes()],
+            routes=[*api.routes(), *Rest(api, tokens, hosts).routes(), *TaskForms(api).routes()],
             exception_handlers={404: api.not_found, 405: api.wrong_method},
         )
         super().__init__(
