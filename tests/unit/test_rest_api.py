@@ -148,6 +148,8 @@ def test_the_document_is_served_without_a_token_and_names_every_endpoint(rt: Loc
         "/v1/runs/{run_id}/tasks/{task}/fail",
         "/v1/flows",
         "/v1/flows/{name}",
+        "/v1/workers",
+        "/v1/queues",
     }
     for ops in doc["paths"].values():
         for op in ops.values():
@@ -330,6 +332,8 @@ def test_without_a_configured_token_the_api_takes_no_writes_and_reads_only_by_ow
         code, _, answer = call(rt, "POST", "/v1/runs/x/cancel", token="anything-at-all-long")
         assert code == 403 and answer["error"]["type"] == "writes_disabled"
         assert call(rt, "GET", "/v1/flows", token=None)[0] == 200  # Host: 127.0.0.1:port
+        assert call(rt, "GET", "/v1/workers", token=None)[0] == 200
+        assert call(rt, "GET", "/v1/queues", token=None, host="evil.example")[0] == 403
         code, _, answer = call(rt, "GET", "/v1/runs", token=None, host="evil.example:80")
         assert code == 403 and "host names" in answer["error"]["message"]
         assert rt.client.page()[0] == []
@@ -516,6 +520,13 @@ def test_completing_a_task_needs_the_secret(rt: LocalRuntime) -> None:
 
 
 # --- flows ------------------------------------------------------------------------------------------
+
+
+def test_workers_and_queues_are_reads(rt: LocalRuntime) -> None:
+    code, _, answer = call(rt, "GET", "/v1/workers", token=READ)
+    assert code == 200 and isinstance(answer["workers"], list)
+    code, _, answer = call(rt, "GET", "/v1/queues", token=READ)
+    assert code == 200 and isinstance(answer["queues"], list)
 
 
 def test_flows_list_and_show(rt: LocalRuntime) -> None:

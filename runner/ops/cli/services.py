@@ -98,6 +98,7 @@ def serve(
     from runner.ops.http.app import make_server
 
     cfg = config_from(ctx)
+    api_tokens = tokens.load(cfg.api_token, cfg.api_tokens_file)  # a bad one stops us first
     store = connect.open_store(cfg)
     guard = StoreGuard(cfg, store)
     try:  # logs a WARNING if Redis may lose runs; StoreNotDurable if required
@@ -120,7 +121,7 @@ def serve(
         operator_token=cfg.operator_token,
         completions=bool(cfg.secret),
         allowed_hosts=[*allow_hosts, *env_hosts],
-        api_tokens=tokens.load(cfg.api_token, cfg.api_tokens_file),
+        api_tokens=api_tokens,
     )
     on_sigterm(lambda: threading.Thread(target=server.shutdown, daemon=True).start())
     log = logging.getLogger("ackflow.http")

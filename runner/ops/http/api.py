@@ -3,7 +3,7 @@ lazy tasks — the routes of a Starlette app, assembled and served by `runner.op
 
 Dashboard (HTML): ``/runs`` (filters, counts, pages), ``/runs/<id>`` (DAG, tasks, history,
 control), ``/dlq`` (dead letters), ``/workers`` and ``/queues`` (runner.ops.fleet; the same as
-JSON at ``GET /v1/workers`` and ``GET /v1/queues``). Read-only unless an operator token is configured
+JSON at ``GET /v1/workers`` and ``GET /v1/queues``, routed by `runner.ops.http.rest`). Read-only unless an operator token is configured
 (``ACKFLOW_OPERATOR_TOKEN``, at least 16 characters); an operator logs in with it (logins are
 rate limited; a SameSite=Strict, HttpOnly cookie then holds a random session id) to pause,
 resume, cancel, retry, replay and purge. Only the configured host names are served to a
@@ -115,8 +115,6 @@ class Api:
             Route("/dlq", self.dlq, methods=["GET"]),
             Route("/workers", self.workers, methods=["GET"]),
             Route("/queues", self.queues, methods=["GET"]),
-            Route("/v1/workers", self.workers_json, methods=["GET"]),
-            Route("/v1/queues", self.queues_json, methods=["GET"]),
             Route("/login", self.login, methods=["POST"]),
             Route("/logout", self.logout, methods=["POST"]),
             Route("/runs/{run_id}/{action}", self.control, methods=["POST"]),

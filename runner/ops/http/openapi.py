@@ -259,6 +259,13 @@ SCHEMAS["CompletionError"] = {  # the completion endpoints' own (older) shape
     "additionalProperties": False,
     "properties": {"error": {"type": "string"}, "status": {"type": "string"}},
 }
+for _name, _key in (("Workers", "workers"), ("Queues", "queues")):
+    SCHEMAS[_name] = {
+        "type": "object",
+        "required": [_key],
+        "additionalProperties": False,
+        "properties": {_key: {"type": "array", "items": {"type": "object"}}},
+    }
 _RUN_ID = _path_param("run_id")
 _LOCATION = {"Location": {"schema": {"type": "string"}, "description": "the run: /v1/runs/{run_id}"}}
 
@@ -377,6 +384,20 @@ PATHS: dict[str, Any] = {
             "The registered flows (their latest versions)",
             "read",
             {"200": _json(_ref("Flows"), "the flows"), **_errors(401, 403, 503)},
+        )
+    },
+    "/v1/workers": {
+        "get": _op(
+            "Workers heard from recently (as ackflow workers --json)",
+            "read",
+            {"200": _json(_ref("Workers"), "the workers"), **_errors(401, 403, 503)},
+        )
+    },
+    "/v1/queues": {
+        "get": _op(
+            "The engine, dead and task queues with their counts (as ackflow queues --json)",
+            "read",
+            {"200": _json(_ref("Queues"), "the queues"), **_errors(401, 403, 503)},
         )
     },
     "/v1/flows/{name}": {

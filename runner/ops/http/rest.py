@@ -8,6 +8,7 @@ served at ``GET /v1/openapi.json``):
     POST /v1/runs/{id}/cancel|pause|resume|retry                                        control
     POST /v1/runs/{id}/tasks/{task}/complete|fail   finish a waiting task (needs ACKFLOW_SECRET) control
     GET  /v1/flows, /v1/flows/{name}            the flow registry                          read
+    GET  /v1/workers, /v1/queues                the fleet (`runner.ops.http.api`)          read
 
 Authentication (`runner.ops.http.tokens`): ``Authorization: Bearer <API token>``; 401 without
 a token or with an unknown one, 403 with a token lacking the endpoint's scope. With no API
@@ -156,6 +157,8 @@ class Rest:
             Route("/v1/runs/{run_id}/tasks/{task}/{outcome}", self.finish_task, methods=["POST"]),
             Route("/v1/flows", self.list_flows, methods=["GET"]),
             Route("/v1/flows/{name}", self.get_flow, methods=["GET"]),
+            Route("/v1/workers", self.fleet, methods=["GET"]),
+            Route("/v1/queues", self.fleet, methods=["GET"]),
         ]
 
     # --- plumbing ------------------------------------------------------------------------
@@ -402,6 +405,15 @@ class Rest:
             return JSONResponse({"status": status, "run_id": run_id, "task": task}, code)
 
         return await self._run(True, act)
+
+    async def fleet(self, request: Request) -> Response:
+        """``/v1/workers`` and ``/v1/queues`` (the dashboard's pages as JSON), read scope."""
+        refused = self._refusal(request, "read")
+        if refused is not None:
+            return refused
+        if request.url.path == "/v1/workers":
+            return await self.api.workers_json(request)
+        return await self.api.queues_json(request)
 
     async def list_flows(self, request: Request) -> Response:
         refused = self._refusal(request, "read")
