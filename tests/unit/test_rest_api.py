@@ -357,6 +357,8 @@ def test_the_tokens_file_is_checked_line_by_line(tmp_path: Path) -> None:
         api_tokens.load("", str(tmp_path / "missing"))
     tokens = api_tokens.load(good, "")
     assert tokens.scopes(good) == frozenset(api_tokens.SCOPES)
+    cfg = Config(api_token=good)
+    assert cfg.shown()["api_token"] == "***" and good not in repr(cfg)
     assert tokens.scopes(good + "a") is None and tokens.scopes("") is None
 
 
