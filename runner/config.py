@@ -51,6 +51,10 @@ class Config:
     startup_wait_s: float = 60.0
     secret: str = ""  # signs lazy tasks' completion tokens (HMAC); the same on every process
     operator_token: str = ""  # lets the dashboard's users control runs; unset: read-only
+    # The REST API's bearer tokens (runner.ops.http.tokens): api_token has every scope; the
+    # file holds scoped ones, one "TOKEN SCOPE,SCOPE" a line. Neither set: the API takes no writes
+    api_token: str = ""
+    api_tokens_file: str = ""
     # Engines and serve refuse to start (exit 3) unless Redis is known durable (runner.engine.durability)
     require_durable_store: bool = False
     # How often `ackflow serve` looks at Redis for a loss of its data or, after a reconnect, a
@@ -144,6 +148,7 @@ class Config:
         out["redis_url"] = redact_url(self.redis_url)
         out["secret"] = "***" if self.secret else ""
         out["operator_token"] = "***" if self.operator_token else ""
+        out["api_token"] = "***" if self.api_token else ""
         return out
 
     def __repr__(self) -> str:  # never print the secret

@@ -29,6 +29,9 @@ from runner.errors import (
 from runner.protocol import Event, unpack
 from runner.store import Store, keys
 
+# A run's deadline the engine can keep (its timer's time must fit the protocol's integers);
+# beyond it, or infinite, the submit was dead-lettered and the run left PENDING for good.
+MAX_DEADLINE_S = 100 * 365 * 86400
 NOTE_EVERY_MS = 600_000  # how often one client notes a queue again (runs use it still)
 
 
@@ -93,8 +96,10 @@ class Client:
         inputs = dict(inputs or {})
         validate_inputs(spec, inputs)
         run_id = keys.check_run_id(run_id or uuid.uuid4().hex)
-        if timeout_s is not None and not timeout_s > 0:
-            raise ValueError(f"timeout_s must be > 0, not {timeout_s!r}")
+        if timeout_s is not None and not 0 < timeout_s <= MAX_DEADLINE_S:  # also refuses nan
+            raise ValueError(
+                f"timeout_s must be > 0 and at most {MAX_DEADLINE_S} s (100 years), not {timeout_s!r}"
+            )
         spec_data = spec.to_data()
         try:
             body: dict[str, Any] = {"flow": spec.name, "spec": spec_data, "inputs": inputs}

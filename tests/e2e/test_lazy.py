@@ -145,6 +145,43 @@ def test_cli_completion_and_refusals(procs: Processes, client: Client, config: C
     assert again.returncode == 6 and "already completed" in again.stderr
 
 
+def test_operators_complete_and_fail_by_run_and_task(procs: Processes, client: Client) -> None:
+    """No token in hand: the CLI mints it from ACKFLOW_SECRET for --run and --task."""
+    procs.engine()
+    procs.start("worker", "tests.helpers.semantic_flows")
+    rid, _ = start_waiting_run(procs, client)
+    usage = procs.run("complete", "--run", rid, "--result", json.dumps(RESULT))
+    assert usage.returncode == 2 and "--run RUN --task TASK" in usage.stderr, usage.stderr
+    missing = procs.run("complete", "--run", "no-such-run", "--task", "await_decision")
+    assert missing.returncode == 5 and "no run with id 'no-such-run'" in missing.stderr, missing.stderr
+    wrong = procs.run("complete", "--run", rid, "--task", "nope", "--result", "1")
+    assert wrong.returncode == 2 and "has no task 'nope'" in wrong.stderr, wrong.stderr
+    ok = procs.run(
+        "complete", "--run", rid, "--task", "await_decision", "--result", json.dumps(RESULT), "--wait", "30"
+    )
+    assert ok.returncode == 0 and ok.stdout.strip() == "completed", ok.stdout + ok.stderr
+    finished(procs, client, rid)
+    again = procs.run("complete", "--run", rid, "--task", "await_decision", "--result", json.dumps(RESULT))
+    assert again.returncode == 6 and "already completed" in again.stderr
+    other, _ = start_waiting_run(procs, client)
+    for attempt in (1, 2):  # the task's retry policy applies: two attempts
+        until(
+            client,
+            procs,
+            other,
+            lambda a=attempt: (
+                waiting(client, other) and client.status(other).tasks["await_decision"].attempt == a
+            ),
+            f"attempt {attempt} to wait",
+        )
+        failed = procs.run(
+            "fail", "--run", other, "--task", "await_decision", "--error", "rejected by ops", "--wait", "30"
+        )
+        assert failed.returncode == 0 and failed.stdout.strip() == "failed", failed.stdout + failed.stderr
+    info = procs.wait(client, other, 60)
+    assert info.status == "FAILED" and "rejected by ops" in str(info.tasks["await_decision"].error)
+
+
 def post(url: str, token: str | None, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     headers = {"Content-Type": "application/json"}
     if token is not None:

@@ -37,3 +37,17 @@ lazy_flow = flow.linear("http_lazy_flow", wait_approval)
 def long_chain(n: int) -> flow.Flow:
     steps = [echo.bind(f"e{i}", rebind={"x": f"v{i}"}, provides=f"v{i + 1}") for i in range(n)]
     return flow.linear("http_long_chain", *steps)
+
+
+@task(provides="doubled")
+def double(n: int) -> int:
+    return n * 2
+
+
+@task(provides="never")
+def boom(x: Any) -> Any:
+    raise RuntimeError(f"boom {x}")
+
+
+double_flow = flow.linear("http_double_flow", double)
+boom_flow = flow.linear("http_boom_flow", boom)

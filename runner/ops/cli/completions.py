@@ -1,7 +1,10 @@
-"""``ackflow complete|fail``: finish a waiting (lazy) task from outside, by its token.
+"""``ackflow complete|fail``: finish a waiting (lazy) task from outside, by its token, or (an
+operator) by ``--run RUN --task TASK``.
 
-Through RabbitMQ + Redis (the token is checked here, with ``ACKFLOW_SECRET``), or with
-``--url`` through an ``ackflow serve`` / ``ackflow run`` HTTP endpoint (checked there).
+Through RabbitMQ + Redis (the token is checked here, or minted for the run and task, with
+``ACKFLOW_SECRET``), or with ``--url`` through an ``ackflow serve`` / ``ackflow run`` HTTP
+endpoint: a token is checked there (``/v1/complete``); by run and task, the REST API
+(``/v1/runs/RUN/tasks/TASK/complete``) takes ``ACKFLOW_API_TOKEN`` with the control scope.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import sys
 import urllib.error
 import urllib.request
 from typing import Any
+from urllib.parse import quote
 
 import click
 
@@ -73,7 +77,10 @@ def _post(url: str, path: str, token: str, body: dict[str, Any], wait_s: float) 
             echo(_not_json(url, e.code, raw), err=True)
             sys.exit(code.get(e.code, EXIT_FAILED))
         message = answer.get("error", e.reason)
-        if e.code == 409 and answer.get("status") == "already completed":
+        kind = message.get("type") if isinstance(message, dict) else None
+        if isinstance(message, dict):  # the REST API's shape: {"type", "message"}
+            message = message.get("message", e.reason)
+        if e.code == 409 and (answer.get("status") == "already completed" or kind == "already_completed"):
             echo(f"already completed: {message}", err=True)
             sys.exit(EXIT_ALREADY)
         echo(f"error: {message}", err=True)
@@ -81,6 +88,25 @@ def _post(url: str, path: str, token: str, body: dict[str, Any], wait_s: float) 
     except (urllib.error.URLError, OSError) as e:
         echo(f"error: cannot reach {url}: {e}", err=True)
         sys.exit(EXIT_UNAVAILABLE)
+
+
+def _target(token: str | None, run_id: str | None, task: str | None) -> None:
+    """Either TOKEN, or --run and --task: say so otherwise."""
+    if token and (run_id or task):
+        raise click.UsageError("give either TOKEN or --run and --task, not both")
+    if not token and not (run_id and task):
+        raise click.UsageError("give the task's TOKEN, or --run RUN --task TASK")
+
+
+def _by_task(ctx: click.Context, run_id: str, task: str, outcome: str) -> tuple[str, str]:
+    """The REST API's path for a run's task, and the API token to send."""
+    api_token = config_from(ctx).api_token
+    if not api_token:
+        raise ConfigError(
+            "ACKFLOW_API_TOKEN is not set: completing by --run and --task through --url goes through "
+            "the REST API, which needs an API token with the control scope"
+        )
+    return f"/v1/runs/{quote(run_id, safe=':')}/tasks/{quote(task, safe='')}/{outcome}", api_token
 
 
 def _need_secret(ctx: click.Context) -> None:
@@ -93,28 +119,51 @@ def _need_secret(ctx: click.Context) -> None:
         )
 
 
+_RUN_HELP = "The run of the waiting task (with --task), instead of its TOKEN."
+_TASK_HELP = "The waiting task's name (with --run)."
+
+
 @click.command()
-@click.argument("token")
+@click.argument("token", required=False)
+@click.option("--run", "run_id", help=_RUN_HELP)
+@click.option("--task", help=_TASK_HELP)
 @click.option("--result", "result_json", default="null", show_default=True, help="The result, as JSON.")
 @click.option("--url", help=_URL_HELP.format("Complete"))
 @click.option("--wait", "wait_s", default=10.0, show_default=True, help=_WAIT_HELP)
 @click.pass_context
 @handle_errors
-def complete(ctx: click.Context, token: str, result_json: str, url: str | None, wait_s: float) -> None:
-    """Complete the waiting (lazy) task TOKEN names with --result; prints completed or accepted.
+def complete(
+    ctx: click.Context,
+    token: str | None,
+    run_id: str | None,
+    task: str | None,
+    result_json: str,
+    url: str | None,
+    wait_s: float,
+) -> None:
+    """Complete the waiting (lazy) task TOKEN names, or --run RUN --task TASK, with --result;
+    prints completed or accepted.
 
+    By run and task, an operator needs ACKFLOW_SECRET (or, with --url, ACKFLOW_API_TOKEN).
     Exit 6 if it was already completed, 2 if the token is invalid, the result does not fit
-    the task, or the run is finished or cancelled — and then nothing changed."""
+    the task, or the run is finished or cancelled — and then nothing changed; 5 if the run
+    does not exist."""
+    _target(token, run_id, task)
     try:
         result = json.loads(result_json)
     except json.JSONDecodeError as e:
         raise click.BadParameter(f"not JSON: {e}", param_hint="--result") from None
     if url:
-        _post(url, "/v1/complete", token, {"result": result}, wait_s)
+        if token:
+            _post(url, "/v1/complete", token, {"result": result}, wait_s)
+        else:
+            assert run_id and task
+            _post(url, *_by_task(ctx, run_id, task, "complete"), {"result": result}, wait_s)
         return
     _need_secret(ctx)
     with client_from(ctx) as client:
         try:
+            token = token or client.token_for(str(run_id), str(task))
             echo(client.complete(token, result, wait_s=wait_s))
         except ValueError as e:
             echo(f"error: {e}", err=True)
@@ -122,7 +171,9 @@ def complete(ctx: click.Context, token: str, result_json: str, url: str | None, 
 
 
 @click.command()
-@click.argument("token")
+@click.argument("token", required=False)
+@click.option("--run", "run_id", help=_RUN_HELP)
+@click.option("--task", help=_TASK_HELP)
 @click.option("--error", "message", required=True, help="What went wrong (recorded as the task's error).")
 @click.option(
     "--type", "error_type", default="ExternalError", show_default=True, help="The error's type name."
@@ -132,14 +183,29 @@ def complete(ctx: click.Context, token: str, result_json: str, url: str | None, 
 @click.pass_context
 @handle_errors
 def fail(
-    ctx: click.Context, token: str, message: str, error_type: str, url: str | None, wait_s: float
+    ctx: click.Context,
+    token: str | None,
+    run_id: str | None,
+    task: str | None,
+    message: str,
+    error_type: str,
+    url: str | None,
+    wait_s: float,
 ) -> None:
-    """Fail the waiting (lazy) task TOKEN names; its retry policy applies."""
+    """Fail the waiting (lazy) task TOKEN names, or --run RUN --task TASK; its retry policy
+    applies."""
+    _target(token, run_id, task)
+    body = {"error": message, "type": error_type}
     if url:
-        _post(url, "/v1/fail", token, {"error": message, "type": error_type}, wait_s)
+        if token:
+            _post(url, "/v1/fail", token, body, wait_s)
+        else:
+            assert run_id and task
+            _post(url, *_by_task(ctx, run_id, task, "fail"), body, wait_s)
         return
     _need_secret(ctx)
     with client_from(ctx) as client:
+        token = token or client.token_for(str(run_id), str(task))
         echo(client.fail(token, message, error_type=error_type, wait_s=wait_s))
 
 

@@ -8,6 +8,7 @@ import click
 
 from runner import states
 from runner.client import HistoryEntry, flows
+from runner.client.client import MAX_DEADLINE_S
 from runner.client.render import (
     history_dict,
     history_line,
@@ -122,7 +123,7 @@ def run(
 @click.option(
     "--deadline",
     "deadline_s",
-    type=click.FloatRange(min=0, min_open=True),
+    type=click.FloatRange(min=0, min_open=True, max=MAX_DEADLINE_S),
     help="The run fails with RunTimeout if not finished within this many seconds.",
 )
 @click.pass_context

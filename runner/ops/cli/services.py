@@ -92,11 +92,14 @@ def serve(
     """Serve the dashboard and the lazy-task completion endpoint (see README).
 
     Dashboard at /runs (read-only unless ACKFLOW_OPERATOR_TOKEN is set); POST /v1/complete
-    and /v1/fail with "Authorization: Bearer <token>" (needs ACKFLOW_SECRET); GET /healthz."""
+    and /v1/fail with "Authorization: Bearer <token>" (needs ACKFLOW_SECRET); GET /healthz;
+    the REST API under /v1 (OpenAPI at /v1/openapi.json; ACKFLOW_API_TOKEN, ACKFLOW_API_TOKENS_FILE)."""
     from runner.engine.durability import StoreGuard, keep_checking
+    from runner.ops.http import tokens
     from runner.ops.http.app import make_server
 
     cfg = config_from(ctx)
+    api_tokens = tokens.load(cfg.api_token, cfg.api_tokens_file)  # a bad one stops us first
     store = connect.open_store(cfg)
     guard = StoreGuard(cfg, store)
     try:  # logs a WARNING if Redis may lose runs; StoreNotDurable if required
@@ -119,6 +122,7 @@ def serve(
         operator_token=cfg.operator_token,
         completions=bool(cfg.secret),
         allowed_hosts=[*allow_hosts, *env_hosts],
+        api_tokens=api_tokens,
     )
     on_sigterm(lambda: threading.Thread(target=server.shutdown, daemon=True).start())
     log = logging.getLogger("ackflow.http")
@@ -127,6 +131,8 @@ def serve(
     )
     if not cfg.secret:
         log.warning("ACKFLOW_SECRET is not set: the lazy-task completion endpoint answers 503")
+    if not (cfg.api_token or cfg.api_tokens_file):
+        log.info("no API token (ACKFLOW_API_TOKEN, ACKFLOW_API_TOKENS_FILE): the REST API is read-only")
     stop, refused = threading.Event(), []
 
     def check_store() -> None:  # a data loss is logged; a Redis no longer durable stops a required serve

@@ -159,6 +159,19 @@ def runs_page(client: Client, q: Mapping[str, str]) -> str:
 # --- one run ---------------------------------------------------------------------------
 
 
+def _completion_forms(run_id: str, task: str) -> str:
+    """An operator's "approve / fail" for a waiting task: its result as JSON, or an error."""
+    base = f"{run_href(run_id)}/tasks/{escape(quote(task, safe=''))}"
+    return (
+        f'<form class="complete" method="post" action="{base}/complete">'
+        '<input name="result" value="null" aria-label="result (JSON)" title="the result, as JSON">'
+        '<button type="submit">approve</button></form>'
+        f'<form class="complete" method="post" action="{base}/fail">'
+        '<input name="error" placeholder="why" aria-label="error message" required>'
+        '<button type="submit" class="danger">fail</button></form>'
+    )
+
+
 def run_page(client: Client, run_id: str, operator: bool) -> tuple[str, RunInfo]:
     info = client.status(run_id)
     specs = client.specs(run_id)
@@ -201,6 +214,8 @@ def run_page(client: Client, run_id: str, operator: bool) -> tuple[str, RunInfo]
         extra = ""
         if t.status == states.WAITING:
             extra = "waiting for an outside completion (token not shown)"
+            if operator and client.config.secret and not t.child:
+                extra += _completion_forms(run_id, name)
         if t.progress:
             extra = f"{t.progress[0]:.0%} {text(t.progress[1], 500)}"
         if t.error:

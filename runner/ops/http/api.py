@@ -3,7 +3,7 @@ lazy tasks — the routes of a Starlette app, assembled and served by `runner.op
 
 Dashboard (HTML): ``/runs`` (filters, counts, pages), ``/runs/<id>`` (DAG, tasks, history,
 control), ``/dlq`` (dead letters), ``/workers`` and ``/queues`` (runner.ops.fleet; the same as
-JSON at ``GET /v1/workers`` and ``GET /v1/queues``). Read-only unless an operator token is configured
+JSON at ``GET /v1/workers`` and ``GET /v1/queues``, routed by `runner.ops.http.rest`). Read-only unless an operator token is configured
 (``ACKFLOW_OPERATOR_TOKEN``, at least 16 characters); an operator logs in with it (logins are
 rate limited; a SameSite=Strict, HttpOnly cookie then holds a random session id) to pause,
 resume, cancel, retry, replay and purge. Only the configured host names are served to a
@@ -115,8 +115,6 @@ class Api:
             Route("/dlq", self.dlq, methods=["GET"]),
             Route("/workers", self.workers, methods=["GET"]),
             Route("/queues", self.queues, methods=["GET"]),
-            Route("/v1/workers", self.workers_json, methods=["GET"]),
-            Route("/v1/queues", self.queues_json, methods=["GET"]),
             Route("/login", self.login, methods=["POST"]),
             Route("/logout", self.logout, methods=["POST"]),
             Route("/runs/{run_id}/{action}", self.control, methods=["POST"]),
@@ -219,8 +217,7 @@ class Api:
 
     async def runs(self, request: Request) -> Response:
         query = dict(request.query_params)
-        wanted = query.get("id", "").strip()
-        if wanted:  # the search box: straight to the run's page (its own 404 if there is none)
+        if wanted := query.get("id", "").strip():  # the search box: to the run's page (or its 404)
             return Response(status_code=303, headers={"Location": f"/runs/{quote(wanted, safe=':')}"})
 
         def render(client: Client) -> Response:
@@ -228,8 +225,7 @@ class Api:
                 body = dashboard.runs_page(client, query)
             except (ValueError, OverflowError) as e:
                 return self._page(request, 400, f"<h1>Bad filter</h1><p>{escape(str(e))}</p>", "Bad filter")
-            # the newest runs follow what happens; an older page (a cursor) stays still
-            return self._page(request, 200, body, "Runs", refresh="before" not in query)
+            return self._page(request, 200, body, "Runs", refresh="before" not in query)  # newest page
 
         return await self._dashboard(request, render)
 
@@ -280,11 +276,16 @@ class Api:
         return await self._dashboard(request, render)
 
     async def not_found(self, request: Request, exc: Exception) -> Response:
-        if request.url.path.startswith("/v1/") or request.url.path in PROBES:
+        if request.url.path.startswith("/v1/"):
+            return JSONResponse({"error": {"type": "not_found", "message": "no such endpoint"}}, 404)
+        if request.url.path in PROBES:
             return JSONResponse({"error": "not found"}, 404)
         return self._page(request, 404, "<h1>Not found</h1>", "Not found")
 
     async def wrong_method(self, request: Request, exc: Exception) -> Response:
+        if request.url.path.startswith("/v1/"):
+            message = f"{request.method} is not allowed here"
+            return JSONResponse({"error": {"type": "method_not_allowed", "message": message}}, 405)
         return PlainTextResponse("method not allowed here", 405)
 
     # --- operators ---------------------------------------------------------------------------

@@ -9,9 +9,13 @@ from starlette.applications import Starlette
 
 from runner.client import Client
 from runner.local import LocalRuntime
+from runner.ops.http import tokens
 from runner.ops.http.api import Api
 from runner.ops.http.guard import Guard, allowed_host_names
+from runner.ops.http.rest import Rest
 from runner.ops.http.server import HttpServer
+from runner.ops.http.task_forms import TaskForms
+from runner.ops.http.tokens import NO_TOKENS, ApiTokens
 
 MAX_CONNECTIONS = 200  # open connections; beyond, 503
 REQUEST_TIMEOUT_S = 30.0  # to send a whole request (head and body)
@@ -21,13 +25,16 @@ WRITE_TIMEOUT_S = 30.0  # a client that reads nothing of an answer for this long
 class CompletionServer(HttpServer):
     """The app on its socket, with what `ackflow serve` and local mode need to reach."""
 
-    def __init__(self, api: Api, host: str, port: int, allowed_hosts: Iterable[str]) -> None:
+    def __init__(
+        self, api: Api, host: str, port: int, allowed_hosts: Iterable[str], tokens: ApiTokens = NO_TOKENS
+    ) -> None:
+        hosts = allowed_host_names(host, allowed_hosts)
         app = Starlette(
-            routes=api.routes(),
+            routes=[*api.routes(), *Rest(api, tokens, hosts).routes(), *TaskForms(api).routes()],
             exception_handlers={404: api.not_found, 405: api.wrong_method},
         )
         super().__init__(
-            Guard(app, allowed_host_names(host, allowed_hosts)),
+            Guard(app, hosts),
             host,
             port,
             max_connections=MAX_CONNECTIONS,
@@ -50,12 +57,14 @@ def make_server(
     operator_token: str = "",
     completions: bool = True,
     allowed_hosts: Iterable[str] = (),
+    api_tokens: ApiTokens = NO_TOKENS,
 ) -> CompletionServer:
     """Bind ``host:port`` (0: any free port); serve with `serve_forever` or `start`.
     ``allowed_hosts``: host names browsers may reach the dashboard by, besides 127.0.0.1,
-    localhost, [::1] and ``host``. Raises `AckflowError` for an operator token under 16
-    characters."""
-    return CompletionServer(Api(factory, max_body, operator_token, completions), host, port, allowed_hosts)
+    localhost, [::1] and ``host``. ``api_tokens``: the REST API's (`runner.ops.http.tokens`).
+    Raises `AckflowError` for an operator token under 16 characters."""
+    api = Api(factory, max_body, operator_token, completions)
+    return CompletionServer(api, host, port, allowed_hosts, api_tokens)
 
 
 def serve_local(
@@ -72,5 +81,6 @@ def serve_local(
             rt.config.max_payload_bytes,
             operator_token=rt.config.operator_token,
             allowed_hosts=allowed_hosts,
+            api_tokens=tokens.load(rt.config.api_token, rt.config.api_tokens_file),
         ).start()
     return str(rt.server.url)
