@@ -137,6 +137,7 @@ def decide_started(d: Draft) -> None:
 
 
 _REVERTING = frozenset({states.REVERTING})
+_STARTABLE = frozenset({states.SCHEDULED, states.RUNNING})
 
 
 def decide_leased(d: Draft) -> None:
@@ -179,8 +180,9 @@ def decide_succeeded(d: Draft) -> None:
 
 
 def decide_waiting(d: Draft) -> None:
-    """A lazy task deferred: WAITING for an outside completion, holding nothing."""
-    if stale(d):
+    """A lazy task deferred: WAITING for an outside completion, holding nothing. A task
+    already WAITING took this event before (a redelivery: its engine died before the ack)."""
+    if stale(d, _STARTABLE):
         return
     e = d.event
     st = d.state(e.task)

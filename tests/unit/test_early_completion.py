@@ -106,3 +106,26 @@ def test_a_completion_of_an_earlier_attempt_never_completes_the_next() -> None:
     h.pump()
     [nxt] = h.requests()
     assert nxt.args == {"answer": "fresh"}
+
+
+def test_a_redelivered_defer_is_a_duplicate_not_an_engine_error() -> None:
+    """An engine applied a task's defer() and died before acknowledging it: the redelivery
+    finds the task WAITING already. It is recorded as a duplicate — not decided again (that
+    raised an illegal WAITING -> WAITING transition and dead-lettered the event). Found by the
+    simulator (seed 6 of tests/sim, a lost store reply after the commit)."""
+    h = Harness()
+    rid = h.client.submit(FLOW, {})
+    h.pump()
+    [req] = h.requests()
+    h.send(waiting(req))
+    h.pump()
+    h.send(waiting(req))  # the same event again
+    h.pump()
+    assert h.dead_letters() == []
+    assert h.status(rid) == ("RUNNING", {"ask": "WAITING", "after": "PENDING"})
+    token = Client(Config(secret="s"), h.store, h.hub.connect).token_for(rid, "ask")
+    assert (
+        Client(Config(secret="s"), h.store, h.hub.connect).complete(token, "yes", wait_s=None) == "accepted"
+    )
+    h.pump()
+    assert [r.task for r in h.requests()] == ["after"]
