@@ -38,10 +38,22 @@ def decide_cancel(d: Draft) -> None:
     for name in sorted(d.view.specs):
         st = d.state(name)
         if st.status in (states.PENDING, states.SCHEDULED):
-            d.set_task(name, st.with_(status=states.SKIPPED, finished_ms=d.at))
-            d.hist(name, st.status, states.SKIPPED, int(st.attempt), note="run cancelled")
+            _skip(d, name, st)
+        elif st.status == states.RUNNING and d.view.spec(name).map is not None:
+            # a running map: its elements not yet running are skipped too (the node stays
+            # RUNNING, as when its run fails; the elements running finish)
+            for i in range(int(st.next_item or 0)):
+                x = keys.item_name(name, i)
+                xs = d.state(x)
+                if xs.status in (states.PENDING, states.SCHEDULED):
+                    _skip(d, x, xs)
     d.set_meta_list("held", [])
     d.set_run(states.CANCELLED, **_who(d))
+
+
+def _skip(d: Draft, name: str, st: TaskState) -> None:
+    d.set_task(name, st.with_(status=states.SKIPPED, finished_ms=d.at))
+    d.hist(name, st.status, states.SKIPPED, int(st.attempt), note="run cancelled")
 
 
 def decide_pause(d: Draft) -> None:
