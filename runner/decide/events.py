@@ -304,6 +304,11 @@ def decide_timer(d: Draft) -> None:
         progress.fail_attempt(d, e.task, {"type": "TaskTimeout", "message": msg, "types": ["TaskTimeout"]})
         return
     if purpose == protocol.TIMER_LEASE:
+        if st.lease_until_ms is None:  # claimed just before the task deferred (WAITING holds no lease)
+            d.hist(
+                e.task, st.status, st.status, e.attempt, note="lease timer ignored: the task holds no lease"
+            )
+            return
         raw = d.view.lease(e.task)
         attempt, _, until = (raw or b"0:0").decode().partition(":")
         if int(attempt) == e.attempt and int(until) > e.at_ms:  # renewed since: look again when it ends
