@@ -62,6 +62,7 @@ class Outside:
             "injected": [],  # message ids of stray messages (their dead letters are expected)
             "bad_results": [],  # event ids of results with the wrong value names
             "disturbed": set(),  # runs whose outcome a stray message may change
+            "ghost_ids": set(),  # runs never submitted that stray messages named
         }
     )
 
@@ -172,6 +173,7 @@ class Outside:
         seed = self.sim.seed
         if kind == "stray":  # an event of a run that does not exist
             rid = f"{GHOST_RUN}-{seed}-{n}"
+            self.evidence["ghost_ids"].add(rid)
             ev = self.rng.choice(
                 [
                     Event(
@@ -193,6 +195,7 @@ class Outside:
             self._send(q, f"junk-{seed}-{n}", b"\xc1not msgpack" * (1 + n % 3), expect_dead=True)
         elif kind == "engine_poison":  # its processing kills the engine, every time
             rid = f"{POISON_RUN}-{seed}-{n}"
+            self.evidence["ghost_ids"].add(rid)
             ev = Event(protocol.TASK_STARTED, f"started:{rid}:t1:1", rid, "t1", 1, {"worker": "x"})
             self._send(ENGINE_QUEUE, ev.id, protocol.encode(ev), expect_dead=True)
         elif kind == "bad_result":  # a result naming values its task does not provide

@@ -33,6 +33,7 @@ FAULT_KINDS = (
     "malformed",
     "engine_poison",
     "bad_result",
+    "flaky_conn",
 )
 RUN_TARGETED = ("pause", "resume", "cancel", "retry", "early_complete")
 
@@ -75,6 +76,9 @@ def plan(seed: int, steps: int, procs: list[str], runs: int) -> list[Fault]:
                     rng.choice([3000, 7000, 8000, 9000, 10000, 30000]) * rng.choice([1, -1]),
                 )
             )
+        elif kind == "flaky_conn":  # an engine's link drops at each of its next confirms
+            engine = rng.choice([p for p in procs if p.startswith("E")])
+            out.append(Fault(step, kind, engine, rng.randint(12, 16)))
         elif kind == "preempt":  # another engine may step at each of its next calls
             engine = rng.choice([p for p in procs if p.startswith("E")])
             out.append(Fault(step, kind, engine, rng.randint(10, 60)))

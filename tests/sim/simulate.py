@@ -30,6 +30,7 @@ from runner.engine.loop import _TIMER_HOLD_MS as TIMER_HOLD_MS
 from runner.errors import RunStateError
 from runner.states import FAILED, PAUSED, RUN_TERMINAL, RUNNING, SCHEDULED
 from runner.store import keys
+from runner.store.memory import MemoryStore
 from tests.sim import workloads
 from tests.sim.checks_outside import innocent_poisoned
 from tests.sim.outside import Outside
@@ -222,6 +223,8 @@ class Sim:
         elif f.kind == "clock_jump":
             w.clock.advance(f.arg)
             w.struck("clock_jump")
+        elif f.kind == "flaky_conn":
+            self._proc(f.target).proc.flaky += f.arg
         elif f.kind == "preempt":
             self._proc(f.target).proc.preempt_until = self._proc(f.target).proc.calls + f.arg
             w.struck("preempt")
@@ -320,7 +323,7 @@ class Sim:
 
     def _engine_step(self, e: _EngineProc) -> None:
         self._guard(e, lambda: e.engine.run_once(0))
-        if hasattr(self.world.mem, "_runs"):  # the memory store: look at its state directly
+        if isinstance(self.world.mem, MemoryStore):  # look at its state directly
             self._check_timeouts()
 
     def _check_timeouts(self) -> None:
@@ -464,12 +467,10 @@ class Sim:
             "outside": self.outside.evidence,
             "retry_once": sorted(self.retry_once),
             "ghosts": {
-                r: sorted(p for p, v in parts.items() if v and p != keys.DELIVERIES)
-                for r, parts in getattr(mem, "_runs", {}).items()
-                if r not in self.run_ids and any(v for p, v in parts.items() if p != keys.DELIVERIES)
-            }
-            | {
-                r: ["history"] for r, h in getattr(mem, "_history", {}).items() if h and r not in self.run_ids
+                r: parts
+                for r in sorted(self.outside.evidence["ghost_ids"])
+                if (parts := [p for p in (keys.META, keys.TASKS, keys.APPLIED) if mem.read_all(r, p)])
+                or (parts := ["history"] if mem.history(r) else [])
             },
         }
 

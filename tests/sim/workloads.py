@@ -102,6 +102,16 @@ def s_flaky_undo(**kw: Any) -> None:
     _record(":revert")
 
 
+@task(name="s_flakyp", provides="out", registry=REGISTRY, retry=Retry(attempts=3, delay=0.5, jitter=False))
+def s_flakyp(**kw: Any) -> int:
+    """`s_flaky` without a revert handler (for gated runs, which must stay retryable)."""
+    _record()
+    ctx = current_task()
+    if ctx.attempt <= int(ctx.task[-1]):
+        raise ConnectionError(f"planned flake at attempt {ctx.attempt}")
+    return _value(ctx.task, kw)
+
+
 @task(name="s_boom", provides="out", registry=REGISTRY, retry=Retry(attempts=2, delay=0.2, jitter=False))
 def s_boom(**kw: Any) -> int:
     _record()
@@ -180,10 +190,12 @@ class _Gen:
 
     def node(self, requires: list[str], fn: Any = None, **kw: Any) -> tuple[TaskNode, str]:
         fn = fn or (s_mix if self.rng.random() < 0.8 and not self.plain else s_plain)
-        if self.plain and fn in (s_flaky, s_boom, s_big):  # it must fail at its gate alone
+        if self.plain and fn in (s_boom, s_big):  # it must fail at its gate alone
             fn = s_plain
+        if self.plain and fn is s_flaky:
+            fn = s_flakyp
         name = self.name("t")
-        if fn is s_flaky:
+        if fn in (s_flaky, s_flakyp):
             name += f"_{self.rng.randint(1, 2)}"
         out = f"v_{name}"
         self.tasks += 1

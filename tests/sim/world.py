@@ -75,6 +75,7 @@ class Proc:
         self.conn: SimBroker | None = None  # its current broker connection
         self.preempt_until = 0  # until this call, another engine may take a step at each call
         self.store_failed = False  # its last store call failed (StoreUnavailable)
+        self.flaky = 0  # its next confirms fail this many times, the connection lost each time
 
     def point(self) -> None:
         self.calls += 1
@@ -376,6 +377,12 @@ class SimBroker:
 
     def confirm(self) -> None:
         self.proc.point()
+        if self.proc.flaky > 0 and self.pending:  # the link drops just as the confirms are due
+            self.proc.flaky -= 1
+            self.hub.world.struck("flaky_confirm")
+            self.lose(self.hub.world.rng)
+            self.in_doubt = False
+            raise BrokerUnavailable("simulated flaky connection: publishes in doubt")
         if self.in_doubt:
             # The confirms of this call's sends never come: each reached the broker or not
             # (left pending, they would sit on the connection forever).
