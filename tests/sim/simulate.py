@@ -163,7 +163,7 @@ def _store(seed: int) -> Any:
 
 
 class Sim:
-    def __init__(self, seed: int, faults: list[Fault], max_steps: int = 200_000) -> None:
+    def __init__(self, seed: int, faults: list[Fault], max_steps: int = 30_000) -> None:
         self.seed = seed
         self.faults = faults
         self.max_steps = max_steps
@@ -476,7 +476,7 @@ class Sim:
 
 
 def simulate(
-    seed: int, faults: list[Fault] | None = None, max_steps: int = 200_000
+    seed: int, faults: list[Fault] | None = None, max_steps: int = 30_000
 ) -> tuple[Outcome, Outcome, list[Fault]]:
     """The fault-free run of the seed's workload, then the run under ``faults`` (default:
     the schedule drawn from the seed), and the faults used."""
