@@ -1,0 +1,167 @@
+"""Two engines deciding events of one run at once: a decision that depends on the run's
+status is fenced by it, and a view torn by a commit between two of its reads is read again.
+
+Found by the simulator once another engine could step in the middle of an engine's step
+(tests/sim ``preempt``): a result read the run RUNNING and scheduled its successor while
+another engine paused the run — the successor started while the run was paused (seed 363);
+and a resume read the run's held tasks, then (in a second round trip) a held task that the
+other engine's resume had scheduled meanwhile, and raised an illegal SCHEDULED -> SCHEDULED
+transition: the event was dead-lettered (seed 1695).
+
+Driven on the in-memory store and transport, with a store that lets the second engine run
+at an exact point of the first one's step.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+
+from runner import flow, protocol, task
+from runner.broker import ENGINE_QUEUE, Outgoing, task_queue
+from runner.broker.base import DEAD_QUEUE
+from runner.broker.local import LocalHub
+from runner.client import Client
+from runner.define.tasks import Registry
+from runner.engine import Engine
+from runner.protocol import Event, TaskRequest
+from runner.store import Commit, CommitResult
+from runner.store.memory import MemoryStore
+from tests.helpers.harness import CFG
+
+reg = Registry()
+
+
+@task(provides="a", registry=reg)
+def first() -> int:
+    return 1
+
+
+@task(provides="b", registry=reg)
+def second(a: int) -> int:
+    return a
+
+
+FLOW = flow.linear("two", first, second).compile(reg)
+
+
+class SteppedStore(MemoryStore):
+    """Runs ``before`` once, just before the ``at``-th call of the kind armed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kind = ""
+        self.at = 0
+        self.before: Callable[[], None] | None = None
+
+    def arm(self, kind: str, at: int, before: Callable[[], None]) -> None:
+        self.kind, self.at, self.before = kind, at, before
+
+    def _tick(self, kind: str) -> None:
+        if self.before is not None and kind == self.kind:
+            self.at -= 1
+            if self.at == 0:
+                fn, self.before = self.before, None
+                fn()
+
+    def read(self, run_id: str, wants: Mapping[str, Sequence[str]]) -> dict[str, list[bytes | None]]:
+        self._tick("read")
+        return super().read(run_id, wants)
+
+    def commit(self, c: Commit) -> CommitResult:
+        self._tick("commit")
+        return super().commit(c)
+
+
+class Two:
+    def __init__(self) -> None:
+        self.hub = LocalHub()
+        self.store = SteppedStore()
+        self.e1 = Engine(CFG, self.store, self.hub.connect())
+        self.e2 = Engine(CFG, self.store, self.hub.connect())
+        self.e1.start()
+        self.e2.start()
+        self.client = Client(CFG, self.store, self.hub.connect)
+        self.tasks = self.hub.connect()
+        self.tasks.consume([task_queue("default")], 100)
+        self.dead = self.hub.connect()
+        self.dead.consume([DEAD_QUEUE], 100)
+
+    def send(self, ev: Event) -> None:
+        self.hub.connect().publish([Outgoing(ENGINE_QUEUE, ev.id, protocol.encode(ev))])
+
+    def control(self, rid: str, kind: str) -> Event:
+        return Event(kind, f"{kind}:{rid}:{uuid.uuid4().hex}", rid, body={"by": "t"}, at_ms=protocol.now_ms())
+
+    def requests(self) -> list[TaskRequest]:
+        out = []
+        for d in self.tasks.poll(0):
+            msg = protocol.decode(d.body)
+            assert isinstance(msg, TaskRequest)
+            out.append(msg)
+            self.tasks.ack(d)
+        return out
+
+    def pump(self) -> None:
+        while self.e1.run_once(0) or self.e2.run_once(0):
+            pass
+
+    def result(self, req: TaskRequest, **values: object) -> Event:
+        return Event(
+            protocol.TASK_SUCCEEDED,
+            protocol.result_id(req.run_id, req.task, req.attempt),
+            req.run_id,
+            req.task,
+            req.attempt,
+            {"values": values, "worker": "w"},
+            protocol.now_ms(),
+        )
+
+
+def test_a_result_does_not_schedule_its_successor_after_a_concurrent_pause() -> None:
+    t = Two()
+    rid = t.client.submit(FLOW, {})
+    t.pump()
+    [req] = t.requests()
+    t.send(t.result(req, a=1))
+    pause = t.control(rid, protocol.RUN_PAUSE)
+
+    def other_engine_pauses() -> None:
+        t.send(pause)
+        assert t.e2.run_once(0) == 1
+
+    t.store.arm("commit", 1, other_engine_pauses)  # between e1's read of the run and its commit
+    t.e1.run_once(0)
+    t.pump()
+    info = t.client.status(rid)
+    assert info.status == "PAUSED"
+    assert info.tasks["second"].status == "PENDING"  # held, not scheduled
+    assert t.requests() == []
+    t.send(t.control(rid, protocol.RUN_RESUME))
+    t.pump()
+    assert [r.task for r in t.requests()] == ["second"]
+
+
+def test_a_view_torn_by_a_concurrent_commit_is_read_again_not_dead_lettered() -> None:
+    t = Two()
+    rid = t.client.submit(FLOW, {})
+    t.pump()
+    [req] = t.requests()
+    t.send(t.control(rid, protocol.RUN_PAUSE))
+    t.pump()
+    t.send(t.result(req, a=1))
+    t.pump()  # "second" is held by the pause
+    assert t.client.status(rid).tasks["second"].status == "PENDING"
+    t.send(t.control(rid, protocol.RUN_RESUME))
+    other = t.control(rid, protocol.RUN_RESUME)  # a second resume (a double click)
+
+    def other_engine_resumes() -> None:
+        t.send(other)
+        assert t.e2.run_once(0) == 1
+
+    t.store.arm("read", 2, other_engine_resumes)  # between e1's first read and its second
+    t.e1.run_once(0)
+    t.pump()
+    assert t.dead.poll(0) == []
+    assert t.client.status(rid).status == "RUNNING"
+    assert [r.task for r in t.requests()] == ["second"]
