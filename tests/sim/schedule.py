@@ -79,9 +79,9 @@ def plan(seed: int, steps: int, procs: list[str], runs: int) -> list[Fault]:
         elif kind == "flaky_conn":  # an engine's link drops at each of its next confirms
             engine = rng.choice([p for p in procs if p.startswith("E")])
             out.append(Fault(step, kind, engine, rng.randint(12, 16)))
-        elif kind == "preempt":  # another engine may step at each of its next calls
-            engine = rng.choice([p for p in procs if p.startswith("E")])
-            out.append(Fault(step, kind, engine, rng.randint(10, 60)))
+        elif kind == "preempt":  # E0 may step at each of E1's next calls (E1 takes one event
+            # at a time, so others stay queued: tests/sim/simulate._EngineProc)
+            out.append(Fault(step, kind, "E1", rng.randint(100, 2000)))
         elif kind in ("duplicate", "delay"):
             out.append(Fault(step, kind, "", rng.randint(1, 5)))
         elif kind in ("store_outage", "lost_reply"):
@@ -92,4 +92,6 @@ def plan(seed: int, steps: int, procs: list[str], runs: int) -> list[Fault]:
             out.append(Fault(step, kind, "", rng.randint(1, 1000)))
         else:
             out.append(Fault(step, kind, str(rng.randrange(runs))))
+    if rng.random() < 0.3:  # the engines step into each other's steps all along
+        out.append(Fault(0, "preempt", "E1", 10**6))
     return sorted(out, key=lambda f: (f.step, f.kind, f.target, f.arg))

@@ -18,7 +18,7 @@ import os
 import random
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from runner import protocol
@@ -78,7 +78,10 @@ class _EngineProc:
     def boot(self) -> None:
         while True:
             self.conn: SimBroker = self.world.hub.connect(self.proc)
-            self.engine = Engine(CONFIG, SimStore(self.world, self.proc), self.conn)  # type: ignore[arg-type]
+            # E1 takes one event at a time: events stay queued for another engine that steps in
+            # the middle of its step (a `preempt`), so the two decide events of one run at once
+            cfg = CONFIG if self.proc.name == "E0" else replace(CONFIG, engine_prefetch=1)
+            self.engine = Engine(cfg, SimStore(self.world, self.proc), self.conn)  # type: ignore[arg-type]
             try:
                 self.engine.start()
                 return
