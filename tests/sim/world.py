@@ -81,7 +81,7 @@ class Proc:
         self.calls += 1
         self.world.seq += 1
         if self.calls < self.preempt_until and self.world.preempt is not None:
-            if self.world.rng.random() < 0.5:
+            if self.world.rng.random() < 0.2:  # (and before each commit: `SimStore.commit`)
                 self.world.preempt(self.name)
         if self.crash_at is not None and self.calls >= self.crash_at:
             self.crash_at = None
@@ -155,6 +155,9 @@ class SimStore:
         return self._call(self._mem.read_all, run_id, part)
 
     def commit(self, c: Commit) -> CommitResult:
+        p = self._proc
+        if p.calls < p.preempt_until and self._world.preempt is not None:
+            self._world.preempt(p.name)  # another engine commits between this one's reads and commit
         seq = self._world.seq + 1
         out = self._call(self._mem.commit, c)
         self._world.seen["committed"].setdefault(c.event_id, seq)
