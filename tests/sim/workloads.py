@@ -267,9 +267,13 @@ def generate(rng: random.Random, max_runs: int = 3) -> Workload:
         body, outs = g.block(["x"], depth=3)
         items = [body]
         if kind < 0.12:  # fails at its gate; its operator retries it once, and then it succeeds
-            t, _ = g.node(outs, s_gate)
-            items.append(t)
             w.retried.add(i)
+            if kind < 0.06:  # after the body
+                t, _ = g.node(outs, s_gate)
+                items.append(t)
+            else:  # beside it: the run fails while the body's tasks run or wait to retry
+                t, _ = g.node(["x"], s_gate)
+                items = [flow.unordered(g.name("gated"), body, t)]
         elif kind < 0.18:  # a poison task: each execution kills its worker; the run fails
             t, _ = g.node(outs, s_poison)
             items.append(t)

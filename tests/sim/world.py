@@ -385,6 +385,8 @@ class SimBroker:
             self.hub.world.struck("flaky_confirm")
             self.lose(self.hub.world.rng)
             self.in_doubt = False
+            if self.proc.name.startswith("W") and self.hub.world.rng.random() < 0.5:
+                self.proc.crash_at = self.proc.calls + self.hub.world.rng.randint(1, 3)  # and it dies
             raise BrokerUnavailable("simulated flaky connection: publishes in doubt")
         if self.in_doubt:
             # The confirms of this call's sends never come: each reached the broker or not
