@@ -227,7 +227,10 @@ class Sim:
             w.clock.advance(f.arg)
             w.struck("clock_jump")
         elif f.kind == "flaky_conn":
-            self._proc(f.target).proc.flaky += f.arg
+            p = self._proc(f.target)
+            p.proc.flaky += f.arg
+            if isinstance(p, _WorkerProc):  # its tasks run long, so it leases them
+                p.busy_until = max(p.busy_until, w.clock.ms + 3000 * f.arg)
         elif f.kind == "preempt":
             self._proc(f.target).proc.preempt_until = self._proc(f.target).proc.calls + f.arg
             w.struck("preempt")
