@@ -142,6 +142,11 @@ class Draft:
     def commit(self) -> Commit:
         if self.writes or self.history:
             self.write(keys.META, "updated_ms", str(self.at).encode())
+            # Every decision depends on the run's status (a task is sent or held, a success
+            # advances the run or takes a compensation step): it is fenced by the status it
+            # read, so a pause, cancel or failure another engine commits meanwhile makes this
+            # commit conflict, and the event is decided again on the new status.
+            self.guard(keys.META, "status", self.view.meta.get("status"))
         done = self.run_status in states.RUN_TERMINAL
         sc = self.status_change
         revived = sc is not None and sc[0] in states.RUN_TERMINAL and not done

@@ -33,9 +33,6 @@ def schedule(d: Draft, name: str, attempt: int, note: str = "") -> None:
             d.set_meta_list("held", [*held, [name, attempt]])
         d.hist(name, st.status, st.status, attempt, note="held: the run is paused")
         return
-    # Sent because the run is not paused (nor cancelled, nor failed): fenced by that, so a
-    # pause or cancel another engine commits meanwhile makes this commit conflict and decide again
-    d.guard(keys.META, "status", d.view.meta.get("status"))
     if d.view.spec(name).map is not None and keys.item_of(name) is None:
         start_map(d, name, attempt, note)
         return

@@ -6,7 +6,9 @@ Found by the simulator once another engine could step in the middle of an engine
 another engine paused the run — the successor started while the run was paused (seed 363);
 and a resume read the run's held tasks, then (in a second round trip) a held task that the
 other engine's resume had scheduled meanwhile, and raised an illegal SCHEDULED -> SCHEDULED
-transition: the event was dead-lettered (seed 1695).
+transition: the event was dead-lettered (seed 1695); a task's success read the run RUNNING
+while another engine failed the run (REVERTING, waiting for that task): the success took no
+compensation step and the run stayed REVERTING for ever (seed 20445 of ``make sim``).
 
 Driven on the in-memory store and transport, with a store that lets the second engine run
 at an exact point of the first one's step.
@@ -43,6 +45,24 @@ def second(a: int) -> int:
 
 
 FLOW = flow.linear("two", first, second).compile(reg)
+
+
+@task(provides="kept", registry=reg)
+def keep() -> int:
+    return 1
+
+
+@keep.revert
+def unkeep() -> None:
+    return None
+
+
+@task(provides="broken", registry=reg)
+def breaks() -> int:
+    raise ValueError("no")
+
+
+BESIDE = flow.unordered("beside", keep, breaks).compile(reg)
 
 
 class SteppedStore(MemoryStore):
@@ -165,3 +185,40 @@ def test_a_view_torn_by_a_concurrent_commit_is_read_again_not_dead_lettered() ->
     assert t.dead.poll(0) == []
     assert t.client.status(rid).status == "RUNNING"
     assert [r.task for r in t.requests()] == ["second"]
+
+
+def test_a_success_decided_while_another_engine_fails_the_run_is_reverted() -> None:
+    t = Two()
+    rid = t.client.submit(BESIDE, {})
+    t.pump()
+    reqs = {r.task: r for r in t.requests()}
+    t.send(t.result(reqs["keep"], kept=1))
+    err = {"type": "ValueError", "message": "no", "traceback": "", "types": ["ValueError"]}
+    failed = Event(
+        protocol.TASK_FAILED,
+        protocol.result_id(rid, "breaks", 1),
+        rid,
+        "breaks",
+        1,
+        {"worker": "w", "error": err},
+        protocol.now_ms(),
+    )
+
+    def other_engine_fails_the_run() -> None:
+        t.send(failed)
+        assert t.e2.run_once(0) == 1
+
+    t.store.arm("commit", 1, other_engine_fails_the_run)  # e1 read the run RUNNING
+    t.e1.run_once(0)
+    t.pump()
+    info = t.client.status(rid)
+    assert info.status == "REVERTING"  # the success of "keep" took the compensation step
+    [undo] = t.requests()
+    assert (undo.task, undo.mode) == ("keep", protocol.MODE_REVERT)
+    t.send(
+        Event(
+            protocol.TASK_REVERTED, protocol.revert_result_id(rid, "keep", 1), rid, "keep", 1, {"worker": "w"}
+        )
+    )
+    t.pump()
+    assert t.client.status(rid).status == "REVERTED"
