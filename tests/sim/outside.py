@@ -55,6 +55,7 @@ class Outside:
     rng: random.Random
     lazy: dict[tuple[str, str], _Lazy] = field(default_factory=dict)
     retried: set[str] = field(default_factory=set)  # runs whose operator's retry was sent
+    _taken: int = 0  # entries of workloads.LAZY seen
     evidence: dict[str, Any] = field(
         default_factory=lambda: {
             "cancels": [],  # run ids a cancel was sent for
@@ -105,9 +106,12 @@ class Outside:
     # --- outside systems of lazy tasks ---------------------------------------------------
 
     def _collect(self) -> None:
+        """Each execution of a lazy body hands its token out (again: a later attempt waits too)."""
         now = self.sim.world.clock.ms
-        for key, token in workloads.LAZY.items():
-            if key in self.lazy or key[0] not in self.sim.run_ids:
+        new, self._taken = workloads.LAZY[self._taken :], len(workloads.LAZY)
+        for rid, task, token in new:
+            key = (rid, task)
+            if rid not in self.sim.run_ids or (key in self.lazy and self.lazy[key].times > 0):
                 continue
             delay = self.rng.choice([0, 0, 0, 200, 1500, 5000, 40000])
             self.lazy[key] = _Lazy(
@@ -155,7 +159,7 @@ class Outside:
         c = self.sim.client
         sent = False
         for name, spec in c.specs(rid).items():
-            if spec.fn != "s_lazy" or (rid, name) in workloads.LAZY:
+            if spec.fn != "s_lazy" or (rid, name) in self.lazy:
                 continue
             raw = self.sim.world.mem.read(rid, {keys.TASKS: [name]})[keys.TASKS][0]
             if raw is None or TaskState.decode(raw).status not in (SCHEDULED, RUNNING):

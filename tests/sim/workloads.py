@@ -33,7 +33,7 @@ from tests.sim.world import PoisonKill
 REGISTRY = Registry()
 EXECUTIONS: list[tuple[str, str]] = []  # (idempotency key, ":revert" suffixed for handlers; process)
 CURRENT = ["?"]  # the simulated process running a task body now
-LAZY: dict[tuple[str, str], str] = {}  # (run id, task) -> the completion token its body handed out
+LAZY: list[tuple[str, str, str]] = []  # (run id, task, the completion token) per lazy execution
 BIG_BYTES = 70_000  # over the simulator's payload limit (tests/sim/simulate.CONFIG)
 
 
@@ -143,7 +143,7 @@ def s_lazy(**kw: Any) -> Deferred:
     """Hands its token to the outside system and defers; completed with `lazy_value`."""
     _record()
     ctx = current_task()
-    LAZY[(ctx.run_id, ctx.task)] = ctx.completion_token
+    LAZY.append((ctx.run_id, ctx.task, ctx.completion_token))
     return defer()
 
 
