@@ -13,7 +13,7 @@ from runner import protocol, states
 from runner.decide import progress
 from runner.decide.draft import Draft
 from runner.decide.records import NOT_STARTED, TaskState
-from runner.decide.view import Need
+from runner.decide.view import NOT_TAKEN, Need
 from runner.define.spec import END
 from runner.store import keys
 
@@ -106,8 +106,13 @@ def decide_retry(d: Draft) -> None:
         if st.status == states.FAILED:
             d.set_task(name, st.with_(retry_at_ms=None, free_attempts=st.attempt))
             progress.schedule(d, name, int(st.attempt) + 1, note="retry of the run")
-        elif st.status == states.PENDING and d.view.spec(name).preds and progress.join_ready(d, name):
-            progress.schedule(d, name, 1, note="retry of the run")
+        elif st.status == states.PENDING and d.view.spec(name).preds:
+            # fenced by the join as read: a predecessor that succeeds in the failed run
+            # meanwhile (another engine) counts in it, and must start this task
+            for j in (name, name + NOT_TAKEN):
+                d.guard(keys.JOINS, j, d.view.joins.get(j))
+            if progress.join_ready(d, name):
+                progress.schedule(d, name, 1, note="retry of the run")
         elif st.status == states.RUNNING and d.view.spec(name).map is not None:
             resume_map(d, name, st)
 

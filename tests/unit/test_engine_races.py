@@ -8,7 +8,10 @@ and a resume read the run's held tasks, then (in a second round trip) a held tas
 other engine's resume had scheduled meanwhile, and raised an illegal SCHEDULED -> SCHEDULED
 transition: the event was dead-lettered (seed 1695); a task's success read the run RUNNING
 while another engine failed the run (REVERTING, waiting for that task): the success took no
-compensation step and the run stayed REVERTING for ever (seed 20445 of ``make sim``).
+compensation step and the run stayed REVERTING for ever (seed 20445 of ``make sim``); a
+retry read a pending task's join before another engine counted a predecessor that had just
+succeeded in the failed run: the task was never started and the retried run stayed RUNNING
+(seed 23368).
 
 Driven on the in-memory store and transport, with a store that lets the second engine run
 at an exact point of the first one's step.
@@ -63,6 +66,7 @@ def breaks() -> int:
 
 
 BESIDE = flow.unordered("beside", keep, breaks).compile(reg)
+RETRIED = flow.unordered("retried", flow.linear("ab", first, second), breaks).compile(reg)
 
 
 class SteppedStore(MemoryStore):
@@ -222,3 +226,34 @@ def test_a_success_decided_while_another_engine_fails_the_run_is_reverted() -> N
     )
     t.pump()
     assert t.client.status(rid).status == "REVERTED"
+
+
+def test_a_retry_starts_a_task_whose_predecessor_succeeded_meanwhile() -> None:
+    t = Two()
+    rid = t.client.submit(RETRIED, {})
+    t.pump()
+    reqs = {r.task: r for r in t.requests()}
+    err = {"type": "ValueError", "message": "no", "traceback": "", "types": ["ValueError"]}
+    failed = Event(
+        protocol.TASK_FAILED,
+        protocol.result_id(rid, "breaks", 1),
+        rid,
+        "breaks",
+        1,
+        {"worker": "w", "error": err},
+        protocol.now_ms(),
+    )
+    t.send(failed)
+    t.pump()
+    assert t.client.status(rid).status == "FAILED"  # "first" still running
+    t.send(t.control(rid, protocol.RUN_RETRY))
+
+    def first_succeeds_on_the_other_engine() -> None:
+        t.send(t.result(reqs["first"], a=1))
+        assert t.e2.run_once(0) == 1
+
+    t.store.arm("commit", 1, first_succeeds_on_the_other_engine)  # e1 read the joins before
+    t.e1.run_once(0)
+    t.pump()
+    assert t.client.status(rid).status == "RUNNING"
+    assert sorted(r.task for r in t.requests()) == ["breaks", "second"]
