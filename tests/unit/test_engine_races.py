@@ -11,7 +11,8 @@ while another engine failed the run (REVERTING, waiting for that task): the succ
 compensation step and the run stayed REVERTING for ever (seed 20445 of ``make sim``); a
 retry read a pending task's join before another engine counted a predecessor that had just
 succeeded in the failed run: the task was never started and the retried run stayed RUNNING
-(seed 23368).
+(seed 23368); compensation stalled when a revert's end and a skipped successor's report
+were decided at once, each reading the other's task as it was (seed 32644).
 
 Driven on the in-memory store and transport, with a store that lets the second engine run
 at an exact point of the first one's step.
@@ -67,6 +68,24 @@ def breaks() -> int:
 
 BESIDE = flow.unordered("beside", keep, breaks).compile(reg)
 RETRIED = flow.unordered("retried", flow.linear("ab", first, second), breaks).compile(reg)
+
+
+@task(provides="p", registry=reg)
+def pre() -> int:
+    return 1
+
+
+@pre.revert
+def unpre() -> None:
+    return None
+
+
+@task(provides="s", registry=reg)
+def succ(p: int) -> int:
+    return p
+
+
+COMPENSATED = flow.unordered("comp", flow.linear("ps", pre, succ), keep, breaks).compile(reg)
 
 
 class SteppedStore(MemoryStore):
@@ -257,3 +276,44 @@ def test_a_retry_starts_a_task_whose_predecessor_succeeded_meanwhile() -> None:
     t.pump()
     assert t.client.status(rid).status == "RUNNING"
     assert sorted(r.task for r in t.requests()) == ["breaks", "second"]
+
+
+def test_compensation_goes_on_when_a_revert_and_a_skip_are_decided_at_once() -> None:
+    from workers.execute import not_started
+
+    t = Two()
+    rid = t.client.submit(COMPENSATED, {})
+    t.pump()
+    reqs = {r.task: r for r in t.requests()}
+    t.send(t.result(reqs["pre"], p=1))
+    t.send(t.result(reqs["keep"], kept=1))
+    t.pump()
+    [succ_req] = t.requests()
+    err = {"type": "ValueError", "message": "no", "traceback": "", "types": ["ValueError"]}
+    t.send(
+        Event(
+            protocol.TASK_FAILED,
+            protocol.result_id(rid, "breaks", 1),
+            rid,
+            "breaks",
+            1,
+            {"worker": "w", "error": err},
+            protocol.now_ms(),
+        )
+    )
+    t.pump()  # REVERTING: "keep" reverts; "pre" waits for its successor "succ" (scheduled)
+    [undo_keep] = t.requests()
+    assert undo_keep.task == "keep"
+    t.send(not_started(succ_req, "w", "the run is REVERTING"))  # e1 takes this
+
+    def keep_reverted_on_the_other_engine() -> None:
+        rev = Event(
+            protocol.TASK_REVERTED, protocol.revert_result_id(rid, "keep", 1), rid, "keep", 1, {"worker": "w"}
+        )
+        t.send(rev)
+        assert t.e2.run_once(0) == 1
+
+    t.store.arm("commit", 1, keep_reverted_on_the_other_engine)
+    t.e1.run_once(0)
+    t.pump()
+    assert [r.task for r in t.requests()] == ["pre"]  # compensation went on
