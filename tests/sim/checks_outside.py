@@ -36,7 +36,7 @@ def innocent_poisoned(ev: dict[str, Any]) -> set[str]:
     """Runs a request of which was dead-lettered as poison though its task is no poison task.
 
     A known limitation, not counted as a violation: a worker holds up to ``concurrency``
-    requests; when a poison task kills it, the broker hands every one of them back with its
+    requests (task or revert requests); when a poison task kills it, the broker hands every one of them back with its
     delivery count raised, so a request held (or running) beside the poison one each time
     reaches the delivery limit with it and is dead-lettered too. Its run then fails.
     """
@@ -155,9 +155,9 @@ def _dead_letters(ev: dict[str, Any]) -> list[str]:
         if mid in injected:
             continue
         parts = mid.split(":")
-        if reason.startswith("poison: task request") and parts[0] == "req" and len(parts) == 4:
+        if reason.startswith("poison: task request") and len(parts) == 4:  # req: or revreq:
             spec = ev["specs"].get(parts[1], {}).get(parts[2])
-            if spec is not None and spec.fn == "s_poison":
+            if parts[0] == "req" and spec is not None and spec.fn == "s_poison":
                 continue
             if parts[1] in innocent_poisoned(ev):
                 continue  # the known limitation (see innocent_poisoned)
