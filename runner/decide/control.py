@@ -32,6 +32,7 @@ def decide_cancel(d: Draft) -> None:
         return
     if not d.view.full:
         raise Need()
+    d.guard_tasks_read()  # a task scheduled meanwhile on another engine must be skipped too
     if d.run_status is None:  # cancelled before its submit was applied: the submit will find it
         d.write(keys.META, "created_ms", str(d.at).encode())
         d.view.meta["created_ms"] = str(d.at).encode()

@@ -94,6 +94,13 @@ class Draft:
         self._states[name] = new
         self.write(keys.TASKS, name, new.encode())
 
+    def guard_tasks_read(self) -> None:
+        """Fence the commit by every task state the decision read (a decision over the whole
+        run: compensation, cancel, retry, failing the run). Otherwise two such decisions on
+        two engines, each writing only its own tasks, could each act on the other's old state."""
+        for n in list(self.view.tasks):
+            self.guard(keys.TASKS, n, self.view.task_raw(n))
+
     def set_meta_list(self, name: str, items: list[Any]) -> None:
         self.guard(keys.META, name, self.view.meta.get(name))
         if items:

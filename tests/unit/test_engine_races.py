@@ -12,7 +12,9 @@ compensation step and the run stayed REVERTING for ever (seed 20445 of ``make si
 retry read a pending task's join before another engine counted a predecessor that had just
 succeeded in the failed run: the task was never started and the retried run stayed RUNNING
 (seed 23368); compensation stalled when a revert's end and a skipped successor's report
-were decided at once, each reading the other's task as it was (seed 32644).
+were decided at once, each reading the other's task as it was (seed 32644); a cancel read a
+task waiting to retry while another engine's retry timer scheduled it: the cancel left it
+scheduled (seed 61882).
 
 Driven on the in-memory store and transport, with a store that lets the second engine run
 at an exact point of the first one's step.
@@ -28,6 +30,7 @@ from runner.broker import ENGINE_QUEUE, Outgoing, task_queue
 from runner.broker.base import DEAD_QUEUE
 from runner.broker.local import LocalHub
 from runner.client import Client
+from runner.define.retry import Retry
 from runner.define.tasks import Registry
 from runner.engine import Engine
 from runner.protocol import Event, TaskRequest
@@ -85,6 +88,12 @@ def succ(p: int) -> int:
     return p
 
 
+@task(provides="f", registry=reg, retry=Retry(attempts=3, delay=60))
+def flaky() -> int:
+    return 1
+
+
+FLAKY = flow.linear("flaky_flow", flaky).compile(reg)
 COMPENSATED = flow.unordered("comp", flow.linear("ps", pre, succ), keep, breaks).compile(reg)
 
 
@@ -317,3 +326,37 @@ def test_compensation_goes_on_when_a_revert_and_a_skip_are_decided_at_once() -> 
     t.e1.run_once(0)
     t.pump()
     assert [r.task for r in t.requests()] == ["pre"]  # compensation went on
+
+
+def test_a_cancel_skips_a_task_another_engine_scheduled_meanwhile() -> None:
+    t = Two()
+    rid = t.client.submit(FLAKY, {})
+    t.pump()
+    [req] = t.requests()
+    err = {"type": "ValueError", "message": "no", "traceback": "", "types": ["ValueError"]}
+    t.send(
+        Event(
+            protocol.TASK_FAILED,
+            protocol.result_id(rid, "flaky", 1),
+            rid,
+            "flaky",
+            1,
+            {"worker": "w", "error": err},
+            protocol.now_ms(),
+        )
+    )
+    t.pump()  # FAILED at attempt 1, its retry timer armed
+    [timer] = [ev for ev in (protocol.decode(raw) for raw in t.store.read_all(rid, "timers").values())]
+    assert isinstance(timer, Event)
+    t.send(t.control(rid, protocol.RUN_CANCEL))
+
+    def retry_timer_fires_on_the_other_engine() -> None:
+        t.send(timer)
+        assert t.e2.run_once(0) == 1
+
+    t.store.arm("commit", 1, retry_timer_fires_on_the_other_engine)  # e1 read the task FAILED
+    t.e1.run_once(0)
+    t.pump()
+    info = t.client.status(rid)
+    assert info.status == "CANCELLED"
+    assert info.tasks["flaky"].status == "SKIPPED"
