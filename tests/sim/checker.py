@@ -95,9 +95,12 @@ def _failed_either_way(want: Any, got: Any, history: list[Any], specs: dict[str,
 
 def _compensation(rid: str, status: str, history: list[Any], specs: dict[str, Any]) -> list[str]:
     """A REVERTED run reverted every task with a handler that completed; a FAILED one left
-    none completed (it had nothing to revert when it failed, and nothing completes after)."""
+    none completed (it had nothing to revert when it failed, and nothing completes after),
+    unless a revert failed (then the run is FAILED and compensation stopped)."""
     if status not in (FAILED, REVERTED):
         return []
+    if any(h.scope == "run" and h.extra.get("error_type") == "RevertFailed" for h in history):
+        return []  # a revert failed: compensation stops there, the rest stays as it is
     last: dict[str, str] = {}
     for h in history:
         if h.scope != "run" and h.old != h.new:
