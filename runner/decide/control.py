@@ -91,6 +91,7 @@ def decide_retry(d: Draft) -> None:
     ):
         d.note("run", 0, "retry refused: the run's compensation has run")
         return
+    d.guard_tasks_read()  # a task that failed meanwhile on another engine is restarted too
     d.deletes.setdefault(keys.META, []).extend(["error", "finished_ms"])
     d.set_run(states.RUNNING, **_who(d))
     deadline = float(d.view.meta.get("deadline_s") or 0)

@@ -14,7 +14,8 @@ succeeded in the failed run: the task was never started and the retried run stay
 (seed 23368); compensation stalled when a revert's end and a skipped successor's report
 were decided at once, each reading the other's task as it was (seed 32644); a cancel read a
 task waiting to retry while another engine's retry timer scheduled it: the cancel left it
-scheduled (seed 61882).
+scheduled (seed 61882); a retry read a task running while another engine failed it: the
+retry did not restart it and the retried run stayed RUNNING for ever (seed 71543).
 
 Driven on the in-memory store and transport, with a store that lets the second engine run
 at an exact point of the first one's step.
@@ -360,3 +361,32 @@ def test_a_cancel_skips_a_task_another_engine_scheduled_meanwhile() -> None:
     info = t.client.status(rid)
     assert info.status == "CANCELLED"
     assert info.tasks["flaky"].status == "SKIPPED"
+
+
+def test_a_retry_restarts_a_task_that_failed_on_another_engine_meanwhile() -> None:
+    t = Two()
+    rid = t.client.submit(RETRIED, {})
+    t.pump()
+    assert sorted(r.task for r in t.requests()) == ["breaks", "first"]
+    err = {"type": "ValueError", "message": "no", "traceback": "", "types": ["ValueError"]}
+
+    def failed(task: str) -> Event:
+        body = {"worker": "w", "error": err}
+        return Event(
+            protocol.TASK_FAILED, protocol.result_id(rid, task, 1), rid, task, 1, body, protocol.now_ms()
+        )
+
+    t.send(failed("breaks"))
+    t.pump()
+    assert t.client.status(rid).status == "FAILED"  # "first" still running
+    t.send(t.control(rid, protocol.RUN_RETRY))
+
+    def first_fails_on_the_other_engine() -> None:
+        t.send(failed("first"))
+        assert t.e2.run_once(0) == 1
+
+    t.store.arm("commit", 1, first_fails_on_the_other_engine)  # e1 read "first" running
+    t.e1.run_once(0)
+    t.pump()
+    assert t.client.status(rid).status == "RUNNING"
+    assert sorted((r.task, r.attempt) for r in t.requests()) == [("breaks", 2), ("first", 2)]
