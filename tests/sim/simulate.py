@@ -24,18 +24,18 @@ from typing import Any
 from runner import protocol
 from runner.client import Client
 from runner.config import Config
-from runner.decide.records import TaskState
 from runner.engine import Engine
 from runner.engine.loop import _TIMER_HOLD_MS as TIMER_HOLD_MS
 from runner.errors import RunStateError
-from runner.states import FAILED, PAUSED, RUN_TERMINAL, RUNNING, SCHEDULED
+from runner.states import FAILED, PAUSED, RUN_TERMINAL
 from runner.store import keys
 from runner.store.memory import MemoryStore
-from tests.sim import workloads
+from tests.sim import observe, workloads
 from tests.sim.checks_outside import innocent_poisoned
 from tests.sim.outside import Outside
+from tests.sim.pool import SimPool
 from tests.sim.schedule import RUN_TARGETED, Fault, plan
-from tests.sim.world import Crash, PoisonKill, Proc, SimBroker, SimPool, SimStore, World
+from tests.sim.world import Crash, PoisonKill, Proc, SimBroker, SimStore, World
 from workers.loop import Worker
 
 CONFIG = Config(
@@ -330,25 +330,7 @@ class Sim:
     def _engine_step(self, e: _EngineProc) -> None:
         self._guard(e, lambda: e.engine.run_once(0))
         if isinstance(self.world.mem, MemoryStore):  # look at its state directly
-            self._check_timeouts()
-
-    def _check_timeouts(self) -> None:
-        """A running task with a timeout always has its timeout timer (or the timer fired)."""
-        mem = self.world.mem
-        for rid, tasks in self.timeouts.items():
-            run = mem._runs.get(rid, {})
-            for name in tasks:
-                raw = run.get(keys.TASKS, {}).get(name)
-                if raw is None:
-                    continue
-                st = TaskState.decode(raw)
-                if st.status != RUNNING:
-                    continue
-                tid = protocol.timer_id(protocol.TIMER_TIMEOUT, rid, name, int(st.attempt))
-                if tid not in run.get(keys.TIMERS, {}) and (rid, tid) not in self.world.seen["fired"]:
-                    self.world.seen["violations"].append(
-                        f"{rid}: {name} attempt {st.attempt} is RUNNING with no timeout timer"
-                    )
+            observe.check_timeouts(self.world, self.timeouts)
 
     def _probe(self, rid: str) -> tuple[int, str | None, bool]:
         """What a task body sees as it starts: the order, its run's status, and whether its
@@ -441,44 +423,14 @@ class Sim:
         out.steps = step
         out.task_steps = self.task_steps
         out.faults = dict(self.world.counts)
-        errors = {}
         for rid in self.run_ids:
             info = self.client.status(rid)
             out.runs[rid] = (info.status, info.result)
-            errors[rid] = info.error
-            out.evidence.setdefault("active_tasks", {})[rid] = sorted(  # map elements too
-                n
-                for n, raw in self.world.mem.read_all(rid, keys.TASKS).items()
-                if TaskState.decode(raw).status in (SCHEDULED, RUNNING)
-            )
-        out.evidence.update(self._evidence())
-        out.evidence["errors"] = errors
+        out.evidence.update(observe.evidence(self))
         poisoned = innocent_poisoned(out.evidence)
         if poisoned:  # a known limitation, counted here (see checks_outside.innocent_poisoned)
             out.faults["known:innocent_poisoned"] = len(poisoned)
         return out
-
-    def _evidence(self) -> dict[str, Any]:
-        mem = self.world.mem
-        return {
-            "history": {r: self.client.history(r) for r in self.run_ids},
-            "specs": {r: self.client.specs(r) for r in self.run_ids},
-            "outbox": {r: dict(mem._runs.get(r, {}).get(keys.OUTBOX, {})) for r in self.run_ids},
-            "timers": sorted(k for k in mem._timers if k[0] in self.run_ids),
-            "undelivered": self.world.hub.undelivered(),
-            "dead": [(m.message_id, m.headers, m.body) for m, _ in self.world.hub.queues.get("dead", ())],
-            "executions": list(workloads.EXECUTIONS),
-            "exec_info": list(workloads.EXEC_INFO),
-            "seen": self.world.seen,
-            "outside": self.outside.evidence,
-            "retry_once": sorted(self.retry_once),
-            "ghosts": {
-                r: parts
-                for r in sorted(self.outside.evidence["ghost_ids"])
-                if (parts := [p for p in (keys.META, keys.TASKS, keys.APPLIED) if mem.read_all(r, p)])
-                or (parts := ["history"] if mem.history(r) else [])
-            },
-        }
 
 
 def simulate(

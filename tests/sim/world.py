@@ -23,7 +23,6 @@ import itertools
 import random
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
 from runner.broker.base import DEAD_QUEUE, ENGINE_QUEUE, H_COUNT, H_QUEUE, H_REASON, Delivery, Outgoing
@@ -431,24 +430,3 @@ class SimBroker:
 
     def close(self) -> None:
         self.close_for_good(self.hub.world.rng)
-
-
-# --- the task pool ----------------------------------------------------------------------
-
-
-class SimPool(Executor):
-    """A worker's task pool: submitted tasks wait until the simulator runs one."""
-
-    def __init__(self) -> None:
-        self.jobs: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        self.jobs.append((fn, args))
-        return Future()
-
-    def run_one(self, rng: random.Random) -> None:
-        fn, args = self.jobs.pop(rng.randrange(len(self.jobs)))
-        fn(*args)
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        self.jobs.clear()
