@@ -85,8 +85,7 @@ def child_body(child: ChildRun, registry: Registry, max_payload_bytes: int) -> d
     inputs = dict(child.inputs)
     validate_inputs(spec, inputs)
     body = {"flow": spec.name, "spec": spec.to_data(), "inputs": inputs}
-    size = len(protocol.pack(body))
-    if size > max_payload_bytes:
+    if (size := len(protocol.pack(body))) > max_payload_bytes:
         raise PayloadTooLargeError(f"the child run of flow {spec.name!r}", size, max_payload_bytes)
     return body
 

@@ -54,7 +54,8 @@ def skip_reason(
     failing: the engine waits for the task to settle before it reverts the task's
     predecessors, so it must learn the task ended without effect).
 
-    Skipped: a request of a cancelled or vanished run, of an attempt no longer current, and
+    Skipped: a request of a cancelled or vanished run (the engine told if its task is still
+    active at this attempt: it was running when the cancel came), of an attempt no longer current, and
     the first delivery of a request whose run is paused or failing (REVERTING, FAILED,
     REVERTED) — a body started then could read inputs already reverted. A redelivery of such
     a request runs: an earlier delivery may have started the body (its result is then
@@ -62,11 +63,13 @@ def skip_reason(
     """
     if status is None:
         return "the run no longer exists", False
-    if status == CANCELLED.encode():
-        return "the run was cancelled", False
     st = TaskState.decode(raw_state) if raw_state is not None else None
+    want = (REVERTING,) if req.mode == protocol.MODE_REVERT else SCHEDULED_OR_RUNNING
+    if status == CANCELLED.encode():
+        # A task still active at this attempt (it was running when the run was cancelled,
+        # and its worker died): the engine must learn it ended, or it stays RUNNING for ever.
+        return "the run was cancelled", st is not None and st.attempt == req.attempt and st.status in want
     if st is not None:
-        want = (REVERTING,) if req.mode == protocol.MODE_REVERT else SCHEDULED_OR_RUNNING
         if st.attempt != req.attempt or st.status not in want:
             return f"the task is {st.status} at attempt {st.attempt}", False
     run_status = status.decode()

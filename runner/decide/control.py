@@ -13,7 +13,7 @@ from runner import protocol, states
 from runner.decide import children, progress
 from runner.decide.draft import Draft
 from runner.decide.records import NOT_STARTED, TaskState
-from runner.decide.view import Need
+from runner.decide.view import NOT_TAKEN, Need
 from runner.define.spec import END
 from runner.protocol import pack
 from runner.store import keys
@@ -35,22 +35,35 @@ def decide_cancel(d: Draft) -> None:
         return
     if not d.view.full:
         raise Need()
+    d.guard_tasks_read()  # a task scheduled meanwhile on another engine must be skipped too
     if d.run_status is None:  # cancelled before its submit was applied: the submit will find it
         d.write(keys.META, "created_ms", str(d.at).encode())
         d.view.meta["created_ms"] = str(d.at).encode()
     for name in sorted(d.view.specs):
         st = d.state(name)
         if st.status in (states.PENDING, states.SCHEDULED):
-            d.set_task(name, st.with_(status=states.SKIPPED, finished_ms=d.at))
-            d.hist(name, st.status, states.SKIPPED, int(st.attempt), note="run cancelled")
+            _skip(d, name, st)
         elif st.status == states.WAITING:  # nothing holds it: no completion will be taken
             if st.child:
                 children.cancel_event(d, st.child, "its parent run was cancelled")
             ended = progress.end_attempt(d, name, st, status=states.SKIPPED, finished_ms=d.at)
             d.set_task(name, ended)
             d.hist(name, st.status, states.SKIPPED, int(st.attempt), note="run cancelled while it waited")
+        elif st.status == states.RUNNING and d.view.spec(name).map is not None:
+            # a running map: its elements not yet running are skipped too (the node stays
+            # RUNNING, as when its run fails; the elements running finish)
+            for i in range(int(st.next_item or 0)):
+                x = keys.item_name(name, i)
+                xs = d.state(x)
+                if xs.status in (states.PENDING, states.SCHEDULED):
+                    _skip(d, x, xs)
     d.set_meta_list("held", [])
     d.set_run(states.CANCELLED, **_who(d))
+
+
+def _skip(d: Draft, name: str, st: TaskState) -> None:
+    d.set_task(name, st.with_(status=states.SKIPPED, finished_ms=d.at))
+    d.hist(name, st.status, states.SKIPPED, int(st.attempt), note="run cancelled")
 
 
 def decide_pause(d: Draft) -> None:
@@ -87,6 +100,7 @@ def decide_retry(d: Draft) -> None:
     ):
         d.note("run", 0, "retry refused: the run's compensation has run")
         return
+    d.guard_tasks_read()  # a task that failed meanwhile on another engine is restarted too
     d.deletes.setdefault(keys.META, []).extend(["error", "finished_ms"])
     d.set_run(states.RUNNING, **_who(d))
     deadline = float(d.view.meta.get("deadline_s") or 0)
@@ -103,10 +117,15 @@ def decide_retry(d: Draft) -> None:
         if st.status == states.FAILED:
             d.set_task(name, st.with_(retry_at_ms=None, free_attempts=st.attempt))
             progress.schedule(d, name, int(st.attempt) + 1, note="retry of the run")
-        elif st.status == states.PENDING and (
-            st.attempt or (d.view.spec(name).preds and progress.join_ready(d, name))
-        ):  # ready (or returned unstarted by a pause) when the run failed: never run
+        elif st.status == states.PENDING and st.attempt:  # returned unstarted by a pause, never run
             progress.schedule(d, name, int(st.attempt) + 1, note="retry of the run")
+        elif st.status == states.PENDING and d.view.spec(name).preds:
+            # fenced by the join as read: a predecessor that succeeds in the failed run
+            # meanwhile (another engine) counts in it, and must start this task
+            for j in (name, name + NOT_TAKEN):
+                d.guard(keys.JOINS, j, d.view.joins.get(j))
+            if progress.join_ready(d, name):
+                progress.schedule(d, name, 1, note="retry of the run")
         elif st.status == states.RUNNING and d.view.spec(name).map is not None:
             resume_map(d, name, st)
 

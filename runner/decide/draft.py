@@ -95,6 +95,13 @@ class Draft:
         self._states[name] = new
         self.write(keys.TASKS, name, new.encode())
 
+    def guard_tasks_read(self) -> None:
+        """Fence the commit by every task state the decision read (a decision over the whole
+        run: compensation, cancel, retry, failing the run). Otherwise two such decisions on
+        two engines, each writing only its own tasks, could each act on the other's old state."""
+        for n in list(self.view.tasks):
+            self.guard(keys.TASKS, n, self.view.task_raw(n))
+
     def set_meta_list(self, name: str, items: list[Any]) -> None:
         self.guard(keys.META, name, self.view.meta.get(name))
         if items:
@@ -152,6 +159,11 @@ class Draft:
     def commit(self) -> Commit:
         if self.writes or self.history:
             self.write(keys.META, "updated_ms", str(self.at).encode())
+            # Every decision depends on the run's status (a task is sent or held, a success
+            # advances the run or takes a compensation step): it is fenced by the status it
+            # read, so a pause, cancel or failure another engine commits meanwhile makes this
+            # commit conflict, and the event is decided again on the new status.
+            self.guard(keys.META, "status", self.view.meta.get("status"))
         done = self.run_status in states.RUN_TERMINAL
         sc = self.status_change
         revived = sc is not None and sc[0] in states.RUN_TERMINAL and not done

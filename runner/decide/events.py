@@ -143,6 +143,7 @@ def decide_started(d: Draft) -> None:
 
 
 _REVERTING = frozenset({states.REVERTING})
+_STARTABLE = frozenset({states.SCHEDULED, states.RUNNING})
 
 
 def decide_leased(d: Draft) -> None:
@@ -185,8 +186,9 @@ def decide_succeeded(d: Draft) -> None:
 
 
 def decide_waiting(d: Draft) -> None:
-    """A lazy task deferred: WAITING for an outside completion, holding nothing."""
-    if stale(d):
+    """A lazy task deferred: WAITING for an outside completion, holding nothing. A task
+    already WAITING took this event before (a redelivery: its engine died before the ack)."""
+    if stale(d, _STARTABLE):
         return
     e = d.event
     st = d.state(e.task)
@@ -338,6 +340,11 @@ def decide_timer(d: Draft) -> None:
         progress.fail_attempt(d, e.task, {"type": "TaskTimeout", "message": msg, "types": ["TaskTimeout"]})
         return
     if purpose == protocol.TIMER_LEASE:
+        if st.lease_until_ms is None:  # claimed just before the task deferred (WAITING holds no lease)
+            d.hist(
+                e.task, st.status, st.status, e.attempt, note="lease timer ignored: the task holds no lease"
+            )
+            return
         raw = d.view.lease(e.task)
         attempt, _, until = (raw or b"0:0").decode().partition(":")
         if int(attempt) == e.attempt and int(until) > e.at_ms:  # renewed since: look again when it ends

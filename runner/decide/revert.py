@@ -135,6 +135,10 @@ def revert_step(d: Draft) -> None:
     REVERTED (FAILED if there was nothing to revert after all)."""
     if not d.view.full:
         raise Need()
+    # What happens next depends on every task's state, not only the ones this event changes:
+    # fenced by all of them as read, so two task ends decided at once (a revert's and a skip's,
+    # on two engines) cannot each see the other's task unsettled and both leave it be.
+    d.guard_tasks_read()
     if any(d.state(n).status == states.REVERTING for n in d.view.specs):
         return  # one at a time: the one in flight calls this again when it ends
     name = next_revert(d)

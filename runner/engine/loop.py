@@ -40,7 +40,7 @@ from runner.engine import dead_requests, durability, outcomes
 from runner.engine.reader import RunReader
 from runner.errors import BrokerError, DecodeError, StoreError, StoreUnavailable
 from runner.protocol import Event, unpack
-from runner.states import RUN_TERMINAL
+from runner.states import RUN_TERMINAL, IllegalTransition
 from runner.store import Commit, Store, keys
 
 log = logging.getLogger("ackflow.engine")
@@ -52,6 +52,7 @@ _RESULT_KINDS = frozenset(
 )
 _TIMER_BATCH = 200
 _TIMER_HOLD_MS = 10_000  # a claimed timer reappears after this if its engine died
+_TORN_VIEW_TRIES = 3  # decisions of an event that raised IllegalTransition, each from a fresh read
 
 
 class Engine:
@@ -343,7 +344,17 @@ class Engine:
 
     def _apply_with_retry(self, event: Event, redelivered: bool = False) -> dict[str, bytes]:
         for n in range(self.config.commit_retries):
-            commit = self._store_call(lambda: self._decide(event, redelivered))
+            try:
+                commit = self._store_call(lambda: self._decide(event, redelivered))
+            except IllegalTransition:
+                # The view is read in round trips; another engine's commit between two of them
+                # tears it (a held task read after a concurrent resume scheduled it). Read it
+                # again, a few times: on a consistent view the same error is the event's own.
+                if n >= _TORN_VIEW_TRIES - 1:
+                    raise
+                self.conflicts += 1
+                metrics.CONFLICTS.inc()
+                continue
             if commit is None:
                 self._missing_run(event)
                 return {}

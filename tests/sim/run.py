@@ -83,7 +83,7 @@ def soak(
         sched_steps += base.steps + out.steps
         faults.update(out.faults)
         if bad:
-            shrunk = shrink(seed, used)
+            shrunk = used if stop_on_first else shrink(seed, used)  # the first is enough there
             found.append(
                 {
                     "seed": seed,

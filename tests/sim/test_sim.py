@@ -34,6 +34,18 @@ FIXED = {
     # engine ignored a lease of a REVERTING task; the worker crashed, the revert was lost and
     # the run stayed REVERTING (tests/unit/test_revert_lease.py).
     21007: "long_task@28:W1=8000,long_task@53:W0=30000,crash@96:W0=19",
+    # A long lazy task's lease timer, claimed just before it deferred, failed the WAITING
+    # attempt and ran the body again (tests/unit/test_early_completion.py).
+    5743: "long_task@31:W0=-8000,stray@57=832",
+    # Two engines deciding events of one run at once (tests/unit/test_engine_races.py): a
+    # successor scheduled while paused (363), a torn view dead-lettering a resume (1695), a
+    # success taking no compensation step (20445), a retry missing a join counted meanwhile
+    # (23368), compensation stalled by a revert and a skip decided at once (32644).
+    363: "preempt@0:E1=1000000,pause@7:0=0,pause@14:0=0",
+    1695: "preempt@0:E1=1000000,pause@17:2=0",
+    20445: "preempt@0:E1=1000000",
+    23368: "preempt@0:E1=1000000,store_outage@81=4",
+    32644: "preempt@0:E1=1000000,pause@7:0=0,clock_jump@28=5000",
 }
 
 

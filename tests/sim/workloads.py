@@ -9,13 +9,18 @@ Shapes: chains (linear), fan-out/fan-in (unordered, joined by the next task), ne
 map over a list (with a limit), graphs with a conditional edge and an ``any`` join, retries
 with backoff (tasks failing on their first attempts), timeouts armed but never reached, and
 tasks that always fail (the run then compensates its completed tasks with revert handlers,
-the failed task's own handler, which takes ``failure``, and a map's handler per element).
+the failed task's own handler, which takes ``failure``, and a map's handler per element);
+poison tasks (each execution kills its worker: the run fails with the poison reason), lazy
+tasks (they defer; the simulator's outside system completes them with their token), gated
+tasks (fail until their run is retried by its operator), and tasks whose result is over the
+payload limit.
 """
 
 from __future__ import annotations
 
 import random
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +28,8 @@ from runner import Retry, current_task, flow
 from runner.define.conditions import when
 from runner.define.flows import FlowSpec
 from runner.define.tasks import Registry, TaskNode, task
+from runner.lazy import Deferred, defer
+from tests.sim.world import PoisonKill
 
 REGISTRY = Registry()
 EXECUTIONS: list[tuple[str, str]] = []  # (idempotency key, ":revert" suffixed for handlers; process)
@@ -31,10 +38,26 @@ TRIES: dict[tuple[str, str], list[int]] = {}
 """(run, task) -> the attempts whose body ran, in order: a planned flake fails the first tries
 that ran, whatever their attempt numbers (an attempt handed back unstarted by a pause never
 ran, and the engine sends the next one); every execution of one attempt agrees."""
+LAZY: list[tuple[str, str, str]] = []  # (run id, task, the completion token) per lazy execution
+BIG_BYTES = 70_000  # over the simulator's payload limit (tests/sim/simulate.CONFIG)
+
+
+EXEC_INFO: list[Any] = []  # per execution: what `PROBE` said as it started
+PROBE: list[Callable[[str], Any]] = [lambda run_id: None]  # set by the simulator
+
+
+class Poison(PoisonKill):
+    """Raised by a poison task's body: its worker dies (the simulator crashes the process)."""
+
+
+def lazy_value(task: str) -> int:
+    """What the outside system completes a lazy task with (a function of its name alone)."""
+    return zlib.crc32(task.encode()) % 100_003
 
 
 def _record(suffix: str = "") -> None:
     EXECUTIONS.append((current_task().idempotency_key + suffix, CURRENT[0]))
+    EXEC_INFO.append(PROBE[0](current_task().run_id))
 
 
 def _flat(v: Any) -> int:
@@ -87,6 +110,16 @@ def s_flaky_undo(**kw: Any) -> None:
     _record(":revert")
 
 
+@task(name="s_flakyp", provides="out", registry=REGISTRY, retry=Retry(attempts=3, delay=0.5, jitter=False))
+def s_flakyp(**kw: Any) -> int:
+    """`s_flaky` without a revert handler (for gated runs, which must stay retryable)."""
+    _record()
+    ctx = current_task()
+    if ctx.attempt <= int(ctx.task[-1]):
+        raise ConnectionError(f"planned flake at attempt {ctx.attempt}")
+    return _value(ctx.task, kw)
+
+
 @task(name="s_boom", provides="out", registry=REGISTRY, retry=Retry(attempts=2, delay=0.2, jitter=False))
 def s_boom(**kw: Any) -> int:
     _record()
@@ -120,30 +153,81 @@ def s_each_undo(item: int, result: int | None) -> None:
     _record(":revert")
 
 
+@task(name="s_eachp", provides="each", registry=REGISTRY)
+def s_eachp(item: int) -> int:
+    """`s_each` without a revert handler (for gated runs, which must stay retryable)."""
+    _record()
+    return item * 3 + 1
+
+
+@task(name="s_poison", provides="out", registry=REGISTRY)
+def s_poison(**kw: Any) -> int:
+    """Kills its worker, every time (G5: the request is dead-lettered, the attempt fails)."""
+    _record()
+    raise Poison(current_task().task)
+
+
+@task(name="s_lazy", provides="out", registry=REGISTRY)
+def s_lazy(**kw: Any) -> Deferred:
+    """Hands its token to the outside system and defers; completed with `lazy_value`."""
+    _record()
+    ctx = current_task()
+    LAZY.append((ctx.run_id, ctx.task, ctx.completion_token))
+    return defer()
+
+
+@task(name="s_gate", provides="out", registry=REGISTRY, retry=Retry(attempts=2, delay=0.3, jitter=False))
+def s_gate(**kw: Any) -> int:
+    """Fails its attempts 1 to 3: its two tries fail the run, which its operator retries once;
+    of the retry's two tries the first fails and the second succeeds (a retry of the run
+    gives its failed tasks their full retry policy again)."""
+    _record()
+    ctx = current_task()
+    tries = TRIES.setdefault((ctx.run_id, ctx.task), [])  # tries that ran (see TRIES)
+    if ctx.attempt not in tries:
+        tries.append(ctx.attempt)
+    if tries.index(ctx.attempt) < 3:
+        raise ConnectionError(f"gate closed at attempt {ctx.attempt}")
+    return _value(ctx.task, kw)
+
+
+@task(name="s_big", provides="out", registry=REGISTRY)
+def s_big(**kw: Any) -> str:
+    """A result over the payload limit: the worker fails the attempt instead of sending it."""
+    _record()
+    return "x" * BIG_BYTES
+
+
 @dataclass
 class Workload:
     """The runs of one simulated seed: (flow, inputs) each, submitted at the start."""
 
     runs: list[tuple[FlowSpec, dict[str, Any]]] = field(default_factory=list)
+    retried: set[int] = field(default_factory=set)  # runs their operator retries once if FAILED
 
     def describe(self) -> str:
         return ", ".join(f"{f.name}" for f, _ in self.runs)
 
 
 class _Gen:
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, plain: bool = False) -> None:
         self.rng = rng
         self.n = 0
         self.tasks = 0
+        self.plain = plain  # no task with a revert handler (a failed run stays FAILED: retryable)
 
     def name(self, kind: str) -> str:
         self.n += 1
         return f"{kind}{self.n}"
 
     def node(self, requires: list[str], fn: Any = None, **kw: Any) -> tuple[TaskNode, str]:
-        fn = fn or (s_mix if self.rng.random() < 0.8 else s_plain)
+        fn = fn or (s_mix if self.rng.random() < 0.8 and not self.plain else s_plain)
+        if self.plain and fn in (s_boom, s_big):  # it must fail at its gate alone
+            fn = s_plain
+        if self.plain and fn is s_flaky:
+            fn = s_flakyp
         name = self.name("t")
-        if fn is s_flaky:
+        if fn in (s_flaky, s_flakyp):
             name += f"_{self.rng.randint(1, 2)}"
         out = f"v_{name}"
         self.tasks += 1
@@ -155,7 +239,17 @@ class _Gen:
         r = self.rng.random()
         if depth <= 0 or r < 0.35 or self.tasks > 24:
             q = self.rng.random()
-            fn = s_flaky if q < 0.15 else s_boom if q < 0.2 else None
+            fn = (
+                s_flaky
+                if q < 0.15
+                else s_boom
+                if q < 0.2
+                else s_lazy
+                if q < 0.27
+                else s_big
+                if q < 0.28
+                else None
+            )
             t, out = self.node(inputs, fn)
             return t, [out]
         if r < 0.6:
@@ -177,7 +271,10 @@ class _Gen:
             lst_name = self.name("list") + f"_{n}"
             lst = s_list.bind(lst_name, requires=inputs, provides=f"v_{lst_name}")
             m = flow.map_items(
-                s_each.bind(self.name("each")), over=f"v_{lst_name}", provides=self.name("v_m"), limit=2
+                (s_eachp if self.plain else s_each).bind(self.name("each")),
+                over=f"v_{lst_name}",
+                provides=self.name("v_m"),
+                limit=2,
             )
             self.tasks += n + 1
             return flow.linear(self.name("maplin"), lst, m), [m.provides[0]]
@@ -200,10 +297,22 @@ class _Gen:
 def generate(rng: random.Random, max_runs: int = 3) -> Workload:
     w = Workload()
     for i in range(rng.randint(1, max_runs)):
-        g = _Gen(rng)
+        kind = rng.random()
+        g = _Gen(rng, plain=kind < 0.12)
         body, outs = g.block(["x"], depth=3)
         items = [body]
-        if rng.random() < 0.2:  # a run that fails and compensates what it completed
+        if kind < 0.12:  # fails at its gate; its operator retries it once, and then it succeeds
+            w.retried.add(i)
+            if kind < 0.06:  # after the body
+                t, _ = g.node(outs, s_gate)
+                items.append(t)
+            else:  # beside it: the run fails while the body's tasks run or wait to retry
+                t, _ = g.node(["x"], s_gate)
+                items = [flow.unordered(g.name("gated"), body, t)]
+        elif kind < 0.18:  # a poison task: each execution kills its worker; the run fails
+            t, _ = g.node(outs, s_poison)
+            items.append(t)
+        elif rng.random() < 0.2:  # a run that fails and compensates what it completed
             t, _ = g.node(outs, s_boom)
             items.append(t)
         w.runs.append((flow.linear(f"sim{i}", *items).compile(REGISTRY), {"x": rng.randint(0, 1000)}))

@@ -10,6 +10,10 @@ The broker follows the contract of `runner.broker.base`: manual acks, publishes 
 `confirm`, unacknowledged deliveries handed back (counted) when their connection goes, and
 unconfirmed publishes of a lost connection either routed or lost. It can also duplicate a
 message or delay it behind later ones.
+
+The world also keeps what the checker needs that the run's history does not show
+(`World.seen`): every heartbeat that renewed a lease, the store call at which each event was
+committed, timers handed out before they were due, messages over the payload limit.
 """
 
 from __future__ import annotations
@@ -19,12 +23,12 @@ import itertools
 import random
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
 from runner.broker.base import DEAD_QUEUE, ENGINE_QUEUE, H_COUNT, H_QUEUE, H_REASON, Delivery, Outgoing
 from runner.errors import BrokerUnavailable, StoreUnavailable
-from runner.store import Beat, Commit, CommitResult, DueTimer
+from runner.protocol import decode
+from runner.store import Beat, Commit, CommitResult, DueTimer, keys
 from runner.store.memory import MemoryStore
 
 T = TypeVar("T")
@@ -33,6 +37,13 @@ START_MS = 1_767_225_600_000  # 2026-01-01: simulated time starts here, whatever
 
 class Crash(BaseException):
     """A simulated crash of one process: unwinds its step; the simulator restarts it."""
+
+
+class PoisonKill(Crash):
+    """What kills a process each time it handles one message (a poison task or event)."""
+
+
+POISON_RUN = "zpoison"  # an engine reading a run named so dies (tests/sim/outside.py)
 
 
 class SimClock:
@@ -61,9 +72,16 @@ class Proc:
         self.crash_at: int | None = None  # crash when about to make this call
         self.drop_at: int | None = None  # lose the broker connection when about to make this call
         self.conn: SimBroker | None = None  # its current broker connection
+        self.preempt_until = 0  # until this call, another engine may take a step at each call
+        self.store_failed = False  # its last store call failed (StoreUnavailable)
+        self.flaky = 0  # its next confirms fail this many times, the connection lost each time
 
     def point(self) -> None:
         self.calls += 1
+        self.world.seq += 1
+        if self.calls < self.preempt_until and self.world.preempt is not None:
+            if self.world.rng.random() < 0.2:  # (and before each commit: `SimStore.commit`)
+                self.world.preempt(self.name)
         if self.crash_at is not None and self.calls >= self.crash_at:
             self.crash_at = None
             raise Crash(self.name)
@@ -71,6 +89,8 @@ class Proc:
             self.drop_at = None
             self.world.struck("conn_loss_mid_step")
             self.conn.lose(self.world.rng)
+            if self.world.rng.random() < 0.5:  # and the process dies soon after
+                self.crash_at = self.calls + self.world.rng.randint(1, 3)
 
 
 class World:
@@ -84,6 +104,15 @@ class World:
         self.outage_calls = 0  # the next store calls that fail before reaching the store
         self.lost_replies = 0  # the next store calls that land but whose reply is lost
         self.counts: dict[str, int] = {}  # faults that struck, by kind
+        self.seq = 0  # broker and store calls made so far, by every process: the order of things
+        self.preempt: Callable[[str], None] | None = None  # the simulator: another engine steps
+        self.max_body = 1 << 60  # a message over this on the engine queue is a violation
+        self.seen: dict[str, Any] = {
+            "beats": [],  # (seq, run, task, attempt, until ms) of each heartbeat that renewed
+            "committed": {},  # event id -> seq of the commit that applied it
+            "fired": set(),  # (run, timer id) of the timers removed after their event was sent
+            "violations": [],  # what the world saw break at once
+        }
 
     def struck(self, kind: str) -> None:
         self.counts[kind] = self.counts.get(kind, 0) + 1
@@ -103,6 +132,7 @@ class SimStore:
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
         self._proc.point()
         w = self._world
+        self._proc.store_failed = True
         if w.outage_calls > 0:
             w.outage_calls -= 1
             w.struck("store_outage_call")
@@ -112,16 +142,25 @@ class SimStore:
             w.lost_replies -= 1
             w.struck("store_lost_reply")
             raise StoreUnavailable("simulated store reply lost")
+        self._proc.store_failed = False
         return out
 
     def read(self, run_id: str, wants: Mapping[str, Sequence[str]]) -> dict[str, list[bytes | None]]:
+        if run_id.startswith(POISON_RUN) and self._proc.name.startswith("E"):
+            raise PoisonKill(self._proc.name)
         return self._call(self._mem.read, run_id, wants)
 
     def read_all(self, run_id: str, part: str) -> dict[str, bytes]:
         return self._call(self._mem.read_all, run_id, part)
 
     def commit(self, c: Commit) -> CommitResult:
-        return self._call(self._mem.commit, c)
+        p = self._proc
+        if p.calls < p.preempt_until and self._world.preempt is not None:
+            self._world.preempt(p.name)  # another engine commits between this one's reads and commit
+        seq = self._world.seq + 1
+        out = self._call(self._mem.commit, c)
+        self._world.seen["committed"].setdefault(c.event_id, seq)
+        return out
 
     def count_delivery(self, run_id: str, event_id: str, delta: int = 1) -> int:
         return self._call(self._mem.count_delivery, run_id, event_id, delta)
@@ -136,13 +175,32 @@ class SimStore:
         return self._call(self._mem.history, run_id, start)
 
     def claim_timers(self, now_ms: int, limit: int, hold_ms: int) -> tuple[list[DueTimer], int | None]:
-        return self._call(self._mem.claim_timers, now_ms, limit, hold_ms)
+        out = self._call(self._mem.claim_timers, now_ms, limit, hold_ms)
+        for t in out[0]:  # a timer never fires before it is due
+            due = decode(t.event).at_ms
+            if due > now_ms:
+                self._world.seen["violations"].append(
+                    f"timer {t.timer_id} handed out at {now_ms}, {due - now_ms} ms before it was due"
+                )
+        return out
 
     def remove_timers(self, timers: Sequence[DueTimer]) -> None:
         self._call(self._mem.remove_timers, timers)
+        self._world.seen["fired"].update((t.run_id, t.timer_id) for t in timers)
 
     def heartbeat(self, run_id: str, task: str, attempt: int, until_ms: int, progress: bytes | None) -> Beat:
-        return self._call(self._mem.heartbeat, run_id, task, attempt, until_ms, progress)
+        before = self._mem.read(run_id, {keys.LEASES: [task]})[keys.LEASES][0]
+        seq = self._world.seq + 1
+        beat = self._call(self._mem.heartbeat, run_id, task, attempt, until_ms, progress)
+        if beat.leased:
+            self._world.seen["beats"].append((seq, run_id, task, attempt, until_ms))
+            held = (before or b"").split(b":")[0]
+            if held != str(attempt).encode():
+                self._world.seen["violations"].append(
+                    f"{run_id}: a heartbeat of {task} attempt {attempt} renewed a lease held by "
+                    f"attempt {held.decode() or '(none)'}"
+                )
+        return beat
 
     def reserve(self, run_id: str, digest: bytes) -> bytes | None:
         return self._call(self._mem.reserve, run_id, digest)
@@ -175,6 +233,10 @@ class SimHub:
         self.conns: list[SimBroker] = []
 
     def route(self, m: Outgoing, count: int = 0) -> None:
+        if m.routing_key == ENGINE_QUEUE and len(m.body) > self.world.max_body:
+            self.world.seen["violations"].append(
+                f"a message of {len(m.body)} bytes, over the payload limit, was published ({m.message_id})"
+            )
         q = self.queues.setdefault(m.routing_key, deque())
         if self.delay_next > 0 and m.routing_key != DEAD_QUEUE:
             self.delay_next -= 1
@@ -317,6 +379,17 @@ class SimBroker:
 
     def confirm(self) -> None:
         self.proc.point()
+        # The link drops just as the confirms are due: any of an engine's; a worker's when it
+        # confirms a lease (its long task's delivery goes back only once the lease is durable)
+        leasing = any(m.message_id.startswith("leased:") for m in self.pending)
+        if self.proc.flaky > 0 and self.pending and (self.proc.name[0] == "E" or leasing):
+            self.proc.flaky -= 1
+            self.hub.world.struck("flaky_confirm")
+            self.lose(self.hub.world.rng)
+            self.in_doubt = False
+            if self.proc.name.startswith("W") and self.hub.world.rng.random() < 0.5:
+                self.proc.crash_at = self.proc.calls + self.hub.world.rng.randint(1, 3)  # and it dies
+            raise BrokerUnavailable("simulated flaky connection: publishes in doubt")
         if self.in_doubt:
             # The confirms of this call's sends never come: each reached the broker or not
             # (left pending, they would sit on the connection forever).
@@ -357,24 +430,3 @@ class SimBroker:
 
     def close(self) -> None:
         self.close_for_good(self.hub.world.rng)
-
-
-# --- the task pool ----------------------------------------------------------------------
-
-
-class SimPool(Executor):
-    """A worker's task pool: submitted tasks wait until the simulator runs one."""
-
-    def __init__(self) -> None:
-        self.jobs: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        self.jobs.append((fn, args))
-        return Future()
-
-    def run_one(self, rng: random.Random) -> None:
-        fn, args = self.jobs.pop(rng.randrange(len(self.jobs)))
-        fn(*args)
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        self.jobs.clear()

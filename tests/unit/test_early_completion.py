@@ -106,3 +106,49 @@ def test_a_completion_of_an_earlier_attempt_never_completes_the_next() -> None:
     h.pump()
     [nxt] = h.requests()
     assert nxt.args == {"answer": "fresh"}
+
+
+def test_a_redelivered_defer_is_a_duplicate_not_an_engine_error() -> None:
+    """An engine applied a task's defer() and died before acknowledging it: the redelivery
+    finds the task WAITING already. It is recorded as a duplicate — not decided again (that
+    raised an illegal WAITING -> WAITING transition and dead-lettered the event). Found by the
+    simulator (seed 6 of tests/sim, a lost store reply after the commit)."""
+    h = Harness()
+    rid = h.client.submit(FLOW, {})
+    h.pump()
+    [req] = h.requests()
+    h.send(waiting(req))
+    h.pump()
+    h.send(waiting(req))  # the same event again
+    h.pump()
+    assert h.dead_letters() == []
+    assert h.status(rid) == ("RUNNING", {"ask": "WAITING", "after": "PENDING"})
+    token = Client(Config(secret="s"), h.store, h.hub.connect).token_for(rid, "ask")
+    assert (
+        Client(Config(secret="s"), h.store, h.hub.connect).complete(token, "yes", wait_s=None) == "accepted"
+    )
+    h.pump()
+    assert [r.task for r in h.requests()] == ["after"]
+
+
+def test_a_lease_timer_that_fires_after_the_task_deferred_is_ignored() -> None:
+    """A long lazy task is leased, then defers: WAITING holds no lease, and the defer cancels
+    the lease timer — but an engine may have claimed it just before (its event is on its
+    way). That late timer must not fail the waiting attempt as if its worker had died (it
+    did: LeaseExpired, the body ran again as attempt 2). Found by the simulator (seed 5743
+    of tests/sim: a slow worker's lazy task)."""
+    h = Harness()
+    rid = h.client.submit(FLOW, {})
+    h.pump()
+    [req] = h.requests()
+    h.send(h.event(protocol.TASK_LEASED, req, protocol.leased_id(rid, "ask", 1) + ":0"))
+    h.pump()
+    [timer] = [t for t in h.timers(rid) if t.body["purpose"] == protocol.TIMER_LEASE]
+    h.send(waiting(req))
+    h.pump()
+    assert h.timers(rid) == []  # the defer cancelled it
+    h.send(timer)  # claimed before the cancel: it fires anyway
+    h.pump()
+    assert h.status(rid) == ("RUNNING", {"ask": "WAITING", "after": "PENDING"})
+    assert h.requests() == []  # not sent again
+    assert h.dead_letters() == []
