@@ -31,6 +31,8 @@ META_FIELDS = (
     "deadline_timer",
     "spec_id",
     "parent",
+    "scopes",
+    "scope_state",
 )
 NOT_TAKEN = "\x1eno"  # joins field suffix: how many incoming edges were not taken
 
