@@ -91,7 +91,12 @@ def _start(d: Draft, s: str, attempt: int, val: Any, old: str, why: str) -> None
     ctl = defs(d)[s]["controller"]
     if ctl["provides"]:
         d.set_data({ctl["provides"]: pack(val)})
-    d.hist(s, old, states.RUNNING, attempt, note=why, value=val, controller=ctl["kind"])
+    _hist(d, s, old, states.RUNNING, attempt, note=why, value=val)
+
+
+def _hist(d: Draft, s: str, old: str, new: str, attempt: int, **extra: Any) -> None:
+    """A history entry of scope ``s`` (its ``retry``: the controller's kind)."""
+    d.hist(s, old, new, attempt, retry=defs(d)[s]["controller"]["kind"], **extra)
 
 
 def enter(d: Draft, task: str) -> dict[str, Any] | None:
@@ -156,14 +161,19 @@ def handle(d: Draft, s: str, error: Mapping[str, Any], acts: Acts) -> None:
             sts[s] = {"attempt": attempt, "status": states.REVERTING}
             _save(d, sts)
             note = f"attempt {attempt} failed: {what}; reverting the flow before attempt {attempt + 1}"
-            d.hist(s, states.RUNNING, states.REVERTING, attempt, note=note)
+            _hist(d, s, states.RUNNING, states.REVERTING, attempt, note=note)
             step(d, s, acts)
             return
         sts[s] = {"attempt": attempt, "status": states.FAILED}
         _save(d, sts)
         where = "the whole run" if ctl["revert_all"] or not sc["parent"] else f"the flow {sc['parent']!r}"
-        d.hist(
-            s, states.RUNNING, states.FAILED, attempt, note=f"exhausted after {what}; failure goes to {where}"
+        _hist(
+            d,
+            s,
+            states.RUNNING,
+            states.FAILED,
+            attempt,
+            note=f"exhausted after {what}; failure goes to {where}",
         )
     if ctl["revert_all"] or not sc["parent"]:
         acts.error = {**error, "scope": s}

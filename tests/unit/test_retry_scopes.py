@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from runner import ForEach, ParameterizedForEach, Times, flow, protocol, states, task
+from runner import Failure, ForEach, ParameterizedForEach, Retry, Times, flow, protocol, states, task
 from runner.define.tasks import Registry
 from runner.errors import FlowDefinitionError
 from runner.protocol import TaskRequest
@@ -349,3 +349,122 @@ def test_a_flow_retry_takes_a_controller() -> None:
         Times(0)
     with pytest.raises(FlowDefinitionError):
         ForEach([])
+
+
+# --- with the rest: task retry policies, failed-task reverts, graphs, provided values ----------
+
+
+@task(provides="w", registry=reg)
+def breaks(s: int, attempt: int) -> int:
+    raise ValueError("breaks")
+
+
+@breaks.revert
+def breaks_undo(s: int, result: Any, failure: Failure | None) -> None:
+    return None
+
+
+@task(provides="cands", registry=reg)
+def candidates(s: int) -> list[str]:
+    return ["h1", "h2"]
+
+
+def test_the_tasks_own_retry_policy_is_spent_first_and_is_fresh_in_the_next_scope_attempt() -> None:
+    h = Harness()
+    inner = flow.linear("sc", second.bind(retry=Retry(attempts=2, delay=0)), retry=Times(2))
+    rid = h.client.submit(flow.linear("top", inner).compile(reg), {"x": 1})
+    h.pump()
+    attempts = []
+    for _ in range(3):
+        req = h.one()
+        attempts.append(req.attempt)
+        h.fail(req)
+    req = h.one()
+    attempts.append(req.attempt)
+    assert attempts == [1, 2, 3, 4]  # 2 tries of its policy per scope attempt, ids unique
+    h.ok(req, y=1)
+    assert h.client.status(rid).status == states.SUCCESS
+
+
+def test_the_failed_task_is_reverted_with_its_failure_between_attempts_then_its_predecessor() -> None:
+    h = Harness()
+    inner = flow.linear("sc", first, breaks, retry=Times(2, provides="attempt"))
+    start(h, flow.linear("top", src, inner).compile(reg))
+    h.ok(h.one(), x=2)
+    h.fail(h.one())
+    undo = h.one()
+    assert (undo.task, undo.mode, undo.result) == ("breaks", protocol.MODE_REVERT, None)
+    assert undo.failure is not None and undo.failure["type"] == "ValueError"
+    h.reverted(undo)
+    assert reverts([h.one()]) == [("first", 1)]
+
+
+def test_a_graph_scope_counts_its_successors_joins_again_when_it_runs_again() -> None:
+    h = Harness()
+    inner = flow.graph("sc", par_a, par_b, retry=Times(2))
+    spec = flow.graph(
+        "top", src, inner, flow.graph("tail_flow", after.bind(name="tail", rebind={"y": "p"}))
+    ).compile(reg)
+    rid = start(h, spec)
+    reqs = h.by_task()
+    h.ok(reqs["par_a"], p=1)  # one exit done: tail waits for the other
+    h.fail(reqs["par_b"])
+    h.reverted(h.one())  # par_a
+    again = h.by_task()
+    assert sorted((r.task, r.attempt) for r in again.values()) == [("par_a", 2), ("par_b", 2)]
+    h.ok(again["par_a"], p=5)
+    assert h.requests() == []  # tail still waits for par_b: par_a's first success no longer counts
+    h.ok(again["par_b"], q=2)
+    tail = h.one()
+    assert (tail.task, tail.args) == ("tail", {"y": 5})
+    h.ok(tail, z=5)
+    assert h.client.status(rid).result == {"z": 5}
+
+
+def test_parameterized_for_each_over_a_value_provided_before_the_scope() -> None:
+    h = Harness()
+    inner = flow.linear("hosts", use, retry=ParameterizedForEach(rebind="cands", provides="host"))
+    spec = flow.linear("top", src, candidates, inner).compile(reg)
+    assert spec.inputs == [] and "candidates" in spec.tasks["use"].preds
+    rid = start(h, spec)
+    h.ok(h.one(), cands=["h1", "h2"])
+    h.fail(h.one())
+    req = h.one()
+    assert req.args["host"] == "h2"
+    h.ok(req, u="h2")
+    assert h.client.status(rid).status == states.SUCCESS
+
+
+def test_the_history_shows_the_controller_and_each_attempts_value() -> None:
+    h = Harness()
+    rid = start(h, times_flow(3))
+    h.ok(h.one(), x=2)
+    h.fail(h.one())
+    h.reverted(h.one())
+    lines = [e.describe() for e in h.client.history(rid) if e.scope == "scope"]
+    assert lines[0] == "flow scope [times] (attempt 1): PENDING -> RUNNING  (attempt 1 of 3)  value=1"
+    assert lines[1].startswith(
+        "flow scope [times] (attempt 1): RUNNING -> REVERTING  (attempt 1 failed: ValueError"
+    )
+    assert lines[2] == "flow scope [times] (attempt 2): REVERTING -> RUNNING  (attempt 2 of 3)  value=2"
+
+
+def test_local_mode_runs_a_retry_scope_end_to_end() -> None:
+    from runner.local import LocalRuntime
+
+    with LocalRuntime(concurrency=2, registry=reg) as rt:
+        info = rt.run(
+            flow.linear("top", src, flow.linear("sc", flaky, retry=Times(3, provides="attempt"))).compile(
+                reg
+            ),
+            {},
+            timeout_s=60,
+        )
+    assert info.status == states.SUCCESS and info.result == {"f": 3}
+
+
+@task(provides="f", registry=reg)
+def flaky(attempt: int) -> int:
+    if attempt < 3:
+        raise ValueError(f"attempt {attempt}")
+    return attempt
