@@ -468,3 +468,36 @@ def flaky(attempt: int) -> int:
     if attempt < 3:
         raise ValueError(f"attempt {attempt}")
     return attempt
+
+
+def test_a_scope_that_reverts_while_the_run_is_paused_runs_again_on_resume() -> None:
+    h = Harness()
+    rid = start(h, times_flow(2))
+    h.ok(h.one(), x=2)
+    sec = h.one()
+    h.control(rid, protocol.RUN_PAUSE)
+    h.fail(sec)
+    h.reverted(h.one())  # compensation of the scope goes on while paused
+    assert h.requests() == []  # its next attempt is held
+    h.control(rid, protocol.RUN_RESUME)
+    req = h.one()
+    assert (req.task, req.attempt, req.args["attempt"]) == ("first", 2, 2)
+
+
+def test_retrying_a_run_failed_by_an_exhausted_scope_reruns_the_failed_task_once_more() -> None:
+    h = Harness()
+    rid = h.client.submit(
+        flow.linear("top", flow.linear("sc", second, retry=Times(2))).compile(reg), {"x": 1}
+    )
+    h.pump()
+    h.fail(h.one())
+    h.fail(h.one())  # exhausted: nothing to revert (second's handler takes no failure)
+    assert h.client.status(rid).status == states.FAILED
+    h.control(rid, protocol.RUN_RETRY)
+    req = h.one()
+    assert req.attempt == 3
+    h.fail(req)  # the controller does not try again
+    assert h.client.status(rid).status == states.FAILED and h.requests() == []
+    h.control(rid, protocol.RUN_RETRY)
+    h.ok(h.one(), y=1)
+    assert h.client.status(rid).status == states.SUCCESS
