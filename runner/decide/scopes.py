@@ -223,6 +223,8 @@ def restart(d: Draft, s: str, acts: Acts) -> None:
         st = d.state(m)
         d.set_task(m, TaskState(status=states.PENDING, attempt=st.attempt, free_attempts=st.attempt or None))
         d.clear_data(d.view.spec(m).provides)
+        if st.status != states.PENDING:
+            d.hist(m, st.status, states.PENDING, int(st.attempt), note=f"flow {s} runs again")
     for inner in found:
         if inner != s and s in _parents(found, inner):
             sts.pop(inner, None)  # an inner scope starts over with its first value
