@@ -33,6 +33,9 @@ def schedule(d: Draft, name: str, attempt: int, note: str = "") -> None:
             d.set_meta_list("held", [*held, [name, attempt]])
         d.hist(name, st.status, st.status, attempt, note="held: the run is paused")
         return
+    if scopes.reverting(d, name):  # its flow's retry controller starts it again once reverted
+        d.hist(name, st.status, st.status, attempt, note="not started: its flow is reverting")
+        return
     err = scopes.enter(d, name)
     if err is not None:  # a retry scope of the task cannot start
         fail_run(d, err)

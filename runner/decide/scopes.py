@@ -140,8 +140,18 @@ def on_failure(d: Draft, task: str, error: Mapping[str, Any]) -> Acts | None:
     if not sc or d.run_status not in (states.RUNNING, states.PAUSED):
         return None
     acts = Acts()
-    handle(d, sc[0], error, acts)
+    outer = _outermost_reverting(d, sc)
+    if outer is not None:  # an enclosing scope reverts: it runs this one again too
+        step(d, outer, acts)
+    else:
+        handle(d, sc[0], error, acts)
     return acts
+
+
+def _outermost_reverting(d: Draft, sc: list[str]) -> str | None:
+    sts = scope_states(d)
+    found = [s for s in sc if sts.get(s, {}).get("status") == states.REVERTING]
+    return found[-1] if found else None
 
 
 def handle(d: Draft, s: str, error: Mapping[str, Any], acts: Acts) -> None:
@@ -201,13 +211,21 @@ def after_end(d: Draft, task: str) -> Acts | None:
     no scope of it reverts (the task goes on as usual)."""
     if d.run_status not in (states.RUNNING, states.PAUSED):
         return None
-    sts = scope_states(d) if d.view.meta.get("scopes") else {}
-    for s in chain(d, task):
-        if sts.get(s, {}).get("status") == states.REVERTING:
-            acts = Acts()
+    outer = _outermost_reverting(d, chain(d, task))
+    if outer is None:
+        return None
+    acts = Acts()
+    step(d, outer, acts)
+    return acts
+
+
+def resume(d: Draft) -> Acts:
+    """The run was retried: a scope that was reverting when it failed takes its next step."""
+    acts = Acts()
+    for s, st in scope_states(d).items():
+        if st.get("status") == states.REVERTING:
             step(d, s, acts)
-            return acts
-    return None
+    return acts
 
 
 def restart(d: Draft, s: str, acts: Acts) -> None:
@@ -232,6 +250,9 @@ def restart(d: Draft, s: str, acts: Acts) -> None:
     _save(d, sts)
     _start(d, s, attempt, val, states.REVERTING, f"attempt {attempt} of {_total(d, sc['controller'])}")
     inside = set(members)
+    held = d.meta_list("held")
+    if any(str(t) in inside for t, _ in held):  # held by a pause: the attempt that ended
+        d.set_meta_list("held", [[t, a] for t, a in held if str(t) not in inside])
     _recount(d, inside)
     for m in revert.successors_first(d)[::-1]:
         spec = d.view.spec(m)

@@ -501,3 +501,95 @@ def test_retrying_a_run_failed_by_an_exhausted_scope_reruns_the_failed_task_once
     h.control(rid, protocol.RUN_RETRY)
     h.ok(h.one(), y=1)
     assert h.client.status(rid).status == states.SUCCESS
+
+
+@task(provides="na", registry=reg)
+def nr_a() -> int:
+    return 1
+
+
+@task(provides="nb", registry=reg)
+def nr_b() -> int:
+    return 2
+
+
+def test_a_run_failed_while_a_scope_waited_to_revert_goes_on_with_the_scope_when_retried() -> None:
+    h = Harness()
+    inner = flow.unordered("both", nr_a, nr_b, retry=Times(2))
+    rid = h.client.submit(flow.unordered("top", inner, after).compile(reg), {"y": 1})
+    h.pump()
+    reqs = h.by_task()
+    h.fail(reqs["nr_a"])  # the scope waits for nr_b before running again
+    h.fail(reqs["after"])  # outside the scope: the run fails (no revert handlers)
+    assert h.client.status(rid).status == states.FAILED
+    h.ok(reqs["nr_b"], nb=2)  # recorded; the run failed, nothing follows
+    assert h.requests() == []
+    h.control(rid, protocol.RUN_RETRY)  # the bug: the scope stayed reverting, the run stalled
+    assert sorted((r.task, r.attempt) for r in h.requests()) == [("after", 2), ("nr_a", 2), ("nr_b", 2)]
+
+
+@task(provides="nc", registry=reg)
+def nr_c(nb: int) -> int:
+    return nb
+
+
+@task(provides="nd", registry=reg)
+def nr_d() -> int:
+    return 4
+
+
+def test_a_request_held_by_a_pause_is_dropped_when_its_scope_runs_again() -> None:
+    h = Harness()
+    rid = h.client.submit(
+        flow.linear("top", flow.graph("sc", nr_a, nr_b, nr_c, retry=Times(2))).compile(reg), {}
+    )
+    h.pump()
+    reqs = h.by_task()
+    h.control(rid, protocol.RUN_PAUSE)
+    h.ok(reqs["nr_b"], nb=2)  # nr_c is ready: held
+    h.fail(reqs["nr_a"])  # the scope runs again (nothing to revert), its entries held
+    h.control(rid, protocol.RUN_RESUME)
+    # the bug: nr_c's held request of the first attempt was released, before nr_b ran again
+    assert sorted((r.task, r.attempt) for r in h.requests()) == [("nr_a", 2), ("nr_b", 2)]
+
+
+def test_a_request_held_by_a_pause_is_not_started_while_its_scope_reverts() -> None:
+    h = Harness()
+    rid = h.client.submit(
+        flow.linear("top", flow.graph("sc", nr_a, nr_b, nr_c, nr_d, retry=Times(2))).compile(reg), {}
+    )
+    h.pump()
+    reqs = h.by_task()
+    h.control(rid, protocol.RUN_PAUSE)
+    h.ok(reqs["nr_b"], nb=2)  # nr_c is ready: held
+    h.fail(reqs["nr_a"])  # the scope waits for nr_d
+    h.control(rid, protocol.RUN_RESUME)
+    assert h.requests() == []  # nr_c: not started, its flow is reverting
+    h.ok(reqs["nr_d"], nd=4)
+    assert sorted((r.task, r.attempt) for r in h.requests()) == [("nr_a", 2), ("nr_b", 2), ("nr_d", 2)]
+
+
+def test_the_dashboard_shows_the_controller_and_the_value_of_each_scope_attempt() -> None:
+    from runner.ops.dashboard import pages
+
+    h = Harness()
+    inner = flow.linear("hosts", use, retry=ForEach(["a", "b"], provides="host"))
+    rid = start(h, flow.linear("top", src, inner).compile(reg))
+    h.fail(h.one())
+    page, _ = pages.run_page(h.client, rid, operator=False)
+    assert "retry controller for_each, value &#x27;a&#x27;" in page
+    assert "retry controller for_each, value &#x27;b&#x27;" in page
+
+
+def test_an_inner_failure_while_the_outer_scope_reverts_goes_to_the_outer_one() -> None:
+    h = Harness()
+    inner = flow.linear("inner", nr_d, retry=Times(3))
+    rid = h.client.submit(
+        flow.linear("top", flow.unordered("outer", nr_a, inner, retry=Times(2))).compile(reg), {}
+    )
+    h.pump()
+    reqs = h.by_task()
+    h.fail(reqs["nr_a"])  # the outer scope waits for nr_d
+    h.fail(reqs["nr_d"])  # the bug: the inner scope ran again, its task held back, the run stalled
+    assert sorted((r.task, r.attempt) for r in h.requests()) == [("nr_a", 2), ("nr_d", 2)]
+    assert [e.new for e in h.client.history(rid) if e.scope == "inner"] == ["RUNNING", "RUNNING"]
