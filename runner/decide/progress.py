@@ -35,6 +35,9 @@ def schedule(d: Draft, name: str, attempt: int, note: str = "") -> None:
         return
     if scopes.reverting(d, name):  # its flow's retry controller starts it again once reverted
         d.hist(name, st.status, st.status, attempt, note="not started: its flow is reverting")
+        acts = scopes.after_end(d, name)  # the flow may have waited for it (handed back unstarted)
+        if acts is not None:
+            scoped(d, acts)
         return
     err = scopes.enter(d, name)
     if err is not None:  # a retry scope of the task cannot start

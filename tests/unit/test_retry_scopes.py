@@ -593,3 +593,22 @@ def test_an_inner_failure_while_the_outer_scope_reverts_goes_to_the_outer_one() 
     h.fail(reqs["nr_d"])  # the bug: the inner scope ran again, its task held back, the run stalled
     assert sorted((r.task, r.attempt) for r in h.requests()) == [("nr_a", 2), ("nr_d", 2)]
     assert [e.new for e in h.client.history(rid) if e.scope == "inner"] == ["RUNNING", "RUNNING"]
+
+
+def test_a_request_handed_back_unstarted_while_its_scope_waits_lets_the_scope_go_on() -> None:
+    from workers.execute import not_started
+    from workers.skip import PAUSED_REASON
+
+    h = Harness()
+    rid = h.client.submit(
+        flow.linear("top", flow.unordered("sc", nr_a, nr_d, retry=Times(2))).compile(reg), {}
+    )
+    h.pump()
+    reqs = h.by_task()
+    h.control(rid, protocol.RUN_PAUSE)
+    h.control(rid, protocol.RUN_RESUME)
+    h.fail(reqs["nr_a"])  # the scope waits for nr_d, scheduled
+    h.send(not_started(reqs["nr_d"], "w1", PAUSED_REASON, paused=True))  # taken during the pause
+    h.pump()
+    # the bug: nr_d went back to PENDING, not started, and nothing took the scope's next step
+    assert sorted((r.task, r.attempt) for r in h.requests()) == [("nr_a", 2), ("nr_d", 2)]
