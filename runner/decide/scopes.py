@@ -109,6 +109,13 @@ def enter(d: Draft, task: str) -> dict[str, Any] | None:
     sts = scope_states(d)
     for s in reversed(sc):
         if s in sts:
+            if not sts[s].get("attempt"):  # it could not start: the run failed
+                return {
+                    "type": "RetryExhausted",
+                    "message": f"{s!r} could not start",
+                    "task": task,
+                    "scope": s,
+                }
             continue
         ctl = defs(d)[s]["controller"]
         ok, val = value(d, ctl, 1)

@@ -612,3 +612,12 @@ def test_a_request_handed_back_unstarted_while_its_scope_waits_lets_the_scope_go
     h.pump()
     # the bug: nr_d went back to PENDING, not started, and nothing took the scope's next step
     assert sorted((r.task, r.attempt) for r in h.requests()) == [("nr_a", 2), ("nr_d", 2)]
+
+
+def test_no_task_of_a_scope_over_an_empty_list_starts() -> None:
+    h = Harness()
+    inner = flow.unordered("sc", nr_a, nr_d, retry=ParameterizedForEach(rebind="candidates"))
+    rid = h.client.submit(flow.linear("top", inner).compile(reg), {"candidates": []})
+    h.pump()
+    assert h.requests() == []  # the bug: the second root was sent in the failed run
+    assert h.client.status(rid).status == states.FAILED
