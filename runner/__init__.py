@@ -27,6 +27,7 @@ from runner.define.context import TaskContext, current_task
 from runner.define.failure import Failure
 from runner.define.flows import Flow, FlowSpec
 from runner.define.retry import Retry
+from runner.define.scopes import ForEach, ParameterizedForEach, Times
 from runner.define.tasks import TaskDef, task
 from runner.errors import AckflowError
 from runner.moved import install as _install_moved_paths
@@ -41,12 +42,15 @@ __all__ = [
     "Failure",
     "Flow",
     "FlowSpec",
+    "ForEach",
     "HistoryEntry",
+    "ParameterizedForEach",
     "Retry",
     "RunInfo",
     "TaskContext",
     "TaskDef",
     "TaskInfo",
+    "Times",
     "current_task",
     "flow",
     "start_child",

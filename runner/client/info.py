@@ -65,6 +65,8 @@ class HistoryEntry:
 
     def describe(self) -> str:
         what = "run" if self.scope == "run" else f"task {self.scope}"
+        if "retry" in self.extra:  # a flow with a retry controller (runner.decide.scopes)
+            what = f"flow {self.scope} [{self.extra['retry']}]"
         att = f" (attempt {self.attempt})" if self.attempt and self.scope != "run" else ""
         line = (
             f"{what}{att}: {self.old} -> {self.new}" if self.old != self.new else f"{what}{att}: {self.new}"
@@ -76,6 +78,8 @@ class HistoryEntry:
             )
         if "note" in self.extra:
             line += f"  ({self.extra['note']})"
+        if "value" in self.extra:
+            line += f"  value={self.extra['value']!r}"
         if self.extra.get("redelivered"):
             line += "  (redelivered event)"
         return line

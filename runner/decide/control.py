@@ -10,7 +10,7 @@ are recorded and schedule nothing, and the heartbeats of its long tasks report i
 from __future__ import annotations
 
 from runner import protocol, states
-from runner.decide import children, progress
+from runner.decide import children, progress, scopes
 from runner.decide.draft import Draft
 from runner.decide.records import NOT_STARTED, TaskState
 from runner.decide.view import NOT_TAKEN, Need
@@ -128,6 +128,8 @@ def decide_retry(d: Draft) -> None:
                 progress.schedule(d, name, 1, note="retry of the run")
         elif st.status == states.RUNNING and d.view.spec(name).map is not None:
             resume_map(d, name, st)
+    if d.view.meta.get("scopes"):  # a retry scope reverting when the run failed goes on
+        progress.scoped(d, scopes.resume(d))
 
 
 def resume_map(d: Draft, node: str, st: TaskState) -> None:

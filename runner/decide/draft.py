@@ -75,6 +75,8 @@ class Draft:
         return int(written) if written is not None else self.view.join(name)
 
     def meta_list(self, name: str) -> list[Any]:
+        if name in self.deletes.get(keys.META, ()):
+            return []  # emptied by this draft (`set_meta_list`)
         raw = self.writes.get(keys.META, {}).get(name, self.view.meta.get(name))
         return list(unpack(raw)) if raw else []
 

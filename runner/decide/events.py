@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from runner import protocol, states
-from runner.decide import children, progress, revert
+from runner.decide import children, progress, revert, scopes, unstarted
 from runner.decide.draft import WAIT_TIMER, Draft, status_of
 from runner.decide.view import Rules, View
 from runner.define.lazy import result_values
@@ -70,6 +70,8 @@ def decide_submit(event: Event, view: View, rules: Rules) -> Commit:
         "reverts": str(spec.reverts).encode(),
         "spec_id": flow.spec_id,
     }
+    if spec.scopes:
+        meta["scopes"] = pack(spec.scopes)
     parent = children.parent_of(event.body)
     if parent is not None:
         meta["parent"] = parent
@@ -263,7 +265,7 @@ def decide_failed(d: Draft) -> None:
         return
     if d.event.body.get("not_started"):
         body = d.event.body
-        progress.not_started(d, d.event.task, body["error"], body["worker"], paused=bool(body.get("paused")))
+        unstarted.not_started(d, d.event.task, body["error"], body["worker"], paused=bool(body.get("paused")))
         return
     progress.fail_attempt(d, d.event.task, d.event.body["error"], d.event.body["worker"])
 
@@ -281,8 +283,12 @@ def decide_reverted(d: Draft) -> None:
         d.set_task(e.task, d.state(e.task).with_(status=states.REVERTED, revert_finished_ms=d.at))
         d.hist(e.task, states.REVERTING, states.REVERTED, e.attempt, worker=worker)
         revert.reverted(d, e.task)
+        acts = scopes.after_end(d, e.task)  # a retry scope's revert: its next step
+        if acts is not None:
+            progress.scoped(d, acts)
         return
     revert.revert_failed(d, e.task, e.body["error"], worker)
+    scopes.revert_failed(d, e.task, e.body["error"])
 
 
 # --- timers ----------------------------------------------------------------------------
@@ -308,6 +314,8 @@ def decide_timer(d: Draft) -> None:
             d.hist(e.task, st.status, st.status, e.attempt, note="retry timer ignored: the task moved on")
         elif d.run_status not in (states.RUNNING, states.PAUSED):
             d.hist(e.task, st.status, st.status, e.attempt, note=f"retry not started: run is {d.run_status}")
+        elif scopes.reverting(d, e.task):
+            d.hist(e.task, st.status, st.status, e.attempt, note="retry not started: its flow is reverting")
         else:
             progress.schedule(d, e.task, e.attempt)
         return

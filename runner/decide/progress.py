@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from runner import protocol, states
-from runner.decide import revert
+from runner.decide import revert, scopes
 from runner.decide.draft import WAIT_TIMER, Draft
 from runner.decide.records import TaskState, error_dict
 from runner.decide.view import NOT_TAKEN, join_fields, start_reads, successors
@@ -32,6 +32,16 @@ def schedule(d: Draft, name: str, attempt: int, note: str = "") -> None:
         if [name, attempt] not in held:
             d.set_meta_list("held", [*held, [name, attempt]])
         d.hist(name, st.status, st.status, attempt, note="held: the run is paused")
+        return
+    if scopes.reverting(d, name):  # its flow's retry controller starts it again once reverted
+        d.hist(name, st.status, st.status, attempt, note="not started: its flow is reverting")
+        acts = scopes.after_end(d, name)  # the flow may have waited for it (handed back unstarted)
+        if acts is not None:
+            scoped(d, acts)
+        return
+    err = scopes.enter(d, name)
+    if err is not None:  # a retry scope of the task cannot start
+        fail_run(d, err)
         return
     if d.view.spec(name).map is not None and keys.item_of(name) is None:
         start_map(d, name, attempt, note)
@@ -195,7 +205,7 @@ def fail_attempt(
     new = end_attempt(d, name, st, status=states.FAILED, finished_ms=d.at, error=err, worker=worker)
     spec = d.view.spec(name)
     attempt = int(st.attempt)
-    live = d.run_status in (states.RUNNING, states.PAUSED)
+    live = d.run_status in (states.RUNNING, states.PAUSED) and not scopes.reverting(d, name)
     if lease_lost and live and (st.leases_lost or 0) + 1 < d.rules.delivery_limit:
         # The worker vanished: like a redelivery, this costs no try of the retry policy.
         new = new.with_(leases_lost=(st.leases_lost or 0) + 1, free_attempts=(st.free_attempts or 0) + 1)
@@ -240,7 +250,12 @@ def fail_attempt(
         )
         fail_run(d, {**nerr, "task": node, "attempt": node_attempt, "item": index})
         return
-    fail_run(d, {**err, "task": name, "attempt": attempt})
+    error = {**err, "task": name, "attempt": attempt}
+    acts = scopes.on_failure(d, name, error)  # a retry scope's controller takes it, or the run fails
+    if acts is None:
+        fail_run(d, error)
+    else:
+        scoped(d, acts)
 
 
 def fail_run(d: Draft, error: Mapping[str, Any]) -> None:
@@ -341,7 +356,7 @@ def advance(d: Draft, name: str, taken: bool = True) -> None:
         elif s == END:
             finish_run(d)
         else:
-            schedule(d, s, 1)
+            schedule(d, s, int(d.state(s).attempt) + 1)  # past 1 after a retry scope ran it
 
 
 def finish_run(d: Draft) -> None:
@@ -376,6 +391,9 @@ def succeed(
     d.set_task(name, new)
     d.set_data({k: pack(v) for k, v in values.items()})
     d.hist(name, old, states.SUCCESS, e.attempt, worker=worker, **({"note": note} if note else {}))
+    if scopes.reverting(d, name) and (acts := scopes.after_end(d, name)) is not None:
+        scoped(d, acts)  # finished while its retry scope reverts: reverted too, nothing follows it
+        return
     if keys.item_of(name) is not None:
         map_item_done(d, name)
         if d.run_status == states.REVERTING:
@@ -388,56 +406,12 @@ def succeed(
     advance(d, name)
 
 
-def returned(d: Draft, name: str, ended: TaskState, attempt: int, worker: str) -> None:
-    """The request of ``attempt``, queued before the run was paused, came back unstarted:
-    the task is PENDING again, held for the resume (at once if the run was resumed since),
-    as the next attempt — its report took this attempt's result id — at no cost of a try."""
-    d.set_task(name, ended.with_(status=states.PENDING, free_attempts=(ended.free_attempts or 0) + 1))
-    d.hist(
-        name,
-        states.SCHEDULED,
-        states.PENDING,
-        attempt,
-        worker=worker,
-        note="returned unstarted: its request was queued before the run was paused",
-    )
-    resumed = d.run_status == states.RUNNING
-    schedule(d, name, attempt + 1, note="sent again: the run was resumed meanwhile" if resumed else "")
-
-
-def not_started(d: Draft, name: str, error: Mapping[str, Any], worker: str, paused: bool = False) -> None:
-    """A worker skipped the attempt's request: the attempt ended without effect.
-
-    Skipped because the run was paused (``paused``): the task goes back to wait for the
-    resume (`returned`). Because the run was failing: SKIPPED while compensating (so its
-    predecessors can be reverted); FAILED in a FAILED run, so that a retry of the run runs
-    it again."""
-    st = d.state(name)
-    err = error_dict(error)
-    attempt = int(st.attempt)
-    ended = end_attempt(d, name, st)
-    if paused and st.status == states.SCHEDULED and d.run_status in (states.PAUSED, states.RUNNING):
-        returned(d, name, ended, attempt, worker)
-        return
-    if st.status == states.SCHEDULED and d.run_status in (
-        states.REVERTING,
-        states.REVERTED,
-        states.CANCELLED,
-    ):
-        d.set_task(name, ended.with_(status=states.SKIPPED, finished_ms=d.at))
-        d.hist(name, st.status, states.SKIPPED, attempt, worker=worker, note=err["message"])
-    else:
-        states.check_task(st.status, states.FAILED)
-        new = ended.with_(status=states.FAILED, finished_ms=d.at, error=err, worker=worker)
-        live = d.run_status in (states.RUNNING, states.PAUSED)
-        if live:  # the run was retried while the report was on its way: no try spent
-            new = new.with_(free_attempts=(st.free_attempts or 0) + 1)
-        d.set_task(name, new)
-        d.hist(name, st.status, states.FAILED, attempt, error_type=err["type"], error=err["message"])
-        if live:
-            schedule(
-                d, name, attempt + 1, note="sent again: its request was skipped while the run was failed"
-            )
-            return
-    if d.run_status == states.REVERTING:
-        revert.revert_step(d)
+def scoped(d: Draft, acts: scopes.Acts) -> None:
+    """Carry out what a retry scope decided (`scopes`): start its entries, advance past the
+    ones it skipped, or fail the run (its compensation)."""
+    for name, attempt, note in acts.schedule:
+        schedule(d, name, attempt, note=note)
+    for name in acts.skipped:
+        advance(d, name, taken=False)
+    if acts.error is not None:
+        fail_run(d, acts.error)

@@ -109,11 +109,14 @@ def to_revert(d: Draft) -> list[str]:
     return [n for n in successors_first(d) if revertable(d, n)]
 
 
-def next_revert(d: Draft) -> str | None:
-    """The first task to revert whose successors, direct and transitive, have all settled."""
+def next_revert(d: Draft, among: set[str] | None = None) -> str | None:
+    """The first task to revert whose successors, direct and transitive, have all settled
+    (only tasks ``among`` these, if given: a retry scope's)."""
     unsettled: set[str] = set()  # tasks with something unsettled at or after them
     specs = d.view.specs
     for n in successors_first(d):  # successors are decided before their predecessors
+        if among is not None and n not in among:
+            continue
         after = any(s in unsettled for s in specs[n].succs if s != END)
         busy = active(d, n)  # a map node with elements still running is both
         if revertable(d, n) and not after and not busy:

@@ -32,6 +32,8 @@ META_FIELDS = (
     "spec_id",
     "parent",
     "flow",  # the flow's name: the metrics label run durations with it
+    "scopes",
+    "scope_state",
 )
 NOT_TAKEN = "\x1eno"  # joins field suffix: how many incoming edges were not taken
 

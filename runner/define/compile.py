@@ -14,6 +14,7 @@ from typing import Any
 
 from runner.define.conditions import When
 from runner.define.input_types import EACH, param_kinds
+from runner.define.scope_compile import innermost_scopes, scope_edges, scope_values
 from runner.define.spec import END, FlowSpec, TaskSpec
 from runner.define.tasks import REGISTRY, Registry, TaskDef, TaskNode, revert_name, takes_failure
 from runner.errors import CycleError, DuplicateTaskError, FlowDefinitionError
@@ -29,6 +30,7 @@ class Flow:
     edges: list[tuple[Any, ...]] = field(default_factory=list)  # (before, after[, When])
     outputs: tuple[str, ...] | None = None
     version: str = "1"
+    retry: Any = None  # a retry controller (runner.define.scopes): the flow is its scope
 
     def add(self, *items: Any) -> Flow:
         self.items.extend(items)
@@ -54,6 +56,8 @@ class _Compiler:
         self.edges: set[tuple[str, str]] = set()
         self.conds: dict[tuple[str, str], When] = {}
         self.flow_names: set[str] = set()
+        self.scopes: dict[str, dict[str, Any]] = {}  # flows with a retry controller
+        self.open_scopes: list[str] = []
 
     def node(self, item: Any) -> TaskNode:
         if isinstance(item, TaskNode):
@@ -88,6 +92,23 @@ class _Compiler:
         self.flow_names.add(flow.name)
         if not flow.items:
             raise FlowDefinitionError(f"flow {flow.name!r} has no tasks")
+        if flow.retry is not None:
+            self.open_scopes.append(flow.name)
+            try:
+                found = self.visit_items(flow)
+            finally:
+                self.open_scopes.pop()
+            self.scopes[flow.name] = {
+                "controller": flow.retry.to_data(),
+                "members": sorted(found[0]),
+                "entries": sorted(found[1]),
+                "exits": sorted(found[2]),
+                "parent": self.open_scopes[-1] if self.open_scopes else "",
+            }
+            return found
+        return self.visit_items(flow)
+
+    def visit_items(self, flow: Flow) -> tuple[set[str], set[str], set[str]]:
         parts = [(_item_name(i), *self.visit(i)) for i in flow.items]
         if flow.kind == "linear":
             for (_, _, _, exits), (_, _, entries, _) in zip(parts, parts[1:], strict=False):
@@ -202,21 +223,23 @@ def compile_flow(flow: Flow, registry: Registry | None = None) -> FlowSpec:
     edges = set(c.edges)
     inputs: set[str] = set()
     optional_inputs: set[str] = set()
+    scoped = scope_values(c.scopes, providers, c.nodes)
     for name, n in c.nodes.items():
         for data_name in n.args.values():
             if data_name in providers:
                 edges.add((providers[data_name], name))
-            else:
+            elif data_name not in scoped:
                 inputs.add(data_name)
         for data_name in n.optional.values():
             if data_name in providers:
                 edges.add((providers[data_name], name))
-            else:
+            elif data_name not in scoped:
                 optional_inputs.add(data_name)
+    inputs |= scope_edges(c.scopes, providers, edges)
     for a, b in edges:
         if a == b:
             raise CycleError([a, a])
-    input_kinds = _input_kinds(c, providers)
+    input_kinds = _input_kinds(c, {**providers, **scoped})
     names = list(c.nodes)
     succs: dict[str, list[str]] = {n: [] for n in names}
     preds: dict[str, list[str]] = {n: [] for n in names}
@@ -237,6 +260,7 @@ def compile_flow(flow: Flow, registry: Registry | None = None) -> FlowSpec:
                 f"edge {a!r} -> {b!r}: condition on {cond.value!r}, which {src!r} provides, "
                 f"but {src!r} does not run before {a!r}"
             )
+    innermost = innermost_scopes(c.scopes)
     tasks = {}
     for name, n in c.nodes.items():
         if n.join > 1 and n.join > len(preds[name]):
@@ -257,6 +281,7 @@ def compile_flow(flow: Flow, registry: Registry | None = None) -> FlowSpec:
             join=n.join,
             when={b: cond.to_data() for (a, b), cond in sorted(c.conds.items()) if a == name},
             map={"param": n.map_param, "limit": n.map_limit} if n.map_param else None,
+            scope=innermost.get(name, ""),
         )
     sinks = [n for n in names if not succs[n]]
     if flow.outputs is None:
@@ -274,6 +299,7 @@ def compile_flow(flow: Flow, registry: Registry | None = None) -> FlowSpec:
         optional_inputs=sorted(optional_inputs - inputs),
         outputs=outputs,
         input_kinds=input_kinds,
+        scopes={s: {k: v for k, v in sc.items() if k != "exits"} for s, sc in sorted(c.scopes.items())},
     )
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from runner.define.compile import Flow as Flow  # re-exported: the class the patterns build
 from runner.define.conditions import when as when  # re-exported: flow.when(...)
+from runner.define.scopes import Controller, check_controller
 from runner.define.spec import END as END  # re-exported with the spec: what flow.X offered before
 from runner.define.spec import FlowSpec as FlowSpec
 from runner.define.spec import TaskSpec as TaskSpec
@@ -29,14 +30,31 @@ from runner.errors import FlowDefinitionError
 Item = "Flow | TaskDef | TaskNode | str"
 
 
-def linear(name: str, *items: Any, outputs: Iterable[str] | None = None, version: str = "1") -> Flow:
-    """Items run one after another."""
-    return Flow(check_name("flow", name), "linear", list(items), [], _outs(outputs), version)
+def linear(
+    name: str,
+    *items: Any,
+    outputs: Iterable[str] | None = None,
+    version: str = "1",
+    retry: Controller | None = None,
+) -> Flow:
+    """Items run one after another. ``retry``: a controller (`Times`, `ForEach`,
+    `ParameterizedForEach`) that reverts and re-runs the flow when one of its tasks fails."""
+    flow = Flow(check_name("flow", name), "linear", list(items), [], _outs(outputs), version)
+    flow.retry = check_controller(retry)
+    return flow
 
 
-def unordered(name: str, *items: Any, outputs: Iterable[str] | None = None, version: str = "1") -> Flow:
+def unordered(
+    name: str,
+    *items: Any,
+    outputs: Iterable[str] | None = None,
+    version: str = "1",
+    retry: Controller | None = None,
+) -> Flow:
     """Items run in any order, in parallel; none may depend on another's output."""
-    return Flow(check_name("flow", name), "unordered", list(items), [], _outs(outputs), version)
+    flow = Flow(check_name("flow", name), "unordered", list(items), [], _outs(outputs), version)
+    flow.retry = check_controller(retry)
+    return flow
 
 
 def graph(
@@ -45,10 +63,13 @@ def graph(
     edges: Iterable[tuple[Any, ...]] = (),
     outputs: Iterable[str] | None = None,
     version: str = "1",
+    retry: Controller | None = None,
 ) -> Flow:
     """Items ordered by data dependencies (requires/provides) plus explicit ``edges``:
     ``(before, after)`` or ``(before, after, when(...))`` for a conditional edge."""
-    return Flow(check_name("flow", name), "graph", list(items), list(edges), _outs(outputs), version)
+    flow = Flow(check_name("flow", name), "graph", list(items), list(edges), _outs(outputs), version)
+    flow.retry = check_controller(retry)
+    return flow
 
 
 def _outs(outputs: Iterable[str] | None) -> tuple[str, ...] | None:

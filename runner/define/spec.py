@@ -42,6 +42,7 @@ class TaskSpec:
     join: int = 0  # predecessors that must succeed first: 0 = all
     when: dict[str, dict[str, Any]] = field(default_factory=dict)  # successor -> condition
     map: dict[str, Any] | None = None  # a map node: {"param", "limit"}; its elements get args[param][i]
+    scope: str = ""  # the innermost flow with a retry controller that holds it (FlowSpec.scopes)
 
     @property
     def needs(self) -> int:
@@ -65,6 +66,7 @@ class TaskSpec:
             "join": self.join,
             "when": self.when,
             "map": self.map,
+            **({"scope": self.scope} if self.scope else {}),  # older specs: absent
         }
 
     @classmethod
@@ -85,6 +87,7 @@ class TaskSpec:
             join=int(d.get("join", 0)),
             when=dict(d.get("when") or {}),
             map=d.get("map"),
+            scope=str(d.get("scope") or ""),
         )
 
     def item(self, name: str) -> TaskSpec:
@@ -119,6 +122,9 @@ class FlowSpec:
     input_kinds: dict[str, list[list[str]]] = field(default_factory=dict)
     """input name -> [(task, parameter, kind)]: the simple types its values must have
     (`runner.define.input_types`; checked at submit, never by engines)"""
+    scopes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """flow name -> its retry scope: {"controller" (`runner.define.scopes` as data), "members",
+    "entries", "parent" (the enclosing scope, "" for none)}"""
 
     @property
     def sinks(self) -> list[str]:
@@ -138,6 +144,7 @@ class FlowSpec:
             "optional_inputs": self.optional_inputs,
             "outputs": self.outputs,
             "input_kinds": self.input_kinds,
+            **({"scopes": self.scopes} if self.scopes else {}),
         }
 
     @classmethod
@@ -153,6 +160,7 @@ class FlowSpec:
                 str(name): [[str(x) for x in entry] for entry in entries if _valid_kind(entry)]
                 for name, entries in dict(d.get("input_kinds") or {}).items()
             },
+            scopes={str(n): dict(sc) for n, sc in dict(d.get("scopes") or {}).items()},
         )
 
 

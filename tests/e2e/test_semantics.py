@@ -717,3 +717,40 @@ def test_control_commands_and_progress_through_the_cli(
     assert missing.returncode == 5 and "no-such-run" in missing.stderr
     done = procs.run("retry", "cli-long")
     assert done.returncode == 2 and "only FAILED runs" in done.stderr
+
+
+# --- retry controllers on a flow (issue 16, item 1) ----------------------------------------
+
+
+def test_a_retry_scope_reverts_and_tries_its_next_value_and_hands_exhaustion_to_the_outer_one(
+    env: Env,
+) -> None:
+    log = key("log")
+    bad = ["h1:1", "h2:1", "h1:2"]  # round 1 fails on both hosts; round 2 succeeds on h2
+    rid = env.client.submit(sf.scoped_flow, {"item": "A", "log": log, "bad": bad})
+    info = env.wait(rid)
+    assert info.status == "SUCCESS", info
+    assert info.result == {"configured": "ok-h2"}
+    assert sf.recorded(log) == [
+        "reserve",
+        "book:h1",
+        "configure:h1:1",
+        "unbook:b-h1",  # between values: the scope's completed task, reverted; reserve kept
+        "book:h2",
+        "configure:h2:1",
+        "unbook:b-h2",  # inner exhausted: the outer scope reverts (inner's task) and runs again
+        "book:h1",
+        "configure:h1:2",
+        "unbook:b-h1",
+        "book:h2",
+        "configure:h2:2",
+    ]
+    h = env.history(rid)
+    assert [e.extra["value"] for e in h if e.scope == "try_hosts" and e.new == "RUNNING"] == [
+        "h1",
+        "h2",
+        "h1",
+        "h2",
+    ]
+    assert [e.extra["value"] for e in h if e.scope == "rounds" and e.new == "RUNNING"] == [1, 2]
+    assert info.tasks["configure_host"].attempt == 4  # attempt numbers grow across scope attempts

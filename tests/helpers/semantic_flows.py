@@ -563,3 +563,36 @@ def report_sum(summed: dict[str, int]) -> str:
 
 
 parent_flow = flow.linear("parent_flow", start_summing, report_sum)
+
+
+# --- retry scopes (issue 16, item 1) -----------------------------------------------------------
+
+
+@task(provides="host_booking")
+def book_host(host: str, log: str) -> str:
+    record(log, f"book:{host}")
+    return f"b-{host}"
+
+
+@book_host.revert
+def unbook_host(log: str, result: str) -> None:
+    record(log, f"unbook:{result}")
+
+
+@task(provides="configured")
+def configure_host(host_booking: str, host: str, round_no: int, bad: list[str], log: str) -> str:
+    record(log, f"configure:{host}:{round_no}")
+    if f"{host}:{round_no}" in bad:
+        raise RuntimeError(f"{host} refused in round {round_no}")
+    return f"ok-{host}"
+
+
+def _scoped_flow() -> Any:
+    from runner import ForEach, Times
+
+    hosts = flow.linear("try_hosts", book_host, configure_host, retry=ForEach(["h1", "h2"], provides="host"))
+    rounds = flow.linear("rounds", hosts, retry=Times(2, provides="round_no"))
+    return flow.linear("scoped", reserve, rounds)
+
+
+scoped_flow = _scoped_flow()

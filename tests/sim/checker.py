@@ -121,6 +121,20 @@ def _compensation(rid: str, status: str, history: list[Any], specs: dict[str, An
     return [f"{rid}: ended {status} with completed tasks not reverted: {left[:5]}"] if left else []
 
 
+def _skipped_while_failing(want: Any, got: Any, history: list[Any]) -> bool:
+    """A run failed by a task of a retry scope that runs in parallel with others (unordered):
+    whether a sibling completed first (and is reverted: REVERTED) or was skipped unstarted
+    (nothing to revert: FAILED) is up to timing. Both are failures."""
+    failing = (FAILED, REVERTED)
+    if got is None or want[0] not in failing or got[0] not in failing or want[1] != got[1]:
+        return False
+    scoped = any("retry" in h.extra for h in history)  # both runs' histories: either skipped
+    skipped = any(
+        h.new == "SKIPPED" and str(h.extra.get("note", "")).startswith("not started") for h in history
+    )
+    return scoped and skipped
+
+
 def _history(
     rid: str, history: list[Any], specs: dict[str, Any], executions: list[tuple[str, str]]
 ) -> list[str]:
@@ -128,8 +142,10 @@ def _history(
     again = reapplied_events(history)
     if again:
         found.append(f"{rid}: events applied by more than one commit: {sorted(again)[:5]}")
+    # (a retry scope runs its tasks again: once per attempt, each attempt its own number)
+    history = [h for h in history if "retry" not in h.extra]  # a retry scope's own lines
     succeeded = Counter(
-        h.scope for h in history if h.scope != "run" and h.new == SUCCESS and h.old != SUCCESS
+        (h.scope, h.attempt) for h in history if h.scope != "run" and h.new == SUCCESS and h.old != SUCCESS
     )
     twice = sorted(t for t, n in succeeded.items() if n > 1)
     if twice:
@@ -156,21 +172,34 @@ def _history(
             found.append(f"{rid}: {h.scope} reverted without its handler running")
     found += _paused_and_limits(rid, history, specs)
     found += _owed(rid, history, specs)
-    # reverse dependency order: a successor's REVERTED comes before its predecessor's REVERTING
-    first: dict[tuple[str, str], int] = {}
+    found += _revert_order(rid, history, specs)
+    return found
+
+
+def _revert_order(rid: str, history: list[Any], specs: dict[str, Any]) -> list[str]:
+    """Reverse dependency order: when a task begins reverting, none of its successors is
+    reverting, nor begins reverting later in the same round (before it runs again: a retry
+    scope reverts its tasks, then runs them again)."""
+    moves: dict[str, list[tuple[int, str]]] = {}
     for i, h in enumerate(history):
         if h.scope != "run" and h.old != h.new:
-            first.setdefault((h.scope, h.new), i)
+            moves.setdefault(h.scope, []).append((i, h.new))
+    found = []
     for name, spec in specs.items():
-        started = first.get((name, REVERTING))
-        if started is None:
-            continue
-        for succ in spec.succs:
-            began = first.get((succ, REVERTING))
-            ended = first.get((succ, REVERTED))
-            if began is not None and (ended is None or ended > started):
-                found.append(f"{rid}: {name} began reverting before its successor {succ} was reverted")
-    return found
+        for i, new in moves.get(name, []):
+            if new != REVERTING:
+                continue
+            for succ in spec.succs:
+                before = [m for j, m in moves.get(succ, []) if j < i]
+                later = []
+                for j, m in moves.get(succ, []):
+                    if j > i:
+                        if m in (PENDING, SCHEDULED):
+                            break
+                        later.append(m)
+                if (before and before[-1] == REVERTING) or REVERTING in later:
+                    found.append(f"{rid}: {name} began reverting before its successor {succ} was reverted")
+    return sorted(set(found))
 
 
 def _owed(rid: str, history: list[Any], specs: dict[str, Any]) -> list[str]:

@@ -19,6 +19,7 @@ from tests.sim.run import check, parse_faults, replay_command, shrink
 from tests.sim.simulate import Fault, Sim, simulate
 
 SLICE = range(5_000, 6_200)
+SCOPED_SLICE = range(9_000, 9_400)  # with retry scopes (workloads.SCOPED)
 # Violations the slice found that are not yet explained (simulator artefact or ackflow bug):
 # each stays a strict xfail, so it is seen, and fixing it turns this test red until moved out.
 OPEN: dict[int, str] = {}
@@ -130,3 +131,25 @@ def test_the_checker_sees_a_broken_run_and_the_shrinker_keeps_the_fault_that_bre
     assert shrunk and len(shrunk) <= len(used)
     assert check(seed, shrunk)[0], "the shrunk schedule must still fail"
     assert check(seed, [])[0] == [], "without faults the planted bug does no harm"
+
+
+def test_a_slice_of_seeds_with_retry_scopes_breaks_no_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same checks, each run also given a flow with a retry controller (Times or ForEach,
+    maybe nested, maybe revert_all; tasks failing once or always) — under the same faults."""
+    from tests.sim import workloads
+
+    monkeypatch.setattr(workloads, "SCOPED", [True])
+    budget = float(os.environ.get("SIM_TEST_SECONDS", "60")) / 3
+    started = time.monotonic()
+    failures = []
+    ran = 0
+    for seed in SCOPED_SLICE:
+        if time.monotonic() - started > budget:
+            break
+        base, out, _ = simulate(seed)
+        ran += 1
+        bad = violations(base, out)
+        if bad:
+            failures.append(f"seed {seed}: {'; '.join(bad)} (replay: SCOPED {replay_command(seed)})")
+    assert not failures, "\n".join(failures[:10])
+    assert ran >= 50, f"only {ran} seeds in {budget} s"

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner import Retry, current_task, flow
+from runner import ForEach, Retry, Times, current_task, flow
 from runner.define.conditions import when
 from runner.define.flows import FlowSpec
 from runner.define.tasks import Registry, TaskNode, task
@@ -32,6 +32,7 @@ from runner.lazy import Deferred, defer
 from tests.sim.world import PoisonKill
 
 REGISTRY = Registry()
+SCOPED = [False]  # runs also get flows with retry controllers (test_sim's retry-scope slice)
 EXECUTIONS: list[tuple[str, str]] = []  # (idempotency key, ":revert" suffixed for handlers; process)
 CURRENT = ["?"]  # the simulated process running a task body now
 TRIES: dict[tuple[str, str], list[int]] = {}
@@ -198,6 +199,25 @@ def s_big(**kw: Any) -> str:
     return "x" * BIG_BYTES
 
 
+@task(name="s_once", provides="out", registry=REGISTRY)
+def s_once(**kw: Any) -> int:
+    """No retry policy of its own: fails the first try that ran, so its retry scope reverts and
+    runs again (or, with one attempt, hands the failure on)."""
+    _record()
+    ctx = current_task()
+    tries = TRIES.setdefault((ctx.run_id, ctx.task), [])
+    if ctx.attempt not in tries:
+        tries.append(ctx.attempt)
+    if tries.index(ctx.attempt) < 1:
+        raise ConnectionError(f"planned failure at attempt {ctx.attempt}")
+    return _value(ctx.task, kw)
+
+
+@s_once.revert
+def s_once_undo(**kw: Any) -> None:
+    _record(":revert")
+
+
 @dataclass
 class Workload:
     """The runs of one simulated seed: (flow, inputs) each, submitted at the start."""
@@ -293,6 +313,37 @@ class _Gen:
         )
         return g, [vc, vd]
 
+    def scoped(self, inputs: list[str], depth: int) -> tuple[Any, list[str]]:
+        """A linear flow with a retry controller: a few tasks (one may fail once, or always),
+        maybe a nested scope."""
+        items: list[Any] = []
+        # unordered: all start at once, so at most one may fail once and none is a scope (two
+        # failures in parallel scopes: which one is handled first is up to timing, and so is
+        # the outcome — the checks compare it with the fault-free run's)
+        cur, outs, parallel = inputs, [], self.rng.random() < 0.3
+        once = False
+        for _ in range(self.rng.randint(1, 3)):
+            q = self.rng.random()
+            if depth > 1 and q < 0.25 and not parallel:
+                item, got = self.scoped(cur, depth - 1)
+            else:
+                fn = s_once if q < 0.5 else s_boom if q < 0.58 else s_flaky if q < 0.65 else None
+                if parallel and fn is s_once:
+                    fn, once = (None if once else s_once), True
+                item, out = self.node(inputs if parallel else cur, fn)
+                got = [out]
+            outs += got
+            cur = got
+            items.append(item)
+        r, revert_all = self.rng.random(), self.rng.random() < 0.2
+        if r < 0.6:
+            ctl: Any = Times(self.rng.randint(1, 3), revert_all=revert_all)
+        else:
+            ctl = ForEach(range(self.rng.randint(1, 3)), provides=self.name("v_each"), revert_all=revert_all)
+        if parallel:
+            return flow.unordered(self.name("retry"), *items, retry=ctl), outs
+        return flow.linear(self.name("retry"), *items, retry=ctl), cur
+
 
 def generate(rng: random.Random, max_runs: int = 3) -> Workload:
     w = Workload()
@@ -301,6 +352,9 @@ def generate(rng: random.Random, max_runs: int = 3) -> Workload:
         g = _Gen(rng, plain=kind < 0.12)
         body, outs = g.block(["x"], depth=3)
         items = [body]
+        if SCOPED[0] and not g.plain:
+            scoped, outs = g.scoped(outs, depth=3)
+            items.append(scoped)
         if kind < 0.12:  # fails at its gate; its operator retries it once, and then it succeeds
             w.retried.add(i)
             if kind < 0.06:  # after the body

@@ -252,6 +252,9 @@ def run_page(client: Client, run_id: str, operator: bool) -> tuple[str, RunInfo]
             detail.append(f"{text(h.extra['error_type'], 200)}: {text(h.extra.get('error', ''))}")
         if note:
             detail.append(text(note, 2_000))
+        if "retry" in h.extra:  # a flow with a retry controller: its attempt's value
+            value = f", value {text(repr(h.extra['value']), 200)}" if "value" in h.extra else ""
+            detail.append(f"retry controller {text(h.extra['retry'], 50)}{value}")
         if h.extra.get("redelivered"):
             detail.append('<span class="redelivered">redelivered event</span>')
         if h.extra.get("worker"):
