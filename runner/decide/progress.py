@@ -342,6 +342,8 @@ def advance(d: Draft, name: str, taken: bool = True) -> None:
         if out == "skip" and s != END:
             # Bookkeeping, whatever the run's state: a retried run must find its joins whole.
             st = d.state(s)
+            if st.status == states.SKIPPED:
+                continue  # skipped already, by a cancel of the run: there is nothing more to count
             states.check_task(st.status, states.SKIPPED)
             d.set_task(s, st.with_(status=states.SKIPPED, finished_ms=d.at))
             why = (

@@ -87,3 +87,35 @@ def test_a_task_left_running_by_a_cancel_ends_when_its_redelivery_is_skipped() -
     h.pump()
     assert h.status(rid) == ("CANCELLED", {"sq": "FAILED"})
     assert h.dead_letters() == []
+
+
+@task(provides="cm_amount")
+def cm_quote(x: int) -> int:
+    return x
+
+
+@task(provides="cm_ok")
+def cm_approve(cm_amount: int) -> str:
+    return "ok"
+
+
+def test_a_not_taken_edge_after_a_cancel_skips_nothing_twice() -> None:
+    """Found by the simulator (seed 40104): the run is cancelled (its successor SKIPPED) while
+    a task runs; the task's success then finds its conditional edge not taken and tried to
+    skip the successor again — an IllegalTransition that dead-lettered the result."""
+    from runner import protocol
+    from runner.define.conditions import when
+
+    h = Harness()
+    f = flow.graph(
+        "cm_cond", cm_quote, cm_approve, edges=[("cm_quote", "cm_approve", when("cm_amount", ">", 100))]
+    )
+    rid = h.client.submit(f, {"x": 5})
+    h.pump()
+    req = h.one()
+    h.send(h.event(protocol.TASK_STARTED, req, f"started:{rid}:cm_quote:1:1"))
+    h.pump()
+    h.control(rid, protocol.RUN_CANCEL)  # the running task is told; its result still counts
+    h.ok(req, cm_amount=5)
+    assert h.dead_letters() == []
+    assert h.status(rid) == ("CANCELLED", {"cm_quote": "SUCCESS", "cm_approve": "SKIPPED"})
