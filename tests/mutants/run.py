@@ -4,7 +4,7 @@
     python -m tests.mutants.run M3 M11       # some (MUTANTS="M3 M11" through make)
 
 First the unmutated copy must pass the fast suites (else every "kill" means nothing). Then,
-for each mutant: copy runner/, workers/, tests/ and pyproject.toml to a temporary directory,
+for each mutant: copy runner/, workers/, tests/, compose/, pyproject.toml and README.md to a temporary directory,
 replace the mutant's text there (the real checkout is never touched), and run pytest on the
 copy (PYTHONPATH and the working directory point at it): its ``first`` tests, then, if none
 failed, the fast suites — unit, contract and the crash points — with ``-x``, so a killed
@@ -75,7 +75,8 @@ def copy_tree() -> Path:
     ignore = shutil.ignore_patterns("__pycache__", ".hypothesis", "*.pyc")
     for name in COPIED:
         shutil.copytree(ROOT / name, dest / name, ignore=ignore)
-    shutil.copy2(ROOT / "pyproject.toml", dest / "pyproject.toml")
+    for name in ("pyproject.toml", "README.md"):  # the Dockerfile test checks what it copies
+        shutil.copy2(ROOT / name, dest / name)
     return dest
 
 
