@@ -18,7 +18,10 @@ from runner.protocol import Event, pack
 from runner.store import keys
 from runner.store.base import Commit
 
-COMPLETABLE = (states.RUNNING, states.PAUSED, states.REVERTING)  # runs that take a completion
+# Runs that take a completion. A FAILED run too: its waiting task's outside work did finish;
+# recorded, the result starts nothing until the run is retried (refused, the completion would
+# be lost, and the retried run would wait for it for ever).
+COMPLETABLE = (states.RUNNING, states.PAUSED, states.REVERTING, states.FAILED)
 
 
 # --- run.submit ------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from runner import protocol
 from runner.broker.base import ENGINE_QUEUE, Outgoing, task_queue
 from runner.client.tokens import InvalidToken
 from runner.decide.records import TaskState
-from runner.errors import AckflowError, RunStateError
+from runner.errors import AckflowError, BrokerUnavailable, RunStateError, StoreUnavailable
 from runner.protocol import Event
 from runner.states import FAILED, RUN_TERMINAL, RUNNING, SCHEDULED
 from runner.store import keys
@@ -150,6 +150,9 @@ class Outside:
             self.sim.world.struck("lazy_duplicate")
         try:
             c.complete(z.token, workloads.lazy_value(key[1]), wait_s=None)
+        except (StoreUnavailable, BrokerUnavailable):  # an outage: it tries again, as a caller would
+            z.times += 1
+            z.due_ms = now + 1000
         except AckflowError:  # already completed, or its run ended: refused, nothing sent
             pass
 

@@ -26,6 +26,14 @@ OPEN: dict[int, str] = {}
 # Seeds that once broke a check, with the fault that did it, replayed by
 # test_a_seed_that_once_broke_a_check_finishes: each must now finish as it does fault-free.
 FIXED = {
+    # A lazy task waited while its run failed (a gate); its completion was refused then, and
+    # after the operator's retry the run waited for it for ever. A failed run now takes the
+    # completion of its waiting task (tests/unit/test_lazy_failed_run.py).
+    50818: "store_outage@67=6",
+    # The run was cancelled while a task ran; the task's success then found its conditional
+    # edge not taken and skipped the (already skipped) successor again: IllegalTransition,
+    # the result dead-lettered (tests/unit/test_cancel_map.py).
+    40104: "freeze@15:W0=3000,cancel@18:0=0",
     # A map with a limit had elements running when the run started reverting; their success
     # never took the next compensation step, so the run stayed REVERTING behind the map
     # (tests/unit/test_map_revert.py).
@@ -87,7 +95,8 @@ def test_open_violations_still_fail(seed: int) -> None:
 def test_a_seed_that_once_broke_a_check_finishes(seed: int) -> None:
     base, out, _ = simulate(seed, parse_faults(FIXED[seed]))
     assert not out.stuck, out.stuck
-    assert out.runs == base.runs
+    if "cancel@" not in FIXED[seed]:  # a cancelled run ends otherwise: the checker says how
+        assert out.runs == base.runs
     assert violations(base, out) == []
     base, out, _ = simulate(seed)  # and under the seed's own whole fault schedule
     assert violations(base, out) == []
