@@ -4,7 +4,7 @@
     python -m tests.mutants.run M3 M11       # some (MUTANTS="M3 M11" through make)
 
 First the unmutated copy must pass the fast suites (else every "kill" means nothing). Then,
-for each mutant: copy runner/, workers/, tests/, compose/, pyproject.toml and README.md to a temporary directory,
+for each mutant: copy runner/, workers/, tests/, compose/, .ci/, pyproject.toml, README.md and Makefile to a temporary directory,
 replace the mutant's text there (the real checkout is never touched), and run pytest on the
 copy (PYTHONPATH and the working directory point at it): its ``first`` tests, then, if none
 failed, the fast suites — unit, contract and the crash points — with ``-x``, so a killed
@@ -30,7 +30,8 @@ from tests.mutants.table import MUTANTS, Mutant
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ("tests/unit", "tests/contract", "tests/chaos/test_crash_points.py")
-COPIED = ("runner", "workers", "tests", "compose")  # compose: tests/unit/test_compose.py reads it
+# compose: tests/unit/test_compose.py reads it; .ci: tests/unit/test_setup_script.py runs it
+COPIED = ("runner", "workers", "tests", "compose", ".ci")
 RUN_TIMEOUT_S = 900  # one pytest run on one copy; a hang past this counts as a kill, shown
 TEST_TIMEOUT_S = 120  # per test (pytest-timeout): a mutant that hangs a test fails it
 # a line of pytest's short test summary (node ids may hold spaces; captured log lines that
@@ -75,7 +76,7 @@ def copy_tree() -> Path:
     ignore = shutil.ignore_patterns("__pycache__", ".hypothesis", "*.pyc")
     for name in COPIED:
         shutil.copytree(ROOT / name, dest / name, ignore=ignore)
-    for name in ("pyproject.toml", "README.md"):  # the Dockerfile test checks what it copies
+    for name in ("pyproject.toml", "README.md", "Makefile"):  # read by the Dockerfile and setup tests
         shutil.copy2(ROOT / name, dest / name)
     return dest
 
