@@ -47,6 +47,7 @@ class Client:
         self.store = store
         self._broker_factory = broker_factory
         self._broker: Broker | None = None
+        self._shapes: dict[bytes, tuple[list[str], list[str]]] = {}  # spec_id -> `_shape`
         self._noted: dict[str, int] = {}  # task queue -> when this client last noted it (ms)
 
     @classmethod
@@ -232,9 +233,7 @@ class Client:
         if not meta:
             raise self._missing(run_id)
         leases = self.store.read_all(run_id, keys.LEASES)
-        specs = {
-            n: TaskSpec.from_data(unpack(raw)) for n, raw in self.store.read_all(run_id, keys.SPEC).items()
-        }
+        order, names = self._shape(meta.get("spec_id"), self.store.read_all(run_id, keys.SPEC))
         tasks = {}
         for name, raw in sorted(self.store.read_all(run_id, keys.TASKS).items()):
             if keys.item_of(name) is not None:
@@ -264,11 +263,9 @@ class Client:
                 st.finished_ms,
                 st.waiting_ms,
             )
-        for name in specs:
+        for name in order:
             tasks.setdefault(name, TaskInfo(name, states.PENDING, 0))
-        order = dependency_order(specs)
         tasks = {n: tasks[n] for n in [*order, *sorted(set(tasks) - set(order))]}
-        names = input_names(specs)
         values = self.store.read(run_id, {keys.DATA: names})[keys.DATA] if names else []
         inputs = {n: unpack(v) for n, v in zip(names, values, strict=True) if v is not None}
         return RunInfo(
@@ -284,6 +281,19 @@ class Client:
             inputs=inputs,
             control=unpack(meta["control"]) if "control" in meta else None,
         )
+
+    def _shape(self, spec_id: bytes | None, raw_specs: Mapping[str, bytes]) -> tuple[list[str], list[str]]:
+        """The run's tasks in dependency order and its input names: decoded once per flow
+        version (``spec_id``; the specs of a run never change), not at each status."""
+        shape = self._shapes.get(spec_id) if spec_id else None
+        if shape is None:
+            specs = {n: TaskSpec.from_data(unpack(raw)) for n, raw in raw_specs.items()}
+            shape = (dependency_order(specs), input_names(specs))
+            if spec_id:
+                if len(self._shapes) >= 256:
+                    self._shapes.clear()
+                self._shapes[spec_id] = shape
+        return shape
 
     def history(self, run_id: str, start: int = 0) -> list[HistoryEntry]:
         entries = []
