@@ -48,8 +48,9 @@ class Outcome:
 
 
 def check_table(mutants: tuple[Mutant, ...]) -> list[str]:
-    """Every mutant's text occurs exactly once in its file; ids are unique; ``first`` tests
-    are inside the fast suites (so the baseline run covers them)."""
+    """Every mutant's text occurs exactly once in its file and the mutated Python compiles;
+    ids are unique; ``first`` tests are inside the fast suites (so the baseline run covers
+    them)."""
     problems = []
     seen: set[str] = set()
     for m in mutants:
@@ -60,9 +61,15 @@ def check_table(mutants: tuple[Mutant, ...]) -> list[str]:
         if not path.is_file():
             problems.append(f"{m.id}: {m.file} does not exist")
             continue
-        n = path.read_text().count(m.old)
+        text = path.read_text()
+        n = text.count(m.old)
         if n != 1:
             problems.append(f"{m.id}: its text occurs {n} times in {m.file} (must be exactly once)")
+        elif m.file.endswith(".py"):
+            try:  # a mutant that does not compile is "killed" by every import: no evidence
+                compile(text.replace(m.old, m.new, 1), m.file, "exec")
+            except SyntaxError as e:
+                problems.append(f"{m.id}: the mutated {m.file} does not compile ({e.msg}, line {e.lineno})")
         for t in m.first:
             if not any(t == f or t.startswith(f.rstrip("/") + "/") or t.startswith(f + "::") for f in FAST):
                 problems.append(f"{m.id}: first test {t} is not in the fast suites {FAST}")

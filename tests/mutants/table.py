@@ -326,7 +326,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "M29",
         "workers/skip.py",
         "    if d.delivery_count < delivery_limit - 1:",
-        "        if True:",
+        "    if True:",
         "worker never dead-letters a request that keeps killing workers",
         (GUARANTEES,),
     ),

@@ -14,10 +14,18 @@ def test_a_mutant_whose_text_is_missing_or_repeated_is_refused() -> None:
         Mutant("X2", "runner/engine/loop.py", "self.", "x", "repeated"),
         Mutant("X3", "runner/nowhere.py", "x", "y", "no file"),
         Mutant("X3", "runner/engine/loop.py", "class Engine:", "x", "duplicate id", ("tests/e2e",)),
+        Mutant(
+            "X4",
+            "workers/skip.py",
+            "    if d.delivery_count < delivery_limit - 1:",
+            "        if True:",
+            "bad indent",
+        ),
     )
     problems = check_table(bad)
-    assert [p.split(":")[0] for p in problems] == ["X1", "X2", "X3", "X3", "X3"]
+    assert [p.split(":")[0] for p in problems] == ["X1", "X2", "X3", "X3", "X3", "X3", "X4"]
+    assert "does not compile" in problems[-1] and "does not compile" in problems[4]  # X3's "x" too
     assert "occurs 0 times" in problems[0] and "exactly once" in problems[0]
     assert "occurs" in problems[1] and "times" in problems[1]
     assert "does not exist" in problems[2]
-    assert "duplicate id" in problems[3] and "not in the fast suites" in problems[4]
+    assert "duplicate id" in problems[3] and "not in the fast suites" in problems[5]
