@@ -4,7 +4,7 @@ Each mutant the simulator can see (it runs the engine, the worker, the decisions
 memory store — not the Lua scripts or the Redis adapter) is applied alone to a copy of the
 tree (`tests.mutants.run.copy_tree`, the checkout is never touched), and the simulator runs
 there over a fixed budget of seeds — seeds 1, 2, … up to ``SIM_MUTANT_SEEDS`` (default
-1000) — stopping at the first seed that breaks a check. The unmutated copy first runs the
+2500) — stopping at the first seed that breaks a check. The unmutated copy first runs the
 whole budget and must break none. Prints mutant -> first failing seed (and the check it
 broke), or MISSED; exits 1 if any of the issue's named mutants is missed.
 
@@ -72,7 +72,7 @@ def run_one(m: Mutant | None, seeds: int, store: str = "") -> tuple[str, float, 
 
 
 def main(argv: list[str]) -> int:
-    seeds = int(os.environ.get("SIM_MUTANT_SEEDS", "1000"))
+    seeds = int(os.environ.get("SIM_MUTANT_SEEDS", "2500"))
     redis_seeds = int(os.environ.get("SIM_MUTANT_REDIS_SEEDS", "150"))
     jobs = max(1, int(os.environ.get("SIM_MUTANT_JOBS", "2")))
     wanted = set(argv)
