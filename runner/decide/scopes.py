@@ -49,6 +49,8 @@ def defs(d: Draft) -> dict[str, Any]:
 def scope_states(d: Draft) -> dict[str, dict[str, Any]]:
     """The scopes' states, fenced as read: a decision taken on them (a task ending while its
     scope is, or is not yet, reverting) conflicts with a change of them on another engine."""
+    if not d.view.meta.get("scopes"):
+        return {}  # a run without retry scopes: no state, and no guard on every event's commit
     d.guard(keys.META, _STATE, d.view.meta.get(_STATE))
     raw = d.writes.get(keys.META, {}).get(_STATE, d.view.meta.get(_STATE))
     return {str(k): dict(v) for k, v in unpack(raw).items()} if raw else {}
