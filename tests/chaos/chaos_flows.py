@@ -3,6 +3,7 @@ idempotency key it is given, so the checker can count duplicate executions (G2).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import uuid
@@ -10,7 +11,7 @@ from typing import Any
 
 import redis
 
-from runner import Retry, current_task, flow, start_child, task
+from runner import ForEach, Retry, Times, current_task, flow, start_child, task
 from tests.helpers.raw_redis import raw_redis
 
 _client: redis.Redis | None = None
@@ -165,6 +166,70 @@ def parent() -> flow.Flow:
     return flow.linear("c_parent", c_inc.bind("p1", provides="x1"), c_spawn, c_unwrap)
 
 
+@task(name="c_pick", provides="picked")
+def c_pick(x: int, host: str) -> int:
+    """Fails on the "bad" hosts: the scope around it reverts and tries the next value."""
+    record()
+    if host == "bad":
+        raise ConnectionError(f"planned: host {host} unreachable")
+    return x + 10
+
+
+@task(name="c_again", provides="again")
+def c_again(picked: int, attempt: int) -> int:
+    """Fails the outer scope's first attempt, after the inner scope succeeded in it."""
+    record()
+    if attempt < 2:
+        raise ConnectionError(f"planned: outer attempt {attempt}")
+    return picked + attempt
+
+
+def scoped() -> flow.Flow:
+    """Retry controllers under chaos: an inner ForEach scope (two bad values, each
+    reverting the scope's undoable task) nested in an outer Times scope whose first attempt
+    fails after the inner one succeeded, so the whole inner scope is reverted and re-run."""
+    inner = flow.linear(
+        "try_hosts",
+        c_undoable.bind("reserve", rebind={"x": "x1"}, provides="x2"),
+        c_pick.bind("pick", rebind={"x": "x2"}),
+        retry=ForEach(["bad", "bad", "good"], provides="host"),
+    )
+    outer = flow.linear("twice", inner, c_again, retry=Times(2, provides="attempt"))
+    return flow.linear("c_scoped", c_inc.bind("first", provides="x1"), outer)
+
+
+async def arecord() -> None:
+    """`record` off the event loop (its Redis write and sleep would block the other
+    coroutines); the thread sees the task's context."""
+    await asyncio.to_thread(record)
+
+
+@task(name="c_aleaf", provides="leaf")
+async def c_aleaf(seed: int) -> int:
+    await arecord()
+    await asyncio.sleep(0)
+    return seed + int(current_task().task[5:])
+
+
+@task(name="c_ainc", provides="out")
+async def c_ainc(x: int) -> int:
+    await arecord()
+    return x + 1
+
+
+def async_mix() -> flow.Flow:
+    """async def tasks under chaos: a fan-out of coroutines on the workers' event loops,
+    joined by a threaded task, then an async step."""
+    leaves = [c_aleaf.bind(f"aleaf{i}", provides=f"r{i}") for i in range(6)]
+    return flow.linear(
+        "c_async",
+        c_seed,
+        flow.unordered("aleaves", *leaves),
+        c_gather.bind("gather", requires=[f"r{i}" for i in range(6)]),
+        c_ainc.bind("last", rebind={"x": "total"}, provides="final"),
+    )
+
+
 # name -> (flow, inputs for run i, expected status, expected result for run i)
 MIX = {
     "chain": (chain(5), lambda i: {"v0": i}, "SUCCESS", lambda i: {"v5": i + 5}),
@@ -174,5 +239,17 @@ MIX = {
     "retrying": (retrying(), lambda i: {"x": i}, "SUCCESS", lambda i: {"x2": i + 2}),
     "reverting": (reverting(), lambda i: {"x": i}, "REVERTED", lambda i: None),
     "child": (parent(), lambda i: {"x": i}, "SUCCESS", lambda i: {"total": i + 5}),
+    "scoped": (scoped(), lambda i: {"x": i}, "SUCCESS", lambda i: {"again": i + 14}),
+    "async": (async_mix(), lambda i: {"n": i}, "SUCCESS", lambda i: {"final": 6 * i + 16}),
 }
-WEIGHTS = {"chain": 4, "fanout": 2, "nested": 2, "failing": 1, "retrying": 2, "reverting": 1, "child": 1}
+WEIGHTS = {
+    "chain": 4,
+    "fanout": 2,
+    "nested": 2,
+    "failing": 1,
+    "retrying": 2,
+    "reverting": 1,
+    "child": 1,
+    "scoped": 1,
+    "async": 1,
+}
