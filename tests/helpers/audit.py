@@ -73,12 +73,8 @@ def audit(
         if info.status != status or info.result != result(i):
             wrong.append((rid, info.status, info.result))
         got = transitions(histories[rid])
-        ref = refs[kind]
-        lost += sum((ref - got).values())
-        unexpected += sum(1 for t in got if t not in ref)
-        # a transition made more often than in the reference (most are made once; a retry
-        # scope's inner scope starts over at attempt 1 when its outer scope runs again)
-        dup += sum(n - max(ref[t], 1) for t, n in got.items() if n > max(ref[t], 1))
+        missing, extra, new = checks.compare_transitions(refs[kind], got)
+        lost, dup, unexpected = lost + missing, dup + extra, unexpected + new
         reapplied += [(rid, e, n) for e, n in checks.reapplied_events(histories[rid]).items()]
         redeliveries += sum(
             1 for h in histories[rid] if "redelivery" in h.extra or h.extra.get("redelivered")

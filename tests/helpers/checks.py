@@ -40,6 +40,16 @@ def transitions(history: Iterable[HistoryEntry]) -> Counter[Transition]:
     return Counter((h.scope, h.old, h.new, h.attempt) for h in history if h.old != h.new)
 
 
+def compare_transitions(ref: Counter[Transition], got: Counter[Transition]) -> tuple[int, int, int]:
+    """(lost, duplicated, unexpected) transitions of a run against its local-mode reference:
+    lost are made fewer times than in the reference; duplicated, more often (most are made
+    once; a retry scope's inner scope starts over at attempt 1 when its outer scope runs
+    again, so the reference holds those twice); unexpected, never made by the reference."""
+    lost = sum((ref - got).values())
+    dup = sum(n - max(ref[t], 1) for t, n in got.items() if n > max(ref[t], 1))
+    return lost, dup, sum(1 for t in got if t not in ref)
+
+
 def commits(history: Iterable[HistoryEntry]) -> list[tuple[str, list[HistoryEntry]]]:
     """The history cut into commits, each as (event id, its entries). One commit appends its
     entries together (one Lua script) with one applied time ``t`` and one redelivered flag,

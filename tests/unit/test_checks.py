@@ -3,6 +3,7 @@ that break a guarantee: a checker that cannot fail proves nothing."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from runner.client import HistoryEntry
@@ -159,3 +160,15 @@ def test_recovery_counts_only_kills_whose_victim_held_work() -> None:
         [kill(5, 1_500, "engine"), {"kind": "drop", "role": "engine", "pid": 6, "t_ms": 2_000}], histories
     )
     assert got == {"worker": [], "engine": []}
+
+
+def test_transitions_are_compared_with_their_counts_in_the_reference() -> None:
+    once = ("a", "PENDING", "RUNNING", 1)
+    twice = ("inner", "PENDING", "RUNNING", 1)  # an inner retry scope started over
+    ref = Counter({once: 1, twice: 2})
+    assert checks.compare_transitions(ref, Counter(ref)) == (0, 0, 0)
+    assert checks.compare_transitions(ref, Counter({once: 2, twice: 2})) == (0, 1, 0)
+    assert checks.compare_transitions(ref, Counter({once: 1, twice: 3})) == (0, 1, 0)
+    assert checks.compare_transitions(ref, Counter({once: 1, twice: 1})) == (1, 0, 0)
+    odd = ("b", "RUNNING", "FAILED", 1)
+    assert checks.compare_transitions(ref, Counter({once: 1, twice: 2, odd: 2})) == (0, 1, 1)
