@@ -16,10 +16,15 @@ settled that case already) and of events the broker dead-lettered are just ackno
 
 from __future__ import annotations
 
-from runner import caps, protocol
-from runner.broker import H_REASON, Delivery, from_headers
-from runner.errors import DecodeError
+import logging
+from collections.abc import Callable
+
+from runner import caps, logs, protocol
+from runner.broker import ENGINE_QUEUE, H_REASON, Broker, Delivery, Outgoing, from_headers
+from runner.errors import BrokerError, DecodeError
 from runner.protocol import CREATED_FIELD, Event, TaskRequest
+
+log = logging.getLogger("ackflow.engine")
 
 DEAD_LETTERED = "DeadLettered"  # the error type of an attempt whose request the broker dropped
 
@@ -54,3 +59,33 @@ def failure_of(copy: Delivery, prefix: str) -> Event | None:
         at_ms=protocol.now_ms(),
         body=body,
     )
+
+
+def settle(
+    copies: list[Delivery], broker: Broker, publish: Callable[[list[Outgoing]], None], prefix: str
+) -> bool:
+    """End the attempts of the task requests these copies are: their failure events are
+    published (confirmed, by ``publish``) before the copies are acknowledged; False on a
+    broker error (the copies are handed back, to come again)."""
+    failures = {}
+    for d in copies:
+        try:
+            ev = failure_of(d, prefix)
+        except Exception:  # a copy nobody can read costs a log line, not the engine (H1)
+            log.exception("ignoring dead-letter copy %s: it could not be read", d.message_id)
+            continue
+        if ev is not None:
+            with logs.about(ev.run_id, ev.task, ev.attempt):
+                log.error("task request %s was dead-lettered by the broker; its attempt fails", d.message_id)
+            failures[ev.id] = ev
+    try:
+        if failures:
+            publish([Outgoing(ENGINE_QUEUE, i, protocol.encode(ev)) for i, ev in failures.items()])
+    except BrokerError as e:
+        log.warning("could not report dead-lettered task requests (%s); they will come again", e)
+        for d in copies:
+            broker.requeue(d)
+        return False
+    for d in copies:
+        broker.ack(d)
+    return True

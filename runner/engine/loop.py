@@ -37,6 +37,7 @@ from runner.broker import DEAD_WATCH_QUEUE, ENGINE_QUEUE, Broker, Delivery, Outg
 from runner.config import Config
 from runner.decide import Rules
 from runner.engine import dead_requests, durability, outcomes
+from runner.engine.ahead import Ahead, commit_ahead
 from runner.engine.reader import RunReader
 from runner.errors import BrokerError, DecodeError, StoreError, StoreUnavailable
 from runner.protocol import Event, unpack
@@ -167,6 +168,7 @@ class Engine:
         done: list[tuple[Delivery, Event, dict[str, bytes]]] = []
         in_flight: set[str] = set()  # sent in this batch (a repeated event must not resend)
         settled: set[int] = set()  # id() of the deliveries acked or dead-lettered
+        ahead = commit_ahead(self.reader, self.store, deliveries)  # the first of each run
         try:
             for d in deliveries:
                 if d.redelivered and done:
@@ -175,7 +177,7 @@ class Engine:
                     # (each crash would count them towards poison too).
                     self._settle(done, settled)
                     done = []
-                item = self._commit_one(d, in_flight)
+                item = self._commit_one(d, in_flight, ahead.get(id(d)))
                 if item is None:
                     settled.add(id(d))
                 else:
@@ -197,32 +199,7 @@ class Engine:
         return True
 
     def _handle_dead_copies(self, copies: list[Delivery]) -> bool:
-        """End the attempts of task requests RabbitMQ dead-lettered (`dead_requests`): their
-        failure events are published (confirmed) before the copies are acknowledged."""
-        failures = {}
-        for d in copies:
-            try:
-                ev = dead_requests.failure_of(d, self.config.prefix)
-            except Exception:  # a copy nobody can read costs a log line, not the engine (H1)
-                log.exception("ignoring dead-letter copy %s: it could not be read", d.message_id)
-                continue
-            if ev is not None:
-                with logs.about(ev.run_id, ev.task, ev.attempt):
-                    log.error(
-                        "task request %s was dead-lettered by the broker; its attempt fails", d.message_id
-                    )
-                failures[ev.id] = ev
-        try:
-            if failures:
-                self._publish([Outgoing(ENGINE_QUEUE, i, protocol.encode(ev)) for i, ev in failures.items()])
-        except BrokerError as e:
-            log.warning("could not report dead-lettered task requests (%s); they will come again", e)
-            for d in copies:
-                self.broker.requeue(d)
-            return False
-        for d in copies:
-            self.broker.ack(d)
-        return True
+        return dead_requests.settle(copies, self.broker, self._publish, self.config.prefix)
 
     def _settle(self, done: list[tuple[Delivery, Event, dict[str, bytes]]], settled: set[int]) -> None:
         """Await the confirms of what ``done`` sent, mark it sent, then ack each event."""
@@ -243,11 +220,11 @@ class Engine:
             self.processed += 1
 
     def _commit_one(
-        self, d: Delivery, in_flight: set[str]
+        self, d: Delivery, in_flight: set[str], early: Ahead | None = None
     ) -> tuple[Delivery, Event, dict[str, bytes]] | None:
         """Decode, decide and commit one event and send its outbox, except messages already
         ``in_flight`` (their confirms are awaited by the caller); None when the delivery is
-        already settled (dead-lettered).
+        already settled (dead-lettered). ``early``: the event, committed ahead.
 
         Whatever goes wrong with this one event, other than an outage, dead-letters it with
         the reason: an exception let through would end the engine, and every engine the
@@ -255,7 +232,7 @@ class Engine:
         """
         decoded: list[Event] = []  # for the log line's run context, once decoded
         try:
-            return self._apply_one(d, in_flight, decoded)
+            return self._apply_one(d, in_flight, decoded, early)
         except (BrokerError, StoreUnavailable):
             raise  # an outage: not this event's fault; unacknowledged, it comes back
         except DecodeError as e:
@@ -273,11 +250,15 @@ class Engine:
         return None
 
     def _apply_one(
-        self, d: Delivery, in_flight: set[str], decoded: list[Event]
+        self, d: Delivery, in_flight: set[str], decoded: list[Event], early: Ahead | None = None
     ) -> tuple[Delivery, Event, dict[str, bytes]] | None:
         """`_commit_one`'s work; raises whatever went wrong (the event, once decoded, goes
         into ``decoded``)."""
-        msg = protocol.decode_delivery(d.content_type, d.body, Event, "the engine queue")
+        msg = (
+            early.event
+            if early
+            else protocol.decode_delivery(d.content_type, d.body, Event, "the engine queue")
+        )
         decoded.append(msg)
         faults.hit("engine.after_decode")
         if d.redelivered:
@@ -287,7 +268,7 @@ class Engine:
                 metrics.DEAD_LETTERS.labels("engine", "poison").inc()
                 return None
             try:
-                outbox = self._apply_with_retry(msg, d.redelivered)
+                outbox = self._apply_with_retry(msg, d.redelivered, early)
                 faults.hit("engine.after_commit")
                 outbox = {mid: raw for mid, raw in outbox.items() if mid not in in_flight}
                 if outbox:
@@ -342,23 +323,29 @@ class Engine:
                 self.broker.keepalive(delay)  # heartbeats go on; arrivals stay buffered
                 delay = min(delay * 2, self.config.reconnect_max_s)
 
-    def _apply_with_retry(self, event: Event, redelivered: bool = False) -> dict[str, bytes]:
+    def _apply_with_retry(
+        self, event: Event, redelivered: bool = False, early: Ahead | None = None
+    ) -> dict[str, bytes]:
         for n in range(self.config.commit_retries):
-            try:
-                commit = self._store_call(lambda: self._decide(event, redelivered))
-            except IllegalTransition:
-                # The view is read in round trips; another engine's commit between two of them
-                # tears it (a held task read after a concurrent resume scheduled it). Read it
-                # again, a few times: on a consistent view the same error is the event's own.
-                if n >= _TORN_VIEW_TRIES - 1:
-                    raise
-                self.conflicts += 1
-                metrics.CONFLICTS.inc()
-                continue
-            if commit is None:
-                self._missing_run(event)
-                return {}
-            result = self._store_call(functools.partial(self.store.commit, commit))
+            if early is not None:  # committed ahead (`runner.engine.ahead`): not a conflict
+                commit, result, early = early.commit, early.result, None
+            else:
+                try:
+                    decided = self._store_call(lambda: self._decide(event, redelivered))
+                except IllegalTransition:
+                    # The view is read in round trips; another engine's commit between two of
+                    # them tears it (a held task read after a concurrent resume scheduled it).
+                    # Read it again, a few times: on a consistent view the error is the event's.
+                    if n >= _TORN_VIEW_TRIES - 1:
+                        raise
+                    self.conflicts += 1
+                    metrics.CONFLICTS.inc()
+                    continue
+                if decided is None:
+                    self._missing_run(event)
+                    return {}
+                commit = decided
+                result = self._store_call(functools.partial(self.store.commit, commit))
             if result.applied:
                 if event.kind == protocol.RUN_SUBMIT:  # its first result reads in one round trip
                     spec_id = commit.writes.get(keys.META, {}).get("spec_id")

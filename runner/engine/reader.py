@@ -141,14 +141,12 @@ class RunReader:
         for part, names in wants.items():
             targets[part].update(zip(names, got[part], strict=True))
 
-    def decide(self, event: Event, redelivered: bool = False) -> Commit | None:
-        """The commit for ``event``, reading what its decision needs; None if its run is not
-        in the store (expired, never created, or lost: the engine tells which)."""
-        now = protocol.now_ms()
+    def first_read(self, event: Event) -> tuple[dict[str, Sequence[str]], _Plan | None, bytes | None]:
+        """What ``event``'s decision reads first, in one round trip: the run's meta fields
+        and the event's task (for a result of a run seen before, with its specs cached, also
+        what the decision will need); with the plan that chose it and the spec key guessed."""
         if event.kind == protocol.RUN_SUBMIT:
-            r = self.store.read(event.run_id, {keys.META: ["status"]})
-            view = View(meta={"status": r[keys.META][0]}, applied_ms=now, redelivered=redelivered)
-            return decide(event, view, self.rules)
+            return {keys.META: ["status"]}, None, None
         wants: dict[str, Sequence[str]] = {keys.META: _FIRST_META}
         if event.task:
             wants[keys.TASKS] = [event.task]
@@ -160,8 +158,41 @@ class RunReader:
         if plan is not None:
             wants[keys.JOINS], wants[keys.DATA] = plan.joins, plan.data
             wants[keys.TASKS] = [event.task, *plan.sole]
-        first = self.store.read(event.run_id, wants)
-        meta = dict(zip(wants[keys.META], first[keys.META], strict=True))
+        return wants, plan, guess
+
+    def decide_many(self, events: Sequence[Event]) -> list[Commit | None | Exception]:
+        """`decide` for events of distinct runs, their first reads in one round trip for
+        all (`Store.read_many`); an event whose decision raised gets its exception."""
+        firsts = [self.first_read(e) for e in events]
+        got = self.store.read_many([(e.run_id, f[0]) for e, f in zip(events, firsts, strict=True)])
+        out: list[Commit | None | Exception] = []
+        for event, first, read in zip(events, firsts, got, strict=True):
+            try:
+                out.append(self.decide(event, first=(*first, read)))
+            except Exception as e:  # noqa: BLE001 - the caller decides this event again, alone
+                out.append(e)
+        return out
+
+    def decide(
+        self,
+        event: Event,
+        redelivered: bool = False,
+        first: tuple[dict[str, Sequence[str]], _Plan | None, bytes | None, dict[str, list[bytes | None]]]
+        | None = None,
+    ) -> Commit | None:
+        """The commit for ``event``, reading what its decision needs; None if its run is not
+        in the store (expired, never created, or lost: the engine tells which). ``first``:
+        its `first_read`, already read."""
+        now = protocol.now_ms()
+        if first is None:
+            wants, plan, guess = self.first_read(event)
+            read = self.store.read(event.run_id, wants)
+        else:
+            wants, plan, guess, read = first
+        if event.kind == protocol.RUN_SUBMIT:
+            view = View(meta={"status": read[keys.META][0]}, applied_ms=now, redelivered=redelivered)
+            return decide(event, view, self.rules)
+        meta = dict(zip(wants[keys.META], read[keys.META], strict=True))
         digest = meta.pop("digest")
         view = View(meta=meta, applied_ms=now, redelivered=redelivered)
         if meta["status"] is None:
@@ -174,8 +205,8 @@ class RunReader:
         self._spec_keys.put(event.run_id, spec_key)
         planned = plan if spec_key == guess else None  # the plan holds for this run's spec
         if event.task:
-            view.tasks = {event.task: first[keys.TASKS][0]}
-            view.leases = {event.task: first[keys.LEASES][0]}
+            view.tasks = {event.task: read[keys.TASKS][0]}
+            view.leases = {event.task: read[keys.LEASES][0]}
             if planned is not None:
                 view.specs.update(planned.specs)  # the task's and its successors'
             else:
@@ -193,9 +224,9 @@ class RunReader:
             if planned is not None:
                 fields, sole, data = planned.joins, planned.sole, planned.data
                 got = {
-                    keys.JOINS: first[keys.JOINS],
-                    keys.TASKS: first[keys.TASKS][1:],
-                    keys.DATA: first[keys.DATA],
+                    keys.JOINS: read[keys.JOINS],
+                    keys.TASKS: read[keys.TASKS][1:],
+                    keys.DATA: read[keys.DATA],
                 }
             else:
                 spec = view.specs[event.task]

@@ -93,6 +93,17 @@ class Store(Protocol):
 
     def commit(self, c: Commit) -> CommitResult: ...
 
+    def read_many(
+        self, reads: Sequence[tuple[str, Mapping[str, Sequence[str]]]]
+    ) -> list[dict[str, list[bytes | None]]]:
+        """`read` for several (run id, wants) at once, in one round trip where the store can."""
+        ...
+
+    def commit_many(self, commits: Sequence[Commit]) -> list[CommitResult]:
+        """`commit` each of ``commits`` (of distinct runs), in one round trip where the store
+        can; each is atomic on its own, as with `commit`, and each result is its own."""
+        ...
+
     def count_delivery(self, run_id: str, event_id: str, delta: int = 1) -> int:
         """Count one more processing of a redelivered event; return the count (poison detection)."""
         ...

@@ -137,6 +137,14 @@ class MemoryStore:
             for i in message_ids:
                 out.pop(i, None)
 
+    def read_many(
+        self, reads: Sequence[tuple[str, Mapping[str, Sequence[str]]]]
+    ) -> list[dict[str, list[bytes | None]]]:
+        return [self.read(run_id, wants) for run_id, wants in reads]
+
+    def commit_many(self, commits: Sequence[Commit]) -> list[CommitResult]:
+        return [self.commit(c) for c in commits]
+
     def mark_sent_many(self, sent: Mapping[str, Sequence[str]]) -> None:
         for run_id, message_ids in sent.items():
             self.mark_sent(run_id, message_ids)

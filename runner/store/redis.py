@@ -28,26 +28,15 @@ import redis.exceptions
 
 from runner.config import Config, redact_url
 from runner.errors import StoreError, StoreUnavailable
-from runner.protocol import pack, unpack
-from runner.store import APPLIED_RESULT, Beat, Commit, CommitResult, DueTimer, Watch, keys, lua
+from runner.protocol import unpack
+from runner.store import Beat, Commit, CommitResult, DueTimer, Watch, keys, lua
+from runner.store.redis_commit import commit_args, commit_pipelined, commit_result
 from runner.store.redis_errors import REDIS_ERRORS, translate
 from runner.store.redis_fleet import Fleet
 from runner.store.redis_flows import FlowRegistry
 from runner.store.redis_listings import RunListings
 from runner.store.redis_replicas import Replicas
 from runner.store.redis_watch import watch_channel
-
-_PART_INDEX = {part: str(i + 1) for i, part in enumerate(keys.RUN_PARTS)}
-
-
-def _commit_result(reply: Any) -> CommitResult:
-    tag = reply[0]
-    if tag == b"ok":
-        return APPLIED_RESULT
-    if tag == b"conflict":
-        return CommitResult("conflict", conflict_guard=int(reply[1]))
-    rest = reply[1:]
-    return CommitResult("duplicate", {rest[i].decode(): rest[i + 1] for i in range(0, len(rest), 2)})
 
 
 def _b(value: Any) -> bytes:
@@ -139,54 +128,48 @@ class RedisStore:
     def commit(self, c: Commit) -> CommitResult:
         run_keys, argv = self._commit_args(c)
         reply = self._eval_durably("_script", lua.COMMIT, run_keys, argv)
-        return _commit_result(reply)
+        return commit_result(reply)
 
     def _commit_args(self, c: Commit) -> tuple[list[str], list[Any]]:
         """The commit script's KEYS and ARGV (runner/store/lua/commit.lua)."""
-        argv: list[Any] = [c.event_id, c.run_id, keys.notify_channel(self._prefix, c.run_id)]
-        argv.append(len(c.guards))
-        for part, fld, expected in c.guards:
-            argv += [_PART_INDEX[part], fld, "0" if expected is None else "1", expected or b""]
-        writes = [(p, f, v) for p, fv in c.writes.items() for f, v in fv.items()]
-        argv.append(len(writes))
-        for part, fld, value in writes:
-            argv += [_PART_INDEX[part], fld, value]
-        argv.append(len(c.history))
-        argv += list(c.history)
-        argv.append(len(c.outbox))
-        for mid, msg in c.outbox.items():
-            argv += [mid, msg]
-        deletes = [(p, f) for p, fs in c.deletes.items() for f in fs]
-        argv.append(len(deletes))
-        for part, fld in deletes:
-            argv += [_PART_INDEX[part], fld]
-        argv.append(len(c.timers))
-        for tid, (due, event) in c.timers.items():
-            argv += [tid, due, pack([due, event])]
-        argv.append(len(c.cancel_timers))
-        argv += list(c.cancel_timers)
-        old, new = c.status_change or ("", "")
-        argv += [
-            "0" if not new else ("1" if old else "2"),
-            c.created_ms,
-            c.expire_s,
-            c.flow,
-            self._prefix,
-            old,
-            new,
-            "1" if self._GLOBAL else "0",
-            self._PUBLISH,
+        return commit_args(self._prefix, c, self._GLOBAL, self._PUBLISH)
+
+    def read_many(
+        self, reads: Sequence[tuple[str, Mapping[str, Sequence[str]]]]
+    ) -> list[dict[str, list[bytes | None]]]:
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for run_id, wants in reads:
+                for p, fs in wants.items():
+                    if fs:
+                        pipe.hmget(self._k(run_id, p), list(fs))
+            values = iter(pipe.execute())
+        except REDIS_ERRORS as e:
+            raise translate(e) from e
+        return [{p: next(values) if fs else [] for p, fs in wants.items()} for _, wants in reads]
+
+    def commit_many(self, commits: Sequence[Commit]) -> list[CommitResult]:
+        """All the commit scripts in one pipeline (and, when replicas are wanted, one WAIT
+        after them, covering every write of the connection)."""
+        if len(commits) < 2:
+            return [self.commit(c) for c in commits]
+        client = self.client  # creates the script objects on first use
+        try:
+            replies = commit_pipelined(
+                client,
+                self._script,
+                [self._commit_args(c) for c in commits],
+                self._replicas,
+                self._config.redis_wait_timeout_ms,
+            )
+        except REDIS_ERRORS as e:
+            self._after_error(e, client)
+            raise translate(e) from e
+        # a script that failed on its own (a bug, not an outage) fails again alone, to raise
+        return [
+            self.commit(c) if isinstance(r, Exception) else commit_result(r)
+            for c, r in zip(commits, replies, strict=True)
         ]
-        run_keys = [self._k(c.run_id, p) for p in keys.RUN_PARTS]
-        if self._GLOBAL:
-            run_keys += [
-                keys.runs_index(self._prefix),
-                keys.status_index(self._prefix, old or "NONE"),
-                keys.status_index(self._prefix, new or "NONE"),
-                keys.timers_index(self._prefix),
-                keys.flow_index(self._prefix, c.flow or "NONE"),
-            ]
-        return run_keys, argv
 
     # --- waiting for replicas -----------------------------------------------------------------
 

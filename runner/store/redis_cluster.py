@@ -43,7 +43,8 @@ from runner.errors import StoreError
 from runner.protocol import pack, unpack
 from runner.states import RUN_STATES
 from runner.store import Commit, CommitResult, DueTimer, Watch, keys, lua
-from runner.store.redis import RedisStore, _b, _commit_result
+from runner.store.redis import RedisStore, _b
+from runner.store.redis_commit import commit_result
 from runner.store.redis_errors import REDIS_ERRORS, translate
 from runner.store.redis_watch import watch_shard_channel
 
@@ -122,7 +123,7 @@ class RedisClusterStore(RedisStore):
     def commit(self, c: Commit) -> CommitResult:
         run_keys, argv = self._commit_args(c)
         reply = self._eval_durably("_script", lua.COMMIT, run_keys, argv)
-        result = _commit_result(reply)
+        result = commit_result(reply)
         if result.applied:
             seq = _b(reply[1]).decode() if len(reply) > 1 else ""
             status = c.status_change[1] if c.status_change else ""
@@ -133,6 +134,16 @@ class RedisClusterStore(RedisStore):
         elif result.outcome == "duplicate":
             self._repair(c.run_id)
         return result
+
+    def read_many(
+        self, reads: Sequence[tuple[str, Mapping[str, Sequence[str]]]]
+    ) -> list[dict[str, list[bytes | None]]]:
+        """One read at a time: the runs' keys are on different nodes."""
+        return [self.read(run_id, wants) for run_id, wants in reads]
+
+    def commit_many(self, commits: Sequence[Commit]) -> list[CommitResult]:
+        """One commit at a time: each is followed by its own index and timer updates."""
+        return [self.commit(c) for c in commits]
 
     def _flow_of(self, run_id: str) -> str:
         try:

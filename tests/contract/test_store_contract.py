@@ -86,6 +86,28 @@ def test_a_commit_without_outbox_is_remembered_and_its_repeat_refused(store: Sto
     assert store.history(r) == [b"failed"]
 
 
+def test_commits_of_several_runs_together_each_apply_conflict_or_repeat_on_its_own(store: Store) -> None:
+    a, b, c = rid(), rid(), rid()
+    store.commit(Commit(c, "e0", writes={keys.DATA: {"x": b"0"}}, history=[b"h0"], outbox={"m0": b"o0"}))
+    results = store.commit_many(
+        [
+            Commit(a, "e1", guards=[(keys.META, "status", None)], writes={keys.META: {"status": b"RUNNING"}},
+                   history=[b"ha"], outbox={"ma": b"oa"}, status_change=("", "RUNNING"), created_ms=5),
+            Commit(b, "e2", guards=[(keys.DATA, "x", b"1")], writes={keys.DATA: {"x": b"2"}}, history=[b"hb"]),
+            Commit(c, "e0", writes={keys.DATA: {"x": b"9"}}, history=[b"again"]),
+        ]
+    )  # fmt: skip
+    assert [r.outcome for r in results] == ["applied", "conflict", "duplicate"]
+    assert results[2].unsent == {"m0": b"o0"}
+    got = store.read_many(
+        [(a, {keys.META: ["status"], keys.OUTBOX: ["ma"]}), (b, {keys.DATA: ["x"]}), (c, {})]
+    )
+    assert got == [{keys.META: [b"RUNNING"], keys.OUTBOX: [b"oa"]}, {keys.DATA: [None]}, {}]
+    assert (store.history(a), store.history(b), store.history(c)) == ([b"ha"], [], [b"h0"])
+    assert store.list_runs("RUNNING", 10) == [a]
+    assert store.commit_many([]) == []
+
+
 def test_guards_are_all_checked_before_any_write(store: Store) -> None:
     r = rid()
     assert store.commit(Commit(r, "e0", writes={keys.TASKS: {"a": b"1"}})).applied
@@ -391,3 +413,17 @@ def test_noted_queues_are_listed_once_and_forgotten_when_older_than_asked(store:
     assert store.noted_queues(since_ms=0) == sorted([q1, q2])
     assert store.noted_queues(since_ms=2_000) == [q1]
     assert store.noted_queues(since_ms=0) == [q1]  # q2 was forgotten
+
+
+def test_commits_together_on_a_server_that_lost_its_scripts_load_them_and_apply_once(
+    redis_store: RedisStore,
+) -> None:
+    redis_store.commit(Commit(rid(), "warm", writes={keys.DATA: {"x": b"0"}}))  # scripts loaded
+    redis_store.client.script_flush()  # as a restarted server
+    a, b = rid(), rid()
+    results = redis_store.commit_many(
+        [Commit(a, "e1", writes={keys.DATA: {"x": b"1"}}, history=[b"ha"]),
+         Commit(b, "e2", writes={keys.DATA: {"x": b"2"}}, history=[b"hb"])]
+    )  # fmt: skip
+    assert [r.outcome for r in results] == ["applied", "applied"]
+    assert (redis_store.history(a), redis_store.history(b)) == ([b"ha"], [b"hb"])

@@ -149,6 +149,7 @@ KOMBU_ADAPTER = {
                 "runner/store/redis_errors.py",
                 "runner/store/redis_flows.py",
                 "runner/store/redis_fleet.py",
+                "runner/store/redis_commit.py",
                 "runner/store/redis_listings.py",
                 "runner/store/redis_replicas.py",
                 "runner/store/redis_watch.py",
