@@ -162,6 +162,16 @@ class SimStore:
         self._world.seen["committed"].setdefault(c.event_id, seq)
         return out
 
+    def read_many(
+        self, reads: Sequence[tuple[str, Mapping[str, Sequence[str]]]]
+    ) -> list[dict[str, list[bytes | None]]]:
+        return [self.read(run_id, wants) for run_id, wants in reads]
+
+    def commit_many(self, commits: Sequence[Commit]) -> list[CommitResult]:
+        """A pipeline of commits: each through its own fault points, so a crash, an outage or
+        a lost reply can strike between any two of them (the first ones applied)."""
+        return [self.commit(c) for c in commits]
+
     def count_delivery(self, run_id: str, event_id: str, delta: int = 1) -> int:
         return self._call(self._mem.count_delivery, run_id, event_id, delta)
 
