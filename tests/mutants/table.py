@@ -371,4 +371,28 @@ MUTANTS: tuple[Mutant, ...] = (
         "memory store drops a timer when it is claimed (an engine dying before it fires loses it)",
         (STORE,),
     ),
+    Mutant(
+        "M35",
+        "runner/engine/ahead.py",
+        "        if event.run_id not in runs:",
+        "        if True:",
+        "engine commits ahead a run's second event of a batch with its first (read before it)",
+        ("tests/unit/test_commit_ahead.py",),
+    ),
+    Mutant(
+        "M36",
+        "runner/engine/ahead.py",
+        "        if d.redelivered:\n            break",
+        "        if d.redelivered:\n            continue",
+        "engine commits ahead the events after a redelivered one (a possible engine killer)",
+        ("tests/unit/test_commit_ahead.py",),
+    ),
+    Mutant(
+        "M37",
+        "runner/store/redis_commit.py",
+        "        client.script_load(script.script)",
+        "        return replies",
+        "redis commits together on a server without the script are not retried once it is loaded",
+        (STORE,),
+    ),
 )
