@@ -9,6 +9,7 @@ on the tallest. Pure geometry: `svg` draws it; tests check it (no overlaps, all 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -58,6 +59,11 @@ def levels(preds: Mapping[str, Sequence[str]]) -> dict[str, int]:
     return level
 
 
+def natural(name: str) -> list[tuple[int, int | str]]:
+    """A sort key putting ``leaf2`` before ``leaf10``."""
+    return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", name) if p]
+
+
 def _order(columns: list[list[str]], ups: dict[str, list[str]], downs: dict[str, list[str]]) -> None:
     """Reorder each column by its neighbours' mean position (barycentres), in place."""
     for sweep in range(SWEEPS):
@@ -98,7 +104,7 @@ def layout(preds: Mapping[str, Sequence[str]]) -> Layout:
             downs.setdefault(a, []).append(b)
         chains[(p, n)] = chain
     columns: list[list[str]] = [[] for _ in range(max(column_of.values(), default=-1) + 1)]
-    for n in [*preds, *(s for s in column_of if s not in preds)]:
+    for n in [*sorted(preds, key=natural), *(s for s in column_of if s not in preds)]:
         columns[column_of[n]].append(n)
     _order(columns, ups, downs)
 

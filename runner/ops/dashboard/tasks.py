@@ -77,7 +77,11 @@ def _values(title: str, ident: str, values: Mapping[str, Any], empty: str) -> st
         f'<tr data-name="{escape(k)}"><td>{escape(k)}</td><td><pre>{value(v)}</pre></td></tr>'
         for k, v in values.items()
     )
-    body = f"<table><tbody>{rows}</tbody></table>" if rows else f"<p class=muted>{escape(empty)}</p>"
+    body = (
+        f'<table class="values"><tbody>{rows}</tbody></table>'
+        if rows
+        else f"<p class=muted>{escape(empty)}</p>"
+    )
     return f'<div class="card" id="{ident}"><h2>{escape(title)}</h2>{body}</div>'
 
 
@@ -142,13 +146,13 @@ def task_page(
     tries = attempts_of(history).get(task, [])
     data = task_data(client, run_id, spec, task)
     body = f'<div class="card"><h2>Attempts ({len(tries)})</h2>{_attempt_rows(tries)}</div>'
-    body += _values("Inputs", "inputs", data.inputs, "none stored (not started yet, or no parameters)")
     if st.error:
         body += _error(st.error)
     if st.revert_error:
         body += _error({**st.revert_error, "type": f"revert failed: {st.revert_error.get('type', '')}"})
     if spec.map is not None:
         body += elements_card(client, run_id, task, q)
+    body += _values("Inputs", "inputs", data.inputs, "none stored (not started yet, or no parameters)")
     body += _values("Result", "result", data.outputs, "none (not succeeded, or it provides nothing)")
     shown = history[-MAX_HISTORY:]
     body += f'<div class="card"><h2>History</h2>{history_rows(shown, len(history))}</div>'
