@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 from runner.client import Client
-from tests.browser.test_dashboard import OPERATOR
 from tests.helpers import dashboard_flows as df
 from tests.helpers import flows
 from tests.helpers.processes import Processes
 
 pytestmark = pytest.mark.services
+OPERATOR = "op-" + uuid.uuid4().hex
 
 # Every problem a person would see in a drawing: boxes overlapping each other or outside the
 # picture, texts overlapping each other, a box's text spilling out of it, an edge running

@@ -5,8 +5,12 @@ overlaps. The browser tests (tests/browser/test_dashboard_pages.py) check what i
 
 from __future__ import annotations
 
+import http.client
+import threading
+import uuid
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -22,7 +26,6 @@ from runner.protocol import Event
 from tests.helpers import dashboard_flows as df
 from tests.helpers import flows
 from tests.helpers import http_flows as hf
-from tests.unit.test_http_server import held_run, request
 
 EVIL = "<script>alert(1)</script>"
 IMG = "<img src=x onerror=alert(document.domain)>"
@@ -36,9 +39,34 @@ def rt() -> Iterator[LocalRuntime]:
 
 
 def page(rt: LocalRuntime, path: str, code: int = 200) -> str:
-    got, _, body = request(rt, "GET", path)
+    url = urlsplit(rt.server.url)
+    conn = http.client.HTTPConnection(url.hostname or "", url.port, timeout=30)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        got, body = resp.status, resp.read()
+    finally:
+        conn.close()
     assert got == code, (path, got, body[:300])
     return body.decode()
+
+
+def held_run(rt: LocalRuntime) -> tuple[str, str]:
+    """A run whose task ``hold`` is RUNNING until its gate is set."""
+    gate = uuid.uuid4().hex
+    hf.GATES[gate] = threading.Event()
+    rid = rt.client.submit(hf.hold_flow, {"x": 1, "gate": gate})
+    watch = rt.client.store.watch(rid)
+    try:
+        for _ in range(300):
+            task = rt.client.status(rid).tasks.get("hold")
+            if task is not None and task.status == "RUNNING":
+                break
+            watch.wait(0.2)
+    finally:
+        watch.close()
+    assert rt.client.status(rid).tasks["hold"].status == "RUNNING"
+    return rid, gate
 
 
 def assert_inert(html: str) -> None:
@@ -72,8 +100,6 @@ def test_user_data_on_task_pages_and_the_timeline_is_escaped(rt: LocalRuntime) -
 
 
 def test_a_forged_worker_name_is_inert_on_every_page_that_shows_it(rt: LocalRuntime) -> None:
-    from tests.helpers import http_flows
-
     rid, gate = held_run(rt)
     event = Event(
         protocol.TASK_SUCCEEDED,
@@ -86,7 +112,7 @@ def test_a_forged_worker_name_is_inert_on_every_page_that_shows_it(rt: LocalRunt
     )
     rt.client.broker.publish([Outgoing(ENGINE_QUEUE, event.id, protocol.encode(event))])
     assert rt.client.wait(rid, 30).status == "SUCCESS"
-    http_flows.GATES[gate].set()
+    hf.GATES[gate].set()
     assert rt.client.status(rid).tasks["hold"].worker == IMG  # it got through: the page must cope
     for path in (f"/runs/{rid}", f"/runs/{rid}/tasks/hold"):
         html = page(rt, path)
