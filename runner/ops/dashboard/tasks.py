@@ -145,13 +145,14 @@ def task_page(
     history = [h for h in client.history(run_id) if h.scope == task]
     tries = attempts_of(history).get(task, [])
     data = task_data(client, run_id, spec, task)
-    body = f'<div class="card"><h2>Attempts ({len(tries)})</h2>{_attempt_rows(tries)}</div>'
+    attempts = f'<div class="card"><h2>Attempts ({len(tries)})</h2>{_attempt_rows(tries)}</div>'
+    body = "" if spec.map is not None else attempts  # a map node: its elements come first
     if st.error:
         body += _error(st.error)
     if st.revert_error:
         body += _error({**st.revert_error, "type": f"revert failed: {st.revert_error.get('type', '')}"})
     if spec.map is not None:
-        body += elements_card(client, run_id, task, q)
+        body += elements_card(client, run_id, task, q) + attempts
     body += _values("Inputs", "inputs", data.inputs, "none stored (not started yet, or no parameters)")
     body += _values("Result", "result", data.outputs, "none (not succeeded, or it provides nothing)")
     shown = history[-MAX_HISTORY:]
