@@ -159,6 +159,10 @@ def test_a_task_page_is_404_for_a_task_or_run_that_does_not_exist(rt: LocalRunti
     rt.client.wait(rid, 30)
     assert "No task nope" in page(rt, f"/runs/{rid}/tasks/nope", 404)
     assert "No task echo[0]" in page(rt, f"/runs/{rid}/tasks/echo%5B0%5D", 404)  # not a map
+    mapped = rt.client.submit(hf.markup_map_flow, {"xs": [1, 2]})
+    rt.client.wait(mapped, 30)
+    assert "Task echo[1]" in page(rt, f"/runs/{mapped}/tasks/echo%5B1%5D")
+    assert "No task echo[2]" in page(rt, f"/runs/{mapped}/tasks/echo%5B2%5D", 404)  # past its list
     assert "No run nope" in page(rt, "/runs/nope/tasks/echo", 404)
     assert_inert(page(rt, f"/runs/{rid}/tasks/%3Cscript%3E", 404))
     html = page(rt, f"/runs/{rid}")

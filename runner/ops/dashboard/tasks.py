@@ -133,6 +133,8 @@ def task_page(
         raise TaskNotFound(task)
     st = task_state(client, run_id, task)
     item = keys.item_of(task)
+    if item is not None and item[1] >= (task_state(client, run_id, item[0]).items or 0):
+        raise TaskNotFound(task)  # past the node's list, or its list not there yet
     crumbs = f'<a href="{run_href(run_id)}">run {escape(run_id)}</a>'
     if item is not None:
         crumbs += f' › <a href="{task_href(run_id, item[0])}">{escape(item[0])}</a>'
