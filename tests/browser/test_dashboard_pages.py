@@ -74,6 +74,19 @@ TEXTS_APART = """(sel) => {
 }"""
 
 
+def evaluate(page: Any, script: str, arg: Any) -> Any:
+    """``page.evaluate``, again if the page's own refresh (every 2 s while its run is active)
+    replaced the document while the script ran."""
+    for _ in range(5):
+        try:
+            return page.evaluate(script, arg)
+        except Exception as e:  # playwright's Error, imported only with the browser
+            if "context was destroyed" not in str(e):
+                raise
+            page.wait_for_load_state()
+    raise AssertionError("the page kept reloading")
+
+
 def until_task(client: Client, run_id: str, task: str, status: str, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     watch = client.store.watch(run_id)
@@ -118,7 +131,7 @@ def test_a_runs_timeline_and_its_task_pages(page: Any, shots: Path, procs: Proce
     ticks = page.locator("svg.timeline text.tick").all_text_contents()
     assert ticks[0] == "0 s" and len(ticks) >= 3
     assert "check_stock ×3" in page.locator("svg.timeline").text_content()
-    assert page.evaluate(TEXTS_APART, "svg.timeline") == []
+    assert evaluate(page, TEXTS_APART, "svg.timeline") == []
     page.locator("#timeline").screenshot(path=str(shots / "dashboard-timeline.png"))
 
     # From the timeline to the task's page: every attempt with its times, worker and outcome,
