@@ -85,6 +85,11 @@ def attempts_of(history: Iterable[HistoryEntry]) -> dict[str, list[Attempt]]:
     return {task: [by[n] for n in sorted(by)] for task, by in found.items()}
 
 
+def element_of(task: str) -> tuple[str, int] | None:
+    """(map node, index) for a map element's name (``node[3]``); None for any other task."""
+    return keys.item_of(task)
+
+
 def spec_of(specs: dict[str, TaskSpec], task: str) -> TaskSpec | None:
     """A task's spec, or a map element's (``node[i]``); None for a name the run does not have."""
     if task in specs:

@@ -12,7 +12,15 @@ from urllib.parse import urlencode
 
 from runner import states
 from runner.client import Client
-from runner.client.attempts import Attempt, attempts_of, elements, spec_of, task_data, task_state
+from runner.client.attempts import (
+    Attempt,
+    attempts_of,
+    element_of,
+    elements,
+    spec_of,
+    task_data,
+    task_state,
+)
 from runner.client.render import show, took
 from runner.decide.records import TaskState
 from runner.define.spec import TaskSpec
@@ -29,7 +37,6 @@ from runner.ops.dashboard.common import (
     ts,
 )
 from runner.ops.dashboard.timeline import span_text
-from runner.store import keys
 
 ELEMENTS = 100  # map elements a page lists
 MAX_VALUE = 16_000  # characters of one input or result shown
@@ -132,7 +139,7 @@ def task_page(
     if spec is None:
         raise TaskNotFound(task)
     st = task_state(client, run_id, task)
-    item = keys.item_of(task)
+    item = element_of(task)
     if item is not None and item[1] >= (task_state(client, run_id, item[0]).items or 0):
         raise TaskNotFound(task)  # past the node's list, or its list not there yet
     crumbs = f'<a href="{run_href(run_id)}">run {escape(run_id)}</a>'
