@@ -241,3 +241,14 @@ def test_a_name_is_cut_to_its_box_and_whole_in_its_title() -> None:
     assert f"<title>{df.LONG}: PENDING</title>" in drawing
     assert f">{df.LONG}<" not in drawing and "an_uncommonly_long_task_n" in drawing
     assert svg.fit("short", 12, 184) == "short" and svg.fit("x" * 200, 12, 184).endswith("…")
+
+
+def test_a_timeline_draws_at_most_its_row_limit_and_counts_the_rest() -> None:
+    from runner.client import RunInfo, TaskInfo
+
+    names = [f"t{i}" for i in range(timeline.MAX_ROWS + 50)]
+    info = RunInfo("r", states.RUNNING, "f", 1_000, tasks={n: TaskInfo(n, states.PENDING, 0) for n in names})
+    history = [entry(1_000 + i, n, 1, states.PENDING, states.SCHEDULED) for i, n in enumerate(names)]
+    drawing = timeline.timeline(info, history, lambda n: f"/t/{n}", 5_000)
+    assert drawing.count('<g class="row"') == timeline.MAX_ROWS and "50 more tasks not drawn" in drawing
+    assert 'href="/t/t0"' in drawing and 'data-task="t299"' in drawing and 'data-task="t300"' not in drawing
