@@ -4,6 +4,8 @@
 - `info` — the records it returns (`RunInfo`, `TaskInfo`, `HistoryEntry`).
 - `completion` — completing or failing a waiting (lazy) task with its token.
 - `tokens` — the signed completion tokens themselves.
+- `attempts` — one task seen closely: its attempts (from the history), inputs and results,
+  a map node's elements (the dashboard's task pages and timeline).
 
 May import the shared leaves (errors, config, protocol, states, caps, logs), the flow
 definitions (`runner.define`), the store and broker *contracts*, and the typed task record

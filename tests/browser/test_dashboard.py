@@ -5,11 +5,9 @@ screenshots of the main pages go to docs/ (shown in the README)."""
 
 from __future__ import annotations
 
-import os
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,54 +22,7 @@ from tests.helpers.processes import Processes
 
 pytestmark = pytest.mark.services
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 OPERATOR = "op-" + uuid.uuid4().hex
-# Screenshots go to a temporary directory; `make screenshots` writes them to docs/ instead.
-SHOTS = os.environ.get("ACKFLOW_SCREENSHOTS", "")
-
-
-def _browser_available() -> bool:
-    try:
-        import playwright  # noqa: F401
-    except ImportError:
-        return False
-    return Path(CHROMIUM).exists()
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    return Path(SHOTS) if SHOTS else tmp_path
-
-
-@pytest.fixture
-def page() -> Iterator[Any]:
-    if not _browser_available():
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(
-                f"browser tests need {CHROMIUM} and playwright (make test installs them: .ci/setup.sh)"
-            )
-        pytest.skip(
-            f"no {CHROMIUM} or playwright: make test installs them when it can (.ci/setup.sh, as root), "
-            "or apt-get install chromium chromium-driver"
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        pg = browser.new_page(viewport={"width": 1280, "height": 900})
-        pg.set_default_timeout(20_000)
-        yield pg
-        browser.close()
 
 
 def start_serve(procs: Processes, env: dict[str, str]) -> str:

@@ -51,3 +51,6 @@ def boom(x: Any) -> Any:
 
 double_flow = flow.linear("http_double_flow", double)
 boom_flow = flow.linear("http_boom_flow", boom)
+
+
+markup_map_flow = flow.linear("http_markup_map", flow.map(echo, over="xs", into="x", provides="ys"))

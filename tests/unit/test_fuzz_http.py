@@ -46,6 +46,7 @@ def served() -> Iterator[tuple[LocalRuntime, tuple[str, int], str, _Records]]:
             url = urlsplit(serve_local(rt))
             assert url.hostname and url.port
             rt.run(hf.echo_flow, {"x": {b"k": [1, None, "<b>"]}}, run_id="fz-1", timeout_s=30)
+            rt.run(hf.markup_map_flow, {"xs": [1, "<b>"]}, run_id="fz-2", timeout_s=30)
             body = f"token={OPERATOR}".encode()
             raw = _exchange(
                 (url.hostname, url.port),
@@ -70,9 +71,10 @@ def _exchange(addr: tuple[str, int], raw: bytes) -> bytes:
 
 SEGMENTS = st.sampled_from(
     [
-        "runs", "fz-1", "dlq", "v1", "complete", "fail", "healthz", "readyz", "static", "style.css", "login",
+        "runs", "fz-1", "fz-2", "dlq", "v1", "complete", "fail", "healthz", "readyz", "static", "style.css", "login",
         "logout", "pause", "resume", "cancel", "retry", "replay", "purge", "..", ".", "%2e%2e",
-        "%2F", "%00", "%", "%zz", "%C3%A9", "%ff", "ops:1", "", "é", "\u2028", "<script>",
+        "%2F", "%00", "%", "%zz", "%C3%A9", "%ff", "ops:1", "", "é", "\u2028", "<script>", "tasks", "echo",
+        "echo%5B0%5D",
     ]
 )  # fmt: skip
 PATHS = st.one_of(
@@ -82,7 +84,7 @@ PATHS = st.one_of(
 QUERY = st.one_of(
     st.just(""),
     st.dictionaries(
-        st.sampled_from(["msg", "since", "until", "before", "status", "flow", "wait", "x"]),
+        st.sampled_from(["msg", "since", "until", "before", "status", "flow", "wait", "x", "start"]),
         st.one_of(st.text(max_size=20), st.sampled_from(["0", "60", "nan", "1e999", "2026-01-01", "²"])),
         max_size=3,
     ).map(lambda q: "?" + "&".join(f"{quote(k)}={quote(v)}" for k, v in q.items())),

@@ -9,81 +9,40 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import partial
 from html import escape
 from urllib.parse import quote, urlencode
 
 from runner import states
 from runner.broker import DeadLetter, DeadLetters
 from runner.client import Client, RunInfo
-from runner.client.render import cut, show, timestamp
+from runner.client.render import show
 from runner.logs import scrub
 from runner.ops.dashboard import svg
+from runner.ops.dashboard.common import (
+    MAX_HISTORY,
+    MAX_TEXT,
+    badge,
+    completion_forms,
+    dur,
+    history_rows,
+    layout,
+    millis,
+    run_href,
+    task_href,
+    text,
+    ts,
+)
+from runner.ops.dashboard.timeline import timeline
 from runner.ops.fleet import waiting_unconsumed
+from runner.protocol import now_ms
+
+__all__ = [  # the shared parts, for the pages elsewhere and the tests
+    "MAX_HISTORY", "MAX_TEXT", "badge", "dlq_page", "layout", "millis", "not_found", "run_href",
+    "run_page", "runs_page", "text",
+]  # fmt: skip
 
 PAGE = 50
-MAX_HISTORY = 1_000  # history rows a run page shows (the newest)
-MAX_TEXT = 16_000  # characters of one error message or traceback shown
-
-
-def _ts(ms: int | None, precise: bool = False) -> str:
-    return escape(timestamp(ms, precise))
-
-
-def _dur(start: int | None, end: int | None) -> str:
-    if not start or not end:
-        return "-"
-    s = (end - start) / 1000
-    return f"{s * 1000:.0f} ms" if s < 1 else f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
-
-
-def run_href(run_id: str) -> str:
-    """The path of a run's page: the id percent-encoded (``:`` kept), then HTML-escaped."""
-    return escape(f"/runs/{quote(run_id, safe=':')}")
-
-
-def text(value: object, limit: int = MAX_TEXT) -> str:
-    """A stored text for the page: secrets scrubbed, cut, escaped."""
-    return escape(cut(scrub(str(value)), limit))
-
-
-def millis(value: object) -> str:
-    """A task's duration: only a whole number is shown (the event carrying it is outside data)."""
-    return f"{value} ms" if isinstance(value, int) and not isinstance(value, bool) else "-"
-
-
-def badge(status: str) -> str:
-    return f'<span class="badge b-{escape(status)}">{escape(status)}</span>'
-
-
-def layout(
-    title: str, body: str, operator: bool, can_operate: bool, flash: str = "", refresh: bool = False
-) -> str:
-    if not can_operate:
-        op = '<span class="muted">read-only (no operator token configured)</span>'
-    elif operator:
-        op = (
-            '<span>operator</span><form class="inline" method="post" action="/logout">'
-            '<button type="submit">log out</button></form>'
-        )
-    else:
-        op = (
-            '<form class="inline" method="post" action="/login">'
-            '<input type="password" name="token" placeholder="operator token" aria-label="operator token">'
-            ' <button type="submit">log in</button></form>'
-        )
-    meta = '<meta http-equiv="refresh" content="2">' if refresh else ""
-    msg = f'<div class="flash" role="status">{escape(flash)}</div>' if flash else ""
-    return (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8">{meta}'
-        f"<title>{escape(title)} · ackflow</title>"
-        '<link rel="stylesheet" href="/static/style.css"></head><body>'
-        '<header><a class="brand" href="/runs">ackflow</a><a href="/runs">Runs</a>'
-        '<a href="/dlq">Dead letters</a><a href="/workers">Workers</a><a href="/queues">Queues</a>'
-        f'<div class="op">{op}</div></header>'
-        f"<main>{msg}{body}</main></body></html>"
-    )
-
-
 # --- runs ------------------------------------------------------------------------------
 
 
@@ -138,8 +97,8 @@ def runs_page(client: Client, q: Mapping[str, str]) -> str:
     for run in runs:
         body_rows.append(
             f'<tr data-run="{escape(run.run_id)}"><td><a href="{run_href(run.run_id)}">{escape(run.run_id)}</a></td>'
-            f"<td>{escape(run.flow)}</td><td>{badge(run.status)}</td><td>{_ts(run.created_ms)}</td>"
-            f"<td>{_ts(run.finished_ms)}</td><td>{_dur(run.created_ms, run.finished_ms)}</td></tr>"
+            f"<td>{escape(run.flow)}</td><td>{badge(run.status)}</td><td>{ts(run.created_ms)}</td>"
+            f"<td>{ts(run.finished_ms)}</td><td>{dur(run.created_ms, run.finished_ms)}</td></tr>"
         )
     table = (
         "<table><thead><tr><th>run</th><th>flow</th><th>status</th><th>created</th><th>finished</th>"
@@ -159,19 +118,6 @@ def runs_page(client: Client, q: Mapping[str, str]) -> str:
 # --- one run ---------------------------------------------------------------------------
 
 
-def _completion_forms(run_id: str, task: str) -> str:
-    """An operator's "approve / fail" for a waiting task: its result as JSON, or an error."""
-    base = f"{run_href(run_id)}/tasks/{escape(quote(task, safe=''))}"
-    return (
-        f'<form class="complete" method="post" action="{base}/complete">'
-        '<input name="result" value="null" aria-label="result (JSON)" title="the result, as JSON">'
-        '<button type="submit">approve</button></form>'
-        f'<form class="complete" method="post" action="{base}/fail">'
-        '<input name="error" placeholder="why" aria-label="error message" required>'
-        '<button type="submit" class="danger">fail</button></form>'
-    )
-
-
 def run_page(client: Client, run_id: str, operator: bool) -> tuple[str, RunInfo]:
     info = client.status(run_id)
     specs = client.specs(run_id)
@@ -187,8 +133,8 @@ def run_page(client: Client, run_id: str, operator: bool) -> tuple[str, RunInfo]
             )
     head = (
         f'<h1>Run {escape(run_id)} {badge(info.status)}</h1><div class="card">'
-        f"<p>flow <b>{escape(info.flow)}</b> · created {_ts(info.created_ms)} · finished {_ts(info.finished_ms)}"
-        f" · took {_dur(info.created_ms, info.finished_ms)}</p>{' '.join(actions)}</div>"
+        f"<p>flow <b>{escape(info.flow)}</b> · created {ts(info.created_ms)} · finished {ts(info.finished_ms)}"
+        f" · took {dur(info.created_ms, info.finished_ms)}</p>{' '.join(actions)}</div>"
     )
     waits = waiting_unconsumed(client, info)
     if waits:
@@ -215,7 +161,7 @@ def run_page(client: Client, run_id: str, operator: bool) -> tuple[str, RunInfo]
         if t.status == states.WAITING:
             extra = "waiting for an outside completion (token not shown)"
             if operator and client.config.secret and not t.child:
-                extra += _completion_forms(run_id, name)
+                extra += completion_forms(run_id, name)
         if t.progress:
             extra = f"{t.progress[0]:.0%} {text(t.progress[1], 500)}"
         if t.error:
@@ -225,50 +171,25 @@ def run_page(client: Client, run_id: str, operator: bool) -> tuple[str, RunInfo]
                     f"<details><summary>traceback</summary><pre>{text(t.error['traceback'])}</pre></details>"
                 )
         if t.retry_at_ms:
-            extra += f" · next attempt at {_ts(t.retry_at_ms)}"
+            extra += f" · next attempt at {ts(t.retry_at_ms)}"
         if t.revert_error:
             extra += f" · revert failed: {text(t.revert_error.get('message', ''))}"
         task_rows.append(
-            f'<tr data-task="{escape(name)}"><td>{escape(name)}</td><td>{badge(t.status)}</td><td>{escape(str(t.attempt))}</td>'
+            f'<tr data-task="{escape(name)}"><td><a href="{task_href(run_id, name)}">{escape(name)}</a></td><td>{badge(t.status)}</td><td>{escape(str(t.attempt))}</td>'
             f"<td>{escape(str(t.worker))}</td><td>{millis(t.duration_ms)}</td><td>{extra}</td></tr>"
         )
     tasks = (
         '<div class="card"><h2>Tasks</h2><table><thead><tr><th>task</th><th>state</th><th>attempt</th>'
         f"<th>worker</th><th>took</th><th></th></tr></thead><tbody>{''.join(task_rows)}</tbody></table></div>"
     )
-    hist_rows = []
     shown = history[-MAX_HISTORY:]
-    if len(shown) < len(history):
-        hist_rows.append(
-            f"<tr><td colspan=5 class=muted>{len(history) - len(shown)} earlier entries not shown"
-            " (ackflow history shows all)</td></tr>"
-        )
-    for h in shown:
-        note = str(h.extra.get("note", ""))
-        cls = ' class="fenced"' if note.startswith("fenced") else ""
-        what = f"{escape(h.old)} → {escape(h.new)}" if h.old != h.new else escape(h.new)
-        detail = []
-        if "error_type" in h.extra:
-            detail.append(f"{text(h.extra['error_type'], 200)}: {text(h.extra.get('error', ''))}")
-        if note:
-            detail.append(text(note, 2_000))
-        if "retry" in h.extra:  # a flow with a retry controller: its attempt's value
-            value = f", value {text(repr(h.extra['value']), 200)}" if "value" in h.extra else ""
-            detail.append(f"retry controller {text(h.extra['retry'], 50)}{value}")
-        if h.extra.get("redelivered"):
-            detail.append('<span class="redelivered">redelivered event</span>')
-        if h.extra.get("worker"):
-            detail.append(f'<span class="muted">{escape(str(h.extra["worker"]))}</span>')
-        hist_rows.append(
-            f"<tr{cls}><td>{_ts(h.at_ms, precise=True)}</td><td>{escape(h.scope)}</td><td>{escape(str(h.attempt or ''))}</td>"
-            f"<td>{what}</td><td>{' · '.join(detail)}</td></tr>"
-        )
-    hist = (
-        '<div class="card"><h2>History</h2><table class="history"><thead><tr><th>at</th><th>scope</th>'
-        f"<th>attempt</th><th>transition</th><th>details</th></tr></thead><tbody>{''.join(hist_rows)}</tbody></table></div>"
+    hist = f'<div class="card"><h2>History</h2>{history_rows(shown, len(history))}</div>'
+    link = partial(task_href, run_id)
+    graph = f'<div class="card"><h2>Flow</h2>{svg.dag(specs, info.tasks, link)}</div>'
+    gantt = (
+        f'<div class="card" id="timeline"><h2>Timeline</h2>{timeline(info, history, link, now_ms())}</div>'
     )
-    graph = f'<div class="card"><h2>Flow</h2>{svg.dag(specs, info.tasks)}</div>'
-    return head + outcome + graph + tasks + hist, info
+    return head + outcome + graph + tasks + gantt + hist, info
 
 
 def not_found(run_id: str) -> str:

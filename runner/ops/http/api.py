@@ -1,8 +1,8 @@
 """``ackflow serve``: the dashboard, and the HTTP endpoint outside systems call to complete
 lazy tasks — the routes of a Starlette app, assembled and served by `runner.ops.http.app`.
 
-Dashboard (HTML): ``/runs`` (filters, counts, pages), ``/runs/<id>`` (DAG, tasks, history,
-control), ``/dlq`` (dead letters), ``/workers`` and ``/queues`` (runner.ops.fleet; the same as
+Dashboard (HTML): ``/runs`` (filters, counts, pages), ``/runs/<id>`` (DAG, timeline, tasks, history,
+control; a task's page, ``/runs/<id>/tasks/<task>``, is in `task_forms`), ``/dlq`` (dead letters), ``/workers`` and ``/queues`` (runner.ops.fleet; the same as
 JSON at ``GET /v1/workers`` and ``GET /v1/queues``, routed by `runner.ops.http.rest`). Read-only unless an operator token is configured
 (``ACKFLOW_OPERATOR_TOKEN``, at least 16 characters); an operator logs in with it (logins are
 rate limited; a SameSite=Strict, HttpOnly cookie then holds a random session id) to pause,

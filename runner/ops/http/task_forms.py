@@ -1,4 +1,5 @@
-"""The dashboard's "approve / fail" of a waiting task (a lazy task), for a logged-in operator:
+"""A task's page, ``GET /runs/<id>/tasks/<task>`` (`runner.ops.dashboard.tasks`; a map
+element's too, ``<task>`` being ``node[i]``), and the dashboard's "approve / fail" of a waiting task (a lazy task), for a logged-in operator:
 ``POST /runs/<id>/tasks/<task>/complete`` (form field ``result``, JSON) or ``.../fail``
 (``error``), from the dashboard's own origin, like every other operator form. The server
 mints the task's completion token with ``ACKFLOW_SECRET``; the answer is a redirect to the
@@ -14,7 +15,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from runner.client import Client
-from runner.errors import AckflowError, WaitTimeout
+from runner.errors import AckflowError, RunNotFound, WaitTimeout
+from runner.ops.dashboard import pages, tasks
 from runner.ops.http.api import Api
 
 
@@ -23,7 +25,27 @@ class TaskForms:
         self.api = api
 
     def routes(self) -> list[Route]:
-        return [Route("/runs/{run_id}/tasks/{task}/{outcome}", self.finish, methods=["POST"])]
+        return [
+            Route("/runs/{run_id}/tasks/{task}", self.page, methods=["GET"]),
+            Route("/runs/{run_id}/tasks/{task}/{outcome}", self.finish, methods=["POST"]),
+        ]
+
+    async def page(self, request: Request) -> Response:
+        api = self.api
+        run_id, task = request.path_params["run_id"], request.path_params["task"]  # percent-decoded
+        query = dict(request.query_params)
+        operator = api._operator(request)
+
+        def render(client: Client) -> Response:
+            try:
+                body, done = tasks.task_page(client, run_id, task, query, operator)
+            except RunNotFound:
+                return api._page(request, 404, pages.not_found(run_id), "No such run")
+            except tasks.TaskNotFound:
+                return api._page(request, 404, tasks.no_task(run_id, task), "No such task")
+            return api._page(request, 200, body, f"{task} · run {run_id}", refresh=not done)
+
+        return await api._dashboard(request, render)
 
     async def finish(self, request: Request) -> Response:
         api = self.api
