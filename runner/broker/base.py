@@ -20,7 +20,6 @@ concrete adapter.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -107,12 +106,6 @@ class Broker(Protocol):
     def confirm(self) -> None:
         """Wait for the confirms of everything sent since the last call; `PublishError` if
         any message was refused or is in doubt (then none may be taken for published)."""
-        ...
-
-    def corked(self) -> AbstractContextManager[None]:
-        """Within the block, `send` may hold messages back to write them at once, when the
-        broker next confirms (`confirm`) or at the end of the block: a batch's many sends
-        cost one write. Held messages are unconfirmed, like any sent and not confirmed."""
         ...
 
     def ack(self, delivery: Delivery) -> None: ...

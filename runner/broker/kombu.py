@@ -34,8 +34,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import amqp.exceptions
@@ -49,15 +48,15 @@ from runner.broker.base import (
     H_REASON,
     Delivery,
     Outgoing,
+    header_count,
 )
 from runner.broker.kombu_admin import KombuAdmin
-from runner.broker.kombu_cork import Cork
 from runner.broker.kombu_errors import CONN_ERRORS as _CONN_ERRORS
 from runner.broker.kombu_errors import ConnectionLost as _ConnectionLost
 from runner.broker.kombu_publish import REOPENINGS as REOPENINGS  # re-exported: its bound
 from runner.broker.kombu_publish import Publisher
 from runner.broker.kombu_topology import declare
-from runner.broker.kombu_wire import delivery_of
+from runner.broker.kombu_wire import text_of as _text_of  # noqa: F401 (made total on import)
 from runner.config import Config, redact_url
 from runner.errors import BrokerError, BrokerUnavailable
 from runner.protocol import CONTENT_TYPE
@@ -98,7 +97,6 @@ class KombuBroker(KombuAdmin):
         self._buffer: list[Delivery] = []
         self._tags: dict[str, str] = {}  # consumer tag -> logical queue
         self._publisher = Publisher(config, self._lost)  # the publishing channel, its confirms
-        self._cork = Cork()  # sends held back within `corked`
         self._backoff_s = 0.0
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -327,7 +325,18 @@ class KombuBroker(KombuAdmin):
         self._buffer.append(self._to_delivery(msg, self._tags.get(msg.delivery_info["consumer_tag"], "?")))
 
     def _to_delivery(self, msg: Any, queue: str) -> Delivery:
-        return delivery_of(msg, queue, self._epoch)
+        info, props = msg.delivery_info, msg.properties
+        headers = dict(props.get("application_headers") or {})
+        return Delivery(
+            body=msg.body if isinstance(msg.body, bytes) else str(msg.body).encode("utf-8", "surrogatepass"),
+            queue=queue,
+            content_type=props.get("content_type") or "",
+            message_id=props.get("message_id"),
+            redelivered=bool(info.get("redelivered")),
+            delivery_count=header_count(headers.get("x-delivery-count")),
+            headers=headers,
+            handle=(self._epoch, info["delivery_tag"]),
+        )
 
     @property
     def _pub(self) -> Any:
@@ -353,9 +362,8 @@ class KombuBroker(KombuAdmin):
             missing = {m.routing_key for m in messages} - self._declared
             if missing:
                 self._declare_all(missing)
-            with self._cork.holding(self._conn.connection.transport):
-                for m in messages:
-                    self._publisher.send(m, content_type)
+            for m in messages:
+                self._publisher.send(m, content_type)
         except _CONN_ERRORS as e:
             self._lost(e)
             self._publisher.reset()
@@ -369,24 +377,7 @@ class KombuBroker(KombuAdmin):
         raise `PublishError` if any was unroutable or in flight when the connection closed
         (the caller must treat all as unsent). A nack or a confirm timeout sends the rest
         again on a new publishing channel, a bounded number of times (`Publisher.confirm`)."""
-        self._flush()
         self._publisher.confirm(self._conn)
-
-    @contextmanager
-    def corked(self) -> Iterator[None]:
-        self._cork.on = True
-        try:
-            yield
-        finally:
-            self._cork.on = False
-            self._flush()
-
-    def _flush(self) -> None:
-        """Write the sends held back (`runner.broker.kombu_cork`)."""
-        try:
-            self._cork.flush(self._conn.connection.transport if self._conn is not None else None)
-        except _CONN_ERRORS as e:
-            self._lost(e)  # the held messages are lost with it: unconfirmed, sent again later
 
     def publish(self, messages: Sequence[Outgoing], content_type: str = CONTENT_TYPE) -> None:
         """Publish and wait for every confirm (`send`, then `confirm`). A connection found

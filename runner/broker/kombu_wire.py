@@ -22,8 +22,6 @@ from typing import Any
 
 import amqp.serialization
 
-from runner.broker.base import Delivery, header_count
-
 
 def text_of(raw: Any) -> Any:
     """py-amqp's `bytes_to_str`, except that bytes that are not UTF-8 do not raise."""
@@ -54,19 +52,3 @@ def read_item(buf: Any, offset: int) -> tuple[Any, int]:
 
 amqp.serialization.pstr_t = text_of
 amqp.serialization._read_item = read_item
-
-
-def delivery_of(msg: Any, queue: str, epoch: int) -> Delivery:
-    """A received kombu message as a `Delivery` (its handle: the connection epoch and tag)."""
-    info, props = msg.delivery_info, msg.properties
-    headers = dict(props.get("application_headers") or {})
-    return Delivery(
-        body=msg.body if isinstance(msg.body, bytes) else str(msg.body).encode("utf-8", "surrogatepass"),
-        queue=queue,
-        content_type=props.get("content_type") or "",
-        message_id=props.get("message_id"),
-        redelivered=bool(info.get("redelivered")),
-        delivery_count=header_count(headers.get("x-delivery-count")),
-        headers=headers,
-        handle=(epoch, info["delivery_tag"]),
-    )

@@ -11,7 +11,6 @@ import itertools
 import threading
 from collections import deque
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from runner.broker.base import (
@@ -157,9 +156,6 @@ class LocalBroker:
 
     def confirm(self) -> None:
         pass
-
-    def corked(self) -> AbstractContextManager[None]:
-        return nullcontext()  # nothing to save: a send is an append
 
     def ack(self, delivery: Delivery) -> None:
         with self._hub.lock:

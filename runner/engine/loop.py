@@ -170,20 +170,19 @@ class Engine:
         settled: set[int] = set()  # id() of the deliveries acked or dead-lettered
         ahead = commit_ahead(self.reader, self.store, deliveries)  # the first of each run
         try:
-            with self.broker.corked():  # the batch's sends in one write, before its confirm
-                for d in deliveries:
-                    if d.redelivered and done:
-                        # Settle what is done before a redelivered event, which may be the one
-                        # that killed an engine: the events before it must not share its fate
-                        # (each crash would count them towards poison too).
-                        self._settle(done, settled)
-                        done = []
-                    item = self._commit_one(d, in_flight, ahead.get(id(d)))
-                    if item is None:
-                        settled.add(id(d))
-                    else:
-                        done.append(item)
-                self._settle(done, settled)
+            for d in deliveries:
+                if d.redelivered and done:
+                    # Settle what is done before a redelivered event, which may be the one
+                    # that killed an engine: the events before it must not share its fate
+                    # (each crash would count them towards poison too).
+                    self._settle(done, settled)
+                    done = []
+                item = self._commit_one(d, in_flight, ahead.get(id(d)))
+                if item is None:
+                    settled.add(id(d))
+                else:
+                    done.append(item)
+            self._settle(done, settled)
         except (BrokerError, StoreUnavailable) as e:
             log.warning("events of this batch not acknowledged (%s); they will be redelivered", e)
             for d, msg, _ in done:

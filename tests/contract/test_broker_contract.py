@@ -143,27 +143,6 @@ def test_send_then_confirm_delivers_every_message_in_order(brokers: Brokers) -> 
         c.ack(d)
 
 
-def test_sends_held_in_a_corked_block_arrive_whole_distinct_and_in_order(brokers: Brokers) -> None:
-    c = consumer(brokers, QUEUE, OTHER, prefetch=100)
-    p = brokers.open()
-    p.declare([QUEUE, OTHER])
-    bodies = [f"body {i} ".encode() * (i + 1) for i in range(30)]  # each its own, of its own size
-    batch = [Outgoing(QUEUE if i % 3 else OTHER, f"m-{uuid.uuid4().hex}", b) for i, b in enumerate(bodies)]
-    with p.corked():
-        for m in batch[:20]:
-            p.send([m])  # one at a time, as an engine sends each event's outbox
-        p.confirm()  # a confirm within the block writes what is held first
-        p.send(batch[20:])
-    p.confirm()
-    got = take(c, 30)
-    for q in (QUEUE, OTHER):
-        sent = [(m.message_id, m.body) for m in batch if m.routing_key == q]
-        assert [(d.message_id, d.body) for d in got if d.queue == q] == sent
-    for d in got:
-        c.ack(d)
-    assert drained(c)
-
-
 def test_prefetch_bounds_unacknowledged_deliveries(brokers: Brokers) -> None:
     c = consumer(brokers, QUEUE, prefetch=2)
     brokers.open().publish([msg() for _ in range(5)])

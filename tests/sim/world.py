@@ -23,7 +23,6 @@ import itertools
 import random
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TypeVar
 
 from runner.broker.base import DEAD_QUEUE, ENGINE_QUEUE, H_COUNT, H_QUEUE, H_REASON, Delivery, Outgoing
@@ -387,9 +386,6 @@ class SimBroker:
     def send(self, messages: Sequence[Outgoing]) -> None:
         self.proc.point()
         self.pending.extend(messages)
-
-    def corked(self) -> AbstractContextManager[None]:
-        return nullcontext()  # the simulated link has no writes to save
 
     def confirm(self) -> None:
         self.proc.point()
