@@ -133,7 +133,7 @@ class Engine:
                 self._reconcile_ms = now + _RECONCILE_MS
             due, nxt = self.store.claim_timers(now, _TIMER_BATCH, _TIMER_HOLD_MS)
             due, armed = self._fire_schedules(due, now)
-            nxt = min(nxt, *armed) if nxt is not None else min(armed, default=None)
+            nxt = min([*armed, *([] if nxt is None else [nxt])], default=None)
             if due:
                 self._publish([Outgoing(ENGINE_QUEUE, t.timer_id, t.event) for t in due])
                 self.store.remove_timers(due)
