@@ -151,3 +151,45 @@ class Schedules:
             if packed == raw or self.store.swap_schedule(name, raw, packed, arm):
                 return new
         raise ScheduleError(f"schedule {name!r} kept changing; try again")
+
+
+def state_of(s: Schedule) -> str:
+    """active, paused, or done (a one-shot that fired)."""
+    return "paused" if s.paused else ("done" if s.next_ms is None else "active")
+
+
+def describe_when(s: Schedule) -> str:
+    w = s.when
+    if w.cron is not None:
+        return f"cron {w.cron}" + (f" ({w.tz})" if w.tz != "UTC" else "")
+    if w.every_s is not None:
+        return f"every {w.every_s}s"
+    return f"at {iso(w.at_ms or 0)}"
+
+
+def as_dict(s: Schedule) -> dict[str, Any]:
+    """A schedule as JSON (`ackflow schedule ... --json`, the REST API)."""
+    w = s.when
+    return {
+        "name": s.name,
+        "flow": s.flow,
+        "version": s.version,
+        "cron": w.cron,
+        "tz": w.tz,
+        "every_s": w.every_s,
+        "at": iso(w.at_ms) if w.at_ms is not None else None,
+        "inputs": s.inputs,
+        "overlap": s.overlap,
+        "catchup": s.catchup,
+        "catchup_window_s": s.window_s,
+        "run_id": s.run_id,
+        "created_ms": s.created_ms,
+        "state": state_of(s),
+        "paused": s.paused,
+        "next_ms": s.next_ms,
+        "next": iso(s.next_ms) if s.next_ms is not None else None,
+        "last_ms": s.last_ms,
+        "last_run": s.last_run,
+        "fired": s.fired,
+        "note": s.note,
+    }

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from runner import protocol, states, submission
+from runner import faults, protocol, states, submission
 from runner.broker import ENGINE_QUEUE, Outgoing
 from runner.config import Config
 from runner.define.spec import FlowSpec, validate_inputs
@@ -87,8 +87,12 @@ class Firing:
             fired=s.fired + started,
             note=note,
         )
+        faults.hit("schedule.after_submit")
         if self.store.swap_schedule(name, raw, new.pack(), p.next_ms):
+            faults.hit("schedule.after_advance")
             self.store.remove_timers([timer])
+            if started:
+                log.info("schedule %s fired %s: %d run(s), the last %s", name, iso(at), started, last_run)
             return p.next_ms
         log.info("schedule %s changed while firing %s; its timer is judged again", name, iso(at))
         return None

@@ -7,7 +7,7 @@ from importlib.metadata import entry_points
 import click
 
 from runner import logs
-from runner.ops.cli import completions, fleet, flows_cmd, runs, services, settings
+from runner.ops.cli import completions, fleet, flows_cmd, runs, schedule_cmd, services, settings
 from runner.ops.cli.common import LOG_FORMATS, LOG_LEVELS, Main
 from runner.ops.cli.dlq import dlq
 
@@ -71,6 +71,7 @@ for _command in (
     *services.COMMANDS,
     *settings.COMMANDS,
     *flows_cmd.COMMANDS,
+    *schedule_cmd.COMMANDS,
     *fleet.COMMANDS,
     dlq,
 ):
