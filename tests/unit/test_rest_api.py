@@ -613,6 +613,36 @@ def test_a_one_shot_schedule_runs_in_local_mode(rt: LocalRuntime) -> None:
     info = rt.client.wait("once-run", 30)
     assert info.status == "SUCCESS" and info.result == {"y": 4}
     assert call(rt, "GET", "/v1/schedules/once")[2]["state"] == "done"
+    assert call(rt, "POST", "/v1/schedules", {**SCHEDULE_OK, "name": "held", "cron": "0 9 * * 1-5", "every": None,
+                "tz": "Europe/Paris"})[0] == 201  # fmt: skip
+    assert call(rt, "POST", "/v1/schedules/held/pause")[0] == 200
+    assert call(rt, "POST", "/v1/schedules", {**SCHEDULE_OK, "name": "ticking", "every": "1h"})[0] == 201
+    page = _page(rt, "/schedules")  # the dashboard's Schedules page
+    assert 'href="/schedules"' in page and "<h1>Schedules (3)</h1>" in page
+    once = _row(page, "once")
+    assert "done" in once and 'href="/runs/once-run"' in once and "at " in once
+    held = _row(page, "held")
+    assert "b-PAUSED" in held and "cron 0 9 * * 1-5 (Europe/Paris)" in held
+    ticking = _row(page, "ticking")
+    assert "active" in ticking and "every 3600s" in ticking and "(in 60 min)" in ticking
+
+
+def _page(rt: LocalRuntime, path: str) -> str:
+    url = urlsplit(rt.server.url)
+    assert url.hostname and url.port
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        assert resp.status == 200
+        return resp.read().decode()
+    finally:
+        conn.close()
+
+
+def _row(page: str, name: str) -> str:
+    start = page.index(f'<tr data-schedule="{name}">')
+    return page[start : page.index("</tr>", start)]
 
 
 SCHEDULE_OK = {"name": "s", "flow": "http_echo_flow", "inputs": {"x": 1}, "every": "1m"}
