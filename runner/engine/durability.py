@@ -37,6 +37,7 @@ from runner.protocol import Event
 from runner.store import Store
 
 log = logging.getLogger("ackflow.durability")
+engine_log = logging.getLogger("ackflow.engine")  # `drop_missing` speaks for the engine, as ever
 
 CREATED_FIELD = protocol.CREATED_FIELD  # the run's creation time, in worker events
 
@@ -168,7 +169,7 @@ class StoreGuard:
         """
         created = event_created_ms(event.body)
         if not call(lambda: self.is_lost(created)):
-            log.warning(
+            engine_log.warning(
                 "event %s is for unknown run %s (expired or never created); dropped",
                 event.id,
                 event.run_id,
@@ -179,7 +180,7 @@ class StoreGuard:
         now = protocol.now_ms()
         if call(functools.partial(self._store.record_lost, event.run_id, now, self._config.retention_s)):
             metrics.RUNS_LOST.inc()
-            log.error(
+            engine_log.error(
                 "run %s lost: its state vanished from Redis while active (created %s; a flush, a "
                 "restart without persistence, a failover to an empty replica, or an eviction); "
                 "event %s dropped. Its work cannot be resumed: submit it again, and make Redis "
@@ -189,7 +190,7 @@ class StoreGuard:
                 event.id,
             )
         else:
-            log.warning("event %s is for lost run %s; dropped", event.id, event.run_id)
+            engine_log.warning("event %s is for lost run %s; dropped", event.id, event.run_id)
 
     @property
     def started(self) -> bool:
