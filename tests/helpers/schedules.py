@@ -39,3 +39,25 @@ def seconds(lo: int, hi: int) -> list[int]:
 def add(procs: Processes, name: str, *options: str) -> None:
     out = procs.run("schedule", "add", name, "echo_flow", "-i", "text=hi", "--cron", EVERY_SECOND, *options)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def first_firing(client: Client, name: str) -> int:
+    """The schedule's first scheduled time (an engine may have fired it, and advanced the
+    schedule, before the test reads it)."""
+    s = client.schedules.get(name)
+    first = s.when.next_after(s.created_ms)
+    assert first is not None
+    return first
+
+
+def one_run_per_second(client: Client, name: str, start: int, last: int, procs: Processes) -> list[int]:
+    """Wait until the schedule's runs are exactly one per second from ``start`` on, through
+    ``last`` at least (a firing in flight when it was paused may add the seconds after it:
+    their submits were confirmed, so they arrive); a second missing for good fails."""
+
+    def whole() -> bool:
+        got = fired(client, name)
+        return bool(got) and got[-1] >= last and got == seconds(start, got[-1])
+
+    wait_until(whole, 20, f"one run per second of {name} from {start} through {last}", procs)
+    return fired(client, name)
