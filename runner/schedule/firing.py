@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from runner import faults, protocol, states, submission
+from runner import faults, metrics, protocol, states, submission
 from runner.broker import ENGINE_QUEUE, Outgoing
 from runner.config import Config
 from runner.define.spec import FlowSpec, validate_inputs
@@ -61,6 +61,7 @@ class Firing:
         self.store = store
         self.publish = publish
         self.started = 0  # runs submitted (repeats included)
+        self._counts: dict[str, int] = {}  # the outcomes of the firing being fired
 
     def fire(self, timer: DueTimer, now_ms: int) -> int | None:
         """Fire the schedule of a claimed timer; returns its next firing time, if any."""
@@ -91,6 +92,8 @@ class Firing:
         if self.store.swap_schedule(name, raw, new.pack(), p.next_ms):
             faults.hit("schedule.after_advance")
             self.store.remove_timers([timer])
+            for outcome, n in self._counts.items():  # once per firing: after the advance
+                metrics.SCHEDULE_FIRINGS.labels(outcome).inc(n)
             if started:
                 log.info("schedule %s fired %s: %d run(s), the last %s", name, iso(at), started, last_run)
             return p.next_ms
@@ -101,6 +104,7 @@ class Firing:
         """Start the runs of ``times`` by the overlap policy: (last run, its time, runs
         started, a note if some started none)."""
         last_run, last_ms, note = s.last_run, s.last_ms, ""
+        self._counts = {"started": 0, "skipped": 0, "failed": 0}
         if not times:
             return last_run, last_ms, 0, note
         try:
@@ -108,6 +112,7 @@ class Firing:
             validate_inputs(spec, dict(s.inputs))
         except AckflowError as e:
             log.error("schedule %s: firing %s starts no run: %s", s.name, iso(times[-1]), e)
+            self._counts["failed"] = len(times)
             return last_run, last_ms, 0, f"{iso(times[-1])}: {e}"[:500]
         messages: list[Outgoing] = []
         started = 0
@@ -121,6 +126,7 @@ class Firing:
             )
             if running and s.overlap == "skip":
                 note = f"{iso(t)} skipped: {last_run} was still running (overlap skip)"
+                self._counts["skipped"] += 1
                 continue
             if running and s.overlap == "cancel_previous" and last_run is not None:
                 messages.append(self._cancel(s, last_run, t))
@@ -133,13 +139,16 @@ class Firing:
                 raise
             except AckflowError as e:
                 note = f"{iso(t)}: {e}"[:500]
+                self._counts["failed"] += 1
                 continue
             if existing is not None and existing != digest:
                 note = f"{iso(t)}: run id {run_id} is taken by another flow or other inputs"
                 log.error("schedule %s: %s", s.name, note)
+                self._counts["failed"] += 1
                 continue
             messages.append(Outgoing(ENGINE_QUEUE, event.id, payload))
             last_run, last_ms, started = run_id, t, started + 1
+            self._counts["started"] += 1
         if messages:
             self.publish(messages)
             self.started += started

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner import flow, protocol, task
+from runner import flow, metrics, protocol, task
 from runner.broker import Outgoing
 from runner.client import flows as registry
 from runner.errors import (
@@ -176,13 +176,19 @@ def test_catch_up_none_starts_nothing_long_missed() -> None:
     assert runs(h) == [rid(T0 + 6 * 60_000)]
 
 
+def firings(outcome: str) -> float:
+    return metrics.REGISTRY.get_sample_value("ackflow_schedule_firings_total", {"outcome": outcome}) or 0.0
+
+
 def test_overlap_skip_starts_nothing_while_the_previous_run_runs() -> None:
     h, _ = setup(overlap="skip")
+    started, skipped = firings("started"), firings("skipped")
     step(h, T0 + 60_000)
     assert runs(h) == [rid(T0 + 60_000)]  # running: its task is waiting for a worker
     step(h, T0 + 120_000)
     assert runs(h) == [rid(T0 + 60_000)]
     assert "skipped" in h.client.schedules.get("sf").note
+    assert (firings("started"), firings("skipped")) == (started + 1, skipped + 1)
     h.ok(h.one(), sf_out=1)
     h.pump()
     step(h, T0 + 180_000)
