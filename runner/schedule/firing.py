@@ -114,6 +114,9 @@ class Firing:
             log.error("schedule %s: firing %s starts no run: %s", s.name, iso(times[-1]), e)
             self._counts["failed"] = len(times)
             return last_run, last_ms, 0, f"{iso(times[-1])}: {e}"[:500]
+        if s.overlap == "cancel_previous" and len(times) > 1:  # a catch-up: each would cancel the one before
+            self._counts["skipped"] = len(times) - 1
+            times = times[-1:]
         messages: list[Outgoing] = []
         started = 0
         for t in times:

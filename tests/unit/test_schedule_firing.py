@@ -212,6 +212,12 @@ def test_overlap_cancel_previous_cancels_the_running_one() -> None:
     assert h.client.status(rid(T0 + 120_000)).status == "RUNNING"
 
 
+def test_overlap_cancel_previous_catching_up_starts_only_the_last_firing() -> None:
+    h, _ = setup(overlap="cancel_previous", catchup="all")
+    step(h, T0 + 3 * 60_000)
+    assert runs(h) == [rid(T0 + 3 * 60_000)]
+
+
 def test_a_paused_schedule_fires_nothing_and_resumes_after_now() -> None:
     h, _ = setup()
     h.client.schedules.pause("sf")
