@@ -122,6 +122,27 @@ class UnknownTaskError(FlowDefinitionError):
         super().__init__(f"unknown task {name!r}; registered tasks: {hint}")
 
 
+class ScheduleError(AckflowError):
+    """A schedule's definition is refused: a bad cron expression, time zone, duration, time or
+    policy (the message says which and why)."""
+
+
+class ScheduleNotFound(AckflowError):
+    """No schedule has that name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no schedule named {name!r}")
+
+
+class ScheduleConflict(AckflowError):
+    """A schedule of that name exists already (delete it first, or pick another name)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"a schedule named {name!r} exists already (delete it first, or use another name)")
+
+
 class PayloadTooLargeError(AckflowError):
     """A message or value is larger than the configured limit."""
 

@@ -30,7 +30,11 @@ WORKER_POINTS = (
     "worker.after_publish",
     "worker.before_ack",
 )
-POINTS = ENGINE_POINTS + WORKER_POINTS
+SCHEDULE_POINTS = (  # an engine firing a schedule (runner.schedule.firing)
+    "schedule.after_submit",  # its runs submitted, the schedule not advanced
+    "schedule.after_advance",  # advanced, its claimed timer not forgotten
+)
+POINTS = ENGINE_POINTS + WORKER_POINTS + SCHEDULE_POINTS
 
 _lock = threading.Lock()
 _armed: dict[str, list[object]] = {}  # point -> [action, remaining hits]

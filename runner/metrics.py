@@ -11,6 +11,9 @@ Names (all prefixed ``ackflow_``):
 - ``published_total{role}`` messages published and confirmed
 - ``publish_confirm_seconds{role}`` time to publish a batch and receive every confirm
 - ``timers_fired_total`` timers an engine published as events
+- ``schedule_firings_total{outcome}`` scheduled times an engine fired: started (its run
+  submitted) | skipped (overlap skip: the previous run still ran) | failed (no run could start:
+  the note says why); firings that catch-up skipped are not counted
 - ``task_duration_seconds{task,outcome}`` task bodies, as the worker timed them
 - ``run_duration_seconds{flow,status}`` creation to finish of runs, when an engine finishes
   them; ``flow`` is the flow's name, so keep flow names static (not one per date or customer):
@@ -101,6 +104,9 @@ CONFIRM_SECONDS = Histogram(
     registry=REGISTRY,
 )
 TIMERS_FIRED = Counter("ackflow_timers_fired", "Timers published as timer.fired events", registry=REGISTRY)
+SCHEDULE_FIRINGS = Counter(
+    "ackflow_schedule_firings", "Scheduled times fired, by outcome", ["outcome"], registry=REGISTRY
+)
 TASK_SECONDS = Histogram(
     "ackflow_task_duration_seconds",
     "Task bodies, as their worker timed them",

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from runner import caps, connect, protocol, states
+from runner import caps, connect, protocol, states, submission
 from runner.broker import ENGINE_QUEUE, Broker, Outgoing
 from runner.client import completion, flows
 from runner.client.info import HistoryEntry, RunInfo, TaskInfo, who
+from runner.client.schedules import Schedules
 from runner.client.tokens import make_token
 from runner.config import Config
 from runner.decide.records import TaskProgress, TaskState, history_entry
 from runner.define.flows import Flow
 from runner.define.spec import FlowSpec, TaskSpec, dependency_order, input_names, validate_inputs
 from runner.errors import (
-    EncodeError,
-    PayloadTooLargeError,
     RunConflictError,
     RunLost,
     RunNotFound,
@@ -59,6 +57,11 @@ class Client:
     def from_env(cls, **overrides: Any) -> Client:
         """A client for RabbitMQ + Redis as configured by ``ACKFLOW_*`` variables."""
         return cls.from_config(Config.from_env(**overrides))
+
+    @property
+    def schedules(self) -> Schedules:
+        """The schedules (`runner.client.schedules`): add, list, get, pause, resume, delete."""
+        return Schedules(self.store, self.config.max_payload_bytes)
 
     @property
     def broker(self) -> Broker:
@@ -101,22 +104,9 @@ class Client:
             raise ValueError(
                 f"timeout_s must be > 0 and at most {MAX_DEADLINE_S} s (100 years), not {timeout_s!r}"
             )
-        spec_data = spec.to_data()
-        try:
-            body: dict[str, Any] = {"flow": spec.name, "spec": spec_data, "inputs": inputs}
-            if timeout_s:
-                body["timeout_s"] = float(timeout_s)
-            event = Event(
-                protocol.RUN_SUBMIT, protocol.submit_id(run_id), run_id, body=body, at_ms=protocol.now_ms()
-            )
-            payload = protocol.encode(event)
-        except EncodeError as e:
-            raise EncodeError(f"the run's inputs cannot be sent: {e}") from None
-        if len(payload) > self.config.max_payload_bytes:
-            raise PayloadTooLargeError(
-                "the run's submit message (flow spec and inputs)", len(payload), self.config.max_payload_bytes
-            )
-        digest = hashlib.sha256(protocol.pack([spec_data, inputs, timeout_s or 0])).hexdigest().encode()
+        event, payload, digest = submission.build(
+            spec, inputs, run_id, timeout_s, self.config.max_payload_bytes
+        )
         existing = self.store.reserve(run_id, digest)
         if existing is not None and existing != digest:
             raise RunConflictError(run_id)

@@ -22,18 +22,22 @@ says so, loudly and once, and recognises the runs such a loss erased:
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from runner import metrics, protocol
 from runner.config import Config
 from runner.errors import StoreNotDurable, StoreUnavailable
+from runner.protocol import Event
 from runner.store import Store
 
 log = logging.getLogger("ackflow.durability")
+engine_log = logging.getLogger("ackflow.engine")  # `drop_missing` speaks for the engine, as ever
 
 CREATED_FIELD = protocol.CREATED_FIELD  # the run's creation time, in worker events
 
@@ -155,6 +159,38 @@ class StoreGuard:
         self._session: int | None = None  # None: not started (local mode never starts one)
         self._epoch: str | None = None
         self.verdict: Verdict | None = None
+
+    def drop_missing(self, event: Event, call: Callable[[Callable[[], Any]], Any]) -> None:
+        """Drop an event whose run is not in the store: expired or never created — or lost.
+
+        A lost run (its state vanished while active: see `runner.engine.durability`) is an ERROR,
+        counted once per run across engines (`Store.record_lost`, which also lets clients
+        say "lost" rather than "no run with id"); an expired one is routine.
+        """
+        created = event_created_ms(event.body)
+        if not call(lambda: self.is_lost(created)):
+            engine_log.warning(
+                "event %s is for unknown run %s (expired or never created); dropped",
+                event.id,
+                event.run_id,
+            )
+            metrics.EVENTS.labels(event.kind, "unknown_run").inc()
+            return
+        metrics.EVENTS.labels(event.kind, "lost_run").inc()
+        now = protocol.now_ms()
+        if call(functools.partial(self._store.record_lost, event.run_id, now, self._config.retention_s)):
+            metrics.RUNS_LOST.inc()
+            engine_log.error(
+                "run %s lost: its state vanished from Redis while active (created %s; a flush, a "
+                "restart without persistence, a failover to an empty replica, or an eviction); "
+                "event %s dropped. Its work cannot be resumed: submit it again, and make Redis "
+                "durable (appendonly yes, appendfsync always, maxmemory-policy noeviction)",
+                event.run_id,
+                f"{(now - created) / 1000:.1f} s ago" if created else "at an unknown time",
+                event.id,
+            )
+        else:
+            engine_log.warning("event %s is for lost run %s; dropped", event.id, event.run_id)
 
     @property
     def started(self) -> bool:

@@ -41,8 +41,9 @@ from runner.engine.ahead import Ahead, commit_ahead
 from runner.engine.reader import RunReader
 from runner.errors import BrokerError, DecodeError, StoreError, StoreUnavailable
 from runner.protocol import Event, unpack
+from runner.schedule.firing import Firing
 from runner.states import RUN_TERMINAL, IllegalTransition
-from runner.store import Commit, Store, keys
+from runner.store import Commit, DueTimer, Store, keys
 
 log = logging.getLogger("ackflow.engine")
 T = TypeVar("T")
@@ -53,6 +54,7 @@ _RESULT_KINDS = frozenset(
 )
 _TIMER_BATCH = 200
 _TIMER_HOLD_MS = 10_000  # a claimed timer reappears after this if its engine died
+_RECONCILE_MS = 60_000  # how often an engine re-arms the schedules' next firings (a repair)
 _TORN_VIEW_TRIES = 3  # decisions of an event that raised IllegalTransition, each from a fresh read
 
 
@@ -72,6 +74,8 @@ class Engine:
         self.reader = RunReader(store, self.rules)  # the spec cache: all an engine keeps
         self._next_timer_ms = 0
         self.timers_fired = 0
+        self.schedules = Firing(config, store, self._publish)  # schedules' timers (runner.schedule)
+        self._reconcile_ms = 0  # when to arm every active schedule's next firing again
         self._stop = threading.Event()
         self.processed = 0
         self.conflicts = 0
@@ -125,7 +129,12 @@ class Engine:
             return 0
         poll_ms = int(self.config.timer_poll_s * 1000)
         try:
+            if now >= self._reconcile_ms:
+                self.schedules.reconcile()
+                self._reconcile_ms = now + _RECONCILE_MS
             due, nxt = self.store.claim_timers(now, _TIMER_BATCH, _TIMER_HOLD_MS)
+            due, armed = self._fire_schedules(due, now)
+            nxt = min([*armed, *([] if nxt is None else [nxt])], default=None)
             if due:
                 self._publish([Outgoing(ENGINE_QUEUE, t.timer_id, t.event) for t in due])
                 self.store.remove_timers(due)
@@ -140,6 +149,27 @@ class Engine:
         else:
             self._next_timer_ms = min(nxt if nxt is not None else now + poll_ms, now + poll_ms)
         return len(due)
+
+    def _fire_schedules(self, due: list[DueTimer], now: int) -> tuple[list[DueTimer], list[int]]:
+        """Fire the schedules among the claimed timers (`runner.schedule.firing`); the rest, and
+        the next firings armed, are returned. One schedule's failure leaves its timer claimed,
+        to come back after the hold, and does not stop the others."""
+        rest, armed = [], []
+        for t in due:
+            if keys.schedule_of_timer(t.run_id) is None:
+                rest.append(t)
+                continue
+            try:
+                nxt = self.schedules.fire(t, now)
+            except (StoreError, BrokerError) as e:
+                log.warning("could not fire schedule timer %s (%s); it comes back", t.run_id, e)
+                continue
+            except Exception:  # a corrupt record or a bug costs that schedule, not the engine (H1)
+                log.exception("could not fire schedule timer %s; it comes back", t.run_id)
+                continue
+            if nxt is not None:
+                armed.append(nxt)
+        return rest, armed
 
     # --- events ----------------------------------------------------------------------
 
@@ -342,7 +372,7 @@ class Engine:
                     metrics.CONFLICTS.inc()
                     continue
                 if decided is None:
-                    self._missing_run(event)
+                    self.guard.drop_missing(event, self._store_call)
                     return {}
                 commit = decided
                 result = self._store_call(functools.partial(self.store.commit, commit))
@@ -367,40 +397,6 @@ class Engine:
             metrics.CONFLICTS.inc()
             time.sleep(random.uniform(0, 0.001 * min(n, 20)))
         raise StoreError(f"event {event.id}: gave up after {self.config.commit_retries} conflicting commits")
-
-    def _missing_run(self, event: Event) -> None:
-        """Drop an event whose run is not in the store: expired or never created — or lost.
-
-        A lost run (its state vanished while active: see `runner.engine.durability`) is an ERROR,
-        counted once per run across engines (`Store.record_lost`, which also lets clients
-        say "lost" rather than "no run with id"); an expired one is routine.
-        """
-        created = durability.event_created_ms(event.body)
-        if not self._store_call(lambda: self.guard.is_lost(created)):
-            log.warning(
-                "event %s is for unknown run %s (expired or never created); dropped",
-                event.id,
-                event.run_id,
-            )
-            metrics.EVENTS.labels(event.kind, "unknown_run").inc()
-            return
-        metrics.EVENTS.labels(event.kind, "lost_run").inc()
-        now = protocol.now_ms()
-        if self._store_call(
-            functools.partial(self.store.record_lost, event.run_id, now, self.config.retention_s)
-        ):
-            metrics.RUNS_LOST.inc()
-            log.error(
-                "run %s lost: its state vanished from Redis while active (created %s; a flush, a "
-                "restart without persistence, a failover to an empty replica, or an eviction); "
-                "event %s dropped. Its work cannot be resumed: submit it again, and make Redis "
-                "durable (appendonly yes, appendfsync always, maxmemory-policy noeviction)",
-                event.run_id,
-                f"{(now - created) / 1000:.1f} s ago" if created else "at an unknown time",
-                event.id,
-            )
-        else:
-            log.warning("event %s is for lost run %s; dropped", event.id, event.run_id)
 
     def _count(self, event: Event, commit: Commit) -> None:
         metrics.EVENTS.labels(event.kind, "applied").inc()

@@ -6,8 +6,8 @@ adapters.
 - `keys`: every key template and index name of the stored state, in one module.
 - `redis`: the Redis store (Lua for the atomic parts), with its parts: `redis_errors` (which
   redis-py errors are an outage), `redis_listings` (lists, pages and counts of runs),
-  `redis_replicas` (the WAIT policy), `redis_watch` (pub/sub wake-ups) and `redis_cluster`
-  (the store on a Redis Cluster); the only modules in ackflow that import redis-py. The name
+  `redis_replicas` (the WAIT policy), `redis_watch` (pub/sub wake-ups), `redis_schedules`
+  (schedules' records and their timers) and `redis_cluster` (the store on a Redis Cluster); the only modules in ackflow that import redis-py. The name
   shadows nothing: imports are absolute, so ``import redis`` inside them is redis-py.
 - `lua`: the Redis store's scripts as ``.lua`` files (commit, claim, beat), loaded at import,
   with the key names they build rendered from `keys`.

@@ -179,6 +179,28 @@ class Store(Protocol):
         """The versions (digests) kept of a flow."""
         ...
 
+    # --- schedules (runner.schedule): records by name, each next firing a timer ---------------
+
+    def get_schedule(self, name: str) -> bytes | None:
+        """A schedule's packed record, or None."""
+        ...
+
+    def list_schedules(self) -> dict[str, bytes]:
+        """Every schedule: name -> packed record."""
+        ...
+
+    def swap_schedule(self, name: str, expected: bytes | None, new: bytes | None, arm_ms: int | None) -> bool:
+        """If schedule ``name``'s record is ``expected`` (None: there is none), make it ``new``
+        (None: delete it) and, with ``arm_ms``, arm its timer for then — in one step on one
+        server (on a Redis Cluster the timer follows: `arm_schedule` repairs a crash between).
+        False, changing nothing, if the record is not ``expected`` — unless it is ``new``
+        already: a repeat of the same swap (a retried command) answers True."""
+        ...
+
+    def arm_schedule(self, name: str, due_ms: int) -> None:
+        """Arm schedule ``name``'s timer for ``due_ms`` unless it is armed (or claimed) already."""
+        ...
+
     # --- durability (runner.engine.durability) -------------------------------------------------
 
     def session(self) -> int:

@@ -36,6 +36,8 @@ Global:
                                    vanished while active, kept for the retention time
   <prefix>:workers          hash   worker id -> its latest heartbeat record (runner.presence)
   <prefix>:workers:heard    zset   worker id by the time it was last heard (ms)
+  <prefix>:schedules        hash   schedule name -> msgpack record (runner.schedule.model); its
+                                   next firing is a timer of the pseudo run "~schedule:<name>"
   <prefix>:queues           zset   task queue by the time a submitted run last used it (ms)
                                    (the three: runner/store/redis_fleet.py)
 Channel: ``<prefix>:{<run>}:notify`` announces each commit to waiters.
@@ -146,6 +148,25 @@ def flow_versions(root: str, name: str) -> str:
     """One registered flow's versions: digest -> packed spec (not ``flow:<name>``: that is
     the flow's run index)."""
     return f"{root}:registry:{name}"
+
+
+def schedules_index(root: str) -> str:
+    """The schedules (`runner.schedule`): name -> packed record (definition and state)."""
+    return f"{root}:schedules"
+
+
+# A schedule's next firing is a timer of a pseudo run that no run id can be (``~`` is not
+# allowed in one): its timer id is the firing time (ms), its payload carries no event.
+SCHEDULE_TIMER_RUN = "~schedule:"
+
+
+def schedule_timer_run(name: str) -> str:
+    return f"{SCHEDULE_TIMER_RUN}{name}"
+
+
+def schedule_of_timer(run_id: str) -> str | None:
+    """The schedule a timer belongs to, or None for a run's timer."""
+    return run_id[len(SCHEDULE_TIMER_RUN) :] if run_id.startswith(SCHEDULE_TIMER_RUN) else None
 
 
 def index_numbers(root: str) -> str:

@@ -61,6 +61,7 @@ class MemoryStore:
         self._lost: dict[str, int] = {}  # run id -> when its loss was noticed (ms)
         self._workers: dict[str, tuple[bytes, int]] = {}  # worker id -> (record, ms last heard)
         self._queues: dict[str, int] = {}  # task queue -> ms last noted
+        self._schedules: dict[str, bytes] = {}  # name -> packed record
 
     def _run(self, run_id: str) -> dict[str, dict[str, bytes]]:
         exp = self._expires.get(run_id)
@@ -167,6 +168,36 @@ class MemoryStore:
                 self._timers[key] = now_ms + hold_ms
                 out.append(DueTimer(key[0], key[1], event))
             return out, min(self._timers.values(), default=None)
+
+    def get_schedule(self, name: str) -> bytes | None:
+        with self._lock:
+            return self._schedules.get(name)
+
+    def list_schedules(self) -> dict[str, bytes]:
+        with self._lock:
+            return dict(self._schedules)
+
+    def swap_schedule(self, name: str, expected: bytes | None, new: bytes | None, arm_ms: int | None) -> bool:
+        with self._lock:
+            current = self._schedules.get(name)
+            if current != expected:
+                return current == new  # a repeat of this very swap (as Redis answers one)
+            if new is None:
+                self._schedules.pop(name, None)
+            else:
+                self._schedules[name] = new
+            if arm_ms is not None:
+                self._arm(name, arm_ms)
+            return True
+
+    def arm_schedule(self, name: str, due_ms: int) -> None:
+        with self._lock:
+            self._arm(name, due_ms)
+
+    def _arm(self, name: str, due_ms: int) -> None:
+        run, tid = keys.schedule_timer_run(name), str(due_ms)
+        self._run(run)[keys.TIMERS][tid] = b""
+        self._timers.setdefault((run, tid), due_ms)
 
     def remove_timers(self, timers: Sequence[DueTimer]) -> None:
         with self._lock:

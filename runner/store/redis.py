@@ -36,6 +36,7 @@ from runner.store.redis_fleet import Fleet
 from runner.store.redis_flows import FlowRegistry
 from runner.store.redis_listings import RunListings
 from runner.store.redis_replicas import Replicas
+from runner.store.redis_schedules import ScheduleStore
 from runner.store.redis_watch import watch_channel
 
 
@@ -44,7 +45,7 @@ def _b(value: Any) -> bytes:
     return value if isinstance(value, bytes) else str(value).encode()
 
 
-class RedisStore:
+class RedisStore(ScheduleStore):
     """Implements `runner.store.Store` on one Redis server."""
 
     def __init__(self, config: Config) -> None:

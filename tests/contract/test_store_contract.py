@@ -427,3 +427,29 @@ def test_commits_together_on_a_server_that_lost_its_scripts_load_them_and_apply_
     )  # fmt: skip
     assert [r.outcome for r in results] == ["applied", "applied"]
     assert (redis_store.history(a), redis_store.history(b)) == ([b"ha"], [b"hb"])
+
+
+def test_schedules_swap_only_from_the_record_read_and_arm_their_timer(store: Store) -> None:
+    """A schedule's record changes by compare-and-swap (the exactly-once of its firings rests
+    on it), its next firing's timer is armed with it, and arming again changes nothing."""
+    name = f"s{rid()[:10]}"
+    assert store.get_schedule(name) is None
+    assert store.swap_schedule(name, None, b"v1", 1000)
+    assert not store.swap_schedule(name, None, b"other", None)  # exists: no second create
+    assert store.swap_schedule(name, None, b"v1", 1000)  # a repeat of the same create
+    assert store.get_schedule(name) == b"v1" and store.list_schedules()[name] == b"v1"
+    assert not store.swap_schedule(name, b"stale", b"v2", 2000)
+    assert store.get_schedule(name) == b"v1"
+    store.arm_schedule(name, 1000)  # armed already: one timer
+    due, _ = store.claim_timers(1500, 1000, 10_000)
+    mine = [t for t in due if keys.schedule_of_timer(t.run_id) == name]
+    assert [t.timer_id for t in mine] == ["1000"]
+    store.arm_schedule(name, 1000)  # claimed: arming again does not bring it back early
+    again, _ = store.claim_timers(1600, 1000, 10_000)
+    assert not [t for t in again if keys.schedule_of_timer(t.run_id) == name]
+    assert store.swap_schedule(name, b"v1", b"v2", 2000)
+    store.remove_timers(mine)
+    due, _ = store.claim_timers(2500, 1000, 10_000)
+    assert [t.timer_id for t in due if keys.schedule_of_timer(t.run_id) == name] == ["2000"]
+    assert store.swap_schedule(name, b"v2", None, None)
+    assert store.get_schedule(name) is None and name not in store.list_schedules()

@@ -152,6 +152,7 @@ KOMBU_ADAPTER = {
                 "runner/store/redis_commit.py",
                 "runner/store/redis_listings.py",
                 "runner/store/redis_replicas.py",
+                "runner/store/redis_schedules.py",
                 "runner/store/redis_watch.py",
             },
         ),

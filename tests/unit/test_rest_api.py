@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -150,6 +151,10 @@ def test_the_document_is_served_without_a_token_and_names_every_endpoint(rt: Loc
         "/v1/flows/{name}",
         "/v1/workers",
         "/v1/queues",
+        "/v1/schedules",
+        "/v1/schedules/{name}",
+        "/v1/schedules/{name}/pause",
+        "/v1/schedules/{name}/resume",
     }
     for ops in doc["paths"].values():
         for op in ops.values():
@@ -567,6 +572,123 @@ def test_the_cli_completes_by_run_and_task_through_the_rest_api(rt: LocalRuntime
     again = CliRunner().invoke(main, args, env=env)
     assert again.exit_code == 6 and "already completed" in again.output
     assert rt.client.wait(rid, timeout_s=60).result == {"approved": True}
+
+
+# --- schedules (issue 17, item 5) ----------------------------------------------------------------
+
+
+def test_schedules_are_added_listed_shown_paused_resumed_and_deleted(rt: LocalRuntime) -> None:
+    body = {"name": "nightly", "flow": "http_echo_flow", "inputs": {"x": 3}, "cron": "30 2 * * *",
+            "tz": "Europe/Paris", "overlap": "allow", "catchup": "all", "catchup_window": "2h"}  # fmt: skip
+    code, headers, added = call(rt, "POST", "/v1/schedules", body, token=SUBMIT)
+    assert code == 201 and headers["location"] == "/v1/schedules/nightly", added
+    assert added["cron"] == "30 2 * * *" and added["catchup_window_s"] == 7200 and added["state"] == "active"
+    assert call(rt, "POST", "/v1/schedules", {"name": "often", "flow": "http_echo_flow",
+                "inputs": {"x": 1}, "every": 600})[0] == 201  # fmt: skip
+    code, _, listed = call(rt, "GET", "/v1/schedules", token=READ)
+    assert code == 200 and [s["name"] for s in listed["schedules"]] == ["nightly", "often"]
+    assert call(rt, "GET", "/v1/schedules/often", token=READ)[2]["every_s"] == 600
+    code, _, paused = call(rt, "POST", "/v1/schedules/nightly/pause", token=CONTROL)
+    assert code == 200 and paused["paused"] and paused["state"] == "paused"
+    code, _, resumed = call(rt, "POST", "/v1/schedules/nightly/resume", token=CONTROL)
+    assert code == 200 and resumed["state"] == "active" and resumed["next_ms"] > 0
+    assert call(rt, "DELETE", "/v1/schedules/often", token=CONTROL)[2] == {"name": "often", "deleted": True}
+    for method, path in (("GET", "/v1/schedules/often"), ("DELETE", "/v1/schedules/often"),
+                         ("POST", "/v1/schedules/often/pause"), ("POST", "/v1/schedules/often/resume")):  # fmt: skip
+        code, _, answer = call(rt, method, path)
+        assert code == 404 and answer["error"]["type"] == "schedule_not_found", (path, answer)
+    code, _, answer = _raw_json(rt, "POST", "/v1/schedules/nightly/explode")
+    assert code == 404 and "no such action" in answer["error"]["message"]
+
+
+def test_a_one_shot_schedule_runs_in_local_mode(rt: LocalRuntime) -> None:
+    """``at`` now: the embedded engine's timer loop fires it; the run has the id asked for."""
+    now = int(time.time() * 1000)
+    body = {"name": "once", "flow": "http_echo_flow", "inputs": {"x": 4}, "at": now, "run_id": "once-run"}
+    assert call(rt, "POST", "/v1/schedules", body)[0] == 201
+    deadline = time.monotonic() + 30
+    while rt.client.schedules.get("once").next_ms is not None:  # until the engine fired it
+        assert time.monotonic() < deadline, "the embedded engine never fired the schedule"
+        time.sleep(0.05)
+    info = rt.client.wait("once-run", 30)
+    assert info.status == "SUCCESS" and info.result == {"y": 4}
+    assert call(rt, "GET", "/v1/schedules/once")[2]["state"] == "done"
+    assert call(rt, "POST", "/v1/schedules", {**SCHEDULE_OK, "name": "held", "cron": "0 9 * * 1-5", "every": None,
+                "tz": "Europe/Paris"})[0] == 201  # fmt: skip
+    assert call(rt, "POST", "/v1/schedules/held/pause")[0] == 200
+    assert call(rt, "POST", "/v1/schedules", {**SCHEDULE_OK, "name": "ticking", "every": "1h"})[0] == 201
+    page = _page(rt, "/schedules")  # the dashboard's Schedules page
+    assert 'href="/schedules"' in page and "<h1>Schedules (3)</h1>" in page
+    once = _row(page, "once")
+    assert "done" in once and 'href="/runs/once-run"' in once and "at " in once
+    held = _row(page, "held")
+    assert "b-PAUSED" in held and "cron 0 9 * * 1-5 (Europe/Paris)" in held
+    ticking = _row(page, "ticking")
+    assert "active" in ticking and "every 3600s" in ticking and "(in 60 min)" in ticking
+
+
+def _page(rt: LocalRuntime, path: str) -> str:
+    url = urlsplit(rt.server.url)
+    assert url.hostname and url.port
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        assert resp.status == 200
+        return resp.read().decode()
+    finally:
+        conn.close()
+
+
+def _row(page: str, name: str) -> str:
+    start = page.index(f'<tr data-schedule="{name}">')
+    return page[start : page.index("</tr>", start)]
+
+
+SCHEDULE_OK = {"name": "s", "flow": "http_echo_flow", "inputs": {"x": 1}, "every": "1m"}
+BAD_SCHEDULES = [
+    ({**SCHEDULE_OK, "when": "daily"}, "bad_request", "unknown field 'when'"),
+    ({"flow": "http_echo_flow", "every": 60}, "bad_request", 'needs "name"'),
+    ({"name": "s", "every": 60}, "bad_request", 'needs "flow"'),
+    ({**SCHEDULE_OK, "inputs": [1]}, "bad_request", '"inputs" must be a JSON object'),
+    ({**SCHEDULE_OK, "every": True}, "bad_request", '"every" must be'),
+    ({**SCHEDULE_OK, "tz": 5}, "bad_request", '"tz" must be a string'),
+    ({**SCHEDULE_OK, "name": "bad name"}, "invalid_schedule", "bad schedule name"),
+    ({**SCHEDULE_OK, "every": None, "cron": "61 * * * *"}, "invalid_schedule", "bad cron expression"),
+    ({**SCHEDULE_OK, "every": None, "cron": "* * * * *", "tz": "Atlantis"}, "invalid_schedule", "time zone"),
+    ({**SCHEDULE_OK, "every": "ten minutes"}, "invalid_schedule", "not a duration"),
+    ({**SCHEDULE_OK, "every": 0}, "invalid_schedule", "seconds"),
+    ({**SCHEDULE_OK, "cron": "* * * * *"}, "invalid_schedule", "exactly one"),
+    ({**SCHEDULE_OK, "every": None, "at": "2001-01-01T00:00Z"}, "invalid_schedule", "in the past"),
+    ({**SCHEDULE_OK, "every": None, "in": "5m", "at": "2099-01-01T00:00Z"}, "invalid_schedule", "not both"),
+    ({**SCHEDULE_OK, "run_id": "r1"}, "invalid_schedule", "one-shot"),
+    ({**SCHEDULE_OK, "overlap": "sometimes"}, "invalid_schedule", "overlap policy"),
+    ({**SCHEDULE_OK, "catchup": "none", "catchup_window": "1h"}, "invalid_schedule", "window"),
+    ({**SCHEDULE_OK, "flow": "nope"}, "unknown_flow", "no flow named 'nope'"),
+    ({**SCHEDULE_OK, "version": "ffff"}, "unknown_flow", "no registered version"),
+    ({**SCHEDULE_OK, "inputs": {"x": 1, "y": 2}}, "unknown_input", "'y'"),
+    ({**SCHEDULE_OK, "inputs": {}}, "missing_input", "'x'"),
+]
+
+
+@pytest.mark.parametrize(("body", "kind", "says"), BAD_SCHEDULES, ids=[b[2] for b in BAD_SCHEDULES])
+def test_bad_schedules_get_a_400_that_says_what_is_wrong(
+    rt: LocalRuntime, body: dict[str, Any], kind: str, says: str
+) -> None:
+    body = {k: v for k, v in body.items() if v is not None}
+    code, _, answer = call(rt, "POST", "/v1/schedules", body)
+    assert code == 400 and answer["error"]["type"] == kind and says in answer["error"]["message"], answer
+    assert call(rt, "GET", "/v1/schedules")[2] == {"schedules": []}
+
+
+def test_a_taken_schedule_name_is_a_409_and_bad_bodies_a_400_or_413(rt: LocalRuntime) -> None:
+    assert call(rt, "POST", "/v1/schedules", SCHEDULE_OK)[0] == 201
+    code, _, answer = call(rt, "POST", "/v1/schedules", {**SCHEDULE_OK, "every": "2m"})
+    assert code == 409 and answer["error"]["type"] == "schedule_conflict"
+    assert call(rt, "POST", "/v1/schedules", raw=b"{not json")[0] == 400
+    assert call(rt, "POST", "/v1/schedules", [1, 2])[0] == 400
+    big = {**SCHEDULE_OK, "name": "big", "inputs": {"x": "y" * (rt.config.max_payload_bytes + 10)}}
+    assert call(rt, "POST", "/v1/schedules", big)[0] == 413
 
 
 # --- coverage of the document (last) ------------------------------------------------------------

@@ -40,6 +40,9 @@ from runner.errors import (
     RunLost,
     RunNotFound,
     RunStateError,
+    ScheduleConflict,
+    ScheduleError,
+    ScheduleNotFound,
     StoreNotDurable,
     StoreUnavailable,
     WaitTimeout,
@@ -168,6 +171,8 @@ EXIT_FOR: tuple[tuple[tuple[type[AckflowError], ...], int, str], ...] = (
     ((RunNotFound,), EXIT_NOT_FOUND, "error"),
     ((RunStateError, CompletionRefused, InvalidToken), EXIT_USAGE, "error"),
     ((AlreadyCompleted,), EXIT_ALREADY, "already completed"),
+    ((ScheduleError, ScheduleConflict), EXIT_USAGE, "error"),
+    ((ScheduleNotFound,), EXIT_NOT_FOUND, "error"),
 )
 
 

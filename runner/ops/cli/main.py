@@ -7,7 +7,7 @@ from importlib.metadata import entry_points
 import click
 
 from runner import logs
-from runner.ops.cli import completions, fleet, flows_cmd, runs, services, settings
+from runner.ops.cli import completions, fleet, flows_cmd, runs, schedule_cmd, services, settings
 from runner.ops.cli.common import LOG_FORMATS, LOG_LEVELS, Main
 from runner.ops.cli.dlq import dlq
 
@@ -58,7 +58,7 @@ def main(
 
     Every option also reads an ACKFLOW_* environment variable; --log-level and --log-format
     may also follow the subcommand. Exit codes: 0 ok, 1 run failed, 2 bad input, 3 service
-    unavailable, 4 timed out, 5 no such run, 6 already completed, 7 run lost. Shell
+    unavailable, 4 timed out, 5 no such run or schedule, 6 already completed, 7 run lost. Shell
     completion: eval "$(_ACKFLOW_COMPLETE=bash_source ackflow)" (zsh_source, fish_source).
     """
     ctx.obj = {"config_file": config_file, "broker_url": broker_url, "redis_url": redis_url, "prefix": prefix}
@@ -71,6 +71,7 @@ for _command in (
     *services.COMMANDS,
     *settings.COMMANDS,
     *flows_cmd.COMMANDS,
+    *schedule_cmd.COMMANDS,
     *fleet.COMMANDS,
     dlq,
 ):

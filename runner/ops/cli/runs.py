@@ -126,6 +126,10 @@ def run(
     type=click.FloatRange(min=0, min_open=True, max=MAX_DEADLINE_S),
     help="The run fails with RunTimeout if not finished within this many seconds.",
 )
+@click.option(
+    "--at", "at", metavar="TIME", help="Start the run at TIME (ISO 8601 with a zone: 2027-01-01T00:00Z)."
+)
+@click.option("--in", "in_", metavar="DURATION", help="Start the run after DURATION (90s, 10m, 2h).")
 @click.pass_context
 @handle_errors
 def submit(
@@ -138,11 +142,17 @@ def submit(
     wait_: bool,
     timeout_s: float | None,
     deadline_s: float | None,
+    at: str | None,
+    in_: str | None,
 ) -> None:
     """Enqueue a run of MODULE:FLOW, or of a registered flow by NAME (`ackflow flows`),
-    validated first; print its id."""
+    validated first; print its id. With --at or --in the engines start it then (a one-shot
+    schedule, `ackflow schedule list`)."""
     from runner.define.loading import load_flow
 
+    if at is not None or in_ is not None:
+        _submit_later(ctx, flow_ref, pairs, inputs_json, run_id, version, (wait_, deadline_s), at, in_)
+        return
     with client_from(ctx) as client:
         if ":" in flow_ref:
             if version:
@@ -162,6 +172,34 @@ def submit(
             info = client.wait(rid, timeout_s, print_history_entry, print_progress)
             echo_lines(outcome_lines(info))
             exit_for(info)
+
+
+def _submit_later(
+    ctx: click.Context,
+    flow_ref: str,
+    pairs: tuple[str, ...],
+    inputs_json: str | None,
+    run_id: str | None,
+    version: str | None,
+    refused: tuple[bool, float | None],
+    at: str | None,
+    in_: str | None,
+) -> None:
+    """``submit --at/--in``: a one-shot schedule named ``once-...`` whose run has the id."""
+    import uuid
+
+    if ":" in flow_ref:
+        raise click.BadParameter("--at and --in submit a registered flow by NAME", param_hint="FLOW")
+    if any(refused):
+        raise click.BadParameter("--at and --in go without --wait and --deadline", param_hint="--at/--in")
+    rid = run_id or uuid.uuid4().hex
+    with client_from(ctx) as client:
+        spec = flows.get(client.store, flow_ref, version)
+        inputs = parse_inputs(pairs, inputs_json, text_inputs(spec.input_kinds))
+        name = f"once-{uuid.uuid4().hex[:16]}"
+        s = client.schedules.add(name, flow_ref, inputs, at=at, in_=in_, version=version, run_id=rid)
+    echo(rid)
+    echo(f"starts at {timestamp(s.next_ms or 0, precise=False)} UTC (schedule {name})", err=True)
 
 
 @click.command()

@@ -67,6 +67,7 @@ def layout(
         '<link rel="stylesheet" href="/static/style.css"></head><body>'
         '<header><a class="brand" href="/runs">ackflow</a><a href="/runs">Runs</a>'
         '<a href="/dlq">Dead letters</a><a href="/workers">Workers</a><a href="/queues">Queues</a>'
+        '<a href="/schedules">Schedules</a>'
         f'<div class="op">{op}</div></header>'
         f"<main>{msg}{body}</main></body></html>"
     )

@@ -1,13 +1,15 @@
-"""The dashboard's Workers and Queues pages (runner.ops.fleet)."""
+"""The dashboard's Workers, Queues (runner.ops.fleet) and Schedules (runner.client.schedules) pages."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from html import escape
 
 from runner import protocol
 from runner.broker import QueueInfo
 from runner.client import Client
 from runner.client.render import timestamp
+from runner.client.schedules import describe_when, state_of
 from runner.ops import fleet
 from runner.ops.dashboard.pages import run_href
 from runner.presence import LIVE
@@ -80,3 +82,47 @@ def queues_page(client: Client) -> str:
         f"<th></th></tr></thead><tbody>{''.join(rows)}</tbody></table><p class=muted>Unacked: deliveries that "
         "live workers hold (RabbitMQ tells clients no such count; unknown for the engine queue).</p></div>"
     )
+
+
+def schedules_page(client: Client) -> str:
+    now = protocol.now_ms()
+    found = client.schedules.list()
+    rows = []
+    for s in found:
+        state = state_of(s)
+        badge = {"active": "SUCCESS", "paused": "PAUSED"}.get(state, "CANCELLED")
+        nxt = (
+            "-"
+            if s.next_ms is None or s.paused
+            else f"{timestamp(s.next_ms, False)} ({_until(now, s.next_ms)})"
+        )
+        last = f'<a href="{run_href(s.last_run)}">{escape(s.last_run)}</a>' if s.last_run else "-"
+        window = f" {s.window_s}s" if s.window_s is not None else ""
+        rows.append(
+            f'<tr data-schedule="{escape(s.name)}"><td><span class="badge b-{badge}">{state}</span></td>'
+            f"<td>{escape(s.name)}</td><td>{escape(s.flow)}</td><td>{escape(describe_when(s))}</td>"
+            f"<td>{escape(nxt)}</td><td>{last}</td><td>{s.fired}</td>"
+            f"<td>{escape(s.overlap)} / {escape(s.catchup)}{window}</td>"
+            f'<td class="muted">{escape(s.note)}</td></tr>'
+        )
+    return (
+        f'<h1>Schedules ({len(found)})</h1><div class="card"><table id="schedules"><thead><tr>'
+        "<th>state</th><th>schedule</th><th>flow</th><th>fires</th><th>next firing (UTC)</th>"
+        "<th>last run</th><th>runs</th><th>overlap / catch-up</th><th>note</th></tr></thead><tbody>"
+        f"{''.join(rows) or '<tr><td colspan=9 class=muted>no schedules: ackflow schedule add</td></tr>'}"
+        "</tbody></table></div>"
+    )
+
+
+def _until(now_ms: int, then_ms: int) -> str:
+    s = (then_ms - now_ms) / 1000
+    if s < 0:
+        return "due"
+    return f"in {s:.0f} s" if s < 120 else f"in {s / 60:.0f} min" if s < 7200 else f"in {s / 3600:.0f} h"
+
+
+PAGES: dict[str, tuple[str, Callable[[Client], str]]] = {
+    "/workers": ("Workers", workers_page),
+    "/queues": ("Queues", queues_page),
+    "/schedules": ("Schedules", schedules_page),
+}

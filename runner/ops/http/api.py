@@ -113,8 +113,7 @@ class Api:
             Route("/runs", self.runs, methods=["GET"]),
             Route("/runs/{run_id}", self.run, methods=["GET"]),
             Route("/dlq", self.dlq, methods=["GET"]),
-            Route("/workers", self.workers, methods=["GET"]),
-            Route("/queues", self.queues, methods=["GET"]),
+            *(Route(path, self.fleet_page, methods=["GET"]) for path in fleet_pages.PAGES),
             Route("/login", self.login, methods=["POST"]),
             Route("/logout", self.logout, methods=["POST"]),
             Route("/runs/{run_id}/{action}", self.control, methods=["POST"]),
@@ -248,14 +247,11 @@ class Api:
             request, lambda c: self._page(request, 200, dashboard.dlq_page(c, operator), "Dead letters")
         )
 
-    async def workers(self, request: Request) -> Response:
+    async def fleet_page(self, request: Request) -> Response:
+        """/workers, /queues and /schedules: pages that refresh themselves."""
+        title, render = fleet_pages.PAGES[request.url.path]
         return await self._dashboard(
-            request, lambda c: self._page(request, 200, fleet_pages.workers_page(c), "Workers", refresh=True)
-        )
-
-    async def queues(self, request: Request) -> Response:
-        return await self._dashboard(
-            request, lambda c: self._page(request, 200, fleet_pages.queues_page(c), "Queues", refresh=True)
+            request, lambda c: self._page(request, 200, render(c), title, refresh=True)
         )
 
     async def workers_json(self, request: Request) -> Response:

@@ -52,7 +52,7 @@ def allowed_host_names(bind: str, extra: Iterable[str] = ()) -> frozenset[str]:
 class Guard:
     """What every request passes before the app (plain ASGI, so it sees the raw request):
 
-    - only GET, HEAD and POST (501), a target of at most `MAX_TARGET` bytes (414), at most
+    - only GET, HEAD and POST (501; and DELETE of a schedule, /v1/schedules/NAME), a target of at most `MAX_TARGET` bytes (414), at most
       `MAX_HEADERS` headers of `MAX_HEAD` bytes in all (431), no Transfer-Encoding
       (411: a chunked body could hide a request from a proxy in front);
     - the Host header must name this server (DNS rebinding), except for the probes and the
@@ -106,7 +106,9 @@ class Guard:
             log.info('%s "%s %s" %s', client[0], scope["method"], _printable(line[:2000]), status)
 
     def _refusal(self, scope: Scope, headers: dict[str, str]) -> Response | None:
-        if scope["method"] not in ("GET", "HEAD", "POST"):
+        if scope["method"] not in ("GET", "HEAD", "POST") and not (
+            scope["method"] == "DELETE" and scope["path"].startswith("/v1/schedules/")
+        ):
             return PlainTextResponse("method not supported", 501)
         if len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"") > MAX_TARGET:
             return PlainTextResponse("request target too long", 414)

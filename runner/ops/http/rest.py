@@ -9,6 +9,7 @@ served at ``GET /v1/openapi.json``):
     POST /v1/runs/{id}/tasks/{task}/complete|fail   finish a waiting task (needs ACKFLOW_SECRET) control
     GET  /v1/flows, /v1/flows/{name}            the flow registry                          read
     GET  /v1/workers, /v1/queues                the fleet (`runner.ops.http.api`)          read
+    /v1/schedules...                            schedules (`runner.ops.http.rest_schedules`)
 
 Authentication (`runner.ops.http.tokens`): ``Authorization: Bearer <API token>``; 401 without
 a token or with an unknown one, 403 with a token lacking the endpoint's scope. With no API
@@ -56,6 +57,7 @@ from runner.errors import (
 from runner.ops.http.api import MAX_WAIT_S, Api
 from runner.ops.http.guard import host_name
 from runner.ops.http.openapi import document
+from runner.ops.http.rest_schedules import ScheduleRoutes
 from runner.ops.http.tokens import ApiTokens
 
 MAX_LIMIT = 200
@@ -159,6 +161,7 @@ class Rest:
             Route("/v1/flows/{name}", self.get_flow, methods=["GET"]),
             Route("/v1/workers", self.fleet, methods=["GET"]),
             Route("/v1/queues", self.fleet, methods=["GET"]),
+            *ScheduleRoutes(self._refusal, self._json, self._run).routes(),
         ]
 
     # --- plumbing ------------------------------------------------------------------------
