@@ -15,12 +15,18 @@ from __future__ import annotations
 import json
 
 from runner.config import Config
+from runner.errors import AckflowError
 from runner.ops.bench.ackflow_runs import distributed, local_mode
 from runner.ops.bench.plan import DEFAULT, QUICK, SMOKE, Sizes
 from runner.ops.bench.report import as_json, markdown, summarise
 from runner.ops.bench.rounds import run
 
-__all__ = ["DEFAULT", "QUICK", "SMOKE", "Sizes", "distributed", "local_mode", "main"]
+
+class BenchFailed(AckflowError):
+    """A measurement after the rounds failed (the rounds' table was printed first)."""
+
+
+__all__ = ["BenchFailed", "DEFAULT", "QUICK", "SMOKE", "Sizes", "distributed", "local_mode", "main"]
 
 
 def main(
@@ -34,4 +40,6 @@ def main(
         with open(json_path, "w") as f:
             json.dump(as_json(raw, summary, sz), f, indent=2)
     print(text)
+    if "error" in raw:
+        raise BenchFailed(raw["error"])
     return text

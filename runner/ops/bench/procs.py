@@ -30,6 +30,7 @@ class Cluster:
             ACKFLOW_BROKER_URL=cfg.broker_url,
             ACKFLOW_REDIS_URL=cfg.redis_url,
             ACKFLOW_PREFIX=cfg.prefix,
+            ACKFLOW_MAX_PAYLOAD_BYTES=str(cfg.max_payload_bytes),
             ACKFLOW_LOG_LEVEL="warning",
         )
         self.cmd = [sys.executable, "-m", "runner.ops.cli"]

@@ -139,22 +139,23 @@ def size_table(size: dict[str, Any], sizes: tuple[int, ...]) -> list[str]:
 
 
 def markdown(raw: dict[str, Any], summary: dict[str, Any], sz: Sizes) -> str:
-    idle = raw["idle"]
-    p50 = idle["p50_ms"]
-    lines = [
-        *peer_table(summary, sz.rounds),
-        "",
-        *cpu_table(summary),
-        "",
-        *size_table(raw["size"], sz.flow_sizes),
-        "",
-        f"Idle latency of one 10-step chain on 1 + 1 ({int(idle['runs'])} runs one after another): "
-        f"p50 **{p50:.1f} ms** (target < {IDLE_P50_TARGET_MS:g} ms {_verdict(p50 < IDLE_P50_TARGET_MS)}), "
-        f"p99 {idle['p99_ms']:.1f} ms",
-    ]
+    lines = [*peer_table(summary, sz.rounds), "", *cpu_table(summary)]
+    if "size" in raw:
+        lines += ["", *size_table(raw["size"], sz.flow_sizes)]
+    if "idle" in raw:
+        idle = raw["idle"]
+        p50 = idle["p50_ms"]
+        lines += [
+            "",
+            f"Idle latency of one 10-step chain on 1 + 1 ({int(idle['runs'])} runs one after another): "
+            f"p50 **{p50:.1f} ms** (target < {IDLE_P50_TARGET_MS:g} ms {_verdict(p50 < IDLE_P50_TARGET_MS)}), "
+            f"p99 {idle['p99_ms']:.1f} ms",
+        ]
     if "limits" in raw:
         lines += ["", "Physical limits and robustness (once)", "", "| case | value |", "|---|---|"]
         lines += [f"| {k} | {_n(v, 1)} |" for k, v in raw["limits"].items()]
+    if "error" in raw:
+        lines += ["", f"The measurements after the rounds failed: {raw['error']}"]
     lines += ["", f"({raw['seconds']:.0f} s in all)"]
     return "\n".join(lines)
 
@@ -162,4 +163,4 @@ def markdown(raw: dict[str, Any], summary: dict[str, Any], sz: Sizes) -> str:
 def as_json(raw: dict[str, Any], summary: dict[str, Any], sz: Sizes) -> dict[str, Any]:
     from dataclasses import asdict
 
-    return {"sizes": asdict(sz), "workloads": summary, **{k: v for k, v in raw.items() if k != "rounds"}}
+    return {"sizes": asdict(sz), "workloads": summary, **raw}  # raw: every round's figures
