@@ -104,3 +104,14 @@ def test_the_meter_finds_children_and_counts_cpu() -> None:
     finally:
         child.stdin.close()  # type: ignore[union-attr]
         child.wait(30)
+
+
+def test_peers_option_names_the_peers_or_none() -> None:
+    from click.testing import CliRunner
+
+    from runner.ops.cli import load_plugins
+
+    assert plan.parse_peers("celery, TaskFlow") == ("celery", "taskflow")
+    assert plan.parse_peers("none") == () and plan.parse_peers("") == ()
+    result = CliRunner().invoke(load_plugins(), ["bench", "--peers", "airflow"])
+    assert result.exit_code == 2 and "unknown peer airflow" in result.output, result.output
