@@ -94,6 +94,9 @@ def test_the_meter_finds_children_and_counts_cpu() -> None:
     child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     try:
         assert child.pid in cpu.with_descendants([os.getpid()])
+        apart = cpu.Meter({"worker": [child.pid]})
+        apart.start()  # the bench's own kind leaves out its children (the processes it measures)
+        assert apart.kinds["client"] == [os.getpid()] and apart.kinds["worker"] == [child.pid]
         meter = cpu.Meter({"engine": [os.getpid()]}, services=False)
         meter.start()
         before = cpu.cpu_seconds(os.getpid())

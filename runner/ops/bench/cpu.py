@@ -87,12 +87,14 @@ class Meter:
 
     ``kinds`` maps a kind (``engine``, ``worker``, ``celery worker``) to its processes' pids;
     their descendants are added when the window starts. RabbitMQ and Redis are added by name,
-    and ``own`` names this process's kind (the client; in local mode, everything)."""
+    and ``own`` names this process's kind (the client; in local mode, everything), its
+    children not included."""
 
     def __init__(
         self, kinds: Mapping[str, Iterable[int]], own: str = "client", services: bool = True
     ) -> None:
         self.kinds: dict[str, list[int]] = {k: list(v) for k, v in kinds.items()}
+        self.own = own
         self.kinds[own] = [os.getpid()]
         for kind, comm in SERVICES.items() if services else ():
             self.kinds[kind] = pids_named(comm)
@@ -105,7 +107,8 @@ class Meter:
         return out
 
     def start(self) -> None:
-        self.kinds = {k: with_descendants(v) for k, v in self.kinds.items()}
+        # this process alone: the engines and workers it started are its children too
+        self.kinds = {k: v if k == self.own else with_descendants(v) for k, v in self.kinds.items()}
         self._before = self._read()
 
     def seconds(self) -> dict[str, float]:
