@@ -54,6 +54,7 @@ def test_the_ratio_is_ackflow_median_over_the_peer_median() -> None:
     assert s["chains"]["ackflow"]["median"] == 200
     assert s["chains"]["ratio"] == 200 / 50 and s["chains"]["met"] is True
     assert s["chords"]["ratio"] == 60 / 30 and s["chords"]["met"] is True
+    assert s["chords"]["ratio_per_round"] == [50 / 20, 70 / 40, 60 / 30]  # round by round (JSON)
     assert s["local"]["ratio"] == 1000 / 250 and s["local"]["met"] is False  # target 10 x TaskFlow
     assert s["chains"]["ackflow"]["cpu_per_1000"] == {"engine": 2.0}
     # scale-out: 2 + 2 against the same run's 1 + 1 chains

@@ -63,6 +63,8 @@ def summarise(raw: dict[str, Any], sz: Sizes, scale: bool) -> dict[str, Any]:
             }
         a, p = row["ackflow"]["median"], row["peer"]["median"]
         row["ratio"] = a / p if a and p else None
+        pairs = zip(row["ackflow"]["steps_per_s"], row["peer"]["steps_per_s"], strict=False)
+        row["ratio_per_round"] = [x / y for x, y in pairs] if row["absent"] is None else []
         row["target"] = TARGETS[key]
         row["met"] = None if row["ratio"] is None else row["ratio"] >= TARGETS[key]
         out[key] = row
