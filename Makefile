@@ -17,7 +17,7 @@ help:
 	@echo "make sim-replay replay one simulated seed: SIM_SEED=<n> make sim-replay"
 	@echo "make sim-mutants run the simulator against the mutants it can see (under 5 minutes)"
 	@echo "make cluster    scale-out soak: kill RabbitMQ nodes (and Redis masters) under load (cluster-report.json)"
-	@echo "make bench      benchmarks against RabbitMQ + Redis (table + bench-report.json)"
+	@echo "make bench      ackflow vs Celery and TaskFlow, side by side (tables + bench-report.json)"
 	@echo "make check      ruff lint + format check + mypy (strict)"
 	@echo "make services   start local RabbitMQ and Redis if they are down (Debian packages)"
 
@@ -84,8 +84,14 @@ sim-mutants: $(STAMP)
 cluster: $(STAMP)
 	$(PY) -m tests.cluster.soak
 
-bench: $(STAMP)
-	$(VENV)/bin/ackflow --log-level warning bench
+# The peers (Celery, TaskFlow) come from the `bench` extra, installed once (BENCH_ARGS: e.g. --quick).
+BENCH_STAMP = $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(VENV)/bin/ackflow --log-level warning bench --json bench-report.json $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check runner workers tests

@@ -185,16 +185,31 @@ def topology(ctx: click.Context, queues: tuple[str, ...], check: bool) -> None:
 
 
 @click.command()
-@click.option("--repeat", default=3, show_default=True, help="Runs of each case (median, min-max).")
-@click.option("--quick", is_flag=True, help="Smaller workloads, for a first look.")
-@click.option("--out", default="bench-report.json", show_default=True, help="Where the JSON report goes.")
+@click.option("--rounds", type=click.IntRange(min=1), help="Interleaved rounds (default 5; 1 with --quick).")
+@click.option("--quick", is_flag=True, help="Small workloads, one round, no physical limits: about a minute.")
+@click.option("--peers", default="celery,taskflow", show_default=True, help="Peers to compare with, or none.")
+@click.option("--scale", is_flag=True, help="Also measure 4 engines + 4 workers.")
+@click.option("--json", "json_path", metavar="FILE", help="Also write every figure as JSON to FILE.")
 @click.pass_context
 @handle_errors
-def bench(ctx: click.Context, repeat: int, quick: bool, out: str) -> None:
-    """Benchmark against the configured RabbitMQ + Redis and print a table."""
-    from runner.ops import bench as b
+def bench(
+    ctx: click.Context, rounds: int | None, quick: bool, peers: str, scale: bool, json_path: str | None
+) -> None:
+    """Benchmark against the configured RabbitMQ + Redis, side by side with Celery and TaskFlow
+    (when installed: pip install -e '.[bench]'), and print the tables."""
+    import dataclasses
 
-    b.main(config_from(ctx), repeat, quick, out)
+    from runner.ops import bench as b
+    from runner.ops.bench.plan import parse_peers
+
+    try:
+        wanted = parse_peers(peers)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--peers") from e
+    sizes = b.QUICK if quick else b.DEFAULT
+    if rounds:
+        sizes = dataclasses.replace(sizes, rounds=rounds)
+    b.main(config_from(ctx), sizes, wanted, scale, json_path)
 
 
 COMMANDS = (engine, serve, topology, bench)
