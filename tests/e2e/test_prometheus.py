@@ -21,10 +21,12 @@ import yaml
 from runner.broker import ENGINE_QUEUE, Outgoing
 from runner.broker.kombu import KombuBroker
 from runner.client import Client
+from runner.client.flows import register
 from runner.config import Config
 from tests.helpers import flows, promql
 from tests.helpers.net import free_port
 from tests.helpers.processes import Processes
+from tests.helpers.schedules import wait_until
 
 pytestmark = pytest.mark.services
 
@@ -127,6 +129,10 @@ def test_the_dashboard_and_the_alert_rules_work_on_a_real_prometheus(
     ok = client.submit(flows.chain(3), {"v0": 0})
     bad = client.submit(flows.failing_flow, {"x": 1})
     assert procs.wait(client, ok).status == "SUCCESS" and procs.wait(client, bad).status == "FAILED"
+    register(client.store, flows.chain(3).compile())  # a one-shot schedule's firing, for its panel
+    client.schedules.add("prom-once", "chain3", {"v0": 1}, in_=1, run_id="prom-once-run")
+    wait_until(lambda: bool(client.schedules.get("prom-once").last_ms), 30, "the firing", procs)
+    assert procs.wait(client, "prom-once-run").status == "SUCCESS"
     broker = KombuBroker(config)
     try:  # a dead letter, after Prometheus saw the counter at 0: an increase it can see
         broker.publish([Outgoing(ENGINE_QUEUE, "junk", b"\xc1")])
@@ -138,7 +144,8 @@ def test_the_dashboard_and_the_alert_rules_work_on_a_real_prometheus(
     prom.until(
         "min(count_over_time(ackflow_run_duration_seconds_count[1m])) >= 2"
         " and min(count_over_time(ackflow_task_duration_seconds_count[1m])) >= 2"
-        ' and count(ackflow_run_duration_seconds_count{flow="failing"})',
+        ' and count(ackflow_run_duration_seconds_count{flow="failing"})'
+        " and min(count_over_time(ackflow_schedule_firings_total[1m])) >= 2",
         "two scrapes of the runs",
     )
 
