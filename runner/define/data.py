@@ -123,7 +123,11 @@ def from_data(
     ``imports=False`` imports nothing (``modules`` is checked, not imported): the tasks are
     those of ``registry``, e.g. stand-ins built from the task catalogue (`runner.define.catalogue`),
     so that no user code runs where the document is compiled."""
-    hint = _IMPORT_HINT if imports else "is a worker serving it started? workers record their tasks"
+    hint = (
+        _IMPORT_HINT
+        if imports
+        else "is a worker serving it started? workers record their tasks in the catalogue"
+    )
     w = where or _Where(source, {}, hint)
     if not imports:
         w.hint = hint
