@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
 from runner.client import catalogue, flows
+from runner.config import Config
 from runner.define import catalogue as entries
 from runner.define import data
 from runner.define.loading import flows_in, import_module
@@ -155,3 +157,29 @@ def test_a_task_nobody_catalogued_or_an_unreadable_entry_is_unknown() -> None:
     assert set(catalogue.infos(empty)) == {"reserve"}
     with pytest.raises(FlowDefinitionError, match="unknown task 'reserve'"):
         catalogue.compile_definition(empty, SEATS_YAML)
+
+
+def test_flows_register_and_apply_record_the_tasks_they_import(config: Config, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from runner.connect import open_store
+    from runner.ops import cli
+    from tests.helpers.processes import cli_env
+
+    env = cli_env(config)
+    out = CliRunner().invoke(cli.load_plugins(), ["flows", "register", "tests.helpers.http_flows"], env=env)
+    assert out.exit_code == 0, out.output
+    store = open_store(config)
+    got = catalogue.infos(store)
+    assert got["double"]["by"] == "ackflow flows register tests.helpers.http_flows"
+    assert got["double"]["entry"] == entries.entry(REGISTRY.get("double"), REGISTRY)
+    path = tmp_path / "seats.yaml"
+    path.write_text(SEATS_YAML)
+    out = CliRunner().invoke(cli.load_plugins(), ["flows", "apply", str(path)], env=env)
+    assert out.exit_code == 0, out.output
+    got = catalogue.infos(store)
+    assert got["book"]["by"] == f"ackflow flows apply {path}" and got["book"]["entry"]["revert"] is True
+    assert (
+        flows.digest_of(catalogue.compile_definition(store, SEATS_YAML))
+        == flows.info(store, "seats_flow").digest
+    )
