@@ -15,9 +15,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import yaml
+
 from runner.define import catalogue, data
 from runner.define.spec import FlowSpec
 from runner.define.tasks import Registry
+from runner.errors import FlowDefinitionError
 from runner.protocol import pack, unpack
 from runner.store import Store
 
@@ -63,10 +66,30 @@ def compile_definition(store: Store, definition: Any, source: str = "definition"
     """Compile an inline flow definition — a flow document (`runner.define.data`) as a mapping,
     or its YAML/JSON text — against the catalogue, importing nothing (its ``modules`` are not
     imported). Raises `FlowDefinitionError` (with the path in the document, and the line for
-    text) exactly as ``ackflow flows apply`` would."""
+    text) exactly as ``ackflow flows apply`` would; also for YAML aliases and for a document
+    nested too deeply to compile."""
     registry = stand_ins(store)
-    if isinstance(definition, str):
-        flow = data.parse(definition, source, registry, imports=False)
-    else:
-        flow = data.from_data(definition, registry, imports=False, source=source)
-    return flow.compile(registry)
+    try:
+        if isinstance(definition, str):
+            _refuse_aliases(definition, source)
+            flow = data.parse(definition, source, registry, imports=False)
+        else:
+            flow = data.from_data(definition, registry, imports=False, source=source)
+        return flow.compile(registry)
+    except RecursionError:
+        raise FlowDefinitionError(f"{source}: nested too deeply") from None
+
+
+def _refuse_aliases(text: str, source: str) -> None:
+    """YAML aliases (``*name``) are refused in a definition sent to a server: a few hundred
+    bytes of aliases of aliases make an exponentially large document (a "billion laughs")."""
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                line = event.start_mark.line + 1 if event.start_mark else "?"
+                raise FlowDefinitionError(
+                    f"{source}:{line}: YAML aliases (*{event.anchor}) are not accepted in an inline "
+                    "definition; write the value out"
+                )
+    except yaml.YAMLError:
+        return  # parsing reports it, with its line

@@ -100,7 +100,21 @@ def test_submitting_an_inline_definition_is_idempotent_by_run_id(rt: LocalRuntim
     assert rt.client.wait("inline-twice", timeout_s=60).result == {"y": 4}
 
 
+# A few hundred bytes of YAML aliases of aliases: 10^6 references once walked (a "billion laughs")
+LAUGHS = "a0: &a0 [y, y, y, y, y, y, y, y, y, y]\n" + "".join(
+    f"a{i + 1}: &a{i + 1} [{', '.join([f'*a{i}'] * 10)}]\n" for i in range(6)
+)
+DEEP = "{task: echo}"
+for _i in range(300):
+    DEEP = f"{{flow: {{name: f{_i}, items: [{DEEP}]}}}}"
+
 BAD: list[tuple[dict[str, Any], str, str]] = [
+    (
+        {"definition": LAUGHS + "flow: f\nitems: [{task: echo}]\n"},
+        "invalid_flow",
+        "definition:2: YAML aliases",
+    ),
+    ({"definition": f"flow: f\nitems: [{DEEP}]\n"}, "invalid_flow", "definition: nested too deeply"),
     (
         {"definition": {"flow": "f", "items": [{"task": "duble"}]}},
         "invalid_flow",
