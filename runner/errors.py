@@ -117,9 +117,13 @@ class UnknownTaskError(FlowDefinitionError):
     """A flow names a task that is not registered."""
 
     def __init__(self, name: str, known: list[str]) -> None:
+        import difflib
+
         self.name = name
         hint = ", ".join(sorted(known)[:10]) or "none"
-        super().__init__(f"unknown task {name!r}; registered tasks: {hint}")
+        close = difflib.get_close_matches(name, known, n=1)
+        mean = f" (did you mean {close[0]!r}?)" if close else ""
+        super().__init__(f"unknown task {name!r}{mean}; registered tasks: {hint}")
 
 
 class ScheduleError(AckflowError):

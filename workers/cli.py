@@ -142,12 +142,20 @@ def worker(
 
 def register_flows(store: Any, modules: list[Any], by: str) -> None:
     """Record the flows the worker's modules define in the flow registry, so producers can
-    submit them by name; a flow that does not compile here (its tasks elsewhere) or a store
-    that does not answer is logged, never fatal: the worker's job is its tasks."""
+    submit them by name, and its tasks in the task catalogue, so ``ackflow serve`` compiles
+    inline definitions over them; a flow that does not compile here (its tasks elsewhere) or
+    a store that does not answer is logged, never fatal: the worker's job is its tasks."""
+    from runner.client import catalogue
     from runner.client import flows as registry
     from runner.define.loading import flows_in
 
     log = logging.getLogger("ackflow.worker")
+    try:
+        names = catalogue.record(store, REGISTRY, by=by)
+    except AckflowError as e:
+        log.warning("tasks not recorded in the catalogue: %s", e)
+    else:
+        log.info("tasks catalogued: %s", ", ".join(names) or "none")
     for module in modules:
         for f in flows_in(module):
             try:

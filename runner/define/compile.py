@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runner.define.conditions import When
-from runner.define.input_types import EACH, param_kinds
+from runner.define.input_types import EACH
 from runner.define.scope_compile import innermost_scopes, scope_edges, scope_values
 from runner.define.spec import END, FlowSpec, TaskSpec
 from runner.define.tasks import REGISTRY, Registry, TaskDef, TaskNode, revert_name, takes_failure
@@ -307,7 +307,7 @@ def _input_kinds(c: _Compiler, providers: dict[str, str]) -> dict[str, list[list
     """Run input -> [(task, parameter, kind)] for the parameters with a simple type hint."""
     out: dict[str, list[list[str]]] = {}
     for name, n in c.nodes.items():
-        kinds = param_kinds(c.registry.get(n.task).fn)
+        kinds = c.registry.get(n.task).param_kinds()
         for param, data_name in [*n.args.items(), *n.optional.items()]:
             if data_name in providers or param not in kinds:
                 continue

@@ -52,13 +52,14 @@ _FLOW_KEYS = ("flow", "name", "type", "items", "edges", "outputs", "version", "m
 _TASK_KEYS = ("task", "name", "rebind", "provides", "requires", "queue", "retry", "timeout", "join")
 _MAP_KEYS = ("task", "over", "into", "provides", "name", "limit")
 _RETRY_KEYS = ("attempts", "delay", "factor", "max_delay", "jitter", "on")
+_IMPORT_HINT = "is its module imported? modules: [...] in the file, or -m"
 
 
 class _Where:
     """Names a place in the document: its path, and its line when the text was YAML/JSON."""
 
-    def __init__(self, source: str, lines: Mapping[tuple[Any, ...], int]) -> None:
-        self.source, self.lines = source, lines
+    def __init__(self, source: str, lines: Mapping[tuple[Any, ...], int], hint: str = _IMPORT_HINT) -> None:
+        self.source, self.lines, self.hint = source, lines, hint
 
     def error(self, path: tuple[Any, ...], message: str) -> FlowDefinitionError:
         at = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
@@ -77,8 +78,11 @@ def load(path: str | Path, registry: Registry | None = None) -> Flow:
     return parse(text, str(path), registry)
 
 
-def parse(text: str, source: str = "<flow>", registry: Registry | None = None) -> Flow:
-    """The flow defined by YAML or JSON ``text`` (JSON is YAML here; both give line numbers)."""
+def parse(
+    text: str, source: str = "<flow>", registry: Registry | None = None, *, imports: bool = True
+) -> Flow:
+    """The flow defined by YAML or JSON ``text`` (JSON is YAML here; both give line numbers);
+    ``imports=False``: see `from_data`."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -91,7 +95,7 @@ def parse(text: str, source: str = "<flow>", registry: Registry | None = None) -
     lines: dict[tuple[Any, ...], int] = {}
     if node is not None:
         _lines(node, (), lines)
-    return from_data(data, registry, _Where(source, lines))
+    return from_data(data, registry, _Where(source, lines), imports=imports)
 
 
 def _lines(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
@@ -106,14 +110,33 @@ def _lines(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], in
             _lines(item, (*path, i), out)
 
 
-def from_data(data: Any, registry: Registry | None = None, where: _Where | None = None) -> Flow:
-    """The flow a mapping describes (the document's top level)."""
-    w = where or _Where("<flow>", {})
+def from_data(
+    data: Any,
+    registry: Registry | None = None,
+    where: _Where | None = None,
+    *,
+    imports: bool = True,
+    source: str = "<flow>",
+) -> Flow:
+    """The flow a mapping describes (the document's top level).
+
+    ``imports=False`` imports nothing (``modules`` is checked, not imported): the tasks are
+    those of ``registry``, e.g. stand-ins built from the task catalogue (`runner.define.catalogue`),
+    so that no user code runs where the document is compiled."""
+    hint = (
+        _IMPORT_HINT
+        if imports
+        else "is a worker serving it started? workers record their tasks in the catalogue"
+    )
+    w = where or _Where(source, {}, hint)
+    if not imports:
+        w.hint = hint
     doc = _mapping(data, (), w, _FLOW_KEYS)
     for i, module in enumerate(_list(doc.get("modules", []), ("modules",), w)):
         if not isinstance(module, str):
             raise w.error(("modules", i), "a module name (a string)")
-        import_module(module)
+        if imports:
+            import_module(module)
     if "flow" not in doc and "name" not in doc:
         raise w.error((), "the flow's name is missing (flow: NAME)")
     return _flow(doc, (), w, registry or REGISTRY, "flow" if "flow" in doc else "name")
@@ -198,7 +221,7 @@ def _task(name: Any, path: tuple[Any, ...], w: _Where, reg: Registry) -> TaskNod
     try:
         return reg.get(n).node()
     except FlowDefinitionError as e:
-        raise w.error(path, f"{e} (is its module imported? modules: [...] in the file, or -m)") from None
+        raise w.error(path, f"{e} ({w.hint})") from None
 
 
 def _retry(raw: Any, path: tuple[Any, ...], w: _Where) -> Retry | int:

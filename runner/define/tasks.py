@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, overload
 
+from runner.define.input_types import param_kinds
 from runner.define.retry import Retry, policy
 from runner.errors import DuplicateRegistrationError, FlowDefinitionError, UnknownTaskError
 
@@ -69,6 +70,13 @@ class TaskDef:
     retry: Retry | None = None
     timeout_s: float = 0.0  # 0 = no limit per attempt
     registry: Registry | None = field(default=None, repr=False, compare=False)
+    # parameter -> simple kind (`runner.define.input_types`), for a stand-in without a real
+    # function (`runner.define.catalogue`); None: read from ``fn``'s type hints
+    kinds: Mapping[str, str] | None = field(default=None, repr=False, compare=False)
+
+    def param_kinds(self) -> dict[str, str]:
+        """The simple kinds of the task's parameters that have one (what submits check)."""
+        return dict(self.kinds) if self.kinds is not None else param_kinds(self.fn)
 
     @property
     def is_async(self) -> bool:

@@ -179,6 +179,21 @@ class Store(Protocol):
         """The versions (digests) kept of a flow."""
         ...
 
+    # --- the task catalogue (runner.client.catalogue) -------------------------------------
+
+    def put_task(self, name: str, digest: str, entry: bytes, info: bytes) -> None:
+        """Keep version ``digest`` of task ``name``'s catalogue entry (packed) and make it the
+        latest, described by ``info`` (packed, the entry included), in one step."""
+        ...
+
+    def get_task(self, name: str, digest: str) -> bytes | None:
+        """The packed catalogue entry of that version of the task, or None."""
+        ...
+
+    def list_tasks(self) -> dict[str, bytes]:
+        """Each catalogued task's name -> the info of its latest entry."""
+        ...
+
     # --- schedules (runner.schedule): records by name, each next firing a timer ---------------
 
     def get_schedule(self, name: str) -> bytes | None:

@@ -36,6 +36,11 @@ Global:
                                    vanished while active, kept for the retention time
   <prefix>:workers          hash   worker id -> its latest heartbeat record (runner.presence)
   <prefix>:workers:heard    zset   worker id by the time it was last heard (ms)
+  <prefix>:registry         hash   flow name -> packed info of its latest version (runner.client.flows)
+  <prefix>:registry:<FLOW>  hash   digest -> packed compiled spec, each version of the flow
+  <prefix>:catalogue        hash   task name -> packed info of its latest catalogue entry
+                                   (runner.client.catalogue), the entry included
+  <prefix>:catalogue:<TASK> hash   digest -> packed catalogue entry, each version of the task
   <prefix>:schedules        hash   schedule name -> msgpack record (runner.schedule.model); its
                                    next firing is a timer of the pseudo run "~schedule:<name>"
   <prefix>:queues           zset   task queue by the time a submitted run last used it (ms)
@@ -48,6 +53,7 @@ so the global structures are laid out differently (`index_root`, `timer_bucket_k
                             the indexes above, all in one slot (the hash tag {<prefix>})
   {<prefix>}:ix             hash   run id -> number of its last status change indexed
   {<prefix>}:workers, {<prefix>}:workers:heard, {<prefix>}:queues   the fleet's keys above
+  {<prefix>}:registry[:<FLOW>], {<prefix>}:catalogue[:<TASK>]   the registry and catalogue above
   <prefix>:timers:{<prefix>:t<k>}  zset  "<run>\x1f<timer id>" by due time, k = crc32(run) mod
                                          TIMER_BUCKETS: the timers, sharded over the cluster
   <prefix>:timerp:{<prefix>:t<k>}  hash  the same member -> msgpack [due ms, timer.fired event]
@@ -148,6 +154,16 @@ def flow_versions(root: str, name: str) -> str:
     """One registered flow's versions: digest -> packed spec (not ``flow:<name>``: that is
     the flow's run index)."""
     return f"{root}:registry:{name}"
+
+
+def catalogue_index(root: str) -> str:
+    """The task catalogue (`runner.client.catalogue`): task name -> its latest entry's info."""
+    return f"{root}:catalogue"
+
+
+def catalogue_versions(root: str, name: str) -> str:
+    """One task's catalogue entries: digest -> packed entry."""
+    return f"{root}:catalogue:{name}"
 
 
 def schedules_index(root: str) -> str:

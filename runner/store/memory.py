@@ -52,6 +52,8 @@ class MemoryStore:
         self._runs: dict[str, dict[str, dict[str, bytes]]] = {}
         self._flows: dict[str, bytes] = {}  # name -> info of its latest version
         self._flow_specs: dict[str, dict[str, bytes]] = {}  # name -> digest -> spec
+        self._tasks: dict[str, bytes] = {}  # task name -> info of its latest catalogue entry
+        self._task_entries: dict[str, dict[str, bytes]] = {}  # task name -> digest -> entry
         self._history: dict[str, list[bytes]] = {}
         self._expires: dict[str, float] = {}
         self._index: dict[str, dict[str, int]] = {}  # status ("" = all) -> run -> created ms
@@ -237,6 +239,19 @@ class MemoryStore:
     def flow_digests(self, name: str) -> list[str]:
         with self._lock:
             return sorted(self._flow_specs.get(name, {}))
+
+    def put_task(self, name: str, digest: str, entry: bytes, info: bytes) -> None:
+        with self._lock:
+            self._task_entries.setdefault(name, {})[digest] = entry
+            self._tasks[name] = info
+
+    def get_task(self, name: str, digest: str) -> bytes | None:
+        with self._lock:
+            return self._task_entries.get(name, {}).get(digest)
+
+    def list_tasks(self) -> dict[str, bytes]:
+        with self._lock:
+            return dict(self._tasks)
 
     def reserve(self, run_id: str, digest: bytes) -> bytes | None:
         with self._lock:

@@ -61,6 +61,9 @@ class RedisStore(ScheduleStore):
         self._replicas = Replicas(config)
         self._listings = RunListings(lambda: self.client, config.prefix, self._ix_root)
         self._flows = FlowRegistry(lambda: self.client, self._ix_root)
+        self._catalogue = FlowRegistry(
+            lambda: self.client, self._ix_root, keys.catalogue_index, keys.catalogue_versions
+        )
         self._fleet = Fleet(lambda: self.client, self._ix_root)
 
     def _on_connect(self, conn: Any) -> None:
@@ -324,6 +327,15 @@ class RedisStore(ScheduleStore):
 
     def flow_digests(self, name: str) -> list[str]:
         return self._flows.digests(name)
+
+    def put_task(self, name: str, digest: str, entry: bytes, info: bytes) -> None:
+        self._catalogue.put(name, digest, entry, info)
+
+    def get_task(self, name: str, digest: str) -> bytes | None:
+        return self._catalogue.get(name, digest)
+
+    def list_tasks(self) -> dict[str, bytes]:
+        return self._catalogue.latest()
 
     # --- listings (runner/store/redis_listings.py) -------------------------------------------
 

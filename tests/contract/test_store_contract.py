@@ -390,6 +390,19 @@ def test_the_flow_registry_keeps_every_version_and_the_latest(store: Store) -> N
     assert store.get_flow(name, "d2") == b"spec-2"
 
 
+def test_the_task_catalogue_keeps_every_entry_and_the_latest_apart_from_the_flows(store: Store) -> None:
+    name = f"t-{rid()}"
+    assert store.get_task(name, "d1") is None and name not in store.list_tasks()
+    store.put_task(name, "d1", b"entry-1", b"info-1")
+    store.put_task(name, "d2", b"entry-2", b"info-2")
+    assert store.list_tasks()[name] == b"info-2"  # the latest
+    assert (store.get_task(name, "d1"), store.get_task(name, "d2")) == (b"entry-1", b"entry-2")
+    # a flow and a task of one name: neither takes the other's keys
+    store.put_flow(name, "d1", b"spec", b"flow-info")
+    assert store.get_task(name, "d1") == b"entry-1" and store.list_tasks()[name] == b"info-2"
+    assert store.get_flow(name, "d1") == b"spec"
+
+
 # --- the fleet: workers' heartbeats and the queues runs use -------------------------------
 
 

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from runner.client import Client
+from runner.client import Client, flows
 from runner.config import Config
 from tests.helpers.openapi_check import check_response
 from tests.helpers.processes import Processes
@@ -120,3 +120,101 @@ def test_submit_by_name_complete_by_task_and_read_over_raw_http(
     code, _, flow = call("GET", "/v1/flows/lazy_flow")
     assert code == 200 and set(flow["inputs"]) >= {"user", "log"}
     assert TOKEN not in procs.logs()  # API tokens are never logged
+
+
+# A producer that cannot import the worker's module: a separate interpreter, isolated (-I; -S:
+# no site-packages, so not even ackflow), outside the repository, sending the bytes curl sends.
+PRODUCER = r"""
+import importlib.util, json, socket, sys
+assert importlib.util.find_spec("tests") is None and importlib.util.find_spec("runner") is None
+host, port, token, body = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4].encode()
+head = (f"POST /v1/runs HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n")
+with socket.create_connection((host, port), timeout=60) as s:
+    s.sendall(head.encode() + body)
+    reply = b""
+    while chunk := s.recv(65536):
+        reply += chunk
+top, _, payload = reply.partition(b"\r\n\r\n")
+print(json.dumps({"status": int(top.split()[1]), "answer": json.loads(payload)}))
+"""
+
+ORDER_YAML = """\
+flow: order_flow
+modules: [a_module_serve_must_not_import]
+items:
+  - task: reserve
+  - task: charge
+  - task: ship
+"""
+
+
+def test_an_inline_yaml_definition_from_a_process_that_cannot_import_the_module(
+    procs: Processes, client: Client, config: Config, tmp_path: Any
+) -> None:
+    import subprocess
+    import sys
+
+    base = procs.serve(env={"ACKFLOW_API_TOKEN": TOKEN})
+    procs.engine()
+    worker = procs.start("worker", "tests.helpers.semantic_flows")
+    procs.until_logged(worker, "tasks catalogued")  # what serve compiles the definition against
+    procs.until_logged(worker, "flow order_flow registered")
+    url = urlsplit(base)
+    log = f"ackflow-test:log:{uuid.uuid4().hex}"
+    rid = f"inline-{uuid.uuid4().hex}"
+
+    def produce(body: dict[str, Any]) -> tuple[int, Any]:
+        args = [
+            sys.executable,
+            "-I",
+            "-S",
+            "-c",
+            PRODUCER,
+            str(url.hostname),
+            str(url.port),
+            TOKEN,
+            json.dumps(body),
+        ]
+        done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=120, env={})
+        assert done.returncode == 0, done.stderr
+        out = json.loads(done.stdout)
+        return out["status"], out["answer"]
+
+    inputs = {"item": "lamp", "log": log, "fail_ship": False}
+    code, answer = produce({"definition": ORDER_YAML, "inputs": inputs, "run_id": rid})
+    assert code == 201 and answer["run_id"] == rid and answer["url"] == f"/v1/runs/{rid}", answer
+    assert answer["version"] == flows.info(client.store, "order_flow").digest  # the Python flow's spec
+    assert produce({"definition": ORDER_YAML, "inputs": inputs, "run_id": rid})[0] == 201
+    code, answer = produce({"definition": ORDER_YAML, "inputs": {**inputs, "item": "desk"}, "run_id": rid})
+    assert code == 409 and answer["error"]["type"] == "run_conflict"
+    code, answer = produce({"definition": ORDER_YAML.replace("task: ship", "task: shipp"), "inputs": inputs})
+    assert (
+        code == 400
+        and "items[2].task: unknown task 'shipp' (did you mean 'ship'?)" in answer["error"]["message"]
+    )
+    info = procs.wait(client, rid, 60)
+    assert info.status == "SUCCESS" and info.result == {"shipped": "sh-ch-res-lamp"}
+    # the CLI does the same without -m: `ackflow submit --definition FILE`
+    doc = tmp_path / "order.yaml"
+    doc.write_text(ORDER_YAML)
+    out = procs.run(
+        "submit",
+        "--definition",
+        str(doc),
+        "-i",
+        "item=chair",
+        "-i",
+        f"log={log}",
+        "-i",
+        "fail_ship=false",
+        "--wait",
+    )
+    assert out.returncode == 0 and "sh-ch-res-chair" in out.stdout, out.stdout + out.stderr
+    doc.write_text(ORDER_YAML.replace("task: ship", "task: shipp"))
+    out = procs.run("submit", "--definition", str(doc), "-i", "item=chair")
+    assert out.returncode == 2 and "order.yaml:6: items[2].task: unknown task 'shipp'" in out.stderr, (
+        out.stderr
+    )
+    assert procs.run("submit", "order_flow", "--definition", str(doc)).returncode == 2

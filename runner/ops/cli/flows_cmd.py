@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import click
 
+from runner.client import catalogue
 from runner.client import flows as registry
 from runner.client.render import timestamp
+from runner.define.tasks import REGISTRY
 from runner.ops.cli.common import client_from, echo, echo_json, handle_errors
 
 
@@ -19,7 +21,8 @@ def flows() -> None:
 @click.pass_context
 @handle_errors
 def register(ctx: click.Context, modules: tuple[str, ...]) -> None:
-    """Register the flows MODULE... define (workers do it for the modules they load)."""
+    """Register the flows MODULE... define, and record their tasks in the task catalogue
+    (workers do both for the modules they load)."""
     from runner.define.loading import flows_in, import_module
 
     found = [(m, f) for m in modules for f in flows_in(import_module(m))]
@@ -28,6 +31,7 @@ def register(ctx: click.Context, modules: tuple[str, ...]) -> None:
             f"no flow defined at the top level of {', '.join(modules)}", param_hint="MODULE"
         )
     with client_from(ctx) as client:
+        catalogue.record(client.store, REGISTRY, by=f"ackflow flows register {' '.join(modules)}")
         for module, f in found:
             info = registry.register(client.store, f.compile(), by=f"ackflow flows register {module}")
             echo(f"{info.name:<24} {info.digest[:12]}  ({len(info.tasks)} tasks, from {module})")
@@ -53,6 +57,7 @@ def apply(ctx: click.Context, files: tuple[str, ...], modules: tuple[str, ...], 
             echo(f"{f}: flow {spec.name} ok ({len(spec.tasks)} tasks)")
         return
     with client_from(ctx) as client:
+        catalogue.record(client.store, REGISTRY, by=f"ackflow flows apply {' '.join(files)}")
         for f, spec in specs:
             info = registry.register(client.store, spec, by=f"ackflow flows apply {f}")
             echo(f"{info.name:<24} {info.digest[:12]}  ({len(info.tasks)} tasks, from {f})")

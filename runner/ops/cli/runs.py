@@ -7,7 +7,7 @@ import logging
 import click
 
 from runner import states
-from runner.client import HistoryEntry, flows
+from runner.client import Client, HistoryEntry, flows
 from runner.client.client import MAX_DEADLINE_S
 from runner.client.render import (
     history_dict,
@@ -21,6 +21,7 @@ from runner.client.render import (
 )
 from runner.config import Config
 from runner.define.input_types import text_inputs
+from runner.define.spec import FlowSpec
 from runner.errors import FlowDefinitionError, UnknownFlowError
 from runner.ops.cli.common import (
     check_run_id_option,
@@ -110,7 +111,13 @@ def run(
 
 
 @click.command()
-@click.argument("flow_ref", metavar="MODULE:FLOW|NAME")
+@click.argument("flow_ref", metavar="MODULE:FLOW|NAME", required=False)
+@click.option(
+    "--definition",
+    metavar="FILE",
+    help="Instead of a flow: a flow document (YAML or JSON), compiled against the task catalogue "
+    "workers record; nothing is imported.",
+)
 @with_inputs
 @click.option(
     "--run-id",
@@ -134,7 +141,8 @@ def run(
 @handle_errors
 def submit(
     ctx: click.Context,
-    flow_ref: str,
+    flow_ref: str | None,
+    definition: str | None,
     pairs: tuple[str, ...],
     inputs_json: str | None,
     run_id: str | None,
@@ -147,22 +155,30 @@ def submit(
 ) -> None:
     """Enqueue a run of MODULE:FLOW, or of a registered flow by NAME (`ackflow flows`),
     validated first; print its id. With --at or --in the engines start it then (a one-shot
-    schedule, `ackflow schedule list`)."""
+    schedule, `ackflow schedule list`). --definition FILE runs a flow document instead (as
+    ``POST /v1/runs`` with ``"definition"``)."""
     from runner.define.loading import load_flow
 
-    if at is not None or in_ is not None:
+    if (flow_ref is None) == (definition is None):
+        raise click.UsageError("give a flow (MODULE:FLOW or NAME) or --definition FILE, one of them")
+    if definition is not None and (version or at or in_):
+        raise click.BadParameter("--version, --at and --in need a flow NAME", param_hint="--definition")
+    if flow_ref is not None and (at is not None or in_ is not None):
         _submit_later(ctx, flow_ref, pairs, inputs_json, run_id, version, (wait_, deadline_s), at, in_)
         return
     with client_from(ctx) as client:
-        if ":" in flow_ref:
+        ref = flow_ref or ""
+        if definition is not None:
+            spec = _from_catalogue(client, definition)
+        elif ":" in ref:
             if version:
                 raise click.BadParameter(
                     "--version applies to a flow submitted by name", param_hint="--version"
                 )
-            spec = load_flow(flow_ref).compile()
+            spec = load_flow(ref).compile()
         else:
             try:
-                spec = flows.get(client.store, flow_ref, version)
+                spec = flows.get(client.store, ref, version)
             except UnknownFlowError as e:
                 raise FlowDefinitionError(f"{e} (or write MODULE:FLOW to import the flow)") from None
         inputs = parse_inputs(pairs, inputs_json, text_inputs(spec.input_kinds))
@@ -172,6 +188,19 @@ def submit(
             info = client.wait(rid, timeout_s, print_history_entry, print_progress)
             echo_lines(outcome_lines(info))
             exit_for(info)
+
+
+def _from_catalogue(client: Client, path: str) -> FlowSpec:
+    """The spec of the flow document at ``path``, compiled against the task catalogue."""
+    from pathlib import Path
+
+    from runner.client import catalogue
+
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise FlowDefinitionError(f"{path}: {e.strerror or e}") from None
+    return catalogue.compile_definition(client.store, text, source=path)
 
 
 def _submit_later(

@@ -36,10 +36,20 @@ SCHEMAS: dict[str, Any] = {
     },
     "SubmitRequest": {
         "type": "object",
-        "required": ["flow"],
+        "description": "A run of a registered flow (flow, optionally version) or of an inline "
+        "flow definition (definition), compiled by the server against the task catalogue "
+        "that workers record; exactly one of flow and definition.",
+        "oneOf": [{"required": ["flow"]}, {"required": ["definition"], "not": {"required": ["version"]}}],
         "additionalProperties": False,
         "properties": {
             "flow": {"type": "string", "description": "a registered flow's name"},
+            "definition": {
+                "description": "an inline flow definition: a flow document (the YAML/JSON format of "
+                "`ackflow flows apply`, JSON Schema runner/define/flow.schema.json) as an object, or "
+                "its YAML or JSON text; its tasks are looked up in the task catalogue, its modules "
+                "are not imported",
+                "oneOf": [{"type": "object"}, {"type": "string"}],
+            },
             "inputs": {"type": "object"},
             "run_id": {"type": "string", "pattern": "^[A-Za-z0-9_.:\\-]{1,128}$"},
             "version": {"type": "string", "description": "a version's digest (or its prefix)"},
@@ -50,7 +60,12 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["run_id", "flow", "url"],
         "additionalProperties": False,
-        "properties": {"run_id": {"type": "string"}, "flow": {"type": "string"}, "url": {"type": "string"}},
+        "properties": {
+            "run_id": {"type": "string"},
+            "flow": {"type": "string"},
+            "url": {"type": "string"},
+            "version": {"type": "string", "description": "an inline definition's compiled spec's digest"},
+        },
     },
     "RunSummary": {
         "type": "object",
@@ -296,7 +311,7 @@ PATHS: dict[str, Any] = {
     "/v1/fail": _token_completion("FailRequest", "Fail the waiting task a completion token names"),
     "/v1/runs": {
         "post": _op(
-            "Submit a run of a registered flow (idempotent by run_id)",
+            "Submit a run of a registered flow or of an inline definition (idempotent by run_id)",
             "submit",
             {
                 "201": _json(_ref("Submitted"), "submitted (or already submitted alike)", _LOCATION),

@@ -1,7 +1,8 @@
 """The REST API of ``ackflow serve``, under ``/v1`` (its OpenAPI document: `runner.ops.http.openapi`,
 served at ``GET /v1/openapi.json``):
 
-    POST /v1/runs                               submit a registered flow by name      scope submit
+    POST /v1/runs                     submit a registered flow by name, or an inline definition
+                                      (`runner.ops.http.rest_submit`)                  scope submit
     GET  /v1/runs?status=&flow=&since_ms=&before=&limit=   a page of runs, newest first   read
     GET  /v1/runs/{id}                          a run, its tasks, result or error          read
     GET  /v1/runs/{id}/history                  its transitions                            read
@@ -25,7 +26,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -33,7 +33,6 @@ from starlette.routing import Route
 
 from runner import states
 from runner.client import Client, flows
-from runner.client.client import MAX_DEADLINE_S
 from runner.client.render import history_dict, json_safe, run_dict, summary_dict
 from runner.errors import (
     AckflowError,
@@ -54,6 +53,7 @@ from runner.errors import (
     UnknownInputError,
     WaitTimeout,
 )
+from runner.ops.http import rest_submit
 from runner.ops.http.api import MAX_WAIT_S, Api
 from runner.ops.http.guard import host_name
 from runner.ops.http.openapi import document
@@ -61,7 +61,6 @@ from runner.ops.http.rest_schedules import ScheduleRoutes
 from runner.ops.http.tokens import ApiTokens
 
 MAX_LIMIT = 200
-_SUBMIT_FIELDS = {"flow", "inputs", "run_id", "version", "deadline_s"}
 _BAD_INPUT = (  # most specific first
     (UnknownFlowError, "unknown_flow"),
     (UnknownInputError, "unknown_input"),
@@ -278,39 +277,10 @@ class Rest:
         body = await self._json(request)
         if isinstance(body, Response):
             return body
-        unknown = sorted(set(body) - _SUBMIT_FIELDS)
-        if unknown:
-            return error(
-                400,
-                "bad_request",
-                f"unknown field {unknown[0]!r} (fields: {', '.join(sorted(_SUBMIT_FIELDS))})",
-            )
-        flow, inputs = body.get("flow"), body.get("inputs", {})
-        run_id, version, deadline = body.get("run_id"), body.get("version"), body.get("deadline_s")
-        if not isinstance(flow, str) or not flow:
-            return error(400, "bad_request", 'a run needs "flow": the name of a registered flow')
-        if not isinstance(inputs, dict):
-            return error(400, "bad_request", '"inputs" must be a JSON object of input names to values')
-        for name, value in (("run_id", run_id), ("version", version)):
-            if value is not None and not isinstance(value, str):
-                return error(400, "bad_request", f'"{name}" must be a string')
-        if deadline is not None and (
-            isinstance(deadline, bool)
-            or not isinstance(deadline, int | float)
-            or not 0 < deadline <= MAX_DEADLINE_S
-        ):
-            return error(
-                400,
-                "bad_request",
-                f'"deadline_s" must be a number of seconds > 0 and at most {MAX_DEADLINE_S}',
-            )
-
-        def send(client: Client) -> Response:
-            rid = client.submit(flow, inputs, run_id=run_id, timeout_s=deadline, version=version)
-            where = f"/v1/runs/{quote(rid, safe=':')}"
-            return JSONResponse({"run_id": rid, "flow": flow, "url": where}, 201, headers={"Location": where})
-
-        return await self._run(True, send)
+        bad = rest_submit.refusal(body)
+        if bad is not None:
+            return bad
+        return await self._run(True, rest_submit.sender(body))
 
     async def get_run(self, request: Request) -> Response:
         refused = self._refusal(request, "read")
