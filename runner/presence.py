@@ -11,6 +11,7 @@ Liveness compares the reader's clock with the writer's (as leases do): keep cloc
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -23,7 +24,8 @@ LIVE, LOST, STOPPED = "live", "lost", "stopped"
 BEATS_BEFORE_LOST = 3  # a worker silent for this many beats is lost
 
 
-def ackflow_version() -> str:
+@functools.cache  # the installed version cannot change under a running process; reading
+def ackflow_version() -> str:  # the package metadata costs milliseconds (each worker start)
     try:
         return version("ackflow")
     except PackageNotFoundError:  # pragma: no cover - run from a tree that is not installed
