@@ -58,6 +58,8 @@ def test_the_smallest_bench_reports_every_workload_and_an_absent_peer(
     assert re.match(r"\d+\.\d\d", cpu_chains[cols.index("worker")]), cpu_chains
     assert [r[0] for r in rows(text, "chain ") + rows(text, "map ")] == ["chain", "map"]
     assert "Idle latency of one 10-step chain" in text
+    # how the shared Redis persists is said once: the figures depend on it
+    assert re.search(r"^Redis: appendonly (yes|no), appendfsync \w+: (not )?durable", text, re.M), text[-500:]
 
     report = json.loads(out.read_text())
     assert set(report["workloads"]) == {"chains", "chords", "local", "scale2"}
@@ -65,6 +67,7 @@ def test_the_smallest_bench_reports_every_workload_and_an_absent_peer(
     assert report["workloads"]["chains"]["ratio"] is None
     assert len(report["workloads"]["chains"]["ackflow"]["steps_per_s"]) == 1
     assert report["peers"]["celery"].startswith("not installed")
+    assert report["redis"].startswith("appendonly "), report["redis"]
     assert set(report["size"]) == {"chain", "map"}
     assert report["size"]["chain"]["sizes"]["5"]["bytes_per_task"] > 0
 

@@ -158,6 +158,8 @@ def markdown(raw: dict[str, Any], summary: dict[str, Any], sz: Sizes) -> str:
         lines += [f"| {k} | {_n(v, 1)} |" for k, v in raw["limits"].items()]
     if "error" in raw:
         lines += ["", f"The measurements after the rounds failed: {raw['error']}"]
+    if "redis" in raw:
+        lines += ["", f"Redis: {raw['redis']}."]
     lines += ["", f"({raw['seconds']:.0f} s in all)"]
     return "\n".join(lines)
 

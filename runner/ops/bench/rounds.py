@@ -11,6 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 from runner.config import Config
+from runner.connect import open_store
+from runner.engine.durability import judge
 from runner.examples.noop import chain
 from runner.ops.bench import ackflow_runs as af
 from runner.ops.bench import failover, limits, size
@@ -146,12 +148,30 @@ def once(base: Config, sz: Sizes) -> dict[str, Any]:
     return out
 
 
+def redis_setting(base: Config) -> str:
+    """How the Redis that ackflow and the Celery peer share persists writes: one line."""
+    store = open_store(base)
+    try:
+        verdict = judge(store.durability_settings())
+    finally:
+        store.close()
+    if not verdict.checked:
+        return "durability unknown (CONFIG GET refused)"
+    got = verdict.settings
+    return f"appendonly {got.get('appendonly', '?')}, appendfsync {got.get('appendfsync', '?')}: " + (
+        "durable" if verdict.durable else "not durable, so no commit waits for a disk (either system's)"
+    )
+
+
 def run(base: Config, sz: Sizes, peers_wanted: tuple[str, ...], scale: bool = False) -> dict[str, Any]:
-    """Every round, then `once`: the raw figures, the peers' versions (or why absent), timings."""
+    """Every round, then `once`: the raw figures, the peers' versions (or why absent), the
+    Redis setting, timings."""
     t0 = time.perf_counter()
     peers = peer_versions(peers_wanted)
     for name, version in peers.items():
         say(f"{PEERS[name]}: {version or absent_reason(name, peers_wanted)}")
+    redis = redis_setting(base)
+    say(f"Redis: {redis}")
     rec = Recorder()
     for r in range(sz.rounds):
         say(f"round {r + 1}/{sz.rounds} ({'ackflow' if r % 2 == 0 else 'peer'} first)")
@@ -165,5 +185,6 @@ def run(base: Config, sz: Sizes, peers_wanted: tuple[str, ...], scale: bool = Fa
         **rest,
         "peers": {n: v or absent_reason(n, peers_wanted) for n, v in peers.items()},
         "peer_installed": {n: v is not None for n, v in peers.items()},
+        "redis": redis,
         "seconds": time.perf_counter() - t0,
     }
