@@ -44,6 +44,7 @@ from workers import task_log
 from workers.aio import DEFAULT_ASYNC_CONCURRENCY, EventLoop, run_attempt
 from workers.execute import execute
 from workers.leases import (
+    NO_LEASE_DUE,
     Heartbeats,
     Running,
     due_for_lease,
@@ -168,9 +169,11 @@ class Worker:
     def run_once(self, timeout_s: float = 1.0) -> int:
         """Publish finished results, take new requests; return how many deliveries arrived."""
         self._finish()
-        self._announce_started()
-        self._lease_long_tasks()
-        wait = min(timeout_s, self._until_next_lease(), self._until_next_announce())
+        wait = min(timeout_s, NO_LEASE_DUE)  # what the two waits below come to with none running
+        if self._running:  # none dispatched and unsettled: nothing to announce or lease
+            self._announce_started()
+            self._lease_long_tasks()
+            wait = min(timeout_s, self._until_next_lease(), self._until_next_announce())
         if not self.idle and not self.broker.can_wake:
             quiet = self._clock() - self._active_at
             wait = min(wait, max(_BUSY_POLL_MIN_S, min(_BUSY_POLL_MAX_S, quiet / 4)))
@@ -383,10 +386,8 @@ class Worker:
         due = due_for_lease(self.snapshot(), self.config.ack_after_s, self._clock())
         if not due:
             return
-        try:
-            self._publish(
-                [leased_event(r, self.name) for r in due]
-            )  # the lease is durable before the delivery goes
+        try:  # the lease is durable before the delivery goes
+            self._publish([leased_event(r, self.name) for r in due])
         except BrokerError as e:
             log.warning("could not publish lease events (%s); the tasks keep their deliveries", e)
             return

@@ -66,6 +66,8 @@ class LocalBroker:
         self._consuming: list[str] = []
         self._prefetch = 1
         self._unacked: dict[int, tuple[str, Outgoing, int]] = {}
+        self._matched: list[tuple[str, deque[tuple[Outgoing, int]]]] = []  # see `_queues`
+        self._matched_of: tuple[int, list[str]] | None = None
 
     def physical(self, logical: str) -> str:
         return logical  # an in-process queue has no other name
@@ -100,24 +102,29 @@ class LocalBroker:
     def consumes(self, queue: str) -> bool:
         return any(queue == q or (q.endswith("*") and queue.startswith(q[:-1])) for q in self._consuming)
 
-    def _queues(self) -> list[str]:
-        """The consumed queues; a name ending in ``*`` matches every queue with that prefix."""
-        out = []
-        for q in self._consuming:
-            if q.endswith("*"):
-                out += [name for name in self._hub.queues if name.startswith(q[:-1])]
-            else:
-                out.append(q)
-        return out
+    def _queues(self) -> list[tuple[str, deque[tuple[Outgoing, int]]]]:
+        """The consumed queues, with their deques; a name ending in ``*`` matches every queue
+        with that prefix. Recomputed only when the hub has queues it had not (queues are
+        never removed, so their number tells), or what is consumed changed."""
+        queues = self._hub.queues
+        if self._matched_of != (len(queues), self._consuming):
+            out = []
+            for q in self._consuming:
+                if q.endswith("*"):
+                    out += [(name, dq) for name, dq in queues.items() if name.startswith(q[:-1])]
+                else:
+                    out.append((q, queues[q]))
+            self._matched, self._matched_of = out, (len(queues), self._consuming)
+        return self._matched
 
     def _take(self) -> list[Delivery]:
-        out = []
-        for q in self._queues():
-            dq = self._hub.queues[q]
-            while dq and len(self._unacked) < self._prefetch:
+        out: list[Delivery] = []
+        unacked = self._unacked
+        for q, dq in self._queues():
+            while dq and len(unacked) < self._prefetch:
                 msg, count = dq.popleft()
                 tag = next(self._tags)
-                self._unacked[tag] = (q, msg, count)
+                unacked[tag] = (q, msg, count)
                 out.append(
                     Delivery(
                         body=msg.body,

@@ -6,6 +6,7 @@ Its output is bound to the name(s) in ``provides``.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -78,7 +79,7 @@ class TaskDef:
         """The simple kinds of the task's parameters that have one (what submits check)."""
         return dict(self.kinds) if self.kinds is not None else param_kinds(self.fn)
 
-    @property
+    @functools.cached_property  # ``fn`` never changes (frozen); workers ask once per request
     def is_async(self) -> bool:
         """An ``async def`` task: workers run it on their event loop, not in a thread."""
         return is_async_function(self.fn)

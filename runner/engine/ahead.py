@@ -47,6 +47,8 @@ class Ahead(NamedTuple):
 def commit_ahead(reader: RunReader, store: Store, deliveries: Sequence[Delivery]) -> dict[int, Ahead]:
     """Commit the first event of each run among ``deliveries`` (up to the first redelivered
     one) together, when there are at least two: id() of each such delivery -> `Ahead`."""
+    if len(deliveries) < 2 or deliveries[0].redelivered or deliveries[1].redelivered:
+        return {}  # fewer than two events before the first redelivered one: nothing to decode
     firsts: list[tuple[Delivery, Event]] = []
     runs: set[str] = set()
     for d in deliveries:
