@@ -127,7 +127,9 @@ class Broker(Protocol):
     can_wake: bool
 
     def wakeup(self) -> None:
-        """Make a concurrent `poll` return early (thread-safe); may do nothing."""
+        """Make a concurrent `poll` return early (thread-safe); one that comes before the
+        next poll makes that poll return at once (a wakeup is never lost between a caller's
+        last look at its work and its poll). May do nothing when `can_wake` is False."""
         ...
 
 

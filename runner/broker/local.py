@@ -66,6 +66,7 @@ class LocalBroker:
         self._consuming: list[str] = []
         self._prefetch = 1
         self._unacked: dict[int, tuple[str, Outgoing, int]] = {}
+        self._woken = False  # a `wakeup` not yet seen by a `poll`: the next one returns at once
         self._matched: list[tuple[str, deque[tuple[Outgoing, int]]]] = []  # see `_queues`
         self._matched_of: tuple[int, list[str]] | None = None
 
@@ -142,14 +143,17 @@ class LocalBroker:
     def poll(self, timeout_s: float) -> list[Delivery]:
         with self._hub.lock:
             got = self._take()
-            if got or timeout_s <= 0:
-                return got
-            self.cond.wait(timeout_s)
-            return self._take()
+            if not (got or timeout_s <= 0 or self._woken):
+                self.cond.wait(timeout_s)
+                got = self._take()
+            self._woken = False
+            return got
 
     def keepalive(self, timeout_s: float) -> None:
         with self._hub.lock:
-            self.cond.wait(timeout_s)
+            if not self._woken:
+                self.cond.wait(timeout_s)
+            self._woken = False
 
     def publish(self, messages: Sequence[Outgoing]) -> None:
         with self._hub.lock:
@@ -186,7 +190,11 @@ class LocalBroker:
             self._hub.notify(DEAD_QUEUE)
 
     def wakeup(self) -> None:
+        """Sticky, as a byte in the kombu broker's pipe: a wakeup that comes before the
+        `poll` (a task that finished while the worker's loop was between looking for results
+        and waiting) ends that poll at once instead of being lost."""
         with self._hub.lock:
+            self._woken = True
             self.cond.notify_all()
 
     def close(self) -> None:

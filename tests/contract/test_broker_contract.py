@@ -242,14 +242,26 @@ def test_wakeup_ends_a_poll_from_another_thread(brokers: Brokers) -> None:
 
     t = threading.Thread(target=poll_long, daemon=True)
     t.start()
-    deadline = time.monotonic() + PATIENCE_S
-    # A local wakeup is not sticky (it notifies a waiting poll), so repeat it until the poll
-    # has returned; the kombu one is (a byte in a pipe).
-    while not returned.wait(0.05):
-        assert time.monotonic() < deadline, "wakeup never ended the poll"
-        c.wakeup()
+    c.wakeup()  # once, whether or not the poll is waiting yet: a wakeup is sticky
+    assert returned.wait(PATIENCE_S), "wakeup never ended the poll"
     t.join()
     assert result == [[]]
+
+
+def test_a_wakeup_before_a_poll_ends_that_poll_at_once(brokers: Brokers) -> None:
+    """A worker's task that finishes between the loop's last look for results and its poll
+    wakes the loop before it waits: that wakeup must end the poll, not be lost (the result
+    would wait for the poll's timeout)."""
+    c = consumer(brokers, QUEUE)
+    c.poll(0)  # connected and consuming
+    c.wakeup()
+    returned = threading.Event()
+    threading.Thread(target=lambda: (c.poll(PATIENCE_S * 10), returned.set()), daemon=True).start()
+    try:
+        assert returned.wait(PATIENCE_S), "the wakeup before the poll was lost"
+    finally:
+        c.wakeup()  # end a poll left waiting
+    assert returned.wait(PATIENCE_S)
 
 
 def test_dead_letters_are_listed_shown_replayed_and_purged(brokers: Brokers) -> None:
