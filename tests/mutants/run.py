@@ -90,7 +90,7 @@ def copy_tree() -> Path:
 
 def pytest(copy: Path, targets: list[str], log: Path) -> tuple[int | None, str]:
     """Run pytest on the copy; (exit code, None on a timeout; its output)."""
-    env = dict(os.environ, PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1")
+    env = dict(os.environ, PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1", ACKFLOW_MUTANT_COPY="1")
     cmd = [
         sys.executable,
         *("-m", "pytest", "-x", "-q", "-p", "no:randomly", "-p", "no:cacheprovider", "-rfE"),

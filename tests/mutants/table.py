@@ -311,11 +311,11 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "M28",
         "workers/loop.py",
-        """            self._publish(
-                [leased_event(r, self.name) for r in due]
-            )  # the lease is durable before the delivery goes
+        """        try:  # the lease is durable before the delivery goes
+            self._publish([leased_event(r, self.name) for r in due])
         except BrokerError as e:""",
-        """            for r in due:
+        """        try:
+            for r in due:
                 self.broker.ack(r.delivery)
             self._publish([leased_event(r, self.name) for r in due])
         except BrokerError as e:""",
